@@ -1,0 +1,47 @@
+# perfagent build, test and demo targets.
+GO        ?= go
+BIN       := bin
+VERSION   := $(shell cat VERSION)
+REVISION  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+BRANCH    := $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+VPKG      := github.com/prometheus/common/version
+LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all build test test-short lint run demo bench clean
+
+all: lint test build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/perfagent ./cmd/perfagent
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/llmsim ./cmd/llmsim
+
+# The whole suite, with the race detector. Tests that need Debian's
+# prometheus/promtool skip (saying so) when it is not installed; .ci/run
+# installs it.
+test:
+	$(GO) test -race -count=1 ./...
+
+test-short:
+	$(GO) test -short ./...
+
+lint:
+	@fmt=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$fmt" ]; then echo "not gofmt-formatted:"; echo "$$fmt"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+run: build
+	$(BIN)/perfagent --config.file=examples/perfagent.yml --storage.path=data/
+
+demo: build
+	./examples/demo/run.sh $(BIN)
+
+# Benchmarks write a JSON report (bench.json) with each result and its
+# ratio to the smallest case of its family, measured in the same run.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./... | tee bench.txt
+	$(GO) run ./internal/benchreport < bench.txt > bench.json
+
+clean:
+	rm -rf $(BIN) data bench.txt bench.json

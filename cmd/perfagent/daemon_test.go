@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// vllmServer serves a small vLLM V1 exposition whose counters grow with
+// wall time, as a live server's do.
+func vllmServer(t *testing.T, model string) *httptest.Server {
+	t.Helper()
+	start := time.Now()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		s := time.Since(start).Seconds()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, `# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name=%[1]q} 12
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{engine="0",model_name=%[1]q} 2
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{engine="0",model_name=%[1]q} 0.5
+# TYPE vllm:generation_tokens_total counter
+vllm:generation_tokens_total{engine="0",model_name=%[1]q} %[2]g
+# TYPE vllm:cache_config_info gauge
+vllm:cache_config_info{block_size="16",engine="0",gpu_memory_utilization="0.9",num_gpu_blocks="1000"} 1
+`, model, 1000+400*s)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
+
+// testAgent is a running agent in this process.
+type testAgent struct {
+	url    string
+	config string
+	stderr *syncBuffer
+	stop   func() int
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startAgent(t *testing.T, config string, extra ...func(*daemonFlags)) *testAgent {
+	t.Helper()
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "perfagent.yml")
+	if err := os.WriteFile(cfgFile, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	f := daemonFlags{
+		configFile: cfgFile, listenAddress: addr, storagePath: filepath.Join(dir, "data"),
+		storageRetention: "1h", logLevel: "debug", logFormat: "logfmt",
+	}
+	for _, e := range extra {
+		e(&f)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	stderr := &syncBuffer{}
+	go func() { done <- serve(ctx, f, stderr) }()
+	a := &testAgent{url: "http://" + addr, config: cfgFile, stderr: stderr}
+	var once sync.Once
+	code := 0
+	a.stop = func() int {
+		once.Do(func() {
+			cancel()
+			select {
+			case code = <-done:
+			case <-time.After(20 * time.Second):
+				t.Error("agent did not stop within 20s")
+			}
+		})
+		return code
+	}
+	t.Cleanup(func() {
+		a.stop()
+		if t.Failed() {
+			t.Logf("agent log:\n%s", stderr.String())
+		}
+	})
+	return a
+}
+
+// waitFor polls cond every 100ms for up to 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func post(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func fastConfig(targets ...string) string {
+	var b strings.Builder
+	b.WriteString("global: {scrape_interval: 250ms, scrape_timeout: 200ms, evaluation_interval: 250ms}\ncollector: {rate_window: 2s}\nsource:\n  targets:\n")
+	for _, t := range targets {
+		fmt.Fprintf(&b, "    - url: %s/metrics\n", t)
+	}
+	return b.String()
+}
+
+// waitReady waits until the agent listens and has collected once.
+func waitReady(t *testing.T, a *testAgent) {
+	t.Helper()
+	waitFor(t, "/-/ready", func() bool {
+		resp, err := http.Get(a.url + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func TestDaemonEmbeddedModeServesSignals(t *testing.T) {
+	v := vllmServer(t, "llama-8b")
+	a := startAgent(t, fastConfig(v.URL))
+	waitReady(t, a)
+	if code, body := get(t, a.url+"/-/healthy"); code != 200 || !strings.Contains(body, "Healthy") {
+		t.Errorf("/-/healthy = %d %q", code, body)
+	}
+	inst := strings.TrimPrefix(v.URL, "http://")
+	// The rate needs two scrapes inside the window.
+	waitFor(t, "generation rate", func() bool {
+		_, body := get(t, a.url+"/metrics")
+		return strings.Contains(body, "llm_generation_tokens_per_second{")
+	})
+	_, metrics := get(t, a.url+"/metrics")
+	for _, want := range []string{
+		fmt.Sprintf(`llm_requests_running{engine="vllm",instance=%q,model="llama-8b"} 12`, inst),
+		fmt.Sprintf(`llm_kv_cache_capacity_tokens{engine="vllm",instance=%q,model="llama-8b"} 16000`, inst),
+		`perfagent_instances{engine="vllm"} 1`,
+		`perfagent_source_up 1`,
+		`perfagent_config_last_reload_successful 1`,
+		`perfagent_build_info{`,
+		`perfagent_collection_duration_seconds_count`,
+		`perfagent_source_query_duration_seconds_bucket`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	checkMetricsWithPromtool(t, metrics)
+
+	var inst1 struct {
+		Data struct {
+			Instance string
+			Engine   string
+			Settings map[string]struct{ Value, Source string }
+			History  []struct {
+				Name   string
+				Values [][2]string
+			}
+		}
+	}
+	end := float64(time.Now().UnixMilli())/1000 + 1
+	q := fmt.Sprintf("%s/api/v1/instances/%s?start=%.3f&end=%.3f&step=0.25", a.url, inst, end-60, end)
+	code, body := get(t, q)
+	if code != 200 {
+		t.Fatalf("GET %s = %d %s", q, code, body)
+	}
+	if err := json.Unmarshal([]byte(body), &inst1); err != nil {
+		t.Fatal(err)
+	}
+	if inst1.Data.Engine != "vllm" || inst1.Data.Settings["gpu_memory_utilization"].Value != "0.9" {
+		t.Errorf("instance = %+v", inst1.Data)
+	}
+	found := false
+	for _, h := range inst1.Data.History {
+		found = found || (h.Name == "llm_requests_running" && len(h.Values) > 0)
+	}
+	if !found {
+		t.Errorf("history lacks llm_requests_running: %s", body)
+	}
+}
+
+// checkMetricsWithPromtool runs Debian's promtool over a /metrics page.
+func checkMetricsWithPromtool(t *testing.T, page string) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Log("promtool not installed (apt-get install prometheus); skipping promtool check metrics")
+		return
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(page)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestDaemonReloadKeepsOldConfigOnError(t *testing.T) {
+	v := vllmServer(t, "m")
+	a := startAgent(t, fastConfig(v.URL))
+	waitReady(t, a)
+	if err := os.WriteFile(a.config, []byte("source:\n  targets:\n    - url: ftp://nope\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, body := post(t, a.url+"/-/reload", "")
+	if code != http.StatusInternalServerError || !strings.Contains(body, "perfagent.yml:3: field source.targets[0].url") {
+		t.Errorf("/-/reload with a bad file = %d %q", code, body)
+	}
+	_, metrics := get(t, a.url+"/metrics")
+	if !strings.Contains(metrics, "perfagent_config_last_reload_successful 0") {
+		t.Error("perfagent_config_last_reload_successful is not 0 after a failed reload")
+	}
+	_, cfg := get(t, a.url+"/api/v1/config")
+	if !strings.Contains(cfg, strings.TrimPrefix(v.URL, "http://")) {
+		t.Errorf("config after failed reload = %s, want the old one", cfg)
+	}
+	if code, _ := get(t, a.url+"/-/ready"); code != 200 {
+		t.Error("agent not ready after a failed reload")
+	}
+
+	// A good file through SIGHUP takes effect.
+	w := vllmServer(t, "other")
+	if err := os.WriteFile(a.config, []byte(fastConfig(w.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "reload through SIGHUP", func() bool {
+		_, m := get(t, a.url+"/metrics")
+		return strings.Contains(m, "perfagent_config_last_reload_successful 1")
+	})
+	waitFor(t, "the new target's signals", func() bool {
+		_, m := get(t, a.url+"/metrics")
+		return strings.Contains(m, `model="other"`) && !strings.Contains(m, `model="m"`)
+	})
+}
+
+func TestDaemonRefusesBadConfigAtStart(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "bad.yml")
+	if err := os.WriteFile(cfgFile, []byte("source:\n  prometheus:\n    url: http://a:9090\n    retries: -2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--config.file", cfgFile, "--storage.path", filepath.Join(dir, "data"), "--web.listen-address", freeAddr(t)}, &stdout, &stderr)
+	if code != exitUsage {
+		t.Errorf("exit code = %d, want %d", code, exitUsage)
+	}
+	if !strings.Contains(stderr.String(), "bad.yml:4: field source.prometheus.retries: must not be negative") {
+		t.Errorf("stderr = %s", stderr.String())
+	}
+}
+
+func TestCheckConfigCommand(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yml")
+	bad := filepath.Join(dir, "bad.yml")
+	_ = os.WriteFile(good, []byte("source: {prometheus: {url: http://127.0.0.1:9090}}\n"), 0o644)
+	_ = os.WriteFile(bad, []byte("source: {}\ncollector:\n  profile_files: [missing/*.yml]\n"), 0o644)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check", "config", good}, &stdout, &stderr); code != exitSuccess {
+		t.Errorf("check config good = %d, stderr %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "SUCCESS: remote mode, 3 engine profiles") {
+		t.Errorf("stdout = %s", stdout.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"check", "config", good, bad}, &stdout, &stderr); code != exitFailure {
+		t.Errorf("check config bad = %d", code)
+	}
+	if !strings.Contains(stderr.String(), "bad.yml:1: field source: no data source") {
+		t.Errorf("stderr = %s", stderr.String())
+	}
+	if code := run([]string{"--version"}, &stdout, &stderr); code != exitSuccess || !strings.Contains(stdout.String(), "perfagent, version") {
+		t.Errorf("--version = %d %q", code, stdout.String())
+	}
+	if code := run([]string{"--no-such-flag"}, &stdout, &stderr); code != exitUsage {
+		t.Errorf("unknown flag exit = %d, want %d", code, exitUsage)
+	}
+}
+
+func TestDaemonWebConfigBasicAuth(t *testing.T) {
+	v := vllmServer(t, "m")
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webCfg := filepath.Join(t.TempDir(), "web.yml")
+	_ = os.WriteFile(webCfg, []byte(fmt.Sprintf("basic_auth_users:\n  alice: %s\n", hash)), 0o644)
+	a := startAgent(t, fastConfig(v.URL), func(f *daemonFlags) { f.webConfigFile = webCfg })
+	waitFor(t, "listener", func() bool {
+		resp, err := http.Get(a.url + "/-/healthy")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusUnauthorized
+	})
+	req, _ := http.NewRequest(http.MethodGet, a.url+"/api/v1/health", nil)
+	req.SetBasicAuth("alice", "pw")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("authenticated /api/v1/health = %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/version"
+)
+
+// Exit codes, as promtool has them.
+const (
+	exitSuccess = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+func main() {
+	if version.Version == "" {
+		// Set by the Makefile from VERSION; plain go build gets this.
+		version.Version = "dev"
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// daemonFlags are the flags of the agent's main job.
+type daemonFlags struct {
+	configFile       string
+	listenAddress    string
+	webConfigFile    string
+	storagePath      string
+	storageRetention string
+	logLevel         string
+	logFormat        string
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	app := kingpin.New(filepath.Base("perfagent"), "Performance agent for LLM inference fleets: reads vLLM, SGLang and TGI metrics, normalizes them into signals, and serves them.")
+	app.Version(version.Print("perfagent"))
+	app.HelpFlag.Short('h')
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stderr)
+	// --help and --version end the command here, not the process, so
+	// run stays testable.
+	terminated := -1
+	app.Terminate(func(code int) {
+		if terminated < 0 {
+			terminated = code
+		}
+	})
+
+	var f daemonFlags
+	serveCmd := app.Command("run", "Run the agent (the default command).").Default()
+	serveCmd.Flag("config.file", "perfagent configuration file.").Default("perfagent.yml").StringVar(&f.configFile)
+	serveCmd.Flag("web.listen-address", "Address to listen on for the API, the web page and /metrics.").Default(":8002").StringVar(&f.listenAddress)
+	serveCmd.Flag("web.config.file", "Path to a web configuration file (TLS and basic auth), as exporter-toolkit reads it.").Default("").StringVar(&f.webConfigFile)
+	serveCmd.Flag("storage.path", "Directory of the local TSDB of signals.").Default("data/").StringVar(&f.storagePath)
+	serveCmd.Flag("storage.retention", "How long to keep signal history.").Default("1d").StringVar(&f.storageRetention)
+	serveCmd.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
+	serveCmd.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").Default("logfmt").EnumVar(&f.logFormat, "logfmt", "json")
+
+	checkCmd := app.Command("check", "Check files for errors.")
+	checkConfigCmd := checkCmd.Command("config", "Check configuration files, and the profiles they name, for errors.")
+	checkConfigFiles := checkConfigCmd.Arg("config-files", "The configuration files to check.").Required().ExistingFiles()
+
+	cmd, err := app.Parse(args)
+	if terminated >= 0 {
+		return terminated
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "perfagent: %v; see perfagent --help\n", err)
+		return exitUsage
+	}
+	switch cmd {
+	case checkConfigCmd.FullCommand():
+		return checkConfig(*checkConfigFiles, stdout, stderr)
+	case serveCmd.FullCommand():
+		return serve(context.Background(), f, stderr)
+	}
+	return exitSuccess
+}
+
+// checkConfig validates each file and the profiles it names.
+func checkConfig(files []string, stdout, stderr io.Writer) int {
+	code := exitSuccess
+	for _, file := range files {
+		fmt.Fprintf(stdout, "Checking %s\n", file)
+		cfg, err := loadConfig(file)
+		if err != nil {
+			fmt.Fprintf(stderr, "  FAILED:\n%s\n", indent(err.Error()))
+			code = exitFailure
+			continue
+		}
+		profiles, errs := loadProfiles(file, cfg)
+		if len(errs) > 0 {
+			fmt.Fprintf(stderr, "  FAILED:\n%s\n", indent(joinErrors(errs)))
+			code = exitFailure
+			continue
+		}
+		fmt.Fprintf(stdout, "  SUCCESS: %s mode, %d engine profiles\n", cfg.Mode(), len(profiles))
+	}
+	return code
+}

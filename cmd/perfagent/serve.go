@@ -1,0 +1,358 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	oklogrun "github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/version"
+	toolkitweb "github.com/prometheus/exporter-toolkit/web"
+	slgk "github.com/tjhop/slog-gokit"
+	"gopkg.in/yaml.v3"
+
+	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/collector/profiles"
+	"github.com/optiinfra/perfagent/web"
+	apiv1 "github.com/optiinfra/perfagent/web/api/v1"
+)
+
+// newLogger builds the go-kit root logger and the slog bridge that the
+// Prometheus libraries log through.
+func newLogger(w io.Writer, lvl, format string) (log.Logger, *slog.Logger) {
+	var l log.Logger
+	if format == "json" {
+		l = log.NewJSONLogger(log.NewSyncWriter(w))
+	} else {
+		l = log.NewLogfmtLogger(log.NewSyncWriter(w))
+	}
+	var opt level.Option
+	var slvl slog.Level
+	switch lvl {
+	case "debug":
+		opt, slvl = level.AllowDebug(), slog.LevelDebug
+	case "warn":
+		opt, slvl = level.AllowWarn(), slog.LevelWarn
+	case "error":
+		opt, slvl = level.AllowError(), slog.LevelError
+	default:
+		opt, slvl = level.AllowInfo(), slog.LevelInfo
+	}
+	l = level.NewFilter(l, opt)
+	// The bridge adds the time and the caller of the slog record itself.
+	return l, slog.New(slgk.NewGoKitHandler(l, slvl))
+}
+
+func loadProfiles(configFile string, cfg *Config) ([]*collector.Profile, []error) {
+	return collector.LoadProfiles(profiles.FS, filepath.Dir(configFile), cfg.Collector.ProfileFiles)
+}
+
+func joinErrors(errs []error) string {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
+
+// agent holds the running components and what reloads change.
+type agent struct {
+	flags   daemonFlags
+	logger  *slog.Logger
+	metrics *collector.Metrics
+	store   *collector.Store
+	coll    *collector.Collector
+	scraper *collector.EmbeddedSource
+
+	reloadSuccess   prometheus.Gauge
+	reloadTimestamp prometheus.Gauge
+
+	mtx sync.RWMutex
+	cfg *Config
+}
+
+// serve runs the agent until a termination signal arrives or ctx ends.
+func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
+	_, logger := newLogger(stderr, f.logLevel, f.logFormat)
+	logger.Info("Starting perfagent", "version", version.Info(), "build_context", version.BuildContext())
+
+	retention, err := model.ParseDuration(f.storageRetention)
+	if err != nil {
+		logger.Error("Invalid --storage.retention", "value", f.storageRetention, "err", err)
+		return exitUsage
+	}
+	// Validate everything before starting anything.
+	cfg, err := loadConfig(f.configFile)
+	if err != nil {
+		logger.Error("Error loading config", "file", absPath(f.configFile), "err", err)
+		return exitUsage
+	}
+	profs, errs := loadProfiles(f.configFile, cfg)
+	if len(errs) > 0 {
+		logger.Error("Error loading engine profiles", "err", joinErrors(errs))
+		return exitUsage
+	}
+	if err := toolkitweb.Validate(f.webConfigFile); err != nil {
+		logger.Error("Error loading web config", "file", absPath(f.webConfigFile), "err", err)
+		return exitUsage
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		versioncollector.NewCollector("perfagent"),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	a := &agent{flags: f, logger: logger, metrics: collector.NewMetrics(reg), cfg: cfg}
+	a.reloadSuccess = promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+		Name: "perfagent_config_last_reload_successful",
+		Help: "Whether the last configuration reload attempt was successful.",
+	})
+	a.reloadTimestamp = promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+		Name: "perfagent_config_last_reload_success_timestamp_seconds",
+		Help: "Timestamp of the last successful configuration reload.",
+	})
+
+	a.store, err = collector.OpenStore(collector.StoreOptions{Path: f.storagePath, Retention: time.Duration(retention), Logger: logger.With("component", "tsdb")})
+	if err != nil {
+		logger.Error("Error opening storage", "err", err)
+		return exitFailure
+	}
+	var prober *collector.Prober
+	if cfg.Collector.Probe.Enabled {
+		prober = collector.NewProber(time.Duration(cfg.Collector.Probe.Interval), time.Duration(cfg.Collector.Probe.Timeout), a.metrics)
+	}
+	a.coll = collector.New(collector.Options{Logger: logger.With("component", "collector"), Metrics: a.metrics, Store: a.store, Prober: prober})
+	if cfg.Source.Prometheus == nil {
+		a.scraper, err = collector.NewEmbeddedSource(a.store, logger.With("component", "scrape"), a.metrics)
+		if err != nil {
+			logger.Error("Error creating scraper", "err", err)
+			_ = a.store.Close()
+			return exitFailure
+		}
+	}
+	if err := a.apply(cfg, profs); err != nil {
+		logger.Error("Error applying config", "err", err)
+		_ = a.store.Close()
+		return exitFailure
+	}
+	a.reloadSuccess.Set(1)
+	a.reloadTimestamp.SetToCurrentTime()
+	reg.MustRegister(collector.NewSignalsExporter(a.coll))
+
+	api := apiv1.New(apiv1.Options{
+		Collector: a.coll,
+		History:   a.store,
+		Health:    a.health,
+		Config:    a.configYAML,
+		Now:       time.Now,
+	})
+	handler := web.New(web.Options{Logger: logger.With("component", "web"), Gatherer: reg, API: api, Ready: a.coll.Ready, Version: version.Version})
+
+	listener, err := net.Listen("tcp", f.listenAddress)
+	if err != nil {
+		logger.Error("Error listening", "address", f.listenAddress, "err", err)
+		_ = a.store.Close()
+		return exitFailure
+	}
+
+	var g oklogrun.Group
+	{
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, os.Interrupt, syscall.SIGTERM)
+		cancel := make(chan struct{})
+		g.Add(func() error {
+			defer signal.Stop(term)
+			select {
+			case s := <-term:
+				logger.Info("Received signal, exiting gracefully...", "signal", s.String())
+			case <-ctx.Done():
+				logger.Info("Stopping")
+			case <-cancel:
+			}
+			return nil
+		}, func(error) {
+			handler.SetStopping()
+			close(cancel)
+		})
+	}
+	{
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		cancel := make(chan struct{})
+		g.Add(func() error {
+			defer signal.Stop(hup)
+			for {
+				select {
+				case <-hup:
+					if err := a.reload(); err != nil {
+						logger.Error("Error reloading config", "err", err)
+					}
+				case rc := <-handler.Reload():
+					err := a.reload()
+					if err != nil {
+						logger.Error("Error reloading config", "err", err)
+					}
+					rc <- err
+				case <-cancel:
+					return nil
+				}
+			}
+		}, func(error) { close(cancel) })
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			return handler.Serve(ctx, listener, f.webConfigFile)
+		}, func(error) { cancel() })
+	}
+	if a.scraper != nil {
+		g.Add(a.scraper.Run, func(error) { a.scraper.Stop() })
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			a.backfill(ctx)
+			interval := time.Duration(a.config().Global.EvaluationInterval)
+			a.coll.Run(ctx, interval, time.Now, nil)
+			return nil
+		}, func(error) { cancel() })
+	}
+	err = g.Run()
+	if cerr := a.store.Close(); cerr != nil {
+		logger.Error("Error closing storage", "err", cerr)
+	}
+	if err != nil {
+		logger.Error("Fatal error", "err", err)
+		return exitFailure
+	}
+	logger.Info("See you next time!")
+	return exitSuccess
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+func (a *agent) config() *Config {
+	a.mtx.RLock()
+	defer a.mtx.RUnlock()
+	return a.cfg
+}
+
+// apply hands a validated configuration to the components.
+func (a *agent) apply(cfg *Config, profs []*collector.Profile) error {
+	var src collector.Source
+	if p := cfg.Source.Prometheus; p != nil {
+		remote, err := collector.NewRemoteSource(*p, a.metrics)
+		if err != nil {
+			return err
+		}
+		src = remote
+	} else {
+		if err := a.scraper.ApplyConfig(cfg.Config); err != nil {
+			return err
+		}
+		src = a.scraper
+	}
+	if err := a.coll.ApplyConfig(cfg.Config, src, profs); err != nil {
+		return err
+	}
+	a.mtx.Lock()
+	a.cfg = cfg
+	a.mtx.Unlock()
+	return nil
+}
+
+// reload reads the configuration again; on any error nothing changes.
+func (a *agent) reload() (err error) {
+	start := time.Now()
+	defer func() {
+		if err != nil {
+			a.reloadSuccess.Set(0)
+			return
+		}
+		a.reloadSuccess.Set(1)
+		a.reloadTimestamp.SetToCurrentTime()
+		a.logger.Info("Completed loading of configuration file", "filename", a.flags.configFile, "totalDuration", time.Since(start))
+	}()
+	cfg, err := loadConfig(a.flags.configFile)
+	if err != nil {
+		return err
+	}
+	profs, errs := loadProfiles(a.flags.configFile, cfg)
+	if len(errs) > 0 {
+		return errors.New(joinErrors(errs))
+	}
+	if (cfg.Source.Prometheus == nil) == (a.scraper == nil) {
+		return fmt.Errorf("%s: switching between source.prometheus and source.targets needs a restart", a.flags.configFile)
+	}
+	return a.apply(cfg, profs)
+}
+
+// backfill computes signal history from the remote source at start.
+func (a *agent) backfill(ctx context.Context) {
+	cfg := a.config()
+	p := cfg.Source.Prometheus
+	if p == nil || p.Backfill <= 0 {
+		return
+	}
+	now := time.Now()
+	step := time.Duration(cfg.Global.EvaluationInterval)
+	n, err := a.coll.Backfill(ctx, now.Add(-time.Duration(p.Backfill)), now.Add(-step), step)
+	if err != nil {
+		a.logger.Warn("Backfill of signal history failed; history starts now", "err", err)
+		return
+	}
+	a.logger.Info("Backfilled signal history", "samples", n, "window", p.Backfill.String())
+}
+
+func (a *agent) health() apiv1.Health {
+	cfg := a.config()
+	h := apiv1.Health{Mode: cfg.Mode(), Ready: a.coll.Ready(), Version: version.Version}
+	h.SourceUp = h.Ready
+	if snap := a.coll.Latest(); snap != nil {
+		h.LastCollection = snap.Time
+		h.Instances = len(snap.Instances)
+	}
+	if a.scraper != nil {
+		h.Targets = a.scraper.Targets()
+	}
+	h.Status = "ok"
+	if !h.Ready {
+		h.Status = "degraded"
+	}
+	return h
+}
+
+func (a *agent) configYAML() (string, error) {
+	b, err := yaml.Marshal(a.config())
+	if err != nil {
+		return "", fmt.Errorf("rendering configuration: %w", err)
+	}
+	return string(b), nil
+}

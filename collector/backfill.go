@@ -1,0 +1,80 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// Backfill computes signal history over [from, to] with one range query
+// per rule and appends it, so rules and the API have history right after
+// a start. It skips time the store already holds. It returns how many
+// samples were written.
+func (c *Collector) Backfill(ctx context.Context, from, to time.Time, step time.Duration) (int, error) {
+	if c.store == nil {
+		return 0, nil
+	}
+	if last, ok := c.store.MaxTime(); ok && last.After(from) {
+		from = last.Add(step)
+	}
+	if !from.Before(to) {
+		return 0, nil
+	}
+	c.mtx.RLock()
+	src, profiles, facts := c.source, c.profiles, c.facts
+	c.mtx.RUnlock()
+
+	type key struct {
+		instance string
+		t        int64
+	}
+	app := c.store.Appender(ctx)
+	written := 0
+	for _, p := range profiles {
+		owned := map[key]string{} // instance and time → model
+		for j, r := range p.rules {
+			m, err := src.QueryRange(ctx, r.Query().String(), from, to, step)
+			if err != nil {
+				_ = app.Rollback()
+				return 0, fmt.Errorf("backfilling %s rule %s: %w", p.file, r.Name(), err)
+			}
+			for _, series := range m {
+				lb := labels.NewBuilder(series.Metric)
+				lb.Set(labels.MetricName, r.Name())
+				r.Labels().Range(func(l labels.Label) { lb.Set(l.Name, l.Value) })
+				inst := series.Metric.Get(LabelInstance)
+				if pin := facts[inst].Engine; pin != "" && pin != p.engine {
+					continue
+				}
+				if m := facts[inst].Model; m != "" {
+					lb.Set(LabelModel, m)
+				}
+				for _, pt := range series.Floats {
+					k := key{inst, pt.T}
+					if j == 0 {
+						owned[k] = lb.Get(LabelModel)
+					}
+					model, ok := owned[k]
+					if !ok || math.IsNaN(pt.F) || math.IsInf(pt.F, 0) {
+						continue
+					}
+					if lb.Get(LabelModel) == "" {
+						lb.Set(LabelModel, model)
+					}
+					if _, err := app.Append(0, lb.Labels(), pt.T, pt.F); err != nil {
+						_ = app.Rollback()
+						return 0, fmt.Errorf("appending backfilled %s: %w", r.Name(), err)
+					}
+					written++
+				}
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		return 0, fmt.Errorf("committing backfill: %w", err)
+	}
+	return written, nil
+}

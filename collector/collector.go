@@ -1,0 +1,503 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/url"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// Collector computes signals from a Source with the engine profiles, keeps
+// the latest snapshot, and appends each cycle to the Store.
+//
+// Profile rules are evaluated one by one with the upstream recording-rule
+// type rather than through a rules.Group, because one cycle must see all
+// engines together: the instance set of each engine gates every other
+// signal of that engine, configuration pins override detection, missing
+// model labels are filled in, and the cycle is appended in one transaction
+// so readers never see half of it.
+type Collector struct {
+	logger  *slog.Logger
+	metrics *Metrics
+	store   *Store
+	prober  *Prober
+
+	mtx      sync.RWMutex
+	source   Source
+	cfg      Config
+	profiles []*compiledProfile
+	facts    map[string]InstanceConfig
+	settings map[string]Settings // from metrics, by instance, last cycle
+	latest   *Snapshot
+	lastSeen map[string]labels.Labels // series appended in the last cycle
+	ready    bool
+}
+
+type compiledProfile struct {
+	engine   string
+	file     string
+	rules    []*rules.RecordingRule
+	settings *settingsQuery
+}
+
+// Options build a Collector.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics *Metrics
+	// Store receives every cycle; nil computes without keeping history
+	// (the one-shot CLI).
+	Store *Store
+	// Prober reads info endpoints; nil disables probes.
+	Prober *Prober
+}
+
+// New builds a Collector; ApplyConfig must be called before Cycle.
+func New(o Options) *Collector {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Collector{
+		logger:   logger,
+		metrics:  o.Metrics,
+		store:    o.Store,
+		prober:   o.Prober,
+		settings: map[string]Settings{},
+		lastSeen: map[string]labels.Labels{},
+	}
+}
+
+// ApplyConfig swaps in a source, profiles and configuration at once.
+func (c *Collector) ApplyConfig(cfg Config, src Source, profiles []*Profile) error {
+	if len(profiles) == 0 {
+		return ErrNoProfiles
+	}
+	queries := builtinSettingsQueries()
+	compiled := make([]*compiledProfile, 0, len(profiles))
+	for _, p := range profiles {
+		cp := &compiledProfile{engine: p.Engine, file: p.File}
+		if q, ok := queries[p.Engine]; ok {
+			cp.settings = &q
+		}
+		for _, r := range p.Rules {
+			expr, err := WithRange(r.Expr, time.Duration(cfg.Collector.RateWindow))
+			if err != nil {
+				return fmt.Errorf("%s:%d: %w", p.File, r.Line, err)
+			}
+			cp.rules = append(cp.rules, rules.NewRecordingRule(r.Record, expr, r.Labels))
+		}
+		compiled = append(compiled, cp)
+	}
+	c.mtx.Lock()
+	defer c.mtx.Unlock()
+	c.source = src
+	c.cfg = cfg
+	c.profiles = compiled
+	c.facts = cfg.InstanceFacts()
+	return nil
+}
+
+// Sample is one signal value.
+type Sample struct {
+	Labels labels.Labels
+	Value  float64
+}
+
+// SignalValue is one signal of one instance.
+type SignalValue struct {
+	Name     string  `json:"name"`
+	Quantile string  `json:"quantile,omitempty"`
+	Value    float64 `json:"value"`
+}
+
+// Instance is what one cycle knows about one model server.
+type Instance struct {
+	Instance string        `json:"instance"`
+	Engine   string        `json:"engine"`
+	Model    string        `json:"model"`
+	Settings Settings      `json:"settings"`
+	Signals  []SignalValue `json:"signals"`
+}
+
+// Snapshot is the outcome of one collection.
+type Snapshot struct {
+	Time      time.Time   `json:"time"`
+	Instances []*Instance `json:"instances"`
+	// Samples are every signal series, sorted by labels.
+	Samples []Sample `json:"-"`
+	// Errors are the rules that could not be evaluated.
+	Errors []string `json:"errors,omitempty"`
+	// Queries is how many queries the cycle sent to the source.
+	Queries int `json:"queries"`
+}
+
+// Instance returns the named instance, or nil.
+func (s *Snapshot) Instance(name string) *Instance {
+	i := sort.Search(len(s.Instances), func(i int) bool { return s.Instances[i].Instance >= name })
+	if i < len(s.Instances) && s.Instances[i].Instance == name {
+		return s.Instances[i]
+	}
+	return nil
+}
+
+// CollectOptions narrow one collection.
+type CollectOptions struct {
+	// Instances keeps only these instances; empty keeps all.
+	Instances []string
+	// Engine keeps only this engine's profile; empty keeps all.
+	Engine string
+	// Window overrides the rate window; zero keeps the configured one.
+	Window time.Duration
+}
+
+// Latest returns the snapshot of the last cycle, or nil before the first.
+func (c *Collector) Latest() *Snapshot {
+	c.mtx.RLock()
+	defer c.mtx.RUnlock()
+	return c.latest
+}
+
+// Ready reports whether a cycle has completed without a source failure.
+func (c *Collector) Ready() bool {
+	c.mtx.RLock()
+	defer c.mtx.RUnlock()
+	return c.ready
+}
+
+// Cycle collects at now, appends the signals to the store, marks series
+// that disappeared as stale, and makes the snapshot the latest.
+func (c *Collector) Cycle(ctx context.Context, now time.Time) (*Snapshot, error) {
+	start := time.Now()
+	snap, err := c.Collect(ctx, now, CollectOptions{})
+	c.metrics.CollectionDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		c.metrics.CollectionFailures.Inc()
+		c.mtx.Lock()
+		c.ready = false
+		c.mtx.Unlock()
+		return nil, err
+	}
+	if len(snap.Errors) > 0 {
+		c.metrics.CollectionFailures.Inc()
+	}
+	if err := c.append(ctx, snap); err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	for _, p := range c.profileEngines() {
+		counts[p] = 0
+	}
+	for _, in := range snap.Instances {
+		counts[in.Engine]++
+	}
+	for e, n := range counts {
+		c.metrics.Instances.WithLabelValues(e).Set(float64(n))
+	}
+	c.mtx.Lock()
+	c.latest = snap
+	c.ready = true
+	c.mtx.Unlock()
+	return snap, nil
+}
+
+func (c *Collector) profileEngines() []string {
+	c.mtx.RLock()
+	defer c.mtx.RUnlock()
+	out := make([]string, len(c.profiles))
+	for i, p := range c.profiles {
+		out[i] = p.engine
+	}
+	return out
+}
+
+// append writes a snapshot in one transaction, with staleness markers for
+// the series of the previous cycle that are gone, as Prometheus's rule
+// groups do.
+func (c *Collector) append(ctx context.Context, snap *Snapshot) error {
+	if c.store == nil {
+		return nil
+	}
+	ts := snap.Time.UnixMilli()
+	app := c.store.Appender(ctx)
+	seen := make(map[string]labels.Labels, len(snap.Samples))
+	for _, s := range snap.Samples {
+		if _, err := app.Append(0, s.Labels, ts, s.Value); err != nil {
+			_ = app.Rollback()
+			return fmt.Errorf("appending %s at %s: %w", s.Labels, snap.Time.Format(time.RFC3339), err)
+		}
+		seen[s.Labels.String()] = s.Labels
+	}
+	c.mtx.Lock()
+	last := c.lastSeen
+	c.lastSeen = seen
+	c.mtx.Unlock()
+	for k, l := range last {
+		if _, ok := seen[k]; ok {
+			continue
+		}
+		if _, err := app.Append(0, l, ts, math.Float64frombits(value.StaleNaN)); err != nil && !errors.Is(err, storage.ErrOutOfOrderSample) {
+			_ = app.Rollback()
+			return fmt.Errorf("marking %s stale: %w", l, err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		return fmt.Errorf("committing signals at %s: %w", snap.Time.Format(time.RFC3339), err)
+	}
+	return nil
+}
+
+// Collect computes one snapshot at now without storing it. It fails only
+// when the source cannot answer at all; a rule that fails on its own is
+// listed in Snapshot.Errors and its signal is missing.
+func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions) (*Snapshot, error) {
+	c.mtx.RLock()
+	src, profiles, facts, cfg := c.source, c.profiles, c.facts, c.cfg
+	c.mtx.RUnlock()
+	if src == nil {
+		return nil, errors.New("collector has no configuration yet")
+	}
+	if o.Window > 0 {
+		var err error
+		if profiles, err = rewindow(profiles, o.Window); err != nil {
+			return nil, err
+		}
+	}
+	var wanted map[string]bool
+	if len(o.Instances) > 0 {
+		wanted = map[string]bool{}
+		for _, in := range o.Instances {
+			wanted[in] = true
+		}
+	}
+	snap := &Snapshot{Time: now}
+	results := make([][]promql.Vector, len(profiles))
+	detected := make([]bool, len(profiles))
+	settingResults := make([]promql.Vector, len(profiles))
+	ruleErrs := make([][]error, len(profiles))
+	var (
+		wg       sync.WaitGroup
+		sourceMu sync.Mutex
+		queries  int
+		down     error
+	)
+	// Profiles run concurrently; the rules of one profile in order.
+	for i, p := range profiles {
+		if o.Engine != "" && p.engine != o.Engine {
+			continue
+		}
+		results[i] = make([]promql.Vector, len(p.rules))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j, r := range p.rules {
+				v, err := r.Eval(ctx, 0, now, src.Query, nil, 0)
+				sourceMu.Lock()
+				queries++
+				sourceMu.Unlock()
+				if err != nil {
+					ruleErrs[i] = append(ruleErrs[i], fmt.Errorf("%s rule %s: %w", p.file, r.Name(), err))
+					if j == 0 {
+						sourceMu.Lock()
+						down = err
+						sourceMu.Unlock()
+						return
+					}
+					continue
+				}
+				results[i][j] = v
+				if j == 0 {
+					detected[i] = true
+				}
+			}
+			if p.settings != nil {
+				v, err := src.Query(ctx, p.settings.expr, now)
+				sourceMu.Lock()
+				queries++
+				sourceMu.Unlock()
+				if err != nil {
+					ruleErrs[i] = append(ruleErrs[i], fmt.Errorf("%s settings query: %w", p.engine, err))
+					return
+				}
+				settingResults[i] = v
+			}
+		}()
+	}
+	wg.Wait()
+	snap.Queries = queries
+	for _, errs := range ruleErrs {
+		for _, err := range errs {
+			snap.Errors = append(snap.Errors, err.Error())
+		}
+	}
+	if down != nil && !slices.Contains(detected, true) {
+		return nil, fmt.Errorf("collecting signals: %w", down)
+	}
+
+	// Which instance runs which engine: detection from the info rule,
+	// overridden by configuration pins.
+	owner := map[string]string{}
+	models := map[string]string{}
+	for i, p := range profiles {
+		if !detected[i] {
+			continue
+		}
+		for _, s := range results[i][0] {
+			inst := s.Metric.Get(LabelInstance)
+			if inst == "" || (wanted != nil && !wanted[inst]) {
+				continue
+			}
+			if pin := facts[inst].Engine; pin != "" && pin != p.engine {
+				continue
+			}
+			if prev, taken := owner[inst]; taken {
+				c.logger.Debug("Instance matches two engine profiles; keeping the first", "instance", inst, "kept", prev, "other", p.engine)
+				continue
+			}
+			owner[inst] = p.engine
+			models[inst] = s.Metric.Get(LabelModel)
+		}
+	}
+
+	// Settings: metrics, then probes, then configuration.
+	settings := map[string]Settings{}
+	for inst := range owner {
+		settings[inst] = Settings{}
+	}
+	for i, p := range profiles {
+		if settingResults[i] == nil {
+			continue
+		}
+		for inst, kv := range p.settings.extract(settingResults[i]) {
+			if owner[inst] == p.engine {
+				settings[inst].merge(kv, SettingFromMetrics)
+			}
+		}
+	}
+	probeTargets := map[string]ProbeTarget{}
+	for inst, engine := range owner {
+		if c.prober != nil {
+			settings[inst].merge(c.prober.Settings(inst), SettingFromProbe)
+			probeTargets[inst] = ProbeTarget{BaseURL: baseURL(cfg, inst), Engine: engine}
+		}
+		settings[inst].merge(facts[inst].Settings, SettingFromConfig)
+		if m := facts[inst].Model; m != "" {
+			models[inst] = m
+		} else if models[inst] == "" {
+			models[inst] = settings[inst]["served_model_name"].Value
+		}
+	}
+	if c.prober != nil && len(probeTargets) > 0 && cfg.Collector.Probe.Enabled {
+		c.prober.Refresh(context.WithoutCancel(ctx), now, probeTargets)
+	}
+
+	// Signals, kept only for instances their engine owns, with identity
+	// labels normalized.
+	instances := map[string]*Instance{}
+	for inst, engine := range owner {
+		instances[inst] = &Instance{Instance: inst, Engine: engine, Model: models[inst], Settings: settings[inst]}
+	}
+	var samples []Sample
+	withCapacity := map[string]bool{}
+	for i, p := range profiles {
+		for _, v := range results[i] {
+			for _, s := range v {
+				inst := s.Metric.Get(LabelInstance)
+				in, ok := instances[inst]
+				if !ok || in.Engine != p.engine || math.IsNaN(s.F) || math.IsInf(s.F, 0) {
+					continue
+				}
+				lb := labels.NewBuilder(s.Metric)
+				lb.Set(LabelModel, in.Model)
+				samples = append(samples, Sample{Labels: lb.Labels(), Value: s.F})
+				if s.Metric.Get(labels.MetricName) == KVCacheCapacitySignal {
+					withCapacity[inst] = true
+				}
+			}
+		}
+	}
+	// Capacity from label values, for engines that report it that way.
+	for _, in := range instances {
+		if withCapacity[in.Instance] {
+			continue
+		}
+		blocks, ok1 := in.Settings.Float("num_gpu_blocks")
+		size, ok2 := in.Settings.Float("block_size")
+		if ok1 && ok2 {
+			samples = append(samples, Sample{Labels: labels.FromStrings(
+				labels.MetricName, KVCacheCapacitySignal, LabelEngine, in.Engine, LabelInstance, in.Instance, LabelModel, in.Model,
+			), Value: blocks * size})
+		}
+	}
+	sort.Slice(samples, func(i, j int) bool { return labels.Compare(samples[i].Labels, samples[j].Labels) < 0 })
+	snap.Samples = samples
+	for _, s := range samples {
+		in := instances[s.Labels.Get(LabelInstance)]
+		in.Signals = append(in.Signals, SignalValue{Name: s.Labels.Get(labels.MetricName), Quantile: s.Labels.Get(LabelQuantile), Value: s.Value})
+	}
+	for _, in := range instances {
+		snap.Instances = append(snap.Instances, in)
+	}
+	sort.Slice(snap.Instances, func(i, j int) bool { return snap.Instances[i].Instance < snap.Instances[j].Instance })
+	return snap, nil
+}
+
+func rewindow(profiles []*compiledProfile, window time.Duration) ([]*compiledProfile, error) {
+	out := make([]*compiledProfile, len(profiles))
+	for i, p := range profiles {
+		cp := &compiledProfile{engine: p.engine, file: p.file, settings: p.settings}
+		for _, r := range p.rules {
+			expr, err := WithRange(r.Query(), window)
+			if err != nil {
+				return nil, err
+			}
+			cp.rules = append(cp.rules, rules.NewRecordingRule(r.Name(), expr, r.Labels()))
+		}
+		out[i] = cp
+	}
+	return out, nil
+}
+
+// baseURL is where an instance's info endpoints live: the scheme of its
+// target in embedded mode, http otherwise.
+func baseURL(cfg Config, instance string) string {
+	for _, t := range cfg.Source.Targets {
+		if t.Instance() == instance {
+			if u, err := url.Parse(t.URL); err == nil {
+				return u.Scheme + "://" + u.Host
+			}
+		}
+	}
+	return "http://" + instance
+}
+
+// Engines lists the engines that have a profile, in profile order.
+func (c *Collector) Engines() []string { return c.profileEngines() }
+
+// SignalExpressions maps each recorded signal to, per engine, the PromQL
+// of its rules as evaluated (rate window applied).
+func (c *Collector) SignalExpressions() map[string]map[string][]string {
+	c.mtx.RLock()
+	defer c.mtx.RUnlock()
+	out := map[string]map[string][]string{}
+	for _, p := range c.profiles {
+		for _, r := range p.rules {
+			if out[r.Name()] == nil {
+				out[r.Name()] = map[string][]string{}
+			}
+			out[r.Name()][p.engine] = append(out[r.Name()][p.engine], r.Query().String())
+		}
+	}
+	return out
+}

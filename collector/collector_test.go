@@ -1,0 +1,392 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+)
+
+const fakeProfile = `
+groups:
+  - name: fake
+    rules:
+      - record: llm_instance_info
+        expr: group by (instance, model) (label_replace(fake_running, "model", "$1", "model_name", "(.*)"))
+        labels: {engine: fake}
+      - record: llm_requests_running
+        expr: sum by (instance, model) (label_replace(fake_running, "model", "$1", "model_name", "(.*)"))
+        labels: {engine: fake}
+      - record: llm_generation_tokens_per_second
+        expr: sum by (instance, model) (label_replace(rate(fake_tokens_total[1m]), "model", "$1", "model_name", "(.*)"))
+        labels: {engine: fake}
+      - record: llm_prefix_cache_hit_ratio
+        expr: sum by (instance, model) (label_replace(fake_hits, "model", "$1", "model_name", "(.*)")) / sum by (instance, model) (label_replace(fake_queries, "model", "$1", "model_name", "(.*)"))
+        labels: {engine: fake}
+`
+
+// otherProfile matches every instance that fakeProfile matches, and gives
+// no model label, like TGI.
+const otherProfile = `
+groups:
+  - name: other
+    rules:
+      - record: llm_instance_info
+        expr: group by (instance) (fake_running)
+        labels: {engine: other}
+      - record: llm_requests_waiting
+        expr: sum by (instance) (fake_running) * 2
+        labels: {engine: other}
+`
+
+func newTestCollector(t *testing.T, store *Store, cfg Config, profs ...*Profile) *Collector {
+	t.Helper()
+	c := New(Options{Metrics: testMetrics(), Store: store})
+	if err := c.ApplyConfig(cfg, store, profs); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func fakeExposition(running, tokens float64) string {
+	return fmt.Sprintf(`# TYPE fake_running gauge
+fake_running{model_name="m1"} %g
+# TYPE fake_tokens_total counter
+fake_tokens_total{model_name="m1"} %g
+fake_hits{model_name="m1"} 0
+fake_queries{model_name="m1"} 0
+`, running, tokens)
+}
+
+func TestCollectComputesSignalsPerInstance(t *testing.T) {
+	store := openTestStore(t)
+	// a: 4 running, tokens grow 30/15s = 2/s. b: 7 running, 6/s.
+	for i := range 4 {
+		ts := t0.Add(time.Duration(i) * 15 * time.Second)
+		scrapeText(t, store, "a:8000", ts, fakeExposition(4, 1000+30*float64(i)))
+		scrapeText(t, store, "b:8000", ts, fakeExposition(7, 5000+90*float64(i)))
+	}
+	c := newTestCollector(t, store, DefaultConfig(), mustProfile(t, "fake.yml", fakeProfile))
+	now := t0.Add(45 * time.Second)
+	snap, err := c.Collect(context.Background(), now, CollectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, instance string
+		want           float64
+	}{
+		{"llm_requests_running", "a:8000", 4},
+		{"llm_requests_running", "b:8000", 7},
+		// Four samples 15 s apart in (now-1m, now]: the extrapolated rate
+		// is the slope, (last-first)/45 s.
+		{"llm_generation_tokens_per_second", "a:8000", 90.0 / 45},
+		{"llm_generation_tokens_per_second", "b:8000", 270.0 / 45},
+		{"llm_instance_info", "a:8000", 1},
+	}
+	for _, tc := range tests {
+		got, ok := signalValue(snap, tc.name, tc.instance, "")
+		if !ok {
+			t.Errorf("%s{instance=%q} missing", tc.name, tc.instance)
+			continue
+		}
+		if diff := got - tc.want; diff > 1e-9 || diff < -1e-9 {
+			t.Errorf("%s{instance=%q} = %g, want %g", tc.name, tc.instance, got, tc.want)
+		}
+	}
+	// 0/0 is NaN: a signal without data is absent, not NaN.
+	if v, ok := signalValue(snap, "llm_prefix_cache_hit_ratio", "a:8000", ""); ok {
+		t.Errorf("llm_prefix_cache_hit_ratio = %g, want absent", v)
+	}
+	in := snap.Instance("a:8000")
+	if in == nil || in.Engine != "fake" || in.Model != "m1" {
+		t.Fatalf("instance a:8000 = %+v, want engine fake, model m1", in)
+	}
+	if len(snap.Instances) != 2 {
+		t.Errorf("instances = %d, want 2", len(snap.Instances))
+	}
+	// Every sample carries exactly the identity labels.
+	for _, s := range snap.Samples {
+		var names []string
+		s.Labels.Range(func(l labels.Label) { names = append(names, l.Name) })
+		if got := strings.Join(names, ","); got != "__name__,engine,instance,model" {
+			t.Errorf("%s has labels %s", s.Labels, got)
+		}
+	}
+}
+
+func TestCollectDropsInstancesWithoutInfo(t *testing.T) {
+	store := openTestStore(t)
+	for i := range 4 {
+		ts := t0.Add(time.Duration(i) * 15 * time.Second)
+		scrapeText(t, store, "up:8000", ts, fakeExposition(1, 100+float64(i)))
+		// gone:8000 stopped answering after its second scrape; the
+		// scraper wrote staleness markers for its series.
+		if i < 2 {
+			scrapeText(t, store, "gone:8000", ts, fakeExposition(3, 100+float64(i)))
+		} else if i == 2 {
+			markStale(t, store, "gone:8000", ts, `fake_running{model_name="m1"}`, `fake_tokens_total{model_name="m1"}`)
+		}
+	}
+	c := newTestCollector(t, store, DefaultConfig(), mustProfile(t, "fake.yml", fakeProfile))
+	snap, err := c.Collect(context.Background(), t0.Add(45*time.Second), CollectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range snap.Samples {
+		if s.Labels.Get(LabelInstance) == "gone:8000" {
+			t.Errorf("stale instance still has %s", s.Labels)
+		}
+	}
+	if snap.Instance("up:8000") == nil {
+		t.Error("up:8000 missing")
+	}
+}
+
+func TestCollectEnginePinAndModelFromConfig(t *testing.T) {
+	store := openTestStore(t)
+	scrapeText(t, store, "x:1", t0, fakeExposition(5, 0))
+	scrapeText(t, store, "y:1", t0, fakeExposition(2, 0))
+	fake := mustProfile(t, "fake.yml", fakeProfile)
+	other := mustProfile(t, "other.yml", otherProfile)
+	cfg := DefaultConfig()
+	cfg.Instances = []InstanceConfig{{Instance: "y:1", Engine: "other", Model: "named-in-config"}}
+	c := newTestCollector(t, store, cfg, fake, other)
+	snap, err := c.Collect(context.Background(), t0, CollectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both profiles match both instances: detection keeps the first
+	// profile unless the configuration pins another.
+	if got := snap.Instance("x:1"); got == nil || got.Engine != "fake" {
+		t.Errorf("x:1 = %+v, want engine fake", got)
+	}
+	y := snap.Instance("y:1")
+	if y == nil || y.Engine != "other" || y.Model != "named-in-config" {
+		t.Fatalf("y:1 = %+v, want engine other, model named-in-config", y)
+	}
+	if v, ok := signalValue(snap, "llm_requests_waiting", "y:1", ""); !ok || v != 4 {
+		t.Errorf("y:1 llm_requests_waiting = %g, %v; want 4", v, ok)
+	}
+	if _, ok := signalValue(snap, "llm_requests_running", "y:1", ""); ok {
+		t.Error("y:1 has a signal of the fake profile although it is pinned to other")
+	}
+	if _, ok := signalValue(snap, "llm_requests_waiting", "x:1", ""); ok {
+		t.Error("x:1 has a signal of the other profile although fake detected it first")
+	}
+	for _, s := range snap.Samples {
+		if s.Labels.Get(LabelInstance) == "y:1" && s.Labels.Get(LabelModel) != "named-in-config" {
+			t.Errorf("%s: model label not filled from config", s.Labels)
+		}
+	}
+}
+
+func TestCollectOptionsNarrow(t *testing.T) {
+	store := openTestStore(t)
+	scrapeText(t, store, "x:1", t0, fakeExposition(5, 0))
+	scrapeText(t, store, "y:1", t0, fakeExposition(2, 0))
+	c := newTestCollector(t, store, DefaultConfig(), mustProfile(t, "fake.yml", fakeProfile), mustProfile(t, "other.yml", otherProfile))
+	snap, err := c.Collect(context.Background(), t0, CollectOptions{Instances: []string{"y:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Instances) != 1 || snap.Instances[0].Instance != "y:1" {
+		t.Errorf("instances = %v, want only y:1", snap.Instances)
+	}
+	snap, err = c.Collect(context.Background(), t0, CollectOptions{Engine: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range snap.Instances {
+		if in.Engine != "other" {
+			t.Errorf("%s has engine %s with the engine filter other", in.Instance, in.Engine)
+		}
+	}
+	// One query per rule of the selected profile, whatever the fleet size.
+	if snap.Queries != 2 {
+		t.Errorf("queries = %d, want 2", snap.Queries)
+	}
+}
+
+func TestCycleAppendsHistoryAndStaleMarkers(t *testing.T) {
+	store := openTestStore(t)
+	scrapeText(t, store, "a:1", t0, fakeExposition(3, 0))
+	scrapeText(t, store, "b:1", t0, fakeExposition(6, 0))
+	c := newTestCollector(t, store, DefaultConfig(), mustProfile(t, "fake.yml", fakeProfile))
+	ctx := context.Background()
+	if _, err := c.Cycle(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Ready() {
+		t.Error("not ready after a successful cycle")
+	}
+	t1 := t0.Add(15 * time.Second)
+	scrapeText(t, store, "a:1", t1, fakeExposition(3, 0))
+	markStale(t, store, "b:1", t1, `fake_running{model_name="m1"}`)
+	if _, err := c.Cycle(ctx, t1); err != nil {
+		t.Fatal(err)
+	}
+	v, err := store.Query(ctx, "llm_requests_running", t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 1 || v[0].Metric.Get(LabelInstance) != "a:1" {
+		t.Errorf("llm_requests_running at t1 = %v, want only a:1 (b:1's series marked stale)", v)
+	}
+	v, err = store.Query(ctx, "llm_requests_running", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 2 {
+		t.Errorf("llm_requests_running at t0 = %v, want both instances in history", v)
+	}
+}
+
+func TestBuiltinSettingsAndCapacity(t *testing.T) {
+	store := openTestStore(t)
+	scrapeText(t, store, "v:8000", t0, `# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="llama"} 3
+# TYPE vllm:cache_config_info gauge
+vllm:cache_config_info{block_size="16",cache_dtype="auto",enable_prefix_caching="True",engine="0",gpu_memory_utilization="0.9",num_gpu_blocks="27000",sliding_window="None"} 1
+`)
+	prof := mustProfile(t, "vllm.yml", `
+groups:
+  - name: vllm
+    rules:
+      - record: llm_instance_info
+        expr: group by (instance, model) (label_replace(vllm:num_requests_running, "model", "$1", "model_name", "(.*)"))
+        labels: {engine: vllm}
+`)
+	cfg := DefaultConfig()
+	cfg.Instances = []InstanceConfig{{Instance: "v:8000", Settings: map[string]string{"max_num_seqs": "128", "block_size": "32"}}}
+	c := newTestCollector(t, store, cfg, prof)
+	snap, err := c.Collect(context.Background(), t0, CollectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := snap.Instance("v:8000")
+	if in == nil {
+		t.Fatal("v:8000 missing")
+	}
+	want := map[string]Setting{
+		"gpu_memory_utilization": {"0.9", SettingFromMetrics},
+		"num_gpu_blocks":         {"27000", SettingFromMetrics},
+		"enable_prefix_caching":  {"True", SettingFromMetrics},
+		"cache_dtype":            {"auto", SettingFromMetrics},
+		"max_num_seqs":           {"128", SettingFromConfig},
+		// The configuration overrides what the engine says.
+		"block_size": {"32", SettingFromConfig},
+	}
+	for k, w := range want {
+		if got := in.Settings[k]; got != w {
+			t.Errorf("setting %s = %+v, want %+v", k, got, w)
+		}
+	}
+	if _, ok := in.Settings["sliding_window"]; ok {
+		t.Error(`label value "None" became a setting`)
+	}
+	if v, ok := signalValue(snap, KVCacheCapacitySignal, "v:8000", ""); !ok || v != 27000*32 {
+		t.Errorf("%s = %g, %v; want %d", KVCacheCapacitySignal, v, ok, 27000*32)
+	}
+}
+
+type failingSource struct{ err error }
+
+func (f failingSource) Query(context.Context, string, time.Time) (promql.Vector, error) {
+	return nil, f.err
+}
+
+func (f failingSource) QueryRange(context.Context, string, time.Time, time.Time, time.Duration) (promql.Matrix, error) {
+	return nil, f.err
+}
+
+func TestCycleFailsWhenSourceIsDown(t *testing.T) {
+	store := openTestStore(t)
+	c := New(Options{Metrics: testMetrics(), Store: store})
+	down := errors.New("connection refused")
+	if err := c.ApplyConfig(DefaultConfig(), failingSource{down}, []*Profile{mustProfile(t, "fake.yml", fakeProfile)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Cycle(context.Background(), t0); !errors.Is(err, down) {
+		t.Fatalf("Cycle error = %v, want %v", err, down)
+	}
+	if c.Ready() || c.Latest() != nil {
+		t.Error("a failed cycle left the collector ready or with a snapshot")
+	}
+}
+
+func TestRateWindowRewritesEveryRange(t *testing.T) {
+	store := openTestStore(t)
+	cfg := DefaultConfig()
+	cfg.Collector.RateWindow = Duration(30 * time.Second)
+	c := newTestCollector(t, store, cfg, mustProfile(t, "fake.yml", fakeProfile))
+	exprs := c.SignalExpressions()["llm_generation_tokens_per_second"]["fake"]
+	if len(exprs) != 1 || !strings.Contains(exprs[0], "[30s]") || strings.Contains(exprs[0], "[1m]") {
+		t.Errorf("expression = %v, want every range 30s", exprs)
+	}
+}
+
+func TestParseProfileErrors(t *testing.T) {
+	tests := []struct {
+		name, content, want string
+	}{
+		{"alert rule", `
+groups:
+  - name: x
+    rules:
+      - record: llm_instance_info
+        expr: up
+        labels: {engine: x}
+      - alert: Foo
+        expr: up
+`, "x.yml:8: rule 2: profiles hold recording rules only"},
+		{"first rule", `
+groups:
+  - name: x
+    rules:
+      - record: llm_requests_running
+        expr: up
+        labels: {engine: x}
+`, "x.yml:5: rule 1: the first rule must record llm_instance_info"},
+		{"engine label", `
+groups:
+  - name: x
+    rules:
+      - record: llm_instance_info
+        expr: up
+        labels: {engine: y}
+`, `labels.engine is "y"; it must be the group name "x"`},
+		{"two groups", `
+groups:
+  - name: x
+    rules: [{record: llm_instance_info, expr: up, labels: {engine: x}}]
+  - name: y
+    rules: [{record: llm_instance_info, expr: up, labels: {engine: y}}]
+`, "exactly one rule group"},
+		{"bad promql", `
+groups:
+  - name: x
+    rules:
+      - record: llm_instance_info
+        expr: sum by (instance (up)
+        labels: {engine: x}
+`, "x.yml"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errs := ParseProfile("x.yml", []byte(tc.content))
+			if len(errs) == 0 {
+				t.Fatal("no error")
+			}
+			all := fmt.Sprint(errs)
+			if !strings.Contains(all, tc.want) {
+				t.Errorf("errors %q do not contain %q", all, tc.want)
+			}
+		})
+	}
+}

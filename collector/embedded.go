@@ -1,0 +1,207 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/scrape"
+	"gopkg.in/yaml.v3"
+)
+
+// ScrapeJobName is the job label of the samples the embedded source scrapes.
+const ScrapeJobName = "perfagent"
+
+// EmbeddedSource scrapes model servers itself with Prometheus's scrape
+// manager into the local store and answers queries from it. Target health
+// and staleness work as in Prometheus: a target that stops answering gets
+// staleness markers, so its series end at once.
+type EmbeddedSource struct {
+	store   *Store
+	logger  *slog.Logger
+	manager *scrape.Manager
+	tsets   chan map[string][]*targetgroup.Group
+	metrics *Metrics
+
+	mtx     sync.Mutex
+	targets []TargetConfig
+}
+
+// NewEmbeddedSource builds a scrape manager that appends to store. Its
+// internal metrics go to a private registry: they describe Prometheus's
+// scrape machinery, not perfagent.
+func NewEmbeddedSource(store *Store, logger *slog.Logger, m *Metrics) (*EmbeddedSource, error) {
+	mgr, err := scrape.NewManager(&scrape.Options{
+		DiscoveryReloadInterval:  model.Duration(100 * time.Millisecond),
+		DiscoveryReloadOnStartup: true,
+	}, logger, nil, nil, store.DB(), prometheus.NewRegistry())
+	if err != nil {
+		return nil, fmt.Errorf("creating scrape manager: %w", err)
+	}
+	return &EmbeddedSource{
+		store:   store,
+		logger:  logger,
+		manager: mgr,
+		tsets:   make(chan map[string][]*targetgroup.Group, 1),
+		metrics: m,
+	}, nil
+}
+
+// ApplyConfig sets the scrape clocks and the target list.
+func (e *EmbeddedSource) ApplyConfig(cfg Config) error {
+	pcfg, err := scrapeConfig(cfg.Global)
+	if err != nil {
+		return err
+	}
+	if err := e.manager.ApplyConfig(pcfg); err != nil {
+		return fmt.Errorf("applying scrape configuration: %w", err)
+	}
+	groups, err := targetGroups(cfg.Source.Targets)
+	if err != nil {
+		return err
+	}
+	e.mtx.Lock()
+	e.targets = append([]TargetConfig(nil), cfg.Source.Targets...)
+	e.mtx.Unlock()
+	// Keep only the newest target list if the manager has not taken the
+	// previous one yet.
+	select {
+	case <-e.tsets:
+	default:
+	}
+	e.tsets <- map[string][]*targetgroup.Group{ScrapeJobName: groups}
+	return nil
+}
+
+// Run scrapes until Stop is called.
+func (e *EmbeddedSource) Run() error { return e.manager.Run(e.tsets) }
+
+// Stop ends all scrapes; the targets' series get staleness markers.
+func (e *EmbeddedSource) Stop() { e.manager.Stop() }
+
+// Query implements Source.
+func (e *EmbeddedSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+	start := time.Now()
+	v, err := e.store.Query(ctx, expr, ts)
+	e.observe(start, err)
+	return v, err
+}
+
+// QueryRange implements Source.
+func (e *EmbeddedSource) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+	began := time.Now()
+	m, err := e.store.QueryRange(ctx, expr, start, end, step)
+	e.observe(began, err)
+	return m, err
+}
+
+func (e *EmbeddedSource) observe(start time.Time, err error) {
+	e.metrics.SourceQueryLatency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		e.metrics.SourceQueries.WithLabelValues(OutcomeError).Inc()
+		return
+	}
+	e.metrics.SourceQueries.WithLabelValues(OutcomeSuccess).Inc()
+	e.metrics.SourceUp.Set(1)
+}
+
+// TargetHealth is the scrape state of one target.
+type TargetHealth struct {
+	URL                string    `json:"url"`
+	Instance           string    `json:"instance"`
+	Health             string    `json:"health"`
+	LastError          string    `json:"lastError"`
+	LastScrape         time.Time `json:"lastScrape"`
+	LastScrapeDuration float64   `json:"lastScrapeDuration"`
+}
+
+// Targets reports the health of every configured target, in config order.
+func (e *EmbeddedSource) Targets() []TargetHealth {
+	byInstance := map[string]*scrape.Target{}
+	for _, ts := range e.manager.TargetsActive() {
+		for _, t := range ts {
+			byInstance[t.GetValue(model.InstanceLabel)] = t
+		}
+	}
+	e.mtx.Lock()
+	defer e.mtx.Unlock()
+	out := make([]TargetHealth, 0, len(e.targets))
+	for _, tc := range e.targets {
+		th := TargetHealth{URL: tc.URL, Instance: tc.Instance(), Health: string(scrape.HealthUnknown)}
+		if t, ok := byInstance[tc.Instance()]; ok {
+			th.Health = string(t.Health())
+			if err := t.LastError(); err != nil {
+				th.LastError = err.Error()
+			}
+			th.LastScrape = t.LastScrape()
+			th.LastScrapeDuration = t.LastScrapeDuration().Seconds()
+		}
+		out = append(out, th)
+	}
+	return out
+}
+
+// scrapeConfig renders the clocks as a Prometheus configuration and loads
+// it with Prometheus's own loader, so every scrape default is upstream's.
+func scrapeConfig(g GlobalConfig) (*promconfig.Config, error) {
+	doc := map[string]any{
+		"global": map[string]any{
+			"scrape_interval": g.ScrapeInterval.String(),
+			"scrape_timeout":  g.ScrapeTimeout.String(),
+		},
+		// Model servers answer with text/plain and sometimes with no
+		// content type at all; read those as the classic text format.
+		"scrape_configs": []any{map[string]any{"job_name": ScrapeJobName, "fallback_scrape_protocol": "PrometheusText0.0.4"}},
+	}
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("rendering scrape configuration: %w", err)
+	}
+	cfg, err := promconfig.Load(string(b), slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, fmt.Errorf("loading scrape configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func targetGroups(targets []TargetConfig) ([]*targetgroup.Group, error) {
+	group := &targetgroup.Group{Source: ScrapeJobName}
+	for _, t := range targets {
+		u, err := url.Parse(t.URL)
+		if err != nil {
+			return nil, fmt.Errorf("parsing target URL %q: %w", t.URL, err)
+		}
+		ls := model.LabelSet{
+			model.AddressLabel:     model.LabelValue(u.Host),
+			model.SchemeLabel:      model.LabelValue(u.Scheme),
+			model.MetricsPathLabel: model.LabelValue(metricsPath(u)),
+		}
+		params := u.Query()
+		keys := make([]string, 0, len(params))
+		for k := range params {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			ls[model.LabelName(model.ParamLabelPrefix+k)] = model.LabelValue(params.Get(k))
+		}
+		group.Targets = append(group.Targets, ls)
+	}
+	return []*targetgroup.Group{group}, nil
+}
+
+func metricsPath(u *url.URL) string {
+	if u.Path == "" || u.Path == "/" {
+		return "/metrics"
+	}
+	return u.Path
+}

@@ -1,0 +1,72 @@
+package collector
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// SignalsExporter re-exports the latest snapshot's signals as gauges with
+// the model server's identity labels (instance, engine, model), to be
+// scraped with honor_labels: true, as federation is.
+type SignalsExporter struct {
+	c    *Collector
+	help map[string]string
+}
+
+// NewSignalsExporter exports c's latest snapshot.
+func NewSignalsExporter(c *Collector) *SignalsExporter {
+	help := map[string]string{}
+	for _, s := range Signals() {
+		help[s.Name] = s.Help
+		if s.Unit != "" {
+			help[s.Name] += " Unit: " + s.Unit + "."
+		}
+	}
+	return &SignalsExporter{c: c, help: help}
+}
+
+// Describe sends nothing: the exporter is unchecked, since profiles loaded
+// from files may record signals that are not known in advance.
+func (e *SignalsExporter) Describe(chan<- *prometheus.Desc) {}
+
+// Collect implements prometheus.Collector.
+func (e *SignalsExporter) Collect(ch chan<- prometheus.Metric) {
+	snap := e.c.Latest()
+	if snap == nil {
+		return
+	}
+	descs := map[string]*prometheus.Desc{}
+	for _, s := range snap.Samples {
+		name := s.Labels.Get(labels.MetricName)
+		// Identity labels are always present, empty when unknown, so
+		// every series of a family has the same label names.
+		names := []string{LabelInstance, LabelEngine, LabelModel}
+		values := []string{s.Labels.Get(LabelInstance), s.Labels.Get(LabelEngine), s.Labels.Get(LabelModel)}
+		s.Labels.Range(func(l labels.Label) {
+			switch l.Name {
+			case labels.MetricName, LabelInstance, LabelEngine, LabelModel:
+				return
+			}
+			names = append(names, l.Name)
+			values = append(values, l.Value)
+		})
+		key := name + "\xff" + strings.Join(names, ",")
+		d, ok := descs[key]
+		if !ok {
+			help := e.help[name]
+			if help == "" {
+				help = "Signal " + name + " recorded by an engine profile."
+			}
+			d = prometheus.NewDesc(name, help, names, nil)
+			descs[key] = d
+		}
+		m, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, s.Value, values...)
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(d, err)
+			continue
+		}
+		ch <- m
+	}
+}

@@ -1,0 +1,114 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
+	"github.com/prometheus/prometheus/model/value"
+)
+
+// t0 is the fixed start of simulated time in tests.
+var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+
+func openTestStore(t testing.TB) *Store {
+	t.Helper()
+	s, err := OpenStore(StoreOptions{Path: t.TempDir(), Retention: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// scrapeText appends a text exposition to the store as a scrape of instance at
+// ts would: every sample gets the instance and job labels. A nil text
+// marks the instance's previous series stale, as a failed scrape does.
+func scrapeText(t testing.TB, s *Store, instance string, ts time.Time, text string) {
+	t.Helper()
+	app := s.Appender(context.Background())
+	p := textparse.NewPromParser([]byte(text), labels.NewSymbolTable(), false)
+	for {
+		e, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("parsing exposition of %s: %v", instance, err)
+		}
+		if e != textparse.EntrySeries {
+			continue
+		}
+		_, _, v := p.Series()
+		var l labels.Labels
+		p.Labels(&l)
+		b := labels.NewBuilder(l)
+		b.Set("instance", instance)
+		b.Set("job", "test")
+		if _, err := app.Append(0, b.Labels(), ts.UnixMilli(), v); err != nil {
+			t.Fatalf("appending %s: %v", b.Labels(), err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// markStale appends staleness markers for the given series of instance.
+func markStale(t testing.TB, s *Store, instance string, ts time.Time, names ...string) {
+	t.Helper()
+	app := s.Appender(context.Background())
+	for _, n := range names {
+		l, err := parseSeries(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := labels.NewBuilder(l)
+		b.Set("instance", instance)
+		b.Set("job", "test")
+		if _, err := app.Append(0, b.Labels(), ts.UnixMilli(), math.Float64frombits(value.StaleNaN)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func parseSeries(s string) (labels.Labels, error) {
+	p := textparse.NewPromParser([]byte(s+" 0\n"), labels.NewSymbolTable(), false)
+	if _, err := p.Next(); err != nil {
+		return labels.EmptyLabels(), err
+	}
+	var l labels.Labels
+	p.Labels(&l)
+	return l, nil
+}
+
+func testMetrics() *Metrics { return NewMetrics(prometheus.NewRegistry()) }
+
+func mustProfile(t testing.TB, file, content string) *Profile {
+	t.Helper()
+	p, errs := ParseProfile(file, []byte(content))
+	if len(errs) > 0 {
+		t.Fatalf("parsing %s: %v", file, errs)
+	}
+	return p
+}
+
+// signalValue finds one signal of a snapshot by name, instance and
+// quantile.
+func signalValue(snap *Snapshot, name, instance, quantile string) (float64, bool) {
+	for _, s := range snap.Samples {
+		if s.Labels.Get(labels.MetricName) == name && s.Labels.Get(LabelInstance) == instance && s.Labels.Get(LabelQuantile) == quantile {
+			return s.Value, true
+		}
+	}
+	return 0, false
+}

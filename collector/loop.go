@@ -1,0 +1,42 @@
+package collector
+
+import (
+	"context"
+	"time"
+)
+
+// Run collects once per interval until ctx ends, at times aligned to the
+// interval, and hands each snapshot to after (which may be nil), so the
+// rules that read signals run right after each collection. now is the
+// clock.
+func (c *Collector) Run(ctx context.Context, interval time.Duration, now func() time.Time, after func(context.Context, *Snapshot)) {
+	for {
+		c.runOnce(ctx, now(), after)
+		next := now().Truncate(interval).Add(interval)
+		t := time.NewTimer(next.Sub(now()))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Collector) runOnce(ctx context.Context, at time.Time, after func(context.Context, *Snapshot)) {
+	snap, err := c.Cycle(ctx, at)
+	if ctx.Err() != nil {
+		// Stopping: a cycle cut short is not a failure worth a log line.
+		return
+	}
+	if err != nil {
+		c.logger.Warn("Collection failed", "err", err)
+		return
+	}
+	for _, e := range snap.Errors {
+		c.logger.Warn("Signal rule failed", "err", e)
+	}
+	if after != nil {
+		after(ctx, snap)
+	}
+}

@@ -1,0 +1,173 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	commonconfig "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+)
+
+// RemoteSource queries anything that serves the Prometheus HTTP query API:
+// Prometheus, Thanos, Mimir, Cortex, VictoriaMetrics.
+type RemoteSource struct {
+	api     promv1.API
+	cfg     RemoteConfig
+	metrics *Metrics
+	// sleep waits between retries; tests replace it.
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// NewRemoteSource builds a client from cfg's HTTP settings.
+func NewRemoteSource(cfg RemoteConfig, m *Metrics) (*RemoteSource, error) {
+	rt, err := commonconfig.NewRoundTripperFromConfig(cfg.HTTPClientConfig, "perfagent")
+	if err != nil {
+		return nil, fmt.Errorf("building HTTP client for %s: %w", cfg.URL, err)
+	}
+	client, err := api.NewClient(api.Config{Address: cfg.URL, RoundTripper: rt})
+	if err != nil {
+		return nil, fmt.Errorf("building Prometheus API client for %s: %w", cfg.URL, err)
+	}
+	return &RemoteSource{api: promv1.NewAPI(client), cfg: cfg, metrics: m, sleep: sleepContext}, nil
+}
+
+// Query implements Source.
+func (s *RemoteSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+	var out promql.Vector
+	err := s.do(ctx, expr, func(ctx context.Context) error {
+		v, _, _, err := s.api.Query(ctx, expr, ts, promv1.WithTimeout(time.Duration(s.cfg.QueryTimeout)))
+		if err != nil {
+			return err
+		}
+		out, err = toVector(v)
+		return err
+	})
+	return out, err
+}
+
+// QueryRange implements Source.
+func (s *RemoteSource) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+	var out promql.Matrix
+	err := s.do(ctx, expr, func(ctx context.Context) error {
+		v, _, _, err := s.api.QueryRange(ctx, expr, promv1.Range{Start: start, End: end, Step: step}, promv1.WithTimeout(time.Duration(s.cfg.QueryTimeout)))
+		if err != nil {
+			return err
+		}
+		out, err = toMatrix(v)
+		return err
+	})
+	return out, err
+}
+
+// do runs one query with the per-query timeout and retries transient
+// failures with doubling backoff. Bad queries are not retried.
+func (s *RemoteSource) do(ctx context.Context, expr string, call func(context.Context) error) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.QueryTimeout))
+	defer cancel()
+	backoff := time.Duration(s.cfg.RetryBackoff)
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = call(ctx)
+		if err == nil {
+			s.metrics.SourceQueries.WithLabelValues(OutcomeSuccess).Inc()
+			s.metrics.SourceQueryLatency.Observe(time.Since(start).Seconds())
+			s.metrics.SourceUp.Set(1)
+			return nil
+		}
+		if attempt >= s.cfg.Retries || !retryable(err) || ctx.Err() != nil {
+			break
+		}
+		s.metrics.SourceQueries.WithLabelValues(OutcomeRetry).Inc()
+		if serr := s.sleep(ctx, backoff); serr != nil {
+			break
+		}
+		backoff *= 2
+	}
+	s.metrics.SourceQueries.WithLabelValues(OutcomeError).Inc()
+	s.metrics.SourceQueryLatency.Observe(time.Since(start).Seconds())
+	if retryable(err) {
+		s.metrics.SourceUp.Set(0)
+	}
+	return fmt.Errorf("querying %s for %q: %w", s.cfg.URL, expr, err)
+}
+
+// retryable tells transport failures and server overload, which may pass,
+// from bad queries, which will not.
+func retryable(err error) bool {
+	var apiErr *promv1.Error
+	if errors.As(err, &apiErr) {
+		switch apiErr.Type {
+		case promv1.ErrServer, promv1.ErrTimeout, promv1.ErrBadResponse:
+			return true
+		default:
+			return false
+		}
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	return !errors.Is(err, context.Canceled)
+}
+
+func sleepContext(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func toVector(v model.Value) (promql.Vector, error) {
+	switch r := v.(type) {
+	case model.Vector:
+		out := make(promql.Vector, 0, len(r))
+		for _, s := range r {
+			if s.Histogram != nil {
+				continue
+			}
+			out = append(out, promql.Sample{Metric: metricToLabels(s.Metric), T: int64(s.Timestamp), F: float64(s.Value)})
+		}
+		return out, nil
+	case *model.Scalar:
+		return promql.Vector{{Metric: labels.EmptyLabels(), T: int64(r.Timestamp), F: float64(r.Value)}}, nil
+	default:
+		return nil, fmt.Errorf("expected an instant vector, got %s", v.Type())
+	}
+}
+
+func toMatrix(v model.Value) (promql.Matrix, error) {
+	m, ok := v.(model.Matrix)
+	if !ok {
+		return nil, fmt.Errorf("expected a range vector, got %s", v.Type())
+	}
+	out := make(promql.Matrix, 0, len(m))
+	for _, ss := range m {
+		series := promql.Series{Metric: metricToLabels(ss.Metric), Floats: make([]promql.FPoint, 0, len(ss.Values))}
+		for _, p := range ss.Values {
+			series.Floats = append(series.Floats, promql.FPoint{T: int64(p.Timestamp), F: float64(p.Value)})
+		}
+		out = append(out, series)
+	}
+	return out, nil
+}
+
+func metricToLabels(m model.Metric) labels.Labels {
+	b := labels.NewScratchBuilder(len(m))
+	for k, v := range m {
+		b.Add(string(k), string(v))
+	}
+	b.Sort()
+	return b.Labels()
+}

@@ -1,0 +1,69 @@
+package collector
+
+// Identity labels that every signal carries.
+const (
+	LabelInstance = "instance"
+	LabelEngine   = "engine"
+	LabelModel    = "model"
+	LabelQuantile = "quantile"
+)
+
+// InstanceInfoSignal is the first rule of every engine profile: one series
+// per serving instance, built from a gauge the engine always exports. An
+// instance absent from it has no signals in that cycle, which is how a
+// server that disappears stops producing signals within one scrape.
+const InstanceInfoSignal = "llm_instance_info"
+
+// KVCacheCapacitySignal is computed by the collector for engines that
+// report their capacity only as label values (vLLM's cache_config_info).
+const KVCacheCapacitySignal = "llm_kv_cache_capacity_tokens"
+
+// Signal describes one normalized signal.
+type Signal struct {
+	Name string `json:"name"`
+	Unit string `json:"unit"`
+	Help string `json:"help"`
+	// Quantiles is true for latency signals, which carry a quantile label
+	// with the values 0.5, 0.95 and 0.99.
+	Quantiles bool `json:"quantiles"`
+}
+
+// Signals returns the catalog of normalized signals in documentation
+// order. Profiles may record other names; these are the ones perfagent's
+// own rules and documentation rely on.
+func Signals() []Signal {
+	return []Signal{
+		{InstanceInfoSignal, "", "Serving instance seen this cycle, with its engine and model (value 1).", false},
+		{"llm_time_to_first_token_seconds", "seconds", "Time from request arrival to its first output token.", true},
+		{"llm_inter_token_latency_seconds", "seconds", "Time between two output tokens of one request.", true},
+		{"llm_request_latency_seconds", "seconds", "End-to-end request latency, arrival to last token.", true},
+		{"llm_queue_time_seconds", "seconds", "Time a request waited before it was first scheduled.", true},
+		{"llm_prefill_time_seconds", "seconds", "Time from first scheduling to the first token (prompt processing).", true},
+		{"llm_decode_time_seconds", "seconds", "Time from the first to the last output token.", true},
+		{"llm_requests_running", "requests", "Requests in the running batch.", false},
+		{"llm_requests_waiting", "requests", "Requests waiting to be scheduled.", false},
+		{"llm_kv_cache_usage_ratio", "ratio", "Share of the KV cache in use (0 to 1), highest over the engine's ranks.", false},
+		{KVCacheCapacitySignal, "tokens", "KV-cache capacity in tokens.", false},
+		{"llm_preemptions_per_second", "1/s", "Requests preempted (vLLM) or retracted (SGLang) per second.", false},
+		{"llm_prefix_cache_hit_ratio", "ratio", "Share of prompt tokens served from the prefix cache.", false},
+		{"llm_requests_per_second", "1/s", "Finished requests per second.", false},
+		{"llm_request_error_ratio", "ratio", "Share of finished requests that failed or were aborted.", false},
+		{"llm_prompt_tokens_per_second", "tokens/s", "Prompt tokens processed per second.", false},
+		{"llm_generation_tokens_per_second", "tokens/s", "Output tokens generated per second.", false},
+		{"llm_prompt_tokens_mean", "tokens", "Mean prompt length of finished requests.", false},
+		{"llm_generation_tokens_mean", "tokens", "Mean output length of finished requests.", false},
+	}
+}
+
+// Quantiles are the values of the quantile label of latency signals.
+func Quantiles() []string { return []string{"0.5", "0.95", "0.99"} }
+
+// LookupSignal returns the catalog entry of a signal name.
+func LookupSignal(name string) (Signal, bool) {
+	for _, s := range Signals() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Signal{}, false
+}

@@ -1,0 +1,125 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+)
+
+// Store is the agent's local TSDB. It keeps signal history, rule state and,
+// in embedded mode, the raw metrics scraped from model servers. It answers
+// PromQL with the upstream engine.
+type Store struct {
+	db     *tsdb.DB
+	engine *promql.Engine
+}
+
+// StoreOptions configure the local TSDB.
+type StoreOptions struct {
+	Path      string
+	Retention time.Duration
+	Logger    *slog.Logger
+	// Registerer receives the TSDB's and the query engine's own metrics;
+	// nil keeps them private.
+	Registerer prometheus.Registerer
+}
+
+// OpenStore opens (or creates) the TSDB under opts.Path.
+func OpenStore(opts StoreOptions) (*Store, error) {
+	topts := tsdb.DefaultOptions()
+	topts.RetentionDuration = opts.Retention.Milliseconds()
+	// Signal history is short; small blocks keep memory and start-up low.
+	topts.MinBlockDuration = (30 * time.Minute).Milliseconds()
+	topts.MaxBlockDuration = (2 * time.Hour).Milliseconds()
+	topts.OutOfOrderTimeWindow = (10 * time.Minute).Milliseconds()
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := tsdb.Open(opts.Path, logger, opts.Registerer, topts, nil)
+	if err != nil {
+		return nil, fmt.Errorf("opening TSDB at %s: %w", opts.Path, err)
+	}
+	engine := promql.NewEngine(promql.EngineOpts{
+		Logger:               logger,
+		Reg:                  opts.Registerer,
+		MaxSamples:           50_000_000,
+		Timeout:              2 * time.Minute,
+		LookbackDelta:        5 * time.Minute,
+		EnableAtModifier:     true,
+		EnableNegativeOffset: true,
+	})
+	return &Store{db: db, engine: engine}, nil
+}
+
+// Close flushes and closes the TSDB.
+func (s *Store) Close() error { return s.db.Close() }
+
+// DB is the underlying TSDB, for components that need the upstream types
+// (the rule manager, the scrape manager).
+func (s *Store) DB() *tsdb.DB { return s.db }
+
+// Engine is the PromQL engine that answers queries over the store.
+func (s *Store) Engine() *promql.Engine { return s.engine }
+
+// Appender starts a transaction.
+func (s *Store) Appender(ctx context.Context) storage.Appender { return s.db.Appender(ctx) }
+
+// Querier opens a querier over [mint, maxt] in milliseconds.
+func (s *Store) Querier(mint, maxt int64) (storage.Querier, error) { return s.db.Querier(mint, maxt) }
+
+// MaxTime is the newest sample time in the store, or false when empty.
+func (s *Store) MaxTime() (time.Time, bool) {
+	t := s.db.Head().MaxTime()
+	if t == math.MinInt64 {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(t), true
+}
+
+// Query implements Source over the store.
+func (s *Store) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+	q, err := s.engine.NewInstantQuery(ctx, s.db, nil, expr, ts)
+	if err != nil {
+		return nil, fmt.Errorf("parsing %q: %w", expr, err)
+	}
+	defer q.Close()
+	res := q.Exec(ctx)
+	if res.Err != nil {
+		return nil, fmt.Errorf("evaluating %q: %w", expr, res.Err)
+	}
+	switch v := res.Value.(type) {
+	case promql.Vector:
+		return v, nil
+	case promql.Scalar:
+		return promql.Vector{{Metric: labels.EmptyLabels(), T: v.T, F: v.V}}, nil
+	default:
+		return nil, fmt.Errorf("evaluating %q: expected an instant vector, got %s", expr, res.Value.Type())
+	}
+}
+
+// QueryRange implements Source over the store.
+func (s *Store) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+	q, err := s.engine.NewRangeQuery(ctx, s.db, nil, expr, start, end, step)
+	if err != nil {
+		return nil, fmt.Errorf("parsing %q: %w", expr, err)
+	}
+	defer q.Close()
+	res := q.Exec(ctx)
+	if res.Err != nil {
+		return nil, fmt.Errorf("evaluating %q: %w", expr, res.Err)
+	}
+	m, err := res.Matrix()
+	if err != nil {
+		return nil, fmt.Errorf("evaluating %q: %w", expr, err)
+	}
+	return m, nil
+}

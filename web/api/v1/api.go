@@ -1,0 +1,406 @@
+package v1
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+
+	"github.com/optiinfra/perfagent/collector"
+)
+
+// Collector is what the API needs of the collector.
+type Collector interface {
+	Latest() *collector.Snapshot
+	Collect(ctx context.Context, now time.Time, o collector.CollectOptions) (*collector.Snapshot, error)
+	Engines() []string
+	SignalExpressions() map[string]map[string][]string
+}
+
+// History answers range queries over the local signal store.
+type History interface {
+	QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error)
+}
+
+// Health is the agent's own state, for GET /api/v1/health.
+type Health struct {
+	Status         string    `json:"status"`
+	Mode           string    `json:"mode"`
+	SourceUp       bool      `json:"sourceUp"`
+	Ready          bool      `json:"ready"`
+	LastCollection time.Time `json:"lastCollection,omitzero"`
+	Instances      int       `json:"instances"`
+	Version        string    `json:"version"`
+	Targets        any       `json:"targets,omitempty"`
+}
+
+// Options build an API.
+type Options struct {
+	Collector Collector
+	History   History
+	// Health reports the agent's state.
+	Health func() Health
+	// Config returns the configuration in force as YAML, secrets hidden.
+	Config func() (string, error)
+	// Now is the clock.
+	Now func() time.Time
+	// MaxBodyBytes caps request bodies.
+	MaxBodyBytes int64
+}
+
+// API serves /api/v1.
+type API struct {
+	o Options
+}
+
+// New builds an API.
+func New(o Options) *API {
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = 1 << 20
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &API{o: o}
+}
+
+// Error types of the envelope, as in the Prometheus HTTP API.
+const (
+	ErrBadData     = "bad_data"
+	ErrNotFound    = "not_found"
+	ErrInternal    = "internal"
+	ErrUnavailable = "unavailable"
+)
+
+type apiError struct {
+	typ    string
+	status int
+	err    error
+}
+
+func (e *apiError) Error() string { return e.err.Error() }
+
+func badData(field string, format string, args ...any) *apiError {
+	msg := fmt.Sprintf(format, args...)
+	if field != "" {
+		msg = field + ": " + msg
+	}
+	return &apiError{typ: ErrBadData, status: http.StatusBadRequest, err: errors.New(msg)}
+}
+
+func notFound(format string, args ...any) *apiError {
+	return &apiError{typ: ErrNotFound, status: http.StatusNotFound, err: fmt.Errorf(format, args...)}
+}
+
+type response struct {
+	Status    string `json:"status"`
+	Data      any    `json:"data,omitempty"`
+	ErrorType string `json:"errorType,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+type handlerFunc func(r *http.Request) (any, *apiError)
+
+func (a *API) wrap(f handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		data, apiErr := f(r)
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		if apiErr != nil {
+			w.WriteHeader(apiErr.status)
+			_ = enc.Encode(response{Status: "error", ErrorType: apiErr.typ, Error: apiErr.err.Error()})
+			return
+		}
+		_ = enc.Encode(response{Status: "success", Data: data})
+	}
+}
+
+// Register adds the API's routes to r, which is mounted at /api/v1.
+func (a *API) Register(r *mux.Router) {
+	routes := []struct {
+		path, method string
+		f            handlerFunc
+	}{
+		{"/health", http.MethodGet, a.health},
+		{"/config", http.MethodGet, a.config},
+		{"/signals", http.MethodGet, a.signals},
+		{"/instances", http.MethodGet, a.instances},
+		{"/instances/{instance}", http.MethodGet, a.instance},
+		{"/metrics/collect", http.MethodPost, a.collect},
+	}
+	// Methods are checked here rather than with mux's matchers so that a
+	// wrong method gets the JSON envelope too.
+	for _, rt := range routes {
+		r.HandleFunc(rt.path, a.wrap(func(r *http.Request) (any, *apiError) {
+			if r.Method != rt.method {
+				return nil, &apiError{typ: ErrBadData, status: http.StatusMethodNotAllowed, err: fmt.Errorf("method %s is not allowed on %s; use %s", r.Method, r.URL.Path, rt.method)}
+			}
+			return rt.f(r)
+		}))
+	}
+	r.NotFoundHandler = a.wrap(func(r *http.Request) (any, *apiError) {
+		return nil, notFound("no API endpoint %s %s", r.Method, r.URL.Path)
+	})
+}
+
+func (a *API) health(*http.Request) (any, *apiError) {
+	return a.o.Health(), nil
+}
+
+func (a *API) config(*http.Request) (any, *apiError) {
+	y, err := a.o.Config()
+	if err != nil {
+		return nil, &apiError{typ: ErrInternal, status: http.StatusInternalServerError, err: err}
+	}
+	return map[string]string{"yaml": y}, nil
+}
+
+// SignalInfo is one catalog entry with each engine's expressions.
+type SignalInfo struct {
+	collector.Signal
+	// Expressions holds, per engine, the PromQL of each rule recording the
+	// signal (one per quantile for latency signals); an engine without a
+	// rule does not expose the signal.
+	Expressions map[string][]string `json:"expressions"`
+}
+
+func (a *API) signals(*http.Request) (any, *apiError) {
+	exprs := a.o.Collector.SignalExpressions()
+	var out []SignalInfo
+	known := map[string]bool{}
+	for _, s := range collector.Signals() {
+		known[s.Name] = true
+		e := exprs[s.Name]
+		if e == nil {
+			e = map[string][]string{}
+		}
+		out = append(out, SignalInfo{Signal: s, Expressions: e})
+	}
+	var extra []string
+	for name := range exprs {
+		if !known[name] {
+			extra = append(extra, name)
+		}
+	}
+	sort.Strings(extra)
+	for _, name := range extra {
+		out = append(out, SignalInfo{Signal: collector.Signal{Name: name, Help: "Recorded by a profile loaded from a file."}, Expressions: exprs[name]})
+	}
+	return out, nil
+}
+
+func (a *API) latest() (*collector.Snapshot, *apiError) {
+	snap := a.o.Collector.Latest()
+	if snap == nil {
+		return nil, &apiError{typ: ErrUnavailable, status: http.StatusServiceUnavailable, err: errors.New("no collection has completed yet; see /api/v1/health")}
+	}
+	return snap, nil
+}
+
+func (a *API) instances(*http.Request) (any, *apiError) {
+	snap, err := a.latest()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"time": snap.Time, "instances": nonNil(snap.Instances)}, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// InstanceDetail is the answer of GET /api/v1/instances/{instance}.
+type InstanceDetail struct {
+	*collector.Instance
+	Time    time.Time       `json:"time"`
+	History []HistorySeries `json:"history"`
+}
+
+// HistorySeries is one signal's values over the requested range.
+type HistorySeries struct {
+	Name     string      `json:"name"`
+	Quantile string      `json:"quantile,omitempty"`
+	Values   [][2]string `json:"values"`
+}
+
+const maxPoints = 11000
+
+func (a *API) instance(r *http.Request) (any, *apiError) {
+	name := mux.Vars(r)["instance"]
+	snap, apiErr := a.latest()
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	in := snap.Instance(name)
+	if in == nil {
+		return nil, notFound("instance %q is not known; GET /api/v1/instances lists the instances seen in the last collection", name)
+	}
+	q := r.URL.Query()
+	end := a.o.Now()
+	if v := q.Get("end"); v != "" {
+		t, err := parseTime(v)
+		if err != nil {
+			return nil, badData("end", "%v", err)
+		}
+		end = t
+	}
+	start := end.Add(-15 * time.Minute)
+	if v := q.Get("start"); v != "" {
+		t, err := parseTime(v)
+		if err != nil {
+			return nil, badData("start", "%v", err)
+		}
+		start = t
+	}
+	if end.Before(start) {
+		return nil, badData("end", "%s is before start %s", end.Format(time.RFC3339), start.Format(time.RFC3339))
+	}
+	step := time.Duration(math.Max(float64(end.Sub(start))/250, float64(time.Second))).Truncate(time.Second)
+	if v := q.Get("step"); v != "" {
+		d, err := parseDuration(v)
+		if err != nil {
+			return nil, badData("step", "%v", err)
+		}
+		if d <= 0 {
+			return nil, badData("step", "must be greater than zero")
+		}
+		step = d
+	}
+	if end.Sub(start)/step > maxPoints {
+		return nil, badData("step", "%s over %s gives more than %d points per series; use a larger step", step, end.Sub(start), maxPoints)
+	}
+	expr := fmt.Sprintf(`{__name__=~"llm_.+", instance=%q}`, name)
+	m, err := a.o.History.QueryRange(r.Context(), expr, start, end, step)
+	if err != nil {
+		return nil, &apiError{typ: ErrInternal, status: http.StatusInternalServerError, err: err}
+	}
+	hist := make([]HistorySeries, 0, len(m))
+	for _, s := range m {
+		hs := HistorySeries{Name: s.Metric.Get(labels.MetricName), Quantile: s.Metric.Get(collector.LabelQuantile)}
+		for _, p := range s.Floats {
+			hs.Values = append(hs.Values, [2]string{strconv.FormatFloat(float64(p.T)/1000, 'f', -1, 64), strconv.FormatFloat(p.F, 'f', -1, 64)})
+		}
+		hist = append(hist, hs)
+	}
+	return InstanceDetail{Instance: in, Time: snap.Time, History: hist}, nil
+}
+
+// CollectRequest is the body of POST /api/v1/metrics/collect.
+type CollectRequest struct {
+	Instances []string           `json:"instances,omitempty"`
+	Engine    string             `json:"engine,omitempty"`
+	// Window overrides the rate window, as a duration such as "5m".
+	Window string `json:"window,omitempty"`
+}
+
+func (a *API) collect(r *http.Request) (any, *apiError) {
+	var req CollectRequest
+	if apiErr := a.decode(r, &req); apiErr != nil {
+		return nil, apiErr
+	}
+	if req.Engine != "" {
+		known := false
+		for _, e := range a.o.Collector.Engines() {
+			known = known || e == req.Engine
+		}
+		if !known {
+			return nil, badData("engine", "%q has no profile; known engines: %v", req.Engine, a.o.Collector.Engines())
+		}
+	}
+	var window time.Duration
+	if req.Window != "" {
+		d, err := parseDuration(req.Window)
+		if err != nil {
+			return nil, badData("window", "%v", err)
+		}
+		if d <= 0 {
+			return nil, badData("window", "must be greater than zero")
+		}
+		window = d
+	}
+	snap, err := a.o.Collector.Collect(r.Context(), a.o.Now(), collector.CollectOptions{
+		Instances: req.Instances,
+		Engine:    req.Engine,
+		Window:    window,
+	})
+	if err != nil {
+		return nil, &apiError{typ: ErrUnavailable, status: http.StatusServiceUnavailable, err: err}
+	}
+	for _, in := range req.Instances {
+		if snap.Instance(in) == nil {
+			return nil, notFound("instances: %q is not serving any known engine in this collection", in)
+		}
+	}
+	snap.Instances = nonNil(snap.Instances)
+	return snap, nil
+}
+
+// decode reads a JSON body, refusing unknown fields, trailing data and
+// bodies over the cap. An empty body is an empty request.
+func (a *API) decode(r *http.Request, v any) *apiError {
+	body := http.MaxBytesReader(nil, r.Body, a.o.MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var (
+			maxErr    *http.MaxBytesError
+			syntaxErr *json.SyntaxError
+			typeErr   *json.UnmarshalTypeError
+		)
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case errors.As(err, &maxErr):
+			return &apiError{typ: ErrBadData, status: http.StatusRequestEntityTooLarge, err: fmt.Errorf("request body is larger than %d bytes", maxErr.Limit)}
+		case errors.As(err, &syntaxErr):
+			return badData("", "request body is not valid JSON at byte %d: %v", syntaxErr.Offset, err)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return badData("", "request body is not valid JSON: it ends too early")
+		case errors.As(err, &typeErr):
+			return badData(typeErr.Field, "expected %s, got JSON %s", typeErr.Type, typeErr.Value)
+		default:
+			return badData("", "decoding request body: %v", err)
+		}
+	}
+	if dec.More() {
+		return badData("", "request body holds more than one JSON value")
+	}
+	return nil
+}
+
+func parseTime(s string) (time.Time, error) {
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		sec, frac := math.Modf(f)
+		return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither a Unix timestamp nor an RFC 3339 time", s)
+	}
+	return t, nil
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	var d collector.Duration
+	if err := d.UnmarshalJSON([]byte(strconv.Quote(s))); err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 15s or 1m", s)
+	}
+	return time.Duration(d), nil
+}

@@ -1,0 +1,135 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	apiv1 "github.com/optiinfra/perfagent/web/api/v1"
+)
+
+// Options build a Handler.
+type Options struct {
+	Logger   *slog.Logger
+	Gatherer prometheus.Gatherer
+	API      *apiv1.API
+	// Ready reports whether the agent can answer: the first collection
+	// has completed and the source is up.
+	Ready   func() bool
+	Version string
+}
+
+// Handler is perfagent's HTTP server.
+type Handler struct {
+	o        Options
+	router   *mux.Router
+	reloadCh chan chan error
+	stopping atomic.Bool
+}
+
+// New builds the routes.
+func New(o Options) *Handler {
+	h := &Handler{o: o, router: mux.NewRouter(), reloadCh: make(chan chan error)}
+	r := h.router
+	r.HandleFunc("/", h.landing).Methods(http.MethodGet)
+	r.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "perfagent is Healthy.")
+	}).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/-/ready", h.ready).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/-/reload", h.reload).Methods(http.MethodPost, http.MethodPut)
+	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)}))
+	if o.API != nil {
+		o.API.Register(r.PathPrefix("/api/v1").Subrouter())
+	}
+	return h
+}
+
+// Router returns the routes, for tests and for mounting.
+func (h *Handler) Router() http.Handler { return h.router }
+
+// Reload delivers a channel per /-/reload request; the receiver answers
+// with the reload's error or nil.
+func (h *Handler) Reload() <-chan chan error { return h.reloadCh }
+
+// SetStopping makes /-/ready fail while the agent shuts down.
+func (h *Handler) SetStopping() { h.stopping.Store(true) }
+
+func (h *Handler) ready(w http.ResponseWriter, _ *http.Request) {
+	if h.stopping.Load() || !h.o.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "perfagent is not ready: waiting for a successful collection.")
+		return
+	}
+	fmt.Fprintln(w, "perfagent is Ready.")
+}
+
+func (h *Handler) reload(w http.ResponseWriter, r *http.Request) {
+	rc := make(chan error)
+	select {
+	case h.reloadCh <- rc:
+	case <-r.Context().Done():
+		http.Error(w, "reload request cancelled", http.StatusServiceUnavailable)
+		return
+	}
+	select {
+	case err := <-rc:
+		if err != nil {
+			http.Error(w, fmt.Sprintf("failed to reload config: %s", err), http.StatusInternalServerError)
+		}
+	case <-r.Context().Done():
+		http.Error(w, "reload request cancelled", http.StatusServiceUnavailable)
+	}
+}
+
+var landingTemplate = template.Must(template.New("landing").Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>perfagent</title>
+<style>body{font-family:sans-serif;max-width:48em;margin:2em auto;line-height:1.5}code{background:#eee;padding:0 .2em}</style>
+</head><body>
+<h1>perfagent</h1>
+<p>Performance agent for LLM inference fleets. Version {{.Version}}.</p>
+<ul>
+<li><a href="metrics">/metrics</a>: the agent's own metrics and every signal, for Prometheus (scrape with <code>honor_labels: true</code>)</li>
+<li><a href="api/v1/health">/api/v1/health</a>, <a href="api/v1/instances">/api/v1/instances</a>, <a href="api/v1/signals">/api/v1/signals</a>, <a href="api/v1/config">/api/v1/config</a></li>
+<li><a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a></li>
+</ul>
+</body></html>
+`))
+
+func (h *Handler) landing(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_ = landingTemplate.Execute(w, struct{ Version string }{h.o.Version})
+}
+
+// Serve answers on l through exporter-toolkit (TLS and basic auth from
+// webConfigFile) until ctx ends, then shuts down gracefully.
+func (h *Handler) Serve(ctx context.Context, l net.Listener, webConfigFile string) error {
+	srv := &http.Server{Handler: h.router, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() {
+		flags := &web.FlagConfig{WebConfigFile: &webConfigFile}
+		errc <- web.Serve(l, srv, flags, h.o.Logger)
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return nil
+	}
+}
