@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -43,7 +44,7 @@ func (c *Collector) Backfill(ctx context.Context, from, to time.Time, step time.
 			}
 			for _, series := range m {
 				lb := labels.NewBuilder(series.Metric)
-				lb.Set(labels.MetricName, r.Name())
+				lb.Set(model.MetricNameLabel, r.Name())
 				r.Labels().Range(func(l labels.Label) { lb.Set(l.Name, l.Value) })
 				inst := series.Metric.Get(LabelInstance)
 				if pin := facts[inst].Engine; pin != "" && pin != p.engine {
@@ -57,12 +58,12 @@ func (c *Collector) Backfill(ctx context.Context, from, to time.Time, step time.
 					if j == 0 {
 						owned[k] = lb.Get(LabelModel)
 					}
-					model, ok := owned[k]
+					mdl, ok := owned[k]
 					if !ok || math.IsNaN(pt.F) || math.IsInf(pt.F, 0) {
 						continue
 					}
 					if lb.Get(LabelModel) == "" {
-						lb.Set(LabelModel, model)
+						lb.Set(LabelModel, mdl)
 					}
 					if _, err := app.Append(0, lb.Labels(), pt.T, pt.F); err != nil {
 						_ = app.Rollback()

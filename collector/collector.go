@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
@@ -421,7 +422,7 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 				lb := labels.NewBuilder(s.Metric)
 				lb.Set(LabelModel, in.Model)
 				samples = append(samples, Sample{Labels: lb.Labels(), Value: s.F})
-				if s.Metric.Get(labels.MetricName) == KVCacheCapacitySignal {
+				if s.Metric.Get(model.MetricNameLabel) == KVCacheCapacitySignal {
 					withCapacity[inst] = true
 				}
 			}
@@ -436,7 +437,7 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 		size, ok2 := in.Settings.Float("block_size")
 		if ok1 && ok2 {
 			samples = append(samples, Sample{Labels: labels.FromStrings(
-				labels.MetricName, KVCacheCapacitySignal, LabelEngine, in.Engine, LabelInstance, in.Instance, LabelModel, in.Model,
+				model.MetricNameLabel, KVCacheCapacitySignal, LabelEngine, in.Engine, LabelInstance, in.Instance, LabelModel, in.Model,
 			), Value: blocks * size})
 		}
 	}
@@ -444,7 +445,7 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 	snap.Samples = samples
 	for _, s := range samples {
 		in := instances[s.Labels.Get(LabelInstance)]
-		in.Signals = append(in.Signals, SignalValue{Name: s.Labels.Get(labels.MetricName), Quantile: s.Labels.Get(LabelQuantile), Value: s.Value})
+		in.Signals = append(in.Signals, SignalValue{Name: s.Labels.Get(model.MetricNameLabel), Quantile: s.Labels.Get(LabelQuantile), Value: s.Value})
 	}
 	for _, in := range instances {
 		snap.Instances = append(snap.Instances, in)

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -39,14 +40,14 @@ func (e *SignalsExporter) Collect(ch chan<- prometheus.Metric) {
 	}
 	descs := map[string]*prometheus.Desc{}
 	for _, s := range snap.Samples {
-		name := s.Labels.Get(labels.MetricName)
+		name := s.Labels.Get(model.MetricNameLabel)
 		// Identity labels are always present, empty when unknown, so
 		// every series of a family has the same label names.
 		names := []string{LabelInstance, LabelEngine, LabelModel}
 		values := []string{s.Labels.Get(LabelInstance), s.Labels.Get(LabelEngine), s.Labels.Get(LabelModel)}
 		s.Labels.Range(func(l labels.Label) {
 			switch l.Name {
-			case labels.MetricName, LabelInstance, LabelEngine, LabelModel:
+			case model.MetricNameLabel, LabelInstance, LabelEngine, LabelModel:
 				return
 			}
 			names = append(names, l.Name)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/prometheus/prometheus/model/value"
@@ -106,7 +107,7 @@ func mustProfile(t testing.TB, file, content string) *Profile {
 // quantile.
 func signalValue(snap *Snapshot, name, instance, quantile string) (float64, bool) {
 	for _, s := range snap.Samples {
-		if s.Labels.Get(labels.MetricName) == name && s.Labels.Get(LabelInstance) == instance && s.Labels.Get(LabelQuantile) == quantile {
+		if s.Labels.Get(model.MetricNameLabel) == name && s.Labels.Get(LabelInstance) == instance && s.Labels.Get(LabelQuantile) == quantile {
 			return s.Value, true
 		}
 	}

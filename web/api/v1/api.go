@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
-	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/optiinfra/perfagent/collector"
@@ -290,7 +290,7 @@ func (a *API) instance(r *http.Request) (any, *apiError) {
 	}
 	hist := make([]HistorySeries, 0, len(m))
 	for _, s := range m {
-		hs := HistorySeries{Name: s.Metric.Get(labels.MetricName), Quantile: s.Metric.Get(collector.LabelQuantile)}
+		hs := HistorySeries{Name: s.Metric.Get(model.MetricNameLabel), Quantile: s.Metric.Get(collector.LabelQuantile)}
 		for _, p := range s.Floats {
 			hs.Values = append(hs.Values, [2]string{strconv.FormatFloat(float64(p.T)/1000, 'f', -1, 64), strconv.FormatFloat(p.F, 'f', -1, 64)})
 		}
@@ -301,8 +301,8 @@ func (a *API) instance(r *http.Request) (any, *apiError) {
 
 // CollectRequest is the body of POST /api/v1/metrics/collect.
 type CollectRequest struct {
-	Instances []string           `json:"instances,omitempty"`
-	Engine    string             `json:"engine,omitempty"`
+	Instances []string `json:"instances,omitempty"`
+	Engine    string   `json:"engine,omitempty"`
 	// Window overrides the rate window, as a duration such as "5m".
 	Window string `json:"window,omitempty"`
 }

@@ -1,0 +1,81 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/optiinfra/perfagent/collector/profiles"
+)
+
+// loadFleet fills a store with n instances, cycling through the engine
+// fixtures of the built-in profiles, four scrapes 15 s apart each.
+func loadFleet(b *testing.B, store *Store, n int) {
+	b.Helper()
+	var templates [][]string // per template: exposition text at +0, +15, +30, +45 s
+	for _, engine := range []string{"vllm", "sglang", "tgi"} {
+		firsts, _ := filepath.Glob(filepath.Join("profiles", "testdata", engine, "*_t00.prom"))
+		sort.Strings(firsts)
+		for _, f := range firsts {
+			var scrapes []string
+			for _, suffix := range []string{"_t00", "_t15", "_t30", "_t45"} {
+				data, err := os.ReadFile(strings.Replace(f, "_t00", suffix, 1))
+				if err != nil {
+					b.Fatal(err)
+				}
+				scrapes = append(scrapes, string(data))
+			}
+			templates = append(templates, scrapes)
+		}
+	}
+	for i := range n {
+		tpl := templates[i%len(templates)]
+		inst := fmt.Sprintf("10.0.%d.%d:8000", i/250, i%250)
+		for j, text := range tpl {
+			scrapeText(b, store, inst, t0.Add(time.Duration(j)*15*time.Second), text)
+		}
+	}
+}
+
+// BenchmarkCollectionCycle measures one cycle (every profile rule and
+// settings query, then the append) over fleets of growing size. The
+// queries/cycle metric must be the same for every size: cost grows with
+// signals × engines, not with instances.
+func BenchmarkCollectionCycle(b *testing.B) {
+	profs, errs := LoadProfiles(profiles.FS, ".", nil)
+	if len(errs) > 0 {
+		b.Fatal(errs)
+	}
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
+			store := openTestStore(b)
+			loadFleet(b, store, n)
+			c := New(Options{Metrics: testMetrics(), Store: store})
+			if err := c.ApplyConfig(DefaultConfig(), store, profs); err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			at := t0.Add(45 * time.Second)
+			var snap *Snapshot
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				var err error
+				if snap, err = c.Cycle(ctx, at); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if len(snap.Instances) != n {
+				b.Fatalf("cycle saw %d instances, want %d", len(snap.Instances), n)
+			}
+			b.ReportMetric(float64(snap.Queries), "queries/cycle")
+			b.ReportMetric(float64(len(snap.Samples)), "signals/cycle")
+		})
+	}
+}

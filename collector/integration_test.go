@@ -1,0 +1,255 @@
+package collector
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/optiinfra/perfagent/collector/profiles"
+	"github.com/prometheus/common/model"
+)
+
+// linearExposition serves a fixture whose counters and histograms grow
+// linearly in wall time, at the slope between two fixture scrapes 15 s
+// apart, and whose gauges stay at their first value. Rates over any window
+// are then the same whenever a scraper samples, so two scrapers that are
+// not in phase must compute the same signals.
+type linearExposition struct {
+	start time.Time
+	lines []expositionLine
+}
+
+type expositionLine struct {
+	text       string // comment lines, copied
+	series     string
+	base, rate float64
+}
+
+func loadLinearExposition(t *testing.T, first, second string) *linearExposition {
+	t.Helper()
+	read := func(path string) []string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	}
+	a, b := read(first), read(second)
+	later := map[string]float64{}
+	for _, l := range b {
+		if series, v, ok := splitSample(l); ok {
+			later[series] = v
+		}
+	}
+	e := &linearExposition{start: time.Now()}
+	gauge := false
+	for _, l := range a {
+		if strings.HasPrefix(l, "# TYPE ") {
+			gauge = strings.HasSuffix(l, " gauge")
+		}
+		series, v, ok := splitSample(l)
+		if !ok {
+			e.lines = append(e.lines, expositionLine{text: l})
+			continue
+		}
+		line := expositionLine{series: series, base: v}
+		if w, ok := later[series]; ok && !gauge {
+			line.rate = (w - v) / 15
+		}
+		e.lines = append(e.lines, line)
+	}
+	return e
+}
+
+func splitSample(l string) (string, float64, bool) {
+	if l == "" || strings.HasPrefix(l, "#") {
+		return "", 0, false
+	}
+	i := strings.LastIndexByte(l, ' ')
+	v, err := strconv.ParseFloat(l[i+1:], 64)
+	if i < 0 || err != nil {
+		return "", 0, false
+	}
+	return l[:i], v, true
+}
+
+func (e *linearExposition) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	s := time.Since(e.start).Seconds()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	bw := bufio.NewWriter(w)
+	for _, l := range e.lines {
+		if l.series == "" {
+			fmt.Fprintln(bw, l.text)
+			continue
+		}
+		fmt.Fprintf(bw, "%s %s\n", l.series, strconv.FormatFloat(l.base+l.rate*s, 'f', -1, 64))
+	}
+	_ = bw.Flush()
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestRemoteAndEmbeddedModesAgree runs Debian's prometheus and the
+// embedded scraper against the same fixture servers of every built-in
+// engine and checks that both sources give the same signals.
+func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Prometheus and waits for real scrapes")
+	}
+	promBin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Skip("Debian's prometheus is not installed (apt-get install prometheus); .ci/run installs it")
+	}
+	var targets []TargetConfig
+	var addrs []string
+	for _, engine := range []string{"vllm", "sglang", "tgi"} {
+		firsts, _ := filepath.Glob(filepath.Join("profiles", "testdata", engine, "*_t00.prom"))
+		if len(firsts) == 0 {
+			t.Fatalf("no fixtures for %s", engine)
+		}
+		for _, f := range firsts {
+			srv := httptest.NewServer(loadLinearExposition(t, f, strings.Replace(f, "_t00", "_t15", 1)))
+			t.Cleanup(srv.Close)
+			targets = append(targets, TargetConfig{URL: srv.URL + "/metrics"})
+			addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
+		}
+	}
+
+	dir := t.TempDir()
+	promAddr := freePort(t)
+	promCfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 900ms}\nscrape_configs:\n  - job_name: fixtures\n    static_configs:\n      - targets: [%s]\n", strings.Join(addrs, ", "))
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgFile, []byte(promCfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	prom := exec.CommandContext(ctx, promBin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "prom"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	out := &strings.Builder{}
+	prom.Stdout, prom.Stderr = out, out
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = prom.Process.Kill()
+		_ = prom.Wait()
+		if t.Failed() {
+			t.Logf("prometheus output:\n%s", out.String())
+		}
+	})
+
+	// The embedded source scrapes the same servers on the same clock.
+	store := openTestStore(t)
+	m := testMetrics()
+	embedded, err := NewEmbeddedSource(store, nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Global.ScrapeInterval = Duration(time.Second)
+	cfg.Global.ScrapeTimeout = Duration(900 * time.Millisecond)
+	cfg.Collector.RateWindow = Duration(10 * time.Second)
+	cfg.Source.Targets = targets
+	if err := embedded.ApplyConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = embedded.Run() }()
+	t.Cleanup(embedded.Stop)
+
+	rcfg := DefaultRemoteConfig()
+	rcfg.URL = "http://" + promAddr
+	rcfg.QueryTimeout = Duration(10 * time.Second)
+	remote, err := NewRemoteSource(rcfg, testMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	profs, errs := LoadProfiles(profiles.FS, ".", nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+
+	// Wait until Prometheus has scraped every fixture for longer than the
+	// rate window (the embedded scraper started earlier).
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		v, err := remote.Query(ctx, `count(count_over_time(up{job="fixtures"}[12s]) >= 12)`, time.Now())
+		if err == nil && len(v) == 1 && int(v[0].F) == len(addrs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus did not scrape all %d fixtures in time (last error: %v)", len(addrs), err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	at := time.Now().Add(-1500 * time.Millisecond)
+	collect := func(src Source) *Snapshot {
+		c := New(Options{Metrics: testMetrics()})
+		if err := c.ApplyConfig(cfg, src, profs); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := c.Collect(ctx, at, CollectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(snap.Errors) > 0 {
+			t.Errorf("rule errors: %v", snap.Errors)
+		}
+		return snap
+	}
+	rs, es := collect(remote), collect(embedded)
+	if len(rs.Instances) != len(addrs) || len(es.Instances) != len(addrs) {
+		t.Fatalf("instances: remote %d, embedded %d, want %d", len(rs.Instances), len(es.Instances), len(addrs))
+	}
+	index := func(s *Snapshot) map[string]float64 {
+		m := map[string]float64{}
+		for _, x := range s.Samples {
+			m[x.Labels.String()] = x.Value
+		}
+		return m
+	}
+	ri, ei := index(rs), index(es)
+	engines := map[string]bool{}
+	for k, rv := range ri {
+		ev, ok := ei[k]
+		if !ok {
+			t.Errorf("%s: remote %g, missing in embedded mode", k, rv)
+			continue
+		}
+		if math.Abs(rv-ev) > 0.01*math.Max(math.Abs(rv), math.Abs(ev))+1e-12 {
+			t.Errorf("%s: remote %g, embedded %g (more than 1%% apart)", k, rv, ev)
+		}
+	}
+	for k, ev := range ei {
+		if _, ok := ri[k]; !ok {
+			t.Errorf("%s: embedded %g, missing in remote mode", k, ev)
+		}
+	}
+	for _, s := range rs.Samples {
+		engines[s.Labels.Get(LabelEngine)+"/"+s.Labels.Get(model.MetricNameLabel)] = true
+	}
+	if len(ri) < 3*len(addrs) {
+		t.Errorf("only %d signal series compared; the fixtures should give many more", len(ri))
+	}
+	t.Logf("compared %d signal series of %d instances (%d engine×signal pairs)", len(ri), len(addrs), len(engines))
+}
