@@ -8,6 +8,9 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
 )
 
 // Backfill computes signal history over [from, to] with one range query
@@ -53,6 +56,7 @@ func (c *Collector) Backfill(ctx context.Context, from, to time.Time, step time.
 				if m := facts[inst].Model; m != "" {
 					lb.Set(LabelModel, m)
 				}
+				var kept []promql.FPoint
 				for _, pt := range series.Floats {
 					k := key{inst, pt.T}
 					if j == 0 {
@@ -65,11 +69,13 @@ func (c *Collector) Backfill(ctx context.Context, from, to time.Time, step time.
 					if lb.Get(LabelModel) == "" {
 						lb.Set(LabelModel, mdl)
 					}
-					if _, err := app.Append(0, lb.Labels(), pt.T, pt.F); err != nil {
-						_ = app.Rollback()
-						return 0, fmt.Errorf("appending backfilled %s: %w", r.Name(), err)
-					}
-					written++
+					kept = append(kept, pt)
+				}
+				n, err := appendWithStaleness(app, lb.Labels(), kept, step.Milliseconds(), to.UnixMilli())
+				written += n
+				if err != nil {
+					_ = app.Rollback()
+					return 0, fmt.Errorf("appending backfilled %s: %w", r.Name(), err)
 				}
 			}
 		}
@@ -78,4 +84,25 @@ func (c *Collector) Backfill(ctx context.Context, from, to time.Time, step time.
 		return 0, fmt.Errorf("committing backfill: %w", err)
 	}
 	return written, nil
+}
+
+// appendWithStaleness appends points and, where the series stops before
+// the end of the range or has a gap, a staleness marker one step after its
+// last point, as the live cycle does, so queries do not carry the last
+// value forward over the lookback window.
+func appendWithStaleness(app storage.Appender, ls labels.Labels, points []promql.FPoint, step, end int64) (int, error) {
+	for i, pt := range points {
+		if _, err := app.Append(0, ls, pt.T, pt.F); err != nil {
+			return i, err
+		}
+		next := pt.T + step
+		gap := i+1 < len(points) && points[i+1].T > next
+		last := i+1 == len(points) && next <= end
+		if gap || last {
+			if _, err := app.Append(0, ls, next, math.Float64frombits(value.StaleNaN)); err != nil {
+				return i + 1, err
+			}
+		}
+	}
+	return len(points), nil
 }

@@ -173,6 +173,7 @@ type Prober struct {
 	mtx     sync.Mutex
 	results map[string]probeResult
 	running map[string]bool
+	wg      sync.WaitGroup
 }
 
 type probeResult struct {
@@ -217,7 +218,9 @@ func (p *Prober) Refresh(ctx context.Context, now time.Time, targets map[string]
 		if !due {
 			continue
 		}
+		p.wg.Add(1)
 		go func() {
+			defer p.wg.Done()
 			settings, err := p.Probe(ctx, t)
 			p.mtx.Lock()
 			defer p.mtx.Unlock()
@@ -230,6 +233,9 @@ func (p *Prober) Refresh(ctx context.Context, now time.Time, targets map[string]
 		}()
 	}
 }
+
+// Wait blocks until every probe started by Refresh has finished.
+func (p *Prober) Wait() { p.wg.Wait() }
 
 // ProbeTarget is where and what to probe.
 type ProbeTarget struct {

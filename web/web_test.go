@@ -1,0 +1,81 @@
+package web
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func newTestHandler(ready *atomic.Bool) *Handler {
+	return New(Options{
+		Logger:   slog.New(slog.DiscardHandler),
+		Gatherer: prometheus.NewRegistry(),
+		Ready:    ready.Load,
+		Version:  "1.2.3",
+	})
+}
+
+func serve(h *Handler, method, path string) (int, string) {
+	w := httptest.NewRecorder()
+	h.Router().ServeHTTP(w, httptest.NewRequest(method, path, nil))
+	b, _ := io.ReadAll(w.Result().Body)
+	return w.Code, string(b)
+}
+
+func TestReadiness(t *testing.T) {
+	var ready atomic.Bool
+	h := newTestHandler(&ready)
+	if code, _ := serve(h, http.MethodGet, "/-/ready"); code != http.StatusServiceUnavailable {
+		t.Errorf("ready before the first collection = %d, want 503", code)
+	}
+	ready.Store(true)
+	if code, _ := serve(h, http.MethodGet, "/-/ready"); code != http.StatusOK {
+		t.Errorf("ready after collection = %d, want 200", code)
+	}
+	h.SetStopping()
+	if code, _ := serve(h, http.MethodGet, "/-/ready"); code != http.StatusServiceUnavailable {
+		t.Errorf("ready while stopping = %d, want 503", code)
+	}
+	if code, body := serve(h, http.MethodGet, "/-/healthy"); code != http.StatusOK || !strings.Contains(body, "Healthy") {
+		t.Errorf("healthy = %d %q", code, body)
+	}
+}
+
+func TestReloadAnswersWithTheReloadError(t *testing.T) {
+	var ready atomic.Bool
+	h := newTestHandler(&ready)
+	go func() {
+		rc := <-h.Reload()
+		rc <- errors.New("p.yml:3: field x: bad")
+		rc = <-h.Reload()
+		rc <- nil
+	}()
+	if code, body := serve(h, http.MethodPost, "/-/reload"); code != http.StatusInternalServerError || !strings.Contains(body, "p.yml:3: field x: bad") {
+		t.Errorf("failed reload = %d %q", code, body)
+	}
+	if code, _ := serve(h, http.MethodPost, "/-/reload"); code != http.StatusOK {
+		t.Errorf("good reload = %d", code)
+	}
+	if code, _ := serve(h, http.MethodGet, "/-/reload"); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /-/reload = %d, want 405", code)
+	}
+}
+
+func TestLandingPage(t *testing.T) {
+	var ready atomic.Bool
+	h := newTestHandler(&ready)
+	code, body := serve(h, http.MethodGet, "/")
+	if code != http.StatusOK || !strings.Contains(body, "Version 1.2.3") || !strings.Contains(body, `href="api/v1/instances"`) {
+		t.Errorf("landing = %d %q", code, body)
+	}
+	if code, _ := serve(h, http.MethodGet, "/nothing-here"); code != http.StatusNotFound {
+		t.Errorf("unknown path = %d, want 404", code)
+	}
+}
