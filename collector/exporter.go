@@ -34,8 +34,10 @@ func (e *SignalsExporter) Describe(chan<- *prometheus.Desc) {}
 
 // Collect implements prometheus.Collector.
 func (e *SignalsExporter) Collect(ch chan<- prometheus.Metric) {
+	// While the source fails, export nothing rather than old values: the
+	// series go stale in Prometheus, as a down target's do.
 	snap := e.c.Latest()
-	if snap == nil {
+	if snap == nil || !e.c.Ready() {
 		return
 	}
 	descs := map[string]*prometheus.Desc{}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -375,5 +376,83 @@ func TestDaemonWebConfigBasicAuth(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("authenticated /api/v1/health = %d", resp.StatusCode)
+	}
+}
+
+// fakePrometheus answers the query API: the vLLM instance rule with one
+// instance, everything else empty; down makes it answer 503.
+func fakePrometheus(t *testing.T, down *atomic.Bool) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "agent" || p != "hunter2" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		q := r.FormValue("query")
+		switch {
+		case r.URL.Path == "/api/v1/query" && strings.Contains(q, "vllm:num_requests_running") && strings.HasPrefix(q, "group"):
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"instance":"10.0.0.7:8000","model":"llama"},"value":[1700000000,"1"]}]}}`)
+		case r.URL.Path == "/api/v1/query" && strings.Contains(q, "vllm:num_requests_running"):
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"instance":"10.0.0.7:8000","model":"llama"},"value":[1700000000,"42"]}]}}`)
+		case r.URL.Path == "/api/v1/query":
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
+		default:
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"matrix","result":[]}}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestDaemonRemoteMode(t *testing.T) {
+	var down atomic.Bool
+	prom := fakePrometheus(t, &down)
+	cfg := fmt.Sprintf(`global: {evaluation_interval: 250ms}
+source:
+  prometheus:
+    url: %s
+    basic_auth: {username: agent, password: hunter2}
+    retries: 0
+collector: {probe: {enabled: false}}
+`, prom.URL)
+	a := startAgent(t, cfg)
+	waitReady(t, a)
+	_, metrics := get(t, a.url+"/metrics")
+	if !strings.Contains(metrics, `llm_requests_running{engine="vllm",instance="10.0.0.7:8000",model="llama"} 42`) {
+		t.Errorf("/metrics lacks the remote signal:\n%s", metrics)
+	}
+	_, config := get(t, a.url+"/api/v1/config")
+	if strings.Contains(config, "hunter2") || !strings.Contains(config, "<secret>") {
+		t.Errorf("GET /api/v1/config shows the password or no <secret>: %s", config)
+	}
+
+	// The source goes down: not ready, source_up 0, and no signal is
+	// exported from old data.
+	down.Store(true)
+	waitFor(t, "not ready", func() bool {
+		code, _ := get(t, a.url+"/-/ready")
+		return code == http.StatusServiceUnavailable
+	})
+	_, metrics = get(t, a.url+"/metrics")
+	if !strings.Contains(metrics, "perfagent_source_up 0") {
+		t.Error("perfagent_source_up is not 0 with the source down")
+	}
+	if strings.Contains(metrics, "llm_requests_running{") {
+		t.Error("signals are still exported with the source down")
+	}
+	_, health := get(t, a.url+"/api/v1/health")
+	if !strings.Contains(health, `"status":"degraded"`) || !strings.Contains(health, `"mode":"remote"`) {
+		t.Errorf("health with the source down = %s", health)
+	}
+	down.Store(false)
+	waitReady(t, a)
+	_, metrics = get(t, a.url+"/metrics")
+	if !strings.Contains(metrics, "llm_requests_running{") {
+		t.Error("signals not exported again after the source came back")
 	}
 }
