@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
+
+	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/collector/profiles"
+	"github.com/optiinfra/perfagent/simulator"
+)
+
+// appendExposition stores one scrape of a text exposition, as a scraper
+// would: with the instance and job labels, at ts.
+func appendExposition(t *testing.T, store *collector.Store, instance string, ts time.Time, text []byte) {
+	t.Helper()
+	app := store.Appender(context.Background())
+	p := textparse.NewPromParser(text, labels.NewSymbolTable(), false)
+	for {
+		e, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("parsing the exposition of %s: %v", instance, err)
+		}
+		if e != textparse.EntrySeries {
+			continue
+		}
+		_, _, v := p.Series()
+		var l labels.Labels
+		p.Labels(&l)
+		b := labels.NewBuilder(l)
+		b.Set(model.InstanceLabel, instance)
+		b.Set(model.JobLabel, "sim")
+		if _, err := app.Append(0, b.Labels(), ts.UnixMilli(), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestProfilesReadSimulatorExpositions runs the demo fleet in simulated
+// time and checks that every rule of each engine's built-in profile finds
+// its metrics in that engine's exposition. The simulator takes its metric
+// names from the engines' documentation and imports nothing of the
+// agent's, so a wrong name on either side fails here.
+func TestProfilesReadSimulatorExpositions(t *testing.T) {
+	cfg, err := simulator.LoadFleet("../../examples/demo/fleet.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	fleet, err := simulator.NewFleet(cfg, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := collector.OpenStore(collector.StoreOptions{Path: t.TempDir(), Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var at time.Time
+	for step := 0; step <= 16; step++ {
+		at = start.Add(time.Duration(step) * 15 * time.Second)
+		fleet.Advance(at)
+		for _, s := range fleet.Servers() {
+			var buf bytes.Buffer
+			if err := s.WriteMetrics(&buf); err != nil {
+				t.Fatal(err)
+			}
+			appendExposition(t, store, s.Listen(), at, buf.Bytes())
+		}
+	}
+	profs, errs := collector.LoadProfiles(profiles.FS, ".", nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	c := collector.New(collector.Options{Metrics: collector.NewMetrics(prometheus.NewRegistry())})
+	if err := c.ApplyConfig(collector.DefaultConfig(), store, profs); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := c.Collect(context.Background(), at, collector.CollectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Errors) > 0 {
+		t.Errorf("rule errors: %v", snap.Errors)
+	}
+	byEngine := map[string]*collector.Profile{}
+	for _, p := range profs {
+		byEngine[p.Engine] = p
+	}
+	for _, s := range fleet.Servers() {
+		in := snap.Instance(s.Listen())
+		if in == nil {
+			t.Errorf("%s (%s): not detected", s.Name(), s.Engine())
+			continue
+		}
+		if in.Engine != string(s.Engine()) {
+			t.Errorf("%s: detected as %s, runs %s", s.Name(), in.Engine, s.Engine())
+		}
+		// TGI labels no model; the configuration or /info names it.
+		if (in.Model == "") != (in.Engine == collector.EngineTGI) {
+			t.Errorf("%s (%s): model %q", s.Name(), in.Engine, in.Model)
+		}
+		have := map[string]bool{}
+		for _, sv := range in.Signals {
+			have[sv.Name+"/"+sv.Quantile] = true
+		}
+		for _, r := range byEngine[in.Engine].Rules {
+			key := r.Record + "/" + r.Labels.Get(collector.LabelQuantile)
+			if !have[key] {
+				t.Errorf("%s (%s): %s is missing: the profile's expression %s finds nothing in the simulator's exposition", s.Name(), in.Engine, key, r.Expr)
+			}
+		}
+		if !have[collector.KVCacheCapacitySignal+"/"] {
+			t.Errorf("%s: no KV-cache capacity", s.Name())
+		}
+	}
+}
