@@ -1,0 +1,344 @@
+package simulator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Engine names an inference server implementation.
+type Engine string
+
+// Supported engines.
+const (
+	EngineVLLM   Engine = "vllm"
+	EngineSGLang Engine = "sglang"
+	EngineTGI    Engine = "tgi"
+)
+
+// Duration is a time.Duration written as "90s", "5m" or "1h" in YAML and JSON.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if err := d.parse(n.Value); err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	return nil
+}
+
+// UnmarshalJSON parses a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"5m\": %w", err)
+	}
+	return d.parse(s)
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) {
+	return time.Duration(d).String(), nil
+}
+
+func (d *Duration) parse(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// FleetConfig is a fleet file: the servers to simulate and, for scenarios, the ground truth.
+type FleetConfig struct {
+	// Description says what the fleet or scenario shows.
+	Description string `yaml:"description,omitempty"`
+	// Seed makes the simulation deterministic.
+	Seed int64 `yaml:"seed"`
+	// Duration is how long a scenario runs (replay default, scenario tests).
+	Duration Duration `yaml:"duration,omitempty"`
+	// Servers are the simulated inference servers.
+	Servers []ServerConfig `yaml:"servers"`
+	// Truth lists which bottleneck is present on which server and when.
+	Truth []Truth `yaml:"truth,omitempty"`
+}
+
+// Truth is one ground-truth interval of a scenario.
+type Truth struct {
+	// Bottleneck is an id B1..B13 from tuning.md §8.
+	Bottleneck string `yaml:"bottleneck"`
+	// Server is the name of the affected server.
+	Server string `yaml:"server"`
+	// From and To bound the interval, relative to the start of the run.
+	From Duration `yaml:"from"`
+	To   Duration `yaml:"to"`
+}
+
+// ServerConfig describes one simulated server.
+type ServerConfig struct {
+	// Name identifies the server in truth entries and logs; defaults to "<engine>-<index>".
+	Name string `yaml:"name"`
+	// Engine is vllm, sglang or tgi.
+	Engine Engine `yaml:"engine"`
+	// Listen is the host:port the live server listens on and the instance label in replays.
+	Listen string `yaml:"listen"`
+	// MetricsVersion selects the vLLM metric generation: "v1" (default) or "v0".
+	MetricsVersion string `yaml:"metrics_version,omitempty"`
+	// Model is the served model's name and shape.
+	Model ModelConfig `yaml:"model"`
+	// GPU is the accelerator the model runs on.
+	GPU GPUConfig `yaml:"gpu"`
+	// Settings are the engine flags, by their real names.
+	Settings Settings `yaml:"settings"`
+	// Workload is the offered load.
+	Workload Workload `yaml:"workload"`
+	// Events change the workload or the settings at given times.
+	Events []Event `yaml:"events,omitempty"`
+}
+
+// ModelConfig is the served model.
+type ModelConfig struct {
+	// Name is the served model name (vLLM model_name label, TGI model_id).
+	Name string `yaml:"name" json:"name"`
+	// ParametersB is the parameter count in billions.
+	ParametersB float64 `yaml:"parameters_b" json:"parameters_b"`
+	// Layers, KVHeads and HeadDim give the KV-cache shape.
+	Layers  int `yaml:"layers" json:"layers"`
+	KVHeads int `yaml:"kv_heads" json:"kv_heads"`
+	HeadDim int `yaml:"head_dim" json:"head_dim"`
+	// DtypeBytes is the bytes per weight and per KV element (2 for bf16).
+	DtypeBytes float64 `yaml:"dtype_bytes" json:"dtype_bytes"`
+	// ContextLength is the model's maximum context (max_position_embeddings).
+	ContextLength int `yaml:"context_length" json:"context_length"`
+}
+
+// GPUConfig is the accelerator.
+type GPUConfig struct {
+	// MemoryGiB is the device memory.
+	MemoryGiB float64 `yaml:"memory_gib" json:"memory_gib"`
+	// BandwidthGBps is the peak memory bandwidth in GB/s.
+	BandwidthGBps float64 `yaml:"bandwidth_gbps" json:"bandwidth_gbps"`
+	// TFLOPS is the peak dense 16-bit throughput in TFLOP/s.
+	TFLOPS float64 `yaml:"tflops" json:"tflops"`
+	// MBU and MFU are the achieved fractions of bandwidth and compute.
+	MBU float64 `yaml:"mbu" json:"mbu"`
+	MFU float64 `yaml:"mfu" json:"mfu"`
+	// ReservedGiB is memory taken by activations, CUDA graphs and the runtime.
+	ReservedGiB float64 `yaml:"reserved_gib" json:"reserved_gib"`
+	// StepOverheadMs is the fixed host time per engine step.
+	StepOverheadMs float64 `yaml:"step_overhead_ms" json:"step_overhead_ms"`
+}
+
+// Settings holds engine flags under their real names. Only the engine's own flags are accepted.
+// Zero values mean "engine default".
+type Settings struct {
+	// vLLM.
+	GPUMemoryUtilization float64 `yaml:"gpu_memory_utilization,omitempty" json:"gpu_memory_utilization,omitempty"`
+	MaxNumSeqs           int     `yaml:"max_num_seqs,omitempty" json:"max_num_seqs,omitempty"`
+	MaxNumBatchedTokens  int     `yaml:"max_num_batched_tokens,omitempty" json:"max_num_batched_tokens,omitempty"`
+	EnablePrefixCaching  *bool   `yaml:"enable_prefix_caching,omitempty" json:"enable_prefix_caching,omitempty"`
+	KVCacheDtype         string  `yaml:"kv_cache_dtype,omitempty" json:"kv_cache_dtype,omitempty"`
+	BlockSize            int     `yaml:"block_size,omitempty" json:"block_size,omitempty"`
+	MaxModelLen          int     `yaml:"max_model_len,omitempty" json:"max_model_len,omitempty"`
+	// SGLang.
+	MemFractionStatic        float64 `yaml:"mem_fraction_static,omitempty" json:"mem_fraction_static,omitempty"`
+	MaxRunningRequests       int     `yaml:"max_running_requests,omitempty" json:"max_running_requests,omitempty"`
+	ChunkedPrefillSize       int     `yaml:"chunked_prefill_size,omitempty" json:"chunked_prefill_size,omitempty"`
+	ScheduleConservativeness float64 `yaml:"schedule_conservativeness,omitempty" json:"schedule_conservativeness,omitempty"`
+	MaxPrefillTokens         int     `yaml:"max_prefill_tokens,omitempty" json:"max_prefill_tokens,omitempty"`
+	DisableRadixCache        *bool   `yaml:"disable_radix_cache,omitempty" json:"disable_radix_cache,omitempty"`
+	// TGI.
+	MaxConcurrentRequests int `yaml:"max_concurrent_requests,omitempty" json:"max_concurrent_requests,omitempty"`
+	MaxBatchPrefillTokens int `yaml:"max_batch_prefill_tokens,omitempty" json:"max_batch_prefill_tokens,omitempty"`
+	MaxBatchTotalTokens   int `yaml:"max_batch_total_tokens,omitempty" json:"max_batch_total_tokens,omitempty"`
+	MaxTotalTokens        int `yaml:"max_total_tokens,omitempty" json:"max_total_tokens,omitempty"`
+	MaxInputTokens        int `yaml:"max_input_tokens,omitempty" json:"max_input_tokens,omitempty"`
+}
+
+// engineFlags lists the settings each engine accepts, by YAML/JSON name.
+var engineFlags = map[Engine][]string{
+	EngineVLLM:   {"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "kv_cache_dtype", "block_size", "max_model_len"},
+	EngineSGLang: {"mem_fraction_static", "max_running_requests", "chunked_prefill_size", "schedule_conservativeness", "max_prefill_tokens", "disable_radix_cache"},
+	EngineTGI:    {"max_concurrent_requests", "max_batch_prefill_tokens", "max_batch_total_tokens", "max_total_tokens", "max_input_tokens"},
+}
+
+// Workload is the load offered to one server.
+type Workload struct {
+	// Rate is the mean Poisson arrival rate in requests per second.
+	Rate float64 `yaml:"rate" json:"rate"`
+	// Profile, when set, makes the rate piecewise linear over time (overrides Rate).
+	Profile []RatePoint `yaml:"profile,omitempty" json:"profile,omitempty"`
+	// PromptTokens and OutputTokens are the length distributions.
+	PromptTokens Dist `yaml:"prompt_tokens" json:"prompt_tokens"`
+	OutputTokens Dist `yaml:"output_tokens" json:"output_tokens"`
+	// MaxTokens is the client's max_tokens / max_new_tokens; longer outputs stop with "length".
+	MaxTokens int `yaml:"max_tokens" json:"max_tokens"`
+	// SharedPrefixFraction is the share of each prompt that is a reusable prefix.
+	SharedPrefixFraction float64 `yaml:"shared_prefix_fraction" json:"shared_prefix_fraction"`
+	// Timeout is the client timeout; older requests are aborted.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+}
+
+// RatePoint is one point of a piecewise-linear arrival-rate profile.
+type RatePoint struct {
+	At   Duration `yaml:"at" json:"at"`
+	Rate float64  `yaml:"rate" json:"rate"`
+}
+
+// Dist is a token-length distribution: lognormal with the given mean and coefficient of
+// variation (CV 0 means fixed), clipped to [Min, Max], optionally mixed with a long tail.
+type Dist struct {
+	Mean         float64 `yaml:"mean" json:"mean"`
+	CV           float64 `yaml:"cv" json:"cv"`
+	Min          int     `yaml:"min" json:"min"`
+	Max          int     `yaml:"max" json:"max"`
+	TailFraction float64 `yaml:"tail_fraction" json:"tail_fraction"`
+	TailMean     float64 `yaml:"tail_mean" json:"tail_mean"`
+}
+
+// Event changes a server's workload and/or settings at a time relative to the start.
+// Only the fields present are changed.
+type Event struct {
+	At       Duration   `yaml:"at"`
+	Workload *yaml.Node `yaml:"workload,omitempty"`
+	Settings *yaml.Node `yaml:"settings,omitempty"`
+}
+
+// UnmarshalYAML keeps the workload and settings nodes for partial application later.
+func (e *Event) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: event must be a mapping", n.Line)}}
+	}
+	var errs []string
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "at":
+			if err := e.At.parse(v.Value); err != nil {
+				errs = append(errs, fmt.Sprintf("line %d: at: %v", v.Line, err))
+			}
+		case "workload":
+			e.Workload = v
+		case "settings":
+			e.Settings = v
+		default:
+			errs = append(errs, fmt.Sprintf("line %d: field %s not found in type simulator.Event", k.Line, k.Value))
+		}
+	}
+	if len(errs) > 0 {
+		return &yaml.TypeError{Errors: errs}
+	}
+	return nil
+}
+
+// ConfigError is a problem in a fleet file, with its position.
+type ConfigError struct {
+	File  string // file name as given to ParseFleet
+	Line  int    // 1-based line, 0 when unknown
+	Field string // dotted path such as servers.0.settings.block_size; may be empty
+	Msg   string
+}
+
+// Error formats the error as file:line: field: message.
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(e.Line))
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// LoadFleet reads and validates a fleet file.
+func LoadFleet(path string) (*FleetConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", path, err)
+	}
+	return ParseFleet(path, data)
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+): (.*)`)
+
+// ParseFleet parses and validates a fleet file; name is used in error messages. Unknown fields
+// and bad values are reported as name:line: field: message, joined with errors.Join.
+func ParseFleet(name string, data []byte) (*FleetConfig, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlErrors(name, err)
+	}
+	if len(root.Content) == 0 {
+		return nil, &ConfigError{File: name, Msg: "empty fleet file"}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var cfg FleetConfig
+	v := validator{file: name, root: root.Content[0]}
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, yamlErrors(name, err)
+		}
+		// Type errors leave the rest decoded: report them with the value errors.
+		v.errs = append(v.errs, typeErrors(name, te)...)
+	}
+	v.fleet(&cfg)
+	if len(v.errs) > 0 {
+		slices.SortStableFunc(v.errs, func(a, b error) int {
+			var ca, cb *ConfigError
+			errors.As(a, &ca)
+			errors.As(b, &cb)
+			return ca.Line - cb.Line
+		})
+		return nil, errors.Join(v.errs...)
+	}
+	return &cfg, nil
+}
+
+func yamlErrors(name string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return errors.Join(typeErrors(name, te)...)
+	}
+	return lineError(name, strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+func typeErrors(name string, te *yaml.TypeError) []error {
+	errs := make([]error, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		errs = append(errs, lineError(name, e))
+	}
+	return errs
+}
+
+func lineError(name, msg string) error {
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &ConfigError{File: name, Line: line, Msg: m[2]}
+	}
+	return &ConfigError{File: name, Msg: msg}
+}

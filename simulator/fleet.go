@@ -1,0 +1,66 @@
+package simulator
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Fleet is a set of simulated servers sharing a start time and seed.
+type Fleet struct {
+	start   time.Time
+	servers []*Server
+}
+
+// NewFleet builds the servers of cfg, starting at start; cfg.Seed makes runs repeatable.
+func NewFleet(cfg *FleetConfig, start time.Time) (*Fleet, error) {
+	f := &Fleet{start: start}
+	for i, sc := range cfg.Servers {
+		s, err := newServer(sc, i, cfg.Seed, start)
+		if err != nil {
+			return nil, fmt.Errorf("building fleet: %w", err)
+		}
+		f.servers = append(f.servers, s)
+	}
+	return f, nil
+}
+
+// Start is the simulated time the fleet started at.
+func (f *Fleet) Start() time.Time { return f.start }
+
+// Servers returns the servers in fleet-file order.
+func (f *Fleet) Servers() []*Server { return f.servers }
+
+// Server returns the server with the given name, or nil.
+func (f *Fleet) Server(name string) *Server {
+	for _, s := range f.servers {
+		if s.cfg.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// Advance runs every server up to time to, using up to GOMAXPROCS goroutines; servers are
+// independent, so the result does not depend on the scheduling.
+func (f *Fleet) Advance(to time.Time) {
+	workers := min(runtime.GOMAXPROCS(0), len(f.servers))
+	if workers <= 1 {
+		for _, s := range f.servers {
+			s.Advance(to)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(f.servers); i = int(next.Add(1)) - 1 {
+				f.servers[i].Advance(to)
+			}
+		})
+	}
+	wg.Wait()
+}
