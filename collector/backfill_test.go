@@ -8,7 +8,7 @@ import (
 
 func TestBackfillComputesHistory(t *testing.T) {
 	raw := openTestStore(t) // stands in for the remote Prometheus
-	for i := range 41 {      // 10 minutes of scrapes every 15 s
+	for i := range 41 {     // 10 minutes of scrapes every 15 s
 		ts := t0.Add(time.Duration(i) * 15 * time.Second)
 		scrapeText(t, raw, "a:1", ts, fakeExposition(float64(i%5), 100+15*float64(i)))
 		if i < 20 { // b:1 disappears after 5 minutes

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -275,6 +276,10 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 			return nil, err
 		}
 	}
+	ev := evaluate(ctx, src, profiles, o.Engine, now)
+	if ev.down != nil && !slices.Contains(ev.detected, true) {
+		return nil, fmt.Errorf("collecting signals: %w", ev.down)
+	}
 	var wanted map[string]bool
 	if len(o.Instances) > 0 {
 		wanted = map[string]bool{}
@@ -282,79 +287,100 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 			wanted[in] = true
 		}
 	}
-	snap := &Snapshot{Time: now}
-	results := make([][]promql.Vector, len(profiles))
-	detected := make([]bool, len(profiles))
-	settingResults := make([]promql.Vector, len(profiles))
-	ruleErrs := make([][]error, len(profiles))
+	instances := detectInstances(ev, profiles, facts, wanted, c.logger)
+	c.settle(ctx, now, cfg, facts, instances, ev, profiles)
+
+	snap := &Snapshot{Time: now, Queries: ev.queries, Errors: ev.errs}
+	snap.Samples = signalSamples(ev, profiles, instances)
+	for _, s := range snap.Samples {
+		in := instances[s.Labels.Get(LabelInstance)]
+		in.Signals = append(in.Signals, SignalValue{Name: s.Labels.Get(model.MetricNameLabel), Quantile: s.Labels.Get(LabelQuantile), Value: s.Value})
+	}
+	for _, in := range instances {
+		snap.Instances = append(snap.Instances, in)
+	}
+	sort.Slice(snap.Instances, func(i, j int) bool { return snap.Instances[i].Instance < snap.Instances[j].Instance })
+	return snap, nil
+}
+
+// evaluation holds what the source answered in one cycle, by profile.
+type evaluation struct {
+	results  [][]promql.Vector // per profile, per rule
+	detected []bool            // the profile's instance rule answered
+	settings []promql.Vector   // per profile, its settings query
+	errs     []string
+	queries  int
+	down     error
+}
+
+// evaluate runs every rule and settings query of the selected profiles,
+// the profiles concurrently and the rules of one profile in order.
+func evaluate(ctx context.Context, src Source, profiles []*compiledProfile, engine string, now time.Time) *evaluation {
+	ev := &evaluation{
+		results:  make([][]promql.Vector, len(profiles)),
+		detected: make([]bool, len(profiles)),
+		settings: make([]promql.Vector, len(profiles)),
+	}
+	errs := make([][]string, len(profiles))
 	var (
-		wg       sync.WaitGroup
-		sourceMu sync.Mutex
-		queries  int
-		down     error
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		queries atomic.Int64
 	)
-	// Profiles run concurrently; the rules of one profile in order.
 	for i, p := range profiles {
-		if o.Engine != "" && p.engine != o.Engine {
+		if engine != "" && p.engine != engine {
 			continue
 		}
-		results[i] = make([]promql.Vector, len(p.rules))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		ev.results[i] = make([]promql.Vector, len(p.rules))
+		wg.Go(func() {
 			for j, r := range p.rules {
 				v, err := r.Eval(ctx, 0, now, src.Query, nil, 0)
-				sourceMu.Lock()
-				queries++
-				sourceMu.Unlock()
+				queries.Add(1)
 				if err != nil {
-					ruleErrs[i] = append(ruleErrs[i], fmt.Errorf("%s rule %s: %w", p.file, r.Name(), err))
+					errs[i] = append(errs[i], fmt.Sprintf("%s rule %s: %v", p.file, r.Name(), err))
 					if j == 0 {
-						sourceMu.Lock()
-						down = err
-						sourceMu.Unlock()
+						// Without its instances the profile's other
+						// signals cannot be attributed.
+						mu.Lock()
+						ev.down = err
+						mu.Unlock()
 						return
 					}
 					continue
 				}
-				results[i][j] = v
-				if j == 0 {
-					detected[i] = true
-				}
+				ev.results[i][j] = v
+				ev.detected[i] = ev.detected[i] || j == 0
 			}
-			if p.settings != nil {
-				v, err := src.Query(ctx, p.settings.expr, now)
-				sourceMu.Lock()
-				queries++
-				sourceMu.Unlock()
-				if err != nil {
-					ruleErrs[i] = append(ruleErrs[i], fmt.Errorf("%s settings query: %w", p.engine, err))
-					return
-				}
-				settingResults[i] = v
+			if p.settings == nil {
+				return
 			}
-		}()
+			v, err := src.Query(ctx, p.settings.expr, now)
+			queries.Add(1)
+			if err != nil {
+				errs[i] = append(errs[i], fmt.Sprintf("%s settings query: %v", p.engine, err))
+				return
+			}
+			ev.settings[i] = v
+		})
 	}
 	wg.Wait()
-	snap.Queries = queries
-	for _, errs := range ruleErrs {
-		for _, err := range errs {
-			snap.Errors = append(snap.Errors, err.Error())
-		}
+	ev.queries = int(queries.Load())
+	for _, e := range errs {
+		ev.errs = append(ev.errs, e...)
 	}
-	if down != nil && !slices.Contains(detected, true) {
-		return nil, fmt.Errorf("collecting signals: %w", down)
-	}
+	return ev
+}
 
-	// Which instance runs which engine: detection from the info rule,
-	// overridden by configuration pins.
-	owner := map[string]string{}
-	models := map[string]string{}
+// detectInstances decides which engine each instance runs: the first
+// profile whose instance rule lists it, unless the configuration pins
+// another engine.
+func detectInstances(ev *evaluation, profiles []*compiledProfile, facts map[string]InstanceConfig, wanted map[string]bool, logger *slog.Logger) map[string]*Instance {
+	instances := map[string]*Instance{}
 	for i, p := range profiles {
-		if !detected[i] {
+		if !ev.detected[i] {
 			continue
 		}
-		for _, s := range results[i][0] {
+		for _, s := range ev.results[i][0] {
 			inst := s.Metric.Get(LabelInstance)
 			if inst == "" || (wanted != nil && !wanted[inst]) {
 				continue
@@ -362,57 +388,55 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 			if pin := facts[inst].Engine; pin != "" && pin != p.engine {
 				continue
 			}
-			if prev, taken := owner[inst]; taken {
-				c.logger.Debug("Instance matches two engine profiles; keeping the first", "instance", inst, "kept", prev, "other", p.engine)
+			if prev, taken := instances[inst]; taken {
+				logger.Debug("Instance matches two engine profiles; keeping the first", "instance", inst, "kept", prev.Engine, "other", p.engine)
 				continue
 			}
-			owner[inst] = p.engine
-			models[inst] = s.Metric.Get(LabelModel)
+			instances[inst] = &Instance{Instance: inst, Engine: p.engine, Model: s.Metric.Get(LabelModel), Settings: Settings{}}
 		}
 	}
+	return instances
+}
 
-	// Settings: metrics, then probes, then configuration.
-	settings := map[string]Settings{}
-	for inst := range owner {
-		settings[inst] = Settings{}
-	}
+// settle fills each instance's settings (metrics, then probes, then
+// configuration) and model name, and starts the probes that are due.
+func (c *Collector) settle(ctx context.Context, now time.Time, cfg Config, facts map[string]InstanceConfig, instances map[string]*Instance, ev *evaluation, profiles []*compiledProfile) {
 	for i, p := range profiles {
-		if settingResults[i] == nil {
+		if ev.settings[i] == nil {
 			continue
 		}
-		for inst, kv := range p.settings.extract(settingResults[i]) {
-			if owner[inst] == p.engine {
-				settings[inst].merge(kv, SettingFromMetrics)
+		for inst, kv := range p.settings.extract(ev.settings[i]) {
+			if in, ok := instances[inst]; ok && in.Engine == p.engine {
+				in.Settings.merge(kv, SettingFromMetrics)
 			}
 		}
 	}
 	probeTargets := map[string]ProbeTarget{}
-	for inst, engine := range owner {
+	for name, in := range instances {
 		if c.prober != nil {
-			settings[inst].merge(c.prober.Settings(inst), SettingFromProbe)
-			probeTargets[inst] = ProbeTarget{BaseURL: baseURL(cfg, inst), Engine: engine}
+			in.Settings.merge(c.prober.Settings(name), SettingFromProbe)
+			probeTargets[name] = ProbeTarget{BaseURL: baseURL(cfg, name), Engine: in.Engine}
 		}
-		settings[inst].merge(facts[inst].Settings, SettingFromConfig)
-		if m := facts[inst].Model; m != "" {
-			models[inst] = m
-		} else if models[inst] == "" {
-			models[inst] = settings[inst]["served_model_name"].Value
+		in.Settings.merge(facts[name].Settings, SettingFromConfig)
+		if m := facts[name].Model; m != "" {
+			in.Model = m
+		} else if in.Model == "" {
+			in.Model = in.Settings["served_model_name"].Value
 		}
 	}
 	if c.prober != nil && len(probeTargets) > 0 && cfg.Collector.Probe.Enabled {
 		c.prober.Refresh(context.WithoutCancel(ctx), now, probeTargets)
 	}
+}
 
-	// Signals, kept only for instances their engine owns, with identity
-	// labels normalized.
-	instances := map[string]*Instance{}
-	for inst, engine := range owner {
-		instances[inst] = &Instance{Instance: inst, Engine: engine, Model: models[inst], Settings: settings[inst]}
-	}
+// signalSamples keeps the signals of the instances each engine owns, with
+// the model label normalized and NaN or infinite values left out, adds
+// capacities computed from settings, and sorts them by labels.
+func signalSamples(ev *evaluation, profiles []*compiledProfile, instances map[string]*Instance) []Sample {
 	var samples []Sample
 	withCapacity := map[string]bool{}
 	for i, p := range profiles {
-		for _, v := range results[i] {
+		for _, v := range ev.results[i] {
 			for _, s := range v {
 				inst := s.Metric.Get(LabelInstance)
 				in, ok := instances[inst]
@@ -428,7 +452,7 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 			}
 		}
 	}
-	// Capacity from label values, for engines that report it that way.
+	// vLLM reports its capacity only as label values.
 	for _, in := range instances {
 		if withCapacity[in.Instance] {
 			continue
@@ -442,16 +466,7 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 		}
 	}
 	sort.Slice(samples, func(i, j int) bool { return labels.Compare(samples[i].Labels, samples[j].Labels) < 0 })
-	snap.Samples = samples
-	for _, s := range samples {
-		in := instances[s.Labels.Get(LabelInstance)]
-		in.Signals = append(in.Signals, SignalValue{Name: s.Labels.Get(model.MetricNameLabel), Quantile: s.Labels.Get(LabelQuantile), Value: s.Value})
-	}
-	for _, in := range instances {
-		snap.Instances = append(snap.Instances, in)
-	}
-	sort.Slice(snap.Instances, func(i, j int) bool { return snap.Instances[i].Instance < snap.Instances[j].Instance })
-	return snap, nil
+	return samples
 }
 
 func rewindow(profiles []*compiledProfile, window time.Duration) ([]*compiledProfile, error) {
