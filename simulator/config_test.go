@@ -136,3 +136,21 @@ func TestDemoFleet(t *testing.T) {
 		}
 	}
 }
+
+func TestNewFleetValidatesConfigBuiltInCode(t *testing.T) {
+	cfg := &FleetConfig{Servers: []ServerConfig{{Engine: EngineVLLM, Listen: "127.0.0.1:18000", Workload: Workload{Rate: 1}}}}
+	f, err := NewFleet(cfg, testStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Servers()[0].State().KVCapacityTokens; got != 27157*16 {
+		t.Errorf("KV capacity %d: defaults not applied", got)
+	}
+	if cfg.Servers[0].Model.Layers != 0 {
+		t.Error("NewFleet modified the caller's config")
+	}
+	bad := &FleetConfig{Servers: []ServerConfig{{Engine: EngineVLLM, Listen: "127.0.0.1:18000", Settings: Settings{GPUMemoryUtilization: 3}}}}
+	if _, err := NewFleet(bad, testStart); err == nil || !strings.Contains(err.Error(), "gpu_memory_utilization") {
+		t.Errorf("want a gpu_memory_utilization error, got %v", err)
+	}
+}

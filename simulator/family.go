@@ -272,9 +272,8 @@ func pyRepr(v float64) string {
 	}
 	exp := math.Floor(math.Log10(math.Abs(v)))
 	if exp < -4 || exp >= 16 {
-		s := strconv.FormatFloat(v, 'e', -1, 64)
-		// Go writes e+16 / e-05 like Python; Python omits "+0" padding beyond two digits too.
-		return s
+		// Go's shortest 'e' form matches Python's (at least two exponent digits: 1e-05).
+		return strconv.FormatFloat(v, 'e', -1, 64)
 	}
 	s := strconv.FormatFloat(v, 'f', -1, 64)
 	if !strings.ContainsAny(s, ".") {

@@ -1,8 +1,10 @@
 package simulator
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,10 +17,18 @@ type Fleet struct {
 }
 
 // NewFleet builds the servers of cfg, starting at start; cfg.Seed makes runs repeatable.
+// A cfg built in code rather than parsed is validated and defaulted here (on a copy).
 func NewFleet(cfg *FleetConfig, start time.Time) (*Fleet, error) {
+	c := *cfg
+	c.Servers = slices.Clone(cfg.Servers)
+	v := validator{file: "fleet"}
+	v.fleet(&c)
+	if len(v.errs) > 0 {
+		return nil, fmt.Errorf("building fleet: %w", errors.Join(v.errs...))
+	}
 	f := &Fleet{start: start}
-	for i, sc := range cfg.Servers {
-		s, err := newServer(sc, i, cfg.Seed, start)
+	for i, sc := range c.Servers {
+		s, err := newServer(sc, i, c.Seed, start)
 		if err != nil {
 			return nil, fmt.Errorf("building fleet: %w", err)
 		}

@@ -68,9 +68,9 @@ func TestThroughputSaturates(t *testing.T) {
   workload: {rate: %v, prompt_tokens: {mean: 300, cv: 0.5}, output_tokens: {mean: 20, cv: 0.5}, max_tokens: 64, timeout: 1h}`
 	var prev float64
 	var tput []float64
-	for _, rate := range []float64{10, 40, 80, 160, 320} {
-		w := steady(t, fmt.Sprintf(server, rate), 5*time.Minute, 15*time.Minute)
-		x := w.finished / (10 * 60)
+	for _, rate := range []float64{10, 40, 160, 320} {
+		w := steady(t, fmt.Sprintf(server, rate), 4*time.Minute, 8*time.Minute)
+		x := w.finished / (4 * 60)
 		tput = append(tput, x)
 		t.Logf("rate %v: throughput %.1f req/s", rate, x)
 		if x < prev*0.98 {
@@ -81,7 +81,7 @@ func TestThroughputSaturates(t *testing.T) {
 	if tput[0] < 9 || tput[1] < 36 {
 		t.Errorf("below capacity throughput should follow the load: %v", tput)
 	}
-	if tput[4] > tput[3]*1.05 || tput[4] > 0.5*320 {
+	if tput[3] > tput[2]*1.05 || tput[2] > 0.75*160 {
 		t.Errorf("throughput should saturate: %v", tput)
 	}
 }
@@ -92,7 +92,7 @@ func TestITLGrowsWithBatch(t *testing.T) {
   workload: {rate: %v, prompt_tokens: {mean: 1000, cv: 0.3}, output_tokens: {mean: 500, cv: 0.3}, max_tokens: 2048}`
 	prevITL, prevRun := 0.0, 0.0
 	for _, rate := range []float64{0.5, 2, 8, 16} {
-		w := steady(t, fmt.Sprintf(server, rate), 5*time.Minute, 15*time.Minute)
+		w := steady(t, fmt.Sprintf(server, rate), 4*time.Minute, 10*time.Minute)
 		t.Logf("rate %v: running %.1f, ITL %.4fs", rate, w.avgRunning, w.itl.Mean())
 		if w.avgRunning <= prevRun || w.itl.Mean() <= prevITL {
 			t.Errorf("rate %v: running %.1f, ITL %.4fs; want both above %.1f, %.4fs", rate, w.avgRunning, w.itl.Mean(), prevRun, prevITL)
@@ -152,11 +152,12 @@ func TestOverloadGrowsQueueWithoutBound(t *testing.T) {
   settings: %s
   workload: {rate: 150, prompt_tokens: {mean: 300, cv: 0.5}, output_tokens: {mean: 20, cv: 0.5}, max_tokens: 64, timeout: 10h}`,
 				engine, map[Engine]string{EngineVLLM: "{}", EngineSGLang: "{}", EngineTGI: "{max_concurrent_requests: 1000000}"}[engine]))
-			runs := runFleet(t, cfg, 30*time.Minute)
+			runs := runFleet(t, cfg, 20*time.Minute)
 			ss := runs[cfg.Servers[0].Name]
 			at := func(m int) int { return ss[m*60/int(sampleStep.Seconds())].Waiting }
-			if !(at(10) < at(20) && at(20) < at(30)) || at(30) < 2*at(10) {
-				t.Errorf("waiting at 10/20/30 min = %d/%d/%d, want steady growth", at(10), at(20), at(30))
+			t.Logf("waiting at 10/15/20 min = %d/%d/%d", at(10), at(15), at(20))
+			if !(at(10) < at(15) && at(15) < at(20)) || float64(at(20)) < 1.6*float64(at(10)) {
+				t.Errorf("waiting at 10/15/20 min = %d/%d/%d, want steady growth", at(10), at(15), at(20))
 			}
 		})
 	}
@@ -164,10 +165,6 @@ func TestOverloadGrowsQueueWithoutBound(t *testing.T) {
 
 func TestSameSeedSameOutput(t *testing.T) {
 	t.Parallel()
-	scs, err := Scenarios()
-	if err != nil {
-		t.Fatal(err)
-	}
 	expose := func(cfg *FleetConfig) []byte {
 		f, err := NewFleet(cfg, testStart)
 		if err != nil {
@@ -182,7 +179,11 @@ func TestSameSeedSameOutput(t *testing.T) {
 		}
 		return buf.Bytes()
 	}
-	for _, sc := range scs[:4] {
+	for _, name := range []string{"healthy", "vllm-b1-kv-pressure", "sglang-b1-retraction", "tgi-b1-reservation"} {
+		sc, err := LoadScenario(name)
+		if err != nil {
+			t.Fatal(err)
+		}
 		a, b := expose(sc.Fleet), expose(sc.Fleet)
 		if !bytes.Equal(a, b) {
 			t.Errorf("%s: two runs with seed %d differ", sc.Name, sc.Fleet.Seed)

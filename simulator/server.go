@@ -51,7 +51,6 @@ type Server struct {
 
 	cfg   ServerConfig
 	user  Settings // settings as given, before defaults
-	index int
 	p     *params
 	start time.Time
 	now   float64
@@ -80,7 +79,6 @@ func newServer(cfg ServerConfig, index int, seed int64, start time.Time) (*Serve
 	s := &Server{
 		cfg:          cfg,
 		user:         cfg.Settings,
-		index:        index,
 		p:            p,
 		start:        start,
 		rng:          rand.New(rand.NewPCG(uint64(seed), uint64(index)+1)),

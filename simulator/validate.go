@@ -201,30 +201,6 @@ func (v *validator) settingKeys(p []string, n *yaml.Node, e Engine) {
 
 type fieldError struct{ field, msg string }
 
-func (m *ModelConfig) defaults() {
-	if m.Name == "" {
-		m.Name = "meta-llama/Llama-3.1-8B-Instruct"
-	}
-	if m.ParametersB == 0 {
-		m.ParametersB = 8.03
-	}
-	if m.Layers == 0 {
-		m.Layers = 32
-	}
-	if m.KVHeads == 0 {
-		m.KVHeads = 8
-	}
-	if m.HeadDim == 0 {
-		m.HeadDim = 128
-	}
-	if m.DtypeBytes == 0 {
-		m.DtypeBytes = 2
-	}
-	if m.ContextLength == 0 {
-		m.ContextLength = 8192
-	}
-}
-
 func (v *validator) model(p []string, m *ModelConfig) {
 	pos := func(f string, x float64) {
 		if !(x > 0) || math.IsInf(x, 0) {
@@ -237,30 +213,6 @@ func (v *validator) model(p []string, m *ModelConfig) {
 	pos("head_dim", float64(m.HeadDim))
 	pos("dtype_bytes", m.DtypeBytes)
 	pos("context_length", float64(m.ContextLength))
-}
-
-func (g *GPUConfig) defaults() {
-	if g.MemoryGiB == 0 {
-		g.MemoryGiB = 80
-	}
-	if g.BandwidthGBps == 0 {
-		g.BandwidthGBps = 3350
-	}
-	if g.TFLOPS == 0 {
-		g.TFLOPS = 989
-	}
-	if g.MBU == 0 {
-		g.MBU = 0.75
-	}
-	if g.MFU == 0 {
-		g.MFU = 0.5
-	}
-	if g.ReservedGiB == 0 {
-		g.ReservedGiB = 4
-	}
-	if g.StepOverheadMs == 0 {
-		g.StepOverheadMs = 2
-	}
 }
 
 func (v *validator) gpu(p []string, g *GPUConfig) {
@@ -327,21 +279,6 @@ func (s Settings) check(e Engine, m ModelConfig, g GPUConfig) []fieldError {
 		}
 	}
 	return errs
-}
-
-func (w *Workload) defaults() {
-	if w.PromptTokens.Mean == 0 {
-		w.PromptTokens.Mean = 512
-	}
-	if w.OutputTokens.Mean == 0 {
-		w.OutputTokens.Mean = 256
-	}
-	if w.MaxTokens == 0 {
-		w.MaxTokens = 1024
-	}
-	if w.Timeout == 0 {
-		w.Timeout = Duration(600e9)
-	}
 }
 
 func (w Workload) check() []fieldError {

@@ -37,7 +37,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app.ErrorWriter(stderr)
 	helped := false
 	app.Terminate(func(int) { helped = true })
-	configFile := app.Flag("config.file", "Fleet file (YAML).").Required().String()
+	configFile := app.Flag("config.file", "Fleet file (YAML).").String()
+	scenario := app.Flag("scenario", "Use an embedded scenario instead of --config.file (see the scenarios command).").String()
 	logLevel := app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").Enum("debug", "info", "warn", "error")
 
 	serve := app.Command("serve", "Serve the fleet on the listen addresses of its servers until interrupted.").Default()
@@ -51,6 +52,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	job := replay.Flag("job", "job label of every sample.").Default("llmsim").String()
 	output := replay.Flag("output", "Output file; - for stdout.").Short('o').Default("-").String()
 
+	list := app.Command("scenarios", "List the embedded scenarios and their ground truth.")
+
 	cmd, err := app.Parse(args)
 	if helped {
 		return 0
@@ -60,9 +63,12 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	logger := newLogger(stderr, *logLevel)
-	cfg, err := simulator.LoadFleet(*configFile)
+	if cmd == list.FullCommand() {
+		return listScenarios(stdout, logger)
+	}
+	cfg, err := loadConfig(*configFile, *scenario)
 	if err != nil {
-		logger.Error("Invalid fleet file", "file", *configFile, "err", err)
+		logger.Error("Invalid fleet file", "err", err)
 		return 2
 	}
 	switch cmd {
@@ -97,6 +103,45 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+}
+
+// loadConfig reads the fleet from exactly one of a file and an embedded scenario.
+func loadConfig(file, scenario string) (*simulator.FleetConfig, error) {
+	switch {
+	case file != "" && scenario != "":
+		return nil, errors.New("give --config.file or --scenario, not both")
+	case scenario != "":
+		sc, err := simulator.LoadScenario(scenario)
+		if err != nil {
+			return nil, err
+		}
+		return sc.Fleet, nil
+	case file != "":
+		return simulator.LoadFleet(file)
+	}
+	return nil, errors.New("--config.file or --scenario is required")
+}
+
+func listScenarios(w io.Writer, logger *slog.Logger) int {
+	scs, err := simulator.Scenarios()
+	if err != nil {
+		logger.Error("Reading scenarios", "err", err)
+		return 1
+	}
+	for _, sc := range scs {
+		fmt.Fprintf(w, "%s\t%v\t", sc.Name, time.Duration(sc.Fleet.Duration))
+		if len(sc.Fleet.Truth) == 0 {
+			fmt.Fprint(w, "healthy")
+		}
+		for i, t := range sc.Fleet.Truth {
+			if i > 0 {
+				fmt.Fprint(w, ", ")
+			}
+			fmt.Fprintf(w, "%s on %s %v-%v", t.Bottleneck, t.Server, time.Duration(t.From), time.Duration(t.To))
+		}
+		fmt.Fprintln(w)
+	}
+	return 0
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {

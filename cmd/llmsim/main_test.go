@@ -44,7 +44,12 @@ func TestExitCodes(t *testing.T) {
 		err  string // in stderr
 	}{
 		{[]string{"--help"}, 0, "usage: llmsim", ""},
-		{[]string{"replay"}, 2, "", "required flag"},
+		{[]string{"replay"}, 2, "", "--config.file or --scenario is required"},
+		{[]string{"--config.file", good, "--scenario", "healthy", "replay"}, 2, "", "not both"},
+		{[]string{"--scenario", "no-such", "replay"}, 2, "", "no-such"},
+		{[]string{"scenarios"}, 0, "vllm-b1-kv-pressure\t40m0s\tB1 on vllm-0 15m0s-40m0s\n", ""},
+		{[]string{"--scenario", "b6-underused", "replay", "--duration", "30s", "--step", "30s", "--start", "2026-01-01T00:00:00Z"}, 0,
+			`sglang:num_running_reqs{engine_type="unified",model_name="meta-llama/Llama-3.1-8B-Instruct",moe_ep_rank="0",pp_rank="0",tp_rank="0",instance="127.0.0.1:18211",job="llmsim"} `, ""},
 		{[]string{"--config.file", bad, "replay"}, 2, "", "fleet.yml:2"},
 		{[]string{"--config.file", "/nonexistent.yml", "replay"}, 2, "", "nonexistent.yml"},
 		{[]string{"--config.file", good, "replay", "--step", "0s"}, 2, "", "step"},
