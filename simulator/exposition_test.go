@@ -310,7 +310,7 @@ func TestExpositionMatchesCatalog(t *testing.T) {
 }
 
 func TestTextFormatDetails(t *testing.T) {
-	// Lines as the engines print them (see /work/shared/expositions captures).
+	// Lines as the engines print them (as in the public captures of shared/expositions).
 	cases := []struct {
 		variant, want string
 	}{
