@@ -2,8 +2,6 @@ package collector
 
 import (
 	"context"
-	"errors"
-	"io"
 	"math"
 	"testing"
 	"time"
@@ -28,33 +26,13 @@ func openTestStore(t testing.TB) *Store {
 	return s
 }
 
-// scrapeText appends a text exposition to the store as a scrape of instance at
-// ts would: every sample gets the instance and job labels. A nil text
-// marks the instance's previous series stale, as a failed scrape does.
+// scrapeText appends a text exposition to the store as a scrape of
+// instance at ts would.
 func scrapeText(t testing.TB, s *Store, instance string, ts time.Time, text string) {
 	t.Helper()
 	app := s.Appender(context.Background())
-	p := textparse.NewPromParser([]byte(text), labels.NewSymbolTable(), false)
-	for {
-		e, err := p.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("parsing exposition of %s: %v", instance, err)
-		}
-		if e != textparse.EntrySeries {
-			continue
-		}
-		_, _, v := p.Series()
-		var l labels.Labels
-		p.Labels(&l)
-		b := labels.NewBuilder(l)
-		b.Set("instance", instance)
-		b.Set("job", "test")
-		if _, err := app.Append(0, b.Labels(), ts.UnixMilli(), v); err != nil {
-			t.Fatalf("appending %s: %v", b.Labels(), err)
-		}
+	if err := AppendExposition(app, []byte(text), ts, labels.FromStrings("instance", instance, "job", "test")); err != nil {
+		t.Fatal(err)
 	}
 	if err := app.Commit(); err != nil {
 		t.Fatal(err)

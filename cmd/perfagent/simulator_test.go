@@ -3,52 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/textparse"
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/simulator"
 )
-
-// appendExposition stores one scrape of a text exposition, as a scraper
-// would: with the instance and job labels, at ts.
-func appendExposition(t *testing.T, store *collector.Store, instance string, ts time.Time, text []byte) {
-	t.Helper()
-	app := store.Appender(context.Background())
-	p := textparse.NewPromParser(text, labels.NewSymbolTable(), false)
-	for {
-		e, err := p.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("parsing the exposition of %s: %v", instance, err)
-		}
-		if e != textparse.EntrySeries {
-			continue
-		}
-		_, _, v := p.Series()
-		var l labels.Labels
-		p.Labels(&l)
-		b := labels.NewBuilder(l)
-		b.Set(model.InstanceLabel, instance)
-		b.Set(model.JobLabel, "sim")
-		if _, err := app.Append(0, b.Labels(), ts.UnixMilli(), v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := app.Commit(); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestProfilesReadSimulatorExpositions runs the demo fleet in simulated
 // time and checks that every rule of each engine's built-in profile finds
@@ -79,7 +44,13 @@ func TestProfilesReadSimulatorExpositions(t *testing.T) {
 			if err := s.WriteMetrics(&buf); err != nil {
 				t.Fatal(err)
 			}
-			appendExposition(t, store, s.Listen(), at, buf.Bytes())
+			app := store.Appender(context.Background())
+			if err := collector.AppendExposition(app, buf.Bytes(), at, labels.FromStrings(model.InstanceLabel, s.Listen(), model.JobLabel, "sim")); err != nil {
+				t.Fatal(err)
+			}
+			if err := app.Commit(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	profs, errs := collector.LoadProfiles(profiles.FS, ".", nil)
