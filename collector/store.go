@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -96,9 +97,11 @@ func (s *Store) Query(ctx context.Context, expr string, ts time.Time) (promql.Ve
 	if res.Err != nil {
 		return nil, fmt.Errorf("evaluating %q: %w", expr, res.Err)
 	}
+	// The engine returns the result's memory to its pools on Close, so
+	// the caller gets a copy.
 	switch v := res.Value.(type) {
 	case promql.Vector:
-		return v, nil
+		return slices.Clone(v), nil
 	case promql.Scalar:
 		return promql.Vector{{Metric: labels.EmptyLabels(), T: v.T, F: v.V}}, nil
 	default:
@@ -121,5 +124,10 @@ func (s *Store) QueryRange(ctx context.Context, expr string, start, end time.Tim
 	if err != nil {
 		return nil, fmt.Errorf("evaluating %q: %w", expr, err)
 	}
-	return m, nil
+	// The engine returns the points' memory to its pools on Close.
+	out := make(promql.Matrix, len(m))
+	for i, s := range m {
+		out[i] = promql.Series{Metric: s.Metric, Floats: slices.Clone(s.Floats), Histograms: slices.Clone(s.Histograms)}
+	}
+	return out, nil
 }
