@@ -8,7 +8,7 @@ VPKG      := github.com/prometheus/common/version
 LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test test-short lint run demo bench clean
+.PHONY: all build test test-short lint run demo bench accuracy closed-loop clean
 
 all: lint test build
 
@@ -43,5 +43,15 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./... | tee bench.txt
 	$(GO) run ./internal/benchreport < bench.txt > bench.json
 
+# Replays every simulator scenario through the collector and the built-in
+# rules and scores the detections against the scenarios' ground truth.
+accuracy:
+	$(GO) run ./cmd/accuracy --report accuracy.json
+
+# For each scenario, applies the top recommendation to the simulated server
+# and compares the predicted with the measured change.
+closed-loop:
+	$(GO) run ./cmd/accuracy --closed-loop --report closed-loop.json
+
 clean:
-	rm -rf $(BIN) data bench.txt bench.json
+	rm -rf $(BIN) data bench.txt bench.json accuracy.json closed-loop.json

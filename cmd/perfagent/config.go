@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,12 +14,73 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/recommender"
+	"github.com/optiinfra/perfagent/rules"
 )
 
 // Config is the whole configuration file. Each section belongs to the
 // package that uses it.
 type Config struct {
 	collector.Config `yaml:",inline"`
+	Rules            RulesConfig        `yaml:"rules" json:"rules"`
+	Recommender      recommender.Config `yaml:"recommender" json:"recommender"`
+}
+
+// RulesConfig is the bottleneck-rules section.
+type RulesConfig struct {
+	// RuleFiles are extra bottleneck rule files (paths or globs relative to
+	// the configuration file), evaluated with the built-in pack.
+	RuleFiles []string `yaml:"rule_files,omitempty" json:"rule_files,omitempty"`
+	// Disabled switches rules off by alert name.
+	Disabled []string `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	// SLO holds per-model targets; the entry without a model is the
+	// default for every other model.
+	SLO []rules.SLOTarget `yaml:"slo,omitempty" json:"slo,omitempty"`
+}
+
+// Validate checks the rules section.
+func (c *RulesConfig) Validate() []error {
+	var errs []error
+	for i, f := range c.RuleFiles {
+		if strings.TrimSpace(f) == "" {
+			errs = append(errs, &collector.FieldError{Path: fmt.Sprintf("rules.rule_files[%d]", i), Err: errors.New("is empty")})
+		}
+	}
+	for i, n := range c.Disabled {
+		if strings.TrimSpace(n) == "" {
+			errs = append(errs, &collector.FieldError{Path: fmt.Sprintf("rules.disabled[%d]", i), Err: errors.New("is empty")})
+		}
+	}
+	for i, t := range c.SLO {
+		if err := rules.ValidateSLOTargets([]rules.SLOTarget{t}); err != nil {
+			errs = append(errs, &collector.FieldError{Path: fmt.Sprintf("rules.slo[%d]", i), Err: err})
+		}
+	}
+	if err := rules.ValidateSLOTargets(c.SLO); err != nil && len(errs) == 0 {
+		errs = append(errs, &collector.FieldError{Path: "rules.slo", Err: err})
+	}
+	return errs
+}
+
+// ruleFiles lists the bottleneck rule files in force: the built-in pack
+// and the configured files, globs expanded relative to the configuration
+// file's directory.
+func (c *Config) ruleFiles(configFile string) ([]string, error) {
+	files := rules.BuiltinFiles()
+	for _, pattern := range c.Rules.RuleFiles {
+		if !filepath.IsAbs(pattern) {
+			pattern = filepath.Join(filepath.Dir(configFile), pattern)
+		}
+		matches, err := filepath.Glob(pattern)
+		if err != nil {
+			return nil, fmt.Errorf("rules.rule_files: pattern %q: %w", pattern, err)
+		}
+		if len(matches) == 0 {
+			return nil, fmt.Errorf("rules.rule_files: pattern %q matches no file", pattern)
+		}
+		files = append(files, matches...)
+	}
+	return files, nil
 }
 
 // ConfigErrors lists every problem found in a configuration file, each as
@@ -44,7 +106,7 @@ func loadConfig(path string) (*Config, error) {
 }
 
 func parseConfig(path string, b []byte) (*Config, error) {
-	cfg := &Config{Config: collector.DefaultConfig()}
+	cfg := &Config{Config: collector.DefaultConfig(), Recommender: recommender.DefaultConfig()}
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
 		return nil, ConfigErrors{fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))}
@@ -55,7 +117,9 @@ func parseConfig(path string, b []byte) (*Config, error) {
 		return nil, decodeErrors(path, &root, err)
 	}
 	var errs ConfigErrors
-	for _, err := range cfg.Validate() {
+	all := append(cfg.Validate(), cfg.Rules.Validate()...)
+	all = append(all, cfg.Recommender.Validate()...)
+	for _, err := range all {
 		var fe *collector.FieldError
 		if errors.As(err, &fe) {
 			line := pathLine(&root, fe.Path)

@@ -456,3 +456,120 @@ collector: {probe: {enabled: false}}
 		t.Error("signals not exported again after the source came back")
 	}
 }
+
+func TestDaemonDetectsBottlenecks(t *testing.T) {
+	v := vllmServer(t, "llama-8b")
+	dir := t.TempDir()
+	ruleFile := filepath.Join(dir, "busy.yml")
+	_ = os.WriteFile(ruleFile, []byte(`groups:
+  - name: test
+    rules:
+      - alert: BusyServer
+        expr: llm_requests_running > 10
+        labels: {category: throughput, severity: info, bottleneck: T1}
+        annotations:
+          summary: "{{ $labels.instance }} runs {{ $value }} requests"
+          description: busy
+          runbook_url: https://example.invalid/runbook
+          recommend: scale_out
+`), 0o644)
+	a := startAgent(t, fastConfig(v.URL)+"rules:\n  rule_files: ["+ruleFile+"]\n")
+	waitReady(t, a)
+	var body string
+	waitFor(t, "the bottleneck", func() bool {
+		_, body = get(t, a.url+"/api/v1/bottlenecks?state=firing&engine=vllm")
+		return strings.Contains(body, `"rule":"BusyServer"`)
+	})
+	inst := strings.TrimPrefix(v.URL, "http://")
+	for _, want := range []string{`"id":"T1"`, `"summary":"` + inst + ` runs 12 requests"`, `"recommendations":["scale_out"]`, `"evidence":[`, `llm_requests_running`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("bottlenecks lack %s:\n%s", want, body)
+		}
+	}
+	_, metrics := get(t, a.url+"/metrics")
+	want := fmt.Sprintf(`perfagent_bottleneck{bottleneck="BusyServer",category="throughput",engine="vllm",instance=%q,model="llama-8b",severity="info",state="firing"} 1`, inst)
+	if !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+	checkMetricsWithPromtool(t, metrics)
+	if code, body := get(t, a.url+"/api/v1/bottlenecks?severity=loud"); code != 400 || !strings.Contains(body, "severity") {
+		t.Errorf("bad severity filter = %d %s", code, body)
+	}
+	_, rulesBody := get(t, a.url+"/api/v1/rules")
+	if !strings.Contains(rulesBody, `"name":"BusyServer"`) || !strings.Contains(rulesBody, `"health":"ok"`) || !strings.Contains(rulesBody, "builtin:") {
+		t.Errorf("/api/v1/rules = %s", rulesBody)
+	}
+
+	// The firing rule asks for scale_out: the recommender answers, with
+	// a result or with the reason it produced none.
+	code, rec := post(t, a.url+"/api/v1/optimization/recommend", `{"instance":"`+inst+`"}`)
+	if code != 200 || !strings.Contains(rec, `"id":"scale_out"`) {
+		t.Errorf("recommend = %d %s", code, rec)
+	}
+	t.Logf("recommend: %s", rec)
+	if code, body := post(t, a.url+"/api/v1/optimization/recommend", `{"instance":"nope:1"}`); code != 404 {
+		t.Errorf("recommend for an unknown instance = %d %s", code, body)
+	}
+	if code, body := post(t, a.url+"/api/v1/optimization/recommend", `{"objectives":{"ttft_p95_seconds":-1}}`); code != 400 || !strings.Contains(body, "objectives.ttft_p95_seconds") {
+		t.Errorf("recommend with a negative objective = %d %s", code, body)
+	}
+	waitFor(t, "recommendations after a collection", func() bool {
+		_, body := get(t, a.url+"/api/v1/recommendations")
+		return strings.Contains(body, `scale_out`)
+	})
+
+	// A broken rule file on reload keeps the old rules.
+	_ = os.WriteFile(ruleFile, []byte("groups:\n  - name: test\n    rules:\n      - alert: Broken\n        expr: sum(\n"), 0o644)
+	code, msg := post(t, a.url+"/-/reload", "")
+	if code != 500 || !strings.Contains(msg, "busy.yml:5") {
+		t.Errorf("reload with a broken rule file = %d %q", code, msg)
+	}
+	_, body = get(t, a.url+"/api/v1/bottlenecks")
+	if !strings.Contains(body, "BusyServer") {
+		t.Error("old rules dropped after a failed reload")
+	}
+}
+
+func TestAnalyzeOneShot(t *testing.T) {
+	v := vllmServer(t, "llama-8b")
+	dir := t.TempDir()
+	ruleFile := filepath.Join(dir, "busy.yml")
+	_ = os.WriteFile(ruleFile, []byte(`groups:
+  - name: test
+    rules:
+      - alert: BusyServer
+        expr: llm_requests_running > 10
+        labels: {category: throughput, severity: info, bottleneck: B2}
+        annotations: {summary: busy, description: busy, runbook_url: https://example.invalid/r, recommend: scale_out}
+`), 0o644)
+	cfgFile := filepath.Join(dir, "perfagent.yml")
+	_ = os.WriteFile(cfgFile, []byte(fastConfig(v.URL)+"rules:\n  rule_files: [busy.yml]\n"), 0o644)
+	inst := strings.TrimPrefix(v.URL, "http://")
+
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"analyze", "--config.file", cfgFile}, &stdout, &stderr); code != exitSuccess {
+		t.Fatalf("analyze = %d\n%s", code, stderr.String())
+	}
+	for _, want := range []string{"INSTANCES (1)", inst, "vllm", "llama-8b", "BOTTLENECKS (1)", "BusyServer", "firing", "RECOMMENDATIONS"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	stdout.Reset()
+	if code := run([]string{"analyze", "--config.file", cfgFile, "-o", "json"}, &stdout, &stderr); code != exitSuccess {
+		t.Fatalf("analyze -o json = %d\n%s", code, stderr.String())
+	}
+	var out struct {
+		Instances   []struct{ Instance string }
+		Bottlenecks []struct{ Rule, State, Instance string }
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		t.Fatalf("analyze -o json is not JSON: %v\n%s", err, stdout.String())
+	}
+	if len(out.Instances) != 1 || len(out.Bottlenecks) != 1 || out.Bottlenecks[0].Instance != inst || out.Bottlenecks[0].State != "firing" {
+		t.Errorf("analyze -o json = %+v", out)
+	}
+	if code := run([]string{"analyze", "--config.file", filepath.Join(dir, "missing.yml")}, &stdout, &stderr); code != exitUsage {
+		t.Errorf("analyze with a missing file = %d, want %d", code, exitUsage)
+	}
+}

@@ -6,9 +6,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/version"
+
+	"github.com/optiinfra/perfagent/rules"
 )
 
 // Exit codes, as promtool has them.
@@ -66,6 +69,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	checkConfigCmd := checkCmd.Command("config", "Check configuration files, and the profiles they name, for errors.")
 	checkConfigFiles := checkConfigCmd.Arg("config-files", "The configuration files to check.").Required().ExistingFiles()
 
+	checkRulesCmd := checkCmd.Command("rules", "Check bottleneck rule files: rulefmt, PromQL, perfagent's labels and annotations, and that every metric read is a signal.")
+	checkRulesFiles := checkRulesCmd.Arg("rule-files", "The rule files to check; builtin:bottlenecks.yml names the built-in pack.").Required().Strings()
+	checkRulesStrict := checkRulesCmd.Flag("strict", "Treat warnings (unknown metric names) as errors.").Bool()
+
+	analyzeCmd := app.Command("analyze", "Run one collection and evaluation against the configured source, print bottlenecks and recommendations, and exit.")
+	analyzeConfig := analyzeCmd.Flag("config.file", "perfagent configuration file.").Default("perfagent.yml").String()
+	analyzeFormat := analyzeCmd.Flag("output", "Output format: table, json or yaml.").Short('o').Default("table").Enum("table", "json", "yaml")
+
+	testCmd := app.Command("test", "Unit testing.")
+	testRulesCmd := testCmd.Command("rules", "Unit test bottleneck rules, in the format of promtool test rules.")
+	testRulesFiles := testRulesCmd.Arg("test-rule-file", "The unit test files.").Required().ExistingFiles()
+
 	cmd, err := app.Parse(args)
 	if terminated >= 0 {
 		return terminated
@@ -77,6 +92,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case checkConfigCmd.FullCommand():
 		return checkConfig(*checkConfigFiles, stdout, stderr)
+	case checkRulesCmd.FullCommand():
+		return checkRules(*checkRulesFiles, *checkRulesStrict, stdout, stderr)
+	case testRulesCmd.FullCommand():
+		if rules.UnitTest(*testRulesFiles, stdout) {
+			return exitFailure
+		}
+		return exitSuccess
+	case analyzeCmd.FullCommand():
+		return analyze(context.Background(), *analyzeConfig, *analyzeFormat, stdout, stderr, time.Now)
 	case serveCmd.FullCommand():
 		return serve(context.Background(), f, stderr)
 	}
@@ -101,6 +125,27 @@ func checkConfig(files []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		fmt.Fprintf(stdout, "  SUCCESS: %s mode, %d engine profiles\n", cfg.Mode(), len(profiles))
+	}
+	return code
+}
+
+// checkRules checks rule files as promtool check rules does, with
+// perfagent's conventions on top. Exit codes are promtool's: 1 for
+// errors, 3 for warnings under --strict.
+func checkRules(files []string, strict bool, stdout, stderr io.Writer) int {
+	code := exitSuccess
+	for _, f := range files {
+		fmt.Fprintf(stdout, "Checking %s\n", f)
+		warnings, errs := rules.Check([]string{f}, nil, strict)
+		for _, w := range warnings {
+			fmt.Fprintf(stderr, "  WARNING: %v\n", w)
+		}
+		if len(errs) > 0 {
+			fmt.Fprintf(stderr, "  FAILED:\n%s\n", indent(joinErrors(errs)))
+			code = exitFailure
+			continue
+		}
+		fmt.Fprintln(stdout, "  SUCCESS")
 	}
 	return code
 }

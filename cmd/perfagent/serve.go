@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +31,8 @@ import (
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
+	"github.com/optiinfra/perfagent/recommender"
+	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/web"
 	apiv1 "github.com/optiinfra/perfagent/web/api/v1"
 )
@@ -84,6 +87,8 @@ type agent struct {
 	store   *collector.Store
 	coll    *collector.Collector
 	scraper *collector.EmbeddedSource
+	rules   *rules.Manager
+	advisor *advisor
 
 	reloadSuccess   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
@@ -111,6 +116,16 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	profs, errs := loadProfiles(f.configFile, cfg)
 	if len(errs) > 0 {
 		logger.Error("Error loading engine profiles", "err", joinErrors(errs))
+		return exitUsage
+	}
+	ruleFiles, err := cfg.ruleFiles(f.configFile)
+	if err == nil {
+		if _, errs := rules.NewLoader(rules.LoaderOptions{Disabled: cfg.Rules.Disabled}).Load(ruleFiles); len(errs) > 0 {
+			err = errors.New(joinErrors(errs))
+		}
+	}
+	if err != nil {
+		logger.Error("Error loading bottleneck rules", "err", err)
 		return exitUsage
 	}
 	if err := toolkitweb.Validate(f.webConfigFile); err != nil {
@@ -144,6 +159,13 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		prober = collector.NewProber(time.Duration(cfg.Collector.Probe.Interval), time.Duration(cfg.Collector.Probe.Timeout), a.metrics)
 	}
 	a.coll = collector.New(collector.Options{Logger: logger.With("component", "collector"), Metrics: a.metrics, Store: a.store, Prober: prober})
+	a.rules = rules.NewManager(rules.ManagerOptions{
+		Store:              a.store,
+		Logger:             logger.With("component", "rules"),
+		Metrics:            rules.NewMetrics(reg),
+		EvaluationInterval: time.Duration(cfg.Global.EvaluationInterval),
+		Disabled:           cfg.Rules.Disabled,
+	})
 	if cfg.Source.Prometheus == nil {
 		a.scraper, err = collector.NewEmbeddedSource(a.store, logger.With("component", "scrape"), a.metrics)
 		if err != nil {
@@ -159,14 +181,29 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	}
 	a.reloadSuccess.Set(1)
 	a.reloadTimestamp.SetToCurrentTime()
-	reg.MustRegister(collector.NewSignalsExporter(a.coll))
+	rec, err := recommender.New(recommender.Options{Config: &cfg.Recommender})
+	if err != nil {
+		logger.Error("Error creating the recommender", "err", err)
+		_ = a.store.Close()
+		return exitFailure
+	}
+	a.advisor = &advisor{rec: rec, coll: a.coll, rules: a.rules, store: a.store, step: func() time.Duration {
+		return time.Duration(a.config().Global.EvaluationInterval)
+	}}
+	reg.MustRegister(
+		collector.NewSignalsExporter(a.coll),
+		rules.NewBottlenecksCollector(a.rules.Bottlenecks),
+		recommender.NewRecommendationsCollector(a.advisor.LatestRecommendations),
+	)
 
 	api := apiv1.New(apiv1.Options{
-		Collector: a.coll,
-		History:   a.store,
-		Health:    a.health,
-		Config:    a.configYAML,
-		Now:       time.Now,
+		Collector:       a.coll,
+		History:         a.store,
+		Rules:           a.rules,
+		Recommendations: a.advisor,
+		Health:          a.health,
+		Config:          a.configYAML,
+		Now:             time.Now,
 	})
 	handler := web.New(web.Options{Logger: logger.With("component", "web"), Gatherer: reg, API: api, Ready: a.coll.Ready, Version: version.Version})
 
@@ -235,7 +272,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		g.Add(func() error {
 			a.backfill(ctx)
 			interval := time.Duration(a.config().Global.EvaluationInterval)
-			a.coll.Run(ctx, interval, time.Now, nil)
+			a.coll.Run(ctx, interval, time.Now, a.detect)
 			return nil
 		}, func(error) { cancel() })
 	}
@@ -282,6 +319,18 @@ func (a *agent) apply(cfg *Config, profs []*collector.Profile) error {
 	if err := a.coll.ApplyConfig(cfg.Config, src, profs); err != nil {
 		return err
 	}
+	ruleFiles, err := cfg.ruleFiles(a.flags.configFile)
+	if err != nil {
+		return err
+	}
+	if err := a.rules.Update(ruleFiles); err != nil {
+		return err
+	}
+	if a.advisor != nil {
+		if err := a.advisor.rec.ApplyConfig(cfg.Recommender); err != nil {
+			return err
+		}
+	}
 	a.mtx.Lock()
 	a.cfg = cfg
 	a.mtx.Unlock()
@@ -307,6 +356,16 @@ func (a *agent) reload() (err error) {
 	profs, errs := loadProfiles(a.flags.configFile, cfg)
 	if len(errs) > 0 {
 		return errors.New(joinErrors(errs))
+	}
+	ruleFiles, err := cfg.ruleFiles(a.flags.configFile)
+	if err != nil {
+		return err
+	}
+	if _, errs := rules.NewLoader(rules.LoaderOptions{Disabled: cfg.Rules.Disabled}).Load(ruleFiles); len(errs) > 0 {
+		return errors.New(joinErrors(errs))
+	}
+	if !slices.Equal(cfg.Rules.Disabled, a.config().Rules.Disabled) {
+		return fmt.Errorf("%s: changing rules.disabled needs a restart", a.flags.configFile)
 	}
 	if (cfg.Source.Prometheus == nil) == (a.scraper == nil) {
 		return fmt.Errorf("%s: switching between source.prometheus and source.targets needs a restart", a.flags.configFile)
@@ -355,4 +414,21 @@ func (a *agent) configYAML() (string, error) {
 		return "", fmt.Errorf("rendering configuration: %w", err)
 	}
 	return string(b), nil
+}
+
+// detect runs right after each collection: it writes the SLO targets at
+// the collection's time and evaluates the bottleneck rules over the
+// signals just stored.
+func (a *agent) detect(ctx context.Context, snap *collector.Snapshot) {
+	app := a.store.Appender(ctx)
+	if err := rules.AppendSLOTargets(app, snap.Time.UnixMilli(), a.config().Rules.SLO); err != nil {
+		_ = app.Rollback()
+		a.logger.Warn("Writing SLO targets failed", "err", err)
+	} else if err := app.Commit(); err != nil {
+		a.logger.Warn("Writing SLO targets failed", "err", err)
+	}
+	a.rules.Eval(ctx, snap.Time)
+	if err := a.advisor.Update(ctx, snap); err != nil {
+		a.logger.Warn("Computing recommendations failed", "err", err)
+	}
 }

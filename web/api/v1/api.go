@@ -48,6 +48,11 @@ type Health struct {
 type Options struct {
 	Collector Collector
 	History   History
+	// Rules serves the bottleneck endpoints; nil leaves them out.
+	Rules Rules
+	// Recommendations serves the recommendation endpoints; nil leaves
+	// them out.
+	Recommendations Recommendations
 	// Health reports the agent's state.
 	Health func() Health
 	// Config returns the configuration in force as YAML, secrets hidden.
@@ -128,16 +133,29 @@ func (a *API) wrap(f handlerFunc) http.HandlerFunc {
 
 // Register adds the API's routes to r, which is mounted at /api/v1.
 func (a *API) Register(r *mux.Router) {
-	routes := []struct {
+	type route struct {
 		path, method string
 		f            handlerFunc
-	}{
+	}
+	routes := []route{
 		{"/health", http.MethodGet, a.health},
 		{"/config", http.MethodGet, a.config},
 		{"/signals", http.MethodGet, a.signals},
 		{"/instances", http.MethodGet, a.instances},
 		{"/instances/{instance}", http.MethodGet, a.instance},
 		{"/metrics/collect", http.MethodPost, a.collect},
+	}
+	if a.o.Rules != nil {
+		routes = append(routes,
+			route{"/bottlenecks", http.MethodGet, a.bottlenecks},
+			route{"/rules", http.MethodGet, a.rules},
+		)
+	}
+	if a.o.Recommendations != nil {
+		routes = append(routes,
+			route{"/recommendations", http.MethodGet, a.recommendations},
+			route{"/optimization/recommend", http.MethodPost, a.recommend},
+		)
 	}
 	// Methods are checked here rather than with mux's matchers so that a
 	// wrong method gets the JSON envelope too.

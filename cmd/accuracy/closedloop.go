@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/optiinfra/perfagent/recommender"
+	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/simulator"
+)
+
+// Closed-loop clocks: how long the changed server runs before it is
+// judged, and the window its signals are averaged over before and after.
+const (
+	settleTime    = 15 * time.Minute
+	averageWindow = 5 * time.Minute
+)
+
+// EffectResult compares one predicted effect with what the simulator did.
+type EffectResult struct {
+	recommender.Effect
+	Before float64 `json:"before"`
+	After  float64 `json:"after"`
+	// Moved is true when the signal changed in the predicted direction.
+	Moved bool `json:"moved"`
+	// Error is |measured change − predicted change| / |predicted change|,
+	// for effects with an estimate.
+	Error *float64 `json:"error,omitempty"`
+}
+
+// LoopResult is the closed loop of one scenario: the top recommendation
+// for its first injected bottleneck, applied to the simulated server, and
+// what followed.
+type LoopResult struct {
+	Scenario   string                      `json:"scenario"`
+	Bottleneck string                      `json:"bottleneck"`
+	Instance   string                      `json:"instance"`
+	Applied    *recommender.Recommendation `json:"applied,omitempty"`
+	AppliedAt  time.Duration               `json:"applied_at"`
+	// Reason says why nothing was applied.
+	Reason   string         `json:"reason,omitempty"`
+	Cleared  bool           `json:"cleared"`
+	Effects  []EffectResult `json:"effects"`
+	Improved bool           `json:"improved"`
+}
+
+// ClosedLoop replays a scenario until its first truth bottleneck fires,
+// applies the top recommendation for that instance through the simulated
+// server's control path (flags as a restart with new flags; replica
+// changes as the arrival rate divided among the new replica count), runs
+// on, and measures the targeted signals against the prediction.
+func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopResult, error) {
+	if len(sc.Fleet.Truth) == 0 {
+		return nil, nil
+	}
+	r, err := newReplay(sc, o)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	truth := sc.Fleet.Truth[0]
+	res := &LoopResult{Scenario: sc.Name, Bottleneck: truth.Bottleneck}
+	for listen, s := range r.servers {
+		if s.Name() == truth.Server {
+			res.Instance = listen
+		}
+	}
+	rec, err := recommender.New(recommender.Options{})
+	if err != nil {
+		return nil, err
+	}
+	end := time.Duration(sc.Fleet.Duration)
+	for off := time.Duration(0); off <= end; off += o.Interval {
+		if err := r.step(ctx, off); err != nil {
+			return nil, err
+		}
+		if res.Applied != nil || !firing(r.rules.Bottlenecks(), truth.Bottleneck, res.Instance) {
+			continue
+		}
+		top, err := r.topRecommendation(ctx, rec, res.Instance, off)
+		if err != nil {
+			return nil, err
+		}
+		if top == nil {
+			continue
+		}
+		res.Applied, res.AppliedAt = top, off
+		for _, e := range top.Effects {
+			before, err := r.average(ctx, e, res.Instance, off)
+			if err != nil {
+				return nil, err
+			}
+			res.Effects = append(res.Effects, EffectResult{Effect: e, Before: before})
+		}
+		if err := r.apply(top, res.Instance); err != nil {
+			res.Reason = err.Error()
+			return res, nil
+		}
+		end = max(end, off+settleTime)
+	}
+	if res.Applied == nil {
+		res.Reason = fmt.Sprintf("%s never fired on %s with a recommendation", truth.Bottleneck, res.Instance)
+		return res, nil
+	}
+	res.Cleared = !firing(r.rules.Bottlenecks(), truth.Bottleneck, res.Instance)
+	for i := range res.Effects {
+		e := &res.Effects[i]
+		after, err := r.average(ctx, e.Effect, res.Instance, end)
+		if err != nil {
+			return nil, err
+		}
+		e.After = after
+		switch e.Direction {
+		case recommender.Increase:
+			e.Moved = e.After > e.Before
+		case recommender.Decrease:
+			e.Moved = e.After < e.Before || (e.Before == 0 && e.After == 0)
+		}
+		if e.Estimate != nil {
+			predicted, measured := *e.Estimate-e.Before, e.After-e.Before
+			var rel float64
+			if predicted != 0 {
+				rel = math.Abs(measured-predicted) / math.Abs(predicted)
+			} else {
+				rel = math.Abs(e.After-*e.Estimate) / math.Max(math.Abs(e.Before), 1e-9)
+			}
+			e.Error = &rel
+		}
+	}
+	res.Improved = res.Cleared && len(res.Effects) > 0 && res.Effects[0].Moved
+	return res, nil
+}
+
+func firing(bs []rules.Bottleneck, id, instance string) bool {
+	for _, b := range bs {
+		if b.ID == id && b.Instance == instance && b.State == rules.StateFiring {
+			return true
+		}
+	}
+	return false
+}
+
+// topRecommendation is the best-ranked recommendation that concerns the
+// instance, from the current findings, snapshot and history.
+func (r *replay) topRecommendation(ctx context.Context, rec *recommender.Recommender, instance string, off time.Duration) (*recommender.Recommendation, error) {
+	at := r.o.Start.Add(off)
+	hist, err := recommender.ReadHistory(ctx, r.store, at, 30*time.Minute, r.o.Interval)
+	if err != nil {
+		return nil, err
+	}
+	rep := rec.Analyze(at, recommender.Input{
+		Findings:  recommender.Findings(r.rules.Bottlenecks()),
+		Instances: r.last.Instances,
+		History:   hist,
+	})
+	for _, x := range rep.Recommendations {
+		if x.Instance == instance || slices.Contains(x.Action.Instances, instance) {
+			return &x, nil
+		}
+	}
+	return nil, nil
+}
+
+// average is the mean of an effect's signal on the instance over the
+// window before off.
+func (r *replay) average(ctx context.Context, e recommender.Effect, instance string, off time.Duration) (float64, error) {
+	sel := fmt.Sprintf(`%s{instance=%q`, e.Signal, instance)
+	if e.Quantile != "" {
+		sel += fmt.Sprintf(`,quantile=%q`, e.Quantile)
+	}
+	sel += "}"
+	v, err := r.store.Query(ctx, fmt.Sprintf("avg_over_time(%s[%s])", sel, model.Duration(averageWindow)), r.o.Start.Add(off))
+	if err != nil {
+		return 0, err
+	}
+	if len(v) == 0 {
+		// A rate signal with nothing to count is absent, and means zero.
+		return 0, nil
+	}
+	return v[0].F, nil
+}
+
+// apply changes the simulated server as the recommendation says.
+func (r *replay) apply(rec *recommender.Recommendation, instance string) error {
+	s := r.servers[instance]
+	switch rec.Action.Kind {
+	case recommender.KindFlag:
+		body, err := json.Marshal(map[string]any{rec.Action.Setting: settingValue(rec.Action.Proposed)})
+		if err != nil {
+			return err
+		}
+		return s.UpdateSettings(body)
+	case recommender.KindReplicas:
+		if rec.Action.From <= 0 || rec.Action.To <= 0 {
+			return fmt.Errorf("replica change %d → %d cannot be simulated", rec.Action.From, rec.Action.To)
+		}
+		// More replicas behind the balancer: each gets its share.
+		for _, inst := range rec.Action.Instances {
+			srv := r.servers[inst]
+			rate := srv.State().Workload.Rate * float64(rec.Action.From) / float64(rec.Action.To)
+			if err := srv.UpdateWorkload([]byte(fmt.Sprintf(`{"rate": %g}`, rate))); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		return fmt.Errorf("%s is a manual action (%s); the simulator cannot apply it", rec.ID, rec.Action.Note)
+	}
+}
+
+// settingValue turns an engine setting as the recommender writes it into
+// the JSON value the simulator's control endpoint takes.
+func settingValue(s string) any {
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return f
+	}
+	switch strings.ToLower(s) {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	return s
+}
+
+// LoopSummary is the closed-loop outcome over the library.
+type LoopSummary struct {
+	Scenarios   int     `json:"scenarios"`
+	Improved    int     `json:"improved"`
+	MedianError float64 `json:"median_error"`
+}
+
+func summarizeLoops(results []*LoopResult) LoopSummary {
+	var s LoopSummary
+	var errs []float64
+	for _, r := range results {
+		s.Scenarios++
+		if r.Improved {
+			s.Improved++
+		}
+		for _, e := range r.Effects {
+			if e.Error != nil {
+				errs = append(errs, *e.Error)
+			}
+		}
+	}
+	sort.Float64s(errs)
+	switch n := len(errs); {
+	case n == 0:
+		s.MedianError = math.NaN()
+	case n%2 == 1:
+		s.MedianError = errs[n/2]
+	default:
+		s.MedianError = (errs[n/2-1] + errs[n/2]) / 2
+	}
+	return s
+}

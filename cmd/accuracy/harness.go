@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/simulator"
+)
+
+// Detection is one bottleneck firing on one instance at one evaluation.
+type Detection struct {
+	Bottleneck string
+	Instance   string
+}
+
+// Options of a replay.
+type Options struct {
+	// Interval is both the scrape and the evaluation interval.
+	Interval time.Duration
+	// RateWindow is the collector's rate window.
+	RateWindow time.Duration
+	// Grace is how long after a truth interval ends a firing still counts
+	// as detecting it (rules with keep_firing_for, rate windows).
+	Grace time.Duration
+	// Start is the simulated start time.
+	Start time.Time
+	// Dir holds the replay's TSDB.
+	Dir string
+}
+
+// Episode is a run of consecutive evaluations in which one bottleneck
+// fires on one instance.
+type Episode struct {
+	Bottleneck string        `json:"bottleneck"`
+	Instance   string        `json:"instance"`
+	From       time.Duration `json:"from"`
+	To         time.Duration `json:"to"`
+	// Truth is the index of the truth interval it matches, or -1 when it
+	// is a false positive.
+	Truth int `json:"truth"`
+}
+
+// TruthResult is how one ground-truth interval was detected.
+type TruthResult struct {
+	simulator.Truth
+	Instance string `json:"instance"`
+	Detected bool   `json:"detected"`
+	// TimeToDetect is from the interval's start to the first firing.
+	TimeToDetect time.Duration `json:"time_to_detect"`
+	// Deadline is the detecting rule's `for` plus two intervals; OnTime
+	// tells whether the first firing came within it.
+	Deadline time.Duration `json:"deadline"`
+	OnTime   bool          `json:"on_time"`
+}
+
+// ScenarioResult scores one scenario.
+type ScenarioResult struct {
+	Name           string        `json:"name"`
+	Truths         []TruthResult `json:"truths"`
+	Episodes       []Episode     `json:"episodes"`
+	TruePositives  int           `json:"true_positives"`
+	FalsePositives int           `json:"false_positives"`
+	Misses         int           `json:"misses"`
+}
+
+// replay is one scenario running through the simulator, the collector and
+// the built-in rules in simulated time.
+type replay struct {
+	sc      simulator.Scenario
+	o       Options
+	fleet   *simulator.Fleet
+	store   *collector.Store
+	coll    *collector.Collector
+	rules   *rules.Manager
+	servers map[string]*simulator.Server // by instance (listen address)
+	firing  map[Detection][]time.Duration
+	last    *collector.Snapshot
+}
+
+func newReplay(sc simulator.Scenario, o Options) (*replay, error) {
+	fleet, err := simulator.NewFleet(sc.Fleet, o.Start)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	store, err := collector.OpenStore(collector.StoreOptions{Path: o.Dir, Retention: 24 * time.Hour})
+	if err != nil {
+		return nil, err
+	}
+	profs, err := builtinProfiles()
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	cfg := collector.DefaultConfig()
+	cfg.Global.ScrapeInterval = collector.Duration(o.Interval)
+	cfg.Global.EvaluationInterval = collector.Duration(o.Interval)
+	cfg.Collector.RateWindow = collector.Duration(o.RateWindow)
+	coll := collector.New(collector.Options{Metrics: collector.NewMetrics(prometheus.NewRegistry()), Store: store})
+	if err := coll.ApplyConfig(cfg, store, profs); err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	mgr := rules.NewManager(rules.ManagerOptions{Store: store, EvaluationInterval: o.Interval})
+	if err := mgr.Update(rules.BuiltinFiles()); err != nil {
+		_ = store.Close()
+		return nil, fmt.Errorf("loading the built-in rules: %w", err)
+	}
+	r := &replay{sc: sc, o: o, fleet: fleet, store: store, coll: coll, rules: mgr,
+		servers: map[string]*simulator.Server{}, firing: map[Detection][]time.Duration{}}
+	for _, s := range fleet.Servers() {
+		r.servers[s.Listen()] = s
+	}
+	return r, nil
+}
+
+func (r *replay) close() { _ = r.store.Close() }
+
+// step advances the fleet to off, stores one scrape of every server,
+// collects, writes the SLO targets and evaluates the rules, as the agent
+// does each interval.
+func (r *replay) step(ctx context.Context, off time.Duration) error {
+	at := r.o.Start.Add(off)
+	r.fleet.Advance(at)
+	app := r.store.Appender(ctx)
+	for _, s := range r.fleet.Servers() {
+		var buf bytes.Buffer
+		if err := s.WriteMetrics(&buf); err != nil {
+			_ = app.Rollback()
+			return err
+		}
+		if err := collector.AppendExposition(app, buf.Bytes(), at, labels.FromStrings(model.InstanceLabel, s.Listen(), model.JobLabel, "llmsim")); err != nil {
+			_ = app.Rollback()
+			return fmt.Errorf("scenario %s at %s: %w", r.sc.Name, off, err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		return err
+	}
+	snap, err := r.coll.Cycle(ctx, at)
+	if err != nil {
+		return fmt.Errorf("scenario %s at %s: %w", r.sc.Name, off, err)
+	}
+	r.last = snap
+	app = r.store.Appender(ctx)
+	if err := rules.AppendSLOTargets(app, at.UnixMilli(), nil); err != nil {
+		_ = app.Rollback()
+		return err
+	}
+	if err := app.Commit(); err != nil {
+		return err
+	}
+	r.rules.Eval(ctx, at)
+	for _, b := range r.rules.Bottlenecks() {
+		if b.State == rules.StateFiring {
+			d := Detection{Bottleneck: b.ID, Instance: b.Instance}
+			r.firing[d] = append(r.firing[d], off)
+		}
+	}
+	return nil
+}
+
+// holdDurations gives, per bottleneck id, the longest `for` of the rules
+// that detect it.
+func (r *replay) holdDurations() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, g := range r.rules.RuleGroups() {
+		for _, ar := range g.AlertingRules() {
+			id := ar.Labels().Get("bottleneck")
+			out[id] = max(out[id], ar.HoldDuration())
+		}
+	}
+	return out
+}
+
+// Replay runs one scenario and scores what fired against its truth.
+func Replay(ctx context.Context, sc simulator.Scenario, o Options) (*ScenarioResult, error) {
+	r, err := newReplay(sc, o)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	for off := time.Duration(0); off <= time.Duration(sc.Fleet.Duration); off += o.Interval {
+		if err := r.step(ctx, off); err != nil {
+			return nil, err
+		}
+	}
+	return r.score(), nil
+}
+
+// score matches firing episodes to truth intervals.
+func (r *replay) score() *ScenarioResult {
+	res := &ScenarioResult{Name: r.sc.Name}
+	instanceOf := map[string]string{}
+	for listen, s := range r.servers {
+		instanceOf[s.Name()] = listen
+	}
+	holds := r.holdDurations()
+	for _, tr := range r.sc.Fleet.Truth {
+		res.Truths = append(res.Truths, TruthResult{Truth: tr, Instance: instanceOf[tr.Server], Deadline: holds[tr.Bottleneck] + 2*r.o.Interval})
+	}
+	keys := make([]Detection, 0, len(r.firing))
+	for d := range r.firing {
+		keys = append(keys, d)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].Bottleneck != keys[j].Bottleneck {
+			return keys[i].Bottleneck < keys[j].Bottleneck
+		}
+		return keys[i].Instance < keys[j].Instance
+	})
+	for _, d := range keys {
+		for _, ep := range episodes(d, r.firing[d], r.o.Interval) {
+			ep.Truth = -1
+			for i := range res.Truths {
+				tr := &res.Truths[i]
+				from, to := time.Duration(tr.From), time.Duration(tr.To)+r.o.Grace
+				if tr.Bottleneck != d.Bottleneck || tr.Instance != d.Instance || ep.To < from || ep.From > to {
+					continue
+				}
+				ep.Truth = i
+				delay := max(ep.From, from) - from
+				if !tr.Detected || delay < tr.TimeToDetect {
+					tr.TimeToDetect = delay
+				}
+				tr.Detected = true
+				break
+			}
+			if ep.Truth < 0 {
+				res.FalsePositives++
+			} else {
+				res.TruePositives++
+			}
+			res.Episodes = append(res.Episodes, ep)
+		}
+	}
+	for i := range res.Truths {
+		tr := &res.Truths[i]
+		tr.OnTime = tr.Detected && tr.TimeToDetect <= tr.Deadline
+		if !tr.Detected {
+			res.Misses++
+		}
+	}
+	return res
+}
+
+func episodes(d Detection, offs []time.Duration, interval time.Duration) []Episode {
+	var out []Episode
+	for i, off := range offs {
+		if i > 0 && off-offs[i-1] <= interval {
+			out[len(out)-1].To = off
+			continue
+		}
+		out = append(out, Episode{Bottleneck: d.Bottleneck, Instance: d.Instance, From: off, To: off})
+	}
+	return out
+}

@@ -1,0 +1,75 @@
+package recommender
+
+import (
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+)
+
+func metricsFixture() []Recommendation {
+	return []Recommendation{
+		{
+			ID: "raise_gpu_memory_utilization", Instance: "gpu-0:8000", Engine: "vllm", Model: "m", Confidence: 0.9,
+			Action: Action{Kind: KindFlag, Flag: "--gpu-memory-utilization", Current: "0.9", Proposed: "0.95"},
+		},
+		{ID: "scale_out", Engine: "tgi", Model: "m", Confidence: 0.8, Action: Action{Kind: KindReplicas, From: 1, To: 2}},
+		{ID: "investigate_errors", Instance: "gpu-1:8000", Engine: "vllm", Model: "m", Confidence: 0.5, Action: Action{Kind: KindManual, Note: "n"}},
+	}
+}
+
+const metricsWant = `# HELP perfagent_recommendation_confidence Confidence of a current recommendation, from 0 to 1 (docs/recommendations.md).
+# TYPE perfagent_recommendation_confidence gauge
+perfagent_recommendation_confidence{engine="tgi",id="scale_out",instance="",model="m"} 0.8
+perfagent_recommendation_confidence{engine="vllm",id="investigate_errors",instance="gpu-1:8000",model="m"} 0.5
+perfagent_recommendation_confidence{engine="vllm",id="raise_gpu_memory_utilization",instance="gpu-0:8000",model="m"} 0.9
+# HELP perfagent_recommendation_info Current recommendation of perfagent for a model server (value 1): the flag, its current and proposed values; for replica changes flag is "replicas".
+# TYPE perfagent_recommendation_info gauge
+perfagent_recommendation_info{current="",engine="vllm",flag="",id="investigate_errors",instance="gpu-1:8000",model="m",proposed=""} 1
+perfagent_recommendation_info{current="0.9",engine="vllm",flag="--gpu-memory-utilization",id="raise_gpu_memory_utilization",instance="gpu-0:8000",model="m",proposed="0.95"} 1
+perfagent_recommendation_info{current="1",engine="tgi",flag="replicas",id="scale_out",instance="",model="m",proposed="2"} 1
+`
+
+func TestRecommendationsCollector(t *testing.T) {
+	c := NewRecommendationsCollector(metricsFixture)
+	if err := testutil.CollectAndCompare(c, strings.NewReader(metricsWant)); err != nil {
+		t.Fatal(err)
+	}
+	bad := NewRecommendationsCollector(func() []Recommendation {
+		return []Recommendation{{ID: "x", Instance: "\xff", Action: Action{Kind: KindManual}}}
+	})
+	if _, err := testutil.CollectAndLint(bad); err == nil {
+		t.Error("invalid UTF-8 label values must surface as a collection error")
+	}
+}
+
+// TestRecommendationsCollectorPromtool runs promtool check metrics on the
+// exposition when promtool is installed.
+func TestRecommendationsCollectorPromtool(t *testing.T) {
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed")
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewRecommendationsCollector(metricsFixture))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(path, "check", "metrics")
+	cmd.Stdin = &buf
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,242 @@
+package recommender
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/optiinfra/perfagent/collector"
+)
+
+// maxUtilization keeps a 10 % stability margin, as llm-d WVA does
+// (tuning.md §5.2).
+const maxUtilization = 0.9
+
+// maxSlots bounds the per-replica concurrency the M/M/c model is run with;
+// larger values come from settings no server runs with.
+const maxSlots = 100000
+
+// maxSearch bounds how many replica counts the sizing tries above the
+// utilization floor.
+const maxSearch = 1000
+
+// capSetting is the running-request cap of each engine.
+var capSetting = map[string]string{
+	collector.EngineVLLM:   "max_num_seqs",
+	collector.EngineSGLang: "max_running_requests",
+	collector.EngineTGI:    "max_concurrent_requests",
+}
+
+// replicas sizes scale_out and scale_in for one engine and model: the
+// mean service time from Little's law S = ΣR / Σλ, per-replica slots
+// c = min(cap, C_kv, B*), and the fewest replicas n with ρ = λS/(n·c) ≤ 0.9
+// and an M/M/c p95 queue wait within the target.
+func replicas(e *env, t *target) (Recommendation, error) {
+	b := e.newBuilder(t, nil)
+	n := len(t.replicas)
+	var lambda, running, waiting, usage float64
+	var names []string
+	slots := math.Inf(1)
+	var slotWhy string
+	usageN := 0
+	for _, inst := range t.replicas {
+		names = append(names, inst.Instance)
+		l, ok1 := b.signalOf(inst, sigRPS, "")
+		r, ok2 := b.signalOf(inst, sigRunning, "")
+		if !ok1 || !ok2 {
+			return Recommendation{}, skipf("needs %s and %s of every replica; %s lacks them", sigRPS, sigRunning, inst.Instance)
+		}
+		lambda += l
+		running += r
+		if w, ok := b.signalOf(inst, sigWaiting, ""); ok {
+			waiting += w
+		}
+		if u, ok := b.signalOf(inst, sigKVUsage, ""); ok {
+			usage += u
+			usageN++
+		}
+		if v, ok := b.settingOf(inst, capSetting[inst.Engine], ""); ok {
+			var c float64
+			if _, err := fmt.Sscan(v, &c); err == nil && c > 0 && c < slots {
+				slots, slotWhy = c, fmt.Sprintf("%s of %s = %s", capSetting[inst.Engine], inst.Instance, v)
+			}
+		}
+		if c, why, ok := b.kvConcurrencyOf(inst); ok && c >= 1 && c < slots {
+			slots, slotWhy = c, why+" on "+inst.Instance
+		}
+		if f, ok := b.fitOf(inst); ok {
+			if bs, why, ok := b.batchLimit(f); ok && bs < slots {
+				slots, slotWhy = bs, why+" on "+inst.Instance
+			}
+		}
+	}
+	if lambda <= 0 || running <= 0 {
+		return Recommendation{}, skipf("no load measured (λ = %s/s, R = %s)", fmtNum(lambda), fmtNum(running))
+	}
+	if math.IsInf(slots, 1) {
+		return Recommendation{}, skipf("no per-replica concurrency limit is known (running cap, KV capacity with token means, or an ITL fit)")
+	}
+	target, targetWhy := e.queueTarget(b, t.replicas)
+	if target <= 0 {
+		return Recommendation{}, skipf("the queue-wait target is not positive: %s", targetWhy)
+	}
+	if slots > maxSlots {
+		return Recommendation{}, skipf("per-replica concurrency %s is above %d, outside the queueing model's range", fmtNum(slots), maxSlots)
+	}
+	service := running / lambda
+	c := int(slots)
+	size := func(k int) Queue { return Queue{Servers: c, Lambda: lambda / float64(k), Service: service} }
+	// Start at the fewest replicas that keep ρ ≤ 0.9; the wait falls as
+	// replicas are added, and reaches 0 once fewer than 5 % of arrivals wait.
+	first := max(1, int(math.Ceil(lambda*service/(maxUtilization*slots))))
+	to := 0
+	for k := first; k < first+maxSearch; k++ {
+		if q := size(k); q.Utilization() <= maxUtilization && q.WaitQuantile(0.95) <= target {
+			to = k
+			break
+		}
+	}
+	if to == 0 {
+		return Recommendation{}, skipf("no replica count from %d to %d meets the p95 queue-wait target %ss", first, first+maxSearch-1, fmtNum(target))
+	}
+	b.factor("method", 0.8, "M/M/c assumes Poisson arrivals and exponential service")
+	rationale := fmt.Sprintf("Little's law: S = ΣR %s / Σλ %s/s = %ss per request; c = %s; target p95 queue wait %ss (%s). The fewest replicas with ρ = λS/(n·c) ≤ 0.9 and Erlang-C p95 wait ≤ target: n = %d (ρ = %s, p95 wait %ss).",
+		fmtNum(round(running, 6)), fmtNum(round(lambda, 6)), fmtNum(round(service, 6)), slotWhy, fmtNum(target), targetWhy, to, fmtNum(round(size(to).Utilization(), 4)), fmtNum(round(size(to).WaitQuantile(0.95), 6)))
+	up := t.action.Direction == DirectionRaise
+	switch {
+	case up && to <= n && waiting > 0:
+		to = n + 1
+		b.factor("range", 0.7, "measured throughput under a backlog is a lower bound of demand")
+		rationale += fmt.Sprintf(" That is not above the current %d, but %s requests wait: throughput under a backlog understates demand, so one replica is added and the result measured again.", n, fmtNum(waiting))
+	case up && to <= n:
+		return Recommendation{}, skipf("the measured load fits %d replicas, and %d run", to, n)
+	case !up && to >= n:
+		return Recommendation{}, skipf("the measured load needs %d replicas at the target, and %d run", to, n)
+	}
+	sort.Strings(names)
+	b.r.Action = Action{Kind: KindReplicas, From: n, To: to, Instances: names}
+	q, qn := size(to), size(n)
+	if qp, ok := e.maxSignal(t.replicas, sigQueue, p95); ok {
+		b.effect(sigQueue, p95, dir(up), ptr(qp), ptr(shift(qp, qn.WaitQuantile(0.95), q.WaitQuantile(0.95))))
+	}
+	w := round(waiting/float64(n), 6)
+	b.effect(sigWaiting, "", dir(up), ptr(w), ptr(shift(w, qn.MeanWaiting(), q.MeanWaiting())))
+	if !up && usageN > 0 {
+		u := usage / float64(usageN)
+		b.effect(sigKVUsage, "", Increase, ptr(round(u, 6)), ptr(round(u*float64(n)/float64(to), 6)))
+		rationale += fmt.Sprintf(" Mean KV usage %s × %d / %d = %s.", fmtNum(round(u, 6)), n, to, fmtNum(round(u*float64(n)/float64(to), 6)))
+	}
+	return b.done(rationale), nil
+}
+
+// shift applies the model's change from now to after to the observed
+// value: observed + (after − now), not below 0. When the model says the
+// present count is unstable (now = +Inf) it has no baseline, and the
+// estimate is the model's value after the change.
+func shift(observed, now, after float64) float64 {
+	if math.IsInf(now, 1) {
+		return round(after, 6)
+	}
+	return round(math.Max(0, observed+after-now), 6)
+}
+
+func dir(up bool) string {
+	if up {
+		return Decrease
+	}
+	return Increase
+}
+
+// queueTarget is the p95 queue-wait target: the objective, or the TTFT
+// target minus the worst observed prefill share (TTFT p95 − queue p95).
+func (e *env) queueTarget(b *builder, insts []*collector.Instance) (float64, string) {
+	if e.obj.QueueWaitP95Seconds > 0 {
+		return e.obj.QueueWaitP95Seconds, "objective"
+	}
+	prefill := -1.0
+	for _, inst := range insts {
+		tt, ok1 := b.signalOf(inst, sigTTFT, p95)
+		qq, ok2 := b.signalOf(inst, sigQueue, p95)
+		if ok1 && ok2 {
+			prefill = math.Max(prefill, tt-qq)
+		}
+	}
+	if prefill < 0 {
+		b.note("no TTFT and queue-time p95 to split the TTFT target: the whole TTFT target is taken as the queue-wait target")
+		b.factor("target", 0.8, "queue-wait target bounded by the TTFT target only")
+		return e.obj.TTFTP95Seconds, "TTFT target, no prefill time measured"
+	}
+	t := round(e.obj.TTFTP95Seconds-prefill, 6)
+	return t, fmt.Sprintf("TTFT target %s − (TTFT p95 − queue p95) %s", fmtNum(e.obj.TTFTP95Seconds), fmtNum(round(prefill, 6)))
+}
+
+func (e *env) maxSignal(insts []*collector.Instance, name, quantile string) (float64, bool) {
+	best, found := 0.0, false
+	for _, inst := range insts {
+		for _, s := range inst.Signals {
+			if s.Name == name && s.Quantile == quantile && !math.IsNaN(s.Value) && (!found || s.Value > best) {
+				best, found = s.Value, true
+			}
+		}
+	}
+	return best, found
+}
+
+// conservativeness sizes SGLang's --schedule-conservativeness.
+func conservativeness(e *env, t *target) (Recommendation, error) {
+	b := e.newBuilder(t, t.inst)
+	cur, ok := b.number(t.action.Setting, t.action.Default)
+	if !ok || cur <= 0 {
+		return Recommendation{}, skipf("needs a positive %s", t.action.Setting)
+	}
+	if t.action.Direction == DirectionRaise {
+		proposed := round(cur*1.3, 2)
+		b.flag(fmtNum(cur), fmtNum(proposed))
+		b.factor("method", 0.5, "step rule from the SGLang tuning guide (1.0 → 1.3), no model")
+		if p, ok := b.signal(sigPreemptions, ""); ok {
+			b.effect(sigPreemptions, "", Decrease, ptr(p), ptr(round(1.0/60, 6)))
+		}
+		return b.done(fmt.Sprintf("%s × 1.3 = %s, the SGLang guide's step for frequent retractions; about one retraction a minute (1/60 s) is acceptable there.", fmtNum(cur), fmtNum(proposed))), nil
+	}
+	u, ok1 := b.signal(sigKVUsage, "")
+	w, ok2 := b.signal(sigWaiting, "")
+	if !ok1 || !ok2 {
+		return Recommendation{}, skipf("needs %s and %s", sigKVUsage, sigWaiting)
+	}
+	if u >= kvTarget || w <= 0 {
+		return Recommendation{}, skipf("applies only with KV usage < 0.9 and a queue (usage %s, waiting %s)", fmtNum(u), fmtNum(w))
+	}
+	proposed := math.Max(0.3, math.Floor(cur*u/kvTarget*100)/100)
+	if proposed >= cur {
+		return Recommendation{}, skipf("already at the guide's floor 0.3")
+	}
+	b.flag(fmtNum(cur), fmtNum(proposed))
+	b.factor("method", 0.8, "admission estimate scaled proportionally to usage")
+	b.effect(sigKVUsage, "", Increase, ptr(u), ptr(kvTarget))
+	b.effect(sigWaiting, "", Decrease, ptr(w), nil)
+	return b.done(fmt.Sprintf("Admission reserves ∝ conservativeness; usage %s against the 0.9 target gives max(0.3, ⌊%s × %s / 0.9⌋₀.₀₁) = %s.", fmtNum(u), fmtNum(cur), fmtNum(u), fmtNum(proposed))), nil
+}
+
+// manual fills an operational recommendation.
+func manual(e *env, t *target) (Recommendation, error) {
+	b := e.newBuilder(t, t.inst)
+	b.r.Action = Action{Kind: KindManual, Note: t.action.Note}
+	b.factor("method", 0.5, "operational change, no model of its effect")
+	var sig, d string
+	switch t.def.ID {
+	case "investigate_errors":
+		sig, d = sigErrorRatio, Decrease
+	case "prefix_aware_routing":
+		sig, d = sigPrefixHit, Increase
+	default:
+		sig, d = sigWaiting, Decrease
+	}
+	v, ok := b.signal(sig, "")
+	b.effect(sig, "", d, ptrIf(v, ok), nil)
+	var vals []string
+	for _, f := range t.findings {
+		vals = append(vals, fmt.Sprintf("%s (%s = %s)", f.Bottleneck, f.Rule, fmtNum(f.Value)))
+	}
+	return b.done(t.def.Summary + " Detected: " + strings.Join(vals, ", ") + "."), nil
+}

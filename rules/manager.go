@@ -1,0 +1,455 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+	promrules "github.com/prometheus/prometheus/rules"
+
+	"github.com/optiinfra/perfagent/collector"
+)
+
+// ManagerOptions configure a Manager.
+type ManagerOptions struct {
+	// Store is the local TSDB: rules query it through its engine, and
+	// ALERTS and ALERTS_FOR_STATE are written to it. Without a store the
+	// manager loads and validates rules, and Eval does nothing.
+	Store *collector.Store
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Metrics defaults to unregistered metrics.
+	Metrics *Metrics
+	// NotifyFunc receives alerts due to be sent; nil sends nothing.
+	NotifyFunc NotifyFunc
+	// EvaluationInterval is how often Eval is called (the collector's
+	// evaluation interval); it sets how long a sent alert stays valid.
+	// Default 15s.
+	EvaluationInterval time.Duration
+	// ExternalURL is the agent's URL, for templates and generator URLs.
+	ExternalURL *url.URL
+	// Disabled are alert names switched off (built-in or not).
+	Disabled []string
+	// OutageTolerance is how long the agent may have been down for `for`
+	// state to be restored from ALERTS_FOR_STATE. Default 1h.
+	OutageTolerance time.Duration
+	// ForGracePeriod is the least time a restored pending alert still
+	// waits before it fires. Zero (the default) lets it resume where it
+	// stopped: signal history is backfilled at start, so rules see real
+	// data from their first evaluation.
+	ForGracePeriod time.Duration
+	// ResendDelay is how often a firing alert is sent again. Default 1m.
+	ResendDelay time.Duration
+}
+
+// Manager evaluates bottleneck rules with the upstream rule groups
+// against the local TSDB, at times its caller chooses (right after each
+// collection), and keeps the active bottlenecks of the last evaluation.
+// It has no timers of its own.
+type Manager struct {
+	store    *collector.Store
+	logger   *slog.Logger
+	metrics  *Metrics
+	loader   *Loader
+	notify   NotifyFunc
+	interval time.Duration
+	extURL   string
+	promOpts *promrules.ManagerOptions
+
+	mtx        sync.Mutex // serializes Update and Eval
+	groups     []*promrules.Group
+	selectors  map[*promrules.AlertingRule][]*parser.VectorSelector
+	restoring  map[*promrules.Group]int // evaluations done before RestoreForState
+	tombstones []*promrules.Group       // removed groups whose series go stale at the next Eval
+	evaluated  bool
+	firing     map[string]bool // alerts firing at the last Eval, by label set
+	lastRun    map[*promrules.Group]time.Time
+
+	snapMtx     sync.RWMutex
+	published   []*promrules.Group
+	bottlenecks []Bottleneck
+	lastEval    time.Time
+}
+
+// NewManager returns a Manager without rules; call Update to load them.
+func NewManager(o ManagerOptions) *Manager {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	metrics := o.Metrics
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	interval := o.EvaluationInterval
+	if interval <= 0 {
+		interval = 15 * time.Second
+	}
+	tolerance := o.OutageTolerance
+	if tolerance <= 0 {
+		tolerance = time.Hour
+	}
+	resend := o.ResendDelay
+	if resend <= 0 {
+		resend = time.Minute
+	}
+	m := &Manager{
+		store:     o.Store,
+		logger:    logger,
+		metrics:   metrics,
+		loader:    NewLoader(LoaderOptions{Disabled: o.Disabled, Logger: logger}),
+		notify:    o.NotifyFunc,
+		interval:  interval,
+		selectors: map[*promrules.AlertingRule][]*parser.VectorSelector{},
+		restoring: map[*promrules.Group]int{},
+		firing:    map[string]bool{},
+		lastRun:   map[*promrules.Group]time.Time{},
+	}
+	if o.ExternalURL != nil {
+		m.extURL = o.ExternalURL.String()
+	}
+	m.promOpts = &promrules.ManagerOptions{
+		ExternalURL:     o.ExternalURL,
+		NotifyFunc:      m.sendAlerts,
+		Context:         context.Background(),
+		Logger:          logger,
+		OutageTolerance: tolerance,
+		ForGracePeriod:  o.ForGracePeriod,
+		ResendDelay:     resend,
+		Metrics:         promrules.NewGroupMetrics(nil),
+		Parser:          newParser(),
+	}
+	if o.Store != nil {
+		m.promOpts.QueryFunc = promrules.EngineQueryFunc(o.Store.Engine(), o.Store.DB())
+		m.promOpts.AppendableV2 = o.Store.DB()
+		m.promOpts.Queryable = o.Store.DB()
+	}
+	return m
+}
+
+// Update replaces the rules with those of files (paths, or BuiltinFiles
+// names). On any error the previous rules stay in place and the error
+// lists every problem with file:line:col. Groups whose content did not
+// change keep running untouched; changed groups take over the alert state
+// of their predecessor; removed groups' series are marked stale at the
+// next Eval.
+func (m *Manager) Update(files []string) error {
+	loaded, errs := m.loader.Load(files)
+	if len(errs) > 0 {
+		return fmt.Errorf("loading bottleneck rules, previous rules kept: %w", errors.Join(errs...))
+	}
+	m.mtx.Lock()
+	defer m.mtx.Unlock()
+	restore := !m.evaluated
+	groups, err := buildGroups(loaded, m.interval, m.promOpts, !restore, labels.EmptyLabels(), m.extURL, m.logger)
+	if err != nil {
+		return fmt.Errorf("loading bottleneck rules, previous rules kept: %w", err)
+	}
+	m.warnUnmatchedDisabled(loaded)
+
+	old := make(map[string]*promrules.Group, len(m.groups))
+	for _, g := range m.groups {
+		old[promrules.GroupKey(g.File(), g.Name())] = g
+	}
+	next := make([]*promrules.Group, 0, len(groups))
+	restoring := map[*promrules.Group]int{}
+	for _, ng := range groups {
+		key := promrules.GroupKey(ng.File(), ng.Name())
+		og, ok := old[key]
+		delete(old, key)
+		if ok && og.Equals(ng) {
+			next = append(next, og)
+			if n, pending := m.restoring[og]; pending {
+				restoring[og] = n
+			}
+			continue
+		}
+		if ok {
+			ng.CopyState(og)
+		}
+		if restore {
+			restoring[ng] = 0
+		}
+		next = append(next, ng)
+	}
+	for _, og := range old {
+		tomb := promrules.NewGroup(promrules.GroupOptions{Name: og.Name(), File: og.File(), Interval: og.Interval(), Opts: m.promOpts})
+		tomb.CopyState(og)
+		m.tombstones = append(m.tombstones, tomb)
+	}
+	lastRun := map[*promrules.Group]time.Time{}
+	for _, g := range next {
+		if t, ok := m.lastRun[g]; ok {
+			lastRun[g] = t
+		}
+	}
+	m.groups = next
+	m.restoring = restoring
+	m.lastRun = lastRun
+	m.selectors = map[*promrules.AlertingRule][]*parser.VectorSelector{}
+	for _, g := range next {
+		for _, ar := range g.AlertingRules() {
+			m.selectors[ar] = vectorSelectors(ar.Query())
+		}
+	}
+	m.snapMtx.Lock()
+	m.published = slices.Clone(next)
+	m.snapMtx.Unlock()
+	m.logger.Info("Bottleneck rules loaded", "files", len(files), "groups", len(next), "alerts", len(m.selectors))
+	return nil
+}
+
+func (m *Manager) warnUnmatchedDisabled(files []*RuleFile) {
+	matched := map[string]bool{}
+	for _, f := range files {
+		for _, n := range f.disabled {
+			matched[n] = true
+		}
+	}
+	for n := range m.loader.disabled {
+		if !matched[n] {
+			m.logger.Warn("Disabled rule matches no alerting rule", "alert", n)
+		}
+	}
+}
+
+// Eval evaluates the groups at ts, restores `for` state after the second
+// evaluation following the first load (as Prometheus does after a
+// restart), and refreshes the active bottlenecks with their evidence.
+// Call it right after the collection of ts, once the SLO target series of
+// ts are written (AppendSLOTargets). A group whose own interval is longer
+// than the evaluation interval is evaluated only once that interval has
+// passed (within half an evaluation interval).
+func (m *Manager) Eval(ctx context.Context, ts time.Time) {
+	m.mtx.Lock()
+	defer m.mtx.Unlock()
+	if m.store == nil {
+		return
+	}
+	start := time.Now()
+	for _, g := range m.groups {
+		if last, ok := m.lastRun[g]; ok && ts.Sub(last) < g.Interval()-m.interval/2 {
+			continue
+		}
+		m.lastRun[g] = ts
+		g.Eval(ctx, ts)
+		if ctx.Err() != nil {
+			return
+		}
+		for _, r := range g.Rules() {
+			if r.LastError() != nil {
+				m.metrics.EvaluationFailures.Inc()
+			}
+		}
+		if n, ok := m.restoring[g]; ok {
+			if n+1 >= 2 {
+				g.RestoreForState(ts)
+				delete(m.restoring, g)
+			} else {
+				m.restoring[g] = n + 1
+			}
+		}
+	}
+	for _, t := range m.tombstones {
+		t.Eval(ctx, ts)
+	}
+	m.tombstones = nil
+	m.evaluated = true
+
+	bs := m.collect(ctx, ts)
+	firing := map[string]bool{}
+	for _, b := range bs {
+		if b.State != StateFiring {
+			continue
+		}
+		key := b.Labels.String()
+		firing[key] = true
+		if !m.firing[key] {
+			m.metrics.BottlenecksDetected.WithLabelValues(b.Rule, string(b.Category), string(b.Severity), b.Instance, b.Engine, b.Model).Inc()
+		}
+	}
+	m.firing = firing
+	m.metrics.EvaluationDuration.Observe(time.Since(start).Seconds())
+
+	m.snapMtx.Lock()
+	m.bottlenecks = bs
+	m.lastEval = ts
+	m.snapMtx.Unlock()
+}
+
+// collect turns the active alerts into bottlenecks, sorted by severity
+// (highest first), state (firing first), rule and labels.
+func (m *Manager) collect(ctx context.Context, ts time.Time) []Bottleneck {
+	var out []Bottleneck
+	for _, g := range m.groups {
+		for _, ar := range g.AlertingRules() {
+			for _, a := range ar.ActiveAlerts() {
+				var st State
+				switch a.State {
+				case promrules.StatePending:
+					st = StatePending
+				case promrules.StateFiring:
+					st = StateFiring
+				default:
+					continue
+				}
+				out = append(out, Bottleneck{
+					Rule:            ar.Name(),
+					ID:              a.Labels.Get(LabelBottleneck),
+					Category:        Category(a.Labels.Get(LabelCategory)),
+					Severity:        Severity(a.Labels.Get(LabelSeverity)),
+					State:           st,
+					Instance:        a.Labels.Get(collector.LabelInstance),
+					Engine:          a.Labels.Get(collector.LabelEngine),
+					Model:           a.Labels.Get(collector.LabelModel),
+					Labels:          a.Labels,
+					ActiveAt:        a.ActiveAt,
+					FiredAt:         a.FiredAt,
+					Value:           a.Value,
+					Summary:         a.Annotations.Get(AnnotationSummary),
+					Description:     a.Annotations.Get(AnnotationDescription),
+					RunbookURL:      a.Annotations.Get(AnnotationRunbookURL),
+					Recommendations: Recommendations(a.Annotations.Get(AnnotationRecommend)),
+					Evidence:        m.evidence(ctx, ts, m.selectors[ar], a.Labels),
+				})
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Severity.rank() != b.Severity.rank() {
+			return a.Severity.rank() > b.Severity.rank()
+		}
+		if a.State != b.State {
+			return a.State == StateFiring
+		}
+		return labels.Compare(a.Labels, b.Labels) < 0
+	})
+	return out
+}
+
+// evidence queries, at ts, every signal and SLO target that sels read,
+// narrowed to the alert's instance, engine and model. An SLO target falls
+// back to the default target when the model has none.
+func (m *Manager) evidence(ctx context.Context, ts time.Time, sels []*parser.VectorSelector, alert labels.Labels) []collector.Sample {
+	seen := map[string]bool{}
+	var out []collector.Sample
+	add := func(q string) bool {
+		v, err := m.promOpts.QueryFunc(ctx, q, ts)
+		if err != nil {
+			m.logger.Debug("Evidence query failed", "query", q, "err", err)
+			return false
+		}
+		for _, s := range v {
+			k := s.Metric.String()
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, collector.Sample{Labels: s.Metric, Value: s.F})
+			}
+		}
+		return len(v) > 0
+	}
+	done := map[string]bool{}
+	for _, vs := range sels {
+		name := selectorName(vs)
+		switch {
+		case name == "":
+			continue
+		case isSLOSeries(name):
+			q := selectorString(name, nil, labels.FromStrings(collector.LabelModel, alert.Get(collector.LabelModel)))
+			if done[q] {
+				continue
+			}
+			done[q] = true
+			if !add(q) {
+				add(selectorString(name, nil, labels.FromStrings(collector.LabelModel, "")))
+			}
+		case isKnownSeries(name):
+			id := labels.NewBuilder(labels.EmptyLabels())
+			for _, l := range []string{collector.LabelInstance, collector.LabelEngine, collector.LabelModel} {
+				if v := alert.Get(l); v != "" {
+					id.Set(l, v)
+				}
+			}
+			q := selectorString(name, vs.LabelMatchers, id.Labels())
+			if !done[q] {
+				done[q] = true
+				add(q)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels, out[j].Labels) < 0 })
+	return out
+}
+
+// selectorString builds name{...} from the matchers of a selector, with
+// those on the labels of id replaced by equality with id's values.
+func selectorString(name string, matchers []*labels.Matcher, id labels.Labels) string {
+	var parts []string
+	for _, mt := range matchers {
+		if mt.Name == model.MetricNameLabel || id.Has(mt.Name) {
+			continue
+		}
+		parts = append(parts, mt.String())
+	}
+	id.Range(func(l labels.Label) {
+		parts = append(parts, labels.MustNewMatcher(labels.MatchEqual, l.Name, l.Value).String())
+	})
+	slices.Sort(parts)
+	return name + "{" + strings.Join(parts, ",") + "}"
+}
+
+// HistoryNeeded is how much signal history the loaded rules need to
+// decide at once after a start: the longest `for` plus range window of any
+// alerting rule. Backfill at least this much.
+func (m *Manager) HistoryNeeded() time.Duration {
+	m.snapMtx.RLock()
+	defer m.snapMtx.RUnlock()
+	var longest time.Duration
+	for _, g := range m.published {
+		for _, ar := range g.AlertingRules() {
+			longest = max(longest, ar.HoldDuration()+lookback(ar.Query()))
+		}
+	}
+	return longest
+}
+
+// Bottlenecks returns the active bottlenecks of the last Eval.
+func (m *Manager) Bottlenecks() []Bottleneck {
+	m.snapMtx.RLock()
+	defer m.snapMtx.RUnlock()
+	return slices.Clone(m.bottlenecks)
+}
+
+// LastEvaluation is the ts of the last Eval, zero before the first.
+func (m *Manager) LastEvaluation() time.Time {
+	m.snapMtx.RLock()
+	defer m.snapMtx.RUnlock()
+	return m.lastEval
+}
+
+// RuleGroups returns the loaded groups sorted by file and name, for
+// listing rules with their health, last error and alerts. Callers must
+// not evaluate or modify them.
+func (m *Manager) RuleGroups() []*promrules.Group {
+	m.snapMtx.RLock()
+	out := slices.Clone(m.published)
+	m.snapMtx.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].File() != out[j].File() {
+			return out[i].File() < out[j].File()
+		}
+		return out[i].Name() < out[j].Name()
+	})
+	return out
+}

@@ -1,0 +1,87 @@
+package rules
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/optiinfra/perfagent/collector"
+)
+
+func TestAppendSLOTargets(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		targets []SLOTarget
+		want    []string
+		wantErr string
+	}{
+		{
+			name: "no targets: built-in defaults",
+			want: []string{
+				`perfagent_slo_error_ratio 0.05`,
+				`perfagent_slo_itl_p95_seconds 0.05`,
+				`perfagent_slo_ttft_p95_seconds 0.5`,
+			},
+		},
+		{
+			name: "configured default overrides field by field, models keep their own fields",
+			targets: []SLOTarget{
+				{TTFTP95: model.Duration(time.Second)},
+				{Model: "big", TTFTP95: model.Duration(2 * time.Second), ErrorRatio: 0.01},
+			},
+			want: []string{
+				`perfagent_slo_error_ratio 0.05`,
+				`perfagent_slo_error_ratio{model="big"} 0.01`,
+				`perfagent_slo_itl_p95_seconds 0.05`,
+				`perfagent_slo_ttft_p95_seconds 1`,
+				`perfagent_slo_ttft_p95_seconds{model="big"} 2`,
+			},
+		},
+		{
+			name:    "repeated model",
+			targets: []SLOTarget{{Model: "m", ErrorRatio: 0.1}, {Model: "m", ErrorRatio: 0.2}},
+			wantErr: `slo target 1 (model "m"): model repeated`,
+		},
+		{
+			name:    "out of range",
+			targets: []SLOTarget{{Model: "m", ErrorRatio: 2, ITLP95: model.Duration(-time.Second)}},
+			wantErr: `slo target 0 (model "m"): latency targets must not be negative` + "\n" + `slo target 0 (model "m"): error_ratio must be between 0 and 1`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := openStore(t, t.TempDir())
+			app := store.Appender(context.Background())
+			err := AppendSLOTargets(app, t0.UnixMilli(), tc.targets)
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("error = %v, want %q", err, tc.wantErr)
+				}
+				_ = app.Rollback()
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := app.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range query(t, store, `{__name__=~"perfagent_slo_.*"}`, t0) {
+				series := s.Metric.Get(model.MetricNameLabel)
+				if m := s.Metric.Get(collector.LabelModel); m != "" {
+					series += `{model="` + m + `"}`
+				}
+				got = append(got, series+" "+strconv.FormatFloat(s.F, 'g', -1, 64))
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("series:\n got  %s\n want %s", strings.Join(got, "\n      "), strings.Join(tc.want, "\n      "))
+			}
+		})
+	}
+}

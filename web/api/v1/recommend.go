@@ -1,0 +1,82 @@
+package v1
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/optiinfra/perfagent/recommender"
+)
+
+// Recommendations is what the API needs of the recommender wiring.
+type Recommendations interface {
+	// Latest is the report of the last pass after a collection.
+	Latest() recommender.Report
+	// Recommend runs a pass now, narrowed by the request.
+	Recommend(ctx context.Context, now time.Time, req RecommendRequest) (recommender.Report, error)
+}
+
+// RecommendRequest is the body of POST /api/v1/optimization/recommend.
+type RecommendRequest struct {
+	// Instance keeps the findings of one instance; empty keeps all.
+	Instance string `json:"instance,omitempty"`
+	// Bottleneck keeps the findings of one bottleneck, by id (B1) or rule
+	// name; empty keeps all.
+	Bottleneck string `json:"bottleneck,omitempty"`
+	// Objectives override the configured targets for this pass.
+	Objectives Objectives `json:"objectives"`
+}
+
+// Objectives are latency targets in seconds; zero keeps the configured one.
+type Objectives struct {
+	TTFTP95Seconds      float64 `json:"ttft_p95_seconds,omitempty"`
+	ITLP95Seconds       float64 `json:"itl_p95_seconds,omitempty"`
+	QueueWaitP95Seconds float64 `json:"queue_wait_p95_seconds,omitempty"`
+}
+
+func (a *API) recommendations(r *http.Request) (any, *apiError) {
+	q := r.URL.Query()
+	rep := a.o.Recommendations.Latest()
+	out := []recommender.Recommendation{}
+	for _, rec := range rep.Recommendations {
+		if (q.Get("instance") == "" || rec.Instance == q.Get("instance") || slices.Contains(rec.Action.Instances, q.Get("instance"))) &&
+			(q.Get("engine") == "" || rec.Engine == q.Get("engine")) &&
+			(q.Get("model") == "" || rec.Model == q.Get("model")) &&
+			(q.Get("id") == "" || rec.ID == q.Get("id")) {
+			out = append(out, rec)
+		}
+	}
+	return map[string]any{"recommendations": out, "skipped": nonNil(rep.Skipped)}, nil
+}
+
+func (a *API) recommend(r *http.Request) (any, *apiError) {
+	var req RecommendRequest
+	if apiErr := a.decode(r, &req); apiErr != nil {
+		return nil, apiErr
+	}
+	for _, o := range []struct {
+		field string
+		v     float64
+	}{
+		{"objectives.ttft_p95_seconds", req.Objectives.TTFTP95Seconds},
+		{"objectives.itl_p95_seconds", req.Objectives.ITLP95Seconds},
+		{"objectives.queue_wait_p95_seconds", req.Objectives.QueueWaitP95Seconds},
+	} {
+		if o.v < 0 {
+			return nil, badData(o.field, "must not be negative")
+		}
+	}
+	if req.Instance != "" {
+		if snap := a.o.Collector.Latest(); snap == nil || snap.Instance(req.Instance) == nil {
+			return nil, notFound("instance: %q is not known; GET /api/v1/instances lists the instances", req.Instance)
+		}
+	}
+	rep, err := a.o.Recommendations.Recommend(r.Context(), a.o.Now(), req)
+	if err != nil {
+		return nil, &apiError{typ: ErrUnavailable, status: http.StatusServiceUnavailable, err: err}
+	}
+	rep.Recommendations = nonNil(rep.Recommendations)
+	rep.Skipped = nonNil(rep.Skipped)
+	return rep, nil
+}
