@@ -452,17 +452,17 @@ func signalSamples(ev *evaluation, profiles []*compiledProfile, instances map[st
 			}
 		}
 	}
-	// vLLM reports its capacity only as label values.
+	// Signals that engines report only as settings.
 	for _, in := range instances {
-		if withCapacity[in.Instance] {
-			continue
-		}
-		blocks, ok1 := in.Settings.Float("num_gpu_blocks")
-		size, ok2 := in.Settings.Float("block_size")
-		if ok1 && ok2 {
-			samples = append(samples, Sample{Labels: labels.FromStrings(
-				model.MetricNameLabel, KVCacheCapacitySignal, LabelEngine, in.Engine, LabelInstance, in.Instance, LabelModel, in.Model,
-			), Value: blocks * size})
+		for _, ss := range settingSignals() {
+			if ss.name == KVCacheCapacitySignal && withCapacity[in.Instance] {
+				continue
+			}
+			if v, ok := ss.value(in.Engine, in.Settings); ok {
+				samples = append(samples, Sample{Labels: labels.FromStrings(
+					model.MetricNameLabel, ss.name, LabelEngine, in.Engine, LabelInstance, in.Instance, LabelModel, in.Model,
+				), Value: v})
+			}
 		}
 	}
 	sort.Slice(samples, func(i, j int) bool { return labels.Compare(samples[i].Labels, samples[j].Labels) < 0 })

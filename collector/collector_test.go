@@ -290,8 +290,18 @@ groups:
 	if _, ok := in.Settings["sliding_window"]; ok {
 		t.Error(`label value "None" became a setting`)
 	}
-	if v, ok := signalValue(snap, KVCacheCapacitySignal, "v:8000", ""); !ok || v != 27000*32 {
-		t.Errorf("%s = %g, %v; want %d", KVCacheCapacitySignal, v, ok, 27000*32)
+	derived := []struct {
+		name string
+		want float64
+	}{
+		{KVCacheCapacitySignal, 27000 * 32},
+		{MaxRunningRequestsSignal, 128},
+		{PrefixCachingEnabledSignal, 1},
+	}
+	for _, d := range derived {
+		if v, ok := signalValue(snap, d.name, "v:8000", ""); !ok || v != d.want {
+			t.Errorf("%s = %g, %v; want %g", d.name, v, ok, d.want)
+		}
 	}
 }
 

@@ -35,6 +35,21 @@ func TestSignalsDoc(t *testing.T) {
 	}
 }
 
+// fromSettings says, per signal and engine, which settings the collector
+// derives a signal from (settingSignals).
+var fromSettings = map[string]map[string]string{
+	KVCacheCapacitySignal: {EngineVLLM: "`num_gpu_blocks × block_size`, label values of `vllm:cache_config_info`"},
+	MaxRunningRequestsSignal: {
+		EngineVLLM:   "`max_num_seqs` (configuration only: vLLM does not export it)",
+		EngineSGLang: "`max_running_requests` (`/get_server_info`)",
+		EngineTGI:    "`max_concurrent_requests` (`/info`)",
+	},
+	PrefixCachingEnabledSignal: {
+		EngineVLLM:   "`enable_prefix_caching`, a label of `vllm:cache_config_info`",
+		EngineSGLang: "not `disable_radix_cache` (`/get_server_info`)",
+	},
+}
+
 func renderSignalsDoc(profs []*Profile) string {
 	var b strings.Builder
 	b.WriteString(`# Signals
@@ -69,11 +84,11 @@ TGI's ` + "`/info`" + ` (` + "`model_id`" + `).
 					break
 				}
 			}
-			switch {
+			switch derived := fromSettings[s.Name][p.Engine]; {
 			case expr != "":
 				fmt.Fprintf(&b, " `%s` |", strings.ReplaceAll(expr, "|", `\|`))
-			case s.Name == KVCacheCapacitySignal && p.Engine == EngineVLLM:
-				b.WriteString(" computed by the collector: `num_gpu_blocks × block_size`, label values of `vllm:cache_config_info` |")
+			case derived != "":
+				fmt.Fprintf(&b, " from settings: %s |", derived)
 			default:
 				b.WriteString(" not exposed by this engine |")
 			}

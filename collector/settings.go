@@ -150,6 +150,7 @@ func builtinInfoProbes() map[string]infoProbe {
 			"max_total_num_tokens": "max_total_num_tokens", "max_prefill_tokens": "max_prefill_tokens",
 			"context_length": "context_length", "tp_size": "tp_size", "page_size": "page_size",
 			"schedule_policy": "schedule_policy", "kv_cache_dtype": "kv_cache_dtype",
+			"disable_radix_cache": "disable_radix_cache",
 		}},
 		EngineTGI: {path: "/info", keys: map[string]string{
 			"model_id": "served_model_name", "max_concurrent_requests": "max_concurrent_requests",
@@ -302,5 +303,55 @@ func scalarString(v any) (string, bool) {
 		return "False", true
 	default:
 		return "", false
+	}
+}
+
+// settingSignal derives a signal from an instance's settings, for what an
+// engine reports only as configuration.
+type settingSignal struct {
+	name  string
+	value func(engine string, s Settings) (float64, bool)
+}
+
+func settingSignals() []settingSignal {
+	flag := func(s Settings, name string) (bool, bool) {
+		v, ok := s[name]
+		if !ok {
+			return false, false
+		}
+		b, err := strconv.ParseBool(strings.ToLower(v.Value))
+		return b, err == nil
+	}
+	return []settingSignal{
+		{KVCacheCapacitySignal, func(engine string, s Settings) (float64, bool) {
+			// vLLM reports its capacity only as label values.
+			blocks, ok1 := s.Float("num_gpu_blocks")
+			size, ok2 := s.Float("block_size")
+			return blocks * size, ok1 && ok2
+		}},
+		{MaxRunningRequestsSignal, func(engine string, s Settings) (float64, bool) {
+			key := map[string]string{EngineVLLM: "max_num_seqs", EngineSGLang: "max_running_requests", EngineTGI: "max_concurrent_requests"}[engine]
+			if key == "" {
+				return 0, false
+			}
+			return s.Float(key)
+		}},
+		{PrefixCachingEnabledSignal, func(engine string, s Settings) (float64, bool) {
+			var on, ok bool
+			switch engine {
+			case EngineVLLM:
+				on, ok = flag(s, "enable_prefix_caching")
+			case EngineSGLang:
+				on, ok = flag(s, "disable_radix_cache")
+				on = !on
+			}
+			if !ok {
+				return 0, false
+			}
+			if on {
+				return 1, true
+			}
+			return 0, true
+		}},
 	}
 }

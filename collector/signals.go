@@ -18,6 +18,12 @@ const InstanceInfoSignal = "llm_instance_info"
 // report their capacity only as label values (vLLM's cache_config_info).
 const KVCacheCapacitySignal = "llm_kv_cache_capacity_tokens"
 
+// Signals derived from settings rather than computed by profiles.
+const (
+	MaxRunningRequestsSignal   = "llm_max_running_requests"
+	PrefixCachingEnabledSignal = "llm_prefix_caching_enabled"
+)
+
 // Signal describes one normalized signal.
 type Signal struct {
 	Name string `json:"name"`
@@ -44,6 +50,8 @@ func Signals() []Signal {
 		{"llm_requests_waiting", "requests", "Requests waiting to be scheduled.", false},
 		{"llm_kv_cache_usage_ratio", "ratio", "Share of the KV cache in use (0 to 1), highest over the engine's ranks.", false},
 		{KVCacheCapacitySignal, "tokens", "KV-cache capacity in tokens.", false},
+		{MaxRunningRequestsSignal, "requests", "Configured cap on requests in the running batch (vLLM --max-num-seqs, SGLang --max-running-requests, TGI --max-concurrent-requests), from the instance's settings.", false},
+		{PrefixCachingEnabledSignal, "", "1 when prefix caching is on (vLLM --enable-prefix-caching, SGLang radix cache), 0 when off, from the instance's settings.", false},
 		{"llm_preemptions_per_second", "1/s", "Requests preempted (vLLM) or retracted (SGLang) per second.", false},
 		{"llm_prefix_cache_hit_ratio", "ratio", "Share of prompt tokens served from the prefix cache.", false},
 		{"llm_requests_per_second", "1/s", "Finished requests per second.", false},

@@ -105,6 +105,9 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 			res.Reason = err.Error()
 			return res, nil
 		}
+		if err := r.applyFacts(); err != nil {
+			return nil, err
+		}
 		end = max(end, off+settleTime)
 	}
 	if res.Applied == nil {

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,6 +86,8 @@ type replay struct {
 	servers map[string]*simulator.Server // by instance (listen address)
 	firing  map[Detection][]time.Duration
 	last    *collector.Snapshot
+	cfg     collector.Config
+	profs   []*collector.Profile
 }
 
 func newReplay(sc simulator.Scenario, o Options) (*replay, error) {
@@ -105,21 +109,53 @@ func newReplay(sc simulator.Scenario, o Options) (*replay, error) {
 	cfg.Global.EvaluationInterval = collector.Duration(o.Interval)
 	cfg.Collector.RateWindow = collector.Duration(o.RateWindow)
 	coll := collector.New(collector.Options{Metrics: collector.NewMetrics(prometheus.NewRegistry()), Store: store})
-	if err := coll.ApplyConfig(cfg, store, profs); err != nil {
-		_ = store.Close()
-		return nil, err
-	}
 	mgr := rules.NewManager(rules.ManagerOptions{Store: store, EvaluationInterval: o.Interval})
 	if err := mgr.Update(rules.BuiltinFiles()); err != nil {
 		_ = store.Close()
 		return nil, fmt.Errorf("loading the built-in rules: %w", err)
 	}
-	r := &replay{sc: sc, o: o, fleet: fleet, store: store, coll: coll, rules: mgr,
+	r := &replay{sc: sc, o: o, fleet: fleet, store: store, coll: coll, rules: mgr, cfg: cfg, profs: profs,
 		servers: map[string]*simulator.Server{}, firing: map[Detection][]time.Duration{}}
 	for _, s := range fleet.Servers() {
 		r.servers[s.Listen()] = s
 	}
+	if err := r.applyFacts(); err != nil {
+		_ = store.Close()
+		return nil, err
+	}
 	return r, nil
+}
+
+// applyFacts gives the collector each server's model and flags, as an
+// operator's configuration does: vLLM does not export max_num_seqs, and
+// TGI labels no model.
+func (r *replay) applyFacts() error {
+	r.cfg.Instances = nil
+	for _, s := range r.fleet.Servers() {
+		st := s.State()
+		b, err := json.Marshal(st.Settings)
+		if err != nil {
+			return err
+		}
+		var raw map[string]any
+		if err := json.Unmarshal(b, &raw); err != nil {
+			return err
+		}
+		settings := map[string]string{}
+		for k, v := range raw {
+			switch x := v.(type) {
+			case bool:
+				// As vLLM writes booleans in cache_config_info.
+				settings[k] = map[bool]string{true: "True", false: "False"}[x]
+			case float64:
+				settings[k] = strconv.FormatFloat(x, 'f', -1, 64)
+			case string:
+				settings[k] = x
+			}
+		}
+		r.cfg.Instances = append(r.cfg.Instances, collector.InstanceConfig{Instance: s.Listen(), Model: st.Model, Settings: settings})
+	}
+	return r.coll.ApplyConfig(r.cfg, r.store, r.profs)
 }
 
 func (r *replay) close() { _ = r.store.Close() }

@@ -647,6 +647,7 @@ var expected = map[string][]want{
 		[]want{
 			{signal: "llm_requests_running", instance: "tgi-a:80", value: 12},                                   // tgi_batch_current_size
 			{signal: "llm_requests_waiting", instance: "tgi-a:80", value: 6},                                    // tgi_queue_size
+			{signal: "llm_kv_cache_usage_ratio", instance: "tgi-a:80", value: 30000 / 65536.0},                  // tgi_batch_current_max_tokens over the capacity
 			{signal: "llm_kv_cache_capacity_tokens", instance: "tgi-a:80", value: 65536},                        // tgi_batch_max_total_tokens
 			{signal: "llm_requests_per_second", instance: "tgi-a:80", value: (5008 - 4900) / 45.0},              // tgi_request_success
 			{signal: "llm_request_error_ratio", instance: "tgi-a:80", value: ((63 - 60) + (49 - 40)) / 120.0},   // failure{validation, overloaded} over tgi_request_count 5000→5120
@@ -676,6 +677,7 @@ var expected = map[string][]want{
 		[]want{
 			{signal: "llm_requests_running", instance: "tgi-b:80", value: 3},
 			{signal: "llm_requests_waiting", instance: "tgi-b:80", value: 0},
+			{signal: "llm_kv_cache_usage_ratio", instance: "tgi-b:80", value: 2400 / 16000.0},
 			{signal: "llm_kv_cache_capacity_tokens", instance: "tgi-b:80", value: 16000},
 			{signal: "llm_requests_per_second", instance: "tgi-b:80", value: (830 - 800) / 45.0},
 			{signal: "llm_request_error_ratio", instance: "tgi-b:80", value: 0},
