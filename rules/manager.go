@@ -67,6 +67,7 @@ type Manager struct {
 	promOpts *promrules.ManagerOptions
 
 	mtx        sync.Mutex // serializes Update and Eval
+	files      []*RuleFile
 	groups     []*promrules.Group
 	selectors  map[*promrules.AlertingRule][]*parser.VectorSelector
 	restoring  map[*promrules.Group]int // evaluations done before RestoreForState
@@ -193,6 +194,7 @@ func (m *Manager) Update(files []string) error {
 			lastRun[g] = t
 		}
 	}
+	m.files = loaded
 	m.groups = next
 	m.restoring = restoring
 	m.lastRun = lastRun
@@ -266,7 +268,7 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 	m.tombstones = nil
 	m.evaluated = true
 
-	bs := m.collect(ctx, ts)
+	bs := m.collect(ctx, ts, m.groups, m.selectors)
 	firing := map[string]bool{}
 	for _, b := range bs {
 		if b.State != StateFiring {
@@ -287,11 +289,11 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 	m.snapMtx.Unlock()
 }
 
-// collect turns the active alerts into bottlenecks, sorted by severity
-// (highest first), state (firing first), rule and labels.
-func (m *Manager) collect(ctx context.Context, ts time.Time) []Bottleneck {
+// collect turns the active alerts of groups into bottlenecks, sorted by
+// severity (highest first), state (firing first), rule and labels.
+func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules.Group, selectors map[*promrules.AlertingRule][]*parser.VectorSelector) []Bottleneck {
 	var out []Bottleneck
-	for _, g := range m.groups {
+	for _, g := range groups {
 		for _, ar := range g.AlertingRules() {
 			for _, a := range ar.ActiveAlerts() {
 				var st State
@@ -320,7 +322,7 @@ func (m *Manager) collect(ctx context.Context, ts time.Time) []Bottleneck {
 					Description:     a.Annotations.Get(AnnotationDescription),
 					RunbookURL:      a.Annotations.Get(AnnotationRunbookURL),
 					Recommendations: Recommendations(a.Annotations.Get(AnnotationRecommend)),
-					Evidence:        m.evidence(ctx, ts, m.selectors[ar], a.Labels),
+					Evidence:        m.evidence(ctx, ts, selectors[ar], a.Labels),
 				})
 			}
 		}

@@ -573,3 +573,47 @@ func TestAnalyzeOneShot(t *testing.T) {
 		t.Errorf("analyze with a missing file = %d, want %d", code, exitUsage)
 	}
 }
+
+func TestDaemonDetectBottlenecksEndpoint(t *testing.T) {
+	v := vllmServer(t, "llama-8b")
+	ruleFile := filepath.Join(t.TempDir(), "busy.yml")
+	_ = os.WriteFile(ruleFile, []byte(`groups:
+  - name: test
+    rules:
+      - alert: BusyServer
+        expr: llm_requests_running > 10
+        labels: {category: throughput, severity: info, bottleneck: T1}
+        annotations: {summary: busy, description: busy, runbook_url: https://example.invalid/r, recommend: scale_out}
+`), 0o644)
+	a := startAgent(t, fastConfig(v.URL)+"rules:\n  rule_files: ["+ruleFile+"]\n")
+	waitReady(t, a)
+	waitFor(t, "the server's signals", func() bool {
+		_, body := get(t, a.url+"/api/v1/instances")
+		return strings.Contains(body, "llm_requests_running")
+	})
+	inst := strings.TrimPrefix(v.URL, "http://")
+	tests := []struct {
+		body string
+		code int
+		want string
+	}{
+		{`{}`, 200, `"rule":"BusyServer"`},
+		{`{"instances":["` + inst + `"],"rules":["BusyServer"]}`, 200, `"state":"firing"`},
+		{fmt.Sprintf(`{"at":"%d"}`, time.Now().Add(-time.Hour).Unix()), 200, `"bottlenecks":[]`},
+		{`{"rules":["Nope"]}`, 400, `rules: no such rule \"Nope\"`},
+		{`{"instances":["nope:1"]}`, 404, `instances: \"nope:1\"`},
+		{`{"at":"tomorrow"}`, 400, `at:`},
+		{fmt.Sprintf(`{"at":"%d"}`, time.Now().Add(time.Hour).Unix()), 400, `is in the future`},
+	}
+	for _, tc := range tests {
+		code, body := post(t, a.url+"/api/v1/analysis/detect-bottlenecks", tc.body)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("POST %s = %d %s; want %d with %s", tc.body, code, body, tc.code, tc.want)
+		}
+	}
+	// The live state is untouched: ALERTS come from the live rules only.
+	_, live := get(t, a.url+"/api/v1/bottlenecks")
+	if strings.Count(live, `"rule":"BusyServer"`) != 1 {
+		t.Errorf("live bottlenecks after detections = %s", live)
+	}
+}

@@ -149,6 +149,7 @@ func (a *API) Register(r *mux.Router) {
 		routes = append(routes,
 			route{"/bottlenecks", http.MethodGet, a.bottlenecks},
 			route{"/rules", http.MethodGet, a.rules},
+			route{"/analysis/detect-bottlenecks", http.MethodPost, a.detect},
 		)
 	}
 	if a.o.Recommendations != nil {

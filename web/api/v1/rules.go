@@ -1,6 +1,8 @@
 package v1
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"time"
@@ -14,6 +16,54 @@ import (
 type Rules interface {
 	Bottlenecks() []rules.Bottleneck
 	RuleGroups() []*promrules.Group
+	Detect(ctx context.Context, at time.Time, o rules.DetectOptions) ([]rules.Bottleneck, error)
+}
+
+// DetectRequest is the body of POST /api/v1/analysis/detect-bottlenecks.
+type DetectRequest struct {
+	// Instances keeps these instances; empty keeps all.
+	Instances []string `json:"instances,omitempty"`
+	// Rules keeps these alert names; empty keeps all.
+	Rules []string `json:"rules,omitempty"`
+	// At is the evaluation time, RFC 3339 or Unix seconds; empty is now.
+	At string `json:"at,omitempty"`
+}
+
+// detect evaluates the rules now or at a past time without touching the
+// live state.
+func (a *API) detect(r *http.Request) (any, *apiError) {
+	var req DetectRequest
+	if apiErr := a.decode(r, &req); apiErr != nil {
+		return nil, apiErr
+	}
+	now := a.o.Now()
+	at := now
+	if req.At != "" {
+		t, err := parseTime(req.At)
+		if err != nil {
+			return nil, badData("at", "%v", err)
+		}
+		if t.After(now) {
+			return nil, badData("at", "%s is in the future; signals exist up to now", t.Format(time.RFC3339))
+		}
+		at = t
+	}
+	if len(req.Instances) > 0 {
+		snap := a.o.Collector.Latest()
+		for _, in := range req.Instances {
+			if snap == nil || snap.Instance(in) == nil {
+				return nil, notFound("instances: %q is not known; GET /api/v1/instances lists the instances", in)
+			}
+		}
+	}
+	bs, err := a.o.Rules.Detect(r.Context(), at, rules.DetectOptions{Instances: req.Instances, Rules: req.Rules})
+	if errors.Is(err, rules.ErrUnknownRule) {
+		return nil, badData("rules", "%v; GET /api/v1/rules lists the rules", err)
+	}
+	if err != nil {
+		return nil, &apiError{typ: ErrInternal, status: http.StatusInternalServerError, err: err}
+	}
+	return map[string]any{"time": at, "bottlenecks": nonNil(bs)}, nil
 }
 
 // bottleneckFilters are the query parameters of GET /api/v1/bottlenecks,
