@@ -113,8 +113,8 @@ func (c *Collector) ApplyConfig(cfg Config, src Source, profiles []*Profile) err
 
 // Sample is one signal value.
 type Sample struct {
-	Labels labels.Labels
-	Value  float64
+	Labels labels.Labels `json:"labels"`
+	Value  float64       `json:"value"`
 }
 
 // SignalValue is one signal of one instance.

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -85,5 +88,39 @@ func TestExampleConfigsAreValid(t *testing.T) {
 		if _, errs := loadProfiles(f, cfg); len(errs) > 0 {
 			t.Errorf("%s: %v", f, errs)
 		}
+	}
+}
+
+func TestCheckAndTestRulesCommands(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yml")
+	_ = os.WriteFile(bad, []byte(`groups:
+  - name: g
+    rules:
+      - alert: Odd
+        expr: some_metric_we_do_not_know > 1
+        labels: {category: memory, severity: warning}
+        annotations: {summary: s, description: d, runbook_url: https://example.invalid/r, recommend: buy_more_gpus}
+`), 0o644)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check", "rules", "builtin:bottlenecks.yml"}, &stdout, &stderr); code != exitSuccess {
+		t.Errorf("check rules builtin = %d\n%s", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := run([]string{"check", "rules", bad}, &stdout, &stderr); code != exitFailure {
+		t.Errorf("check rules bad = %d, want %d", code, exitFailure)
+	}
+	for _, want := range []string{`bad.yml:7`, "buy_more_gpus", "some_metric_we_do_not_know"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("check rules output lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	tests, _ := filepath.Glob("../../rules/builtin/tests/*.yml")
+	if len(tests) == 0 {
+		t.Fatal("no built-in rule tests")
+	}
+	stdout.Reset()
+	if code := run(append([]string{"test", "rules"}, tests...), &stdout, &stderr); code != exitSuccess {
+		t.Errorf("test rules = %d\n%s", code, stdout.String())
 	}
 }

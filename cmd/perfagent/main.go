@@ -11,6 +11,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/version"
 
+	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 )
 
@@ -130,13 +131,23 @@ func checkConfig(files []string, stdout, stderr io.Writer) int {
 }
 
 // checkRules checks rule files as promtool check rules does, with
-// perfagent's conventions on top. Exit codes are promtool's: 1 for
-// errors, 3 for warnings under --strict.
+// perfagent's conventions on top and every recommendation id checked
+// against the catalog. It exits 1 on errors; --strict makes warnings
+// (metrics that are not signals) errors.
 func checkRules(files []string, strict bool, stdout, stderr io.Writer) int {
+	catalog, err := recommender.EmbeddedCatalog()
+	if err != nil {
+		fmt.Fprintf(stderr, "perfagent: %v\n", err)
+		return exitFailure
+	}
+	known := map[string]bool{}
+	for _, d := range catalog.Definitions {
+		known[d.ID] = true
+	}
 	code := exitSuccess
 	for _, f := range files {
 		fmt.Fprintf(stdout, "Checking %s\n", f)
-		warnings, errs := rules.Check([]string{f}, nil, strict)
+		warnings, errs := rules.Check([]string{f}, known, strict)
 		for _, w := range warnings {
 			fmt.Fprintf(stderr, "  WARNING: %v\n", w)
 		}
