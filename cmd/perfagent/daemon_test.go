@@ -617,3 +617,36 @@ func TestDaemonDetectBottlenecksEndpoint(t *testing.T) {
 		t.Errorf("live bottlenecks after detections = %s", live)
 	}
 }
+
+// TestDaemonServerThatDisappearsStopsProducingSignals checks staleness end
+// to end: once a server stops answering, its signals are gone within two
+// scrape intervals (plus one evaluation).
+func TestDaemonServerThatDisappearsStopsProducingSignals(t *testing.T) {
+	v := vllmServer(t, "leaving")
+	w := vllmServer(t, "staying")
+	a := startAgent(t, fastConfig(v.URL, w.URL))
+	waitReady(t, a)
+	waitFor(t, "both servers' signals", func() bool {
+		_, m := get(t, a.url+"/metrics")
+		return strings.Contains(m, `model="leaving"`) && strings.Contains(m, `model="staying"`)
+	})
+	v.Close()
+	gone := time.Now()
+	waitFor(t, "the stopped server's signals to go", func() bool {
+		_, m := get(t, a.url+"/metrics")
+		return !strings.Contains(m, `model="leaving"`)
+	})
+	// Scrape interval 250ms, evaluation 250ms: two scrapes and one
+	// evaluation are 750ms; allow for the poll and a slow machine.
+	if took := time.Since(gone); took > 3*time.Second {
+		t.Errorf("signals of a stopped server lasted %s", took)
+	}
+	_, m := get(t, a.url+"/metrics")
+	if !strings.Contains(m, `model="staying"`) {
+		t.Error("the other server's signals went too")
+	}
+	_, health := get(t, a.url+"/api/v1/health")
+	if !strings.Contains(health, `"health":"down"`) {
+		t.Errorf("health does not show the target down: %s", health)
+	}
+}
