@@ -1,0 +1,396 @@
+package workflow
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+
+	"github.com/optiinfra/perfagent/collector"
+)
+
+// ControllerOptions configure a Controller.
+type ControllerOptions struct {
+	Store    Store
+	Source   collector.Source
+	Executor Executor
+	// Validator defaults to NewValidator over Source.
+	Validator *Validator
+	// Alerts may be nil: then no alert is sent.
+	Alerts *AlertSender
+	// Approvers may decide on gates, abort and roll back.
+	Approvers []string
+	// ExternalURL is the agent's public URL; workflow pages are below it.
+	ExternalURL string
+	// AgentName is the agent label of alerts.
+	AgentName string
+	// Defaults are the settings of workflows created without their own.
+	Defaults Settings
+	// ResendInterval paces alert re-sends (default 1m); firing alerts end
+	// four intervals ahead.
+	ResendInterval time.Duration
+	// ResolvedFor is how long resolved alerts keep being sent (default 5m).
+	ResolvedFor time.Duration
+	// OutcomeFor is how long a rolled-back alert fires (default 1h).
+	OutcomeFor time.Duration
+	// IngestionLag is waited after a window ends before it is queried
+	// (default 30s), so the newest samples have been ingested.
+	IngestionLag time.Duration
+	// ErrorBudget and MaxQueryErrors bound a metrics outage during
+	// preflight and analysis: once both are exceeded the workflow pauses
+	// (or, in preflight, aborts). Defaults 10m and 4.
+	ErrorBudget    time.Duration
+	MaxQueryErrors int
+	// TickInterval paces Run (default 15s).
+	TickInterval time.Duration
+	Metrics      *Metrics
+	Logger       log.Logger
+	// Now is Run's clock (default time.Now).
+	Now func() time.Time
+}
+
+// Controller drives workflows: the caller creates them and records
+// decisions; Tick takes every due step. All state lives in the Store, so a
+// new Controller over the same store resumes where the last one stopped.
+type Controller struct {
+	opts   ControllerOptions
+	policy alertPolicy
+	tickMu sync.Mutex
+	// guardedAt is when each workflow's guardrail was last checked; only
+	// Tick touches it, under tickMu.
+	guardedAt map[string]time.Time
+
+	sentMu   sync.Mutex
+	lastSent map[string]time.Time
+}
+
+// NewController checks the options and fills defaults.
+func NewController(o ControllerOptions) (*Controller, error) {
+	if o.Store == nil || o.Source == nil || o.Executor == nil {
+		return nil, errors.New("workflow controller: store, source and executor are required")
+	}
+	if o.Validator == nil {
+		o.Validator = NewValidator(ValidatorOptions{Source: o.Source})
+	}
+	d := DefaultSettings()
+	if o.Defaults.ApprovalTTL <= 0 {
+		o.Defaults.ApprovalTTL = d.ApprovalTTL
+	}
+	if o.Defaults.PauseTTL <= 0 {
+		o.Defaults.PauseTTL = d.PauseTTL
+	}
+	if o.Defaults.Warmup <= 0 {
+		o.Defaults.Warmup = d.Warmup
+	}
+	if o.Defaults.Window <= 0 {
+		o.Defaults.Window = d.Window
+	}
+	setDefault(&o.ResendInterval, time.Minute)
+	setDefault(&o.ResolvedFor, 5*time.Minute)
+	setDefault(&o.OutcomeFor, time.Hour)
+	setDefault(&o.IngestionLag, 30*time.Second)
+	setDefault(&o.ErrorBudget, 10*time.Minute)
+	setDefault(&o.TickInterval, 15*time.Second)
+	if o.MaxQueryErrors <= 0 {
+		o.MaxQueryErrors = 4
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.Logger == nil {
+		o.Logger = log.NewNopLogger()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Controller{
+		opts: o,
+		policy: alertPolicy{
+			agent: o.AgentName, externalURL: o.ExternalURL,
+			resend: o.ResendInterval, resolvedFor: o.ResolvedFor, outcomeFor: o.OutcomeFor,
+		},
+		lastSent:  map[string]time.Time{},
+		guardedAt: map[string]time.Time{},
+	}, nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// CreateRequest proposes a change to a pool.
+type CreateRequest struct {
+	// ID is generated when empty.
+	ID        string
+	Change    Change
+	Pool      []string
+	Requester string
+	// Stages default to DefaultStages(Pool).
+	Stages []Stage
+	// Settings default to the controller's Defaults, field by field.
+	Settings *Settings
+}
+
+// Create stores a new workflow awaiting start approval and sends the
+// approval alert. It returns a *ConflictError (matching ErrConflict) when
+// an instance of the pool is in another active workflow.
+func (c *Controller) Create(ctx context.Context, r CreateRequest, now time.Time) (Workflow, error) {
+	if err := validateCreate(&r); err != nil {
+		return Workflow{}, err
+	}
+	if r.ID == "" {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return Workflow{}, fmt.Errorf("generate workflow id: %w", err)
+		}
+		r.ID = "wf-" + hex.EncodeToString(b[:])
+	}
+	settings := c.opts.Defaults
+	if r.Settings != nil {
+		settings = *r.Settings
+		for _, f := range []struct {
+			name string
+			v    *time.Duration
+			def  time.Duration
+		}{
+			{"approval_ttl", &settings.ApprovalTTL, c.opts.Defaults.ApprovalTTL},
+			{"pause_ttl", &settings.PauseTTL, c.opts.Defaults.PauseTTL},
+			{"warmup", &settings.Warmup, c.opts.Defaults.Warmup},
+			{"window", &settings.Window, c.opts.Defaults.Window},
+		} {
+			if *f.v < 0 {
+				return Workflow{}, fmt.Errorf("%w: settings.%s is negative", ErrInvalidChange, f.name)
+			}
+			if *f.v == 0 {
+				*f.v = f.def
+			}
+		}
+	}
+	w := Workflow{
+		ID: r.ID, Change: r.Change, Pool: r.Pool, Requester: r.Requester, Settings: settings, Stages: r.Stages,
+		ProposalHash: ProposalHash(r.Change, r.Pool, r.Stages), State: StateProposed, CreatedAt: now, UpdatedAt: now,
+	}
+	w, acts, err := Transition(w, Event{Type: EventSubmit, Actor: r.Requester, Reason: "proposed " + r.Change.RecommendationID}, now)
+	if err != nil {
+		return Workflow{}, err
+	}
+	if err := c.opts.Store.Create(w); err != nil {
+		return Workflow{}, fmt.Errorf("create workflow: %w", err)
+	}
+	c.recorded(w, acts, now)
+	return w, nil
+}
+
+func validateCreate(r *CreateRequest) error {
+	ch := r.Change
+	switch {
+	case r.Requester == "":
+		return fmt.Errorf("%w: no requester", ErrInvalidChange)
+	case ch.Engine == "" || ch.Model == "" || ch.Flag == "":
+		return fmt.Errorf("%w: engine, model and flag are required", ErrInvalidChange)
+	case ch.From == ch.To:
+		return fmt.Errorf("%w: from and to are both %q", ErrInvalidChange, ch.To)
+	case len(r.Pool) == 0:
+		return fmt.Errorf("%w: empty pool", ErrInvalidChange)
+	}
+	for _, t := range ch.Targets {
+		if t.Expected != DirectionIncrease && t.Expected != DirectionDecrease {
+			return fmt.Errorf("%w: target %s: expected direction %q, want increase or decrease", ErrInvalidChange, t.Signal, t.Expected)
+		}
+	}
+	seen := map[string]bool{}
+	for _, inst := range r.Pool {
+		if inst == "" || seen[inst] {
+			return fmt.Errorf("%w: empty or repeated pool instance %q", ErrInvalidChange, inst)
+		}
+		seen[inst] = true
+	}
+	if len(r.Stages) == 0 {
+		r.Stages = DefaultStages(r.Pool)
+	}
+	staged := map[string]bool{}
+	for i, s := range r.Stages {
+		if s.Name == "" || s.Name == "promote" || len(s.Instances) == 0 {
+			return fmt.Errorf("%w: stage %d: needs a name other than promote and instances", ErrInvalidChange, i+1)
+		}
+		for _, inst := range s.Instances {
+			if !seen[inst] || staged[inst] {
+				return fmt.Errorf("%w: stage %s: instance %q not in the pool or in two stages", ErrInvalidChange, s.Name, inst)
+			}
+			staged[inst] = true
+		}
+	}
+	return nil
+}
+
+// Get returns one workflow.
+func (c *Controller) Get(_ context.Context, id string) (Workflow, error) {
+	return c.opts.Store.Get(id)
+}
+
+// List returns the workflows matching f.
+func (c *Controller) List(_ context.Context, f Filter) ([]Workflow, error) {
+	return c.opts.Store.List(f)
+}
+
+// errUnchanged aborts a store update that has nothing to write.
+var errUnchanged = errors.New("unchanged")
+
+// recorded follows a stored transition: metrics, log and immediate alerts.
+func (c *Controller) recorded(w Workflow, acts []Action, now time.Time) {
+	if n := len(w.Events); n > 0 {
+		ev := w.Events[n-1]
+		c.opts.Metrics.Transitions.WithLabelValues(ev.From.String(), ev.To.String()).Inc()
+		level.Info(c.opts.Logger).Log("msg", "Workflow transition", "workflow", w.ID, "event", ev.Type,
+			"from", ev.From, "to", ev.To, "stage", ev.Stage, "actor", ev.Actor, "reason", ev.Reason)
+	}
+	for _, a := range acts {
+		if a.Kind == ActionNotify {
+			c.sendAlerts(w, now, true)
+		}
+	}
+}
+
+// sendAlerts queues w's alerts that are due, or all of them with force.
+func (c *Controller) sendAlerts(w Workflow, now time.Time, force bool) {
+	if c.opts.Alerts == nil {
+		return
+	}
+	var due []Alert
+	c.sentMu.Lock()
+	for _, a := range c.policy.alerts(w, now) {
+		k := a.key()
+		if last, ok := c.lastSent[k]; force || !ok || now.Sub(last) >= c.opts.ResendInterval {
+			c.lastSent[k] = now
+			due = append(due, a)
+		}
+	}
+	c.sentMu.Unlock()
+	if len(due) > 0 {
+		c.opts.Alerts.Send(due...)
+	}
+}
+
+// forgetSent drops send times of alerts no workflow can still want sent.
+func (c *Controller) forgetSent(now time.Time) {
+	horizon := max(c.opts.ResolvedFor, c.opts.OutcomeFor) + c.opts.ResendInterval
+	c.sentMu.Lock()
+	defer c.sentMu.Unlock()
+	for k, t := range c.lastSent {
+		if now.Sub(t) > horizon {
+			delete(c.lastSent, k)
+		}
+	}
+}
+
+// Run calls Tick every TickInterval until ctx is done.
+func (c *Controller) Run(ctx context.Context) {
+	t := time.NewTicker(c.opts.TickInterval)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		if err := c.Tick(ctx, c.opts.Now()); err != nil && ctx.Err() == nil {
+			level.Warn(c.opts.Logger).Log("msg", "Workflow tick failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
+}
+
+// Tick takes every step due at now for every active workflow, then sends
+// due alerts. A step interrupted by ctx leaves its intent recorded and is
+// repeated by a later Tick. Errors of single workflows are joined.
+func (c *Controller) Tick(ctx context.Context, now time.Time) error {
+	c.tickMu.Lock()
+	defer c.tickMu.Unlock()
+	// Finished workflows matter only while their last alerts are sent.
+	horizon := max(c.opts.ResolvedFor, c.opts.OutcomeFor+c.opts.ResolvedFor)
+	ws, err := c.opts.Store.List(Filter{FinishedAfter: now.Add(-horizon)})
+	if err != nil {
+		return err
+	}
+	c.forgetSent(now)
+	var errs []error
+	for _, w := range ws {
+		if w.State.Terminal() {
+			delete(c.guardedAt, w.ID)
+			c.sendAlerts(w, now, false)
+			continue
+		}
+		// Re-read: a decision or abort may have moved it since the list.
+		if w, err = c.opts.Store.Get(w.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		// A workflow takes at most one step per state it passes through.
+		for range len(stateNames) {
+			if ctx.Err() != nil {
+				return errors.Join(append(errs, ctx.Err())...)
+			}
+			next, moved, err := c.step(ctx, w, now)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("workflow %s in %s: %w", w.ID, w.State, err))
+				break
+			}
+			w = next
+			if !moved {
+				break
+			}
+		}
+		c.sendAlerts(w, now, false)
+	}
+	return errors.Join(errs...)
+}
+
+// step takes the step due in w's state. moved reports a transition.
+func (c *Controller) step(ctx context.Context, w Workflow, now time.Time) (Workflow, bool, error) {
+	state := w.State
+	fire := func(t EventType, reason string, mutate func(*Workflow)) (Workflow, bool, error) {
+		n, err := c.fire(ctx, w.ID, &state, Event{Type: t, Actor: "perfagent", Reason: reason}, now, mutate)
+		if errors.Is(err, errUnchanged) {
+			n, err = c.opts.Store.Get(w.ID)
+			return n, err == nil && n.State != state, err
+		}
+		return n, err == nil, err
+	}
+	switch w.State {
+	case StateWarmup, StateAnalysing, StateStageGate, StateVerifying:
+		n, moved, handled, err := c.guard(ctx, w, now, fire)
+		if handled || err != nil {
+			if errors.Is(err, errUnchanged) {
+				n, err = c.opts.Store.Get(w.ID)
+				return n, err == nil, err
+			}
+			return n, moved, err
+		}
+		w = n
+	}
+	switch w.State {
+	case StateAwaitingApproval, StateStageGate, StatePaused:
+		if g, ok := w.OpenGate(); ok && !now.Before(g.ExpiresAt) {
+			return fire(EventExpire, "gate "+g.Name+" expired", nil)
+		}
+	case StatePreflight:
+		return c.preflight(ctx, w, now, fire)
+	case StateApplying, StatePromoting:
+		return c.apply(ctx, w, now, fire)
+	case StateWarmup:
+		if !now.Before(w.Deadline) {
+			return fire(EventWarmupDone, "warm-up over", nil)
+		}
+	case StateAnalysing, StateVerifying:
+		return c.analyse(ctx, w, now, fire)
+	case StateRollingBack:
+		return c.rollback(ctx, w, now, fire)
+	}
+	return w, false, nil
+}
