@@ -16,11 +16,13 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/perfagent ./cmd/perfagent
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/llmsim ./cmd/llmsim
 
-# The whole suite, with the race detector. Tests that need Debian's
-# prometheus/promtool skip (saying so) when it is not installed; .ci/run
-# installs it.
+# The whole suite, with the race detector, then the accuracy and
+# closed-loop floors, whose replays are too slow under -race. Tests that
+# need Debian's prometheus, promtool or alertmanager skip (saying so) when
+# they are not installed; .ci/run installs them.
 test:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -timeout 30m -run 'Floor' ./cmd/accuracy/
 
 test-short:
 	$(GO) test -short ./...

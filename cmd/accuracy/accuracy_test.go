@@ -18,8 +18,8 @@ const (
 )
 
 func TestAccuracyFloor(t *testing.T) {
-	if testing.Short() {
-		t.Skip("replays every scenario")
+	if testing.Short() || raceEnabled {
+		t.Skip("replays every scenario; make test runs it without -race")
 	}
 	results, err := replayAll(context.Background(), nil)
 	if err != nil {
@@ -89,8 +89,8 @@ func TestScoreMatchesEpisodesToTruth(t *testing.T) {
 const minImproved = 6
 
 func TestClosedLoopFloor(t *testing.T) {
-	if testing.Short() {
-		t.Skip("replays every scenario with a change applied")
+	if testing.Short() || raceEnabled {
+		t.Skip("replays every scenario with a change applied; make test runs it without -race")
 	}
 	results, err := closedLoopAll(context.Background(), nil)
 	if err != nil {
