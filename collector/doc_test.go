@@ -66,7 +66,10 @@ shown). Ranges are written ` + "`[1m]`" + ` and replaced by ` + "`collector.rate
 A signal of an instance that is not in ` + "`llm_instance_info`" + ` in the same
 cycle is dropped, and a NaN value (nothing observed in the window) is left out.
 TGI has no model label: ` + "`model`" + ` comes from the configuration or from
-TGI's ` + "`/info`" + ` (` + "`model_id`" + `).
+TGI's ` + "`/info`" + ` (` + "`model_id`" + `). On ` + "`/metrics`" + ` signals are gauges, except the
+latency signals, which are untyped: ` + "`promtool check metrics`" + ` reserves the
+` + "`quantile`" + ` label for summaries, and Prometheus's own ` + "`/federate`" + ` exposes
+recorded series the same way.
 
 `)
 	b.WriteString("| signal | unit | meaning |")

@@ -65,7 +65,13 @@ func (e *SignalsExporter) Collect(ch chan<- prometheus.Metric) {
 			d = prometheus.NewDesc(name, help, names, nil)
 			descs[key] = d
 		}
-		m, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, s.Value, values...)
+		// The quantile label is reserved for summaries, so latency signals
+		// are untyped, as Prometheus's /federate exposes recorded series.
+		typ := prometheus.GaugeValue
+		if s.Labels.Has(LabelQuantile) {
+			typ = prometheus.UntypedValue
+		}
+		m, err := prometheus.NewConstMetric(d, typ, s.Value, values...)
 		if err != nil {
 			ch <- prometheus.NewInvalidMetric(d, err)
 			continue

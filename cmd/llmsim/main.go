@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +45,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	serve := app.Command("serve", "Serve the fleet on the listen addresses of its servers until interrupted.").Default()
 	speed := serve.Flag("speed", "Simulated seconds per wall-clock second.").Default("1").Float64()
 	tick := serve.Flag("tick", "How often the simulation catches up with the clock.").Default("200ms").Duration()
+	webhookListen := serve.Flag("webhook.listen-address", "Also accept the agent's signed change requests (its webhook executor) at http://ADDRESS/webhook; empty turns it off.").Default("").String()
+	webhookSecretFile := serve.Flag("webhook.secret-file", "File holding the secret the change requests are signed with.").Default("").String()
 
 	replay := app.Command("replay", "Simulate the fleet and write OpenMetrics text with timestamps to stdout.")
 	duration := replay.Flag("duration", "Simulated time span (default: the fleet file's duration, else 1h).").Duration()
@@ -97,7 +100,16 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			logger.Error("--speed and --tick must be positive")
 			return 2
 		}
-		if err := serveFleet(ctx, logger, cfg, *speed, *tick); err != nil {
+		var secret []byte
+		if *webhookListen != "" {
+			b, err := os.ReadFile(*webhookSecretFile)
+			if err != nil || len(strings.TrimSpace(string(b))) == 0 {
+				logger.Error("--webhook.listen-address needs --webhook.secret-file with the signing secret", "err", err)
+				return 2
+			}
+			secret = []byte(strings.TrimSpace(string(b)))
+		}
+		if err := serveFleet(ctx, logger, cfg, *speed, *tick, *webhookListen, secret); err != nil {
 			logger.Error("Serving failed", "err", err)
 			return 1
 		}
@@ -172,7 +184,7 @@ func doReplay(ctx context.Context, logger *slog.Logger, cfg *simulator.FleetConf
 
 // serveFleet listens on every server's address and advances the simulation with the wall
 // clock times speed until ctx ends.
-func serveFleet(ctx context.Context, logger *slog.Logger, cfg *simulator.FleetConfig, speed float64, tick time.Duration) error {
+func serveFleet(ctx context.Context, logger *slog.Logger, cfg *simulator.FleetConfig, speed float64, tick time.Duration, webhookListen string, secret []byte) error {
 	wallStart := time.Now()
 	fleet, err := simulator.NewFleet(cfg, wallStart)
 	if err != nil {
@@ -204,15 +216,28 @@ func serveFleet(ctx context.Context, logger *slog.Logger, cfg *simulator.FleetCo
 			}
 		}, func(error) { close(done) })
 	}
+	type endpoint struct {
+		name, listen string
+		handler      http.Handler
+	}
+	var endpoints []endpoint
 	for _, s := range fleet.Servers() {
-		ln, err := net.Listen("tcp", s.Listen())
+		endpoints = append(endpoints, endpoint{s.Name() + " (" + string(s.Engine()) + ")", s.Listen(), s.Handler()})
+	}
+	if webhookListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/webhook", fleet.WebhookHandler(secret, time.Now))
+		endpoints = append(endpoints, endpoint{"change webhook", webhookListen, mux})
+	}
+	for _, e := range endpoints {
+		ln, err := net.Listen("tcp", e.listen)
 		if err != nil {
-			return fmt.Errorf("server %s: %w", s.Name(), err)
+			return fmt.Errorf("%s: %w", e.name, err)
 		}
-		srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-		name := s.Name()
+		srv := &http.Server{Handler: e.handler, ReadHeaderTimeout: 10 * time.Second}
+		name := e.name
 		g.Add(func() error {
-			logger.Info("Serving simulated server", "server", name, "engine", s.Engine(), "listen", ln.Addr().String())
+			logger.Info("Serving", "what", name, "listen", ln.Addr().String())
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("server %s: %w", name, err)
 			}

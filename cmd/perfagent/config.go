@@ -24,6 +24,7 @@ type Config struct {
 	collector.Config `yaml:",inline"`
 	Rules            RulesConfig        `yaml:"rules" json:"rules"`
 	Recommender      recommender.Config `yaml:"recommender" json:"recommender"`
+	Workflow         WorkflowConfig     `yaml:"workflow" json:"workflow"`
 }
 
 // RulesConfig is the bottleneck-rules section.
@@ -119,6 +120,7 @@ func parseConfig(path string, b []byte) (*Config, error) {
 	var errs ConfigErrors
 	all := append(cfg.Validate(), cfg.Rules.Validate()...)
 	all = append(all, cfg.Recommender.Validate()...)
+	all = append(all, cfg.Workflow.Validate()...)
 	for _, err := range all {
 		var fe *collector.FieldError
 		if errors.As(err, &fe) {
@@ -130,6 +132,14 @@ func parseConfig(path string, b []byte) (*Config, error) {
 	}
 	if len(errs) > 0 {
 		return nil, errs
+	}
+	// Files named in the configuration are relative to it, as in Prometheus.
+	dir := filepath.Dir(path)
+	if p := cfg.Source.Prometheus; p != nil {
+		p.HTTPClientConfig.SetDirectory(dir)
+	}
+	if w := cfg.Workflow.Webhook; w != nil && w.SecretFile != "" && !filepath.IsAbs(w.SecretFile) {
+		w.SecretFile = filepath.Join(dir, w.SecretFile)
 	}
 	return cfg, nil
 }

@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +37,7 @@ import (
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/web"
 	apiv1 "github.com/optiinfra/perfagent/web/api/v1"
+	"github.com/optiinfra/perfagent/workflow"
 )
 
 // newLogger builds the go-kit root logger and the slog bridge that the
@@ -81,14 +84,15 @@ func indent(s string) string {
 
 // agent holds the running components and what reloads change.
 type agent struct {
-	flags   daemonFlags
-	logger  *slog.Logger
-	metrics *collector.Metrics
-	store   *collector.Store
-	coll    *collector.Collector
-	scraper *collector.EmbeddedSource
-	rules   *rules.Manager
-	advisor *advisor
+	flags     daemonFlags
+	logger    *slog.Logger
+	metrics   *collector.Metrics
+	store     *collector.Store
+	coll      *collector.Collector
+	scraper   *collector.EmbeddedSource
+	rules     *rules.Manager
+	advisor   *advisor
+	workflows *workflows
 
 	reloadSuccess   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
@@ -99,7 +103,7 @@ type agent struct {
 
 // serve runs the agent until a termination signal arrives or ctx ends.
 func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
-	_, logger := newLogger(stderr, f.logLevel, f.logFormat)
+	kitLogger, logger := newLogger(stderr, f.logLevel, f.logFormat)
 	logger.Info("Starting perfagent", "version", version.Info(), "build_context", version.BuildContext())
 
 	retention, err := model.ParseDuration(f.storageRetention)
@@ -129,6 +133,11 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		return exitUsage
 	}
 	if err := toolkitweb.Validate(f.webConfigFile); err != nil {
+		logger.Error("Error loading web config", "file", absPath(f.webConfigFile), "err", err)
+		return exitUsage
+	}
+	authEnabled, err := webAuthEnabled(f.webConfigFile)
+	if err != nil {
 		logger.Error("Error loading web config", "file", absPath(f.webConfigFile), "err", err)
 		return exitUsage
 	}
@@ -196,11 +205,34 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		recommender.NewRecommendationsCollector(a.advisor.LatestRecommendations),
 	)
 
+	var workflows apiv1.Workflows
+	if cfg.Workflow.Enabled() {
+		wf, closeStore, err := newWorkflows(cfg, f, a.store, reg, kitLogger)
+		if err != nil {
+			logger.Error("Error starting workflows", "err", err)
+			_ = a.store.Close()
+			return exitFailure
+		}
+		defer closeStore()
+		workflows = wf.controller
+		a.workflows = wf
+	}
+	var authenticated func(*http.Request) (string, bool)
+	if authEnabled {
+		// exporter-toolkit has checked the password before the request
+		// reaches a handler.
+		authenticated = func(r *http.Request) (string, bool) {
+			u, _, ok := r.BasicAuth()
+			return u, ok
+		}
+	}
 	api := apiv1.New(apiv1.Options{
 		Collector:       a.coll,
 		History:         a.store,
 		Rules:           a.rules,
 		Recommendations: a.advisor,
+		Workflows:       workflows,
+		Authenticated:   authenticated,
 		Health:          a.health,
 		Config:          a.configYAML,
 		Now:             time.Now,
@@ -266,6 +298,21 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	}
 	if a.scraper != nil {
 		g.Add(a.scraper.Run, func(error) { a.scraper.Stop() })
+	}
+	if a.workflows != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			a.workflows.controller.Run(ctx)
+			return nil
+		}, func(error) { cancel() })
+		if s := a.workflows.sender; s != nil {
+			// The sender stops after the controller, flushing its queue.
+			sctx, scancel := context.WithCancel(context.Background())
+			g.Add(func() error {
+				s.Run(sctx)
+				return nil
+			}, func(error) { scancel() })
+		}
 	}
 	{
 		ctx, cancel := context.WithCancel(context.Background())
@@ -367,6 +414,9 @@ func (a *agent) reload() (err error) {
 	if !slices.Equal(cfg.Rules.Disabled, a.config().Rules.Disabled) {
 		return fmt.Errorf("%s: changing rules.disabled needs a restart", a.flags.configFile)
 	}
+	if !reflect.DeepEqual(cfg.Workflow, a.config().Workflow) {
+		return fmt.Errorf("%s: changing the workflow section needs a restart", a.flags.configFile)
+	}
 	if (cfg.Source.Prometheus == nil) == (a.scraper == nil) {
 		return fmt.Errorf("%s: switching between source.prometheus and source.targets needs a restart", a.flags.configFile)
 	}
@@ -431,4 +481,69 @@ func (a *agent) detect(ctx context.Context, snap *collector.Snapshot) {
 	if err := a.advisor.Update(ctx, snap); err != nil {
 		a.logger.Warn("Computing recommendations failed", "err", err)
 	}
+}
+
+// workflows are the running workflow parts.
+type workflows struct {
+	controller *workflow.Controller
+	sender     *workflow.AlertSender
+}
+
+// newWorkflows opens the workflow store under the storage path and builds
+// the executor, the Alertmanager sender and the controller. Validation
+// reads signals from the local TSDB, which holds them in both modes.
+func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg prometheus.Registerer, logger log.Logger) (*workflows, func(), error) {
+	ws, err := workflow.OpenBoltStore(filepath.Join(f.storagePath, "workflows"))
+	if err != nil {
+		return nil, nil, err
+	}
+	closeStore := func() { _ = ws.Close() }
+	exec, err := cfg.Workflow.executor()
+	if err != nil {
+		closeStore()
+		return nil, nil, err
+	}
+	metrics := workflow.NewMetrics(reg)
+	reg.MustRegister(workflow.NewWorkflowsCollector(ws))
+	wf := &workflows{}
+	if len(cfg.Workflow.Alertmanagers) > 0 {
+		wf.sender, err = workflow.NewAlertSender(workflow.AlertSenderOptions{URLs: cfg.Workflow.Alertmanagers, Metrics: metrics, Logger: log.With(logger, "component", "alerts")})
+		if err != nil {
+			closeStore()
+			return nil, nil, err
+		}
+	}
+	interval := time.Duration(cfg.Global.EvaluationInterval)
+	wf.controller, err = workflow.NewController(workflow.ControllerOptions{
+		Store: ws, Source: store, Executor: exec, Alerts: wf.sender,
+		// Signals are stored once per evaluation interval.
+		Validator: workflow.NewValidator(workflow.ValidatorOptions{Source: store, Step: interval}),
+		Approvers: cfg.Workflow.Approvers, ExternalURL: externalURL(cfg.Workflow.ExternalURL, f.listenAddress),
+		AgentName: "perfagent", Defaults: cfg.Workflow.settings(),
+		TickInterval: interval, Metrics: metrics,
+		Logger: log.With(logger, "component", "workflow"),
+	})
+	if err != nil {
+		closeStore()
+		return nil, nil, err
+	}
+	return wf, closeStore, nil
+}
+
+// externalURL is the configured URL, or one made of the host name and the
+// listen port.
+func externalURL(configured, listen string) string {
+	if configured != "" {
+		return strings.TrimRight(configured, "/")
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

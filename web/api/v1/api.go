@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -53,6 +54,13 @@ type Options struct {
 	// Recommendations serves the recommendation endpoints; nil leaves
 	// them out.
 	Recommendations Recommendations
+	// Workflows serves the workflow endpoints; nil answers them with 503
+	// (no executor configured).
+	Workflows Workflows
+	// Authenticated returns the user a request was authenticated as (basic
+	// auth checked by the web server). nil means no authentication is
+	// configured, and every request that changes state is refused.
+	Authenticated func(*http.Request) (string, bool)
 	// Health reports the agent's state.
 	Health func() Health
 	// Config returns the configuration in force as YAML, secrets hidden.
@@ -131,12 +139,14 @@ func (a *API) wrap(f handlerFunc) http.HandlerFunc {
 	}
 }
 
+// route is one endpoint of the API.
+type route struct {
+	path, method string
+	f            handlerFunc
+}
+
 // Register adds the API's routes to r, which is mounted at /api/v1.
 func (a *API) Register(r *mux.Router) {
-	type route struct {
-		path, method string
-		f            handlerFunc
-	}
 	routes := []route{
 		{"/health", http.MethodGet, a.health},
 		{"/config", http.MethodGet, a.config},
@@ -157,15 +167,32 @@ func (a *API) Register(r *mux.Router) {
 			route{"/recommendations", http.MethodGet, a.recommendations},
 			route{"/optimization/recommend", http.MethodPost, a.recommend},
 		)
+		routes = append(routes, a.workflowRoutes()...)
 	}
 	// Methods are checked here rather than with mux's matchers so that a
 	// wrong method gets the JSON envelope too.
+	byPath := map[string]map[string]handlerFunc{}
+	var paths []string
 	for _, rt := range routes {
-		r.HandleFunc(rt.path, a.wrap(func(r *http.Request) (any, *apiError) {
-			if r.Method != rt.method {
-				return nil, &apiError{typ: ErrBadData, status: http.StatusMethodNotAllowed, err: fmt.Errorf("method %s is not allowed on %s; use %s", r.Method, r.URL.Path, rt.method)}
+		if byPath[rt.path] == nil {
+			byPath[rt.path] = map[string]handlerFunc{}
+			paths = append(paths, rt.path)
+		}
+		byPath[rt.path][rt.method] = rt.f
+	}
+	for _, path := range paths {
+		methods := byPath[path]
+		r.HandleFunc(path, a.wrap(func(r *http.Request) (any, *apiError) {
+			f, ok := methods[r.Method]
+			if !ok {
+				allowed := make([]string, 0, len(methods))
+				for m := range methods {
+					allowed = append(allowed, m)
+				}
+				sort.Strings(allowed)
+				return nil, &apiError{typ: ErrBadData, status: http.StatusMethodNotAllowed, err: fmt.Errorf("method %s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allowed, " or "))}
 			}
-			return rt.f(r)
+			return f(r)
 		}))
 	}
 	r.NotFoundHandler = a.wrap(func(r *http.Request) (any, *apiError) {

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/optiinfra/perfagent/simulator"
+)
+
+// simFleet serves a simulated fleet on loopback, advancing with the wall
+// clock, and its change webhook.
+type simFleet struct {
+	fleet   *simulator.Fleet
+	addrs   []string
+	webhook *httptest.Server
+}
+
+func startSimFleet(t *testing.T, secret string, servers int) *simFleet {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("seed: 3\nservers:\n")
+	addrs := make([]string, servers)
+	for i := range servers {
+		addrs[i] = freeAddr(t)
+		fmt.Fprintf(&b, "  - {name: vllm-%d, engine: vllm, listen: %q, settings: {gpu_memory_utilization: 0.8}, workload: {rate: 2}}\n", i, addrs[i])
+	}
+	cfg, err := simulator.ParseFleet("fleet.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	fleet, err := simulator.NewFleet(cfg, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				fleet.Advance(now)
+			}
+		}
+	}()
+	for i, s := range fleet.Servers() {
+		ln, err := net.Listen("tcp", addrs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(func() { _ = srv.Close() })
+	}
+	wh := httptest.NewServer(fleet.WebhookHandler([]byte(secret), time.Now))
+	t.Cleanup(wh.Close)
+	return &simFleet{fleet: fleet, addrs: addrs, webhook: wh}
+}
+
+func do(t *testing.T, method, url, user, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, "pw")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		// The agent may not listen yet; callers poll.
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestDaemonWorkflowThroughTheWebhook creates a workflow from a current
+// recommendation, checks who may decide, approves it, and sees the canary
+// changed on the simulated server through the signed webhook.
+func TestDaemonWorkflowThroughTheWebhook(t *testing.T) {
+	const secret = "test-secret"
+	sim := startSimFleet(t, secret, 2)
+	dir := t.TempDir()
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	webCfg := filepath.Join(dir, "web.yml")
+	_ = os.WriteFile(webCfg, []byte(fmt.Sprintf("basic_auth_users:\n  alice: %s\n  bob: %s\n  mallory: %s\n", hash, hash, hash)), 0o644)
+	ruleFile := filepath.Join(dir, "kv.yml")
+	_ = os.WriteFile(ruleFile, []byte(`groups:
+  - name: test
+    rules:
+      - alert: KVTest
+        expr: llm_kv_cache_usage_ratio >= 0
+        labels: {category: memory, severity: warning, bottleneck: B1}
+        annotations: {summary: kv, description: kv, runbook_url: https://example.invalid/r, recommend: raise_gpu_memory_utilization}
+`), 0o644)
+	var targets strings.Builder
+	for _, a := range sim.addrs {
+		fmt.Fprintf(&targets, "    - url: http://%s/metrics\n", a)
+	}
+	// A rate window of several seconds so that every rate signal, the
+	// error ratio among them, has finished requests to count.
+	cfg := "global: {scrape_interval: 250ms, scrape_timeout: 200ms, evaluation_interval: 250ms}\ncollector: {rate_window: 8s}\nsource:\n  targets:\n" + targets.String() + fmt.Sprintf(`rules: {rule_files: [%s]}
+recommender:
+  models:
+    - {name: meta-llama/Llama-3.1-8B-Instruct, parameters: 8.03e9, layers: 32, kv_heads: 8, head_dim: 128, dtype_bytes: 2, gpu_memory_bytes: 85899345920}
+workflow:
+  approvers: [bob]
+  webhook: {url: %s, secret: %s}
+  warmup: 1s
+  window: 5s
+`, ruleFile, sim.webhook.URL, secret)
+	a := startAgent(t, cfg, func(f *daemonFlags) { f.webConfigFile = webCfg })
+	waitFor(t, "error ratios of both servers", func() bool {
+		_, body := do(t, "GET", a.url+"/api/v1/instances", "alice", "")
+		return strings.Count(body, `"llm_request_error_ratio"`) == 2
+	})
+	waitFor(t, "a recommendation", func() bool {
+		code, body := do(t, "GET", a.url+"/api/v1/recommendations?id=raise_gpu_memory_utilization", "alice", "")
+		return code == 200 && strings.Contains(body, `"proposed"`)
+	})
+	inst := sim.addrs[0]
+	body := fmt.Sprintf(`{"recommendation":"raise_gpu_memory_utilization","instance":%q}`, inst)
+	if code, _ := do(t, "POST", a.url+"/api/v1/workflows", "", body); code != 401 {
+		t.Errorf("unauthenticated create = %d, want 401", code)
+	}
+	code, created := do(t, "POST", a.url+"/api/v1/workflows", "alice", body)
+	if code != 200 {
+		t.Fatalf("create = %d %s", code, created)
+	}
+	var w struct {
+		Data struct {
+			ID           string   `json:"id"`
+			ProposalHash string   `json:"proposal_hash"`
+			State        string   `json:"state"`
+			Pool         []string `json:"pool"`
+			Change       struct{ Flag, From, To string }
+		}
+	}
+	if err := json.Unmarshal([]byte(created), &w); err != nil {
+		t.Fatal(err)
+	}
+	if w.Data.State != "awaiting_approval" || len(w.Data.Pool) != 2 || w.Data.Change.Flag != "--gpu-memory-utilization" || w.Data.Change.From != "0.8" {
+		t.Fatalf("created workflow = %s", created)
+	}
+	if code, msg := do(t, "POST", a.url+"/api/v1/workflows", "alice", body); code != 409 {
+		t.Errorf("second workflow on the same instances = %d %s, want 409", code, msg)
+	}
+	decide := a.url + "/api/v1/workflows/" + w.Data.ID + "/approve"
+	approve := fmt.Sprintf(`{"proposal_hash":%q,"comment":"go"}`, w.Data.ProposalHash)
+	for _, tc := range []struct {
+		user, body string
+		code       int
+	}{
+		{"", approve, 401},
+		{"alice", approve, 403},   // the requester
+		{"mallory", approve, 403}, // not an approver
+		{"bob", `{"proposal_hash":"wrong"}`, 409},
+		{"bob", `{}`, 400},
+	} {
+		if code, msg := do(t, "POST", decide, tc.user, tc.body); code != tc.code {
+			t.Errorf("approve as %q with %s = %d %s, want %d", tc.user, tc.body, code, msg, tc.code)
+		}
+	}
+	if code, msg := do(t, "POST", decide, "bob", approve); code != 200 {
+		t.Fatalf("approve = %d %s", code, msg)
+	}
+	// A double click gives the same outcome.
+	if code, msg := do(t, "POST", decide, "bob", approve); code != 200 && code != 409 {
+		t.Errorf("second approval = %d %s", code, msg)
+	}
+	want, err := strconv.ParseFloat(w.Data.Change.To, 64)
+	if err != nil || want <= 0.8 {
+		t.Fatalf("proposed gpu_memory_utilization %q is no raise", w.Data.Change.To)
+	}
+	waitFor(t, "the canary changed through the webhook", func() bool {
+		return sim.fleet.Server("vllm-0").State().Settings.GPUMemoryUtilization == want
+	})
+	if got := sim.fleet.Server("vllm-1").State().Settings.GPUMemoryUtilization; got != 0.8 {
+		t.Errorf("the second instance changed with the canary stage: %g", got)
+	}
+	code, got := do(t, "GET", a.url+"/api/v1/workflows/"+w.Data.ID, "alice", "")
+	if code != 200 || !strings.Contains(got, `"events"`) || !strings.Contains(got, `"bob"`) {
+		t.Errorf("GET workflow = %d %s", code, got)
+	}
+	if code, list := do(t, "GET", a.url+"/api/v1/workflows?active=true", "alice", ""); code != 200 || !strings.Contains(list, w.Data.ID) {
+		t.Errorf("list = %d %s", code, list)
+	}
+	if code, _ := do(t, "POST", a.url+"/api/v1/workflows/"+w.Data.ID+"/abort", "mallory", `{"reason":"no"}`); code != 403 {
+		t.Errorf("abort by a non-approver = %d, want 403", code)
+	}
+	if code, msg := do(t, "POST", a.url+"/api/v1/workflows/"+w.Data.ID+"/abort", "bob", `{"reason":"test over"}`); code != 200 {
+		t.Errorf("abort = %d %s", code, msg)
+	}
+	waitFor(t, "the abort to roll the canary back", func() bool {
+		return sim.fleet.Server("vllm-0").State().Settings.GPUMemoryUtilization == 0.8
+	})
+	_, metrics := do(t, "GET", a.url+"/metrics", "alice", "")
+	for _, m := range []string{"perfagent_workflows{", "perfagent_workflow_transitions_total{"} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+	checkMetricsWithPromtool(t, metrics)
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	commonconfig "github.com/prometheus/common/config"
+	"gopkg.in/yaml.v3"
+
+	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/workflow"
+)
+
+// WorkflowConfig is the workflow section: who may approve, where approval
+// requests go, and how changes are applied.
+type WorkflowConfig struct {
+	// Approvers are the users (basic-auth names of --web.config.file) who
+	// may decide on gates, abort and roll back.
+	Approvers []string `yaml:"approvers,omitempty" json:"approvers,omitempty"`
+	// Alertmanagers receive approval requests and outcomes, as base URLs.
+	Alertmanagers []string `yaml:"alertmanagers,omitempty" json:"alertmanagers,omitempty"`
+	// ExternalURL is the agent's URL as people reach it, for links in
+	// alerts; default http://<hostname>:<port of --web.listen-address>.
+	ExternalURL string `yaml:"external_url,omitempty" json:"external_url,omitempty"`
+	// Webhook and Exec are the executors; at most one.
+	Webhook *WebhookConfig `yaml:"webhook,omitempty" json:"webhook,omitempty"`
+	Exec    *ExecConfig    `yaml:"exec,omitempty" json:"exec,omitempty"`
+	// Waits of every workflow, unless a request sets its own.
+	ApprovalTTL collector.Duration `yaml:"approval_ttl,omitempty" json:"approval_ttl,omitempty"`
+	PauseTTL    collector.Duration `yaml:"pause_ttl,omitempty" json:"pause_ttl,omitempty"`
+	Warmup      collector.Duration `yaml:"warmup,omitempty" json:"warmup,omitempty"`
+	Window      collector.Duration `yaml:"window,omitempty" json:"window,omitempty"`
+}
+
+// WebhookConfig is the HMAC-signed webhook executor.
+type WebhookConfig struct {
+	URL        string              `yaml:"url" json:"url"`
+	Secret     commonconfig.Secret `yaml:"secret,omitempty" json:"secret,omitempty"`
+	SecretFile string              `yaml:"secret_file,omitempty" json:"secret_file,omitempty"`
+	Timeout    collector.Duration  `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Retries    int                 `yaml:"retries,omitempty" json:"retries,omitempty"`
+}
+
+// ExecConfig is the exec executor: an argv template run without a shell.
+type ExecConfig struct {
+	Argv    []string           `yaml:"argv" json:"argv"`
+	Timeout collector.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// Enabled reports whether workflows can run: an executor is configured.
+func (c *WorkflowConfig) Enabled() bool { return c.Webhook != nil || c.Exec != nil }
+
+// Validate checks the workflow section.
+func (c *WorkflowConfig) Validate() []error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, &collector.FieldError{Path: "workflow." + path, Err: fmt.Errorf(format, args...)})
+	}
+	for i, a := range c.Approvers {
+		if strings.TrimSpace(a) == "" {
+			bad(fmt.Sprintf("approvers[%d]", i), "is empty")
+		}
+	}
+	for i, u := range c.Alertmanagers {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			bad(fmt.Sprintf("alertmanagers[%d]", i), "%q is not an http(s) URL", u)
+		}
+	}
+	if c.ExternalURL != "" {
+		if p, err := url.Parse(c.ExternalURL); err != nil || p.Host == "" {
+			bad("external_url", "%q is not a URL", c.ExternalURL)
+		}
+	}
+	if c.Webhook != nil && c.Exec != nil {
+		bad("webhook", "set either workflow.webhook or workflow.exec, not both")
+	}
+	if w := c.Webhook; w != nil {
+		if p, err := url.Parse(w.URL); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			bad("webhook.url", "%q is not an http(s) URL", w.URL)
+		}
+		if (w.Secret == "") == (w.SecretFile == "") {
+			bad("webhook.secret", "set exactly one of secret and secret_file: the webhook is signed with it")
+		}
+		if w.Retries < 0 {
+			bad("webhook.retries", "must not be negative")
+		}
+	}
+	if e := c.Exec; e != nil && len(e.Argv) == 0 {
+		bad("exec.argv", "is empty: give the command and its arguments")
+	}
+	if c.Enabled() && len(c.Approvers) == 0 {
+		bad("approvers", "is empty: nobody could approve a workflow")
+	}
+	for _, d := range []struct {
+		name string
+		v    collector.Duration
+	}{{"approval_ttl", c.ApprovalTTL}, {"pause_ttl", c.PauseTTL}, {"warmup", c.Warmup}, {"window", c.Window}} {
+		if d.v < 0 {
+			bad(d.name, "must not be negative")
+		}
+	}
+	return errs
+}
+
+// settings are the configured waits; zero fields take the workflow
+// package's defaults.
+func (c *WorkflowConfig) settings() workflow.Settings {
+	return workflow.Settings{
+		ApprovalTTL: time.Duration(c.ApprovalTTL), PauseTTL: time.Duration(c.PauseTTL),
+		Warmup: time.Duration(c.Warmup), Window: time.Duration(c.Window),
+	}
+}
+
+// executor builds the configured executor.
+func (c *WorkflowConfig) executor() (workflow.Executor, error) {
+	if w := c.Webhook; w != nil {
+		secret := []byte(w.Secret)
+		if w.SecretFile != "" {
+			b, err := os.ReadFile(w.SecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("workflow.webhook.secret_file: %w", err)
+			}
+			secret = []byte(strings.TrimSpace(string(b)))
+		}
+		return workflow.NewWebhookExecutor(workflow.WebhookOptions{URL: w.URL, Secret: secret, Timeout: time.Duration(w.Timeout), Retries: w.Retries})
+	}
+	if e := c.Exec; e != nil {
+		return workflow.NewExecExecutor(workflow.ExecOptions{Argv: e.Argv, Timeout: time.Duration(e.Timeout)})
+	}
+	return nil, errors.New("no workflow executor configured")
+}
+
+// webAuthEnabled reports whether the web configuration file defines
+// basic-auth users, so that the user name of a request is authenticated.
+func webAuthEnabled(webConfigFile string) (bool, error) {
+	if webConfigFile == "" {
+		return false, nil
+	}
+	b, err := os.ReadFile(webConfigFile)
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", webConfigFile, err)
+	}
+	var cfg struct {
+		Users map[string]string `yaml:"basic_auth_users"`
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	if err := dec.Decode(&cfg); err != nil {
+		return false, fmt.Errorf("reading %s: %w", webConfigFile, err)
+	}
+	return len(cfg.Users) > 0, nil
+}

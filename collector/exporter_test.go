@@ -1,0 +1,47 @@
+package collector
+
+import (
+	"context"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+)
+
+func TestSignalsExporterPassesLint(t *testing.T) {
+	store := openTestStore(t)
+	scrapeText(t, store, "a:1", t0, fakeExposition(3, 0))
+	prof := mustProfile(t, "fake.yml", fakeProfile+`      - record: llm_time_to_first_token_seconds
+        expr: sum by (instance, model) (label_replace(fake_running, "model", "$1", "model_name", "(.*)")) / 10
+        labels: {engine: fake, quantile: "0.95"}
+`)
+	c := newTestCollector(t, store, DefaultConfig(), prof)
+	e := NewSignalsExporter(c)
+	if n := testutil.CollectAndCount(e); n != 0 {
+		t.Errorf("exported %d series before the first cycle, want 0", n)
+	}
+	if _, err := c.Cycle(context.Background(), t0); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := testutil.CollectAndLint(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(e)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]dto.MetricType{}
+	for _, mf := range mfs {
+		types[mf.GetName()] = mf.GetType()
+	}
+	if types["llm_time_to_first_token_seconds"] != dto.MetricType_UNTYPED || types["llm_requests_running"] != dto.MetricType_GAUGE {
+		t.Errorf("types = %v, want latency untyped and the rest gauges", types)
+	}
+}
