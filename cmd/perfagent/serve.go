@@ -520,6 +520,9 @@ func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg promet
 		Validator: workflow.NewValidator(workflow.ValidatorOptions{Source: store, Step: interval}),
 		Approvers: cfg.Workflow.Approvers, ExternalURL: externalURL(cfg.Workflow.ExternalURL, f.listenAddress),
 		AgentName: "perfagent", Defaults: cfg.Workflow.settings(),
+		// Validation reads the local TSDB, where signals land one
+		// evaluation after they happen.
+		IngestionLag: 2 * interval,
 		TickInterval: interval, Metrics: metrics,
 		Logger: log.With(logger, "component", "workflow"),
 	})
