@@ -239,7 +239,7 @@ func TestControllerSucceeds(t *testing.T) {
 			t.Fatalf("event %d: %+v", i, ev)
 		}
 	}
-	if len(w.Results) != 4 || !w.Results[3].PreChange || w.Results[0].PreChange || len(w.Results[0].Metrics) != 4 {
+	if len(w.Results) != 4 || !w.Results[3].PreChange || w.Results[0].PreChange || len(w.Results[0].Metrics) != 5 {
 		t.Fatalf("results: %+v", w.Results)
 	}
 	if want := []string{"a"}; !slices.Equal(w.Results[0].Canary, want) || !slices.Equal(w.Results[0].Baseline, []string{"b", "c", "d"}) {

@@ -57,6 +57,11 @@ func Guardrails() []MetricSpec {
 		{Signal: "llm_request_error_ratio", Bad: DirectionIncrease, AllowedDelta: 0.005, CriticalDelta: 0.02},
 		{Signal: "llm_time_to_first_token_seconds", Quantile: "0.95", Bad: DirectionIncrease, AllowedRatio: 1.10, CriticalRatio: 1.5},
 		{Signal: "llm_inter_token_latency_seconds", Quantile: "0.95", Bad: DirectionIncrease, AllowedRatio: 1.10, CriticalRatio: 1.5},
+		// A change that cuts what an instance can serve shows first as a
+		// queue, while its finished-request rate (and so the traffic
+		// check) drops and its latency quantiles may have too few requests
+		// to say anything (heuristic bounds: two waiting requests, twenty).
+		{Signal: "llm_requests_waiting", Bad: DirectionIncrease, AllowedDelta: 2, CriticalDelta: 20},
 	}
 }
 

@@ -97,8 +97,8 @@ func TestValidate(t *testing.T) {
 			if r.QueryFailed() != tc.queryFail {
 				t.Fatalf("QueryFailed = %v", r.QueryFailed())
 			}
-			if len(r.Metrics) != 5 {
-				t.Fatalf("%d metric results, want 4 metrics and the traffic check", len(r.Metrics))
+			if len(r.Metrics) != 6 {
+				t.Fatalf("%d metric results, want 5 metrics and the traffic check", len(r.Metrics))
 			}
 			for _, m := range r.Metrics {
 				if m.Metric != tc.metric {
@@ -124,7 +124,7 @@ func TestMetricsFor(t *testing.T) {
 	}})
 	want := []string{
 		`llm_time_to_first_token_seconds{quantile="0.95"}`, "llm_generation_tokens_per_second",
-		"llm_request_error_ratio", `llm_inter_token_latency_seconds{quantile="0.95"}`,
+		"llm_request_error_ratio", `llm_inter_token_latency_seconds{quantile="0.95"}`, "llm_requests_waiting",
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d metrics, want %d", len(got), len(want))

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/simulator"
+
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -93,15 +95,23 @@ func startAlertmanager(t *testing.T, hookURL string) string {
 	return url
 }
 
-// TestWorkflowEndToEnd: a bottleneck on a simulated server → a
-// recommendation → a workflow → the approval alert arrives through
-// Debian's Alertmanager → approved over the API → the canary and then the
-// rest changed through the webhook, each stage validated → succeeded →
-// the approval alert resolved.
-func TestWorkflowEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a rollout in real time")
-	}
+// rollout is an agent with a workflow waiting for approval, over a
+// simulated fleet whose changes arrive through its webhook.
+type rollout struct {
+	a    *testAgent
+	sim  *simFleet
+	recv *amReceiver
+	id   string
+	hash string
+	to   float64
+}
+
+// startRollout runs Alertmanager, a fleet of two simulated vLLM servers,
+// and the agent; waits for a raise_gpu_memory_utilization recommendation;
+// and creates its workflow as alice. wrap, when not nil, wraps the
+// simulator's webhook, to make a change do more than it says.
+func startRollout(t *testing.T, wrap func(*simulator.Fleet, http.Handler) http.Handler) *rollout {
+	t.Helper()
 	recv := &amReceiver{}
 	hook := httptest.NewServer(recv)
 	t.Cleanup(hook.Close)
@@ -109,6 +119,12 @@ func TestWorkflowEndToEnd(t *testing.T) {
 
 	const secret = "e2e-secret"
 	sim := startSimFleet(t, secret, 2)
+	webhookURL := sim.webhook.URL
+	if wrap != nil {
+		wrapped := httptest.NewServer(wrap(sim.fleet, sim.fleet.WebhookHandler([]byte(secret), time.Now)))
+		t.Cleanup(wrapped.Close)
+		webhookURL = wrapped.URL
+	}
 	dir := t.TempDir()
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
 	webCfg := filepath.Join(dir, "web.yml")
@@ -138,7 +154,7 @@ workflow:
   # the queue. The warm-up covers that and the 8 s rate window.
   warmup: 12s
   window: 6s
-`, ruleFile, am, sim.webhook.URL, secret)
+`, ruleFile, am, webhookURL, secret)
 	a := startAgent(t, cfg, func(f *daemonFlags) { f.webConfigFile = webCfg })
 	waitFor(t, "error ratios of both servers", func() bool {
 		_, body := do(t, "GET", a.url+"/api/v1/instances", "alice", "")
@@ -166,23 +182,28 @@ workflow:
 		}
 	}
 	_ = json.Unmarshal([]byte(created), &w)
-	var ann map[string]string
-	waitFor(t, "the approval alert at the receiver", func() bool {
-		var ok bool
-		ann, ok = recv.seen("PerfAgentApprovalRequired", "firing", w.Data.ID)
-		return ok
-	})
-	if !strings.Contains(fmt.Sprint(ann), w.Data.ProposalHash) || !strings.Contains(fmt.Sprint(ann), "--gpu-memory-utilization") {
-		t.Errorf("approval alert annotations lack the proposal hash or the change: %v", ann)
+	to, err := strconv.ParseFloat(w.Data.Change.To, 64)
+	if err != nil || to <= 0.8 {
+		t.Fatalf("proposed gpu_memory_utilization %q is no raise", w.Data.Change.To)
 	}
-	if code, msg := do(t, "POST", a.url+"/api/v1/workflows/"+w.Data.ID+"/approve", "bob", fmt.Sprintf(`{"proposal_hash":%q}`, w.Data.ProposalHash)); code != 200 {
+	return &rollout{a: a, sim: sim, recv: recv, id: w.Data.ID, hash: w.Data.ProposalHash, to: to}
+}
+
+func (r *rollout) approve(t *testing.T) {
+	t.Helper()
+	if code, msg := do(t, "POST", r.a.url+"/api/v1/workflows/"+r.id+"/approve", "bob", fmt.Sprintf(`{"proposal_hash":%q}`, r.hash)); code != 200 {
 		t.Fatalf("approve = %d %s", code, msg)
 	}
-	want, _ := strconv.ParseFloat(w.Data.Change.To, 64)
-	var state string
-	deadline := time.Now().Add(90 * time.Second)
+}
+
+// waitEnd polls the workflow until it stops in one of the states a test
+// can judge, and returns the state and the workflow's JSON.
+func (r *rollout) waitEnd(t *testing.T) (string, string) {
+	t.Helper()
+	var state, body string
+	deadline := time.Now().Add(120 * time.Second)
 	for time.Now().Before(deadline) {
-		_, body := do(t, "GET", a.url+"/api/v1/workflows/"+w.Data.ID, "alice", "")
+		_, body = do(t, "GET", r.a.url+"/api/v1/workflows/"+r.id, "alice", "")
 		var got struct {
 			Data struct {
 				State string `json:"state"`
@@ -190,22 +211,96 @@ workflow:
 		}
 		_ = json.Unmarshal([]byte(body), &got)
 		state = got.Data.State
-		if state == "succeeded" || state == "rolled_back" || state == "paused" || state == "aborted" || state == "needs_attention" {
-			break
+		switch state {
+		case "succeeded", "rolled_back", "paused", "aborted", "needs_attention":
+			return state, body
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	if state != "succeeded" {
-		_, body := do(t, "GET", a.url+"/api/v1/workflows/"+w.Data.ID, "alice", "")
+	return state, body
+}
+
+// TestWorkflowEndToEnd: a bottleneck on a simulated server → a
+// recommendation → a workflow → the approval alert arrives through
+// Debian's Alertmanager → approved over the API → the canary and then the
+// rest changed through the webhook, each stage validated → succeeded →
+// the approval alert resolved.
+func TestWorkflowEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a rollout in real time")
+	}
+	r := startRollout(t, nil)
+	var ann map[string]string
+	waitFor(t, "the approval alert at the receiver", func() bool {
+		var ok bool
+		ann, ok = r.recv.seen("PerfAgentApprovalRequired", "firing", r.id)
+		return ok
+	})
+	if !strings.Contains(fmt.Sprint(ann), r.hash) || !strings.Contains(fmt.Sprint(ann), "--gpu-memory-utilization") {
+		t.Errorf("approval alert annotations lack the proposal hash or the change: %v", ann)
+	}
+	r.approve(t)
+	if state, body := r.waitEnd(t); state != "succeeded" {
 		t.Fatalf("workflow ended %q, want succeeded:\n%s", state, body)
 	}
-	for _, s := range sim.fleet.Servers() {
-		if got := s.State().Settings.GPUMemoryUtilization; got != want {
-			t.Errorf("%s: gpu_memory_utilization %g after promotion, want %g", s.Name(), got, want)
+	for _, s := range r.sim.fleet.Servers() {
+		if got := s.State().Settings.GPUMemoryUtilization; got != r.to {
+			t.Errorf("%s: gpu_memory_utilization %g after promotion, want %g", s.Name(), got, r.to)
 		}
 	}
 	waitFor(t, "the approval alert resolved", func() bool {
-		_, ok := recv.seen("PerfAgentApprovalRequired", "resolved", w.Data.ID)
+		_, ok := r.recv.seen("PerfAgentApprovalRequired", "resolved", r.id)
 		return ok
+	})
+}
+
+// TestWorkflowRollsBackARegression: the change also halves what the
+// server can run at once (as a bad rollout would), the canary's latency
+// regresses against the untouched baseline, and the workflow rolls back by
+// itself, raising an alert for people.
+func TestWorkflowRollsBackARegression(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a rollout in real time")
+	}
+	worse := func(fleet *simulator.Fleet, next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			body, _ := io.ReadAll(req.Body)
+			req.Body = io.NopCloser(strings.NewReader(string(body)))
+			var c simulator.ChangeRequest
+			_ = json.Unmarshal(body, &c)
+			next.ServeHTTP(w, req)
+			for _, s := range fleet.Servers() {
+				if s.Listen() != c.Instance {
+					continue
+				}
+				seqs := `{"max_num_seqs": 2}`
+				if c.Operation == "rollback" {
+					seqs = `{"max_num_seqs": 256}`
+				}
+				_ = s.UpdateSettings([]byte(seqs))
+			}
+		})
+	}
+	r := startRollout(t, worse)
+	r.approve(t)
+	if state, body := r.waitEnd(t); state != "rolled_back" {
+		t.Fatalf("workflow ended %q, want rolled_back:\n%s", state, body)
+	}
+	for _, s := range r.sim.fleet.Servers() {
+		if got := s.State().Settings.GPUMemoryUtilization; got != 0.8 {
+			t.Errorf("%s: gpu_memory_utilization %g after the rollback, want 0.8", s.Name(), got)
+		}
+	}
+	waitFor(t, "the rolled-back alert at the receiver", func() bool {
+		r.recv.mu.Lock()
+		defer r.recv.mu.Unlock()
+		for _, p := range r.recv.payloads {
+			for _, a := range p.Alerts {
+				if a.Status == "firing" && a.Labels["alertname"] != "PerfAgentApprovalRequired" && strings.Contains(fmt.Sprint(a.Labels), r.id) {
+					return true
+				}
+			}
+		}
+		return false
 	})
 }
