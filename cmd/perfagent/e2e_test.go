@@ -111,6 +111,13 @@ type rollout struct {
 // and creates its workflow as alice. wrap, when not nil, wraps the
 // simulator's webhook, to make a change do more than it says.
 func startRollout(t *testing.T, wrap func(*simulator.Fleet, http.Handler) http.Handler) *rollout {
+	return startRolloutWith(t, wrap, func(cfg, webCfg string) *testAgent {
+		return startAgent(t, cfg, func(f *daemonFlags) { f.webConfigFile = webCfg })
+	})
+}
+
+// startRolloutWith is startRollout with the agent started by start.
+func startRolloutWith(t *testing.T, wrap func(*simulator.Fleet, http.Handler) http.Handler, start func(cfg, webCfg string) *testAgent) *rollout {
 	t.Helper()
 	recv := &amReceiver{}
 	hook := httptest.NewServer(recv)
@@ -155,7 +162,7 @@ workflow:
   warmup: 12s
   window: 6s
 `, ruleFile, am, webhookURL, secret)
-	a := startAgent(t, cfg, func(f *daemonFlags) { f.webConfigFile = webCfg })
+	a := start(cfg, webCfg)
 	waitFor(t, "error ratios of both servers", func() bool {
 		_, body := do(t, "GET", a.url+"/api/v1/instances", "alice", "")
 		return strings.Count(body, `"llm_request_error_ratio"`) == 2
@@ -303,4 +310,103 @@ func TestWorkflowRollsBackARegression(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// agentProcess runs the agent as a child process that a test can kill.
+type agentProcess struct {
+	t    *testing.T
+	args []string
+	cmd  *exec.Cmd
+	log  *syncBuffer
+}
+
+func (p *agentProcess) start() {
+	p.t.Helper()
+	cmd := exec.Command(os.Args[0], p.args...)
+	cmd.Env = append(os.Environ(), "PERFAGENT_TEST_RUN_MAIN=1")
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.cmd = cmd
+}
+
+// kill ends the agent with SIGKILL: no shutdown code runs.
+func (p *agentProcess) kill() {
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+}
+
+// TestWorkflowSurvivesSIGKILL kills the agent with SIGKILL while a stage
+// is in flight, starts it again on the same storage, and checks that the
+// workflow finishes and each instance was changed exactly once.
+func TestWorkflowSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a rollout in real time and kills the agent")
+	}
+	var (
+		mu      sync.Mutex
+		changes = map[string]int{} // instance → applies that changed it
+	)
+	counting := func(fleet *simulator.Fleet, next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			body, _ := io.ReadAll(req.Body)
+			req.Body = io.NopCloser(strings.NewReader(string(body)))
+			var c simulator.ChangeRequest
+			_ = json.Unmarshal(body, &c)
+			var before float64
+			for _, s := range fleet.Servers() {
+				if s.Listen() == c.Instance {
+					before = s.State().Settings.GPUMemoryUtilization
+				}
+			}
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, req)
+			for _, s := range fleet.Servers() {
+				if s.Listen() == c.Instance && c.Operation == "apply" && s.State().Settings.GPUMemoryUtilization != before {
+					mu.Lock()
+					changes[c.Instance]++
+					mu.Unlock()
+				}
+			}
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+		})
+	}
+	var proc *agentProcess
+	r := startRolloutWith(t, counting, func(cfg, webCfg string) *testAgent {
+		dir := t.TempDir()
+		cfgFile := filepath.Join(dir, "perfagent.yml")
+		_ = os.WriteFile(cfgFile, []byte(cfg), 0o644)
+		addr := freeAddr(t)
+		proc = &agentProcess{t: t, log: &syncBuffer{}, args: []string{
+			"--config.file", cfgFile, "--web.config.file", webCfg, "--web.listen-address", addr,
+			"--storage.path", filepath.Join(dir, "data"), "--log.level", "info",
+		}}
+		proc.start()
+		t.Cleanup(func() {
+			proc.kill()
+			if t.Failed() {
+				t.Logf("agent log:\n%s", proc.log.String())
+			}
+		})
+		return &testAgent{url: "http://" + addr, config: cfgFile, stderr: proc.log, stop: func() int { proc.kill(); return 0 }}
+	})
+	r.approve(t)
+	waitFor(t, "the canary stage in flight", func() bool {
+		_, body := do(t, "GET", r.a.url+"/api/v1/workflows/"+r.id, "alice", "")
+		return strings.Contains(body, `"state":"warmup"`) || strings.Contains(body, `"state":"analysing"`)
+	})
+	proc.kill()
+	proc.start()
+	if state, body := r.waitEnd(t); state != "succeeded" {
+		t.Fatalf("after SIGKILL and restart the workflow ended %q, want succeeded:\n%s", state, body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, inst := range r.sim.addrs {
+		if changes[inst] != 1 {
+			t.Errorf("%s was changed %d times, want once", inst, changes[inst])
+		}
+	}
 }
