@@ -207,10 +207,10 @@ workflow:
 	if code, _ := do(t, "POST", a.url+"/api/v1/workflows/"+w.Data.ID+"/abort", "mallory", `{"reason":"no"}`); code != 403 {
 		t.Errorf("abort by a non-approver = %d, want 403", code)
 	}
-	if code, msg := do(t, "POST", a.url+"/api/v1/workflows/"+w.Data.ID+"/abort", "bob", `{"reason":"test over"}`); code != 200 {
-		t.Errorf("abort = %d %s", code, msg)
+	if code, msg := do(t, "POST", a.url+"/api/v1/workflows/"+w.Data.ID+"/rollback", "bob", `{"reason":"test over"}`); code != 200 {
+		t.Errorf("rollback = %d %s", code, msg)
 	}
-	waitFor(t, "the abort to roll the canary back", func() bool {
+	waitFor(t, "the manual rollback to revert the canary", func() bool {
 		return sim.fleet.Server("vllm-0").State().Settings.GPUMemoryUtilization == 0.8
 	})
 	_, metrics := do(t, "GET", a.url+"/metrics", "alice", "")
