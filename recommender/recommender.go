@@ -137,6 +137,13 @@ func (r *Recommender) Analyze(now time.Time, in Input) Report {
 		if a.rank != b.rank {
 			return a.rank < b.rank
 		}
+		// For the same bottleneck, a change the engine or the fleet can
+		// make comes before a manual action: a manual action (investigate
+		// errors, routing) names where to look, the change acts (B9 is
+		// usually downstream of B1/B2, tuning.md §8.3 step 1).
+		if ma, mb := recs[i].Action.Kind == KindManual, recs[j].Action.Kind == KindManual; ma != mb {
+			return mb
+		}
 		if a.order != b.order {
 			return a.order < b.order
 		}

@@ -117,16 +117,18 @@ func replicas(e *env, t *target) (Recommendation, error) {
 	sort.Strings(names)
 	b.r.Action = Action{Kind: KindReplicas, From: n, To: to, Instances: names}
 	q, qn := size(to), size(n)
-	if qp, ok := e.maxSignal(t.replicas, sigQueue, p95); ok {
-		b.effect(sigQueue, p95, dir(up), ptr(qp), ptr(shift(qp, qn.WaitQuantile(0.95), q.WaitQuantile(0.95))))
-	}
-	w := round(waiting/float64(n), 6)
-	b.effect(sigWaiting, "", dir(up), ptr(w), ptr(shift(w, qn.MeanWaiting(), q.MeanWaiting())))
+	// Scaling in targets utilization (B6): its KV-usage effect comes
+	// first; the queue effects that follow are its cost.
 	if !up && usageN > 0 {
 		u := usage / float64(usageN)
 		b.effect(sigKVUsage, "", Increase, ptr(round(u, 6)), ptr(round(u*float64(n)/float64(to), 6)))
 		rationale += fmt.Sprintf(" Mean KV usage %s × %d / %d = %s.", fmtNum(round(u, 6)), n, to, fmtNum(round(u*float64(n)/float64(to), 6)))
 	}
+	if qp, ok := e.maxSignal(t.replicas, sigQueue, p95); ok {
+		b.effect(sigQueue, p95, dir(up), ptr(qp), ptr(shift(qp, qn.WaitQuantile(0.95), q.WaitQuantile(0.95))))
+	}
+	w := round(waiting/float64(n), 6)
+	b.effect(sigWaiting, "", dir(up), ptr(w), ptr(shift(w, qn.MeanWaiting(), q.MeanWaiting())))
 	return b.done(rationale), nil
 }
 
@@ -154,8 +156,20 @@ func (e *env) queueTarget(b *builder, insts []*collector.Instance) (float64, str
 	if e.obj.QueueWaitP95Seconds > 0 {
 		return e.obj.QueueWaitP95Seconds, "objective"
 	}
-	prefill := -1.0
+	prefill, measured := -1.0, false
 	for _, inst := range insts {
+		// vLLM measures prefill time itself; TTFT p95 − queue p95 is a
+		// stand-in that quantiles do not support (under a long queue it is
+		// the spread of queue times, not prefill).
+		if pp, ok := b.signalOf(inst, "llm_prefill_time_seconds", p95); ok {
+			prefill, measured = math.Max(prefill, pp), true
+			continue
+		}
+		// Under a backlog the difference is the spread of queue times, not
+		// prefill: it is not used then.
+		if w, ok := b.signalOf(inst, sigWaiting, ""); ok && w >= 1 {
+			continue
+		}
 		tt, ok1 := b.signalOf(inst, sigTTFT, p95)
 		qq, ok2 := b.signalOf(inst, sigQueue, p95)
 		if ok1 && ok2 {
@@ -163,11 +177,14 @@ func (e *env) queueTarget(b *builder, insts []*collector.Instance) (float64, str
 		}
 	}
 	if prefill < 0 {
-		b.note("no TTFT and queue-time p95 to split the TTFT target: the whole TTFT target is taken as the queue-wait target")
+		b.note("no prefill time, nor TTFT and queue-time p95 without a backlog, to split the TTFT target: the whole TTFT target is taken as the queue-wait target")
 		b.factor("target", 0.8, "queue-wait target bounded by the TTFT target only")
 		return e.obj.TTFTP95Seconds, "TTFT target, no prefill time measured"
 	}
 	t := round(e.obj.TTFTP95Seconds-prefill, 6)
+	if measured {
+		return t, fmt.Sprintf("TTFT target %s − prefill time p95 %s", fmtNum(e.obj.TTFTP95Seconds), fmtNum(round(prefill, 6)))
+	}
 	return t, fmt.Sprintf("TTFT target %s − (TTFT p95 − queue p95) %s", fmtNum(e.obj.TTFTP95Seconds), fmtNum(round(prefill, 6)))
 }
 

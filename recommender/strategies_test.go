@@ -61,9 +61,9 @@ func TestAnalyzeStrategies(t *testing.T) {
 				ID: "scale_in", Rank: 1, Engine: "vllm", Model: "m", Bottlenecks: []string{"B6"},
 				Action: Action{Kind: KindReplicas, From: 3, To: 1, Instances: []string{"a:8000", "b:8000", "c:8000"}},
 				Effects: []Effect{
+					{Signal: sigKVUsage, Direction: Increase, Current: ptr(0.2), Estimate: ptr(0.6)},
 					{Signal: sigQueue, Quantile: p95, Direction: Increase, Current: ptr(0.05), Estimate: ptr(0.05)},
 					{Signal: sigWaiting, Direction: Increase, Current: ptr(0), Estimate: ptr(round(3*ErlangC(64, 30)/(6.4-3)-1*ErlangC(64, 10)/(6.4-1), 6))},
-					{Signal: sigKVUsage, Direction: Increase, Current: ptr(0.2), Estimate: ptr(0.6)},
 				},
 				Confidence: 0.8,
 				Factors: []Factor{

@@ -28,6 +28,7 @@ type params struct {
 	maxModelLen  int // longest request (prompt + output)
 	prefixCache  bool
 	kvDtype      string
+	longPrefill  int // vLLM: prompt tokens one request computes per step at most (0: no cap)
 }
 
 // kvDtypeBytes maps a kv_cache_dtype to bytes per element; 0 means unknown.
@@ -100,6 +101,7 @@ func resolve(e Engine, s Settings, m ModelConfig, g GPUConfig) (*params, *fieldE
 		p.prefillLimit = s.MaxNumBatchedTokens
 		p.maxModelLen = s.MaxModelLen
 		p.prefixCache = *s.EnablePrefixCaching
+		p.longPrefill = s.LongPrefillTokenThreshold
 		if p.kvTokens < s.MaxModelLen {
 			return nil, &fieldError{"max_model_len", fmt.Sprintf("%d tokens do not fit in the KV cache (%d tokens)", s.MaxModelLen, p.kvTokens)}
 		}
@@ -173,8 +175,13 @@ func resolve(e Engine, s Settings, m ModelConfig, g GPUConfig) (*params, *fieldE
 		if s.MaxBatchPrefillTokens == 0 {
 			s.MaxBatchPrefillTokens = s.MaxInputTokens + 50
 		}
+		// TGI's --kv-cache-dtype (fp8_e4m3fn, fp8_e5m2) halves the bytes per
+		// token, and the launcher sizes max_batch_total_tokens from them.
 		p.kvDtype = "auto"
-		p.kvBytesToken = 2 * float64(m.Layers*m.KVHeads*m.HeadDim) * m.DtypeBytes
+		if s.KVCacheDtype != "" {
+			p.kvDtype = s.KVCacheDtype
+		}
+		p.kvBytesToken = 2 * float64(m.Layers*m.KVHeads*m.HeadDim) * kvDtypeBytes(p.kvDtype, m.DtypeBytes)
 		tokens := int((mem - p.weightBytes - g.ReservedGiB*gib) / p.kvBytesToken)
 		if tokens <= 0 {
 			return nil, &fieldError{"max_batch_total_tokens", "no memory left for the KV cache after weights"}

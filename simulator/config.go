@@ -156,9 +156,12 @@ type Settings struct {
 	MaxNumSeqs           int     `yaml:"max_num_seqs,omitempty" json:"max_num_seqs,omitempty"`
 	MaxNumBatchedTokens  int     `yaml:"max_num_batched_tokens,omitempty" json:"max_num_batched_tokens,omitempty"`
 	EnablePrefixCaching  *bool   `yaml:"enable_prefix_caching,omitempty" json:"enable_prefix_caching,omitempty"`
-	KVCacheDtype         string  `yaml:"kv_cache_dtype,omitempty" json:"kv_cache_dtype,omitempty"`
+	KVCacheDtype         string  `yaml:"kv_cache_dtype,omitempty" json:"kv_cache_dtype,omitempty"` // also TGI (--kv-cache-dtype fp8_e4m3fn, fp8_e5m2)
 	BlockSize            int     `yaml:"block_size,omitempty" json:"block_size,omitempty"`
 	MaxModelLen          int     `yaml:"max_model_len,omitempty" json:"max_model_len,omitempty"`
+	// LongPrefillTokenThreshold caps the prompt tokens one request computes per step
+	// (vLLM V1 --long-prefill-token-threshold; 0: no cap).
+	LongPrefillTokenThreshold int `yaml:"long_prefill_token_threshold,omitempty" json:"long_prefill_token_threshold,omitempty"`
 	// SGLang.
 	MemFractionStatic        float64 `yaml:"mem_fraction_static,omitempty" json:"mem_fraction_static,omitempty"`
 	MaxRunningRequests       int     `yaml:"max_running_requests,omitempty" json:"max_running_requests,omitempty"`
@@ -176,9 +179,9 @@ type Settings struct {
 
 // engineFlags lists the settings each engine accepts, by YAML/JSON name.
 var engineFlags = map[Engine][]string{
-	EngineVLLM:   {"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "kv_cache_dtype", "block_size", "max_model_len"},
+	EngineVLLM:   {"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "kv_cache_dtype", "block_size", "max_model_len", "long_prefill_token_threshold"},
 	EngineSGLang: {"mem_fraction_static", "max_running_requests", "chunked_prefill_size", "schedule_conservativeness", "max_prefill_tokens", "disable_radix_cache"},
-	EngineTGI:    {"max_concurrent_requests", "max_batch_prefill_tokens", "max_batch_total_tokens", "max_total_tokens", "max_input_tokens"},
+	EngineTGI:    {"max_concurrent_requests", "max_batch_prefill_tokens", "max_batch_total_tokens", "max_total_tokens", "max_input_tokens", "kv_cache_dtype"},
 }
 
 // Workload is the load offered to one server.

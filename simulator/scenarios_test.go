@@ -147,7 +147,7 @@ var symptoms = map[string]symptom{
 			"want a prefix hit rate below half the shared prefix fraction")
 	},
 	"B8": func(_ State, w window, _ []window) error {
-		return need(w.ttft.Quantile(0.99) > 5*w.ttft.Quantile(0.5) && w.promptLen.Quantile(0.99) > 10*w.promptLen.Quantile(0.5),
+		return need(w.ttft.Quantile(0.99) > 5*w.ttft.Quantile(0.5) && w.promptLen.Quantile(0.995) > 10*w.promptLen.Quantile(0.5),
 			"want TTFT p99 > 5 x p50 and a heavy prompt-length tail")
 	},
 	"B9": func(_ State, w window, _ []window) error {

@@ -47,7 +47,7 @@ func (s *Server) stepVLLM(limit float64) float64 {
 	preempted := false
 	for i := 0; i < len(s.running) && budget > 0; i++ {
 		r := s.running[i]
-		n := min(r.prompt+r.generated-r.computed, budget)
+		n := min(p.prefillChunk(r.prompt+r.generated-r.computed), budget)
 		u := p.units(r.computed+n-r.hit) - r.units
 		preemptedSelf := false
 		for u > p.kvUnits-s.used {
@@ -74,7 +74,7 @@ func (s *Server) stepVLLM(limit float64) float64 {
 	for !preempted && s.waiting.len() > 0 && len(s.running) < p.maxSeqs && budget > 0 {
 		r := s.waiting.front()
 		hit := s.prefixHit(r)
-		n := min(r.prompt+r.generated-hit, budget)
+		n := min(p.prefillChunk(r.prompt+r.generated-hit), budget)
 		u := p.units(n)
 		if u > p.kvUnits-s.used {
 			break
@@ -105,4 +105,14 @@ func (s *Server) stepVLLM(limit float64) float64 {
 	s.h.iterTokens.observe(float64(tokens))
 	s.finishDone(end)
 	return dt
+}
+
+// prefillChunk caps the tokens one request computes in a step at
+// --long-prefill-token-threshold, as vLLM V1's scheduler does for running and
+// waiting requests alike, so a long prompt leaves budget to others.
+func (p *params) prefillChunk(n int) int {
+	if p.longPrefill > 0 && n > p.longPrefill {
+		return p.longPrefill
+	}
+	return n
 }

@@ -252,8 +252,13 @@ func (s *Server) admit(r *request, hit int) {
 	s.waiting.popFront()
 	s.running = append(s.running, r)
 	r.hit, r.computed, r.units = hit, hit, 0
-	s.st.prefixQueries += float64(r.prompt)
-	s.st.prefixHits += float64(hit)
+	// vLLM V1 records prefix-cache stats only when caching is on
+	// (KVCacheManager.get_computed_blocks returns before counting otherwise),
+	// so its query counter stays flat with caching off.
+	if s.cfg.Engine != EngineVLLM || s.p.prefixCache {
+		s.st.prefixQueries += float64(r.prompt)
+		s.st.prefixHits += float64(hit)
+	}
 	s.st.intervalQueries += float64(r.prompt)
 	s.st.intervalHits += float64(hit)
 	if r.firstSeen < 0 {

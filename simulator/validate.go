@@ -245,6 +245,7 @@ func (s Settings) check(e Engine, m ModelConfig, g GPUConfig) []fieldError {
 		nonNeg("max_num_seqs", s.MaxNumSeqs)
 		nonNeg("max_num_batched_tokens", s.MaxNumBatchedTokens)
 		nonNeg("max_model_len", s.MaxModelLen)
+		nonNeg("long_prefill_token_threshold", s.LongPrefillTokenThreshold)
 		if s.BlockSize != 0 && !slices.Contains([]int{1, 8, 16, 32, 64, 128}, s.BlockSize) {
 			add("block_size", "must be one of 1, 8, 16, 32, 64, 128, got %d", s.BlockSize)
 		}
@@ -271,6 +272,9 @@ func (s Settings) check(e Engine, m ModelConfig, g GPUConfig) []fieldError {
 		nonNeg("max_input_tokens", s.MaxInputTokens)
 		if s.MaxInputTokens > 0 && s.MaxTotalTokens > 0 && s.MaxInputTokens >= s.MaxTotalTokens {
 			add("max_input_tokens", "must be below max_total_tokens")
+		}
+		if s.KVCacheDtype != "" && kvDtypeBytes(s.KVCacheDtype, 2) == 0 {
+			add("kv_cache_dtype", "must be auto, fp8, fp8_e4m3, fp8_e4m3fn, fp8_e5m2, bfloat16 or float16, got %q", s.KVCacheDtype)
 		}
 	}
 	if len(errs) == 0 {

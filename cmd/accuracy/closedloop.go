@@ -20,8 +20,12 @@ import (
 
 // Closed-loop clocks: how long the changed server runs before it is
 // judged, and the window its signals are averaged over before and after.
+// The settle time is longer than the longest window a short-term rule
+// reads (15 minutes for B1, B10 and B12) plus the 1m rate window and the
+// restart's own transient: judged at 15 minutes, a bottleneck "still
+// fires" only because its window still holds the minutes before the change.
 const (
-	settleTime    = 15 * time.Minute
+	settleTime    = 20 * time.Minute
 	averageWindow = 5 * time.Minute
 )
 
@@ -164,6 +168,7 @@ func (r *replay) topRecommendation(ctx context.Context, rec *recommender.Recomme
 		Findings:  recommender.Findings(r.rules.Bottlenecks()),
 		Instances: r.last.Instances,
 		History:   hist,
+		Models:    r.modelShapes(),
 	})
 	for _, x := range rep.Recommendations {
 		if x.Instance == instance || slices.Contains(x.Action.Instances, instance) {
@@ -171,6 +176,28 @@ func (r *replay) topRecommendation(ctx context.Context, rec *recommender.Recomme
 		}
 	}
 	return nil, nil
+}
+
+// modelShapes gives the recommender each served model's shape and GPU, as
+// the recommender section of an operator's configuration does
+// (docs/recommendations.md, Configuration): without them the memory
+// recommendations (raise_gpu_memory_utilization, raise_mem_fraction_static)
+// cannot size anything and the ranking falls through to a later action.
+// Servers of one model name are assumed to share a GPU type (true of the
+// library; the recommender keys shapes by model).
+func (r *replay) modelShapes() map[string]recommender.Model {
+	out := map[string]recommender.Model{}
+	for _, s := range r.sc.Fleet.Servers {
+		m := s.Model
+		if m.Name == "" || m.Layers == 0 || s.GPU.MemoryGiB == 0 {
+			continue
+		}
+		out[m.Name] = recommender.Model{
+			Shape: recommender.ModelShape{Parameters: m.ParametersB * 1e9, Layers: m.Layers, KVHeads: m.KVHeads, HeadDim: m.HeadDim, DTypeBytes: m.DtypeBytes},
+			GPU:   recommender.GPU{MemoryBytes: s.GPU.MemoryGiB * (1 << 30)},
+		}
+	}
+	return out
 }
 
 // average is the mean of an effect's signal on the instance over the

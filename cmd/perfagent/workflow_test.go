@@ -153,13 +153,24 @@ workflow:
 			State        string   `json:"state"`
 			Pool         []string `json:"pool"`
 			Change       struct{ Flag, From, To string }
+			Stages       []struct{ Instances []string }
 		}
 	}
 	if err := json.Unmarshal([]byte(created), &w); err != nil {
 		t.Fatal(err)
 	}
-	if w.Data.State != "awaiting_approval" || len(w.Data.Pool) != 2 || w.Data.Change.Flag != "--gpu-memory-utilization" || w.Data.Change.From != "0.8" {
+	if w.Data.State != "awaiting_approval" || len(w.Data.Pool) != 2 || w.Data.Change.Flag != "--gpu-memory-utilization" || w.Data.Change.From != "0.8" ||
+		len(w.Data.Stages) == 0 || len(w.Data.Stages[0].Instances) != 1 {
 		t.Fatalf("created workflow = %s", created)
+	}
+	// The canary is the first instance of the pool; the other stays.
+	var canary, other *simulator.Server
+	for _, s := range sim.fleet.Servers() {
+		if s.Listen() == w.Data.Stages[0].Instances[0] {
+			canary = s
+		} else {
+			other = s
+		}
 	}
 	if code, msg := do(t, "POST", a.url+"/api/v1/workflows", "alice", body); code != 409 {
 		t.Errorf("second workflow on the same instances = %d %s, want 409", code, msg)
@@ -192,9 +203,9 @@ workflow:
 		t.Fatalf("proposed gpu_memory_utilization %q is no raise", w.Data.Change.To)
 	}
 	waitFor(t, "the canary changed through the webhook", func() bool {
-		return sim.fleet.Server("vllm-0").State().Settings.GPUMemoryUtilization == want
+		return canary.State().Settings.GPUMemoryUtilization == want
 	})
-	if got := sim.fleet.Server("vllm-1").State().Settings.GPUMemoryUtilization; got != 0.8 {
+	if got := other.State().Settings.GPUMemoryUtilization; got != 0.8 {
 		t.Errorf("the second instance changed with the canary stage: %g", got)
 	}
 	code, got := do(t, "GET", a.url+"/api/v1/workflows/"+w.Data.ID, "alice", "")
@@ -211,7 +222,7 @@ workflow:
 		t.Errorf("rollback = %d %s", code, msg)
 	}
 	waitFor(t, "the manual rollback to revert the canary", func() bool {
-		return sim.fleet.Server("vllm-0").State().Settings.GPUMemoryUtilization == 0.8
+		return canary.State().Settings.GPUMemoryUtilization == 0.8
 	})
 	_, metrics := do(t, "GET", a.url+"/metrics", "alice", "")
 	for _, m := range []string{"perfagent_workflows{", "perfagent_workflow_transitions_total{"} {
