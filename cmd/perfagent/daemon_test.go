@@ -459,20 +459,7 @@ collector: {probe: {enabled: false}}
 
 func TestDaemonDetectsBottlenecks(t *testing.T) {
 	v := vllmServer(t, "llama-8b")
-	dir := t.TempDir()
-	ruleFile := filepath.Join(dir, "busy.yml")
-	_ = os.WriteFile(ruleFile, []byte(`groups:
-  - name: test
-    rules:
-      - alert: BusyServer
-        expr: llm_requests_running > 10
-        labels: {category: throughput, severity: info, bottleneck: T1}
-        annotations:
-          summary: "{{ $labels.instance }} runs {{ $value }} requests"
-          description: busy
-          runbook_url: https://example.invalid/runbook
-          recommend: scale_out
-`), 0o644)
+	ruleFile := writeBusyRule(t, t.TempDir(), "T1")
 	a := startAgent(t, fastConfig(v.URL)+"rules:\n  rule_files: ["+ruleFile+"]\n")
 	waitReady(t, a)
 	var body string
@@ -533,15 +520,7 @@ func TestDaemonDetectsBottlenecks(t *testing.T) {
 func TestAnalyzeOneShot(t *testing.T) {
 	v := vllmServer(t, "llama-8b")
 	dir := t.TempDir()
-	ruleFile := filepath.Join(dir, "busy.yml")
-	_ = os.WriteFile(ruleFile, []byte(`groups:
-  - name: test
-    rules:
-      - alert: BusyServer
-        expr: llm_requests_running > 10
-        labels: {category: throughput, severity: info, bottleneck: B2}
-        annotations: {summary: busy, description: busy, runbook_url: https://example.invalid/r, recommend: scale_out}
-`), 0o644)
+	writeBusyRule(t, dir, "B2")
 	cfgFile := filepath.Join(dir, "perfagent.yml")
 	_ = os.WriteFile(cfgFile, []byte(fastConfig(v.URL)+"rules:\n  rule_files: [busy.yml]\n"), 0o644)
 	inst := strings.TrimPrefix(v.URL, "http://")
@@ -576,15 +555,7 @@ func TestAnalyzeOneShot(t *testing.T) {
 
 func TestDaemonDetectBottlenecksEndpoint(t *testing.T) {
 	v := vllmServer(t, "llama-8b")
-	ruleFile := filepath.Join(t.TempDir(), "busy.yml")
-	_ = os.WriteFile(ruleFile, []byte(`groups:
-  - name: test
-    rules:
-      - alert: BusyServer
-        expr: llm_requests_running > 10
-        labels: {category: throughput, severity: info, bottleneck: T1}
-        annotations: {summary: busy, description: busy, runbook_url: https://example.invalid/r, recommend: scale_out}
-`), 0o644)
+	ruleFile := writeBusyRule(t, t.TempDir(), "T1")
 	a := startAgent(t, fastConfig(v.URL)+"rules:\n  rule_files: ["+ruleFile+"]\n")
 	waitReady(t, a)
 	waitFor(t, "the server's signals", func() bool {
@@ -649,4 +620,27 @@ func TestDaemonServerThatDisappearsStopsProducingSignals(t *testing.T) {
 	if !strings.Contains(health, `"health":"down"`) {
 		t.Errorf("health does not show the target down: %s", health)
 	}
+}
+
+// writeBusyRule writes a rule file with one rule, BusyServer, that fires
+// at once on a server running more than 10 requests, as bottleneck id.
+func writeBusyRule(t *testing.T, dir, id string) string {
+	t.Helper()
+	path := filepath.Join(dir, "busy.yml")
+	rule := fmt.Sprintf(`groups:
+  - name: test
+    rules:
+      - alert: BusyServer
+        expr: llm_requests_running > 10
+        labels: {category: throughput, severity: info, bottleneck: %s}
+        annotations:
+          summary: "{{ $labels.instance }} runs {{ $value }} requests"
+          description: busy
+          runbook_url: https://example.invalid/runbook
+          recommend: scale_out
+`, id)
+	if err := os.WriteFile(path, []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/optiinfra/perfagent/simulator"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
 // amReceiver records the webhook payloads (version 4) Alertmanager sends.
@@ -132,36 +130,9 @@ func startRolloutWith(t *testing.T, wrap func(*simulator.Fleet, http.Handler) ht
 		t.Cleanup(wrapped.Close)
 		webhookURL = wrapped.URL
 	}
-	dir := t.TempDir()
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	webCfg := filepath.Join(dir, "web.yml")
-	_ = os.WriteFile(webCfg, []byte(fmt.Sprintf("basic_auth_users:\n  alice: %s\n  bob: %s\n", hash, hash)), 0o644)
-	ruleFile := filepath.Join(dir, "kv.yml")
-	_ = os.WriteFile(ruleFile, []byte(`groups:
-  - name: test
-    rules:
-      - alert: KVTest
-        expr: llm_kv_cache_usage_ratio >= 0
-        labels: {category: memory, severity: warning, bottleneck: B1}
-        annotations: {summary: kv, description: kv, runbook_url: https://example.invalid/r, recommend: raise_gpu_memory_utilization}
-`), 0o644)
-	var targets strings.Builder
-	for _, a := range sim.addrs {
-		fmt.Fprintf(&targets, "    - url: http://%s/metrics\n", a)
-	}
-	cfg := "global: {scrape_interval: 250ms, scrape_timeout: 200ms, evaluation_interval: 250ms}\ncollector: {rate_window: 8s}\nsource:\n  targets:\n" + targets.String() + fmt.Sprintf(`rules: {rule_files: [%s]}
-recommender:
-  models:
-    - {name: meta-llama/Llama-3.1-8B-Instruct, parameters: 8.03e9, layers: 32, kv_heads: 8, head_dim: 128, dtype_bytes: 2, gpu_memory_bytes: 85899345920}
-workflow:
-  approvers: [bob]
-  alertmanagers: [%s]
-  webhook: {url: %s, secret: %s}
-  # A settings change restarts the server: requests in flight go back to
-  # the queue. The warm-up covers that and the 8 s rate window.
-  warmup: 12s
-  window: 6s
-`, ruleFile, am, webhookURL, secret)
+	// A settings change restarts the server: requests in flight go back to
+	// the queue. The warm-up covers that and the 8 s rate window.
+	cfg, webCfg := rolloutFiles(t, sim, webhookURL, secret, am, "warmup: 12s\n  window: 6s", "alice", "bob")
 	a := start(cfg, webCfg)
 	waitFor(t, "error ratios of both servers", func() bool {
 		_, body := do(t, "GET", a.url+"/api/v1/instances", "alice", "")

@@ -99,35 +99,7 @@ func do(t *testing.T, method, url, user, body string) (int, string) {
 func TestDaemonWorkflowThroughTheWebhook(t *testing.T) {
 	const secret = "test-secret"
 	sim := startSimFleet(t, secret, 2)
-	dir := t.TempDir()
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	webCfg := filepath.Join(dir, "web.yml")
-	_ = os.WriteFile(webCfg, []byte(fmt.Sprintf("basic_auth_users:\n  alice: %s\n  bob: %s\n  mallory: %s\n", hash, hash, hash)), 0o644)
-	ruleFile := filepath.Join(dir, "kv.yml")
-	_ = os.WriteFile(ruleFile, []byte(`groups:
-  - name: test
-    rules:
-      - alert: KVTest
-        expr: llm_kv_cache_usage_ratio >= 0
-        labels: {category: memory, severity: warning, bottleneck: B1}
-        annotations: {summary: kv, description: kv, runbook_url: https://example.invalid/r, recommend: raise_gpu_memory_utilization}
-`), 0o644)
-	var targets strings.Builder
-	for _, a := range sim.addrs {
-		fmt.Fprintf(&targets, "    - url: http://%s/metrics\n", a)
-	}
-	// A rate window of several seconds so that every rate signal, the
-	// error ratio among them, has finished requests to count.
-	cfg := "global: {scrape_interval: 250ms, scrape_timeout: 200ms, evaluation_interval: 250ms}\ncollector: {rate_window: 8s}\nsource:\n  targets:\n" + targets.String() + fmt.Sprintf(`rules: {rule_files: [%s]}
-recommender:
-  models:
-    - {name: meta-llama/Llama-3.1-8B-Instruct, parameters: 8.03e9, layers: 32, kv_heads: 8, head_dim: 128, dtype_bytes: 2, gpu_memory_bytes: 85899345920}
-workflow:
-  approvers: [bob]
-  webhook: {url: %s, secret: %s}
-  warmup: 1s
-  window: 5s
-`, ruleFile, sim.webhook.URL, secret)
+	cfg, webCfg := rolloutFiles(t, sim, sim.webhook.URL, secret, "", "warmup: 1s\n  window: 5s", "alice", "bob", "mallory")
 	a := startAgent(t, cfg, func(f *daemonFlags) { f.webConfigFile = webCfg })
 	waitFor(t, "error ratios of both servers", func() bool {
 		_, body := do(t, "GET", a.url+"/api/v1/instances", "alice", "")
@@ -231,4 +203,58 @@ workflow:
 		}
 	}
 	checkMetricsWithPromtool(t, metrics)
+}
+
+// rolloutFiles writes the web configuration (the users, each with the
+// password "pw") and a rule that always finds B1 and asks for
+// raise_gpu_memory_utilization, and returns an agent configuration over
+// the fleet with workflows through webhookURL (and Alertmanager at amURL
+// when given); waits holds the workflow's wait fields.
+func rolloutFiles(t *testing.T, sim *simFleet, webhookURL, secret, amURL, waits string, users ...string) (cfg, webCfg string) {
+	t.Helper()
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var web strings.Builder
+	web.WriteString("basic_auth_users:\n")
+	for _, u := range users {
+		fmt.Fprintf(&web, "  %s: %s\n", u, hash)
+	}
+	webCfg = filepath.Join(dir, "web.yml")
+	ruleFile := filepath.Join(dir, "kv.yml")
+	if err := os.WriteFile(webCfg, []byte(web.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ruleFile, []byte(`groups:
+  - name: test
+    rules:
+      - alert: KVTest
+        expr: llm_kv_cache_usage_ratio >= 0
+        labels: {category: memory, severity: warning, bottleneck: B1}
+        annotations: {summary: kv, description: kv, runbook_url: https://example.invalid/r, recommend: raise_gpu_memory_utilization}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var targets strings.Builder
+	for _, a := range sim.addrs {
+		fmt.Fprintf(&targets, "    - url: http://%s/metrics\n", a)
+	}
+	am := ""
+	if amURL != "" {
+		am = "\n  alertmanagers: [" + amURL + "]"
+	}
+	// A rate window of several seconds so that every rate signal, the
+	// error ratio among them, has finished requests to count.
+	cfg = "global: {scrape_interval: 250ms, scrape_timeout: 200ms, evaluation_interval: 250ms}\ncollector: {rate_window: 8s}\nsource:\n  targets:\n" + targets.String() + fmt.Sprintf(`rules: {rule_files: [%s]}
+recommender:
+  models:
+    - {name: meta-llama/Llama-3.1-8B-Instruct, parameters: 8.03e9, layers: 32, kv_heads: 8, head_dim: 128, dtype_bytes: 2, gpu_memory_bytes: 85899345920}
+workflow:
+  approvers: [bob]%s
+  webhook: {url: %s, secret: %s}
+  %s
+`, ruleFile, am, webhookURL, secret, waits)
+	return cfg, webCfg
 }

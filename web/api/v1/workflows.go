@@ -73,6 +73,22 @@ func (a *API) user(r *http.Request) (string, *apiError) {
 	return u, nil
 }
 
+// mutation starts a request that changes a workflow: workflows must be
+// configured and the user authenticated; the body is decoded into v.
+func (a *API) mutation(r *http.Request, v any) (string, *apiError) {
+	if a.o.Workflows == nil {
+		return "", errNoWorkflows
+	}
+	user, apiErr := a.user(r)
+	if apiErr != nil {
+		return "", apiErr
+	}
+	if apiErr := a.decode(r, v); apiErr != nil {
+		return "", apiErr
+	}
+	return user, nil
+}
+
 // workflowError maps the controller's errors to HTTP answers.
 func workflowError(err error) *apiError {
 	var conflict *workflow.ConflictError
@@ -94,15 +110,9 @@ func workflowError(err error) *apiError {
 }
 
 func (a *API) createWorkflow(r *http.Request) (any, *apiError) {
-	if a.o.Workflows == nil {
-		return nil, errNoWorkflows
-	}
-	user, apiErr := a.user(r)
-	if apiErr != nil {
-		return nil, apiErr
-	}
 	var req CreateWorkflowRequest
-	if apiErr := a.decode(r, &req); apiErr != nil {
+	user, apiErr := a.mutation(r, &req)
+	if apiErr != nil {
 		return nil, apiErr
 	}
 	if req.Recommendation == "" {
@@ -228,15 +238,9 @@ func (a *API) getWorkflow(r *http.Request) (any, *apiError) {
 
 func (a *API) decideWorkflow(approve bool) handlerFunc {
 	return func(r *http.Request) (any, *apiError) {
-		if a.o.Workflows == nil {
-			return nil, errNoWorkflows
-		}
-		user, apiErr := a.user(r)
-		if apiErr != nil {
-			return nil, apiErr
-		}
 		var req DecisionRequest
-		if apiErr := a.decode(r, &req); apiErr != nil {
+		user, apiErr := a.mutation(r, &req)
+		if apiErr != nil {
 			return nil, apiErr
 		}
 		if req.ProposalHash == "" {
@@ -280,15 +284,9 @@ type workflowAction func(w Workflows, ctx context.Context, id, user, reason stri
 
 func (a *API) actOnWorkflow(act workflowAction) handlerFunc {
 	return func(r *http.Request) (any, *apiError) {
-		if a.o.Workflows == nil {
-			return nil, errNoWorkflows
-		}
-		user, apiErr := a.user(r)
-		if apiErr != nil {
-			return nil, apiErr
-		}
 		var req ActionRequest
-		if apiErr := a.decode(r, &req); apiErr != nil {
+		user, apiErr := a.mutation(r, &req)
+		if apiErr != nil {
 			return nil, apiErr
 		}
 		w, err := act(a.o.Workflows, r.Context(), mux.Vars(r)["id"], user, req.Reason, a.o.Now())
