@@ -27,6 +27,11 @@ type Options struct {
 	// has completed and the source is up.
 	Ready   func() bool
 	Version string
+	// Workflow serves the workflow pages that approval alerts link to;
+	// nil when workflows are off.
+	Workflow WorkflowFunc
+	// ExternalURL is the agent's URL as people reach it.
+	ExternalURL string
 }
 
 // Handler is perfagent's HTTP server.
@@ -47,6 +52,7 @@ func New(o Options) *Handler {
 	}).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/-/ready", h.ready).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/-/reload", h.reload).Methods(http.MethodPost, http.MethodPut)
+	r.HandleFunc("/workflows/{id}", h.workflow).Methods(http.MethodGet)
 	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)}))
 	if o.API != nil {
 		o.API.Register(r.PathPrefix("/api/v1").Subrouter())

@@ -237,7 +237,12 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Config:          a.configYAML,
 		Now:             time.Now,
 	})
-	handler := web.New(web.Options{Logger: logger.With("component", "web"), Gatherer: reg, API: api, Ready: a.coll.Ready, Version: version.Version})
+	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: reg, API: api, Ready: a.coll.Ready, Version: version.Version,
+		ExternalURL: externalURL(cfg.Workflow.ExternalURL, f.listenAddress)}
+	if a.workflows != nil {
+		webOpts.Workflow = a.workflows.controller.Get
+	}
+	handler := web.New(webOpts)
 
 	listener, err := net.Listen("tcp", f.listenAddress)
 	if err != nil {
