@@ -35,17 +35,20 @@ func startSimFleet(t *testing.T, secret string, servers int) *simFleet {
 	addrs := make([]string, servers)
 	for i := range servers {
 		addrs[i] = freeAddr(t)
-		fmt.Fprintf(&b, "  - {name: vllm-%d, engine: vllm, listen: %q, settings: {gpu_memory_utilization: 0.8}, workload: {rate: 8}}\n", i, addrs[i])
+		fmt.Fprintf(&b, "  - {name: vllm-%d, engine: vllm, listen: %q, settings: {gpu_memory_utilization: 0.8}, workload: {rate: 4}}\n", i, addrs[i])
 	}
 	cfg, err := simulator.ParseFleet("fleet.yaml", []byte(b.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	// The fleet starts five simulated minutes ago, so the agent meets it
+	// in steady state: a window before a change is then a fair baseline.
+	start := time.Now().Add(-5 * time.Minute)
 	fleet, err := simulator.NewFleet(cfg, start)
 	if err != nil {
 		t.Fatal(err)
 	}
+	fleet.Advance(time.Now())
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() {
