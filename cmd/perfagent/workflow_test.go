@@ -35,7 +35,7 @@ func startSimFleet(t *testing.T, secret string, servers int) *simFleet {
 	addrs := make([]string, servers)
 	for i := range servers {
 		addrs[i] = freeAddr(t)
-		fmt.Fprintf(&b, "  - {name: vllm-%d, engine: vllm, listen: %q, settings: {gpu_memory_utilization: 0.8}, workload: {rate: 4}}\n", i, addrs[i])
+		fmt.Fprintf(&b, "  - {name: vllm-%d, engine: vllm, listen: %q, settings: {gpu_memory_utilization: 0.8}, workload: {rate: 16}}\n", i, addrs[i])
 	}
 	cfg, err := simulator.ParseFleet("fleet.yaml", []byte(b.String()))
 	if err != nil {
