@@ -71,18 +71,7 @@ func (s *Server) stepSGLang(limit float64) float64 {
 		}
 	}
 	if tokens > 0 {
-		dt := p.stepTime(tokens, ctx)
-		end := s.now + dt
-		for _, r := range s.running {
-			if r.step == 0 {
-				continue
-			}
-			r.computed += r.step
-			r.step = 0
-			if r.computed >= r.prompt+r.generated {
-				s.emit(r, end, 1, 0)
-			}
-		}
+		dt, end := s.completeStep(tokens, ctx)
 		s.finishDone(end)
 		return dt
 	}

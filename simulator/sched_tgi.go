@@ -46,18 +46,7 @@ func (s *Server) stepTGI(limit float64) float64 {
 		ctx += float64(hit) + float64(n)/2
 	}
 	if tokens > 0 {
-		dt := p.stepTime(tokens, ctx)
-		end := s.now + dt
-		for _, r := range s.running {
-			if r.step == 0 {
-				continue
-			}
-			r.computed += r.step
-			r.step = 0
-			if r.computed >= r.prompt+r.generated {
-				s.emit(r, end, 1, 0)
-			}
-		}
+		dt, end := s.completeStep(tokens, ctx)
 		s.st.prefillSteps++
 		if admitted > 0 {
 			s.h.tgiNextSize.observe(float64(admitted))

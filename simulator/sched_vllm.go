@@ -90,18 +90,7 @@ func (s *Server) stepVLLM(limit float64) float64 {
 	if tokens == 0 {
 		return 0
 	}
-	dt := p.stepTime(tokens, ctx)
-	end := s.now + dt
-	for _, r := range s.running {
-		if r.step == 0 {
-			continue
-		}
-		r.computed += r.step
-		r.step = 0
-		if r.computed >= r.prompt+r.generated {
-			s.emit(r, end, 1, 0)
-		}
-	}
+	dt, end := s.completeStep(tokens, ctx)
 	s.h.iterTokens.observe(float64(tokens))
 	s.finishDone(end)
 	return dt
@@ -115,4 +104,24 @@ func (p *params) prefillChunk(n int) int {
 		return p.longPrefill
 	}
 	return n
+}
+
+// completeStep ends a scheduler step of tokens tokens over ctx context
+// tokens: it advances every scheduled request by its step, emits the tokens
+// of those that reached their output, and returns the step's duration and
+// end time.
+func (s *Server) completeStep(tokens int, ctx float64) (dt, end float64) {
+	dt = s.p.stepTime(tokens, ctx)
+	end = s.now + dt
+	for _, r := range s.running {
+		if r.step == 0 {
+			continue
+		}
+		r.computed += r.step
+		r.step = 0
+		if r.computed >= r.prompt+r.generated {
+			s.emit(r, end, 1, 0)
+		}
+	}
+	return dt, end
 }
