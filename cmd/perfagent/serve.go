@@ -37,7 +37,6 @@ import (
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/web"
 	apiv1 "github.com/optiinfra/perfagent/web/api/v1"
-	"github.com/optiinfra/perfagent/workflow"
 )
 
 // newLogger builds the go-kit root logger and the slog bridge that the
@@ -486,72 +485,4 @@ func (a *agent) detect(ctx context.Context, snap *collector.Snapshot) {
 	if err := a.advisor.Update(ctx, snap); err != nil {
 		a.logger.Warn("Computing recommendations failed", "err", err)
 	}
-}
-
-// workflows are the running workflow parts.
-type workflows struct {
-	controller *workflow.Controller
-	sender     *workflow.AlertSender
-}
-
-// newWorkflows opens the workflow store under the storage path and builds
-// the executor, the Alertmanager sender and the controller. Validation
-// reads signals from the local TSDB, which holds them in both modes.
-func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg prometheus.Registerer, logger log.Logger) (*workflows, func(), error) {
-	ws, err := workflow.OpenBoltStore(filepath.Join(f.storagePath, "workflows"))
-	if err != nil {
-		return nil, nil, err
-	}
-	closeStore := func() { _ = ws.Close() }
-	exec, err := cfg.Workflow.executor()
-	if err != nil {
-		closeStore()
-		return nil, nil, err
-	}
-	metrics := workflow.NewMetrics(reg)
-	reg.MustRegister(workflow.NewWorkflowsCollector(ws))
-	wf := &workflows{}
-	if len(cfg.Workflow.Alertmanagers) > 0 {
-		wf.sender, err = workflow.NewAlertSender(workflow.AlertSenderOptions{URLs: cfg.Workflow.Alertmanagers, Metrics: metrics, Logger: log.With(logger, "component", "alerts")})
-		if err != nil {
-			closeStore()
-			return nil, nil, err
-		}
-	}
-	interval := time.Duration(cfg.Global.EvaluationInterval)
-	wf.controller, err = workflow.NewController(workflow.ControllerOptions{
-		Store: ws, Source: store, Executor: exec, Alerts: wf.sender,
-		// Signals are stored once per evaluation interval.
-		Validator: workflow.NewValidator(workflow.ValidatorOptions{Source: store, Step: interval}),
-		Approvers: cfg.Workflow.Approvers, ExternalURL: externalURL(cfg.Workflow.ExternalURL, f.listenAddress),
-		AgentName: "perfagent", Defaults: cfg.Workflow.settings(),
-		// Validation reads the local TSDB, where signals land one
-		// evaluation after they happen.
-		IngestionLag: 2 * interval,
-		TickInterval: interval, Metrics: metrics,
-		Logger: log.With(logger, "component", "workflow"),
-	})
-	if err != nil {
-		closeStore()
-		return nil, nil, err
-	}
-	return wf, closeStore, nil
-}
-
-// externalURL is the configured URL, or one made of the host name and the
-// listen port.
-func externalURL(configured, listen string) string {
-	if configured != "" {
-		return strings.TrimRight(configured, "/")
-	}
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return "http://" + listen
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		if h, err := os.Hostname(); err == nil {
-			host = h
-		}
-	}
-	return "http://" + net.JoinHostPort(host, port)
 }
