@@ -117,7 +117,7 @@ func TestApprovalThroughAlertmanager(t *testing.T) {
 
 	// Alertmanager judges firing and resolved by its own clock.
 	now := time.Now()
-	w, err := c.Create(ctx, CreateRequest{ID: "wf-am", Change: testChange, Pool: []string{"a", "b"}, Requester: "bob"}, now)
+	w, err := c.Create(ctx, CreateRequest{ID: "wf-am", Change: testChange, Pool: []string{"a", "b"}, Current: currentOf([]string{"a", "b"}), Requester: "bob"}, now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,13 @@ type ControllerOptions struct {
 	// (or, in preflight, aborts). Defaults 10m and 4.
 	ErrorBudget    time.Duration
 	MaxQueryErrors int
+	// RollbackAttempts is how many times a rollback round tries every
+	// still-changed instance before the workflow needs attention (default
+	// 5); RollbackBackoff is the first wait between attempts (default
+	// 30s), doubling up to RollbackMaxBackoff (default 10m).
+	RollbackAttempts   int
+	RollbackBackoff    time.Duration
+	RollbackMaxBackoff time.Duration
 	// TickInterval paces Run (default 15s).
 	TickInterval time.Duration
 	Metrics      *Metrics
@@ -97,8 +105,13 @@ func NewController(o ControllerOptions) (*Controller, error) {
 	setDefault(&o.IngestionLag, 30*time.Second)
 	setDefault(&o.ErrorBudget, 10*time.Minute)
 	setDefault(&o.TickInterval, 15*time.Second)
+	setDefault(&o.RollbackBackoff, 30*time.Second)
+	setDefault(&o.RollbackMaxBackoff, 10*time.Minute)
 	if o.MaxQueryErrors <= 0 {
 		o.MaxQueryErrors = 4
+	}
+	if o.RollbackAttempts <= 0 {
+		o.RollbackAttempts = 5
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
@@ -130,8 +143,15 @@ func setDefault(d *time.Duration, v time.Duration) {
 type CreateRequest struct {
 	// ID is generated when empty.
 	ID        string
-	Change    Change
-	Pool      []string
+	Change Change
+	Pool   []string
+	// Current are the values of the setting on pool instances, where the
+	// caller knows them. The controller asks the executor for the others;
+	// a pool instance whose value stays unknown refuses the request with an
+	// *UnknownCurrentError, since a rollback would have nothing to restore.
+	Current []CurrentValue
+	// Baseline are unchanged instances of the same kind to validate with.
+	Baseline  []string
 	Requester string
 	// Stages default to DefaultStages(Pool).
 	Stages []Stage
@@ -174,9 +194,14 @@ func (c *Controller) Create(ctx context.Context, r CreateRequest, now time.Time)
 			}
 		}
 	}
+	current, err := c.currentValues(ctx, r)
+	if err != nil {
+		return Workflow{}, err
+	}
 	w := Workflow{
-		ID: r.ID, Change: r.Change, Pool: r.Pool, Requester: r.Requester, Settings: settings, Stages: r.Stages,
-		ProposalHash: ProposalHash(r.Change, r.Pool, r.Stages), State: StateProposed, CreatedAt: now, UpdatedAt: now,
+		ID: r.ID, Change: r.Change, Pool: r.Pool, Current: current, Baseline: r.Baseline, Requester: r.Requester,
+		Settings: settings, Stages: r.Stages, ProposalHash: ProposalHash(r.Change, r.Pool, current, r.Stages),
+		State: StateProposed, CreatedAt: now, UpdatedAt: now,
 	}
 	w, acts, err := Transition(w, Event{Type: EventSubmit, Actor: r.Requester, Reason: "proposed " + r.Change.RecommendationID}, now)
 	if err != nil {
@@ -196,8 +221,8 @@ func validateCreate(r *CreateRequest) error {
 		return fmt.Errorf("%w: no requester", ErrInvalidChange)
 	case ch.Engine == "" || ch.Model == "" || ch.Flag == "":
 		return fmt.Errorf("%w: engine, model and flag are required", ErrInvalidChange)
-	case ch.From == ch.To:
-		return fmt.Errorf("%w: from and to are both %q", ErrInvalidChange, ch.To)
+	case ch.To == "":
+		return fmt.Errorf("%w: no value to change %s to", ErrInvalidChange, ch.Flag)
 	case len(r.Pool) == 0:
 		return fmt.Errorf("%w: empty pool", ErrInvalidChange)
 	}
@@ -212,6 +237,11 @@ func validateCreate(r *CreateRequest) error {
 			return fmt.Errorf("%w: empty or repeated pool instance %q", ErrInvalidChange, inst)
 		}
 		seen[inst] = true
+	}
+	for _, inst := range r.Baseline {
+		if seen[inst] {
+			return fmt.Errorf("%w: baseline instance %q is in the pool", ErrInvalidChange, inst)
+		}
 	}
 	if len(r.Stages) == 0 {
 		r.Stages = DefaultStages(r.Pool)
@@ -229,6 +259,56 @@ func validateCreate(r *CreateRequest) error {
 		}
 	}
 	return nil
+}
+
+// currentValues completes the caller's current values with executor reads
+// and checks that every pool instance has one that differs from the new
+// value.
+func (c *Controller) currentValues(ctx context.Context, r CreateRequest) ([]CurrentValue, error) {
+	known := map[string]CurrentValue{}
+	for _, cv := range r.Current {
+		if cv.Value != "" {
+			known[cv.Instance] = cv
+		}
+	}
+	out := make([]CurrentValue, 0, len(r.Pool))
+	unknown := &UnknownCurrentError{Flag: r.Change.Flag, Setting: r.Change.Setting}
+	for _, inst := range r.Pool {
+		cv, ok := known[inst]
+		if !ok {
+			v, err := c.read(ctx, r.Change, inst)
+			if err != nil {
+				unknown.Instances = append(unknown.Instances, inst)
+				unknown.Reasons = append(unknown.Reasons, err.Error())
+				continue
+			}
+			cv = CurrentValue{Instance: inst, Value: v, Source: FromRead}
+		}
+		if cv.Value == r.Change.To {
+			return nil, fmt.Errorf("%w: %s already has %s=%s", ErrInvalidChange, inst, r.Change.Flag, cv.Value)
+		}
+		out = append(out, cv)
+	}
+	if len(unknown.Instances) > 0 {
+		return nil, unknown
+	}
+	return out, nil
+}
+
+// read asks the executor for an instance's current value of the setting.
+func (c *Controller) read(ctx context.Context, ch Change, inst string) (string, error) {
+	rd, ok := c.opts.Executor.(Reader)
+	if !ok {
+		return "", ErrReadUnsupported
+	}
+	v, err := rd.Read(ctx, Request{Instance: inst, Operation: OperationRead, Engine: ch.Engine, Model: ch.Model, Flag: ch.Flag, Unit: ch.Unit})
+	if err != nil {
+		return "", err
+	}
+	if v == "" {
+		return "", fmt.Errorf("the executor read an empty value of %s on %s", ch.Flag, inst)
+	}
+	return v, nil
 }
 
 // Get returns one workflow.
@@ -251,6 +331,10 @@ func (c *Controller) recorded(w Workflow, acts []Action, now time.Time) {
 		c.opts.Metrics.Transitions.WithLabelValues(ev.From.String(), ev.To.String()).Inc()
 		level.Info(c.opts.Logger).Log("msg", "Workflow transition", "workflow", w.ID, "event", ev.Type,
 			"from", ev.From, "to", ev.To, "stage", ev.Stage, "actor", ev.Actor, "reason", ev.Reason)
+		if ev.To == StateNeedsAttention {
+			level.Error(c.opts.Logger).Log("msg", "Rollback failed: instances are still changed; retry the rollback or mark them restored by hand",
+				"workflow", w.ID, "flag", w.Change.Flag, "still_changed", strings.Join(w.Changed(), ","), "reason", ev.Reason)
+		}
 	}
 	for _, a := range acts {
 		if a.Kind == ActionNotify {

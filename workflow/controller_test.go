@@ -77,9 +77,18 @@ func newTestController(t *testing.T, store Store, src *fakeSource, exec Executor
 	return c
 }
 
+// currentOf says every instance has testChange.From, as the metrics would.
+func currentOf(pool []string) []CurrentValue {
+	out := make([]CurrentValue, len(pool))
+	for i, inst := range pool {
+		out[i] = CurrentValue{Instance: inst, Value: testChange.From, Source: "metrics"}
+	}
+	return out
+}
+
 func create(t *testing.T, c *Controller, id string, pool []string, stages []Stage, now time.Time) Workflow {
 	t.Helper()
-	w, err := c.Create(context.Background(), CreateRequest{ID: id, Change: testChange, Pool: pool, Stages: stages, Requester: "bob"}, now)
+	w, err := c.Create(context.Background(), CreateRequest{ID: id, Change: testChange, Pool: pool, Current: currentOf(pool), Stages: stages, Requester: "bob"}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,10 +144,10 @@ func TestControllerSucceeds(t *testing.T) {
 
 	pool := []string{"a", "b", "c", "d"}
 	w := create(t, c, "wf-1", pool, nil, t0)
-	if w.State != StateAwaitingApproval || w.ProposalHash != ProposalHash(testChange, pool, DefaultStages(pool)) {
+	if w.State != StateAwaitingApproval || w.ProposalHash != ProposalHash(testChange, pool, currentOf(pool), DefaultStages(pool)) {
 		t.Fatalf("created %s with hash %s", w.State, w.ProposalHash)
 	}
-	if _, err := c.Create(ctx, CreateRequest{Change: testChange, Pool: []string{"d", "e"}, Requester: "carol"}, t0); !errors.Is(err, ErrConflict) {
+	if _, err := c.Create(ctx, CreateRequest{Change: testChange, Pool: []string{"d", "e"}, Current: currentOf([]string{"d", "e"}), Requester: "carol"}, t0); !errors.Is(err, ErrConflict) {
 		t.Fatalf("second workflow on d: err = %v, want ErrConflict", err)
 	}
 
@@ -230,7 +239,9 @@ func TestControllerSucceeds(t *testing.T) {
 	if w.State != StateSucceeded {
 		t.Fatalf("ended %s: %s; results %+v", w.State, eventPath(w), w.Results)
 	}
-	wantPath := "awaiting_approval>preflight>applying>warmup>analysing>applying>warmup>analysing>applying>warmup>analysing>promoting>verifying>succeeded"
+	// Every instance was changed and validated in a stage: nothing is
+	// left to promote, so there is no separate verification.
+	wantPath := "awaiting_approval>preflight>applying>warmup>analysing>applying>warmup>analysing>applying>warmup>analysing>promoting>succeeded"
 	if p := eventPath(w); p != wantPath {
 		t.Fatalf("path %s, want %s", p, wantPath)
 	}
@@ -239,7 +250,7 @@ func TestControllerSucceeds(t *testing.T) {
 			t.Fatalf("event %d: %+v", i, ev)
 		}
 	}
-	if len(w.Results) != 4 || !w.Results[3].PreChange || w.Results[0].PreChange || len(w.Results[0].Metrics) != 5 {
+	if len(w.Results) != 3 || w.Results[0].PreChange || len(w.Results[0].Metrics) != 5 {
 		t.Fatalf("results: %+v", w.Results)
 	}
 	if want := []string{"a"}; !slices.Equal(w.Results[0].Canary, want) || !slices.Equal(w.Results[0].Baseline, []string{"b", "c", "d"}) {
@@ -263,10 +274,10 @@ func TestControllerSucceeds(t *testing.T) {
 	if len(exec.calls) != 4 {
 		t.Fatalf("%d executor keys, want 4: %v", len(exec.calls), exec.order)
 	}
-	if got := testutil.ToFloat64(m.Transitions.WithLabelValues("verifying", "succeeded")); got != 1 {
-		t.Fatalf("transitions verifying->succeeded = %v", got)
+	if got := testutil.ToFloat64(m.Transitions.WithLabelValues("promoting", "succeeded")); got != 1 {
+		t.Fatalf("transitions promoting->succeeded = %v", got)
 	}
-	if got := testutil.ToFloat64(m.Validations.WithLabelValues("pass")); got != 4 {
+	if got := testutil.ToFloat64(m.Validations.WithLabelValues("pass")); got != 3 {
 		t.Fatalf("passed validations = %v", got)
 	}
 	// The pool is free again.
@@ -285,7 +296,8 @@ func TestControllerRegressionRollsBack(t *testing.T) {
 	}
 	slow := func(signal, inst string, s, e time.Time) ([]float64, error) {
 		v, _ := healthy(signal, inst, s, e)
-		if signal == "llm_time_to_first_token_seconds" && inst == "a" {
+		// Slower after the change only: before it, a matched its peers.
+		if signal == "llm_time_to_first_token_seconds" && inst == "a" && !s.Before(t0) {
 			for i := range v {
 				v[i] *= 1.3
 			}
@@ -425,7 +437,7 @@ func TestControllerRollbackFailureNeedsAttention(t *testing.T) {
 	if w.State != StateNeedsAttention {
 		t.Fatalf("state %s", w.State)
 	}
-	if _, err := c.Create(ctx, CreateRequest{Change: testChange, Pool: []string{"a"}, Requester: "bob"}, at); !errors.Is(err, ErrConflict) {
+	if _, err := c.Create(ctx, CreateRequest{Change: testChange, Pool: []string{"a"}, Current: currentOf([]string{"a"}), Requester: "bob"}, at); !errors.Is(err, ErrConflict) {
 		t.Fatalf("needs attention must keep the pool frozen: err = %v", err)
 	}
 	broken = false
@@ -462,14 +474,14 @@ func TestControllerRejectExpireCancel(t *testing.T) {
 	if w, err := c.Cancel(ctx, "wf-3", "recommender", "bottleneck gone", t0); err != nil || w.State != StateCancelled {
 		t.Fatalf("cancel: %v %v", w.State, err)
 	}
-	w, err := c.Create(ctx, CreateRequest{Change: testChange, Pool: []string{"z"}, Requester: "bob", Settings: &Settings{Window: time.Hour, PromoteGate: true}}, t0)
+	w, err := c.Create(ctx, CreateRequest{Change: testChange, Pool: []string{"z"}, Current: currentOf([]string{"z"}), Requester: "bob", Settings: &Settings{Window: time.Hour, PromoteGate: true}}, t0)
 	if err != nil || w.Settings.Window != time.Hour || !w.Settings.PromoteGate || w.Settings.Warmup != time.Minute || w.Settings.ApprovalTTL != time.Hour {
 		t.Fatalf("partial settings: %+v, %v", w.Settings, err)
 	}
 	for _, bad := range []CreateRequest{
 		{Change: testChange, Pool: []string{"y"}, Requester: "bob", Settings: &Settings{Warmup: -time.Minute}},
 		{Change: testChange, Pool: []string{"x"}},
-		{Change: Change{Engine: "vllm", Model: "m", Flag: "f", From: "1", To: "1"}, Pool: []string{"x"}, Requester: "bob"},
+		{Change: Change{Engine: "vllm", Model: "m", Flag: "f", From: "1", To: "1"}, Pool: []string{"x"}, Current: []CurrentValue{{Instance: "x", Value: "1"}}, Requester: "bob"},
 		{Change: testChange, Requester: "bob"},
 		{Change: testChange, Pool: []string{"x", "x"}, Requester: "bob"},
 		{Change: testChange, Pool: []string{"x"}, Stages: []Stage{{Name: "s", Instances: []string{"y"}}}, Requester: "bob"},

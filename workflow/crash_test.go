@@ -139,7 +139,7 @@ func runWithCrashes(t *testing.T, crashWrite, crashCall int, fail func(Request) 
 	}
 
 	step("create", func(ctx context.Context, c *Controller) error {
-		w, err := c.Create(ctx, CreateRequest{ID: "wf-1", Change: testChange, Pool: pool, Stages: stages, Requester: "bob"}, t0)
+		w, err := c.Create(ctx, CreateRequest{ID: "wf-1", Change: testChange, Pool: pool, Current: currentOf(pool), Stages: stages, Requester: "bob"}, t0)
 		if errors.Is(err, ErrInvalidChange) {
 			// Created before the crash: the retry finds it.
 			w, err = c.Get(ctx, "wf-1")

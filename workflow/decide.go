@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/go-kit/log/level"
 )
 
 // Approve records user's approval of the open gate. The proposal hash must
@@ -41,7 +44,9 @@ func (c *Controller) Decide(ctx context.Context, id string, d Decision, now time
 			return w, ErrSelfApproval
 		}
 		if d.ProposalHash != w.ProposalHash {
-			return w, fmt.Errorf("%w: workflow %s is %s", ErrProposalMismatch, w.ID, w.ProposalHash)
+			// The right hash is not echoed: a decision must come from
+			// someone who read the proposal it approves.
+			return w, fmt.Errorf("%w: review workflow %s (GET /api/v1/workflows/%s) and send the proposal_hash it shows", ErrProposalMismatch, w.ID, w.ID)
 		}
 		g, open := w.OpenGate()
 		open = open && w.State.Waiting()
@@ -63,7 +68,10 @@ func (c *Controller) Decide(ctx context.Context, id string, d Decision, now time
 					return w, fmt.Errorf("%w: %s by %s", ErrAlreadyDecided, gate, prev.User)
 				}
 			}
-			return w, fmt.Errorf("%w: %s is %s", ErrNoOpenGate, w.ID, w.State)
+			if open {
+				return w, fmt.Errorf("%w: gate %s of %s is not open; the open gate is %s", ErrNoOpenGate, gate, w.ID, g.Name)
+			}
+			return w, fmt.Errorf("%w: %s is %s and has no open gate", ErrNoOpenGate, w.ID, w.State)
 		}
 		n, a, err := Transition(w, ev, now)
 		if err != nil {
@@ -125,7 +133,55 @@ func (c *Controller) manual(ctx context.Context, id, user string, t EventType, r
 			return Workflow{}, err
 		}
 	}
+	if w.State == StateNeedsAttention && t == EventAbort {
+		return Workflow{}, fmt.Errorf("%w: %s needs attention with %s still changed; retry the rollback, or mark each instance restored by hand (POST /api/v1/workflows/%s/instances/{instance}/resolve)",
+			ErrInvalidTransition, w.ID, strings.Join(w.Changed(), ", "), w.ID)
+	}
 	return c.fire(ctx, id, nil, Event{Type: t, Actor: user, Reason: reason}, now, nil)
+}
+
+// Resolve records that a person restored instance by hand after automatic
+// rollbacks failed. Only a workflow that needs attention takes it; once no
+// instance is still changed, the workflow is rolled back and its pool is
+// free again.
+func (c *Controller) Resolve(ctx context.Context, id, instance, user, reason string, now time.Time) (Workflow, error) {
+	if err := c.authorise(user); err != nil {
+		return Workflow{}, err
+	}
+	if strings.TrimSpace(reason) == "" {
+		return Workflow{}, fmt.Errorf("%w: say how %s was restored (reason)", ErrInvalidChange, instance)
+	}
+	var (
+		acts  []Action
+		ended bool
+	)
+	w, err := c.opts.Store.Update(id, func(w Workflow) (Workflow, error) {
+		if w.State != StateNeedsAttention {
+			return w, fmt.Errorf("%w: %s is %s; instances are marked restored by hand only when a rollback failed (needs_attention)", ErrInvalidTransition, w.ID, w.State)
+		}
+		i := slices.IndexFunc(w.Instances, func(ic InstanceChange) bool { return ic.Instance == instance && ic.changed() })
+		if i < 0 {
+			return w, fmt.Errorf("%w: %s is not among the still-changed instances of %s (%s)", ErrInstanceNotChanged, instance, w.ID, strings.Join(w.Changed(), ", "))
+		}
+		n := w.clone()
+		n.Instances[i].Resolved = &Resolution{User: user, Reason: reason, Time: now}
+		n.UpdatedAt = now
+		if len(n.Changed()) > 0 {
+			return n, nil
+		}
+		n, a, err := Transition(n, Event{Type: EventResolved, Actor: user, Reason: "every changed instance restored by hand; last: " + instance + ": " + reason}, now)
+		acts, ended = a, err == nil
+		return n, err
+	})
+	if err != nil {
+		return Workflow{}, err
+	}
+	level.Warn(c.opts.Logger).Log("msg", "Instance marked restored by hand", "workflow", id, "instance", instance, "user", user,
+		"reason", reason, "still_changed", strings.Join(w.Changed(), ","))
+	if ended {
+		c.recorded(w, acts, now)
+	}
+	return w, nil
 }
 
 // fire applies ev to the stored workflow. With expect set, it does nothing

@@ -3,12 +3,13 @@ package workflow
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. The HTTP layer maps them to status codes: ErrNotFound
 // 404, ErrUnauthenticated 401, ErrNotApprover and ErrSelfApproval 403,
 // ErrProposalMismatch, ErrNoOpenGate, ErrAlreadyDecided, ErrConflict and
-// ErrInvalidTransition 409, ErrInvalidChange 400.
+// ErrInvalidTransition 409, ErrInvalidChange 400, ErrUnknownCurrent 422.
 var (
 	// ErrNotFound means no workflow has the id.
 	ErrNotFound = errors.New("workflow not found")
@@ -28,7 +29,42 @@ var (
 	ErrInvalidTransition = errors.New("invalid transition")
 	// ErrInvalidChange means a workflow could not be created from the input.
 	ErrInvalidChange = errors.New("invalid change")
+	// ErrUnknownCurrent matches every UnknownCurrentError.
+	ErrUnknownCurrent = errors.New("current value unknown")
+	// ErrReadUnsupported means the executor cannot read current values.
+	ErrReadUnsupported = errors.New("the executor cannot read current values")
+	// ErrInstanceNotChanged means an instance named in a request holds no
+	// change of the workflow.
+	ErrInstanceNotChanged = errors.New("instance holds no change of the workflow")
 )
+
+// UnknownCurrentError refuses a workflow because the value a rollback would
+// restore is not known on some pool instances.
+type UnknownCurrentError struct {
+	Flag string
+	// Setting is the key of the setting in the agent's configuration
+	// (targets[].settings), when known.
+	Setting string
+	// Instances lack a known value; Reasons say why the executor could
+	// not read each.
+	Instances []string
+	Reasons   []string
+}
+
+// Error names the instances and says how to provide the value.
+func (e *UnknownCurrentError) Error() string {
+	key := e.Setting
+	if key == "" {
+		key = "<setting>"
+	}
+	return fmt.Sprintf("the current value of %s is unknown on %s (%s), so a rollback would have nothing to restore; "+
+		"provide it in the configuration (settings: {%s: \"<value>\"} on the instance's source.targets or collector.instances entry), "+
+		"or let the executor read it (workflow.webhook.read: true with a receiver that answers operation \"read\", or workflow.exec.read_argv)",
+		e.Flag, strings.Join(e.Instances, ", "), strings.Join(e.Reasons, "; "), key)
+}
+
+// Is makes errors.Is(err, ErrUnknownCurrent) match.
+func (e *UnknownCurrentError) Is(target error) bool { return target == ErrUnknownCurrent }
 
 // ConflictError means an instance already belongs to an active workflow.
 type ConflictError struct {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"text/template"
 	"time"
 )
@@ -20,6 +21,11 @@ type ExecOptions struct {
 	Timeout time.Duration
 	// Env is added to the agent's environment before the PERFAGENT_ variables.
 	Env []string
+	// ReadArgv, when set, is the command that prints an instance's current
+	// value of the flag on its standard output (templated like Argv, run
+	// with PERFAGENT_OPERATION=read). Without it Read returns
+	// ErrReadUnsupported: Argv is never run for a read.
+	ReadArgv []string
 }
 
 // ExecExecutor runs a program without a shell for each request. Besides the
@@ -28,8 +34,9 @@ type ExecOptions struct {
 // PERFAGENT_MODEL, PERFAGENT_FLAG, PERFAGENT_FROM, PERFAGENT_TO, PERFAGENT_UNIT
 // and PERFAGENT_IDEMPOTENCY_KEY. Exit status 0 is success.
 type ExecExecutor struct {
-	opts ExecOptions
-	argv []*template.Template
+	opts     ExecOptions
+	argv     []*template.Template
+	readArgv []*template.Template
 }
 
 // NewExecExecutor parses the argument templates.
@@ -40,24 +47,63 @@ func NewExecExecutor(o ExecOptions) (*ExecExecutor, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Minute
 	}
-	e := &ExecExecutor{opts: o}
-	for i, a := range o.Argv {
-		t, err := template.New(fmt.Sprintf("argv[%d]", i)).Option("missingkey=error").Parse(a)
-		if err != nil {
-			return nil, fmt.Errorf("exec executor: parse argv[%d] %q: %w", i, a, err)
-		}
-		e.argv = append(e.argv, t)
+	argv, err := parseArgv("argv", o.Argv)
+	if err != nil {
+		return nil, err
 	}
-	return e, nil
+	readArgv, err := parseArgv("read_argv", o.ReadArgv)
+	if err != nil {
+		return nil, err
+	}
+	return &ExecExecutor{opts: o, argv: argv, readArgv: readArgv}, nil
+}
+
+func parseArgv(name string, argv []string) ([]*template.Template, error) {
+	var out []*template.Template
+	for i, a := range argv {
+		t, err := template.New(fmt.Sprintf("%s[%d]", name, i)).Option("missingkey=error").Parse(a)
+		if err != nil {
+			return nil, fmt.Errorf("exec executor: parse %s[%d] %q: %w", name, i, a, err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 // Execute implements Executor.
 func (e *ExecExecutor) Execute(ctx context.Context, r Request) error {
-	args := make([]string, len(e.argv))
-	for i, t := range e.argv {
+	var out boundedBuffer
+	if err := e.run(ctx, e.argv, r, r.IdempotencyKey, &out, &out); err != nil {
+		return fmt.Errorf("%w: %s", err, bytes.TrimSpace(out.b))
+	}
+	return nil
+}
+
+// Read implements Reader: the first line ReadArgv prints is the value.
+func (e *ExecExecutor) Read(ctx context.Context, r Request) (string, error) {
+	if len(e.readArgv) == 0 {
+		return "", ErrReadUnsupported
+	}
+	r.Operation, r.From, r.To, r.IdempotencyKey = OperationRead, "", "", ""
+	what := "read " + r.Flag + " on " + r.Instance
+	var stdout, stderr boundedBuffer
+	if err := e.run(ctx, e.readArgv, r, what, &stdout, &stderr); err != nil {
+		return "", fmt.Errorf("%w: %s", err, bytes.TrimSpace(stderr.b))
+	}
+	line, _, _ := strings.Cut(string(stdout.b), "\n")
+	if v := strings.TrimSpace(line); v != "" {
+		return v, nil
+	}
+	return "", fmt.Errorf("exec %s: printed no value", what)
+}
+
+// run renders argv over r and runs it with the request in the environment.
+func (e *ExecExecutor) run(ctx context.Context, argv []*template.Template, r Request, what string, stdout, stderr *boundedBuffer) error {
+	args := make([]string, len(argv))
+	for i, t := range argv {
 		var b bytes.Buffer
 		if err := t.Execute(&b, r); err != nil {
-			return fmt.Errorf("exec %s: render argv[%d]: %w", r.IdempotencyKey, i, err)
+			return fmt.Errorf("exec %s: render %s: %w", what, t.Name(), err)
 		}
 		args[i] = b.String()
 	}
@@ -77,10 +123,9 @@ func (e *ExecExecutor) Execute(ctx context.Context, r Request) error {
 		"PERFAGENT_UNIT="+r.Unit,
 		"PERFAGENT_IDEMPOTENCY_KEY="+r.IdempotencyKey,
 	)
-	var out boundedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("exec %s: run %s: %w: %s", r.IdempotencyKey, args[0], err, bytes.TrimSpace(out.b))
+		return fmt.Errorf("exec %s: run %s: %w", what, args[0], err)
 	}
 	return nil
 }

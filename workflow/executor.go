@@ -13,10 +13,13 @@ type Operation string
 const (
 	OperationApply    Operation = "apply"
 	OperationRollback Operation = "rollback"
+	// OperationRead asks for the instance's current value of Flag and
+	// changes nothing; From, To and IdempotencyKey are empty.
+	OperationRead Operation = "read"
 )
 
 // Request is one executor call: set Flag from From to To on Instance.
-// A rollback request carries the old value in To.
+// A rollback request carries the value to restore in To.
 type Request struct {
 	WorkflowID     string    `json:"workflow_id"`
 	Stage          string    `json:"stage"`
@@ -39,11 +42,24 @@ type Executor interface {
 	Execute(ctx context.Context, r Request) error
 }
 
+// Reader is implemented by executors that can read an instance's current
+// value of a setting (a Request with OperationRead). A workflow records
+// what each instance had right before changing it, so that a rollback
+// restores that value. Read returns ErrReadUnsupported when the executor
+// is not configured to read.
+type Reader interface {
+	Read(ctx context.Context, r Request) (string, error)
+}
+
 // IdempotencyKey derives the key of a call from the workflow, stage,
-// instance and operation. round distinguishes repeated rollbacks started by
-// a person after a failed one.
-func IdempotencyKey(workflowID, stage, instance string, op Operation, round int) string {
-	if op == OperationRollback && round > 1 {
+// instance and operation. For rollbacks, round counts the rollback rounds
+// (a person may start another after one failed) and attempt the retries
+// within a round, so that every retry reaches the executor.
+func IdempotencyKey(workflowID, stage, instance string, op Operation, round, attempt int) string {
+	switch {
+	case op == OperationRollback && attempt > 0:
+		return fmt.Sprintf("%s/%s/%s/%s-%d.%d", workflowID, stage, instance, op, max(round, 1), attempt+1)
+	case op == OperationRollback && round > 1:
 		return fmt.Sprintf("%s/%s/%s/%s-%d", workflowID, stage, instance, op, round)
 	}
 	return fmt.Sprintf("%s/%s/%s/%s", workflowID, stage, instance, op)

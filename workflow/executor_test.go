@@ -17,23 +17,25 @@ import (
 var testRequest = Request{
 	WorkflowID: "wf-1", Stage: "stage-1", Instance: "10.0.0.1:8000", Operation: OperationApply,
 	Engine: "vllm", Model: "llama", Flag: "max-num-seqs", From: "256", To: "128",
-	IdempotencyKey: IdempotencyKey("wf-1", "stage-1", "10.0.0.1:8000", OperationApply, 1),
+	IdempotencyKey: IdempotencyKey("wf-1", "stage-1", "10.0.0.1:8000", OperationApply, 1, 0),
 }
 
 func TestIdempotencyKey(t *testing.T) {
 	cases := []struct {
-		op    Operation
-		round int
-		want  string
+		op             Operation
+		round, attempt int
+		want           string
 	}{
-		{OperationApply, 1, "wf/stage-1/i/apply"},
-		{OperationApply, 3, "wf/stage-1/i/apply"},
-		{OperationRollback, 1, "wf/stage-1/i/rollback"},
-		{OperationRollback, 2, "wf/stage-1/i/rollback-2"},
+		{OperationApply, 1, 0, "wf/stage-1/i/apply"},
+		{OperationApply, 3, 2, "wf/stage-1/i/apply"},
+		{OperationRollback, 1, 0, "wf/stage-1/i/rollback"},
+		{OperationRollback, 2, 0, "wf/stage-1/i/rollback-2"},
+		{OperationRollback, 1, 1, "wf/stage-1/i/rollback-1.2"},
+		{OperationRollback, 2, 3, "wf/stage-1/i/rollback-2.4"},
 	}
 	for _, tc := range cases {
-		if got := IdempotencyKey("wf", "stage-1", "i", tc.op, tc.round); got != tc.want {
-			t.Errorf("IdempotencyKey(%s, %d) = %q, want %q", tc.op, tc.round, got, tc.want)
+		if got := IdempotencyKey("wf", "stage-1", "i", tc.op, tc.round, tc.attempt); got != tc.want {
+			t.Errorf("IdempotencyKey(%s, %d, %d) = %q, want %q", tc.op, tc.round, tc.attempt, got, tc.want)
 		}
 	}
 }

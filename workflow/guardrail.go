@@ -8,8 +8,9 @@ import (
 
 // Guardrail thresholds checked on every tick while changed instances serve
 // traffic (warm-up, analysis, stage gate, verification): the canary's error
-// ratio breaches when it is above GuardrailErrorRatio and, when untouched
-// instances are left, above their error ratio plus GuardrailErrorMargin.
+// ratio breaches when it is above GuardrailErrorRatio and, when unchanged
+// instances of the pool or the baseline serve, above their error ratio
+// plus GuardrailErrorMargin.
 // GuardrailTicks consecutive breaches roll back without waiting for the
 // end of the window.
 const (
@@ -45,7 +46,7 @@ func (c *Controller) guard(ctx context.Context, w Workflow, now time.Time, fire 
 		return w, false, false, nil
 	}
 	limit := GuardrailErrorRatio
-	if base := w.Untouched(); len(base) > 0 {
+	if base := append(w.Untouched(), w.Baseline...); len(base) > 0 {
 		if b, ok := value(base); ok {
 			limit = max(limit, b+GuardrailErrorMargin)
 		}

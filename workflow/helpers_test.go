@@ -19,9 +19,12 @@ type fakeSource struct {
 	exprs   []string
 }
 
+// restartQuery starts the validator's query for counter resets.
+const restartQuery = "max by (instance) ("
+
 // parseExpr extracts the signal and the instance regexp of a validator query.
 func parseExpr(expr string) (signal, instances string) {
-	inner := strings.TrimSuffix(strings.TrimPrefix(expr, "avg("), ")")
+	inner := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(expr, "avg("), restartQuery), ")")
 	signal, _, _ = strings.Cut(inner, "{")
 	if _, rest, ok := strings.Cut(inner, `instance=~"`); ok {
 		instances, _, _ = strings.Cut(rest, `"`)
@@ -52,6 +55,11 @@ func (f *fakeSource) QueryRange(_ context.Context, expr string, start, end time.
 		return nil, err
 	}
 	s := promql.Series{Metric: labels.EmptyLabels()}
+	if strings.HasPrefix(expr, restartQuery) {
+		// Counter resets are asked per instance; the fake reports the
+		// whole side as one instance.
+		s.Metric = labels.FromStrings("instance", strings.ReplaceAll(inst, `\\`, ""))
+	}
 	for i, v := range vals {
 		s.Floats = append(s.Floats, promql.FPoint{T: start.Add(time.Duration(i) * step).UnixMilli(), F: v})
 	}
@@ -67,9 +75,12 @@ func noisy(level float64, n int) []float64 {
 	return out
 }
 
-// healthy gives every signal the same distribution on both sides.
+// healthy gives every signal the same distribution on both sides, and no
+// counter resets.
 func healthy(signal, _ string, _, _ time.Time) ([]float64, error) {
 	switch signal {
+	case "llm_counter_resets":
+		return nil, nil
 	case "llm_request_error_ratio":
 		return noisy(0.01, 60), nil
 	case "llm_requests_per_second":

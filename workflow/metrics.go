@@ -47,10 +47,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 // WorkflowsCollector exports perfagent_workflows{state}, the number of
-// stored workflows in each state, read from the store at scrape time.
+// stored workflows in each state, and
+// perfagent_workflow_instances_changed{workflow,state}, the instances each
+// unfinished workflow has changed and not restored, read from the store at
+// scrape time.
 type WorkflowsCollector struct {
-	store Store
-	desc  *prometheus.Desc
+	store   Store
+	desc    *prometheus.Desc
+	changed *prometheus.Desc
 }
 
 // NewWorkflowsCollector returns a collector over store.
@@ -58,11 +62,17 @@ func NewWorkflowsCollector(store Store) *WorkflowsCollector {
 	return &WorkflowsCollector{
 		store: store,
 		desc:  prometheus.NewDesc("perfagent_workflows", "Workflows in the store, by state.", []string{"state"}, nil),
+		changed: prometheus.NewDesc("perfagent_workflow_instances_changed",
+			"Instances an unfinished workflow has changed and not restored; in state needs_attention they wait for a person.",
+			[]string{"workflow", "state"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
-func (c *WorkflowsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *WorkflowsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	ch <- c.changed
+}
 
 // Collect implements prometheus.Collector.
 func (c *WorkflowsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -74,6 +84,9 @@ func (c *WorkflowsCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := make(map[State]int)
 	for _, w := range ws {
 		counts[w.State]++
+		if !w.State.Terminal() {
+			ch <- prometheus.MustNewConstMetric(c.changed, prometheus.GaugeValue, float64(len(w.Changed())), w.ID, w.State.String())
+		}
 	}
 	for _, s := range States() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), s.String())

@@ -127,6 +127,12 @@ const (
 	EventRolledBack           EventType = "rolled_back"
 	EventRollbackFailed       EventType = "rollback_failed"
 	EventGuardrailBreached    EventType = "guardrail_breached"
+	// EventCanaryRestarted: a changed instance restarted on its own during
+	// the analysis window; the window starts again after a warm-up.
+	EventCanaryRestarted EventType = "canary_restarted"
+	// EventResolved: a person marked the last still-changed instance as
+	// restored by hand.
+	EventResolved EventType = "resolved"
 )
 
 // Event is one entry of a workflow's append-only log.
@@ -221,6 +227,7 @@ var transitionTable = map[State]map[EventType]target{
 		EventRollback:          to(StateRollingBack),
 	},
 	StateAnalysing: {
+		EventCanaryRestarted:      to(StateWarmup),
 		EventAnalysisPassed:       afterPass,
 		EventAnalysisFailed:       to(StateRollingBack),
 		EventAnalysisInconclusive: to(StatePaused),
@@ -245,11 +252,13 @@ var transitionTable = map[State]map[EventType]target{
 	},
 	StatePromoting: {
 		EventPromoted:    to(StateVerifying),
+		EventVerified:    to(StateSucceeded),
 		EventApplyFailed: to(StateRollingBack),
 		EventAbort:       to(StateRollingBack),
 		EventRollback:    to(StateRollingBack),
 	},
 	StateVerifying: {
+		EventCanaryRestarted:      to(StateVerifying),
 		EventVerified:             to(StateSucceeded),
 		EventGuardrailBreached:    to(StateRollingBack),
 		EventAnalysisFailed:       to(StateRollingBack),
@@ -261,9 +270,12 @@ var transitionTable = map[State]map[EventType]target{
 		EventRolledBack:     to(StateRolledBack),
 		EventRollbackFailed: to(StateNeedsAttention),
 	},
+	// A workflow that needs attention ends only when every changed
+	// instance is restored, by a rollback or by hand: it cannot be
+	// aborted with instances still changed.
 	StateNeedsAttention: {
 		EventRollback: to(StateRollingBack),
-		EventAbort:    to(StateAborted),
+		EventResolved: to(StateRolledBack),
 	},
 }
 
@@ -305,9 +317,11 @@ func Transition(w Workflow, ev Event, now time.Time) (Workflow, []Action, error)
 			n.Stage++
 		}
 		n.Deadline = time.Time{}
+		n.WindowRestarts = 0
 	case StatePromoting:
 		n.Stage = len(n.Stages)
 		n.Deadline = time.Time{}
+		n.WindowRestarts = 0
 	case StateWarmup:
 		n.Deadline = now.Add(n.Settings.Warmup)
 	case StateAnalysing:
@@ -323,7 +337,11 @@ func Transition(w Workflow, ev Event, now time.Time) (Workflow, []Action, error)
 		n.Deadline = n.WindowStart.Add(n.Settings.Window)
 	case StateRollingBack:
 		n.RollbackRounds++
+		n.RollbackAttempts, n.NextAttemptAt = 0, time.Time{}
 		n.Deadline = time.Time{}
+	}
+	if ev.Type == EventCanaryRestarted {
+		n.WindowRestarts++
 	}
 	if next != StatePaused {
 		n.PausedFrom = StateProposed

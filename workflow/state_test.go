@@ -13,7 +13,7 @@ func allEventTypes() []EventType {
 		EventSubmit, EventApprove, EventReject, EventExpire, EventCancel, EventPreflightPassed, EventPreflightFailed,
 		EventApplied, EventApplyFailed, EventWarmupDone, EventAnalysisPassed, EventAnalysisFailed,
 		EventAnalysisInconclusive, EventPromoted, EventVerified, EventAbort, EventRollback, EventRolledBack,
-		EventRollbackFailed, EventGuardrailBreached,
+		EventRollbackFailed, EventGuardrailBreached, EventCanaryRestarted, EventResolved,
 	}
 }
 
@@ -104,7 +104,10 @@ func TestTransitionTable(t *testing.T) {
 		{"rolling back done", at(StateRollingBack, nil), EventRolledBack, StateRolledBack, 0},
 		{"rolling back failed", at(StateRollingBack, nil), EventRollbackFailed, StateNeedsAttention, 0},
 		{"needs attention rollback", at(StateNeedsAttention, nil), EventRollback, StateRollingBack, 0},
-		{"needs attention abort", at(StateNeedsAttention, nil), EventAbort, StateAborted, 0},
+		{"needs attention resolved", at(StateNeedsAttention, nil), EventResolved, StateRolledBack, 0},
+		{"analysing canary restarted", at(StateAnalysing, nil), EventCanaryRestarted, StateWarmup, 0},
+		{"verifying canary restarted", at(StateVerifying, nil), EventCanaryRestarted, StateVerifying, 0},
+		{"promoting nothing left", at(StatePromoting, nil), EventVerified, StateSucceeded, 0},
 	}
 	defined := 0
 	for _, byEvent := range transitionTable {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-kit/log/level"
@@ -101,45 +102,83 @@ func (c *Controller) execute(ctx context.Context, r Request, now time.Time) (exe
 	return execErr, nil
 }
 
-func (c *Controller) request(w Workflow, stage, inst string, op Operation) Request {
+// request builds the executor call that applies the change to ic's
+// instance or, for a rollback, restores the value it had.
+func (c *Controller) request(w Workflow, ic InstanceChange, op Operation) Request {
 	r := Request{
-		WorkflowID: w.ID, Stage: stage, Instance: inst, Operation: op, Engine: w.Change.Engine, Model: w.Change.Model,
-		Flag: w.Change.Flag, From: w.Change.From, To: w.Change.To, Unit: w.Change.Unit,
-		IdempotencyKey: IdempotencyKey(w.ID, stage, inst, op, w.RollbackRounds),
+		WorkflowID: w.ID, Stage: ic.Stage, Instance: ic.Instance, Operation: op, Engine: w.Change.Engine, Model: w.Change.Model,
+		Flag: w.Change.Flag, From: ic.From, To: w.Change.To, Unit: w.Change.Unit,
+		IdempotencyKey: IdempotencyKey(w.ID, ic.Stage, ic.Instance, op, w.RollbackRounds, w.RollbackAttempts),
 	}
 	if op == OperationRollback {
-		r.From, r.To = w.Change.To, w.Change.From
+		r.From, r.To = w.Change.To, ic.From
 	}
 	return r
 }
 
+// valueBefore learns what inst has right before it is changed: read by the
+// executor when it can, else the value known at proposal. A read that
+// differs from the proposal means the instance changed since the approval,
+// and the approved proposal no longer holds.
+func (c *Controller) valueBefore(ctx context.Context, w Workflow, inst string) (InstanceChange, error) {
+	proposed, ok := w.CurrentOf(inst)
+	if !ok {
+		return InstanceChange{}, fmt.Errorf("no value of %s recorded for %s at proposal", w.Change.Flag, inst)
+	}
+	v, err := c.read(ctx, w.Change, inst)
+	switch {
+	case errors.Is(err, ErrReadUnsupported):
+		return InstanceChange{Instance: inst, From: proposed.Value, FromSource: FromProposal}, nil
+	case err != nil:
+		return InstanceChange{}, fmt.Errorf("reading %s on %s before changing it: %w", w.Change.Flag, inst, err)
+	case v != proposed.Value:
+		return InstanceChange{}, fmt.Errorf("%s on %s is now %s, not %s as when it was approved; propose the change again", w.Change.Flag, inst, v, proposed.Value)
+	}
+	return InstanceChange{Instance: inst, From: v, FromSource: FromRead}, nil
+}
+
 // apply changes the instances of the current stage (or, promoting, the
-// rest of the pool) one by one. Every instance goes through execute, which
-// answers from the record for calls already made, so a failure recorded
-// before a crash is still a failure after it.
+// rest of the pool) one by one. Each instance's record, with the value to
+// restore, is stored before the executor is called, so that a crash or a
+// failed call that may still have changed it is rolled back too. Every
+// call goes through execute, which answers from the record for calls
+// already made, so a failure recorded before a crash is still a failure
+// after it.
 func (c *Controller) apply(ctx context.Context, w Workflow, now time.Time, fire fireFunc) (Workflow, bool, error) {
 	stage := w.StageName()
-	for _, inst := range w.StageInstances() {
-		execErr, err := c.execute(ctx, c.request(w, stage, inst, OperationApply), now)
-		if err != nil {
-			return w, false, err
-		}
-		if _, ok := w.instance(inst); !ok {
-			// Recorded even when the call failed: a failed apply may have
-			// changed the instance, so rollback reverts it too.
+	todo := w.StageInstances()
+	if w.State == StatePromoting && len(todo) == 0 {
+		return fire(EventVerified, "every pool instance was changed and validated in its stage", nil)
+	}
+	for _, inst := range todo {
+		ic, ok := w.instance(inst)
+		if !ok {
+			var err error
+			ic, err = c.valueBefore(ctx, w, inst)
+			if ctx.Err() != nil {
+				return w, false, ctx.Err()
+			}
+			if err != nil {
+				return fire(EventApplyFailed, fmt.Sprintf("not applied on %s: %v", inst, err), nil)
+			}
+			ic.Stage, ic.AppliedAt = stage, now
 			w, err = c.opts.Store.Update(w.ID, func(x Workflow) (Workflow, error) {
 				if _, ok := x.instance(inst); !ok {
-					x.Instances = append(x.Instances, InstanceChange{Instance: inst, Stage: stage, AppliedAt: now})
+					x.Instances = append(x.Instances, ic)
 				}
 				return x, nil
 			})
 			if err != nil {
 				return w, false, err
 			}
+			if w.State != StateApplying && w.State != StatePromoting {
+				// Aborted meanwhile; the next step rolls back.
+				return w, true, nil
+			}
 		}
-		if w.State != StateApplying && w.State != StatePromoting {
-			// Aborted meanwhile; the next step rolls back.
-			return w, true, nil
+		execErr, err := c.execute(ctx, c.request(w, ic, OperationApply), now)
+		if err != nil {
+			return w, false, err
 		}
 		if execErr != nil {
 			return fire(EventApplyFailed, fmt.Sprintf("apply on %s failed: %v", inst, execErr), nil)
@@ -151,19 +190,27 @@ func (c *Controller) apply(ctx context.Context, w Workflow, now time.Time, fire 
 	return fire(EventApplied, stage+" applied", nil)
 }
 
-// rollback reverts every changed instance, newest first.
+// rollback restores every still-changed instance, newest first, trying
+// each one even when another fails. A round that leaves instances changed
+// is tried again after a backoff; after RollbackAttempts attempts the
+// workflow needs attention and names the instances still changed.
 func (c *Controller) rollback(ctx context.Context, w Workflow, now time.Time, fire fireFunc) (Workflow, bool, error) {
+	if now.Before(w.NextAttemptAt) {
+		return w, false, nil
+	}
+	var failed []string
 	for i := len(w.Instances) - 1; i >= 0; i-- {
 		ic := w.Instances[i]
-		if ic.AppliedAt.IsZero() || !ic.RevertedAt.IsZero() {
+		if !ic.changed() {
 			continue
 		}
-		execErr, err := c.execute(ctx, c.request(w, ic.Stage, ic.Instance, OperationRollback), now)
+		execErr, err := c.execute(ctx, c.request(w, ic, OperationRollback), now)
 		if err != nil {
 			return w, false, err
 		}
 		if execErr != nil {
-			return fire(EventRollbackFailed, fmt.Sprintf("rollback on %s failed: %v", ic.Instance, execErr), nil)
+			failed = append(failed, fmt.Sprintf("%s: %v", ic.Instance, execErr))
+			continue
 		}
 		w, err = c.opts.Store.Update(w.ID, func(x Workflow) (Workflow, error) {
 			for j := range x.Instances {
@@ -177,7 +224,29 @@ func (c *Controller) rollback(ctx context.Context, w Workflow, now time.Time, fi
 			return w, false, err
 		}
 	}
-	return fire(EventRolledBack, "every changed instance reverted", nil)
+	if len(failed) == 0 {
+		return fire(EventRolledBack, "every changed instance restored", nil)
+	}
+	attempt := w.RollbackAttempts + 1
+	if attempt >= c.opts.RollbackAttempts {
+		reason := fmt.Sprintf("rollback failed %d times; still changed: %s; last errors: %s",
+			attempt, strings.Join(w.Changed(), ", "), strings.Join(failed, "; "))
+		return fire(EventRollbackFailed, reason, func(x *Workflow) { x.RollbackAttempts = attempt })
+	}
+	wait := backoff(c.opts.RollbackBackoff, c.opts.RollbackMaxBackoff, attempt)
+	level.Warn(c.opts.Logger).Log("msg", "Rollback attempt failed; retrying", "workflow", w.ID, "attempt", attempt,
+		"retry_in", wait, "still_changed", strings.Join(w.Changed(), ","), "err", strings.Join(failed, "; "))
+	n, err := c.opts.Store.Update(w.ID, func(x Workflow) (Workflow, error) {
+		if x.State != StateRollingBack {
+			return x, errUnchanged
+		}
+		x.RollbackAttempts, x.NextAttemptAt = attempt, now.Add(wait)
+		return x, nil
+	})
+	if errors.Is(err, errUnchanged) {
+		n, err = c.opts.Store.Get(w.ID)
+	}
+	return n, false, err
 }
 
 // analyse judges the window once it ended and its samples were ingested.
@@ -187,15 +256,15 @@ func (c *Controller) analyse(ctx context.Context, w Workflow, now time.Time, fir
 	}
 	cmp := Comparison{
 		Stage: w.StageName(), Engine: w.Change.Engine, Model: w.Change.Model,
-		Canary: w.Changed(), Baseline: w.Untouched(),
-		Start: w.WindowStart, End: w.Deadline, BaselineStart: w.WindowStart, BaselineEnd: w.Deadline,
+		Canary: w.Changed(), Peers: append(w.Untouched(), w.Baseline...),
+		Start: w.WindowStart, End: w.Deadline,
+		PreStart: w.ChangeStartedAt.Add(-w.Deadline.Sub(w.WindowStart)), PreEnd: w.ChangeStartedAt,
 		Metrics: MetricsFor(w.Change),
 	}
-	if w.State == StateVerifying || len(cmp.Baseline) == 0 {
-		cmp.PreChange = true
-		cmp.Baseline = cmp.Canary
-		cmp.BaselineEnd = w.ChangeStartedAt
-		cmp.BaselineStart = w.ChangeStartedAt.Add(-w.Deadline.Sub(w.WindowStart))
+	for _, ic := range w.Instances {
+		if ic.changed() && ic.AppliedAt.After(cmp.ChangedAt) {
+			cmp.ChangedAt = ic.AppliedAt
+		}
 	}
 	res := c.opts.Validator.Validate(ctx, cmp, now)
 	if ctx.Err() != nil {
@@ -212,6 +281,9 @@ func (c *Controller) analyse(ctx context.Context, w Workflow, now time.Time, fir
 		c.opts.Metrics.Validations.WithLabelValues(string(res.Verdict)).Inc()
 	}
 	keep := func(x *Workflow) { x.Results = append(x.Results, res) }
+	if len(res.Restarted) > 0 && w.WindowRestarts == 0 {
+		return fire(EventCanaryRestarted, res.Reason+"; the window starts again after a warm-up", keep)
+	}
 	switch res.Verdict {
 	case VerdictPass:
 		if w.State == StateVerifying {

@@ -108,24 +108,46 @@ type MetricResult struct {
 	PValue          float64 `json:"p_value"`
 	Shift           float64 `json:"shift"`
 	Critical        bool    `json:"critical,omitempty"`
+	// PreChange is the difference between canary and peer baseline in
+	// the window before anything changed, when peers were considered.
+	PreChange *Gap `json:"pre_change,omitempty"`
+}
+
+// Gap is how canary and baseline differed before the change.
+type Gap struct {
+	CanaryMean   float64 `json:"canary_mean"`
+	BaselineMean float64 `json:"baseline_mean"`
+	PValue       float64 `json:"p_value"`
+	Comparable   bool    `json:"comparable"`
+	Reason       string  `json:"reason"`
 }
 
 // StageResult is one validation of a stage or of the promoted pool.
 type StageResult struct {
-	Stage    string   `json:"stage"`
-	Canary   []string `json:"canary"`
+	Stage  string   `json:"stage"`
+	Canary []string `json:"canary"`
+	// Baseline are the instances the canaries were compared with: peers,
+	// or the canaries themselves before the change (PreChange).
 	Baseline []string `json:"baseline"`
+	// Peers are the unchanged instances of the same kind considered as
+	// the baseline; NotComparable says why they were not used.
+	Peers         []string `json:"peers,omitempty"`
+	NotComparable string   `json:"not_comparable,omitempty"`
 	// PreChange is true when the baseline is the pre-change window of the
 	// canary instances themselves.
-	PreChange     bool           `json:"pre_change,omitempty"`
-	Start         time.Time      `json:"start"`
-	End           time.Time      `json:"end"`
-	BaselineStart time.Time      `json:"baseline_start"`
-	BaselineEnd   time.Time      `json:"baseline_end"`
-	Verdict       Verdict        `json:"verdict"`
-	Reason        string         `json:"reason"`
-	Metrics       []MetricResult `json:"metrics"`
-	Time          time.Time      `json:"time"`
+	PreChange     bool      `json:"pre_change,omitempty"`
+	Start         time.Time `json:"start"`
+	End           time.Time `json:"end"`
+	BaselineStart time.Time `json:"baseline_start"`
+	BaselineEnd   time.Time `json:"baseline_end"`
+	// Restarted are canaries whose counters reset in the window: they
+	// restarted on their own, and the window does not show the change.
+	Restarted []string       `json:"restarted,omitempty"`
+	Verdict   Verdict        `json:"verdict"`
+	Reason    string         `json:"reason"`
+	Basis     string         `json:"basis"`
+	Metrics   []MetricResult `json:"metrics"`
+	Time      time.Time      `json:"time"`
 }
 
 // QueryFailed reports whether a query error kept a metric from being judged.
@@ -140,17 +162,24 @@ func (r StageResult) QueryFailed() bool {
 
 // Comparison is what one validation compares.
 type Comparison struct {
-	Stage    string
-	Engine   string
-	Model    string
-	Canary   []string
-	Baseline []string
-	// Start and End bound the canary window. BaselineStart and BaselineEnd
-	// bound the baseline's; they equal Start and End unless PreChange.
-	Start, End                 time.Time
-	BaselineStart, BaselineEnd time.Time
-	PreChange                  bool
-	Metrics                    []MetricSpec
+	Stage  string
+	Engine string
+	Model  string
+	Canary []string
+	// Peers are unchanged instances of the same kind. They are the
+	// baseline when the window before the change shows them comparable
+	// with the canaries; otherwise, or without peers, the canaries are
+	// compared with their own window before the change.
+	Peers []string
+	// Start and End bound the analysis window; PreStart and PreEnd the
+	// window before any instance changed.
+	Start, End       time.Time
+	PreStart, PreEnd time.Time
+	// ChangedAt is when the newest canary was changed: counter resets
+	// seen later than ChangedAt plus the restart look-back are restarts
+	// the workflow did not cause.
+	ChangedAt time.Time
+	Metrics   []MetricSpec
 }
 
 // ValidatorOptions configure a Validator.
@@ -167,6 +196,13 @@ type ValidatorOptions struct {
 	// request rates between the sides (default 0.3) before the comparison
 	// is inconclusive.
 	MaxTrafficSkew float64
+	// MaxPreChangeGap is the largest relative difference of a metric's
+	// means between canaries and peers before the change (default 0.1)
+	// for the peers to be a comparable baseline.
+	MaxPreChangeGap float64
+	// RestartLookback is how far back one sample of llm_counter_resets
+	// looks (the collector's rate window; default 1m).
+	RestartLookback time.Duration
 }
 
 // Validator compares canary and baseline signals with range queries and a
@@ -189,22 +225,71 @@ func NewValidator(o ValidatorOptions) *Validator {
 	if o.MaxTrafficSkew <= 0 {
 		o.MaxTrafficSkew = 0.3
 	}
+	if o.MaxPreChangeGap <= 0 {
+		o.MaxPreChangeGap = 0.1
+	}
+	if o.RestartLookback <= 0 {
+		o.RestartLookback = time.Minute
+	}
 	return &Validator{opts: o}
+}
+
+// side is one half of a comparison: instances over a time range.
+type side struct {
+	instances  []string
+	start, end time.Time
 }
 
 // Validate runs the comparison. Query errors are reported per metric and
 // make the result inconclusive; they are not returned as an error.
 func (v *Validator) Validate(ctx context.Context, c Comparison, now time.Time) StageResult {
-	r := StageResult{
-		Stage: c.Stage, Canary: c.Canary, Baseline: c.Baseline, PreChange: c.PreChange,
-		Start: c.Start, End: c.End, BaselineStart: c.BaselineStart, BaselineEnd: c.BaselineEnd, Time: now,
+	r := StageResult{Stage: c.Stage, Canary: c.Canary, Peers: c.Peers, Start: c.Start, End: c.End, Time: now}
+	canary := side{c.Canary, c.Start, c.End}
+	baseline := side{c.Canary, c.PreStart, c.PreEnd}
+	r.PreChange = true
+	var gaps []*Gap
+	if len(c.Peers) > 0 {
+		var why []string
+		for _, m := range append(c.Metrics, trafficSpec(v.opts.MaxTrafficSkew)) {
+			g, err := v.gap(ctx, c, m)
+			if err != nil {
+				r.Metrics = append(r.Metrics, MetricResult{Metric: m.Name(), Target: m.Target, Verdict: VerdictInconclusive, Reason: "query error", QueryError: err.Error()})
+				continue
+			}
+			gaps = append(gaps, g)
+			if !g.Comparable {
+				why = append(why, m.Name()+": "+g.Reason)
+			}
+		}
+		if len(r.Metrics) > 0 {
+			r.Verdict, r.Reason = VerdictInconclusive, "inconclusive: queries failed"
+			r.Basis = "the pre-change comparison with the peers could not be queried"
+			return r
+		}
+		if len(why) == 0 {
+			baseline, r.PreChange = side{c.Peers, c.Start, c.End}, false
+			r.Basis = fmt.Sprintf("compared with unchanged peers %s over the same window; before the change they matched the canaries on every metric", strings.Join(c.Peers, ", "))
+		} else {
+			r.NotComparable = strings.Join(why, "; ")
+			r.Basis = fmt.Sprintf("peers %s differed from the canaries before the change (%s), so they are not comparable; compared with the canaries' own window before the change instead", strings.Join(c.Peers, ", "), r.NotComparable)
+		}
+	} else {
+		r.Basis = "no unchanged peer of the same kind; compared with the canaries' own window before the change"
 	}
-	for _, m := range c.Metrics {
-		r.Metrics = append(r.Metrics, v.compare(ctx, c, m))
+	r.Baseline, r.BaselineStart, r.BaselineEnd = baseline.instances, baseline.start, baseline.end
+	for i, m := range c.Metrics {
+		res := v.compare(ctx, c, m, canary, baseline)
+		if gaps != nil {
+			res.PreChange = gaps[i]
+		}
+		r.Metrics = append(r.Metrics, res)
 	}
-	if !c.PreChange {
-		r.Metrics = append(r.Metrics, v.traffic(ctx, c))
+	r.Metrics = append(r.Metrics, v.traffic(ctx, c, canary, baseline))
+	restarted, err := v.restarts(ctx, c)
+	if err != nil {
+		r.Metrics = append(r.Metrics, MetricResult{Metric: "restarts(llm_counter_resets)", Verdict: VerdictInconclusive, Reason: "query error", QueryError: err.Error()})
 	}
+	r.Restarted = restarted
 	r.Verdict, r.Reason = VerdictPass, "no metric regressed"
 	var fails, unsure []string
 	for _, m := range r.Metrics {
@@ -216,12 +301,77 @@ func (v *Validator) Validate(ctx context.Context, c Comparison, now time.Time) S
 		}
 	}
 	switch {
+	case len(restarted) > 0:
+		r.Verdict, r.Reason = VerdictInconclusive, "inconclusive: "+strings.Join(restarted, ", ")+" restarted during the window (its counters reset), not by this workflow"
 	case len(fails) > 0:
 		r.Verdict, r.Reason = VerdictFail, "regressed: "+strings.Join(fails, ", ")
 	case len(unsure) > 0:
 		r.Verdict, r.Reason = VerdictInconclusive, "inconclusive: "+strings.Join(unsure, ", ")
 	}
 	return r
+}
+
+// trafficSpec compares request rates per instance, for comparability.
+func trafficSpec(skew float64) MetricSpec {
+	return MetricSpec{Signal: "llm_requests_per_second", AllowedRatio: 1 + skew}
+}
+
+// gap compares canaries and peers over the window before the change.
+func (v *Validator) gap(ctx context.Context, c Comparison, m MetricSpec) (*Gap, error) {
+	canary, err := v.series(ctx, c, m.Signal, m.Quantile, c.Canary, c.PreStart, c.PreEnd)
+	if err != nil {
+		return nil, err
+	}
+	peers, err := v.series(ctx, c, m.Signal, m.Quantile, c.Peers, c.PreStart, c.PreEnd)
+	if err != nil {
+		return nil, err
+	}
+	if len(canary) < v.opts.MinSamples || len(peers) < v.opts.MinSamples {
+		return &Gap{Reason: fmt.Sprintf("too little history before the change (%d canary and %d peer samples, %d needed)", len(canary), len(peers), v.opts.MinSamples)}, nil
+	}
+	g := &Gap{CanaryMean: mean(canary), BaselineMean: mean(peers)}
+	g.PValue = MannWhitney(canary, peers).P
+	diff := math.Abs(g.CanaryMean - g.BaselineMean)
+	var beyond bool
+	switch {
+	case m.AllowedDelta > 0:
+		beyond = diff > m.AllowedDelta
+	case m.Signal == "llm_requests_per_second":
+		beyond = g.BaselineMean <= 0 || diff/g.BaselineMean > v.opts.MaxTrafficSkew
+	default:
+		beyond = diff > v.opts.MaxPreChangeGap*math.Max(math.Abs(g.BaselineMean), math.Abs(g.CanaryMean))
+	}
+	if beyond && g.PValue < 1-v.opts.Confidence {
+		g.Reason = fmt.Sprintf("canary mean %.4g vs peers %.4g (p=%.3g)", g.CanaryMean, g.BaselineMean, g.PValue)
+		return g, nil
+	}
+	g.Comparable, g.Reason = true, "no difference beyond the tolerance"
+	return g, nil
+}
+
+// restarts returns the canaries whose request counters reset after their
+// own change could have caused it.
+func (v *Validator) restarts(ctx context.Context, c Comparison) ([]string, error) {
+	from := c.Start
+	if t := c.ChangedAt.Add(v.opts.RestartLookback); t.After(from) {
+		from = t
+	}
+	if !from.Before(c.End) {
+		return nil, nil
+	}
+	expr := "max by (" + collector.LabelInstance + ") (" + selector("llm_counter_resets", c.Engine, c.Model, c.Canary, "") + ") > 0"
+	m, err := v.opts.Source.QueryRange(ctx, expr, from, c.End, v.opts.Step)
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", expr, err)
+	}
+	var out []string
+	for _, s := range m {
+		if inst := s.Metric.Get(collector.LabelInstance); inst != "" && len(s.Floats) > 0 {
+			out = append(out, inst)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // selector returns signal restricted to the engine, model, instances and
@@ -257,17 +407,11 @@ func (v *Validator) series(ctx context.Context, c Comparison, signal, quantile s
 	return out, nil
 }
 
-func (v *Validator) compare(ctx context.Context, c Comparison, m MetricSpec) MetricResult {
+func (v *Validator) compare(ctx context.Context, c Comparison, m MetricSpec, canarySide, baseSide side) MetricResult {
 	r := MetricResult{Metric: m.Name(), Target: m.Target, Verdict: VerdictInconclusive}
-	canary, errC := v.series(ctx, c, m.Signal, m.Quantile, c.Canary, c.Start, c.End)
-	baseline, errB := v.series(ctx, c, m.Signal, m.Quantile, c.Baseline, c.BaselineStart, c.BaselineEnd)
-	if errC != nil || errB != nil {
-		r.Reason = "query error"
-		for _, e := range []error{errC, errB} {
-			if e != nil {
-				r.QueryError = e.Error()
-			}
-		}
+	canary, baseline, err := v.sides(ctx, c, m.Signal, m.Quantile, canarySide, baseSide)
+	if err != nil {
+		r.Reason, r.QueryError = "query error", err.Error()
 		return r
 	}
 	r.CanarySamples, r.BaselineSamples = len(canary), len(baseline)
@@ -276,6 +420,16 @@ func (v *Validator) compare(ctx context.Context, c Comparison, m MetricSpec) Met
 		return r
 	}
 	return judge(r, canary, baseline, m, 1-v.opts.Confidence)
+}
+
+// sides reads one signal for both sides of a comparison.
+func (v *Validator) sides(ctx context.Context, c Comparison, signal, quantile string, a, b side) (av, bv []float64, err error) {
+	av, err = v.series(ctx, c, signal, quantile, a.instances, a.start, a.end)
+	if err != nil {
+		return nil, nil, err
+	}
+	bv, err = v.series(ctx, c, signal, quantile, b.instances, b.start, b.end)
+	return av, bv, err
 }
 
 // judge classifies one metric from its samples.
@@ -323,20 +477,15 @@ func judge(r MetricResult, canary, baseline []float64, m MetricSpec, alpha float
 }
 
 // traffic checks that both sides served a similar request rate per
-// instance; load-aware routers steering away from a slow canary would
-// otherwise hide a regression.
-func (v *Validator) traffic(ctx context.Context, c Comparison) MetricResult {
+// instance; load-aware routers steering away from a slow canary, or a
+// workload that changed since the pre-change window, would otherwise hide
+// or fake an effect.
+func (v *Validator) traffic(ctx context.Context, c Comparison, canarySide, baseSide side) MetricResult {
 	const signal = "llm_requests_per_second"
 	r := MetricResult{Metric: "traffic_share(" + signal + ")", Verdict: VerdictInconclusive}
-	canary, errC := v.series(ctx, c, signal, "", c.Canary, c.Start, c.End)
-	baseline, errB := v.series(ctx, c, signal, "", c.Baseline, c.BaselineStart, c.BaselineEnd)
-	if errC != nil || errB != nil {
-		r.Reason = "query error"
-		for _, e := range []error{errC, errB} {
-			if e != nil {
-				r.QueryError = e.Error()
-			}
-		}
+	canary, baseline, err := v.sides(ctx, c, signal, "", canarySide, baseSide)
+	if err != nil {
+		r.Reason, r.QueryError = "query error", err.Error()
 		return r
 	}
 	r.CanarySamples, r.BaselineSamples = len(canary), len(baseline)

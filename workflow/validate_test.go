@@ -84,11 +84,19 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			v := NewValidator(ValidatorOptions{Source: &fakeSource{rangeFn: tc.fn}})
+			// Before the change (t0) canary and peers match; the case's
+			// effect shows in the window after it.
+			afterChange := func(signal, inst string, s, e time.Time) ([]float64, error) {
+				if s.Before(t0) {
+					return healthy(signal, inst, s, e)
+				}
+				return tc.fn(signal, inst, s, e)
+			}
+			v := NewValidator(ValidatorOptions{Source: &fakeSource{rangeFn: afterChange}})
 			change := Change{Targets: []Target{{Signal: "llm_queue_time_seconds", Quantile: "0.95", Expected: DirectionDecrease}}}
 			r := v.Validate(context.Background(), Comparison{
-				Stage: "stage-1", Engine: "vllm", Model: "m", Canary: []string{canary}, Baseline: []string{"b1", "b2"},
-				Start: t0, End: t0.Add(15 * time.Minute), BaselineStart: t0, BaselineEnd: t0.Add(15 * time.Minute),
+				Stage: "stage-1", Engine: "vllm", Model: "m", Canary: []string{canary}, Peers: []string{"b1", "b2"},
+				Start: t0, End: t0.Add(15 * time.Minute), PreStart: t0.Add(-15 * time.Minute), PreEnd: t0,
 				Metrics: MetricsFor(change),
 			}, t0)
 			if r.Verdict != tc.verdict {
@@ -147,15 +155,22 @@ func TestValidatorQueries(t *testing.T) {
 	v := NewValidator(ValidatorOptions{Source: src})
 	end := t0.Add(15 * time.Minute)
 	v.Validate(context.Background(), Comparison{
-		Engine: "vllm", Model: "llama-3", Canary: []string{"10.0.0.1:8000"}, Baseline: []string{"10.0.0.3:8000", "10.0.0.2:8000"},
-		Start: t0, End: end, BaselineStart: t0, BaselineEnd: end,
+		Engine: "vllm", Model: "llama-3", Canary: []string{"10.0.0.1:8000"}, Peers: []string{"10.0.0.3:8000", "10.0.0.2:8000"},
+		Start: t0, End: end, PreStart: t0.Add(-15 * time.Minute), PreEnd: t0,
 		Metrics: []MetricSpec{{Signal: "llm_time_to_first_token_seconds", Quantile: "0.95", Bad: DirectionIncrease, AllowedRatio: 1.1}},
 	}, end)
+	// The pre-change comparison with the peers, then the window itself,
+	// then the canary's counter resets.
 	want := []string{
 		`avg(llm_time_to_first_token_seconds{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.1:8000",quantile="0.95"})`,
 		`avg(llm_time_to_first_token_seconds{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.2:8000|10\\.0\\.0\\.3:8000",quantile="0.95"})`,
 		`avg(llm_requests_per_second{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.1:8000"})`,
 		`avg(llm_requests_per_second{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.2:8000|10\\.0\\.0\\.3:8000"})`,
+		`avg(llm_time_to_first_token_seconds{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.1:8000",quantile="0.95"})`,
+		`avg(llm_time_to_first_token_seconds{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.2:8000|10\\.0\\.0\\.3:8000",quantile="0.95"})`,
+		`avg(llm_requests_per_second{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.1:8000"})`,
+		`avg(llm_requests_per_second{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.2:8000|10\\.0\\.0\\.3:8000"})`,
+		`max by (instance) (llm_counter_resets{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.1:8000"}) > 0`,
 	}
 	if strings.Join(src.exprs, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("queries\n%s\nwant\n%s", strings.Join(src.exprs, "\n"), strings.Join(want, "\n"))

@@ -37,13 +37,20 @@ type WebhookOptions struct {
 	Backoff time.Duration
 	Now     func() time.Time
 	Sleep   SleepFunc
+	// Read says the receiver answers read requests (operation "read")
+	// with the instance's current value; without it Read returns
+	// ErrReadUnsupported, so a receiver that does not know reads is never
+	// sent one it might take for a change.
+	Read bool
 }
 
 // WebhookExecutor POSTs each request as JSON to a URL. The body is signed:
 // HeaderSignature is "sha256=" and the hex HMAC-SHA256 of
 // "<timestamp>.<body>", where timestamp is HeaderTimestamp (Unix seconds).
 // A 2xx answer is success; 5xx, 429 and transport errors are retried with
-// backoff; other answers fail at once.
+// backoff; other answers fail at once. A read is the same signed POST with
+// operation "read", answered with a JSON object whose "value" is the
+// instance's current value of the flag.
 type WebhookExecutor struct {
 	opts WebhookOptions
 }
@@ -90,50 +97,92 @@ func Sign(secret []byte, ts string, body []byte) string {
 
 // Execute implements Executor.
 func (e *WebhookExecutor) Execute(ctx context.Context, r Request) error {
+	_, err := e.call(ctx, r, r.IdempotencyKey)
+	return err
+}
+
+// ReadResponse is the answer of a webhook receiver to a read.
+type ReadResponse struct {
+	Instance string `json:"instance"`
+	Flag     string `json:"flag"`
+	Value    string `json:"value"`
+}
+
+// Read implements Reader.
+func (e *WebhookExecutor) Read(ctx context.Context, r Request) (string, error) {
+	if !e.opts.Read {
+		return "", ErrReadUnsupported
+	}
+	r.Operation, r.From, r.To, r.IdempotencyKey = OperationRead, "", "", ""
+	what := "read " + r.Flag + " on " + r.Instance
+	body, err := e.call(ctx, r, what)
+	if err != nil {
+		return "", err
+	}
+	var resp ReadResponse
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return "", fmt.Errorf("webhook %s: answer is not a read response: %w", what, err)
+	}
+	if resp.Value == "" {
+		return "", fmt.Errorf("webhook %s: answer has no value", what)
+	}
+	return resp.Value, nil
+}
+
+// call posts r, retrying as configured, and returns the answer's body.
+func (e *WebhookExecutor) call(ctx context.Context, r Request, what string) ([]byte, error) {
 	body, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("encode webhook request %s: %w", r.IdempotencyKey, err)
+		return nil, fmt.Errorf("encode webhook request %s: %w", what, err)
 	}
 	var last error
 	for attempt := 0; attempt <= e.opts.Retries; attempt++ {
 		if attempt > 0 {
 			if err := e.opts.Sleep(ctx, backoff(e.opts.Backoff, 30*time.Second, attempt)); err != nil {
-				return fmt.Errorf("webhook %s: %w (last error: %w)", r.IdempotencyKey, err, last)
+				return nil, fmt.Errorf("webhook %s: %w (last error: %w)", what, err, last)
 			}
 		}
-		retry, err := e.post(ctx, r.IdempotencyKey, body)
+		answer, retry, err := e.post(ctx, r.IdempotencyKey, body)
 		if err == nil {
-			return nil
+			return answer, nil
 		}
 		last = err
 		if !retry || ctx.Err() != nil {
 			break
 		}
 	}
-	return fmt.Errorf("webhook %s: %w", r.IdempotencyKey, last)
+	return nil, fmt.Errorf("webhook %s: %w", what, last)
 }
 
-func (e *WebhookExecutor) post(ctx context.Context, key string, body []byte) (retry bool, err error) {
+// maxAnswerBytes bounds what is read of a receiver's answer.
+const maxAnswerBytes = 64 << 10
+
+func (e *WebhookExecutor) post(ctx context.Context, key string, body []byte) (answer []byte, retry bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.opts.URL, bytes.NewReader(body))
 	if err != nil {
-		return false, fmt.Errorf("build request to %s: %w", e.opts.URL, err)
+		return nil, false, fmt.Errorf("build request to %s: %w", e.opts.URL, err)
 	}
 	ts := strconv.FormatInt(e.opts.Now().Unix(), 10)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(HeaderTimestamp, ts)
 	req.Header.Set(HeaderSignature, Sign(e.opts.Secret, ts, body))
-	req.Header.Set(HeaderIdempotencyKey, key)
+	if key != "" {
+		req.Header.Set(HeaderIdempotencyKey, key)
+	}
 	resp, err := e.opts.Client.Do(req)
 	if err != nil {
-		return true, fmt.Errorf("post to %s: %w", e.opts.URL, err)
+		return nil, true, fmt.Errorf("post to %s: %w", e.opts.URL, err)
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	msg, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
 	if resp.StatusCode/100 == 2 {
-		return false, nil
+		if err != nil {
+			return nil, true, fmt.Errorf("read answer of %s: %w", e.opts.URL, err)
+		}
+		return msg, false, nil
 	}
 	retry = resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
-	return retry, fmt.Errorf("post to %s: status %d: %s", e.opts.URL, resp.StatusCode, bytes.TrimSpace(msg))
+	return nil, retry, fmt.Errorf("post to %s: status %d: %s", e.opts.URL, resp.StatusCode, bytes.TrimSpace(msg[:min(len(msg), 512)]))
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 // Direction says which way a signal is expected to move, or which way is bad.
@@ -35,12 +37,17 @@ type Change struct {
 	Model            string   `json:"model"`
 	Kind             string   `json:"kind"`
 	Flag             string   `json:"flag"`
-	From             string   `json:"from"`
-	To               string   `json:"to"`
-	Unit             string   `json:"unit,omitempty"`
-	Targets          []Target `json:"targets"`
-	Risk             string   `json:"risk"`
-	Evidence         string   `json:"evidence"`
+	// Setting is the flag's key among an instance's settings
+	// (max_num_seqs for --max-num-seqs), for messages and configuration.
+	Setting string `json:"setting,omitempty"`
+	// From is the value the proposal was computed from; each instance's
+	// own value is in Workflow.Current and, once changed, InstanceChange.
+	From     string   `json:"from"`
+	To       string   `json:"to"`
+	Unit     string   `json:"unit,omitempty"`
+	Targets  []Target `json:"targets"`
+	Risk     string   `json:"risk"`
+	Evidence string   `json:"evidence"`
 }
 
 // Stage is one step of the rollout: the instances that get the change in it.
@@ -53,17 +60,68 @@ type Stage struct {
 }
 
 // Settings are the waits and policies of one workflow, fixed at creation.
+// In JSON the durations are strings such as "5m" (see MarshalJSON).
 type Settings struct {
 	// ApprovalTTL is how long the start, stage and promote gates wait.
-	ApprovalTTL time.Duration `json:"approval_ttl"`
+	ApprovalTTL time.Duration
 	// PauseTTL is how long an inconclusive pause waits before rolling back.
-	PauseTTL time.Duration `json:"pause_ttl"`
+	PauseTTL time.Duration
 	// Warmup is excluded from analysis after a stage is applied.
-	Warmup time.Duration `json:"warmup"`
+	Warmup time.Duration
 	// Window is the analysis window after the warm-up.
-	Window time.Duration `json:"window"`
+	Window time.Duration
 	// PromoteGate asks a human before promoting to the rest of the pool.
-	PromoteGate bool `json:"promote_gate,omitempty"`
+	PromoteGate bool
+}
+
+// settingsJSON is the wire form of Settings.
+type settingsJSON struct {
+	ApprovalTTL jsonDuration `json:"approval_ttl"`
+	PauseTTL    jsonDuration `json:"pause_ttl"`
+	Warmup      jsonDuration `json:"warmup"`
+	Window      jsonDuration `json:"window"`
+	PromoteGate bool         `json:"promote_gate,omitempty"`
+}
+
+// MarshalJSON writes the durations as Prometheus duration strings ("5m").
+func (s Settings) MarshalJSON() ([]byte, error) {
+	return json.Marshal(settingsJSON{jsonDuration(s.ApprovalTTL), jsonDuration(s.PauseTTL), jsonDuration(s.Warmup), jsonDuration(s.Window), s.PromoteGate})
+}
+
+// UnmarshalJSON reads duration strings, and the nanosecond numbers that
+// stores written by earlier versions hold.
+func (s *Settings) UnmarshalJSON(b []byte) error {
+	var j settingsJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*s = Settings{time.Duration(j.ApprovalTTL), time.Duration(j.PauseTTL), time.Duration(j.Warmup), time.Duration(j.Window), j.PromoteGate}
+	return nil
+}
+
+// jsonDuration is a duration written as a string such as "1h30m".
+type jsonDuration time.Duration
+
+func (d jsonDuration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(model.Duration(d).String())
+}
+
+func (d *jsonDuration) UnmarshalJSON(b []byte) error {
+	var n int64
+	if err := json.Unmarshal(b, &n); err == nil {
+		*d = jsonDuration(n)
+		return nil
+	}
+	var str string
+	if err := json.Unmarshal(b, &str); err != nil {
+		return fmt.Errorf("duration %s: want a string such as \"5m\"", b)
+	}
+	v, err := model.ParseDuration(str)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", str, err)
+	}
+	*d = jsonDuration(v)
+	return nil
 }
 
 // DefaultSettings are the settings of a workflow created without any.
@@ -94,14 +152,47 @@ type Decision struct {
 	Time         time.Time `json:"time"`
 }
 
-// InstanceChange records the change on one instance. AppliedAt is set once
-// the executor was called to apply, even if that call failed: a failed
-// apply may have changed the instance, so rollback reverts it too.
+// InstanceChange records the change on one instance. It is written before
+// the executor is called to apply, so that a crash or a failed call that
+// may still have changed the instance is rolled back too.
 type InstanceChange struct {
-	Instance   string    `json:"instance"`
-	Stage      string    `json:"stage"`
+	Instance string `json:"instance"`
+	Stage    string `json:"stage"`
+	// From is the value the instance had right before the change, the
+	// value a rollback restores; FromSource says how it was learnt.
+	From       string    `json:"from"`
+	FromSource string    `json:"from_source"`
 	AppliedAt  time.Time `json:"applied_at,omitzero"`
 	RevertedAt time.Time `json:"reverted_at,omitzero"`
+	// Resolved is set when a person marked the instance as put back by
+	// hand after automatic rollbacks failed.
+	Resolved *Resolution `json:"resolved,omitempty"`
+}
+
+// Where the value to roll back to came from.
+const (
+	// FromRead: the executor read the instance right before applying.
+	FromRead = "executor_read"
+	// FromProposal: the value known when the workflow was created (the
+	// engine's metrics or info endpoints, the configuration, or an
+	// executor read then), used when the executor cannot read.
+	FromProposal = "proposal"
+)
+
+// Resolution is a person's statement that an instance holds its original
+// value again.
+type Resolution struct {
+	User   string    `json:"user"`
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
+}
+
+// CurrentValue is the value of the changed setting on one pool instance
+// when the workflow was proposed, and where it was read.
+type CurrentValue struct {
+	Instance string `json:"instance"`
+	Value    string `json:"value"`
+	Source   string `json:"source"`
 }
 
 // Workflow is one change carried through a staged rollout on one pool.
@@ -110,6 +201,11 @@ type Workflow struct {
 	Version      uint64   `json:"version"`
 	Change       Change   `json:"change"`
 	Pool         []string `json:"pool"`
+	// Current is the setting's value on every pool instance at proposal.
+	Current []CurrentValue `json:"current"`
+	// Baseline are instances of the same engine, model and capacity that
+	// the workflow does not change; validation compares with them.
+	Baseline     []string `json:"baseline"`
 	Requester    string   `json:"requester"`
 	ProposalHash string   `json:"proposal_hash"`
 	Settings     Settings `json:"settings"`
@@ -134,6 +230,13 @@ type Workflow struct {
 	// GuardrailBreaches counts consecutive ticks with a guardrail breached.
 	GuardrailBreaches int `json:"guardrail_breaches,omitempty"`
 	RollbackRounds    int `json:"rollback_rounds,omitempty"`
+	// RollbackAttempts counts the failed attempts of the current rollback
+	// round; NextAttemptAt is when the next one is due.
+	RollbackAttempts int       `json:"rollback_attempts,omitempty"`
+	NextAttemptAt    time.Time `json:"next_attempt_at,omitzero"`
+	// WindowRestarts counts analysis windows of the current stage that
+	// were started again because a canary restarted on its own.
+	WindowRestarts int `json:"window_restarts,omitempty"`
 
 	Instances []InstanceChange `json:"instances,omitempty"`
 	Gates     []Gate           `json:"gates,omitempty"`
@@ -183,16 +286,31 @@ func (w Workflow) StageInstances() []string {
 	return out
 }
 
-// Changed returns the instances that hold the new value (applied and not
-// reverted), in the order they were changed.
+// Changed returns the instances that may hold the new value (an apply was
+// started, and they were neither reverted nor resolved by hand), in the
+// order they were changed.
 func (w Workflow) Changed() []string {
 	var out []string
 	for _, ic := range w.Instances {
-		if !ic.AppliedAt.IsZero() && ic.RevertedAt.IsZero() {
+		if ic.changed() {
 			out = append(out, ic.Instance)
 		}
 	}
 	return out
+}
+
+func (ic InstanceChange) changed() bool {
+	return !ic.AppliedAt.IsZero() && ic.RevertedAt.IsZero() && ic.Resolved == nil
+}
+
+// CurrentOf returns the value instance had at proposal.
+func (w Workflow) CurrentOf(instance string) (CurrentValue, bool) {
+	for _, c := range w.Current {
+		if c.Instance == instance {
+			return c, true
+		}
+	}
+	return CurrentValue{}, false
 }
 
 // Untouched returns pool instances that never got the change.
@@ -215,17 +333,21 @@ func (w Workflow) instance(name string) (InstanceChange, bool) {
 	return InstanceChange{}, false
 }
 
-// ProposalHash identifies what an approval approves: the change, the pool
-// and the stages. A different proposal has a different hash.
-func ProposalHash(c Change, pool []string, stages []Stage) string {
+// ProposalHash identifies what an approval approves: the change, the pool,
+// each instance's current value and the stages. A different proposal has
+// a different hash.
+func ProposalHash(c Change, pool []string, current []CurrentValue, stages []Stage) string {
 	p := append([]string(nil), pool...)
 	sort.Strings(p)
+	cur := append([]CurrentValue(nil), current...)
+	sort.Slice(cur, func(i, j int) bool { return cur[i].Instance < cur[j].Instance })
 	// Marshalling strings, slices and bools cannot fail.
 	b, _ := json.Marshal(struct {
-		Change Change   `json:"change"`
-		Pool   []string `json:"pool"`
-		Stages []Stage  `json:"stages"`
-	}{c, p, stages})
+		Change  Change         `json:"change"`
+		Pool    []string       `json:"pool"`
+		Current []CurrentValue `json:"current"`
+		Stages  []Stage        `json:"stages"`
+	}{c, p, cur, stages})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
