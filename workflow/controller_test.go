@@ -173,7 +173,7 @@ func TestControllerSucceeds(t *testing.T) {
 			t.Fatalf("annotation %s = %q, want %q", k, a.Annotations[k], want)
 		}
 	}
-	for _, part := range []string{"max-num-seqs from 256 to 128", "Evidence: queue time p95", "Risk: throughput", "should decrease", "Rollback plan: set max-num-seqs back to 256"} {
+	for _, part := range []string{"set max-num-seqs to 128 on 4 instance(s)", "now a has 256, b has 256", "Evidence: queue time p95", "Risk: throughput", "should decrease", "Rollback plan: set max-num-seqs back to the value each changed instance had"} {
 		if !strings.Contains(a.Annotations["description"], part) {
 			t.Fatalf("description lacks %q:\n%s", part, a.Annotations["description"])
 		}

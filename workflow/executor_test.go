@@ -3,6 +3,7 @@ package workflow
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -191,5 +192,92 @@ out="$1"; shift
 	}
 	if err := e.Execute(context.Background(), testRequest); err == nil {
 		t.Fatal("rendered an unknown field")
+	}
+}
+
+func TestWebhookRead(t *testing.T) {
+	secret := []byte("s3cret")
+	var got Request
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		ts := r.Header.Get(HeaderTimestamp)
+		if r.Header.Get(HeaderSignature) != Sign(secret, ts, b) {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		_ = json.Unmarshal(b, &got)
+		switch got.Instance {
+		case "10.0.0.1:8000":
+			io.WriteString(w, `{"instance":"10.0.0.1:8000","flag":"max-num-seqs","value":"256"}`)
+		case "10.0.0.2:8000":
+			io.WriteString(w, `{"instance":"10.0.0.2:8000"}`)
+		default:
+			http.Error(w, "no such instance", http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	opts := WebhookOptions{URL: srv.URL, Secret: secret, Retries: -1}
+	off, err := NewWebhookExecutor(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := off.Read(context.Background(), testRequest); !errors.Is(err, ErrReadUnsupported) {
+		t.Fatalf("read without read: true: err = %v", err)
+	}
+	opts.Read = true
+	e, err := NewWebhookExecutor(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.Read(context.Background(), testRequest)
+	if err != nil || v != "256" {
+		t.Fatalf("read = %q, %v", v, err)
+	}
+	if got.Operation != OperationRead || got.To != "" || got.From != "" || got.IdempotencyKey != "" || got.Flag != "max-num-seqs" {
+		t.Fatalf("read request %+v", got)
+	}
+	for inst, want := range map[string]string{"10.0.0.2:8000": "answer has no value", "10.0.0.9:8000": "status 404"} {
+		r := testRequest
+		r.Instance = inst
+		if _, err := e.Read(context.Background(), r); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("read on %s: err = %v, want %q", inst, err, want)
+		}
+	}
+}
+
+func TestExecRead(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "read.sh")
+	err := os.WriteFile(script, []byte(`#!/bin/sh
+[ "$PERFAGENT_OPERATION" = read ] || exit 9
+case "$1" in
+  10.0.0.1:8000) echo 256; echo ignored ;;
+  10.0.0.2:8000) echo ;;
+  *) echo "unknown instance $1" >&2; exit 2 ;;
+esac
+`), 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, err := NewExecExecutor(ExecOptions{Argv: []string{"/bin/false"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := none.Read(context.Background(), testRequest); !errors.Is(err, ErrReadUnsupported) {
+		t.Fatalf("read without read_argv: err = %v", err)
+	}
+	e, err := NewExecExecutor(ExecOptions{Argv: []string{"/bin/false"}, ReadArgv: []string{script, "{{.Instance}}"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := e.Read(context.Background(), testRequest); err != nil || v != "256" {
+		t.Fatalf("read = %q, %v", v, err)
+	}
+	for inst, want := range map[string]string{"10.0.0.2:8000": "printed no value", "10.0.0.9:8000": "unknown instance 10.0.0.9:8000"} {
+		r := testRequest
+		r.Instance = inst
+		if _, err := e.Read(context.Background(), r); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("read on %s: err = %v, want %q", inst, err, want)
+		}
 	}
 }

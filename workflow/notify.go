@@ -105,7 +105,7 @@ func (p alertPolicy) approval(w Workflow, g Gate) Alert {
 	c := w.Change
 	l := p.labels(w, AlertApprovalRequired, "warning")
 	l["gate"] = g.Name
-	summary := fmt.Sprintf("Approve %s %s -> %s on %s (%s), gate %s", c.Flag, c.From, c.To, c.Model, c.Engine, g.Name)
+	summary := fmt.Sprintf("Approve %s %s -> %s on %s (%s), gate %s", c.Flag, c.From, c.To, strings.Join(w.Pool, ", "), c.Model, g.Name)
 	if strings.HasPrefix(g.Name, "inconclusive") {
 		summary = fmt.Sprintf("Validation of %s %s -> %s on %s (%s) is inconclusive: continue or roll back", c.Flag, c.From, c.To, c.Model, c.Engine)
 	}
@@ -128,15 +128,19 @@ func (p alertPolicy) outcome(w Workflow, name, severity string, since time.Time)
 	if n := len(w.Events); n > 0 {
 		reason = w.Events[n-1].Reason
 	}
-	summary := fmt.Sprintf("Change %s %s -> %s on %s (%s) was rolled back", c.Flag, c.From, c.To, c.Model, c.Engine)
-	if name == AlertNeedsAttention {
-		summary = fmt.Sprintf("Rollback of %s on %s (%s) failed; automation on the pool is frozen", c.Flag, c.Model, c.Engine)
-	}
+	summary := fmt.Sprintf("Change %s -> %s on %s (%s) was rolled back", c.Flag, c.To, c.Model, c.Engine)
 	ann := map[string]string{
-		"summary":      summary,
 		"description":  p.describe(w) + "\n\nLast event: " + reason,
 		"workflow_url": p.workflowURL(w),
 	}
+	if name == AlertNeedsAttention {
+		still := strings.Join(w.Changed(), ", ")
+		summary = fmt.Sprintf("Rollback of %s on %s (%s) failed; still changed: %s", c.Flag, c.Model, c.Engine, still)
+		ann["still_changed"] = still
+		ann["description"] += fmt.Sprintf("\n\nStill changed: %s. Retry the rollback (POST /api/v1/workflows/%s/rollback), or restore an instance by hand and say so (POST /api/v1/workflows/%s/instances/{instance}/resolve).",
+			still, w.ID, w.ID)
+	}
+	ann["summary"] = summary
 	if n := len(w.Results); n > 0 {
 		ann["stage_result"] = resultText(w.Results[n-1])
 	}
@@ -146,8 +150,12 @@ func (p alertPolicy) outcome(w Workflow, name, severity string, since time.Time)
 func (p alertPolicy) describe(w Workflow) string {
 	c := w.Change
 	var b strings.Builder
-	fmt.Fprintf(&b, "Change: set %s from %s to %s%s on %d instance(s) of %s (%s), recommendation %s.\n",
-		c.Flag, c.From, c.To, unitSuffix(c.Unit), len(w.Pool), c.Model, c.Engine, c.RecommendationID)
+	var current []string
+	for _, cv := range w.Current {
+		current = append(current, cv.Instance+" has "+cv.Value)
+	}
+	fmt.Fprintf(&b, "Change: set %s to %s%s on %d instance(s) of %s (%s), recommendation %s; now %s.\n",
+		c.Flag, c.To, unitSuffix(c.Unit), len(w.Pool), c.Model, c.Engine, c.RecommendationID, strings.Join(current, ", "))
 	var stages []string
 	for _, s := range w.Stages {
 		stages = append(stages, fmt.Sprintf("%s: %s", s.Name, strings.Join(s.Instances, ", ")))
@@ -163,7 +171,7 @@ func (p alertPolicy) describe(w Workflow) string {
 	}
 	fmt.Fprintf(&b, "Evidence: %s\n", c.Evidence)
 	fmt.Fprintf(&b, "Risk: %s\n", c.Risk)
-	fmt.Fprintf(&b, "Rollback plan: set %s back to %s on every changed instance, newest first, through the same executor; automatic when a validation fails.\n", c.Flag, c.From)
+	fmt.Fprintf(&b, "Rollback plan: set %s back to the value each changed instance had right before its change, newest first, through the same executor; automatic when a validation fails, retried with backoff.\n", c.Flag)
 	fmt.Fprintf(&b, "Requested by %s. Decide at %s.", w.Requester, p.workflowURL(w))
 	return b.String()
 }
