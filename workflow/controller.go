@@ -284,7 +284,7 @@ func (c *Controller) currentValues(ctx context.Context, r CreateRequest) ([]Curr
 			}
 			cv = CurrentValue{Instance: inst, Value: v, Source: FromRead}
 		}
-		if cv.Value == r.Change.To {
+		if SameValue(cv.Value, r.Change.To) {
 			return nil, fmt.Errorf("%w: %s already has %s=%s", ErrInvalidChange, inst, r.Change.Flag, cv.Value)
 		}
 		out = append(out, cv)

@@ -346,3 +346,17 @@ func TestSettingsJSON(t *testing.T) {
 		t.Fatal("a bad duration was accepted")
 	}
 }
+
+func TestSameValue(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"0.9", "0.90", true}, {"256", "256.0", true}, {"True", "true", true}, {"auto", "auto", true},
+		{"0.9", "0.95", false}, {"true", "1.5", false}, {"auto", "fp8", false}, {"", "0", false},
+	} {
+		if got := SameValue(tc.a, tc.b); got != tc.want {
+			t.Errorf("SameValue(%q, %q) = %v", tc.a, tc.b, got)
+		}
+	}
+}

@@ -131,7 +131,7 @@ func (c *Controller) valueBefore(ctx context.Context, w Workflow, inst string) (
 		return InstanceChange{Instance: inst, From: proposed.Value, FromSource: FromProposal}, nil
 	case err != nil:
 		return InstanceChange{}, fmt.Errorf("reading %s on %s before changing it: %w", w.Change.Flag, inst, err)
-	case v != proposed.Value:
+	case !SameValue(v, proposed.Value):
 		return InstanceChange{}, fmt.Errorf("%s on %s is now %s, not %s as when it was approved; propose the change again", w.Change.Flag, inst, v, proposed.Value)
 	}
 	return InstanceChange{Instance: inst, From: v, FromSource: FromRead}, nil

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -301,6 +303,23 @@ func (w Workflow) Changed() []string {
 
 func (ic InstanceChange) changed() bool {
 	return !ic.AppliedAt.IsZero() && ic.RevertedAt.IsZero() && ic.Resolved == nil
+}
+
+// SameValue reports whether two renderings of a setting are the same
+// value: engines print "0.90" or "True" where a configuration says "0.9"
+// or "true".
+func SameValue(a, b string) bool {
+	if a == b {
+		return true
+	}
+	fa, errA := strconv.ParseFloat(a, 64)
+	fb, errB := strconv.ParseFloat(b, 64)
+	if errA == nil && errB == nil {
+		return fa == fb
+	}
+	ba, errA := strconv.ParseBool(strings.ToLower(a))
+	bb, errB := strconv.ParseBool(strings.ToLower(b))
+	return errA == nil && errB == nil && ba == bb
 }
 
 // CurrentOf returns the value instance had at proposal.

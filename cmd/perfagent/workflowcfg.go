@@ -38,6 +38,10 @@ type WorkflowConfig struct {
 	PauseTTL    collector.Duration `yaml:"pause_ttl,omitempty" json:"pause_ttl,omitempty"`
 	Warmup      collector.Duration `yaml:"warmup,omitempty" json:"warmup,omitempty"`
 	Window      collector.Duration `yaml:"window,omitempty" json:"window,omitempty"`
+	// RollbackAttempts and RollbackBackoff pace the retries of a failed
+	// rollback before the workflow needs attention.
+	RollbackAttempts int                `yaml:"rollback_attempts,omitempty" json:"rollback_attempts,omitempty"`
+	RollbackBackoff  collector.Duration `yaml:"rollback_backoff,omitempty" json:"rollback_backoff,omitempty"`
 }
 
 // WebhookConfig is the HMAC-signed webhook executor.
@@ -47,12 +51,18 @@ type WebhookConfig struct {
 	SecretFile string              `yaml:"secret_file,omitempty" json:"secret_file,omitempty"`
 	Timeout    collector.Duration  `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	Retries    int                 `yaml:"retries,omitempty" json:"retries,omitempty"`
+	// Read says the receiver answers read requests (operation "read") with
+	// the current value, so a workflow can learn what each instance has
+	// right before changing it.
+	Read bool `yaml:"read,omitempty" json:"read,omitempty"`
 }
 
 // ExecConfig is the exec executor: an argv template run without a shell.
 type ExecConfig struct {
 	Argv    []string           `yaml:"argv" json:"argv"`
 	Timeout collector.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// ReadArgv prints an instance's current value of the flag.
+	ReadArgv []string `yaml:"read_argv,omitempty" json:"read_argv,omitempty"`
 }
 
 // Enabled reports whether workflows can run: an executor is configured.
@@ -96,13 +106,16 @@ func (c *WorkflowConfig) Validate() []error {
 	if e := c.Exec; e != nil && len(e.Argv) == 0 {
 		bad("exec.argv", "is empty: give the command and its arguments")
 	}
+	if c.RollbackAttempts < 0 {
+		bad("rollback_attempts", "must not be negative")
+	}
 	if c.Enabled() && len(c.Approvers) == 0 {
 		bad("approvers", "is empty: nobody could approve a workflow")
 	}
 	for _, d := range []struct {
 		name string
 		v    collector.Duration
-	}{{"approval_ttl", c.ApprovalTTL}, {"pause_ttl", c.PauseTTL}, {"warmup", c.Warmup}, {"window", c.Window}} {
+	}{{"approval_ttl", c.ApprovalTTL}, {"pause_ttl", c.PauseTTL}, {"warmup", c.Warmup}, {"window", c.Window}, {"rollback_backoff", c.RollbackBackoff}} {
 		if d.v < 0 {
 			bad(d.name, "must not be negative")
 		}
@@ -130,10 +143,10 @@ func (c *WorkflowConfig) executor() (workflow.Executor, error) {
 			}
 			secret = []byte(strings.TrimSpace(string(b)))
 		}
-		return workflow.NewWebhookExecutor(workflow.WebhookOptions{URL: w.URL, Secret: secret, Timeout: time.Duration(w.Timeout), Retries: w.Retries})
+		return workflow.NewWebhookExecutor(workflow.WebhookOptions{URL: w.URL, Secret: secret, Timeout: time.Duration(w.Timeout), Retries: w.Retries, Read: w.Read})
 	}
 	if e := c.Exec; e != nil {
-		return workflow.NewExecExecutor(workflow.ExecOptions{Argv: e.Argv, Timeout: time.Duration(e.Timeout)})
+		return workflow.NewExecExecutor(workflow.ExecOptions{Argv: e.Argv, ReadArgv: e.ReadArgv, Timeout: time.Duration(e.Timeout)})
 	}
 	return nil, errors.New("no workflow executor configured")
 }
@@ -191,8 +204,11 @@ func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg promet
 	interval := time.Duration(cfg.Global.EvaluationInterval)
 	wf.controller, err = workflow.NewController(workflow.ControllerOptions{
 		Store: ws, Source: store, Executor: exec, Alerts: wf.sender,
-		// Signals are stored once per evaluation interval.
-		Validator: workflow.NewValidator(workflow.ValidatorOptions{Source: store, Step: interval}),
+		// Signals are stored once per evaluation interval; a counter reset
+		// shows in llm_counter_resets for one rate window.
+		Validator: workflow.NewValidator(workflow.ValidatorOptions{Source: store, Step: interval,
+			RestartLookback: time.Duration(cfg.Collector.RateWindow) + interval}),
+		RollbackAttempts: cfg.Workflow.RollbackAttempts, RollbackBackoff: time.Duration(cfg.Workflow.RollbackBackoff),
 		Approvers: cfg.Workflow.Approvers, ExternalURL: externalURL(cfg.Workflow.ExternalURL, f.listenAddress),
 		AgentName: "perfagent", Defaults: cfg.Workflow.settings(),
 		// Validation reads the local TSDB, where signals land one

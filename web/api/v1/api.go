@@ -93,6 +93,9 @@ const (
 	ErrNotFound    = "not_found"
 	ErrInternal    = "internal"
 	ErrUnavailable = "unavailable"
+	// ErrUnprocessable answers a well-formed request that cannot be
+	// carried out safely as it stands (422).
+	ErrUnprocessable = "unprocessable"
 )
 
 type apiError struct {

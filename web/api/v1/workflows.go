@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
 
-	"github.com/optiinfra/perfagent/recommender"
+	"github.com/optiinfra/perfagent/agent"
 	"github.com/optiinfra/perfagent/workflow"
 )
 
@@ -24,21 +23,38 @@ type Workflows interface {
 	Decide(ctx context.Context, id string, d workflow.Decision, now time.Time) (workflow.Workflow, error)
 	Abort(ctx context.Context, id, user, reason string, now time.Time) (workflow.Workflow, error)
 	Rollback(ctx context.Context, id, user, reason string, now time.Time) (workflow.Workflow, error)
+	Resolve(ctx context.Context, id, instance, user, reason string, now time.Time) (workflow.Workflow, error)
 }
 
 // CreateWorkflowRequest is the body of POST /api/v1/workflows.
 type CreateWorkflowRequest struct {
 	// Recommendation is the id of a current recommendation
-	// (GET /api/v1/recommendations), e.g. raise_gpu_memory_utilization.
+	// (GET /api/v1/recommendations), e.g. lower_max_num_seqs.
 	Recommendation string `json:"recommendation"`
 	// Instance picks the recommendation of this instance when several
 	// share the id.
 	Instance string `json:"instance,omitempty"`
-	// Instances narrow the pool; by default it is every instance of the
-	// recommendation's engine and model.
+	// Instances is the pool. A value is applied only where it was
+	// computed: each instance needs a current recommendation with the same
+	// id and proposed value. Empty means the recommendation's instance and
+	// every instance whose recommendation is the same.
 	Instances []string `json:"instances,omitempty"`
 	// Stages replace the default stages (one canary, half, all).
 	Stages []workflow.Stage `json:"stages,omitempty"`
+}
+
+// WorkflowView is a workflow as the API shows it, with the instances that
+// hold its change now.
+type WorkflowView struct {
+	workflow.Workflow
+	// StillChanged are the instances the workflow changed and has not
+	// restored: the rollout's instances while it runs or after it
+	// succeeded, and the ones a failed rollback left behind.
+	StillChanged []string `json:"still_changed"`
+}
+
+func viewOf(w workflow.Workflow) WorkflowView {
+	return WorkflowView{Workflow: w, StillChanged: nonNil(w.Changed())}
 }
 
 // DecisionRequest is the body of the approve and reject endpoints.
@@ -51,8 +67,9 @@ type DecisionRequest struct {
 	Comment string `json:"comment,omitempty"`
 }
 
-// ActionRequest is the body of the abort and rollback endpoints.
+// ActionRequest is the body of the abort, rollback and resolve endpoints.
 type ActionRequest struct {
+	// Reason is recorded with the event; resolve requires it.
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -104,6 +121,10 @@ func workflowError(err error) *apiError {
 		return &apiError{typ: "conflict", status: http.StatusConflict, err: err}
 	case errors.Is(err, workflow.ErrInvalidChange):
 		return &apiError{typ: ErrBadData, status: http.StatusBadRequest, err: err}
+	case errors.Is(err, workflow.ErrUnknownCurrent):
+		return &apiError{typ: ErrUnprocessable, status: http.StatusUnprocessableEntity, err: err}
+	case errors.Is(err, workflow.ErrInstanceNotChanged):
+		return &apiError{typ: "conflict", status: http.StatusConflict, err: err}
 	default:
 		return &apiError{typ: ErrInternal, status: http.StatusInternalServerError, err: err}
 	}
@@ -115,87 +136,24 @@ func (a *API) createWorkflow(r *http.Request) (any, *apiError) {
 	if apiErr != nil {
 		return nil, apiErr
 	}
-	if req.Recommendation == "" {
-		return nil, badData("recommendation", "is required: the id of a current recommendation (GET /api/v1/recommendations)")
+	cr, err := agent.Propose(a.o.Recommendations.Latest(), a.o.Collector.Latest(), agent.ProposalRequest{
+		Recommendation: req.Recommendation, Instance: req.Instance, Instances: req.Instances, Stages: req.Stages,
+	})
+	var perr *agent.ProposalError
+	switch {
+	case errors.As(err, &perr) && perr.NotFound:
+		return nil, notFound("%s", perr.Error())
+	case errors.As(err, &perr):
+		return nil, badData(perr.Field, "%s", perr.Msg)
+	case err != nil:
+		return nil, &apiError{typ: ErrInternal, status: http.StatusInternalServerError, err: err}
 	}
-	rec, apiErr := a.findRecommendation(req.Recommendation, req.Instance)
-	if apiErr != nil {
-		return nil, apiErr
-	}
-	if rec.Action.Kind != recommender.KindFlag {
-		return nil, badData("recommendation", "%s is a %s action; workflows carry engine flag changes", rec.ID, rec.Action.Kind)
-	}
-	pool, apiErr := a.pool(rec, req.Instances)
-	if apiErr != nil {
-		return nil, apiErr
-	}
-	w, err := a.o.Workflows.Create(r.Context(), workflow.CreateRequest{Change: changeOf(rec), Pool: pool, Requester: user, Stages: req.Stages}, a.o.Now())
+	cr.Requester = user
+	w, err := a.o.Workflows.Create(r.Context(), cr, a.o.Now())
 	if err != nil {
 		return nil, workflowError(err)
 	}
-	return w, nil
-}
-
-// findRecommendation picks a current recommendation by id and instance.
-func (a *API) findRecommendation(id, instance string) (recommender.Recommendation, *apiError) {
-	var matches []recommender.Recommendation
-	for _, rec := range a.o.Recommendations.Latest().Recommendations {
-		if rec.ID == id && (instance == "" || rec.Instance == instance || slices.Contains(rec.Action.Instances, instance)) {
-			matches = append(matches, rec)
-		}
-	}
-	switch len(matches) {
-	case 0:
-		return recommender.Recommendation{}, notFound("recommendation: no current recommendation %q%s; GET /api/v1/recommendations lists them", id, forInstance(instance))
-	case 1:
-		return matches[0], nil
-	default:
-		return recommender.Recommendation{}, badData("instance", "%d current recommendations have the id %q; name the instance", len(matches), id)
-	}
-}
-
-func forInstance(instance string) string {
-	if instance == "" {
-		return ""
-	}
-	return " for instance " + instance
-}
-
-// pool is every serving instance of the recommendation's engine and model,
-// narrowed to the requested instances.
-func (a *API) pool(rec recommender.Recommendation, want []string) ([]string, *apiError) {
-	snap := a.o.Collector.Latest()
-	if snap == nil {
-		return nil, &apiError{typ: ErrUnavailable, status: http.StatusServiceUnavailable, err: errors.New("no collection has completed yet")}
-	}
-	var pool []string
-	for _, in := range snap.Instances {
-		if in.Engine == rec.Engine && in.Model == rec.Model {
-			pool = append(pool, in.Instance)
-		}
-	}
-	if len(want) == 0 {
-		return pool, nil
-	}
-	for _, w := range want {
-		if !slices.Contains(pool, w) {
-			return nil, badData("instances", "%q is not an instance of %s %s (pool: %s)", w, rec.Engine, rec.Model, strings.Join(pool, ", "))
-		}
-	}
-	return want, nil
-}
-
-// changeOf carries a recommendation into a workflow.
-func changeOf(rec recommender.Recommendation) workflow.Change {
-	c := workflow.Change{
-		RecommendationID: rec.ID, Engine: rec.Engine, Model: rec.Model, Kind: rec.Action.Kind,
-		Flag: rec.Action.Flag, From: rec.Action.Current, To: rec.Action.Proposed, Unit: rec.Action.Unit,
-		Risk: rec.Risk, Evidence: rec.Rationale,
-	}
-	for _, e := range rec.Effects {
-		c.Targets = append(c.Targets, workflow.Target{Signal: e.Signal, Quantile: e.Quantile, Expected: workflow.Direction(e.Direction)})
-	}
-	return c
+	return viewOf(w), nil
 }
 
 func (a *API) listWorkflows(r *http.Request) (any, *apiError) {
@@ -222,7 +180,11 @@ func (a *API) listWorkflows(r *http.Request) (any, *apiError) {
 	if err != nil {
 		return nil, workflowError(err)
 	}
-	return map[string]any{"workflows": nonNil(ws)}, nil
+	views := make([]WorkflowView, len(ws))
+	for i, w := range ws {
+		views[i] = viewOf(w)
+	}
+	return map[string]any{"workflows": views}, nil
 }
 
 func (a *API) getWorkflow(r *http.Request) (any, *apiError) {
@@ -233,7 +195,7 @@ func (a *API) getWorkflow(r *http.Request) (any, *apiError) {
 	if err != nil {
 		return nil, workflowError(err)
 	}
-	return w, nil
+	return viewOf(w), nil
 }
 
 func (a *API) decideWorkflow(approve bool) handlerFunc {
@@ -262,7 +224,7 @@ func (a *API) decideWorkflow(approve bool) handlerFunc {
 		if err != nil {
 			return nil, workflowError(err)
 		}
-		return w, nil
+		return viewOf(w), nil
 	}
 }
 
@@ -276,7 +238,27 @@ func (a *API) workflowRoutes() []route {
 		{"/workflows/{id}/reject", http.MethodPost, a.decideWorkflow(false)},
 		{"/workflows/{id}/abort", http.MethodPost, a.actOnWorkflow(Workflows.Abort)},
 		{"/workflows/{id}/rollback", http.MethodPost, a.actOnWorkflow(Workflows.Rollback)},
+		{"/workflows/{id}/instances/{instance}/resolve", http.MethodPost, a.resolveInstance},
 	}
+}
+
+// resolveInstance records that a person restored an instance by hand after
+// a rollback failed.
+func (a *API) resolveInstance(r *http.Request) (any, *apiError) {
+	var req ActionRequest
+	user, apiErr := a.mutation(r, &req)
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		return nil, badData("reason", "is required: say how the instance was restored (it is logged and kept with the workflow)")
+	}
+	vars := mux.Vars(r)
+	w, err := a.o.Workflows.Resolve(r.Context(), vars["id"], vars["instance"], user, req.Reason, a.o.Now())
+	if err != nil {
+		return nil, workflowError(err)
+	}
+	return viewOf(w), nil
 }
 
 // workflowAction is an operation a person takes on a workflow.
@@ -293,6 +275,6 @@ func (a *API) actOnWorkflow(act workflowAction) handlerFunc {
 		if err != nil {
 			return nil, workflowError(err)
 		}
-		return w, nil
+		return viewOf(w), nil
 	}
 }

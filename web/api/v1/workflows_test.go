@@ -1,0 +1,199 @@
+package v1
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/prometheus/promql"
+
+	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/recommender"
+	"github.com/optiinfra/perfagent/workflow"
+)
+
+type fixedRecommendations struct{ rep recommender.Report }
+
+func (f fixedRecommendations) Latest() recommender.Report { return f.rep }
+
+func (f fixedRecommendations) Recommend(context.Context, time.Time, RecommendRequest) (recommender.Report, error) {
+	return f.rep, nil
+}
+
+// quietSource has every signal and no data: workflows wait in analysis.
+type quietSource struct{}
+
+func (quietSource) Query(context.Context, string, time.Time) (promql.Vector, error) {
+	return promql.Vector{{F: 1}}, nil
+}
+
+func (quietSource) QueryRange(context.Context, string, time.Time, time.Time, time.Duration) (promql.Matrix, error) {
+	return nil, nil
+}
+
+// brokenRollbacks applies changes and fails every rollback.
+type brokenRollbacks struct{}
+
+func (brokenRollbacks) Execute(_ context.Context, r workflow.Request) error {
+	if r.Operation == workflow.OperationRollback {
+		return errors.New("host unreachable")
+	}
+	return nil
+}
+
+// newWorkflowAPI serves the API over a real workflow controller whose
+// rollbacks fail, with a lower_max_num_seqs recommendation for a:1 (whose
+// max_num_seqs the configuration states) and b:1 (whose value nobody knows).
+func newWorkflowAPI(t *testing.T) (http.Handler, *workflow.Controller, func(time.Time)) {
+	t.Helper()
+	store, err := workflow.OpenBoltStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	c, err := workflow.NewController(workflow.ControllerOptions{
+		Store: store, Source: quietSource{}, Executor: brokenRollbacks{}, Approvers: []string{"bob"},
+		Defaults:         workflow.Settings{Warmup: time.Minute, Window: time.Minute},
+		RollbackAttempts: 2, RollbackBackoff: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := func(inst, current string) recommender.Recommendation {
+		return recommender.Recommendation{ID: "lower_max_num_seqs", Instance: inst, Engine: "vllm", Model: "m",
+			Action: recommender.Action{Kind: recommender.KindFlag, Flag: "--max-num-seqs", Setting: "max_num_seqs", Current: current, Proposed: "120"}}
+	}
+	snap := &collector.Snapshot{Time: now, Instances: []*collector.Instance{
+		{Instance: "a:1", Engine: "vllm", Model: "m", Settings: collector.Settings{"max_num_seqs": {Value: "256", Source: collector.SettingFromConfig}}},
+		{Instance: "b:1", Engine: "vllm", Model: "m", Settings: collector.Settings{}},
+	}}
+	clock := now
+	api := New(Options{
+		Collector: &fakeCollector{latest: snap}, History: &fakeHistory{},
+		Recommendations: fixedRecommendations{recommender.Report{Recommendations: []recommender.Recommendation{rec("a:1", "256"), rec("b:1", "unknown")}}},
+		Workflows:       c,
+		Authenticated: func(r *http.Request) (string, bool) {
+			u, _, ok := r.BasicAuth()
+			return u, ok
+		},
+		Now: func() time.Time { return clock },
+	})
+	r := mux.NewRouter()
+	api.Register(r.PathPrefix("/api/v1").Subrouter())
+	return r, c, func(t time.Time) { clock = t }
+}
+
+func doAs(t *testing.T, h http.Handler, user, method, path, body string) (int, envelope) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.SetBasicAuth(user, "pw")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	var env envelope
+	if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil {
+		t.Fatalf("%s %s: %v\n%s", method, path, err, w.Body.String())
+	}
+	return w.Code, env
+}
+
+func TestCreateWorkflowRefusals(t *testing.T) {
+	h, _, _ := newWorkflowAPI(t)
+	for _, tc := range []struct {
+		name, body string
+		code       int
+		errType    string
+		msg        []string
+	}{
+		{"current value unknown", `{"recommendation":"lower_max_num_seqs","instance":"b:1"}`, 422, ErrUnprocessable,
+			[]string{"current value of --max-num-seqs is unknown on b:1", "settings: {max_num_seqs:", "workflow.webhook.read"}},
+		{"pool outside the recommendation", `{"recommendation":"lower_max_num_seqs","instance":"a:1","instances":["a:1","c:1"]}`, 400, ErrBadData,
+			[]string{"instances: ", "c:1 has no current lower_max_num_seqs recommendation"}},
+		{"unknown recommendation", `{"recommendation":"raise_max_num_seqs"}`, 404, ErrNotFound, []string{"no current recommendation"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, env := doAs(t, h, "alice", "POST", "/api/v1/workflows", tc.body)
+			if code != tc.code || env.ErrorType != tc.errType {
+				t.Fatalf("= %d %s %q, want %d %s", code, env.ErrorType, env.Error, tc.code, tc.errType)
+			}
+			for _, m := range tc.msg {
+				if !strings.Contains(env.Error, m) {
+					t.Errorf("error %q lacks %q", env.Error, m)
+				}
+			}
+		})
+	}
+}
+
+// TestWorkflowRollbackFailsThenResolved follows a workflow whose rollback
+// fails over the API: the instance stays listed as changed until a person
+// restores it and says so.
+func TestWorkflowRollbackFailsThenResolved(t *testing.T) {
+	h, c, setClock := newWorkflowAPI(t)
+	code, env := doAs(t, h, "alice", "POST", "/api/v1/workflows", `{"recommendation":"lower_max_num_seqs","instance":"a:1"}`)
+	if code != 200 {
+		t.Fatalf("create = %d %s", code, env.Error)
+	}
+	var w WorkflowView
+	if err := json.Unmarshal(env.Data, &w); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Pool) != 1 || w.Current[0].Value != "256" || w.Settings.Warmup != time.Minute || !strings.Contains(string(env.Data), `"warmup":"1m"`) {
+		t.Fatalf("created %s", env.Data)
+	}
+	if code, env := doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/approve", `{"proposal_hash":"deadbeef"}`); code != 409 || strings.Contains(env.Error, w.ProposalHash) {
+		t.Fatalf("wrong hash = %d %q: must be refused without revealing the right one", code, env.Error)
+	}
+	if code, env := doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/approve", fmt.Sprintf(`{"proposal_hash":%q,"gate":"stage-2"}`, w.ProposalHash)); code != 409 || !strings.Contains(env.Error, "the open gate is start") {
+		t.Fatalf("approving a closed gate = %d %q", code, env.Error)
+	}
+	if code, env := doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/approve", fmt.Sprintf(`{"proposal_hash":%q}`, w.ProposalHash)); code != 200 {
+		t.Fatalf("approve = %d %s", code, env.Error)
+	}
+	ctx := context.Background()
+	at := now
+	for range 3 {
+		if err := c.Tick(ctx, at); err != nil {
+			t.Fatal(err)
+		}
+		at = at.Add(time.Second)
+	}
+	setClock(at)
+	if code, env := doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/rollback", `{"reason":"undo"}`); code != 200 {
+		t.Fatalf("rollback = %d %s", code, env.Error)
+	}
+	for range 5 {
+		at = at.Add(10 * time.Second)
+		if err := c.Tick(ctx, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, env = doAs(t, h, "alice", "GET", "/api/v1/workflows/"+w.ID, "")
+	_ = json.Unmarshal(env.Data, &w)
+	if w.State != workflow.StateNeedsAttention || len(w.StillChanged) != 1 || w.StillChanged[0] != "a:1" {
+		t.Fatalf("after failed rollbacks: %s, still changed %v", w.State, w.StillChanged)
+	}
+	if code, env := doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/abort", `{}`); code != 409 || !strings.Contains(env.Error, "still changed") {
+		t.Fatalf("abort with a:1 still changed = %d %q", code, env.Error)
+	}
+	if code, env := doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/instances/a:1/resolve", `{}`); code != 400 || !strings.HasPrefix(env.Error, "reason: ") {
+		t.Fatalf("resolve without reason = %d %q", code, env.Error)
+	}
+	if code, env := doAs(t, h, "alice", "POST", "/api/v1/workflows/"+w.ID+"/instances/a:1/resolve", `{"reason":"x"}`); code != 403 {
+		t.Fatalf("resolve by a non-approver = %d %q", code, env.Error)
+	}
+	code, env = doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/instances/a:1/resolve", `{"reason":"redeployed with --max-num-seqs 256"}`)
+	if code != 200 {
+		t.Fatalf("resolve = %d %s", code, env.Error)
+	}
+	_ = json.Unmarshal(env.Data, &w)
+	if w.State != workflow.StateRolledBack || len(w.StillChanged) != 0 || !strings.Contains(string(env.Data), `"still_changed":[]`) {
+		t.Fatalf("after resolve: %s %v", w.State, w.StillChanged)
+	}
+}
