@@ -19,6 +19,41 @@ var (
 	sglangTokenBuckets = []float64{100, 300, 500, 700, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000, 12000, 15000, 20000, 22000, 25000, 30000, 35000, 40000, 66000, 99000, 132000, 300000, 600000, 900000, 1100000}
 )
 
+// buckets125 is vLLM's build_1_2_5_buckets: 1, 2, 5, 10, 20, 50, ... up to max.
+func buckets125(maxValue int) []float64 {
+	var b []float64
+	for exp := 1; ; exp *= 10 {
+		for _, m := range []int{1, 2, 5} {
+			v := m * exp
+			if v > maxValue {
+				return b
+			}
+			b = append(b, float64(v))
+		}
+	}
+}
+
+// tgiDurationBuckets are TGI's 35 geometric buckets: 0.0001 x 1.5^k, computed as TGI does.
+func tgiDurationBuckets() []float64 {
+	b := make([]float64, 0, 35)
+	v := 0.0001
+	for range 35 {
+		v *= 1.5
+		b = append(b, v)
+	}
+	return b
+}
+
+// tgiLinearBuckets are TGI's 100 linear buckets max/100 x k.
+func tgiLinearBuckets(maxValue int) []float64 {
+	b := make([]float64, 0, 100)
+	step := float64(maxValue) / 100.0
+	for k := 1; k <= 100; k++ {
+		b = append(b, step*float64(k))
+	}
+	return b
+}
+
 // vllmV0IterBuckets are V0's CUDA-graph capture sizes: 1, 2, 4, then steps of 8.
 func vllmV0IterBuckets(maxSeqs int) []float64 {
 	b := []float64{1, 2, 4}
