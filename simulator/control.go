@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -124,6 +126,44 @@ func (s *Server) UpdateSettings(body []byte) error {
 		return &FieldError{Field: errs[0].field, Msg: errs[0].msg}
 	}
 	return s.setSettings(st)
+}
+
+// ReadSetting returns the engine's current value of one of its settings,
+// named as in POST /admin/settings and resolved with the engine's defaults,
+// written as the flag's value on a command line: integers without decimals,
+// floats in shortest form, booleans true or false, and "auto" for a dtype
+// left at the model's. ok is false when name is not a setting of the engine.
+func (s *Server) ReadSetting(name string) (value string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !slices.Contains(engineFlags[s.cfg.Engine], name) {
+		return "", false
+	}
+	v := reflect.ValueOf(s.cfg.Settings)
+	for i := range v.NumField() {
+		tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		if tag != name {
+			continue
+		}
+		f := v.Field(i)
+		if f.Kind() == reflect.Pointer {
+			f = f.Elem()
+		}
+		switch f.Kind() {
+		case reflect.Int:
+			return strconv.FormatInt(f.Int(), 10), true
+		case reflect.Float64:
+			return strconv.FormatFloat(f.Float(), 'f', -1, 64), true
+		case reflect.Bool:
+			return strconv.FormatBool(f.Bool()), true
+		case reflect.String:
+			if f.String() == "" {
+				return "auto", true
+			}
+			return f.String(), true
+		}
+	}
+	return "", false
 }
 
 // UpdateWorkload applies a JSON partial workload change (the body of POST /admin/workload).

@@ -25,7 +25,9 @@ const (
 // maxClockSkew bounds how old or new a signed request may be.
 const maxClockSkew = 5 * time.Minute
 
-// ChangeRequest is the part of a change request the simulator needs.
+// ChangeRequest is the part of a change or read request the simulator
+// needs; the agent's other fields (workflow_id, stage, engine, model, from,
+// unit) are ignored.
 type ChangeRequest struct {
 	Instance       string `json:"instance"`
 	Operation      string `json:"operation"`
@@ -34,12 +36,28 @@ type ChangeRequest struct {
 	IdempotencyKey string `json:"idempotency_key"`
 }
 
+// Operations of a change request.
+const (
+	opApply    = "apply"
+	opRollback = "rollback"
+	opRead     = "read"
+)
+
+// ReadResponse answers a read: the instance's current value of the flag.
+type ReadResponse struct {
+	Instance string `json:"instance"`
+	Flag     string `json:"flag"`
+	Value    string `json:"value"`
+}
+
 // WebhookHandler receives signed engine-setting changes for the fleet, as
 // a deployment system would: it checks the signature and its age, then
 // changes the flag on the server whose listen address is the request's
 // instance, as a restart with the new flag would. A repeated idempotency
-// key is answered without changing anything again. now is the clock the
-// timestamps are checked against.
+// key is answered without changing anything again. Operation "read"
+// answers the server's current value of the flag (a ReadResponse) and
+// changes and records nothing. now is the clock the timestamps are
+// checked against.
 func (f *Fleet) WebhookHandler(secret []byte, now func() time.Time) http.Handler {
 	var (
 		mu   sync.Mutex
@@ -64,9 +82,29 @@ func (f *Fleet) WebhookHandler(secret []byte, now func() time.Time) http.Handler
 			http.Error(w, "body is not a change request: "+err.Error(), http.StatusBadRequest)
 			return
 		}
+		switch req.Operation {
+		case opApply, opRollback, opRead:
+		default:
+			http.Error(w, fmt.Sprintf("operation %q is not one of %s, %s, %s", req.Operation, opApply, opRollback, opRead), http.StatusBadRequest)
+			return
+		}
 		s := f.serverAt(req.Instance)
 		if s == nil {
 			http.Error(w, fmt.Sprintf("no simulated server listens on %q", req.Instance), http.StatusNotFound)
+			return
+		}
+		setting := strings.ReplaceAll(strings.TrimLeft(req.Flag, "-"), "-", "_")
+		if setting == "" {
+			http.Error(w, "flag is required", http.StatusBadRequest)
+			return
+		}
+		if req.Operation == opRead {
+			value, ok := s.ReadSetting(setting)
+			if !ok {
+				http.Error(w, fmt.Sprintf("%s is not a %s setting (readable: %s)", req.Flag, s.Engine(), strings.Join(engineFlagNames(s.Engine()), ", ")), http.StatusUnprocessableEntity)
+				return
+			}
+			writeJSON(w, http.StatusOK, ReadResponse{Instance: req.Instance, Flag: req.Flag, Value: value})
 			return
 		}
 		mu.Lock()
@@ -75,9 +113,8 @@ func (f *Fleet) WebhookHandler(secret []byte, now func() time.Time) http.Handler
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		setting := strings.ReplaceAll(strings.TrimLeft(req.Flag, "-"), "-", "_")
-		if setting == "" || req.To == "" {
-			http.Error(w, "flag and to are required", http.StatusBadRequest)
+		if req.To == "" {
+			http.Error(w, "to is required", http.StatusBadRequest)
 			return
 		}
 		change, err := json.Marshal(map[string]any{setting: flagValue(req.To)})
@@ -86,7 +123,7 @@ func (f *Fleet) WebhookHandler(secret []byte, now func() time.Time) http.Handler
 			return
 		}
 		if err := s.UpdateSettings(change); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			http.Error(w, fmt.Sprintf("setting %s to %q: %v", req.Flag, req.To, err), http.StatusBadRequest)
 			return
 		}
 		if req.IdempotencyKey != "" {
@@ -94,6 +131,15 @@ func (f *Fleet) WebhookHandler(secret []byte, now func() time.Time) http.Handler
 		}
 		w.WriteHeader(http.StatusOK)
 	})
+}
+
+// engineFlagNames are the engine's settings as command-line flags.
+func engineFlagNames(e Engine) []string {
+	var flags []string
+	for _, name := range engineFlags[e] {
+		flags = append(flags, "--"+strings.ReplaceAll(name, "_", "-"))
+	}
+	return flags
 }
 
 func (f *Fleet) serverAt(listen string) *Server {
