@@ -41,22 +41,48 @@ func (s *Server) setWorkload(w Workload) {
 
 // setSettings restarts the engine with new flags: capacity is recomputed and in-flight
 // requests go back to the queue (their KV is recomputed), as clients retrying would do.
-// Counters and histograms continue.
+// Counters and histograms continue (Restart resets them).
 func (s *Server) setSettings(user Settings) error {
 	p, ferr := resolve(s.cfg.Engine, user, s.cfg.Model, s.cfg.GPU)
 	if ferr != nil {
 		return &FieldError{Field: ferr.field, Msg: ferr.msg}
 	}
-	for len(s.running) > 0 {
-		s.requeue(len(s.running) - 1)
-	}
-	s.used = 0
+	s.requeueAll()
 	s.p = p
 	s.user = user
 	s.cfg.Settings = p.s
 	s.resetRatio()
 	s.families = buildFamilies(s)
 	return nil
+}
+
+// requeueAll sends every running request back to the queue, as clients
+// retrying after a restart would; their KV is recomputed.
+func (s *Server) requeueAll() {
+	for len(s.running) > 0 {
+		s.requeue(len(s.running) - 1)
+	}
+	s.used = 0
+}
+
+// Restart restarts the engine process with the same flags, as an operator
+// or a crash would, outside any settings change: in-flight requests go back
+// to the queue, counters and histograms start again from zero, and the
+// process start time becomes the server's current simulated time.
+func (s *Server) Restart() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requeueAll()
+	s.started = s.now
+	s.st = stats{intervalStart: s.now}
+	s.resetRatio()
+	s.h = newHists(s)
+	s.families = buildFamilies(s)
+}
+
+// processStart is when the engine process last started.
+func (s *Server) processStart() time.Time {
+	return s.start.Add(time.Duration(s.started * 1e9))
 }
 
 // FieldError is a rejected value in a settings or workload change.
@@ -187,6 +213,7 @@ type State struct {
 	Engine   Engine    `json:"engine"`
 	Listen   string    `json:"listen"`
 	Time     time.Time `json:"time"`     // simulated time of the snapshot
+	Started  time.Time `json:"started"`  // simulated time the engine process last started
 	Settings Settings  `json:"settings"` // with engine defaults resolved
 	Workload Workload  `json:"workload"`
 	Model    string    `json:"model"`
@@ -212,7 +239,7 @@ type State struct {
 	MeanTPT   HistogramSnapshot `json:"-"`
 }
 
-// Counters are a server's cumulative counts since the start.
+// Counters are a server's cumulative counts since the engine process last started.
 type Counters struct {
 	Arrived          float64 `json:"arrived"`
 	Finished         float64 `json:"finished"`
@@ -279,6 +306,7 @@ func (s *Server) State() State {
 		Engine:           s.cfg.Engine,
 		Listen:           s.cfg.Listen,
 		Time:             s.start.Add(time.Duration(s.now * 1e9)),
+		Started:          s.processStart(),
 		Settings:         s.cfg.Settings,
 		Workload:         s.cfg.Workload,
 		Model:            s.cfg.Model.Name,

@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"math"
 	"strconv"
 )
 
@@ -51,6 +52,18 @@ func vllmCommon(s *Server, base []label) (running, waiting, usage func() float64
 	return running, waiting, usage, finished
 }
 
+// processStartTime is prometheus_client's process_start_time_seconds: the
+// process start read from /proc, in clock ticks of 1/100 s.
+func processStartTime(s *Server) family {
+	return family{name: "process_start_time_seconds", typ: typeGauge, help: "Start time of the process since unix epoch in seconds.",
+		series: one(nil, func() float64 { return math.Round(float64(s.processStart().UnixNano())/1e7) / 100 })}
+}
+
+// vllmV1Families starts with the process start time: V1's API server serves
+// /metrics from prometheus_client's default registry, whose process
+// collector comes first. V0 and SGLang serve it from the multiprocess
+// collector, and TGI from a Rust exporter, neither of which has process
+// metrics.
 func vllmV1Families(s *Server) []family {
 	base := sortedLabels(label{"engine", "0"}, label{"model_name", s.cfg.Model.Name})
 	running, waiting, usage, finished := vllmCommon(s, base)
@@ -58,6 +71,7 @@ func vllmV1Families(s *Server) []family {
 	p := s.p
 	zero := func() float64 { return 0 }
 	return []family{
+		processStartTime(s),
 		{name: "vllm:num_requests_running", typ: typeGauge, help: "Number of requests in model execution batches.", series: one(base, running)},
 		{name: "vllm:num_requests_waiting", typ: typeGauge, help: "Number of requests waiting to be processed.", series: one(base, waiting)},
 		{name: "vllm:num_requests_waiting_by_reason", typ: typeGauge, help: "Number of requests waiting to be processed, by reason.", series: []series{

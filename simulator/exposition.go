@@ -76,7 +76,7 @@ func (s *Server) WriteMetrics(w io.Writer) error {
 
 func (s *Server) appendText(b []byte) []byte {
 	st := s.style()
-	created := pyFloat(float64(s.start.UnixNano()) / 1e9)
+	created := pyFloat(float64(s.processStart().UnixNano()) / 1e9)
 	for i := range s.families {
 		f := &s.families[i]
 		if st.python {

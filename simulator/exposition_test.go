@@ -135,6 +135,7 @@ func catalog() map[string][]fam {
 	g := geometric()
 	return map[string][]fam{
 		"vllm-v1": {
+			{"process_start_time_seconds", gauge, nil, nil},
 			{"vllm:num_requests_running", gauge, v1, nil},
 			{"vllm:num_requests_waiting", gauge, v1, nil},
 			{"vllm:num_requests_waiting_by_reason", gauge, append(v1, "reason"), nil},
@@ -319,6 +320,7 @@ func TestTextFormatDetails(t *testing.T) {
 		{"vllm-v1", `vllm:request_success_total{engine="0",finished_reason="abort",model_name="meta-llama/Llama-3.1-8B-Instruct"} 0.0` + "\n"},
 		{"vllm-v1", `gpu_memory_utilization="0.9"`},
 		{"vllm-v1", `enable_prefix_caching="True"`},
+		{"vllm-v1", "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds "},
 		{"vllm-v0", `vllm:cpu_prefix_cache_hit_rate{model_name="meta-llama/Llama-3.1-8B-Instruct"} -1.0` + "\n"},
 		{"sglang", `sglang:num_running_reqs{engine_type="unified",model_name="meta-llama/Llama-3.1-8B-Instruct",moe_ep_rank="0",pp_rank="0",tp_rank="0"} `},
 		{"sglang", "# TYPE sglang:time_to_first_token_seconds histogram\nsglang:time_to_first_token_seconds_sum{"},
@@ -345,6 +347,9 @@ func TestTextFormatDetails(t *testing.T) {
 	for _, v := range []string{"vllm-v0", "sglang", "tgi"} {
 		if strings.Contains(out[v], "_created") {
 			t.Errorf("%s must not print _created series", v)
+		}
+		if strings.Contains(out[v], "process_") {
+			t.Errorf("%s has no process metrics", v)
 		}
 	}
 	if strings.Contains(out["tgi"], "_total ") || strings.Contains(out["tgi"], "_total{") {

@@ -25,6 +25,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /admin/state", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.State()) })
 	mux.HandleFunc("POST /admin/settings", s.adminUpdate(s.UpdateSettings))
 	mux.HandleFunc("POST /admin/workload", s.adminUpdate(s.UpdateWorkload))
+	mux.HandleFunc("POST /admin/restart", func(w http.ResponseWriter, _ *http.Request) {
+		s.Restart()
+		writeJSON(w, http.StatusOK, s.State())
+	})
 	return mux
 }
 

@@ -3,11 +3,15 @@ package simulator
 import (
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 func testServer(t *testing.T, engine string) (*Fleet, *Server, *httptest.Server) {
@@ -178,5 +182,89 @@ func TestEventsChangeSettings(t *testing.T) {
 	f.Advance(testStart.Add(10 * time.Minute))
 	if b := s.State().Counters.Arrived; b != a {
 		t.Errorf("arrivals continued at rate 0: %v -> %v", a, b)
+	}
+}
+
+// metricValue sums the samples of a counter or gauge family on a /metrics page.
+func metricValue(t *testing.T, page, name string) float64 {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(strings.NewReader(page))
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
+	}
+	mf, ok := mfs[name]
+	if !ok {
+		t.Fatalf("/metrics has no %s", name)
+	}
+	var sum float64
+	for _, m := range mf.GetMetric() {
+		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+	}
+	return sum
+}
+
+func TestAdminRestartResetsCounters(t *testing.T) {
+	cases := []struct {
+		engine  string
+		counter string // a counter on /metrics
+	}{
+		{"vllm", "vllm:generation_tokens_total"},
+		{"sglang", "sglang:generation_tokens_total"},
+		{"tgi", "tgi_request_count"},
+	}
+	for _, c := range cases {
+		t.Run(c.engine, func(t *testing.T) {
+			f, s, ts := testServer(t, c.engine)
+			// A settings change keeps counting; only a restart resets.
+			before := s.State()
+			if code, body := do(t, http.MethodPost, ts.URL+"/admin/settings", "{}"); code != http.StatusOK {
+				t.Fatalf("POST /admin/settings: status %d: %s", code, body)
+			}
+			if got := s.State(); got.Counters != before.Counters || got.Started != testStart {
+				t.Errorf("a settings change reset the counters or the start: %+v, then %+v", before, got)
+			}
+			f.Advance(before.Time.Add(30 * time.Second))
+			before = s.State()
+			if before.Counters.Arrived == 0 || before.Counters.GenerationTokens == 0 || before.Running == 0 {
+				t.Fatalf("nothing counted or running before the restart: %+v", before)
+			}
+			code, body := do(t, http.MethodPost, ts.URL+"/admin/restart", "")
+			if code != http.StatusOK {
+				t.Fatalf("POST /admin/restart: status %d: %s", code, body)
+			}
+			var st State
+			if err := json.Unmarshal([]byte(body), &st); err != nil {
+				t.Fatal(err)
+			}
+			// Histograms are not in the JSON state.
+			if h := s.State(); st.Counters != (Counters{}) || h.E2E.Count != 0 || h.Queue.Count != 0 {
+				t.Errorf("after the restart: counters %+v, e2e count %d, queue count %d; want zero", st.Counters, h.E2E.Count, h.Queue.Count)
+			}
+			if st.Running != 0 || st.Waiting != before.Waiting+before.Running {
+				t.Errorf("after the restart: %d running, %d waiting; the %d in flight go back to the queue", st.Running, st.Waiting, before.Running)
+			}
+			if !st.Started.Equal(st.Time) || !st.Started.After(testStart) {
+				t.Errorf("process started at %v, want the restart time %v", st.Started, st.Time)
+			}
+			_, page := do(t, http.MethodGet, ts.URL+"/metrics", "")
+			if got := metricValue(t, page, c.counter); got != 0 {
+				t.Errorf("%s = %v right after the restart, want 0", c.counter, got)
+			}
+			if c.engine == "vllm" {
+				if got, want := metricValue(t, page, "process_start_time_seconds"), math.Round(float64(st.Started.UnixNano())/1e7)/100; got != want {
+					t.Errorf("process_start_time_seconds = %v, want %v", got, want)
+				}
+			}
+
+			f.Advance(st.Time.Add(time.Minute))
+			_, page = do(t, http.MethodGet, ts.URL+"/metrics", "")
+			if got := metricValue(t, page, c.counter); got <= 0 {
+				t.Errorf("%s = %v a minute after the restart, want it counting again", c.counter, got)
+			}
+			if after := s.State(); after.Counters.Arrived == 0 || !after.Started.Equal(st.Started) {
+				t.Errorf("a minute after the restart: %v arrivals, start %v (was %v)", after.Counters.Arrived, after.Started, st.Started)
+			}
+		})
 	}
 }

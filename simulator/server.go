@@ -49,12 +49,13 @@ const logInterval = 10.0
 type Server struct {
 	mu sync.Mutex
 
-	cfg   ServerConfig
-	user  Settings // settings as given, before defaults
-	p     *params
-	start time.Time
-	now   float64
-	rng   *rand.Rand
+	cfg     ServerConfig
+	user    Settings // settings as given, before defaults
+	p       *params
+	start   time.Time
+	now     float64
+	started float64 // when the engine process last started, seconds since start
+	rng     *rand.Rand
 
 	nextArrival  float64
 	nextDeadline float64
