@@ -83,6 +83,7 @@ var signals = map[string]bool{
 	"llm_generation_tokens_per_second": false,
 	"llm_prompt_tokens_mean":           false,
 	"llm_generation_tokens_mean":       false,
+	"llm_counter_resets":               false,
 }
 
 var quantiles = []string{"0.5", "0.95", "0.99"}
@@ -400,7 +401,10 @@ const (
 	dur24 = 2.5251168294042348
 )
 
-// Expected values. Counter rates are (value at +45 s − value at +0 s) / 45 s.
+// Expected values. Counter rates are (value at +45 s − value at +0 s) / 45 s;
+// the -a instance of each engine restarted after +30 s, so its counters and
+// buckets at +45 s hold only what they gained since, and rate() adds the value
+// before the reset back: its rates are the same sums of gains.
 // Histogram quantiles are written with the bucket counts gained in the window
 // (the / 45 s of rate() cancels): rank = q × total; inside the bucket
 // (lower, upper] holding the rank, value = lower + (upper − lower) ×
@@ -468,6 +472,9 @@ var expected = map[string][]want{
 			{signal: "llm_prompt_tokens_mean", instance: "vllm-a:8000", model: "meta-llama/Llama-3.1-8B-Instruct", value: (45000 + 36000) / float64(75+57)},
 			// request_generation_tokens_sum gains 18000 + 13500, _count 75 + 57.
 			{signal: "llm_generation_tokens_mean", instance: "vllm-a:8000", model: "meta-llama/Llama-3.1-8B-Instruct", value: (18000 + 13500) / float64(75+57)},
+			// Restarted after +30 s: every request_success_total series (both
+			// engines, every reason that had counted) drops once.
+			{signal: "llm_counter_resets", instance: "vllm-a:8000", model: "meta-llama/Llama-3.1-8B-Instruct", value: 1},
 		},
 
 		// vllm-b: old names only, no engine label, no finished_reason="abort" series.
@@ -521,6 +528,7 @@ var expected = map[string][]want{
 			// request_prompt_tokens_sum +18000, request_generation_tokens_sum +9000, _count +30.
 			{signal: "llm_prompt_tokens_mean", instance: "vllm-b:8000", model: "Qwen/Qwen2.5-7B-Instruct", value: 18000 / 30.0},
 			{signal: "llm_generation_tokens_mean", instance: "vllm-b:8000", model: "Qwen/Qwen2.5-7B-Instruct", value: 9000 / 30.0},
+			{signal: "llm_counter_resets", instance: "vllm-b:8000", model: "Qwen/Qwen2.5-7B-Instruct", value: 0},
 		},
 
 		// vllm-idle: up, but nothing finished in the window. Quantiles of
@@ -541,6 +549,7 @@ var expected = map[string][]want{
 			{signal: "llm_requests_per_second", instance: "vllm-idle:8000", model: "Qwen/Qwen2.5-0.5B-Instruct", value: 0},
 			{signal: "llm_prompt_tokens_per_second", instance: "vllm-idle:8000", model: "Qwen/Qwen2.5-0.5B-Instruct", value: 0},
 			{signal: "llm_generation_tokens_per_second", instance: "vllm-idle:8000", model: "Qwen/Qwen2.5-0.5B-Instruct", value: 0},
+			{signal: "llm_counter_resets", instance: "vllm-idle:8000", model: "Qwen/Qwen2.5-0.5B-Instruct", value: 0},
 		},
 	),
 
@@ -588,6 +597,8 @@ var expected = map[string][]want{
 			{signal: "llm_generation_tokens_per_second", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: (2027000 - 2000000) / 45.0},
 			{signal: "llm_prompt_tokens_mean", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: (5090000 - 5000000) / float64(20180-20000)},
 			{signal: "llm_generation_tokens_mean", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: (2027000 - 2000000) / float64(20180-20000)},
+			// Restarted after +30 s: num_requests_total 20120 → 60.
+			{signal: "llm_counter_resets", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: 1},
 		},
 
 		// sglang-b: 2025 collector, old ITL name, no queue histogram, no
@@ -623,6 +634,7 @@ var expected = map[string][]want{
 			{signal: "llm_generation_tokens_per_second", instance: "sglang-b:30000", model: "meta-llama/Llama-3.1-8B-Instruct", value: (812000 - 800000) / 45.0},
 			{signal: "llm_prompt_tokens_mean", instance: "sglang-b:30000", model: "meta-llama/Llama-3.1-8B-Instruct", value: (1015000 - 1000000) / float64(5060-5000)},
 			{signal: "llm_generation_tokens_mean", instance: "sglang-b:30000", model: "meta-llama/Llama-3.1-8B-Instruct", value: (812000 - 800000) / float64(5060-5000)},
+			{signal: "llm_counter_resets", instance: "sglang-b:30000", model: "meta-llama/Llama-3.1-8B-Instruct", value: 0},
 		},
 	),
 
@@ -655,6 +667,7 @@ var expected = map[string][]want{
 			{signal: "llm_generation_tokens_per_second", instance: "tgi-a:80", value: (766200 - 750000) / 45.0}, // tgi_request_generated_tokens_sum
 			{signal: "llm_prompt_tokens_mean", instance: "tgi-a:80", value: (2043200 - 2000000) / 108.0},        // _count +108
 			{signal: "llm_generation_tokens_mean", instance: "tgi-a:80", value: (766200 - 750000) / 108.0},      // _count +108
+			{signal: "llm_counter_resets", instance: "tgi-a:80", value: 1},                                      // restarted after +30 s: tgi_request_count 5080 → 40
 		},
 
 		// tgi-b: no failure yet, so tgi_request_failure does not exist.
@@ -685,6 +698,7 @@ var expected = map[string][]want{
 			{signal: "llm_generation_tokens_per_second", instance: "tgi-b:80", value: (166000 - 160000) / 45.0},
 			{signal: "llm_prompt_tokens_mean", instance: "tgi-b:80", value: (83000 - 80000) / 30.0},
 			{signal: "llm_generation_tokens_mean", instance: "tgi-b:80", value: (166000 - 160000) / 30.0},
+			{signal: "llm_counter_resets", instance: "tgi-b:80", value: 0},
 		},
 	),
 
@@ -763,6 +777,82 @@ func TestProfileSignals(t *testing.T) {
 			for key, s := range got {
 				if !seen[key] {
 					t.Errorf("unexpected series %s = %v", key, s.F)
+				}
+			}
+		})
+	}
+}
+
+// TestCounterResets evaluates llm_counter_resets at every scrape time: the -a
+// instance of each engine restarted between +30 s and +45 s, so it has 1 at
+// +45 s only; every other instance has 0 throughout, including a fresh one
+// whose request counter does not exist yet.
+func TestCounterResets(t *testing.T) {
+	cases := []struct {
+		engine, restarted string
+		// fresh is the page of an instance that has served no request.
+		fresh string
+	}{
+		{"vllm", "vllm-a:8000", "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"m\"} 0.0\n"},
+		{"sglang", "sglang-a:30000", "# TYPE sglang:num_running_reqs gauge\nsglang:num_running_reqs{model_name=\"m\",tp_rank=\"0\"} 0.0\n"},
+		{"tgi", "tgi-a:80", "# TYPE tgi_queue_size gauge\ntgi_queue_size 0\n"},
+	}
+	for _, c := range cases {
+		t.Run(c.engine, func(t *testing.T) {
+			i := slices.IndexFunc(allProfiles, func(p profile) bool { return p.engine == c.engine })
+			p := allProfiles[i]
+			db, err := tsdb.Open(t.TempDir(), nil, nil, tsdb.DefaultOptions(), tsdb.NewDBStats())
+			if err != nil {
+				t.Fatalf("opening TSDB: %v", err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			loadFixtures(t, db, filepath.Join("testdata", c.engine), c.engine)
+			fresh := filepath.Join(t.TempDir(), "fresh.prom")
+			if err := os.WriteFile(fresh, []byte(c.fresh), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, sec := range []int{0, 15, 30, 45} {
+				if err := appendExposition(db, fixture{path: fresh, instance: "fresh:9000", ts: firstScrape.Add(time.Duration(sec) * time.Second)}, c.engine); err != nil {
+					t.Fatalf("loading the fresh instance: %v", err)
+				}
+			}
+
+			var rule rulefmt.Rule
+			for _, r := range parseProfile(t, p).Groups[0].Rules {
+				if r.Record == "llm_counter_resets" {
+					rule = r
+				}
+			}
+			expr, err := newParser().ParseExpr(rule.Expr)
+			if err != nil {
+				t.Fatalf("no llm_counter_resets rule: %v", err)
+			}
+			engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1_000_000, Timeout: time.Minute, Parser: newParser()})
+			query := rules.EngineQueryFunc(engine, db)
+			for _, sec := range []int{0, 15, 30, 45} {
+				at := firstScrape.Add(time.Duration(sec) * time.Second)
+				vec, err := query(context.Background(), expr.String(), at)
+				if err != nil {
+					t.Fatalf("+%ds: %v", sec, err)
+				}
+				got := map[string]float64{}
+				for _, s := range vec {
+					got[s.Metric.Get("instance")] = s.F
+				}
+				if _, ok := got["fresh:9000"]; !ok {
+					t.Errorf("+%ds: no value for the instance without a request counter, want 0", sec)
+				}
+				for inst, v := range got {
+					want := 0.0
+					if inst == c.restarted && sec == 45 {
+						want = 1
+					}
+					if v != want {
+						t.Errorf("+%ds: %s = %v, want %v", sec, inst, v, want)
+					}
+				}
+				if _, ok := got[c.restarted]; !ok {
+					t.Errorf("+%ds: no value for %s", sec, c.restarted)
 				}
 			}
 		})
