@@ -145,10 +145,9 @@ func startRolloutWith(t *testing.T, wrap func(*simulator.Fleet, http.Handler) ht
 		return code == 200 && strings.Contains(body, `"proposed"`)
 	})
 	// The last stage leaves no untouched instance, so it is compared with
-	// the window before the change: let history cover it.
-	waitFor(t, "a window of history before the change", func() bool {
-		return time.Since(signalsSince) > 10*time.Second
-	})
+	// the window before the change: let history cover it, after the first
+	// rate window, whose rates the agent computed from fewer scrapes.
+	time.Sleep(time.Until(signalsSince.Add(10*time.Second + 8*time.Second + 2*time.Second)))
 	code, created := do(t, "POST", a.url+"/api/v1/workflows", "alice", fmt.Sprintf(`{"recommendation":"raise_gpu_memory_utilization","instance":%q}`, sim.addrs[0]))
 	if code != 200 {
 		t.Fatalf("create = %d %s", code, created)
