@@ -404,3 +404,54 @@ func TestWorkflowSurvivesSIGKILL(t *testing.T) {
 	}
 	t.Logf("finished %s after the restart; changes per instance: %v", state, changes)
 }
+
+// TestWorkflowNoticesACanaryRestart restarts the canary in the middle of
+// its analysis window, as an OOM or a node drain would: its counters
+// reset, the result says the window shows a restart rather than the
+// change, and the window starts again.
+func TestWorkflowNoticesACanaryRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a rollout in real time")
+	}
+	r := startRollout(t, nil)
+	r.approve(t)
+	canary := r.sim.addrs[0]
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		_, body := do(t, "GET", r.a.url+"/api/v1/workflows/"+r.id, "alice", "")
+		if strings.Contains(body, `"state":"analysing","stage":0`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stage-1 never reached its analysis window:\n%s", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, msg := do(t, "POST", "http://"+canary+"/admin/restart", "", ""); code != 200 {
+		t.Fatalf("restart the canary = %d %s", code, msg)
+	}
+	var w struct {
+		Data struct {
+			Events []struct {
+				Type   string `json:"type"`
+				Reason string `json:"reason"`
+			} `json:"events"`
+			Results []struct {
+				Restarted []string `json:"restarted"`
+				Verdict   string   `json:"verdict"`
+			} `json:"results"`
+		} `json:"data"`
+	}
+	waitFor(t, "the restart noticed", func() bool {
+		_, body := do(t, "GET", r.a.url+"/api/v1/workflows/"+r.id, "alice", "")
+		_ = json.Unmarshal([]byte(body), &w)
+		return len(w.Data.Results) > 0
+	})
+	first := w.Data.Results[0]
+	if first.Verdict != "inconclusive" || len(first.Restarted) != 1 || first.Restarted[0] != canary {
+		t.Fatalf("first result %+v, want inconclusive with %s restarted", first, canary)
+	}
+	if ev := w.Data.Events[len(w.Data.Events)-1]; ev.Type != "canary_restarted" || !strings.Contains(ev.Reason, "starts again") {
+		t.Fatalf("last event %+v, want canary_restarted", ev)
+	}
+}
