@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/agent"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/simulator"
 )
@@ -65,8 +66,11 @@ func TestScoreMatchesEpisodesToTruth(t *testing.T) {
 		// B1 on the wrong instance.
 		{"B1", "b:1"}: {6 * m},
 	}
-	r := &replay{sc: sc, o: Options{Interval: 15 * time.Second, Grace: 5 * m}, firing: firing, servers: servers,
-		rules: rules.NewManager(rules.ManagerOptions{})}
+	pipe, err := agent.New(agent.Options{Rules: rules.NewManager(rules.ManagerOptions{})}, agent.Config{Interval: 15 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &replay{sc: sc, o: Options{Interval: 15 * time.Second, Grace: 5 * m}, firing: firing, servers: servers, pipe: pipe}
 	res := r.score()
 	if res.TruePositives != 1 || res.FalsePositives != 2 || res.Misses != 1 {
 		t.Errorf("tp=%d fp=%d misses=%d, want 1, 2, 1: %+v", res.TruePositives, res.FalsePositives, res.Misses, res.Episodes)

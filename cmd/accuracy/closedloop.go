@@ -66,7 +66,13 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 	if len(sc.Fleet.Truth) == 0 {
 		return nil, nil
 	}
-	r, err := newReplay(sc, o)
+	cfg := recommender.DefaultConfig()
+	cfg.Models = modelConfigs(sc)
+	rec, err := recommender.New(recommender.Options{Config: &cfg})
+	if err != nil {
+		return nil, err
+	}
+	r, err := newReplay(sc, o, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -78,22 +84,15 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 			res.Instance = listen
 		}
 	}
-	rec, err := recommender.New(recommender.Options{})
-	if err != nil {
-		return nil, err
-	}
 	end := time.Duration(sc.Fleet.Duration)
 	for off := time.Duration(0); off <= end; off += o.Interval {
 		if err := r.step(ctx, off); err != nil {
 			return nil, err
 		}
-		if res.Applied != nil || !firing(r.rules.Bottlenecks(), truth.Bottleneck, res.Instance) {
+		if res.Applied != nil || !firing(r.pipe.Bottlenecks(), truth.Bottleneck, res.Instance) {
 			continue
 		}
-		top, err := r.topRecommendation(ctx, rec, res.Instance, off)
-		if err != nil {
-			return nil, err
-		}
+		top := topRecommendation(r.pipe.Latest(), res.Instance)
 		if top == nil {
 			continue
 		}
@@ -118,7 +117,7 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 		res.Reason = fmt.Sprintf("%s never fired on %s with a recommendation", truth.Bottleneck, res.Instance)
 		return res, nil
 	}
-	res.Cleared = !firing(r.rules.Bottlenecks(), truth.Bottleneck, res.Instance)
+	res.Cleared = !firing(r.pipe.Bottlenecks(), truth.Bottleneck, res.Instance)
 	for i := range res.Effects {
 		e := &res.Effects[i]
 		after, err := r.average(ctx, e.Effect, res.Instance, end)
@@ -156,46 +155,41 @@ func firing(bs []rules.Bottleneck, id, instance string) bool {
 	return false
 }
 
-// topRecommendation is the best-ranked recommendation that concerns the
-// instance, from the current findings, snapshot and history.
-func (r *replay) topRecommendation(ctx context.Context, rec *recommender.Recommender, instance string, off time.Duration) (*recommender.Recommendation, error) {
-	at := r.o.Start.Add(off)
-	hist, err := recommender.ReadHistory(ctx, r.store, at, 30*time.Minute, r.o.Interval)
-	if err != nil {
-		return nil, err
-	}
-	rep := rec.Analyze(at, recommender.Input{
-		Findings:  recommender.Findings(r.rules.Bottlenecks()),
-		Instances: r.last.Instances,
-		History:   hist,
-		Models:    r.modelShapes(),
-	})
+// topRecommendation is the best-ranked recommendation of the cycle's
+// report that concerns the instance.
+func topRecommendation(rep recommender.Report, instance string) *recommender.Recommendation {
 	for _, x := range rep.Recommendations {
 		if x.Instance == instance || slices.Contains(x.Action.Instances, instance) {
-			return &x, nil
+			return &x
 		}
 	}
-	return nil, nil
+	return nil
 }
 
-// modelShapes gives the recommender each served model's shape and GPU, as
+// modelConfigs give the recommender each served model's shape and GPU, as
 // the recommender section of an operator's configuration does
 // (docs/recommendations.md, Configuration): without them the memory
 // recommendations (raise_gpu_memory_utilization, raise_mem_fraction_static)
 // cannot size anything and the ranking falls through to a later action.
 // Servers of one model name are assumed to share a GPU type (true of the
-// library; the recommender keys shapes by model).
-func (r *replay) modelShapes() map[string]recommender.Model {
-	out := map[string]recommender.Model{}
-	for _, s := range r.sc.Fleet.Servers {
+// library; the recommender keys shapes by model); the last one described
+// counts.
+func modelConfigs(sc simulator.Scenario) []recommender.ModelConfig {
+	var out []recommender.ModelConfig
+	at := map[string]int{}
+	for _, s := range sc.Fleet.Servers {
 		m := s.Model
 		if m.Name == "" || m.Layers == 0 || s.GPU.MemoryGiB == 0 {
 			continue
 		}
-		out[m.Name] = recommender.Model{
-			Shape: recommender.ModelShape{Parameters: m.ParametersB * 1e9, Layers: m.Layers, KVHeads: m.KVHeads, HeadDim: m.HeadDim, DTypeBytes: m.DtypeBytes},
-			GPU:   recommender.GPU{MemoryBytes: s.GPU.MemoryGiB * (1 << 30)},
+		mc := recommender.ModelConfig{Name: m.Name, Parameters: m.ParametersB * 1e9, Layers: m.Layers, KVHeads: m.KVHeads, HeadDim: m.HeadDim,
+			DTypeBytes: m.DtypeBytes, GPUMemoryBytes: s.GPU.MemoryGiB * (1 << 30)}
+		if i, ok := at[m.Name]; ok {
+			out[i] = mc
+			continue
 		}
+		at[m.Name] = len(out)
+		out = append(out, mc)
 	}
 	return out
 }

@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/optiinfra/perfagent/agent"
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/simulator"
 )
@@ -74,23 +76,25 @@ type ScenarioResult struct {
 	Misses         int           `json:"misses"`
 }
 
-// replay is one scenario running through the simulator, the collector and
-// the built-in rules in simulated time.
+// replay is one scenario running through the simulator and the agent's
+// pipeline (collector, built-in rules and, for the closed loop,
+// recommendations) in simulated time.
 type replay struct {
 	sc      simulator.Scenario
 	o       Options
 	fleet   *simulator.Fleet
 	store   *collector.Store
 	coll    *collector.Collector
-	rules   *rules.Manager
+	pipe    *agent.Pipeline
 	servers map[string]*simulator.Server // by instance (listen address)
 	firing  map[Detection][]time.Duration
-	last    *collector.Snapshot
 	cfg     collector.Config
 	profs   []*collector.Profile
 }
 
-func newReplay(sc simulator.Scenario, o Options) (*replay, error) {
+// newReplay builds the replay of sc; with rec, every cycle also computes
+// recommendations.
+func newReplay(sc simulator.Scenario, o Options, rec *recommender.Recommender) (*replay, error) {
 	fleet, err := simulator.NewFleet(sc.Fleet, o.Start)
 	if err != nil {
 		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
@@ -114,7 +118,12 @@ func newReplay(sc simulator.Scenario, o Options) (*replay, error) {
 		_ = store.Close()
 		return nil, fmt.Errorf("loading the built-in rules: %w", err)
 	}
-	r := &replay{sc: sc, o: o, fleet: fleet, store: store, coll: coll, rules: mgr, cfg: cfg, profs: profs,
+	pipe, err := agent.New(agent.Options{Collector: coll, Store: store, Rules: mgr, Recommender: rec}, agent.Config{Interval: o.Interval})
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	r := &replay{sc: sc, o: o, fleet: fleet, store: store, coll: coll, pipe: pipe, cfg: cfg, profs: profs,
 		servers: map[string]*simulator.Server{}, firing: map[Detection][]time.Duration{}}
 	for _, s := range fleet.Servers() {
 		r.servers[s.Listen()] = s
@@ -160,9 +169,8 @@ func (r *replay) applyFacts() error {
 
 func (r *replay) close() { _ = r.store.Close() }
 
-// step advances the fleet to off, stores one scrape of every server,
-// collects, writes the SLO targets and evaluates the rules, as the agent
-// does each interval.
+// step advances the fleet to off, stores one scrape of every server and
+// runs the agent's cycle.
 func (r *replay) step(ctx context.Context, off time.Duration) error {
 	at := r.o.Start.Add(off)
 	r.fleet.Advance(at)
@@ -181,21 +189,10 @@ func (r *replay) step(ctx context.Context, off time.Duration) error {
 	if err := app.Commit(); err != nil {
 		return err
 	}
-	snap, err := r.coll.Cycle(ctx, at)
-	if err != nil {
+	if _, err := r.pipe.Cycle(ctx, at); err != nil {
 		return fmt.Errorf("scenario %s at %s: %w", r.sc.Name, off, err)
 	}
-	r.last = snap
-	app = r.store.Appender(ctx)
-	if err := rules.AppendSLOTargets(app, at.UnixMilli(), nil); err != nil {
-		_ = app.Rollback()
-		return err
-	}
-	if err := app.Commit(); err != nil {
-		return err
-	}
-	r.rules.Eval(ctx, at)
-	for _, b := range r.rules.Bottlenecks() {
+	for _, b := range r.pipe.Bottlenecks() {
 		if b.State == rules.StateFiring {
 			d := Detection{Bottleneck: b.ID, Instance: b.Instance}
 			r.firing[d] = append(r.firing[d], off)
@@ -208,18 +205,15 @@ func (r *replay) step(ctx context.Context, off time.Duration) error {
 // that detect it.
 func (r *replay) holdDurations() map[string]time.Duration {
 	out := map[string]time.Duration{}
-	for _, g := range r.rules.RuleGroups() {
-		for _, ar := range g.AlertingRules() {
-			id := ar.Labels().Get("bottleneck")
-			out[id] = max(out[id], ar.HoldDuration())
-		}
+	for _, rl := range r.pipe.Rules() {
+		out[rl.Bottleneck] = max(out[rl.Bottleneck], rl.For)
 	}
 	return out
 }
 
 // Replay runs one scenario and scores what fired against its truth.
 func Replay(ctx context.Context, sc simulator.Scenario, o Options) (*ScenarioResult, error) {
-	r, err := newReplay(sc, o)
+	r, err := newReplay(sc, o, nil)
 	if err != nil {
 		return nil, err
 	}

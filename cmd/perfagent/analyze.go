@@ -5,34 +5,50 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
+	"github.com/optiinfra/perfagent/agent"
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
-	apiv1 "github.com/optiinfra/perfagent/web/api/v1"
 )
 
-// analysis is what `perfagent analyze` prints.
+// analysis is what `perfagent analyze` prints. Lists are empty, not
+// null, when there is nothing in them.
 type analysis struct {
-	Time            time.Time                    `json:"time" yaml:"time"`
-	Instances       []*collector.Instance        `json:"instances" yaml:"instances"`
-	Bottlenecks     []rules.Bottleneck           `json:"bottlenecks" yaml:"bottlenecks"`
-	Recommendations []recommender.Recommendation `json:"recommendations" yaml:"recommendations"`
-	Skipped         []recommender.Skip           `json:"skipped" yaml:"skipped"`
+	Time            time.Time                `json:"time" yaml:"time"`
+	Instances       []*collector.Instance    `json:"instances" yaml:"instances"`
+	Bottlenecks     []rules.Bottleneck       `json:"bottlenecks" yaml:"bottlenecks"`
+	Recommendations []analyzedRecommendation `json:"recommendations" yaml:"recommendations"`
+	Skipped         []recommender.Skip       `json:"skipped" yaml:"skipped"`
+	// Notes say what limits the result, such as a window shorter than the
+	// `for` of rules.
+	Notes []string `json:"notes" yaml:"notes"`
+}
+
+// analyzedRecommendation is a recommendation and whether only pending
+// bottlenecks asked for it.
+type analyzedRecommendation struct {
+	recommender.Recommendation `yaml:",inline"`
+	FromPending                bool `json:"from_pending" yaml:"from_pending"`
 }
 
 // analyze runs one collection and evaluation against the configured
 // source and prints what it found. In remote mode the rules are evaluated
 // over backfilled history, so bottlenecks whose `for` has passed are
 // firing at once; in embedded mode the agent first scrapes for one rate
-// window.
+// window and evaluates the rules once. Bottlenecks still pending get
+// recommendations too, marked as such, and a note says which rules the
+// window is too short for.
 func analyze(ctx context.Context, configFile, format string, stdout, stderr io.Writer, now func() time.Time) int {
 	cfg, err := loadConfig(configFile)
 	if err != nil {
@@ -53,6 +69,9 @@ func analyze(ctx context.Context, configFile, format string, stdout, stderr io.W
 	if err != nil {
 		fmt.Fprintf(stderr, "perfagent analyze: %v\n", err)
 		return exitFailure
+	}
+	for _, n := range out.Notes {
+		fmt.Fprintf(stderr, "perfagent analyze: note: %s\n", n)
 	}
 	switch format {
 	case "json":
@@ -85,11 +104,17 @@ func runAnalysis(ctx context.Context, cfg *Config, profs []*collector.Profile, r
 	metrics := collector.NewMetrics(prometheus.NewRegistry())
 	interval := time.Duration(cfg.Global.EvaluationInterval)
 
-	var src collector.Source
+	var (
+		src collector.Source
+		// window is the history the rules are evaluated over, and why.
+		window    time.Duration
+		windowWhy string
+	)
 	if p := cfg.Source.Prometheus; p != nil {
 		if src, err = collector.NewRemoteSource(*p, metrics); err != nil {
 			return nil, err
 		}
+		window, windowWhy = time.Duration(p.Backfill), "source.prometheus.backfill"
 	} else {
 		scraper, err := collector.NewEmbeddedSource(store, nil, metrics)
 		if err != nil {
@@ -108,6 +133,7 @@ func runAnalysis(ctx context.Context, cfg *Config, profs []*collector.Profile, r
 		case <-time.After(wait):
 		}
 		src = scraper
+		windowWhy = fmt.Sprintf("embedded mode evaluates the rules once, after scraping for %s", wait)
 	}
 	coll := collector.New(collector.Options{Metrics: metrics, Store: store})
 	if err := coll.ApplyConfig(cfg.Config, src, profs); err != nil {
@@ -117,48 +143,75 @@ func runAnalysis(ctx context.Context, cfg *Config, profs []*collector.Profile, r
 	if err := mgr.Update(ruleFiles); err != nil {
 		return nil, err
 	}
-	at := now()
-	// Signal history, and rule state over it, from the remote source.
-	if p := cfg.Source.Prometheus; p != nil && p.Backfill > 0 {
-		from := at.Add(-time.Duration(p.Backfill)).Truncate(interval)
-		if _, err := coll.Backfill(ctx, from, at.Add(-interval), interval); err != nil {
-			return nil, err
-		}
-		for t := from; t.Before(at); t = t.Add(interval) {
-			if err := appendSLOTargets(ctx, store, t, cfg.Rules.SLO); err != nil {
-				return nil, err
-			}
-			mgr.Eval(ctx, t)
-		}
-	}
-	snap, err := coll.Cycle(ctx, at)
-	if err != nil {
-		return nil, err
-	}
-	if err := appendSLOTargets(ctx, store, at, cfg.Rules.SLO); err != nil {
-		return nil, err
-	}
-	mgr.Eval(ctx, at)
 	rec, err := recommender.New(recommender.Options{Config: &cfg.Recommender})
 	if err != nil {
 		return nil, err
 	}
-	adv := &advisor{rec: rec, coll: coll, rules: mgr, store: store, step: func() time.Duration { return interval }}
-	rep, err := adv.Recommend(ctx, at, apiv1.RecommendRequest{})
+	pipe, err := agent.New(agent.Options{Collector: coll, Store: store, Rules: mgr, Recommender: rec}, pipelineConfig(cfg))
 	if err != nil {
 		return nil, err
 	}
-	return &analysis{Time: at, Instances: snap.Instances, Bottlenecks: mgr.Bottlenecks(), Recommendations: rep.Recommendations, Skipped: rep.Skipped}, nil
+	at := now()
+	// Signal history, and rule state over it, from the remote source.
+	if window > 0 {
+		from := at.Add(-window).Truncate(interval)
+		if err := pipe.EvaluateHistory(ctx, from, at); err != nil {
+			return nil, err
+		}
+		// Truncating to the interval lengthens the window a little.
+		window = at.Sub(from)
+	}
+	snap, err := pipe.Cycle(ctx, at)
+	if err != nil {
+		return nil, err
+	}
+	bs := pipe.Bottlenecks()
+	rep, err := pipe.Recommend(ctx, at, agent.RecommendRequest{Pending: true})
+	if err != nil {
+		return nil, err
+	}
+	out := &analysis{Time: at, Instances: snap.Instances, Bottlenecks: bs, Skipped: rep.Skipped,
+		Recommendations: []analyzedRecommendation{}}
+	for _, r := range rep.Recommendations {
+		out.Recommendations = append(out.Recommendations, analyzedRecommendation{Recommendation: r, FromPending: agent.FromPending(r, bs)})
+	}
+	if n := shortWindowNote(pipe.Rules(), window, windowWhy); n != "" {
+		out.Notes = append(out.Notes, n)
+	}
+	out.Instances = nonNil(out.Instances)
+	out.Bottlenecks = nonNil(out.Bottlenecks)
+	out.Skipped = nonNil(out.Skipped)
+	out.Notes = nonNil(out.Notes)
+	return out, nil
 }
 
-// appendSLOTargets writes the SLO target series at t.
-func appendSLOTargets(ctx context.Context, store *collector.Store, t time.Time, targets []rules.SLOTarget) error {
-	app := store.Appender(ctx)
-	if err := rules.AppendSLOTargets(app, t.UnixMilli(), targets); err != nil {
-		_ = app.Rollback()
-		return fmt.Errorf("writing SLO targets: %w", err)
+// shortWindowNote names the rules whose `for` is longer than the window
+// the rules were evaluated over: they can be pending, never firing.
+func shortWindowNote(rs []agent.Rule, window time.Duration, why string) string {
+	byFor := map[time.Duration][]string{}
+	for _, r := range rs {
+		if r.For > window && !slices.Contains(byFor[r.For], r.Name) {
+			byFor[r.For] = append(byFor[r.For], r.Name)
+		}
 	}
-	return app.Commit()
+	if len(byFor) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, d := range slices.Sorted(maps.Keys(byFor)) {
+		names := byFor[d]
+		slices.Sort(names)
+		parts = append(parts, fmt.Sprintf("%s (%s)", strings.Join(names, ", "), model.Duration(d)))
+	}
+	return fmt.Sprintf("window %s (%s) is shorter than the `for` of rules %s: they can only be pending; recommendations for pending bottlenecks are marked from_pending",
+		model.Duration(window.Truncate(time.Second)), why, strings.Join(parts, "; "))
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 func writeAnalysisTable(w io.Writer, a *analysis) error {
@@ -176,10 +229,20 @@ func writeAnalysisTable(w io.Writer, a *analysis) error {
 	fmt.Fprintf(tw, "\nRECOMMENDATIONS (%d)\n", len(a.Recommendations))
 	fmt.Fprintln(tw, "RANK\tID\tINSTANCE\tACTION\tCONFIDENCE\tRATIONALE")
 	for _, r := range a.Recommendations {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.2f\t%s\n", r.Rank, r.ID, r.Instance+strings.Join(r.Action.Instances, ","), actionText(r.Action), r.Confidence, r.Rationale)
+		rationale := r.Rationale
+		if r.FromPending {
+			rationale = "(from pending findings) " + rationale
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.2f\t%s\n", r.Rank, r.ID, r.Instance+strings.Join(r.Action.Instances, ","), actionText(r.Action), r.Confidence, rationale)
 	}
 	for _, s := range a.Skipped {
 		fmt.Fprintf(tw, "-\t%s\t%s\tnot produced\t\t%s\n", s.ID, s.Instance, s.Reason)
+	}
+	if len(a.Notes) > 0 {
+		fmt.Fprintf(tw, "\nNOTES\n")
+		for _, n := range a.Notes {
+			fmt.Fprintln(tw, n)
+		}
 	}
 	return tw.Flush()
 }

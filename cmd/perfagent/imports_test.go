@@ -19,7 +19,8 @@ var allowedImports = map[string][]string{
 	"rules":       {"collector"},
 	"recommender": {"rules", "collector"},
 	"workflow":    {"recommender", "collector"},
-	"web":         {"web", "workflow", "recommender", "rules", "collector"},
+	"agent":       {"workflow", "recommender", "rules", "collector"},
+	"web":         {"web", "agent", "workflow", "recommender", "rules", "collector"},
 	"simulator":   {},
 	"internal":    {},
 }

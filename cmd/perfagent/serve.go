@@ -31,6 +31,7 @@ import (
 	slgk "github.com/tjhop/slog-gokit"
 	"gopkg.in/yaml.v3"
 
+	"github.com/optiinfra/perfagent/agent"
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/recommender"
@@ -81,8 +82,8 @@ func indent(s string) string {
 	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
 }
 
-// agent holds the running components and what reloads change.
-type agent struct {
+// daemon holds the running components and what reloads change.
+type daemon struct {
 	flags     daemonFlags
 	logger    *slog.Logger
 	metrics   *collector.Metrics
@@ -90,7 +91,8 @@ type agent struct {
 	coll      *collector.Collector
 	scraper   *collector.EmbeddedSource
 	rules     *rules.Manager
-	advisor   *advisor
+	rec       *recommender.Recommender
+	pipeline  *agent.Pipeline
 	workflows *workflows
 
 	reloadSuccess   prometheus.Gauge
@@ -135,11 +137,6 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		logger.Error("Error loading web config", "file", absPath(f.webConfigFile), "err", err)
 		return exitUsage
 	}
-	authEnabled, err := webAuthEnabled(f.webConfigFile)
-	if err != nil {
-		logger.Error("Error loading web config", "file", absPath(f.webConfigFile), "err", err)
-		return exitUsage
-	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -147,7 +144,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	a := &agent{flags: f, logger: logger, metrics: collector.NewMetrics(reg), cfg: cfg}
+	a := &daemon{flags: f, logger: logger, metrics: collector.NewMetrics(reg), cfg: cfg}
 	a.reloadSuccess = promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name: "perfagent_config_last_reload_successful",
 		Help: "Whether the last configuration reload attempt was successful.",
@@ -182,6 +179,16 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 			return exitFailure
 		}
 	}
+	a.rec, err = recommender.New(recommender.Options{Config: &cfg.Recommender})
+	if err == nil {
+		a.pipeline, err = agent.New(agent.Options{Collector: a.coll, Store: a.store, Rules: a.rules, Recommender: a.rec,
+			Logger: logger.With("component", "pipeline")}, pipelineConfig(cfg))
+	}
+	if err != nil {
+		logger.Error("Error creating the pipeline", "err", err)
+		_ = a.store.Close()
+		return exitFailure
+	}
 	if err := a.apply(cfg, profs); err != nil {
 		logger.Error("Error applying config", "err", err)
 		_ = a.store.Close()
@@ -189,19 +196,10 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	}
 	a.reloadSuccess.Set(1)
 	a.reloadTimestamp.SetToCurrentTime()
-	rec, err := recommender.New(recommender.Options{Config: &cfg.Recommender})
-	if err != nil {
-		logger.Error("Error creating the recommender", "err", err)
-		_ = a.store.Close()
-		return exitFailure
-	}
-	a.advisor = &advisor{rec: rec, coll: a.coll, rules: a.rules, store: a.store, step: func() time.Duration {
-		return time.Duration(a.config().Global.EvaluationInterval)
-	}}
 	reg.MustRegister(
 		collector.NewSignalsExporter(a.coll),
-		rules.NewBottlenecksCollector(a.rules.Bottlenecks),
-		recommender.NewRecommendationsCollector(a.advisor.LatestRecommendations),
+		rules.NewBottlenecksCollector(a.pipeline.Bottlenecks),
+		recommender.NewRecommendationsCollector(a.pipeline.LatestRecommendations),
 	)
 
 	var workflows apiv1.Workflows
@@ -217,19 +215,16 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		a.workflows = wf
 	}
 	var authenticated func(*http.Request) (string, bool)
-	if authEnabled {
-		// exporter-toolkit has checked the password before the request
-		// reaches a handler.
-		authenticated = func(r *http.Request) (string, bool) {
-			u, _, ok := r.BasicAuth()
-			return u, ok
-		}
+	if f.webConfigFile != "" {
+		// Decided per request: the file may gain or lose its users while
+		// the agent runs.
+		authenticated = newWebAuth(f.webConfigFile).authenticated
 	}
 	api := apiv1.New(apiv1.Options{
 		Collector:       a.coll,
 		History:         a.store,
 		Rules:           a.rules,
-		Recommendations: a.advisor,
+		Recommendations: a.pipeline,
 		Workflows:       workflows,
 		Authenticated:   authenticated,
 		Health:          a.health,
@@ -321,9 +316,9 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	{
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error {
-			a.backfill(ctx)
+			a.backfill(ctx, time.Now())
 			interval := time.Duration(a.config().Global.EvaluationInterval)
-			a.coll.Run(ctx, interval, time.Now, a.detect)
+			a.pipeline.Run(ctx, interval, time.Now)
 			return nil
 		}, func(error) { cancel() })
 	}
@@ -346,14 +341,14 @@ func absPath(p string) string {
 	return p
 }
 
-func (a *agent) config() *Config {
+func (a *daemon) config() *Config {
 	a.mtx.RLock()
 	defer a.mtx.RUnlock()
 	return a.cfg
 }
 
 // apply hands a validated configuration to the components.
-func (a *agent) apply(cfg *Config, profs []*collector.Profile) error {
+func (a *daemon) apply(cfg *Config, profs []*collector.Profile) error {
 	var src collector.Source
 	if p := cfg.Source.Prometheus; p != nil {
 		remote, err := collector.NewRemoteSource(*p, a.metrics)
@@ -377,10 +372,11 @@ func (a *agent) apply(cfg *Config, profs []*collector.Profile) error {
 	if err := a.rules.Update(ruleFiles); err != nil {
 		return err
 	}
-	if a.advisor != nil {
-		if err := a.advisor.rec.ApplyConfig(cfg.Recommender); err != nil {
-			return err
-		}
+	if err := a.rec.ApplyConfig(cfg.Recommender); err != nil {
+		return err
+	}
+	if err := a.pipeline.ApplyConfig(pipelineConfig(cfg)); err != nil {
+		return err
 	}
 	a.mtx.Lock()
 	a.cfg = cfg
@@ -389,7 +385,7 @@ func (a *agent) apply(cfg *Config, profs []*collector.Profile) error {
 }
 
 // reload reads the configuration again; on any error nothing changes.
-func (a *agent) reload() (err error) {
+func (a *daemon) reload() (err error) {
 	start := time.Now()
 	defer func() {
 		if err != nil {
@@ -427,16 +423,20 @@ func (a *agent) reload() (err error) {
 	return a.apply(cfg, profs)
 }
 
+// pipelineConfig is the part of cfg the pipeline reads on every cycle.
+func pipelineConfig(cfg *Config) agent.Config {
+	return agent.Config{SLO: cfg.Rules.SLO, Interval: time.Duration(cfg.Global.EvaluationInterval)}
+}
+
 // backfill computes signal history from the remote source at start.
-func (a *agent) backfill(ctx context.Context) {
+func (a *daemon) backfill(ctx context.Context, now time.Time) {
 	cfg := a.config()
 	p := cfg.Source.Prometheus
 	if p == nil || p.Backfill <= 0 {
 		return
 	}
-	now := time.Now()
 	step := time.Duration(cfg.Global.EvaluationInterval)
-	n, err := a.coll.Backfill(ctx, now.Add(-time.Duration(p.Backfill)), now.Add(-step), step)
+	n, err := a.pipeline.Backfill(ctx, now.Add(-time.Duration(p.Backfill)), now.Add(-step))
 	if err != nil {
 		a.logger.Warn("Backfill of signal history failed; history starts now", "err", err)
 		return
@@ -444,7 +444,7 @@ func (a *agent) backfill(ctx context.Context) {
 	a.logger.Info("Backfilled signal history", "samples", n, "window", p.Backfill.String())
 }
 
-func (a *agent) health() apiv1.Health {
+func (a *daemon) health() apiv1.Health {
 	cfg := a.config()
 	h := apiv1.Health{Mode: cfg.Mode(), Ready: a.coll.Ready(), Version: version.Version}
 	h.SourceUp = h.Ready
@@ -462,27 +462,10 @@ func (a *agent) health() apiv1.Health {
 	return h
 }
 
-func (a *agent) configYAML() (string, error) {
+func (a *daemon) configYAML() (string, error) {
 	b, err := yaml.Marshal(a.config())
 	if err != nil {
 		return "", fmt.Errorf("rendering configuration: %w", err)
 	}
 	return string(b), nil
-}
-
-// detect runs right after each collection: it writes the SLO targets at
-// the collection's time and evaluates the bottleneck rules over the
-// signals just stored.
-func (a *agent) detect(ctx context.Context, snap *collector.Snapshot) {
-	app := a.store.Appender(ctx)
-	if err := rules.AppendSLOTargets(app, snap.Time.UnixMilli(), a.config().Rules.SLO); err != nil {
-		_ = app.Rollback()
-		a.logger.Warn("Writing SLO targets failed", "err", err)
-	} else if err := app.Commit(); err != nil {
-		a.logger.Warn("Writing SLO targets failed", "err", err)
-	}
-	a.rules.Eval(ctx, snap.Time)
-	if err := a.advisor.Update(ctx, snap); err != nil {
-		a.logger.Warn("Computing recommendations failed", "err", err)
-	}
 }

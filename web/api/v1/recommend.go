@@ -2,14 +2,16 @@ package v1
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"time"
 
+	"github.com/optiinfra/perfagent/agent"
 	"github.com/optiinfra/perfagent/recommender"
 )
 
-// Recommendations is what the API needs of the recommender wiring.
+// Recommendations is what the API needs of the pipeline.
 type Recommendations interface {
 	// Latest is the report of the last pass after a collection.
 	Latest() recommender.Report
@@ -17,23 +19,10 @@ type Recommendations interface {
 	Recommend(ctx context.Context, now time.Time, req RecommendRequest) (recommender.Report, error)
 }
 
-// RecommendRequest is the body of POST /api/v1/optimization/recommend.
-type RecommendRequest struct {
-	// Instance keeps the findings of one instance; empty keeps all.
-	Instance string `json:"instance,omitempty"`
-	// Bottleneck keeps the findings of one bottleneck, by id (B1) or rule
-	// name; empty keeps all.
-	Bottleneck string `json:"bottleneck,omitempty"`
-	// Objectives override the configured targets for this pass.
-	Objectives Objectives `json:"objectives"`
-}
-
-// Objectives are latency targets in seconds; zero keeps the configured one.
-type Objectives struct {
-	TTFTP95Seconds      float64 `json:"ttft_p95_seconds,omitempty"`
-	ITLP95Seconds       float64 `json:"itl_p95_seconds,omitempty"`
-	QueueWaitP95Seconds float64 `json:"queue_wait_p95_seconds,omitempty"`
-}
+// RecommendRequest is the body of POST /api/v1/optimization/recommend:
+// instance, bottleneck (an id such as B1, or a rule name) and objectives,
+// each optional.
+type RecommendRequest = agent.RecommendRequest
 
 func (a *API) recommendations(r *http.Request) (any, *apiError) {
 	q := r.URL.Query()
@@ -73,6 +62,10 @@ func (a *API) recommend(r *http.Request) (any, *apiError) {
 		}
 	}
 	rep, err := a.o.Recommendations.Recommend(r.Context(), a.o.Now(), req)
+	var reqErr *agent.RequestError
+	if errors.As(err, &reqErr) {
+		return nil, badData(reqErr.Field, "%s", reqErr.Msg)
+	}
 	if err != nil {
 		return nil, &apiError{typ: ErrUnavailable, status: http.StatusServiceUnavailable, err: err}
 	}

@@ -1,0 +1,207 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/recommender"
+	"github.com/optiinfra/perfagent/rules"
+)
+
+// Options are the components a Pipeline puts in order. Their owner
+// configures and closes them.
+type Options struct {
+	Collector *collector.Collector
+	// Store is the local TSDB: SLO target series are written to it, and
+	// the signal history recommendations read comes from it.
+	Store *collector.Store
+	Rules *rules.Manager
+	// Recommender sizes recommendations after every rule evaluation; nil
+	// ends each cycle with the rules (replays that score detection only).
+	Recommender *recommender.Recommender
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+}
+
+// Config is what a Pipeline itself reads on every cycle.
+type Config struct {
+	// SLO are the targets written as series at every cycle's time, before
+	// the rules that compare signals with them are evaluated.
+	SLO []rules.SLOTarget
+	// Interval is the evaluation interval: the step of signal backfills,
+	// of rule evaluation over history, and of the signal history that
+	// recommendations read.
+	Interval time.Duration
+}
+
+// Pipeline runs perfagent's cycle: collect, write the SLO targets,
+// evaluate the bottleneck rules, recommend. It keeps the latest
+// recommendation report. It is safe for concurrent use.
+type Pipeline struct {
+	coll   *collector.Collector
+	store  *collector.Store
+	rules  *rules.Manager
+	rec    *recommender.Recommender
+	logger *slog.Logger
+
+	mtx    sync.RWMutex
+	cfg    Config
+	latest recommender.Report
+}
+
+// New returns a Pipeline over the components of o, configured with cfg.
+func New(o Options, cfg Config) (*Pipeline, error) {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Pipeline{coll: o.Collector, store: o.Store, rules: o.Rules, rec: o.Recommender, logger: logger}
+	if err := p.ApplyConfig(cfg); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ApplyConfig swaps in cfg for the next cycle; on error nothing changes.
+func (p *Pipeline) ApplyConfig(cfg Config) error {
+	if cfg.Interval <= 0 {
+		return fmt.Errorf("evaluation interval must be greater than zero, got %s", cfg.Interval)
+	}
+	if err := rules.ValidateSLOTargets(cfg.SLO); err != nil {
+		return err
+	}
+	p.mtx.Lock()
+	defer p.mtx.Unlock()
+	p.cfg = cfg
+	return nil
+}
+
+func (p *Pipeline) config() Config {
+	p.mtx.RLock()
+	defer p.mtx.RUnlock()
+	return p.cfg
+}
+
+// Cycle runs one cycle at now and returns its snapshot. A failed
+// collection ends the cycle with its error; a later step that fails does
+// not stop the steps after it, and its error is returned with the
+// snapshot.
+func (p *Pipeline) Cycle(ctx context.Context, now time.Time) (*collector.Snapshot, error) {
+	snap, err := p.coll.Cycle(ctx, now)
+	if err != nil {
+		return nil, fmt.Errorf("collecting signals: %w", err)
+	}
+	return snap, errors.Join(p.afterCollection(ctx, snap)...)
+}
+
+// Run runs a cycle every interval, at times of the clock now aligned to
+// the interval, until ctx ends. Failed steps are logged.
+func (p *Pipeline) Run(ctx context.Context, interval time.Duration, now func() time.Time) {
+	p.coll.Run(ctx, interval, now, func(ctx context.Context, snap *collector.Snapshot) {
+		for _, err := range p.afterCollection(ctx, snap) {
+			p.logger.Warn("Pipeline step failed", "err", err)
+		}
+	})
+}
+
+// afterCollection runs the steps that follow a collection, at the
+// snapshot's time: the rules read the signals just stored and the SLO
+// targets of the same time, the recommendations read the rules' result.
+func (p *Pipeline) afterCollection(ctx context.Context, snap *collector.Snapshot) []error {
+	var errs []error
+	if err := p.appendSLOTargets(ctx, snap.Time); err != nil {
+		errs = append(errs, err)
+	}
+	p.rules.Eval(ctx, snap.Time)
+	if p.rec == nil {
+		return errs
+	}
+	rep, err := p.Recommend(ctx, snap.Time, RecommendRequest{})
+	if err != nil {
+		return append(errs, fmt.Errorf("computing recommendations: %w", err))
+	}
+	p.mtx.Lock()
+	p.latest = rep
+	p.mtx.Unlock()
+	return errs
+}
+
+func (p *Pipeline) appendSLOTargets(ctx context.Context, t time.Time) error {
+	app := p.store.Appender(ctx)
+	if err := rules.AppendSLOTargets(app, t.UnixMilli(), p.config().SLO); err != nil {
+		_ = app.Rollback()
+		return fmt.Errorf("writing SLO targets: %w", err)
+	}
+	if err := app.Commit(); err != nil {
+		return fmt.Errorf("writing SLO targets: %w", err)
+	}
+	return nil
+}
+
+// Backfill computes signal history over [from, to] at the evaluation
+// interval from the source, so the rules and the API have history right
+// after a start, and returns how many samples it wrote.
+func (p *Pipeline) Backfill(ctx context.Context, from, to time.Time) (int, error) {
+	return p.coll.Backfill(ctx, from, to, p.config().Interval)
+}
+
+// EvaluateHistory brings the rules up to now over the history since from:
+// it backfills signals over [from, now-interval] and evaluates the rules
+// at every interval from from until now, each time after writing the SLO
+// targets. A rule whose `for` fits in now-from can then fire at the cycle
+// of now.
+func (p *Pipeline) EvaluateHistory(ctx context.Context, from, now time.Time) error {
+	step := p.config().Interval
+	if _, err := p.coll.Backfill(ctx, from, now.Add(-step), step); err != nil {
+		return err
+	}
+	for t := from; t.Before(now); t = t.Add(step) {
+		if err := p.appendSLOTargets(ctx, t); err != nil {
+			return err
+		}
+		p.rules.Eval(ctx, t)
+	}
+	return nil
+}
+
+// Bottlenecks are the active bottlenecks of the last evaluation.
+func (p *Pipeline) Bottlenecks() []rules.Bottleneck { return p.rules.Bottlenecks() }
+
+// Latest is the recommendation report of the last cycle.
+func (p *Pipeline) Latest() recommender.Report {
+	p.mtx.RLock()
+	defer p.mtx.RUnlock()
+	return p.latest
+}
+
+// LatestRecommendations are the recommendations of the last cycle.
+func (p *Pipeline) LatestRecommendations() []recommender.Recommendation {
+	return p.Latest().Recommendations
+}
+
+// Rule is a loaded alerting rule, as far as the pipeline's callers need
+// to know it.
+type Rule struct {
+	Name string
+	// Bottleneck is labels.bottleneck, or empty.
+	Bottleneck string
+	// For is how long the condition must hold before the rule fires;
+	// before that its bottlenecks are pending.
+	For time.Duration
+}
+
+// Rules lists the loaded alerting rules, in file and group order.
+func (p *Pipeline) Rules() []Rule {
+	var out []Rule
+	for _, g := range p.rules.RuleGroups() {
+		for _, ar := range g.AlertingRules() {
+			out = append(out, Rule{Name: ar.Name(), Bottleneck: ar.Labels().Get("bottleneck"), For: ar.HoldDuration()})
+		}
+	}
+	return out
+}
