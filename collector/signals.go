@@ -60,7 +60,7 @@ func Signals() []Signal {
 		{"llm_generation_tokens_per_second", "tokens/s", "Output tokens generated per second.", false},
 		{"llm_prompt_tokens_mean", "tokens", "Mean prompt length of finished requests.", false},
 		{"llm_generation_tokens_mean", "tokens", "Mean output length of finished requests.", false},
-		{"llm_counter_resets", "resets", "Counter resets of the instance's finished-request counter (TGI: received requests) within the rate window: a restart of the engine.", false},
+		{"llm_engine_restarts", "resets", "Counter resets of the instance's finished-request counter (TGI: received requests) within the rate window: a restart of the engine.", false},
 	}
 }
 

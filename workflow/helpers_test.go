@@ -79,7 +79,7 @@ func noisy(level float64, n int) []float64 {
 // counter resets.
 func healthy(signal, _ string, _, _ time.Time) ([]float64, error) {
 	switch signal {
-	case "llm_counter_resets":
+	case "llm_engine_restarts":
 		return nil, nil
 	case "llm_request_error_ratio":
 		return noisy(0.01, 60), nil

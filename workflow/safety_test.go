@@ -261,7 +261,7 @@ func TestControllerCanaryRestart(t *testing.T) {
 	store := openStore(t, t.TempDir())
 	defer store.Close()
 	restarting := func(signal, inst string, s, e time.Time) ([]float64, error) {
-		if signal == "llm_counter_resets" && inst == "a" {
+		if signal == "llm_engine_restarts" && inst == "a" {
 			return []float64{1}, nil
 		}
 		return healthy(signal, inst, s, e)

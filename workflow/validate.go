@@ -200,7 +200,7 @@ type ValidatorOptions struct {
 	// means between canaries and peers before the change (default 0.1)
 	// for the peers to be a comparable baseline.
 	MaxPreChangeGap float64
-	// RestartLookback is how far back one sample of llm_counter_resets
+	// RestartLookback is how far back one sample of llm_engine_restarts
 	// looks (the collector's rate window; default 1m).
 	RestartLookback time.Duration
 }
@@ -287,7 +287,7 @@ func (v *Validator) Validate(ctx context.Context, c Comparison, now time.Time) S
 	r.Metrics = append(r.Metrics, v.traffic(ctx, c, canary, baseline))
 	restarted, err := v.restarts(ctx, c)
 	if err != nil {
-		r.Metrics = append(r.Metrics, MetricResult{Metric: "restarts(llm_counter_resets)", Verdict: VerdictInconclusive, Reason: "query error", QueryError: err.Error()})
+		r.Metrics = append(r.Metrics, MetricResult{Metric: "restarts(llm_engine_restarts)", Verdict: VerdictInconclusive, Reason: "query error", QueryError: err.Error()})
 	}
 	r.Restarted = restarted
 	r.Verdict, r.Reason = VerdictPass, "no metric regressed"
@@ -359,7 +359,7 @@ func (v *Validator) restarts(ctx context.Context, c Comparison) ([]string, error
 	if !from.Before(c.End) {
 		return nil, nil
 	}
-	expr := "max by (" + collector.LabelInstance + ") (" + selector("llm_counter_resets", c.Engine, c.Model, c.Canary, "") + ") > 0"
+	expr := "max by (" + collector.LabelInstance + ") (" + selector("llm_engine_restarts", c.Engine, c.Model, c.Canary, "") + ") > 0"
 	m, err := v.opts.Source.QueryRange(ctx, expr, from, c.End, v.opts.Step)
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", expr, err)

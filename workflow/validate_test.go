@@ -170,7 +170,7 @@ func TestValidatorQueries(t *testing.T) {
 		`avg(llm_time_to_first_token_seconds{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.2:8000|10\\.0\\.0\\.3:8000",quantile="0.95"})`,
 		`avg(llm_requests_per_second{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.1:8000"})`,
 		`avg(llm_requests_per_second{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.2:8000|10\\.0\\.0\\.3:8000"})`,
-		`max by (instance) (llm_counter_resets{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.1:8000"}) > 0`,
+		`max by (instance) (llm_engine_restarts{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.1:8000"}) > 0`,
 	}
 	if strings.Join(src.exprs, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("queries\n%s\nwant\n%s", strings.Join(src.exprs, "\n"), strings.Join(want, "\n"))

@@ -205,7 +205,7 @@ func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg promet
 	wf.controller, err = workflow.NewController(workflow.ControllerOptions{
 		Store: ws, Source: store, Executor: exec, Alerts: wf.sender,
 		// Signals are stored once per evaluation interval; a counter reset
-		// shows in llm_counter_resets for one rate window.
+		// shows in llm_engine_restarts for one rate window.
 		Validator: workflow.NewValidator(workflow.ValidatorOptions{Source: store, Step: interval,
 			RestartLookback: time.Duration(cfg.Collector.RateWindow) + interval}),
 		RollbackAttempts: cfg.Workflow.RollbackAttempts, RollbackBackoff: time.Duration(cfg.Workflow.RollbackBackoff),

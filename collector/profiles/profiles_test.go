@@ -83,7 +83,7 @@ var signals = map[string]bool{
 	"llm_generation_tokens_per_second": false,
 	"llm_prompt_tokens_mean":           false,
 	"llm_generation_tokens_mean":       false,
-	"llm_counter_resets":               false,
+	"llm_engine_restarts":               false,
 }
 
 var quantiles = []string{"0.5", "0.95", "0.99"}
@@ -474,7 +474,7 @@ var expected = map[string][]want{
 			{signal: "llm_generation_tokens_mean", instance: "vllm-a:8000", model: "meta-llama/Llama-3.1-8B-Instruct", value: (18000 + 13500) / float64(75+57)},
 			// Restarted after +30 s: every request_success_total series (both
 			// engines, every reason that had counted) drops once.
-			{signal: "llm_counter_resets", instance: "vllm-a:8000", model: "meta-llama/Llama-3.1-8B-Instruct", value: 1},
+			{signal: "llm_engine_restarts", instance: "vllm-a:8000", model: "meta-llama/Llama-3.1-8B-Instruct", value: 1},
 		},
 
 		// vllm-b: old names only, no engine label, no finished_reason="abort" series.
@@ -528,7 +528,7 @@ var expected = map[string][]want{
 			// request_prompt_tokens_sum +18000, request_generation_tokens_sum +9000, _count +30.
 			{signal: "llm_prompt_tokens_mean", instance: "vllm-b:8000", model: "Qwen/Qwen2.5-7B-Instruct", value: 18000 / 30.0},
 			{signal: "llm_generation_tokens_mean", instance: "vllm-b:8000", model: "Qwen/Qwen2.5-7B-Instruct", value: 9000 / 30.0},
-			{signal: "llm_counter_resets", instance: "vllm-b:8000", model: "Qwen/Qwen2.5-7B-Instruct", value: 0},
+			{signal: "llm_engine_restarts", instance: "vllm-b:8000", model: "Qwen/Qwen2.5-7B-Instruct", value: 0},
 		},
 
 		// vllm-idle: up, but nothing finished in the window. Quantiles of
@@ -549,7 +549,7 @@ var expected = map[string][]want{
 			{signal: "llm_requests_per_second", instance: "vllm-idle:8000", model: "Qwen/Qwen2.5-0.5B-Instruct", value: 0},
 			{signal: "llm_prompt_tokens_per_second", instance: "vllm-idle:8000", model: "Qwen/Qwen2.5-0.5B-Instruct", value: 0},
 			{signal: "llm_generation_tokens_per_second", instance: "vllm-idle:8000", model: "Qwen/Qwen2.5-0.5B-Instruct", value: 0},
-			{signal: "llm_counter_resets", instance: "vllm-idle:8000", model: "Qwen/Qwen2.5-0.5B-Instruct", value: 0},
+			{signal: "llm_engine_restarts", instance: "vllm-idle:8000", model: "Qwen/Qwen2.5-0.5B-Instruct", value: 0},
 		},
 	),
 
@@ -598,7 +598,7 @@ var expected = map[string][]want{
 			{signal: "llm_prompt_tokens_mean", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: (5090000 - 5000000) / float64(20180-20000)},
 			{signal: "llm_generation_tokens_mean", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: (2027000 - 2000000) / float64(20180-20000)},
 			// Restarted after +30 s: num_requests_total 20120 → 60.
-			{signal: "llm_counter_resets", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: 1},
+			{signal: "llm_engine_restarts", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: 1},
 		},
 
 		// sglang-b: 2025 collector, old ITL name, no queue histogram, no
@@ -634,7 +634,7 @@ var expected = map[string][]want{
 			{signal: "llm_generation_tokens_per_second", instance: "sglang-b:30000", model: "meta-llama/Llama-3.1-8B-Instruct", value: (812000 - 800000) / 45.0},
 			{signal: "llm_prompt_tokens_mean", instance: "sglang-b:30000", model: "meta-llama/Llama-3.1-8B-Instruct", value: (1015000 - 1000000) / float64(5060-5000)},
 			{signal: "llm_generation_tokens_mean", instance: "sglang-b:30000", model: "meta-llama/Llama-3.1-8B-Instruct", value: (812000 - 800000) / float64(5060-5000)},
-			{signal: "llm_counter_resets", instance: "sglang-b:30000", model: "meta-llama/Llama-3.1-8B-Instruct", value: 0},
+			{signal: "llm_engine_restarts", instance: "sglang-b:30000", model: "meta-llama/Llama-3.1-8B-Instruct", value: 0},
 		},
 	),
 
@@ -667,7 +667,7 @@ var expected = map[string][]want{
 			{signal: "llm_generation_tokens_per_second", instance: "tgi-a:80", value: (766200 - 750000) / 45.0}, // tgi_request_generated_tokens_sum
 			{signal: "llm_prompt_tokens_mean", instance: "tgi-a:80", value: (2043200 - 2000000) / 108.0},        // _count +108
 			{signal: "llm_generation_tokens_mean", instance: "tgi-a:80", value: (766200 - 750000) / 108.0},      // _count +108
-			{signal: "llm_counter_resets", instance: "tgi-a:80", value: 1},                                      // restarted after +30 s: tgi_request_count 5080 → 40
+			{signal: "llm_engine_restarts", instance: "tgi-a:80", value: 1},                                      // restarted after +30 s: tgi_request_count 5080 → 40
 		},
 
 		// tgi-b: no failure yet, so tgi_request_failure does not exist.
@@ -698,7 +698,7 @@ var expected = map[string][]want{
 			{signal: "llm_generation_tokens_per_second", instance: "tgi-b:80", value: (166000 - 160000) / 45.0},
 			{signal: "llm_prompt_tokens_mean", instance: "tgi-b:80", value: (83000 - 80000) / 30.0},
 			{signal: "llm_generation_tokens_mean", instance: "tgi-b:80", value: (166000 - 160000) / 30.0},
-			{signal: "llm_counter_resets", instance: "tgi-b:80", value: 0},
+			{signal: "llm_engine_restarts", instance: "tgi-b:80", value: 0},
 		},
 	),
 
@@ -783,7 +783,7 @@ func TestProfileSignals(t *testing.T) {
 	}
 }
 
-// TestCounterResets evaluates llm_counter_resets at every scrape time: the -a
+// TestCounterResets evaluates llm_engine_restarts at every scrape time: the -a
 // instance of each engine restarted between +30 s and +45 s, so it has 1 at
 // +45 s only; every other instance has 0 throughout, including a fresh one
 // whose request counter does not exist yet.
@@ -819,13 +819,13 @@ func TestCounterResets(t *testing.T) {
 
 			var rule rulefmt.Rule
 			for _, r := range parseProfile(t, p).Groups[0].Rules {
-				if r.Record == "llm_counter_resets" {
+				if r.Record == "llm_engine_restarts" {
 					rule = r
 				}
 			}
 			expr, err := newParser().ParseExpr(rule.Expr)
 			if err != nil {
-				t.Fatalf("no llm_counter_resets rule: %v", err)
+				t.Fatalf("no llm_engine_restarts rule: %v", err)
 			}
 			engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1_000_000, Timeout: time.Minute, Parser: newParser()})
 			query := rules.EngineQueryFunc(engine, db)
