@@ -1,0 +1,145 @@
+package v1
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/optiinfra/perfagent/agent"
+	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/collector/profiles"
+	"github.com/optiinfra/perfagent/recommender"
+	"github.com/optiinfra/perfagent/rules"
+)
+
+// newPipelineAPI serves the API over a real pipeline that has run one
+// cycle at now: a:1 is busy (B2 firing) and queues (B5 pending, its `for`
+// is 10m), b:1 is idle.
+func newPipelineAPI(t *testing.T) *mux.Router {
+	t.Helper()
+	store, err := collector.OpenStore(collector.StoreOptions{Path: t.TempDir(), Retention: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	page, err := os.ReadFile(filepath.Join("testdata", "vllm.prom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := now.Add(-5 * time.Minute)
+	app := store.Appender(context.Background())
+	for at := start; !at.After(now); at = at.Add(15 * time.Second) {
+		for _, s := range []struct {
+			instance         string
+			running, waiting int
+			rps              float64
+		}{{"a:1", 12, 3, 2}, {"b:1", 2, 0, 0.5}} {
+			text := fmt.Sprintf(string(page), s.running, s.waiting, s.rps*at.Sub(start).Seconds())
+			if err := collector.AppendExposition(app, []byte(text), at, labels.FromStrings(model.InstanceLabel, s.instance)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	profs, errs := collector.LoadProfiles(profiles.FS, ".", nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	coll := collector.New(collector.Options{Metrics: collector.NewMetrics(prometheus.NewRegistry()), Store: store})
+	cfg := collector.DefaultConfig()
+	cfg.Instances = []collector.InstanceConfig{{Instance: "a:1", Settings: map[string]string{"max_num_seqs": "16"}}, {Instance: "b:1", Settings: map[string]string{"max_num_seqs": "16"}}}
+	if err := coll.ApplyConfig(cfg, store, profs); err != nil {
+		t.Fatal(err)
+	}
+	mgr := rules.NewManager(rules.ManagerOptions{Store: store})
+	if err := mgr.Update([]string{filepath.Join("testdata", "rules.yml")}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := recommender.New(recommender.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipe, err := agent.New(agent.Options{Collector: coll, Store: store, Rules: mgr, Recommender: rec}, agent.Config{Interval: 15 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pipe.Cycle(context.Background(), now); err != nil {
+		t.Fatal(err)
+	}
+	api := New(Options{Collector: coll, History: store, Rules: mgr, Recommendations: pipe, Now: func() time.Time { return now }})
+	r := mux.NewRouter()
+	api.Register(r.PathPrefix("/api/v1").Subrouter())
+	return r
+}
+
+func TestRecommendEndpoint(t *testing.T) {
+	r := newPipelineAPI(t)
+	tests := []struct {
+		name, body string
+		code       int
+		// wantErr is in the error of a failed request.
+		wantErr string
+		// wantIDs are the recommendations' ids and wantSkip the reason of
+		// the only skipped entry.
+		wantIDs  []string
+		wantSkip string
+	}{
+		{name: "everything firing", body: `{}`, code: 200, wantIDs: []string{"scale_out"}},
+		{name: "by id and instance", body: `{"bottleneck":"B2","instance":"a:1"}`, code: 200, wantIDs: []string{"scale_out"}},
+		{name: "by rule name", body: `{"bottleneck":"BusyServer"}`, code: 200, wantIDs: []string{"scale_out"}},
+		{name: "unknown bottleneck", body: `{"bottleneck":"B42"}`, code: 400,
+			wantErr: `bottleneck: "B42" is neither a bottleneck id nor a rule name of the loaded rules; the ids are B2, B5`},
+		{name: "nothing active on the instance", body: `{"bottleneck":"B2","instance":"b:1"}`, code: 200, wantIDs: []string{},
+			wantSkip: "no active bottleneck B2 on instance b:1"},
+		{name: "pending only", body: `{"bottleneck":"B5","instance":"a:1"}`, code: 200, wantIDs: []string{},
+			wantSkip: "no firing bottleneck B5 on instance a:1; pending, their rules' `for` not passed yet: LongQueue on a:1"},
+		{name: "pending is not a field", body: `{"Pending":true}`, code: 400, wantErr: `unknown field "Pending"`},
+		{name: "unknown instance", body: `{"instance":"z:9"}`, code: 404, wantErr: `instance: "z:9" is not known`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, env := do(t, r, "POST", "/api/v1/optimization/recommend", tc.body)
+			if code != tc.code {
+				t.Fatalf("status %d, want %d: %+v", code, tc.code, env)
+			}
+			if tc.wantErr != "" {
+				if env.Status != "error" || !strings.Contains(env.Error, tc.wantErr) {
+					t.Errorf("error %q, want it to contain %q", env.Error, tc.wantErr)
+				}
+				return
+			}
+			var rep struct {
+				Recommendations []recommender.Recommendation `json:"recommendations"`
+				Skipped         []recommender.Skip           `json:"skipped"`
+			}
+			if err := json.Unmarshal(env.Data, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if rep.Recommendations == nil || rep.Skipped == nil {
+				t.Errorf("lists are null, want []: %s", env.Data)
+			}
+			ids := []string{}
+			for _, x := range rep.Recommendations {
+				ids = append(ids, x.ID)
+			}
+			if strings.Join(ids, ",") != strings.Join(tc.wantIDs, ",") {
+				t.Errorf("recommendations %v, want %v: %s", ids, tc.wantIDs, env.Data)
+			}
+			if tc.wantSkip != "" && (len(rep.Skipped) != 1 || rep.Skipped[0].Reason != tc.wantSkip) {
+				t.Errorf("skipped %+v, want one entry %q", rep.Skipped, tc.wantSkip)
+			}
+		})
+	}
+}
