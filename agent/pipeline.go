@@ -103,7 +103,12 @@ func (p *Pipeline) Cycle(ctx context.Context, now time.Time) (*collector.Snapsho
 // the interval, until ctx ends. Failed steps are logged.
 func (p *Pipeline) Run(ctx context.Context, interval time.Duration, now func() time.Time) {
 	p.coll.Run(ctx, interval, now, func(ctx context.Context, snap *collector.Snapshot) {
-		for _, err := range p.afterCollection(ctx, snap) {
+		errs := p.afterCollection(ctx, snap)
+		if ctx.Err() != nil {
+			// Stopping: steps cut short are not failures worth a log line.
+			return
+		}
+		for _, err := range errs {
 			p.logger.Warn("Pipeline step failed", "err", err)
 		}
 	})
