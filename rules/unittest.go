@@ -19,8 +19,9 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
-	"github.com/prometheus/prometheus/promql/promqltest"
 	promrules "github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -174,28 +175,40 @@ func resolveRuleFiles(dir string, files []string) ([]string, error) {
 // interval from 0 to the largest eval_time, compares the firing alerts at
 // each alert test's eval_time, then runs the PromQL tests.
 func (tg *testGroup) run(evalInterval time.Duration, order map[string]int, files []*RuleFile) (errs []error) {
-	var load strings.Builder
-	fmt.Fprintf(&load, "load %s\n", tg.Interval)
-	for _, s := range tg.InputSeries {
-		fmt.Fprintf(&load, "  %s %s\n", s.Series, s.Values)
-	}
-	p := newParser()
-	suite, err := promqltest.NewLazyLoader(load.String(), promqltest.LazyLoaderOpts{EnableAtModifier: true, EnableNegativeOffset: true, Parser: p})
+	input, err := parseInputSeries(tg.InputSeries, time.Duration(tg.Interval))
 	if err != nil {
 		return []error{fmt.Errorf("input_series: %w", err)}
 	}
+	db, err := openScratchTSDB()
+	if err != nil {
+		return []error{err}
+	}
 	defer func() {
-		if err := suite.Close(); err != nil {
+		if err := db.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}()
-	suite.SubqueryInterval = evalInterval
+	p := newParser()
+	engine := promql.NewEngine(promql.EngineOpts{
+		MaxSamples:               10000,
+		Timeout:                  100 * time.Second,
+		NoStepSubqueryIntervalFn: func(int64) int64 { return evalInterval.Milliseconds() },
+		EnableAtModifier:         true,
+		EnableNegativeOffset:     true,
+		Parser:                   p,
+	})
+	defer func() {
+		if err := engine.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}()
+	ctx := context.Background()
 
 	opts := &promrules.ManagerOptions{
-		QueryFunc:    promrules.EngineQueryFunc(suite.QueryEngine(), suite.Storage()),
-		AppendableV2: suite.Storage(),
-		Queryable:    suite.Storage(),
-		Context:      context.Background(),
+		QueryFunc:    promrules.EngineQueryFunc(engine, db),
+		AppendableV2: db,
+		Queryable:    db,
+		Context:      ctx,
 		NotifyFunc:   func(context.Context, string, ...*promrules.Alert) {},
 		Logger:       slog.New(slog.DiscardHandler),
 		Metrics:      promrules.NewGroupMetrics(nil),
@@ -224,21 +237,20 @@ func (tg *testGroup) run(evalInterval time.Duration, order map[string]int, files
 	maxt := mint.Add(tg.maxEvalTime())
 	next := 0
 	for ts := mint; !ts.After(maxt); ts = ts.Add(evalInterval) {
+		// Rules see only the samples up to the evaluation time, as they
+		// would in a server scraping the series as it goes.
+		if err := input.appendTill(ctx, db, ts.Sub(mint).Milliseconds()); err != nil {
+			return append(errs, err)
+		}
 		var evalErrs []error
-		suite.WithSamplesTill(ts, func(err error) {
-			if err != nil {
-				evalErrs = append(evalErrs, err)
-				return
-			}
-			for _, g := range groups {
-				g.Eval(suite.Context(), ts)
-				for _, r := range g.Rules() {
-					if r.LastError() != nil {
-						evalErrs = append(evalErrs, fmt.Errorf("    rule: %s, time: %s, err: %w", r.Name(), model.Duration(ts.Sub(mint)), r.LastError()))
-					}
+		for _, g := range groups {
+			g.Eval(ctx, ts)
+			for _, r := range g.Rules() {
+				if r.LastError() != nil {
+					evalErrs = append(evalErrs, fmt.Errorf("    rule: %s, time: %s, err: %w", r.Name(), model.Duration(ts.Sub(mint)), r.LastError()))
 				}
 			}
-		})
+		}
 		if len(evalErrs) > 0 {
 			return append(errs, evalErrs...)
 		}
@@ -254,11 +266,103 @@ func (tg *testGroup) run(evalInterval time.Duration, order map[string]int, files
 		}
 	}
 	for _, tc := range tg.PromqlExprTests {
-		if err := tc.compare(suite, p, mint); err != nil {
+		if err := tc.compare(ctx, engine, db, p, mint); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errs
+}
+
+// scratchTSDB is a TSDB in a temporary directory that Close removes.
+type scratchTSDB struct {
+	*tsdb.DB
+	dir string
+}
+
+// openScratchTSDB opens an empty TSDB whose blocks span a day, so that
+// a test's samples, appended in time order, all stay appendable.
+func openScratchTSDB() (*scratchTSDB, error) {
+	dir, err := os.MkdirTemp("", "perfagent-rules-test")
+	if err != nil {
+		return nil, fmt.Errorf("creating the test storage directory: %w", err)
+	}
+	opts := tsdb.DefaultOptions()
+	opts.MinBlockDuration = (24 * time.Hour).Milliseconds()
+	opts.MaxBlockDuration = (24 * time.Hour).Milliseconds()
+	opts.RetentionDuration = 0
+	opts.OutOfOrderTimeWindow = 0
+	db, err := tsdb.Open(dir, slog.New(slog.DiscardHandler), nil, opts, nil)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("opening the test storage: %w", err), os.RemoveAll(dir))
+	}
+	return &scratchTSDB{DB: db, dir: dir}, nil
+}
+
+// Close closes the TSDB and removes its directory.
+func (s *scratchTSDB) Close() error {
+	return errors.Join(s.DB.Close(), os.RemoveAll(s.dir))
+}
+
+// inputSamples are the samples of a test group's input series, in time
+// order per series, not yet appended to storage.
+type inputSamples struct {
+	series  []labels.Labels
+	pending [][]promql.Sample
+}
+
+// parseInputSeries expands each input series' values, in the notation of
+// promtool's input_series, into samples interval apart from time 0. A
+// series listed twice keeps its last values.
+func parseInputSeries(in []inputSeries, interval time.Duration) (*inputSamples, error) {
+	// promtool accepts UTF-8 metric and label names without quotes here.
+	seriesParser := parser.NewParser(parser.Options{EnableUnquotedUTF8Names: true})
+	out := &inputSamples{}
+	index := map[uint64]int{}
+	for i, s := range in {
+		lset, vals, err := seriesParser.ParseSeriesDesc(s.Series + " " + s.Values)
+		if err != nil {
+			// Positions count lines as promtool does, from a "load" line
+			// before the first series.
+			parser.EnrichParseError(err, func(pe *parser.ParseErr) { pe.LineOffset = i + 1 })
+			return nil, err
+		}
+		var samples []promql.Sample
+		for j, v := range vals {
+			if v.Omitted {
+				continue
+			}
+			samples = append(samples, promql.Sample{T: (time.Duration(j) * interval).Milliseconds(), F: v.Value, H: v.Histogram})
+		}
+		h := lset.Hash()
+		if k, ok := index[h]; ok {
+			out.pending[k] = samples
+			continue
+		}
+		index[h] = len(out.series)
+		out.series = append(out.series, lset)
+		out.pending = append(out.pending, samples)
+	}
+	return out, nil
+}
+
+// appendTill appends to db the pending samples at or before till, in
+// milliseconds since time 0, and drops them from pending.
+func (in *inputSamples) appendTill(ctx context.Context, db storage.AppendableV2, till int64) error {
+	app := db.AppenderV2(ctx)
+	for i, lset := range in.series {
+		n := 0
+		for _, s := range in.pending[i] {
+			if s.T > till {
+				break
+			}
+			if _, err := app.Append(0, lset, 0, s.T, s.F, nil, s.H, storage.AppendV2Options{}); err != nil {
+				return errors.Join(fmt.Errorf("appending %s at %d: %w", lset, s.T, err), app.Rollback())
+			}
+			n++
+		}
+		in.pending[i] = in.pending[i][n:]
+	}
+	return app.Commit()
 }
 
 func (tg *testGroup) maxEvalTime() time.Duration {
@@ -345,16 +449,16 @@ func (tc alertTestCase) compare(groups []*promrules.Group) error {
 }
 
 // compare runs tc's expression and checks its samples.
-func (tc promqlTestCase) compare(suite *promqltest.LazyLoader, p parser.Parser, mint time.Time) error {
+func (tc promqlTestCase) compare(ctx context.Context, engine *promql.Engine, q storage.Queryable, p parser.Parser, mint time.Time) error {
 	fail := func(err error) error {
 		return fmt.Errorf("    expr: %q, time: %s, err: %w", tc.Expr, tc.EvalTime, err)
 	}
-	q, err := suite.QueryEngine().NewInstantQuery(suite.Context(), suite.Queryable(), nil, tc.Expr, mint.Add(time.Duration(tc.EvalTime)))
+	query, err := engine.NewInstantQuery(ctx, q, nil, tc.Expr, mint.Add(time.Duration(tc.EvalTime)))
 	if err != nil {
 		return fail(err)
 	}
-	defer q.Close()
-	res := q.Exec(suite.Context())
+	defer query.Close()
+	res := query.Exec(ctx)
 	if res.Err != nil {
 		return fail(res.Err)
 	}

@@ -94,6 +94,8 @@ func TestUnitTest(t *testing.T) {
 		want       []string
 	}{
 		{file: "pass.yml", want: []string{"Unit Testing:  testdata/unittest/pass.yml\n  SUCCESS\n"}},
+		{file: "gaps.yml", want: []string{"Unit Testing:  testdata/unittest/gaps.yml\n  SUCCESS\n"}},
+		{file: "bad_series.yml", wantFailed: true, want: []string{"input_series: 3:40: parse error: unexpected character inside braces: '1'"}},
 		{file: "wrong_alert.yml", wantFailed: true, want: []string{
 			"alertname: LLMRequestErrors, time: 6m,",
 			`0: Labels:{alertname="LLMRequestErrors", instance="a:8000"}`,
@@ -110,6 +112,10 @@ func TestUnitTest(t *testing.T) {
 		{file: "no_rule_file.yml", wantFailed: true, want: []string{`rule_files "testdata/unittest/does_not_exist.yml": no file matches`}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
+			// Each test group's storage lives in a temporary directory
+			// that must be gone afterwards.
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
 			var out bytes.Buffer
 			if failed := UnitTest([]string{filepath.Join("testdata/unittest", tc.file)}, &out); failed != tc.wantFailed {
 				t.Errorf("failed = %v, want %v", failed, tc.wantFailed)
@@ -118,6 +124,9 @@ func TestUnitTest(t *testing.T) {
 				if !strings.Contains(out.String(), w) {
 					t.Errorf("output lacks %q:\n%s", w, out.String())
 				}
+			}
+			if left, err := os.ReadDir(tmp); err != nil || len(left) > 0 {
+				t.Errorf("temporary directory holds %v (%v), want nothing", left, err)
 			}
 		})
 	}
