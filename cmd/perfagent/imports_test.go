@@ -13,27 +13,38 @@ const module = "github.com/optiinfra/perfagent"
 
 // allowedImports is the one-way dependency rule of the design: each
 // package may import only these of ours (a package's own subpackages, such
-// as collector/profiles, count as itself).
+// as collector/profiles, count as itself; each internal package is an
+// area of its own).
 var allowedImports = map[string][]string{
-	"collector":   {},
-	"rules":       {"collector"},
-	"recommender": {"rules", "collector"},
-	"workflow":    {"recommender", "collector"},
-	"agent":       {"workflow", "recommender", "rules", "collector"},
-	"web":         {"web", "agent", "workflow", "recommender", "rules", "collector"},
-	"simulator":   {},
-	"internal":    {},
+	"collector":            {},
+	"rules":                {"collector"},
+	"recommender":          {"rules", "collector"},
+	"workflow":             {"collector"},
+	"agent":                {"workflow", "recommender", "rules", "collector"},
+	"web":                  {"agent", "workflow", "recommender", "rules", "collector"},
+	"simulator":            {},
+	"internal/benchreport": {},
+	"internal/testutil":    {},
 }
+
+// testOnly are packages of ours that any package's tests may import and
+// no package's code may: shared test helpers, which import nothing of
+// ours.
+var testOnly = []string{"internal/testutil"}
 
 // area maps a package path to the rule that governs it.
 func area(pkg string) string {
 	rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
-	top, _, _ := strings.Cut(rel, "/")
+	top, rest, _ := strings.Cut(rel, "/")
+	if top == "internal" {
+		sub, _, _ := strings.Cut(rest, "/")
+		return top + "/" + sub
+	}
 	return top
 }
 
 func TestImportDirection(t *testing.T) {
-	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}} {{join .TestImports " "}} {{join .XTestImports " "}}`, module+"/...")
+	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}}|{{join .Imports " "}}|{{join .TestImports " "}} {{join .XTestImports " "}}`, module+"/...")
 	cmd.Dir = "../.."
 	out, err := cmd.Output()
 	if err != nil {
@@ -42,9 +53,14 @@ func TestImportDirection(t *testing.T) {
 	checked := 0
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		pkg, imports := fields[0], fields[1:]
+		fields := strings.Split(sc.Text(), "|")
+		pkg, imports, testImports := fields[0], strings.Fields(fields[1]), strings.Fields(fields[2])
 		from := area(pkg)
+		for _, imp := range imports {
+			if to := area(imp); strings.HasPrefix(imp, module+"/") && slices.Contains(testOnly, to) {
+				t.Errorf("%s imports %s, which only tests may import", pkg, imp)
+			}
+		}
 		if from == "cmd" {
 			continue
 		}
@@ -54,16 +70,19 @@ func TestImportDirection(t *testing.T) {
 			continue
 		}
 		checked++
-		for _, imp := range imports {
+		for i, imp := range append(imports, testImports...) {
 			if !strings.HasPrefix(imp, module+"/") {
 				continue
 			}
 			to := area(imp)
-			if to == from || slices.Contains(allowed, to) {
+			if to == from || slices.Contains(allowed, to) || (i >= len(imports) && slices.Contains(testOnly, to)) {
 				continue
 			}
 			t.Errorf("%s imports %s: %s may import only %v of ours", pkg, imp, from, allowed)
 		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
 	}
 	if checked == 0 {
 		t.Fatal("no package checked")
