@@ -64,9 +64,6 @@ func Signals() []Signal {
 	}
 }
 
-// Quantiles are the values of the quantile label of latency signals.
-func Quantiles() []string { return []string{"0.5", "0.95", "0.99"} }
-
 // LookupSignal returns the catalog entry of a signal name.
 func LookupSignal(name string) (Signal, bool) {
 	for _, s := range Signals() {

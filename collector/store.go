@@ -74,9 +74,6 @@ func (s *Store) Engine() *promql.Engine { return s.engine }
 // Appender starts a transaction.
 func (s *Store) Appender(ctx context.Context) storage.Appender { return s.db.Appender(ctx) }
 
-// Querier opens a querier over [mint, maxt] in milliseconds.
-func (s *Store) Querier(mint, maxt int64) (storage.Querier, error) { return s.db.Querier(mint, maxt) }
-
 // MaxTime is the newest sample time in the store, or false when empty.
 func (s *Store) MaxTime() (time.Time, bool) {
 	t := s.db.Head().MaxTime()

@@ -79,7 +79,6 @@ type Manager struct {
 	snapMtx     sync.RWMutex
 	published   []*promrules.Group
 	bottlenecks []Bottleneck
-	lastEval    time.Time
 }
 
 // NewManager returns a Manager without rules; call Update to load them.
@@ -285,7 +284,6 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 
 	m.snapMtx.Lock()
 	m.bottlenecks = bs
-	m.lastEval = ts
 	m.snapMtx.Unlock()
 }
 
@@ -431,13 +429,6 @@ func (m *Manager) Bottlenecks() []Bottleneck {
 	m.snapMtx.RLock()
 	defer m.snapMtx.RUnlock()
 	return slices.Clone(m.bottlenecks)
-}
-
-// LastEvaluation is the ts of the last Eval, zero before the first.
-func (m *Manager) LastEvaluation() time.Time {
-	m.snapMtx.RLock()
-	defer m.snapMtx.RUnlock()
-	return m.lastEval
 }
 
 // RuleGroups returns the loaded groups sorted by file and name, for
