@@ -66,7 +66,7 @@ func TestObjectivesOverride(t *testing.T) {
 		want string
 	}{{0, "133"}, {0.04, "100"}} {
 		in.Objectives.ITLP95Seconds = tc.itl
-		recs := r.Recommend(testNow, in)
+		recs := r.Analyze(testNow, in).Recommendations
 		if len(recs) != 1 || recs[0].Action.Proposed != tc.want {
 			t.Errorf("ITL target %v: got %+v, want max_num_seqs %s", tc.itl, recs, tc.want)
 		}
@@ -145,10 +145,10 @@ func TestApplyConfigConcurrent(t *testing.T) {
 		}
 	}()
 	for range 50 {
-		r.Recommend(testNow, in)
+		r.Analyze(testNow, in)
 	}
 	<-done
-	if got := r.Recommend(testNow, in); len(got) != 1 || got[0].Action.Proposed != "0.95" {
+	if got := r.Analyze(testNow, in).Recommendations; len(got) != 1 || got[0].Action.Proposed != "0.95" {
 		t.Errorf("after ApplyConfig: %+v", got)
 	}
 	bad := DefaultConfig()

@@ -1,14 +1,20 @@
 package recommender
 
 import (
+	"bytes"
 	"encoding/json"
+	"flag"
 	"math"
-	"reflect"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/optiinfra/perfagent/collector"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 var testNow = time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC)
 
@@ -60,14 +66,47 @@ func normalize(recs []Recommendation) []Recommendation {
 	return out
 }
 
-func assertRecs(t *testing.T, got, want []Recommendation) {
+// checkGolden compares rep, its numbers rounded as normalize does, with
+// testdata/<name>.json; -update rewrites the file instead.
+func checkGolden(t *testing.T, name string, rep Report) {
 	t.Helper()
-	g, w := normalize(got), normalize(want)
-	if !reflect.DeepEqual(g, w) {
-		gj, _ := json.MarshalIndent(g, "", "  ")
-		wj, _ := json.MarshalIndent(w, "", "  ")
-		t.Fatalf("recommendations differ\ngot:\n%s\nwant:\n%s", gj, wj)
+	rep.Recommendations = normalize(rep.Recommendations)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		t.Fatal(err)
 	}
+	path := filepath.Join("testdata", name+".json")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./recommender -update to create it)", err)
+	}
+	if got := buf.Bytes(); !bytes.Equal(got, want) {
+		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
+		n := 0
+		for n < len(gl) && n < len(wl) && gl[n] == wl[n] {
+			n++
+		}
+		t.Errorf("report differs from %s (run go test ./recommender -run %s -update and review the diff); first at line %d:\ngot:  %s\nwant: %s",
+			path, strings.Split(t.Name(), "/")[0], n+1, line(gl, n), line(wl, n))
+	}
+}
+
+func line(lines []string, i int) string {
+	if i < len(lines) {
+		return lines[i]
+	}
+	return "(end of file)"
 }
 
 func newTestRecommender(t *testing.T, cfg Config) *Recommender {

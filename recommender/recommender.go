@@ -93,14 +93,6 @@ func (r *Recommender) ApplyConfig(cfg Config) error {
 	return nil
 }
 
-// Catalog returns the catalog in use.
-func (r *Recommender) Catalog() *Catalog { return r.cat }
-
-// Recommend returns the ranked recommendations for in at now.
-func (r *Recommender) Recommend(now time.Time, in Input) []Recommendation {
-	return r.Analyze(now, in).Recommendations
-}
-
 // Analyze returns the ranked recommendations and, for every
 // recommendation a finding asked for that was not produced, why.
 func (r *Recommender) Analyze(now time.Time, in Input) Report {
