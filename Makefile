@@ -7,6 +7,7 @@ BRANCH    := $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown
 VPKG      := github.com/prometheus/common/version
 LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+DEADCODE    := golang.org/x/tools/cmd/deadcode@v0.52.0
 
 .PHONY: all build test test-short lint run demo bench accuracy closed-loop clean
 
@@ -27,11 +28,15 @@ test:
 test-short:
 	$(GO) test -short ./...
 
+# deadcode exits 0 whatever it finds, so its output decides. Tests count
+# as callers (-test): a function that only tests call is not reported.
 lint:
 	@fmt=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$fmt" ]; then echo "not gofmt-formatted:"; echo "$$fmt"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	@dead=$$($(GO) run $(DEADCODE) -test ./...) || exit 1; \
+	  if [ -n "$$dead" ]; then echo "unreachable functions:"; echo "$$dead"; exit 1; fi
 
 run: build
 	$(BIN)/perfagent --config.file=examples/perfagent.yml --storage.path=data/
