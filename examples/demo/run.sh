@@ -1,41 +1,83 @@
 #!/usr/bin/env bash
-# Runs the demo: the simulated fleet and the agent scraping it, both on
-# loopback, until Ctrl-C. Usage: run.sh BIN_DIR
+# Runs the demo: the simulated fleet, the agent scraping it and, when
+# Debian's prometheus-alertmanager is installed, an Alertmanager for the
+# agent's approval alerts, all on loopback, until Ctrl-C.
+# Usage: run.sh BIN_DIR
+# Environment (all optional): DEMO_SPEED, simulated seconds per second
+# (default 1); DEMO_WORKFLOW_WARMUP and DEMO_WORKFLOW_WINDOW replace the
+# workflow warm-up and window of perfagent.yml (e.g. 20s, 40s).
 set -euo pipefail
 bin=${1:-bin}
 here=$(cd "$(dirname "$0")" && pwd)
-data=$(mktemp -d)
+tmp=$(mktemp -d)
 pids=()
 cleanup() {
   trap - EXIT INT TERM
   kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
-  rm -rf "$data"
+  rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
 
-"$bin/llmsim" --config.file "$here/fleet.yml" \
+# The agent reads its configuration from a file: with other workflow
+# times, it reads a copy (next to a copy of the secret it names).
+config=$here/perfagent.yml
+edits=()
+if [[ -n ${DEMO_WORKFLOW_WARMUP:-} ]]; then
+  edits+=(-e "s/^  warmup: .*/  warmup: $DEMO_WORKFLOW_WARMUP/")
+fi
+if [[ -n ${DEMO_WORKFLOW_WINDOW:-} ]]; then
+  edits+=(-e "s/^  window: .*/  window: $DEMO_WORKFLOW_WINDOW/")
+fi
+if ((${#edits[@]})); then
+  config=$tmp/perfagent.yml
+  cp "$here/webhook-secret" "$tmp/"
+  sed "${edits[@]}" "$here/perfagent.yml" >"$config"
+fi
+
+"$bin/llmsim" --config.file "$here/fleet.yml" serve --speed "${DEMO_SPEED:-1}" \
   --webhook.listen-address 127.0.0.1:18099 --webhook.secret-file "$here/webhook-secret" &
 pids+=($!)
-"$bin/perfagent" --config.file "$here/perfagent.yml" --storage.path "$data" \
+"$bin/perfagent" --config.file "$config" --storage.path "$tmp/agent" \
   --web.listen-address 127.0.0.1:8002 --web.config.file "$here/web.yml" --log.level warn &
 pids+=($!)
+waitfor=("${pids[@]}")
 
-cat <<'MSG'
+# perfagent.yml always names this Alertmanager; without it, approval
+# alerts are retried and counted as failures, and workflows run as usual.
+alertmanager="http://127.0.0.1:19093/  (approval alerts)"
+if command -v prometheus-alertmanager >/dev/null; then
+  prometheus-alertmanager --config.file "$here/alertmanager.yml" \
+    --storage.path "$tmp/alertmanager" --web.listen-address 127.0.0.1:19093 \
+    --cluster.listen-address= --log.level warn &
+  pids+=($!)
+  sleep 1
+  if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+    alertmanager="did not start (see its error above): approval alerts are retried and counted"
+  fi
+else
+  alertmanager="not installed (apt-get install prometheus-alertmanager): approval alerts
+               to 127.0.0.1:19093 are retried and counted, workflows run without it"
+fi
+
+cat <<MSG
 
 perfagent demo
-  agent:       http://127.0.0.1:8002/  (users alice and bob, password "demo")
-               curl -u alice:demo http://127.0.0.1:8002/api/v1/instances
-               curl -u alice:demo http://127.0.0.1:8002/api/v1/bottlenecks
-               curl -u alice:demo http://127.0.0.1:8002/api/v1/recommendations
-  vLLM:        http://127.0.0.1:18000/metrics  18001  18002 (under KV-cache pressure)
-  SGLang:      http://127.0.0.1:18003/metrics
-  TGI:         http://127.0.0.1:18004/metrics
-Signals appear within half a minute, bottlenecks after their rules' `for`.
-Start a workflow as alice, approve it as bob:
-  curl -u alice:demo -XPOST http://127.0.0.1:8002/api/v1/workflows -d '{"recommendation":"ID","instance":"127.0.0.1:18002"}'
+  agent:        http://127.0.0.1:8002/  (users alice and bob, password "demo")
+                curl -u alice:demo http://127.0.0.1:8002/api/v1/instances
+                curl -u alice:demo http://127.0.0.1:8002/api/v1/bottlenecks
+                curl -u alice:demo http://127.0.0.1:8002/api/v1/recommendations
+  alertmanager: $alertmanager
+  vLLM:         http://127.0.0.1:18000/metrics  18001  (healthy)
+                http://127.0.0.1:18002/metrics  (same server, long generations: KV cache full, preempting)
+  SGLang:       http://127.0.0.1:18003/metrics  (small KV pool, retracting)
+  TGI:          http://127.0.0.1:18004/metrics  (healthy)
+Signals appear within half a minute; the bottlenecks of 18002 and 18003 fire
+after about six minutes (their rules must hold for 5m), with recommendations.
+Start a workflow as alice, approve it as bob (WID and HASH from the first answer):
+  curl -u alice:demo -XPOST http://127.0.0.1:8002/api/v1/workflows -d '{"recommendation":"raise_gpu_memory_utilization","instance":"127.0.0.1:18002"}'
   curl -u bob:demo -XPOST http://127.0.0.1:8002/api/v1/workflows/WID/approve -d '{"proposal_hash":"HASH"}'
-Ctrl-C stops both.
+Ctrl-C stops everything.
 
 MSG
-wait -n "${pids[@]}"
+wait -n "${waitfor[@]}"
