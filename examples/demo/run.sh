@@ -57,7 +57,7 @@ if command -v prometheus-alertmanager >/dev/null; then
   fi
 else
   alertmanager="not installed (apt-get install prometheus-alertmanager): approval alerts
-               to 127.0.0.1:19093 are retried and counted, workflows run without it"
+                to 127.0.0.1:19093 are retried and counted, workflows run without it"
 fi
 
 cat <<MSG
