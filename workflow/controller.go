@@ -142,7 +142,7 @@ func setDefault(d *time.Duration, v time.Duration) {
 // CreateRequest proposes a change to a pool.
 type CreateRequest struct {
 	// ID is generated when empty.
-	ID        string
+	ID     string
 	Change Change
 	Pool   []string
 	// Current are the values of the setting on pool instances, where the

@@ -34,11 +34,11 @@ type Target struct {
 // Change is the one engine setting change a workflow carries. It mirrors a
 // recommendation without depending on package recommender.
 type Change struct {
-	RecommendationID string   `json:"recommendation_id"`
-	Engine           string   `json:"engine"`
-	Model            string   `json:"model"`
-	Kind             string   `json:"kind"`
-	Flag             string   `json:"flag"`
+	RecommendationID string `json:"recommendation_id"`
+	Engine           string `json:"engine"`
+	Model            string `json:"model"`
+	Kind             string `json:"kind"`
+	Flag             string `json:"flag"`
 	// Setting is the flag's key among an instance's settings
 	// (max_num_seqs for --max-num-seqs), for messages and configuration.
 	Setting string `json:"setting,omitempty"`
@@ -199,10 +199,10 @@ type CurrentValue struct {
 
 // Workflow is one change carried through a staged rollout on one pool.
 type Workflow struct {
-	ID           string   `json:"id"`
-	Version      uint64   `json:"version"`
-	Change       Change   `json:"change"`
-	Pool         []string `json:"pool"`
+	ID      string   `json:"id"`
+	Version uint64   `json:"version"`
+	Change  Change   `json:"change"`
+	Pool    []string `json:"pool"`
 	// Current is the setting's value on every pool instance at proposal.
 	Current []CurrentValue `json:"current"`
 	// Baseline are instances of the same engine, model and capacity that

@@ -83,7 +83,7 @@ var signals = map[string]bool{
 	"llm_generation_tokens_per_second": false,
 	"llm_prompt_tokens_mean":           false,
 	"llm_generation_tokens_mean":       false,
-	"llm_engine_restarts":               false,
+	"llm_engine_restarts":              false,
 }
 
 var quantiles = []string{"0.5", "0.95", "0.99"}
@@ -667,7 +667,7 @@ var expected = map[string][]want{
 			{signal: "llm_generation_tokens_per_second", instance: "tgi-a:80", value: (766200 - 750000) / 45.0}, // tgi_request_generated_tokens_sum
 			{signal: "llm_prompt_tokens_mean", instance: "tgi-a:80", value: (2043200 - 2000000) / 108.0},        // _count +108
 			{signal: "llm_generation_tokens_mean", instance: "tgi-a:80", value: (766200 - 750000) / 108.0},      // _count +108
-			{signal: "llm_engine_restarts", instance: "tgi-a:80", value: 1},                                      // restarted after +30 s: tgi_request_count 5080 → 40
+			{signal: "llm_engine_restarts", instance: "tgi-a:80", value: 1},                                     // restarted after +30 s: tgi_request_count 5080 → 40
 		},
 
 		// tgi-b: no failure yet, so tgi_request_failure does not exist.
