@@ -12,7 +12,6 @@ import (
 
 // Fleet is a set of simulated servers sharing a start time and seed.
 type Fleet struct {
-	start   time.Time
 	servers []*Server
 }
 
@@ -26,7 +25,7 @@ func NewFleet(cfg *FleetConfig, start time.Time) (*Fleet, error) {
 	if len(v.errs) > 0 {
 		return nil, fmt.Errorf("building fleet: %w", errors.Join(v.errs...))
 	}
-	f := &Fleet{start: start}
+	f := &Fleet{}
 	for i, sc := range c.Servers {
 		s, err := newServer(sc, i, c.Seed, start)
 		if err != nil {
@@ -37,21 +36,8 @@ func NewFleet(cfg *FleetConfig, start time.Time) (*Fleet, error) {
 	return f, nil
 }
 
-// Start is the simulated time the fleet started at.
-func (f *Fleet) Start() time.Time { return f.start }
-
 // Servers returns the servers in fleet-file order.
 func (f *Fleet) Servers() []*Server { return f.servers }
-
-// Server returns the server with the given name, or nil.
-func (f *Fleet) Server(name string) *Server {
-	for _, s := range f.servers {
-		if s.cfg.Name == name {
-			return s
-		}
-	}
-	return nil
-}
 
 // Advance runs every server up to time to, using up to GOMAXPROCS goroutines; servers are
 // independent, so the result does not depend on the scheduling.

@@ -13,7 +13,6 @@ import (
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	commonconfig "github.com/prometheus/common/config"
-	"gopkg.in/yaml.v3"
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/workflow"
@@ -149,26 +148,6 @@ func (c *WorkflowConfig) executor() (workflow.Executor, error) {
 		return workflow.NewExecExecutor(workflow.ExecOptions{Argv: e.Argv, ReadArgv: e.ReadArgv, Timeout: time.Duration(e.Timeout)})
 	}
 	return nil, errors.New("no workflow executor configured")
-}
-
-// webAuthEnabled reports whether the web configuration file defines
-// basic-auth users, so that the user name of a request is authenticated.
-func webAuthEnabled(webConfigFile string) (bool, error) {
-	if webConfigFile == "" {
-		return false, nil
-	}
-	b, err := os.ReadFile(webConfigFile)
-	if err != nil {
-		return false, fmt.Errorf("reading %s: %w", webConfigFile, err)
-	}
-	var cfg struct {
-		Users map[string]string `yaml:"basic_auth_users"`
-	}
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
-	if err := dec.Decode(&cfg); err != nil {
-		return false, fmt.Errorf("reading %s: %w", webConfigFile, err)
-	}
-	return len(cfg.Users) > 0, nil
 }
 
 // workflows are the running workflow parts.

@@ -104,8 +104,6 @@ type apiError struct {
 	err    error
 }
 
-func (e *apiError) Error() string { return e.err.Error() }
-
 func badData(field string, format string, args ...any) *apiError {
 	msg := fmt.Sprintf(format, args...)
 	if field != "" {
