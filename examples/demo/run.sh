@@ -73,10 +73,11 @@ perfagent demo
   SGLang:       http://127.0.0.1:18003/metrics  (small KV pool, retracting)
   TGI:          http://127.0.0.1:18004/metrics  (healthy)
 Signals appear within half a minute; the bottlenecks of 18002 and 18003 fire
-after about six minutes (their rules must hold for 5m), with recommendations.
-Start a workflow as alice, approve it as bob (WID and HASH from the first answer):
-  curl -u alice:demo -XPOST http://127.0.0.1:8002/api/v1/workflows -d '{"recommendation":"raise_gpu_memory_utilization","instance":"127.0.0.1:18002"}'
-  curl -u bob:demo -XPOST http://127.0.0.1:8002/api/v1/workflows/WID/approve -d '{"proposal_hash":"HASH"}'
+about five and a half minutes after the start (their rules must hold for 5m).
+Then follow "Walk through a change on the demo" in README.md: alice proposes
+  curl -s -u alice:demo -XPOST 127.0.0.1:8002/api/v1/workflows -d '{"recommendation":"raise_gpu_memory_utilization","instance":"127.0.0.1:18002"}'
+and bob approves, with WID and HASH from that answer:
+  curl -s -u bob:demo -XPOST 127.0.0.1:8002/api/v1/workflows/WID/approve -d '{"proposal_hash":"HASH"}'
 Ctrl-C stops everything.
 
 MSG
