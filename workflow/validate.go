@@ -476,10 +476,13 @@ func judge(r MetricResult, canary, baseline []float64, m MetricSpec, alpha float
 	return r
 }
 
-// traffic checks that both sides served a similar request rate per
+// traffic checks that both sides were offered a similar request rate per
 // instance; load-aware routers steering away from a slow canary, or a
 // workload that changed since the pre-change window, would otherwise hide
-// or fake an effect.
+// or fake an effect. The offered rate is the finished-request rate plus
+// the growth of the requests in the system (running and waiting) over the
+// window: a canary whose raised capacity drains its queue finishes more
+// requests than arrive, and that is the change working, not more traffic.
 func (v *Validator) traffic(ctx context.Context, c Comparison, canarySide, baseSide side) MetricResult {
 	const signal = "llm_requests_per_second"
 	r := MetricResult{Metric: "traffic_share(" + signal + ")", Verdict: VerdictInconclusive}
@@ -493,11 +496,42 @@ func (v *Validator) traffic(ctx context.Context, c Comparison, canarySide, baseS
 		r.Reason = "no data"
 		return r
 	}
-	r.CanaryMean, r.BaselineMean = mean(canary), mean(baseline)
-	if r.BaselineMean <= 0 || math.Abs(r.CanaryMean/r.BaselineMean-1) > v.opts.MaxTrafficSkew {
-		r.Reason = fmt.Sprintf("request rate per instance differs by more than %.0f %%", 100*v.opts.MaxTrafficSkew)
+	canaryGrowth, err := v.inSystemGrowth(ctx, c, canarySide)
+	if err != nil {
+		r.Reason, r.QueryError = "query error", err.Error()
 		return r
 	}
-	r.Verdict, r.Reason = VerdictPass, "similar request rate per instance"
+	baseGrowth, err := v.inSystemGrowth(ctx, c, baseSide)
+	if err != nil {
+		r.Reason, r.QueryError = "query error", err.Error()
+		return r
+	}
+	r.CanaryMean, r.BaselineMean = mean(canary)+canaryGrowth, mean(baseline)+baseGrowth
+	if r.BaselineMean <= 0 || math.Abs(r.CanaryMean/r.BaselineMean-1) > v.opts.MaxTrafficSkew {
+		r.Reason = fmt.Sprintf("offered request rate per instance (finished, plus the growth of running and waiting requests) differs by more than %.0f %%", 100*v.opts.MaxTrafficSkew)
+		return r
+	}
+	r.Verdict, r.Reason = VerdictPass, "similar offered request rate per instance"
 	return r
+}
+
+// inSystemGrowth is how fast the requests in the system (running plus
+// waiting, per instance) grew over a side's window, in requests per
+// second; 0 where the engine exposes neither.
+func (v *Validator) inSystemGrowth(ctx context.Context, c Comparison, s side) (float64, error) {
+	seconds := s.end.Sub(s.start).Seconds()
+	if seconds <= 0 {
+		return 0, nil
+	}
+	var growth float64
+	for _, signal := range []string{"llm_requests_running", "llm_requests_waiting"} {
+		vals, err := v.series(ctx, c, signal, "", s.instances, s.start, s.end)
+		if err != nil {
+			return 0, err
+		}
+		if len(vals) >= 2 {
+			growth += (vals[len(vals)-1] - vals[0]) / seconds
+		}
+	}
+	return growth, nil
 }

@@ -80,7 +80,7 @@ func TestValidate(t *testing.T) {
 			}
 			return healthy(signal, inst, s, e)
 		}, VerdictInconclusive, "llm_request_error_ratio", VerdictInconclusive, "query error", false, true},
-		{"traffic skew", scale("llm_requests_per_second", 2), VerdictInconclusive, "traffic_share(llm_requests_per_second)", VerdictInconclusive, "request rate per instance differs by more than 30 %", false, false},
+		{"traffic skew", scale("llm_requests_per_second", 2), VerdictInconclusive, "traffic_share(llm_requests_per_second)", VerdictInconclusive, "offered request rate per instance (finished, plus the growth of running and waiting requests) differs by more than 30 %", false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -170,9 +170,64 @@ func TestValidatorQueries(t *testing.T) {
 		`avg(llm_time_to_first_token_seconds{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.2:8000|10\\.0\\.0\\.3:8000",quantile="0.95"})`,
 		`avg(llm_requests_per_second{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.1:8000"})`,
 		`avg(llm_requests_per_second{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.2:8000|10\\.0\\.0\\.3:8000"})`,
+		`avg(llm_requests_running{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.1:8000"})`,
+		`avg(llm_requests_waiting{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.1:8000"})`,
+		`avg(llm_requests_running{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.2:8000|10\\.0\\.0\\.3:8000"})`,
+		`avg(llm_requests_waiting{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.2:8000|10\\.0\\.0\\.3:8000"})`,
 		`max by (instance) (llm_engine_restarts{engine="vllm",model="llama-3",instance=~"10\\.0\\.0\\.1:8000"}) > 0`,
 	}
 	if strings.Join(src.exprs, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("queries\n%s\nwant\n%s", strings.Join(src.exprs, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A canary whose raised capacity drains its queue finishes more requests
+// than before while the same traffic arrives: the traffic check counts the
+// drained queue and passes; the same finished rate without a draining
+// queue is more traffic, and is inconclusive.
+func TestValidatorTrafficCountsADrainingQueue(t *testing.T) {
+	ramp := func(from, to float64) []float64 {
+		out := make([]float64, 60)
+		for i := range out {
+			out[i] = from + (to-from)*float64(i)/59
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		drain bool
+		want  Verdict
+	}{
+		{"queue drains", true, VerdictPass},
+		{"more traffic", false, VerdictInconclusive},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// 15-minute windows: before the change 4 finished/s while
+			// the queue grows by 1/s (5 arrive); after it 6 finish/s.
+			src := &fakeSource{rangeFn: func(signal, inst string, s, e time.Time) ([]float64, error) {
+				before := s.Before(t0)
+				switch {
+				case signal == "llm_requests_per_second" && before:
+					return noisy(4, 60), nil
+				case signal == "llm_requests_per_second":
+					return noisy(6, 60), nil
+				case signal == "llm_requests_waiting" && before:
+					return ramp(0, 900), nil
+				case signal == "llm_requests_waiting" && tc.drain:
+					return ramp(900, 0), nil
+				case signal == "llm_requests_waiting":
+					return ramp(900, 1800), nil
+				}
+				return healthy(signal, inst, s, e)
+			}}
+			r := NewValidator(ValidatorOptions{Source: src}).Validate(context.Background(), Comparison{
+				Engine: "vllm", Model: "m", Canary: []string{"a"},
+				Start: t0, End: t0.Add(15 * time.Minute), PreStart: t0.Add(-15 * time.Minute), PreEnd: t0,
+			}, t0.Add(15*time.Minute))
+			tr := r.Metrics[len(r.Metrics)-1]
+			if tr.Verdict != tc.want {
+				t.Fatalf("traffic %s (%s: canary %.2f/s, baseline %.2f/s), want %s", tr.Verdict, tr.Reason, tr.CanaryMean, tr.BaselineMean, tc.want)
+			}
+		})
 	}
 }
