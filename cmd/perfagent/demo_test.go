@@ -251,13 +251,15 @@ func TestDemoWalkthrough(t *testing.T) {
 	start := time.Now()
 	poll(t, "firing bottlenecks on two engines", 8*time.Minute, get("/api/v1/bottlenecks?state=firing"), func(b []byte) bool {
 		var env struct {
-			Data []struct {
-				Engine string `json:"engine"`
+			Data struct {
+				Bottlenecks []struct {
+					Engine string `json:"engine"`
+				} `json:"bottlenecks"`
 			} `json:"data"`
 		}
 		_ = json.Unmarshal(b, &env)
 		engines := map[string]bool{}
-		for _, bn := range env.Data {
+		for _, bn := range env.Data.Bottlenecks {
 			engines[bn.Engine] = true
 		}
 		return len(engines) >= 2
