@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"html/template"
@@ -22,6 +23,7 @@ var workflowPage = template.Must(template.New("workflow").Funcs(template.FuncMap
 </head><body>
 <h1>Workflow {{.ID}}</h1>
 <p>State: <strong>{{.State}}</strong>. Requested by {{.Requester}}. Proposal hash <code>{{.ProposalHash}}</code>.</p>
+{{with .Changed}}<p class="{{if eq $.State.String "needs_attention"}}fail{{end}}">Still changed (not restored): <strong>{{range .}}{{.}} {{end}}</strong></p>{{end}}
 <h2>Change</h2>
 <table>
 <tr><th>recommendation</th><td>{{.Change.RecommendationID}}</td></tr>
@@ -31,20 +33,33 @@ var workflowPage = template.Must(template.New("workflow").Funcs(template.FuncMap
 <tr><th>evidence</th><td>{{.Change.Evidence}}</td></tr>
 <tr><th>pool</th><td>{{range .Pool}}{{.}} {{end}}</td></tr>
 </table>
+{{with .Current}}<h2>Values before the change</h2>
+<table><tr><th>instance</th><th>value</th><th>read from</th></tr>
+{{range .}}<tr><td>{{.Instance}}</td><td>{{.Value}}</td><td>{{.Source}}</td></tr>{{end}}
+</table>{{end}}
+{{with .Instances}}<h2>Instances changed</h2>
+<table><tr><th>instance</th><th>stage</th><th>restores to</th><th>applied</th><th>restored</th></tr>
+{{range .}}<tr><td>{{.Instance}}</td><td>{{.Stage}}</td><td>{{.From}} ({{.FromSource}})</td><td>{{if not .AppliedAt.IsZero}}{{time .AppliedAt}}{{end}}</td><td>{{if not .RevertedAt.IsZero}}{{time .RevertedAt}}{{else if .Resolved}}by hand, says {{.Resolved.User}}: {{.Resolved.Reason}}{{else}}<span class="fail">no</span>{{end}}</td></tr>{{end}}
+</table>{{end}}
 <h2>Stages</h2>
 <table><tr><th>stage</th><th>instances</th></tr>
 {{range .Stages}}<tr><td>{{.Name}}</td><td>{{range .Instances}}{{.}} {{end}}</td></tr>{{end}}
 </table>
 {{if .Results}}<h2>Validation</h2>
 {{range .Results}}<h3>{{.Stage}}: <span class="{{.Verdict}}">{{.Verdict}}</span> ({{.Reason}})</h3>
-<table><tr><th>metric</th><th>verdict</th><th>canary mean</th><th>baseline mean</th><th>p-value</th><th>samples</th><th>reason</th></tr>
-{{range .Metrics}}<tr><td>{{.Metric}}</td><td class="{{.Verdict}}">{{.Verdict}}</td><td>{{printf "%.4g" .CanaryMean}}</td><td>{{printf "%.4g" .BaselineMean}}</td><td>{{printf "%.3g" .PValue}}</td><td>{{.CanarySamples}} / {{.BaselineSamples}}</td><td>{{.Reason}}</td></tr>{{end}}
+<p>Canary {{range .Canary}}{{.}} {{end}}({{time .Start}} to {{time .End}}) against {{if .PreChange}}its own window before the change{{else}}{{range .Baseline}}{{.}} {{end}}{{end}} ({{time .BaselineStart}} to {{time .BaselineEnd}}). {{.Basis}}.</p>
+{{with .Restarted}}<p class="inconclusive">Restarted during the window, not by this workflow: {{range .}}{{.}} {{end}}</p>{{end}}
+<table><tr><th>metric</th><th>verdict</th><th>canary mean</th><th>baseline mean</th><th>p-value</th><th>samples</th><th>before the change (canary / peers)</th><th>reason</th></tr>
+{{range .Metrics}}<tr><td>{{.Metric}}</td><td class="{{.Verdict}}">{{.Verdict}}</td><td>{{printf "%.4g" .CanaryMean}}</td><td>{{printf "%.4g" .BaselineMean}}</td><td>{{printf "%.3g" .PValue}}</td><td>{{.CanarySamples}} / {{.BaselineSamples}}</td><td>{{with .PreChange}}{{printf "%.4g" .CanaryMean}} / {{printf "%.4g" .BaselineMean}}{{if not .Comparable}} <span class="fail">not comparable</span>{{end}}{{end}}</td><td>{{.Reason}}</td></tr>{{end}}
 </table>{{end}}{{end}}
 <h2>Deciding</h2>
 <p>An approver who is not the requester decides with the proposal hash:</p>
 <pre>curl -u USER -XPOST {{.Base}}/api/v1/workflows/{{.ID}}/approve -d '{"proposal_hash":"{{.ProposalHash}}","comment":"…"}'
 curl -u USER -XPOST {{.Base}}/api/v1/workflows/{{.ID}}/reject -d '{"proposal_hash":"{{.ProposalHash}}","comment":"…"}'
 curl -u USER -XPOST {{.Base}}/api/v1/workflows/{{.ID}}/rollback -d '{"reason":"…"}'</pre>
+{{if eq .State.String "needs_attention"}}<p>The rollback failed for the instances still changed. Retry it with the rollback command above, or, once an instance is put back by hand:</p>
+<pre>{{range .Changed}}curl -u USER -XPOST {{$.Base}}/api/v1/workflows/{{$.ID}}/instances/{{.}}/resolve -d '{"reason":"…"}'
+{{end}}</pre>{{end}}
 <h2>Events</h2>
 <table><tr><th>#</th><th>time</th><th>event</th><th>from → to</th><th>actor</th><th>reason</th></tr>
 {{range .Events}}<tr><td>{{.Seq}}</td><td>{{time .Time}}</td><td>{{.Type}}</td><td>{{.From}} → {{.To}}</td><td>{{.Actor}}</td><td>{{.Reason}}</td></tr>{{end}}
@@ -66,11 +81,17 @@ func (h *Handler) workflow(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = workflowPage.Execute(w, struct {
+	var page bytes.Buffer
+	if err := workflowPage.Execute(&page, struct {
 		workflow.Workflow
 		Base string
-	}{wf, h.o.ExternalURL})
+	}{wf, h.o.ExternalURL}); err != nil {
+		h.o.Logger.Error("Rendering a workflow page failed", "workflow", wf.ID, "err", err)
+		http.Error(w, "rendering workflow "+wf.ID+" failed; its JSON is at /api/v1/workflows/"+wf.ID, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = page.WriteTo(w)
 }
 
 // WorkflowFunc returns one workflow by id, with its events.
