@@ -271,7 +271,7 @@ func (v *Validator) Validate(ctx context.Context, c Comparison, now time.Time) S
 			r.Basis = fmt.Sprintf("compared with unchanged peers %s over the same window; before the change they matched the canaries on every metric", strings.Join(c.Peers, ", "))
 		} else {
 			r.NotComparable = strings.Join(why, "; ")
-			r.Basis = fmt.Sprintf("peers %s differed from the canaries before the change (%s), so they are not comparable; compared with the canaries' own window before the change instead", strings.Join(c.Peers, ", "), r.NotComparable)
+			r.Basis = fmt.Sprintf("peers %s were not shown to match the canaries before the change (%s), so they are not comparable; compared with the canaries' own window before the change instead", strings.Join(c.Peers, ", "), r.NotComparable)
 		}
 	} else {
 		r.Basis = "no unchanged peer of the same kind; compared with the canaries' own window before the change"

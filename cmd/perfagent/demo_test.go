@@ -231,7 +231,9 @@ func TestDemoWalkthrough(t *testing.T) {
 		t.Skip("runs the demo for minutes")
 	}
 	cmds := walkthrough(t, "../../README.md", "Walk through a change")
-	runDemo(t, "4", map[string]string{"warmup": "40s", "window": "40s"})
+	// The window holds 24 samples at the demo's 5s evaluation interval;
+	// validation needs 20 per side.
+	runDemo(t, "4", map[string]string{"warmup": "40s", "window": "2m"})
 	agent := "http://127.0.0.1:8002"
 	get := func(path string) func() []byte {
 		return func() []byte {
