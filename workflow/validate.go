@@ -188,7 +188,7 @@ type ValidatorOptions struct {
 	// Step is the range-query resolution (default 15s).
 	Step time.Duration
 	// MinSamples is the fewest values per side a metric is judged on
-	// (default 20); fewer is no data.
+	// (default DefaultMinSamples); fewer is no data.
 	MinSamples int
 	// Confidence of the test (default 0.95): a regression needs p < 1 - Confidence.
 	Confidence float64
@@ -205,6 +205,11 @@ type ValidatorOptions struct {
 	RestartLookback time.Duration
 }
 
+// DefaultMinSamples is the fewest values per side a metric is judged on
+// unless ValidatorOptions say otherwise: an analysis window shorter than
+// this many steps can never be judged.
+const DefaultMinSamples = 20
+
 // Validator compares canary and baseline signals with range queries and a
 // Mann-Whitney U test.
 type Validator struct {
@@ -217,7 +222,7 @@ func NewValidator(o ValidatorOptions) *Validator {
 		o.Step = 15 * time.Second
 	}
 	if o.MinSamples <= 0 {
-		o.MinSamples = 20
+		o.MinSamples = DefaultMinSamples
 	}
 	if o.Confidence <= 0 || o.Confidence >= 1 {
 		o.Confidence = 0.95

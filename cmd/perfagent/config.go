@@ -10,12 +10,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/workflow"
 )
 
 // Config is the whole configuration file. Each section belongs to the
@@ -61,6 +63,26 @@ func (c *RulesConfig) Validate() []error {
 		errs = append(errs, &collector.FieldError{Path: "rules.slo", Err: err})
 	}
 	return errs
+}
+
+// validateWorkflowWindow refuses an analysis window that cannot hold the
+// samples validation needs: signals are stored once per evaluation
+// interval, so a shorter window would pause every stage for lack of data.
+func (c *Config) validateWorkflowWindow() []error {
+	if !c.Workflow.Enabled() {
+		return nil
+	}
+	window, path := time.Duration(c.Workflow.Window), "workflow.window"
+	if window <= 0 {
+		window, path = workflow.DefaultSettings().Window, "global.evaluation_interval"
+	}
+	interval := time.Duration(c.Global.EvaluationInterval)
+	if interval <= 0 || window >= workflow.DefaultMinSamples*interval {
+		return nil
+	}
+	return []error{&collector.FieldError{Path: path, Err: fmt.Errorf(
+		"a workflow window of %s holds %d samples at an evaluation interval of %s, and validation needs %d per side: make workflow.window at least %s",
+		window, int(window/interval), interval, workflow.DefaultMinSamples, workflow.DefaultMinSamples*interval)}}
 }
 
 // ruleFiles lists the bottleneck rule files in force: the built-in pack
@@ -121,6 +143,7 @@ func parseConfig(path string, b []byte) (*Config, error) {
 	all := append(cfg.Validate(), cfg.Rules.Validate()...)
 	all = append(all, cfg.Recommender.Validate()...)
 	all = append(all, cfg.Workflow.Validate()...)
+	all = append(all, cfg.validateWorkflowWindow()...)
 	for _, err := range all {
 		var fe *collector.FieldError
 		if errors.As(err, &fe) {
