@@ -29,7 +29,7 @@ const (
 // Catalog is the set of known recommendations and the triage order that
 // ranks bottlenecks.
 type Catalog struct {
-	// Triage lists bottleneck ids, most urgent first (tuning.md §8.3).
+	// Triage lists bottleneck ids, most urgent first (docs/bottlenecks.md, triage order).
 	Triage      []string      `json:"triage"`
 	Definitions []*Definition `json:"recommendations"`
 	byID        map[string]*Definition

@@ -62,7 +62,7 @@ func TestEmbeddedCatalog(t *testing.T) {
 		t.Errorf("B9 must come first in the triage order, got %d", got)
 	}
 	if c.TriageRank("B1") > c.TriageRank("B3") || c.TriageRank("B3") > c.TriageRank("B5") || c.TriageRank("B2") > c.TriageRank("B6") {
-		t.Errorf("triage order breaks tuning.md §8.3: %v", c.Triage)
+		t.Errorf("triage order breaks the one in docs/bottlenecks.md: %v", c.Triage)
 	}
 }
 

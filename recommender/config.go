@@ -30,7 +30,7 @@ type ModelConfig struct {
 	GPUMemoryBytes float64 `yaml:"gpu_memory_bytes,omitempty" json:"gpu_memory_bytes,omitempty"`
 }
 
-// MemoryConfig bounds GPU memory recommendations (tuning.md §8.1 B1, B12).
+// MemoryConfig bounds GPU memory recommendations (docs/bottlenecks.md B1, B12).
 type MemoryConfig struct {
 	// MaxFraction caps --gpu-memory-utilization and --mem-fraction-static.
 	MaxFraction float64 `yaml:"max_fraction" json:"max_fraction"`
@@ -44,7 +44,7 @@ const gib = 1 << 30
 // DefaultConfig returns the configuration an absent recommender section
 // means: NVIDIA Dynamo's SLA-planner targets (TTFT 500 ms, ITL 50 ms),
 // memory fraction at most 0.95, and 4 GiB (vLLM) / 6 GiB (SGLang, the
-// middle of its documented 5–8 GB) left free (tuning.md §5.1, §8.1).
+// middle of its documented 5–8 GB) left free (docs/bottlenecks.md B12).
 func DefaultConfig() Config {
 	return Config{
 		Objectives: Objectives{TTFTP95Seconds: 0.5, ITLP95Seconds: 0.05},

@@ -9,7 +9,7 @@ import (
 // Finding is one detected bottleneck on one instance, the input the
 // recommender needs from the rules package.
 type Finding struct {
-	// Bottleneck is the id of tuning.md §8, e.g. "B1".
+	// Bottleneck is the id of docs/bottlenecks.md, e.g. "B1".
 	Bottleneck string `json:"bottleneck"`
 	// Rule is the name of the rule that fired.
 	Rule     string `json:"rule"`
@@ -47,7 +47,7 @@ type ModelShape struct {
 }
 
 // KVBytesPerToken is 2 (K and V) × layers × KV heads × head dim × bytes
-// per element (tuning.md §6), for the whole model on one device.
+// per element (docs/recommendations.md, Formulas), for the whole model on one device.
 func (s ModelShape) KVBytesPerToken(dtypeBytes float64) float64 {
 	return 2 * float64(s.Layers) * float64(s.KVHeads) * float64(s.HeadDim) * dtypeBytes
 }

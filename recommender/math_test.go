@@ -14,7 +14,7 @@ func TestKVBytesPerToken(t *testing.T) {
 		dtype float64
 		want  float64
 	}{
-		// 2 × 32 × 8 × 128 × 2 = 131072 B = 128 KiB (tuning.md §6).
+		// 2 × 32 × 8 × 128 × 2 = 131072 B = 128 KiB (docs/recommendations.md, Formulas).
 		{"Llama-3.1-8B bf16", ModelShape{Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2}, 2, 131072},
 		// Same model, FP8 KV: 2 × 32 × 8 × 128 × 1 = 65536 B.
 		{"Llama-3.1-8B fp8", ModelShape{Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2}, 1, 65536},

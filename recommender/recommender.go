@@ -132,7 +132,7 @@ func (r *Recommender) Analyze(now time.Time, in Input) Report {
 		// For the same bottleneck, a change the engine or the fleet can
 		// make comes before a manual action: a manual action (investigate
 		// errors, routing) names where to look, the change acts (B9 is
-		// usually downstream of B1/B2, tuning.md §8.3 step 1).
+		// usually downstream of B1/B2, docs/bottlenecks.md, triage order).
 		if ma, mb := recs[i].Action.Kind == KindManual, recs[j].Action.Kind == KindManual; ma != mb {
 			return mb
 		}

@@ -89,7 +89,7 @@ func concurrencyCap(e *env, t *target) (Recommendation, error) {
 		b.factor("current", 0.7, "current value unknown")
 	}
 	b.flag(current, fmtNum(proposed))
-	b.factor("method", 1, "KV concurrency and the ITL fit (tuning.md §6)")
+	b.factor("method", 1, "KV concurrency and the ITL fit")
 	rationale := "Proposed = min(" + strings.Join(parts, "; ") + ")."
 	r, rOK := b.signal(sigRunning, "")
 	w, wOK := b.signal(sigWaiting, "")
@@ -183,7 +183,7 @@ func batchedTokens(e *env, t *target) (Recommendation, error) {
 		if proposed >= cur {
 			return Recommendation{}, skipf("halving %s would go below %s (%s)", fmtNum(cur), fmtNum(floor), why)
 		}
-		rationale = fmt.Sprintf("One halving step: max(%s / 2, %s (%s)) = %s; change one knob at a time and measure again (tuning.md §8.3).", fmtNum(cur), fmtNum(floor), why, fmtNum(proposed))
+		rationale = fmt.Sprintf("One halving step: max(%s / 2, %s (%s)) = %s; change one knob at a time and measure again.", fmtNum(cur), fmtNum(floor), why, fmtNum(proposed))
 		b.factor("method", 0.5, "step rule, no model of the effect size")
 		if v, ok := b.signal(sigITL, p95); ok {
 			b.effect(sigITL, p95, Decrease, ptr(v), nil)
@@ -217,7 +217,7 @@ func longPrefillThreshold(e *env, t *target) (Recommendation, error) {
 	if v, ok := b.signal(sigITL, p95); ok && t.has("B5") {
 		b.effect(sigITL, p95, Decrease, ptr(v), nil)
 	}
-	return b.done(fmt.Sprintf("⌊0.04 × max_model_len %s⌋ = %s tokens, the threshold vLLM applies itself when partial prefills are on (tuning.md §2.2); 0 means no cap.", fmtNum(mml), fmtNum(proposed))), nil
+	return b.done(fmt.Sprintf("⌊0.04 × max_model_len %s⌋ = %s tokens, the threshold vLLM applies itself when partial prefills are on; 0 means no cap.", fmtNum(mml), fmtNum(proposed))), nil
 }
 
 // enablePrefixCaching proposes turning prefix caching on when it is off.
@@ -240,5 +240,5 @@ func enablePrefixCaching(e *env, t *target) (Recommendation, error) {
 	if v, ok := b.signal(sigTTFT, p95); ok {
 		b.effect(sigTTFT, p95, Decrease, ptr(v), nil)
 	}
-	return b.done(fmt.Sprintf("%s=%s: every prompt is prefilled in full; with caching on, prefill tokens saved ≈ the hit ratio (tuning.md §8.1 B7).", t.action.Setting, cur)), nil
+	return b.done(fmt.Sprintf("%s=%s: every prompt is prefilled in full; with caching on, prefill tokens saved ≈ the hit ratio.", t.action.Setting, cur)), nil
 }

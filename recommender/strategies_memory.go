@@ -79,7 +79,7 @@ func raiseMemory(e *env, t *target) (Recommendation, error) {
 		return Recommendation{}, skipf("no memory headroom: %s", why)
 	}
 	b.flag(fmtNum(f), fmtNum(fNew))
-	b.factor("method", 1, "KV capacity formula (tuning.md §6)")
+	b.factor("method", 1, "KV capacity formula")
 	rationale := fmt.Sprintf("%s. The added %s GiB all go to the KV cache.", why, fmtNum(round(round(fNew-f, 4)*gpu/gib, 3)))
 	m, _ := b.model()
 	kvb, kvWhy, ok := b.kvBytesPerDevice(m, dtypeSettingOf(t.engine))
@@ -123,7 +123,7 @@ func fp8KVCache(e *env, t *target) (Recommendation, error) {
 		return Recommendation{}, skipf("the KV cache is already %s (%s byte per element)", cur, fmtNum(bytes))
 	}
 	b.flag(cur, t.action.Value)
-	b.factor("method", 1, "KV capacity scales with bytes per element (tuning.md §6)")
+	b.factor("method", 1, "KV capacity scales with bytes per element")
 	rationale := fmt.Sprintf("Cache dtype %s stores %s bytes per element, FP8 stores 1: N_kv × %s.", cur, fmtNum(bytes), fmtNum(bytes))
 	if n, ok := b.capacityOf(t.inst); ok {
 		rationale += b.capacityEffects(n, n*bytes)

@@ -9,8 +9,8 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 )
 
-// maxUtilization keeps a 10 % stability margin, as llm-d WVA does
-// (tuning.md §5.2).
+// maxUtilization keeps a 10 % stability margin, as llm-d's Workload
+// Variant Autoscaler does (docs/bottlenecks.md B2).
 const maxUtilization = 0.9
 
 // maxSlots bounds the per-replica concurrency the M/M/c model is run with;

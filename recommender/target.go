@@ -31,7 +31,7 @@ const (
 )
 
 // kvTarget is the share of the KV cache concurrency is sized to fill
-// (tuning.md §6: C_kv ≈ 0.9 × N_kv / r̄).
+// (docs/recommendations.md, Formulas: C_kv ≈ 0.9 × N_kv / r̄).
 const kvTarget = 0.9
 
 // Weights of input sources in the confidence (docs/recommendations.md).
@@ -248,7 +248,7 @@ func (b *builder) capacityOf(inst *collector.Instance) (float64, bool) {
 }
 
 // tokensPerRequest is r̄, the mean KV tokens one request holds: prompt +
-// output/2 (tuning.md §6), or prompt + output for TGI, which reserves a
+// output/2 (docs/recommendations.md, Formulas), or prompt + output for TGI, which reserves a
 // request's whole budget up front.
 func (b *builder) tokensPerRequestOf(inst *collector.Instance) (float64, string, bool) {
 	p, ok1 := b.signalOf(inst, sigPromptMean, "")

@@ -44,7 +44,7 @@ func kvDtypeBytes(dtype string, model float64) float64 {
 	return 0
 }
 
-// resolve fills engine defaults (tuning.md §2.10, §3.2, §4) and computes capacity (§6).
+// resolve fills engine defaults (the engines' documented defaults) and computes capacity (docs/recommendations.md, Formulas).
 func resolve(e Engine, s Settings, m ModelConfig, g GPUConfig) (*params, *fieldError) {
 	p := &params{engine: e}
 	p.weightBytes = m.ParametersB * 1e9 * m.DtypeBytes

@@ -84,7 +84,7 @@ type FleetConfig struct {
 
 // Truth is one ground-truth interval of a scenario.
 type Truth struct {
-	// Bottleneck is an id B1..B13 from tuning.md §8.
+	// Bottleneck is an id B1..B13 from docs/bottlenecks.md.
 	Bottleneck string `yaml:"bottleneck"`
 	// Server is the name of the affected server.
 	Server string `yaml:"server"`

@@ -76,7 +76,7 @@ func TestExpositionGolden(t *testing.T) {
 	}
 }
 
-// fam is one expected family, written from engines.md: name, type, label names (without
+// fam is one expected family, written from the engines' documented metrics: name, type, label names (without
 // le/quantile) and, for histograms, the bucket bounds.
 type fam struct {
 	name    string
@@ -311,7 +311,7 @@ func TestExpositionMatchesCatalog(t *testing.T) {
 }
 
 func TestTextFormatDetails(t *testing.T) {
-	// Lines as the engines print them (as in the public captures of shared/expositions).
+	// Lines as the engines print them on /metrics.
 	cases := []struct {
 		variant, want string
 	}{

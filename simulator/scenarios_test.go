@@ -94,7 +94,7 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
-// symptom is a bottleneck's symptom check on a server's window (tuning.md §8.1), given the
+// symptom is a bottleneck's symptom check on a server's window (docs/bottlenecks.md), given the
 // windows of the other servers serving the same model (for B10).
 type symptom func(s State, w window, peers []window) error
 
