@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"path"
@@ -13,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-kit/log"
-	"github.com/go-kit/log/level"
 	httptransport "github.com/go-openapi/runtime/client"
 	"github.com/go-openapi/strfmt"
 	amclient "github.com/prometheus/alertmanager/api/v2/client"
@@ -74,7 +73,7 @@ type AlertSenderOptions struct {
 	MaxBackoff time.Duration
 	Now        func() time.Time
 	Metrics    *Metrics
-	Logger     log.Logger
+	Logger     *slog.Logger
 }
 
 // AlertSender delivers alerts to Alertmanager from a bounded queue. It keeps
@@ -121,7 +120,7 @@ func NewAlertSender(o AlertSenderOptions) (*AlertSender, error) {
 		o.Metrics = NewMetrics(nil)
 	}
 	if o.Logger == nil {
-		o.Logger = log.NewNopLogger()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &AlertSender{opts: o, wake: make(chan struct{}, 1)}
 	for _, raw := range o.URLs {
@@ -214,13 +213,13 @@ func (s *AlertSender) flushTarget(ctx context.Context, t *amTarget, now time.Tim
 			t.failures++
 			t.next = now.Add(backoff(s.opts.Backoff, s.opts.MaxBackoff, t.failures))
 			s.opts.Metrics.Notifications.WithLabelValues(OutcomeFailure).Add(float64(len(batch)))
-			level.Warn(s.opts.Logger).Log("msg", "Posting alerts to Alertmanager failed", "alertmanager", t.url, "alerts", len(batch), "retry_at", t.next, "err", err)
+			s.opts.Logger.Warn("Posting alerts to Alertmanager failed", "alertmanager", t.url, "alerts", len(batch), "retry_at", t.next, "err", err)
 			return t.next
 		}
 		// Alertmanager rejected some alerts as invalid; sending them again
 		// cannot help, so they leave the queue like delivered ones.
 		s.opts.Metrics.Notifications.WithLabelValues(OutcomeFailure).Add(float64(len(batch)))
-		level.Error(s.opts.Logger).Log("msg", "Alertmanager rejected alerts", "alertmanager", t.url, "err", err)
+		s.opts.Logger.Error("Alertmanager rejected alerts", "alertmanager", t.url, "err", err)
 	} else {
 		s.opts.Metrics.Notifications.WithLabelValues(OutcomeSuccess).Add(float64(len(batch)))
 	}

@@ -6,12 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/go-kit/log"
-	"github.com/go-kit/log/level"
 
 	"github.com/optiinfra/perfagent/collector"
 )
@@ -58,7 +56,7 @@ type ControllerOptions struct {
 	// TickInterval paces Run (default 15s).
 	TickInterval time.Duration
 	Metrics      *Metrics
-	Logger       log.Logger
+	Logger       *slog.Logger
 	// Now is Run's clock (default time.Now).
 	Now func() time.Time
 }
@@ -117,7 +115,7 @@ func NewController(o ControllerOptions) (*Controller, error) {
 		o.Metrics = NewMetrics(nil)
 	}
 	if o.Logger == nil {
-		o.Logger = log.NewNopLogger()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -329,10 +327,10 @@ func (c *Controller) recorded(w Workflow, acts []Action, now time.Time) {
 	if n := len(w.Events); n > 0 {
 		ev := w.Events[n-1]
 		c.opts.Metrics.Transitions.WithLabelValues(ev.From.String(), ev.To.String()).Inc()
-		level.Info(c.opts.Logger).Log("msg", "Workflow transition", "workflow", w.ID, "event", ev.Type,
+		c.opts.Logger.Info("Workflow transition", "workflow", w.ID, "event", ev.Type,
 			"from", ev.From, "to", ev.To, "stage", ev.Stage, "actor", ev.Actor, "reason", ev.Reason)
 		if ev.To == StateNeedsAttention {
-			level.Error(c.opts.Logger).Log("msg", "Rollback failed: instances are still changed; retry the rollback or mark them restored by hand",
+			c.opts.Logger.Error("Rollback failed: instances are still changed; retry the rollback or mark them restored by hand",
 				"workflow", w.ID, "flag", w.Change.Flag, "still_changed", strings.Join(w.Changed(), ","), "reason", ev.Reason)
 		}
 	}
@@ -381,7 +379,7 @@ func (c *Controller) Run(ctx context.Context) {
 	defer t.Stop()
 	for ctx.Err() == nil {
 		if err := c.Tick(ctx, c.opts.Now()); err != nil && ctx.Err() == nil {
-			level.Warn(c.opts.Logger).Log("msg", "Workflow tick failed", "err", err)
+			c.opts.Logger.Warn("Workflow tick failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():

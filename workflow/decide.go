@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/go-kit/log/level"
 )
 
 // Approve records user's approval of the open gate. The proposal hash must
@@ -176,7 +174,7 @@ func (c *Controller) Resolve(ctx context.Context, id, instance, user, reason str
 	if err != nil {
 		return Workflow{}, err
 	}
-	level.Warn(c.opts.Logger).Log("msg", "Instance marked restored by hand", "workflow", id, "instance", instance, "user", user,
+	c.opts.Logger.Warn("Instance marked restored by hand", "workflow", id, "instance", instance, "user", user,
 		"reason", reason, "still_changed", strings.Join(w.Changed(), ","))
 	if ended {
 		c.recorded(w, acts, now)

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/go-kit/log/level"
 )
 
 // fireFunc fires an event on the workflow a step works on, if it is still
@@ -45,7 +43,7 @@ func (c *Controller) preflight(ctx context.Context, w Workflow, now time.Time, f
 		if ctx.Err() != nil {
 			return w, false, ctx.Err()
 		}
-		level.Warn(c.opts.Logger).Log("msg", "Preflight query failed", "workflow", w.ID, "err", err)
+		c.opts.Logger.Warn("Preflight query failed", "workflow", w.ID, "err", err)
 		n, exhausted, serr := c.noteQueryError(w, now)
 		if serr != nil || !exhausted {
 			return n, false, serr
@@ -234,7 +232,7 @@ func (c *Controller) rollback(ctx context.Context, w Workflow, now time.Time, fi
 		return fire(EventRollbackFailed, reason, func(x *Workflow) { x.RollbackAttempts = attempt })
 	}
 	wait := backoff(c.opts.RollbackBackoff, c.opts.RollbackMaxBackoff, attempt)
-	level.Warn(c.opts.Logger).Log("msg", "Rollback attempt failed; retrying", "workflow", w.ID, "attempt", attempt,
+	c.opts.Logger.Warn("Rollback attempt failed; retrying", "workflow", w.ID, "attempt", attempt,
 		"retry_in", wait, "still_changed", strings.Join(w.Changed(), ","), "err", strings.Join(failed, "; "))
 	n, err := c.opts.Store.Update(w.ID, func(x Workflow) (Workflow, error) {
 		if x.State != StateRollingBack {

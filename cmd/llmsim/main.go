@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/oklog/run"
 
@@ -40,7 +43,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app.Terminate(func(int) { helped = true })
 	configFile := app.Flag("config.file", "Fleet file (YAML).").String()
 	scenario := app.Flag("scenario", "Use an embedded scenario instead of --config.file (see the scenarios command).").String()
-	logLevel := app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").Enum("debug", "info", "warn", "error")
+	var logConfig promslog.Config
+	promslogflag.AddFlags(app, &logConfig)
 
 	serve := app.Command("serve", "Serve the fleet on the listen addresses of its servers until interrupted.").Default()
 	speed := serve.Flag("speed", "Simulated seconds per wall-clock second.").Default("1").Float64()
@@ -65,7 +69,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "llmsim: %v\n", err)
 		return 2
 	}
-	logger := newLogger(stderr, *logLevel)
+	logConfig.Writer = stderr
+	logger := promslog.New(&logConfig)
 	if cmd == list.FullCommand() {
 		return listScenarios(stdout, logger)
 	}
@@ -154,12 +159,6 @@ func listScenarios(w io.Writer, logger *slog.Logger) int {
 		fmt.Fprintln(w)
 	}
 	return 0
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 func doReplay(ctx context.Context, logger *slog.Logger, cfg *simulator.FleetConfig, opts simulator.ReplayOptions, output string, stdout io.Writer) int {

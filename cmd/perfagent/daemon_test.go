@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/promslog"
+
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -49,6 +51,16 @@ vllm:cache_config_info{block_size="16",engine="0",gpu_memory_utilization="0.9",n
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// debugLog is the --log.level=debug setting.
+func debugLog(t *testing.T) promslog.Config {
+	t.Helper()
+	lvl := promslog.NewLevel()
+	if err := lvl.Set("debug"); err != nil {
+		t.Fatal(err)
+	}
+	return promslog.Config{Level: lvl}
 }
 
 func freeAddr(t *testing.T) string {
@@ -97,7 +109,7 @@ func startAgent(t *testing.T, config string, extra ...func(*daemonFlags)) *testA
 	addr := freeAddr(t)
 	f := daemonFlags{
 		configFile: cfgFile, listenAddress: addr, storagePath: filepath.Join(dir, "data"),
-		storageRetention: "1h", logLevel: "debug", logFormat: "logfmt",
+		storageRetention: "1h", log: debugLog(t),
 	}
 	for _, e := range extra {
 		e(&f)

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/version"
 
@@ -37,8 +40,7 @@ type daemonFlags struct {
 	webConfigFile    string
 	storagePath      string
 	storageRetention string
-	logLevel         string
-	logFormat        string
+	log              promslog.Config
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -57,14 +59,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	})
 
 	var f daemonFlags
+	promslogflag.AddFlags(app, &f.log)
 	serveCmd := app.Command("run", "Run the agent (the default command).").Default()
 	serveCmd.Flag("config.file", "perfagent configuration file.").Default("perfagent.yml").StringVar(&f.configFile)
 	serveCmd.Flag("web.listen-address", "Address to listen on for the API, the web page and /metrics.").Default(":8002").StringVar(&f.listenAddress)
 	serveCmd.Flag("web.config.file", "Path to a web configuration file (TLS and basic auth), as exporter-toolkit reads it.").Default("").StringVar(&f.webConfigFile)
 	serveCmd.Flag("storage.path", "Directory of the local TSDB of signals.").Default("data/").StringVar(&f.storagePath)
 	serveCmd.Flag("storage.retention", "How long to keep signal history.").Default("1d").StringVar(&f.storageRetention)
-	serveCmd.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
-	serveCmd.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").Default("logfmt").EnumVar(&f.logFormat, "logfmt", "json")
 
 	checkCmd := app.Command("check", "Check files for errors.")
 	checkConfigCmd := checkCmd.Command("config", "Check configuration files, and the profiles they name, for errors.")

@@ -18,8 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-kit/log"
-	"github.com/go-kit/log/level"
+	"github.com/prometheus/common/promslog"
+
 	oklogrun "github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -28,8 +28,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/version"
 	toolkitweb "github.com/prometheus/exporter-toolkit/web"
-	slgk "github.com/tjhop/slog-gokit"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/optiinfra/perfagent/agent"
 	"github.com/optiinfra/perfagent/collector"
@@ -40,30 +39,10 @@ import (
 	apiv1 "github.com/optiinfra/perfagent/web/api/v1"
 )
 
-// newLogger builds the go-kit root logger and the slog bridge that the
-// Prometheus libraries log through.
-func newLogger(w io.Writer, lvl, format string) (log.Logger, *slog.Logger) {
-	var l log.Logger
-	if format == "json" {
-		l = log.NewJSONLogger(log.NewSyncWriter(w))
-	} else {
-		l = log.NewLogfmtLogger(log.NewSyncWriter(w))
-	}
-	var opt level.Option
-	var slvl slog.Level
-	switch lvl {
-	case "debug":
-		opt, slvl = level.AllowDebug(), slog.LevelDebug
-	case "warn":
-		opt, slvl = level.AllowWarn(), slog.LevelWarn
-	case "error":
-		opt, slvl = level.AllowError(), slog.LevelError
-	default:
-		opt, slvl = level.AllowInfo(), slog.LevelInfo
-	}
-	l = level.NewFilter(l, opt)
-	// The bridge adds the time and the caller of the slog record itself.
-	return l, slog.New(slgk.NewGoKitHandler(l, slvl))
+// newLogger builds the root logger from the --log.* flags, writing to w.
+func newLogger(w io.Writer, c promslog.Config) *slog.Logger {
+	c.Writer = w
+	return promslog.New(&c)
 }
 
 func loadProfiles(configFile string, cfg *Config) ([]*collector.Profile, []error) {
@@ -104,7 +83,7 @@ type daemon struct {
 
 // serve runs the agent until a termination signal arrives or ctx ends.
 func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
-	kitLogger, logger := newLogger(stderr, f.logLevel, f.logFormat)
+	logger := newLogger(stderr, f.log)
 	logger.Info("Starting perfagent", "version", version.Info(), "build_context", version.BuildContext())
 
 	retention, err := model.ParseDuration(f.storageRetention)
@@ -204,7 +183,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 
 	var workflows apiv1.Workflows
 	if cfg.Workflow.Enabled() {
-		wf, closeStore, err := newWorkflows(cfg, f, a.store, reg, kitLogger)
+		wf, closeStore, err := newWorkflows(cfg, f, a.store, reg, logger)
 		if err != nil {
 			logger.Error("Error starting workflows", "err", err)
 			_ = a.store.Close()

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -10,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	commonconfig "github.com/prometheus/common/config"
 
@@ -159,7 +159,7 @@ type workflows struct {
 // newWorkflows opens the workflow store under the storage path and builds
 // the executor, the Alertmanager sender and the controller. Validation
 // reads signals from the local TSDB, which holds them in both modes.
-func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg prometheus.Registerer, logger log.Logger) (*workflows, func(), error) {
+func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg prometheus.Registerer, logger *slog.Logger) (*workflows, func(), error) {
 	ws, err := workflow.OpenBoltStore(filepath.Join(f.storagePath, "workflows"))
 	if err != nil {
 		return nil, nil, err
@@ -174,7 +174,7 @@ func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg promet
 	reg.MustRegister(workflow.NewWorkflowsCollector(ws))
 	wf := &workflows{}
 	if len(cfg.Workflow.Alertmanagers) > 0 {
-		wf.sender, err = workflow.NewAlertSender(workflow.AlertSenderOptions{URLs: cfg.Workflow.Alertmanagers, Metrics: metrics, Logger: log.With(logger, "component", "alerts")})
+		wf.sender, err = workflow.NewAlertSender(workflow.AlertSenderOptions{URLs: cfg.Workflow.Alertmanagers, Metrics: metrics, Logger: logger.With("component", "alerts")})
 		if err != nil {
 			closeStore()
 			return nil, nil, err
@@ -194,7 +194,7 @@ func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg promet
 		// evaluation after they happen.
 		IngestionLag: 2 * interval,
 		TickInterval: interval, Metrics: metrics,
-		Logger: log.With(logger, "component", "workflow"),
+		Logger: logger.With("component", "workflow"),
 	})
 	if err != nil {
 		closeStore()
