@@ -490,7 +490,7 @@ func rewindow(profiles []*compiledProfile, window time.Duration) ([]*compiledPro
 func baseURL(cfg Config, instance string) string {
 	for _, t := range cfg.Source.Targets {
 		if t.Instance() == instance {
-			if u, err := url.Parse(t.URL); err == nil {
+			if u, err := url.Parse(t.URL.Raw()); err == nil {
 				return u.Scheme + "://" + u.Host
 			}
 		}

@@ -41,7 +41,7 @@ type SourceConfig struct {
 
 // RemoteConfig points at anything that serves the Prometheus HTTP query API.
 type RemoteConfig struct {
-	URL string `yaml:"url" json:"url"`
+	URL URL `yaml:"url" json:"url"`
 	// HTTPClientConfig carries basic auth, bearer tokens, TLS and proxies.
 	HTTPClientConfig commonconfig.HTTPClientConfig `yaml:",inline" json:"http_client_config"`
 	// QueryTimeout bounds one query, including its retries.
@@ -58,7 +58,7 @@ type RemoteConfig struct {
 // TargetConfig is one model server that the embedded source scrapes.
 type TargetConfig struct {
 	// URL of the server's metrics page, e.g. http://10.0.0.7:8000/metrics.
-	URL string `yaml:"url" json:"url"`
+	URL URL `yaml:"url" json:"url"`
 	// Engine pins the engine instead of detecting it.
 	Engine string `yaml:"engine,omitempty" json:"engine,omitempty"`
 	// Model names the served model where the engine does not say.
@@ -182,8 +182,10 @@ func (c *Config) Validate() []error {
 		errs = append(errs, fieldErr("source", "set either source.prometheus or source.targets, not both"))
 	}
 	if p := c.Source.Prometheus; p != nil {
-		if err := checkHTTPURL(p.URL); err != nil {
+		if err := CheckHTTPURL(p.URL); err != nil {
 			errs = append(errs, fieldErr("source.prometheus.url", "%v", err))
+		} else if u, _ := url.Parse(p.URL.Raw()); u.User != nil {
+			errs = append(errs, fieldErr("source.prometheus.url", "%q carries credentials: write them in source.prometheus.basic_auth, where they are kept secret and used", p.URL))
 		}
 		if err := p.HTTPClientConfig.Validate(); err != nil {
 			errs = append(errs, fieldErr("source.prometheus", "%v", err))
@@ -203,8 +205,12 @@ func (c *Config) Validate() []error {
 	seen := map[string]int{}
 	for i, t := range c.Source.Targets {
 		path := fmt.Sprintf("source.targets[%d]", i)
-		if err := checkHTTPURL(t.URL); err != nil {
+		if err := CheckHTTPURL(t.URL); err != nil {
 			errs = append(errs, fieldErr(path+".url", "%v", err))
+			continue
+		}
+		if u, _ := url.Parse(t.URL.Raw()); u.User != nil {
+			errs = append(errs, fieldErr(path+".url", "%q carries credentials, which the embedded scraper does not send; model servers' metrics pages are read without authentication, so remove them", t.URL))
 			continue
 		}
 		inst := t.Instance()
@@ -254,13 +260,15 @@ func checkEngineName(name string) error {
 	return nil
 }
 
-func checkHTTPURL(raw string) error {
+// CheckHTTPURL checks that raw is an absolute http(s) URL; its messages
+// show the URL with any password hidden.
+func CheckHTTPURL(raw URL) error {
 	if raw == "" {
 		return errors.New("is required")
 	}
-	u, err := url.Parse(raw)
+	u, err := url.Parse(raw.Raw())
 	if err != nil {
-		return fmt.Errorf("%q is not a URL: %w", raw, err)
+		return fmt.Errorf("%q is not a URL", raw)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return fmt.Errorf("%q must start with http:// or https://", raw)
@@ -274,9 +282,9 @@ func checkHTTPURL(raw string) error {
 // Instance is the instance label the target's samples get: the URL's
 // host and port as written, as Prometheus 3 labels targets.
 func (t TargetConfig) Instance() string {
-	u, err := url.Parse(t.URL)
+	u, err := url.Parse(t.URL.Raw())
 	if err != nil {
-		return t.URL
+		return t.URL.String()
 	}
 	return u.Host
 }

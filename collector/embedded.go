@@ -136,7 +136,7 @@ func (e *EmbeddedSource) Targets() []TargetHealth {
 	defer e.mtx.Unlock()
 	out := make([]TargetHealth, 0, len(e.targets))
 	for _, tc := range e.targets {
-		th := TargetHealth{URL: tc.URL, Instance: tc.Instance(), Health: string(scrape.HealthUnknown)}
+		th := TargetHealth{URL: tc.URL.String(), Instance: tc.Instance(), Health: string(scrape.HealthUnknown)}
 		if t, ok := byInstance[tc.Instance()]; ok {
 			th.Health = string(t.Health())
 			if err := t.LastError(); err != nil {
@@ -176,9 +176,9 @@ func scrapeConfig(g GlobalConfig) (*promconfig.Config, error) {
 func targetGroups(targets []TargetConfig) ([]*targetgroup.Group, error) {
 	group := &targetgroup.Group{Source: ScrapeJobName}
 	for _, t := range targets {
-		u, err := url.Parse(t.URL)
+		u, err := url.Parse(t.URL.Raw())
 		if err != nil {
-			return nil, fmt.Errorf("parsing target URL %q: %w", t.URL, err)
+			return nil, fmt.Errorf("target URL %q does not parse", t.URL)
 		}
 		ls := model.LabelSet{
 			model.AddressLabel:     model.LabelValue(u.Host),

@@ -129,7 +129,7 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 		for _, f := range firsts {
 			srv := httptest.NewServer(loadLinearExposition(t, f, strings.Replace(f, "_t00", "_t15", 1)))
 			t.Cleanup(srv.Close)
-			targets = append(targets, TargetConfig{URL: srv.URL + "/metrics"})
+			targets = append(targets, TargetConfig{URL: URL(srv.URL + "/metrics")})
 			addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
 		}
 	}
@@ -177,7 +177,7 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 	t.Cleanup(embedded.Stop)
 
 	rcfg := DefaultRemoteConfig()
-	rcfg.URL = "http://" + promAddr
+	rcfg.URL = URL("http://" + promAddr)
 	rcfg.QueryTimeout = Duration(10 * time.Second)
 	remote, err := NewRemoteSource(rcfg, testMetrics())
 	if err != nil {

@@ -31,7 +31,7 @@ func NewRemoteSource(cfg RemoteConfig, m *Metrics) (*RemoteSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building HTTP client for %s: %w", cfg.URL, err)
 	}
-	client, err := api.NewClient(api.Config{Address: cfg.URL, RoundTripper: rt})
+	client, err := api.NewClient(api.Config{Address: cfg.URL.Raw(), RoundTripper: rt})
 	if err != nil {
 		return nil, fmt.Errorf("building Prometheus API client for %s: %w", cfg.URL, err)
 	}

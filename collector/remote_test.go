@@ -18,7 +18,7 @@ func newTestRemote(t *testing.T, h http.HandlerFunc, mutate func(*RemoteConfig))
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	cfg := DefaultRemoteConfig()
-	cfg.URL = srv.URL
+	cfg.URL = URL(srv.URL)
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -126,10 +126,11 @@ func NewAlertSender(o AlertSenderOptions) (*AlertSender, error) {
 	for _, raw := range o.URLs {
 		u, err := url.Parse(raw)
 		if err != nil {
-			return nil, fmt.Errorf("parse Alertmanager URL %q: %w", raw, err)
+			// The parser's message quotes the URL, password and all.
+			return nil, errors.New("an Alertmanager URL does not parse")
 		}
 		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-			return nil, fmt.Errorf("parse Alertmanager URL %q: want http(s)://host[:port][/path]", raw)
+			return nil, fmt.Errorf("the Alertmanager URL %q: want http(s)://host[:port][/path]", u.Redacted())
 		}
 		tr := httptransport.NewWithClient(u.Host, path.Join("/", u.Path, "/api/v2"), []string{u.Scheme}, o.Client)
 		if u.User != nil {

@@ -25,7 +25,7 @@ type WorkflowConfig struct {
 	// may decide on gates, abort and roll back.
 	Approvers []string `yaml:"approvers,omitempty" json:"approvers,omitempty"`
 	// Alertmanagers receive approval requests and outcomes, as base URLs.
-	Alertmanagers []string `yaml:"alertmanagers,omitempty" json:"alertmanagers,omitempty"`
+	Alertmanagers []collector.URL `yaml:"alertmanagers,omitempty" json:"alertmanagers,omitempty"`
 	// ExternalURL is the agent's URL as people reach it, for links in
 	// alerts; default http://<hostname>:<port of --web.listen-address>.
 	ExternalURL string `yaml:"external_url,omitempty" json:"external_url,omitempty"`
@@ -45,7 +45,7 @@ type WorkflowConfig struct {
 
 // WebhookConfig is the HMAC-signed webhook executor.
 type WebhookConfig struct {
-	URL        string              `yaml:"url" json:"url"`
+	URL        collector.URL       `yaml:"url" json:"url"`
 	Secret     commonconfig.Secret `yaml:"secret,omitempty" json:"secret,omitempty"`
 	SecretFile string              `yaml:"secret_file,omitempty" json:"secret_file,omitempty"`
 	Timeout    collector.Duration  `yaml:"timeout,omitempty" json:"timeout,omitempty"`
@@ -79,8 +79,8 @@ func (c *WorkflowConfig) Validate() []error {
 		}
 	}
 	for i, u := range c.Alertmanagers {
-		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			bad(fmt.Sprintf("alertmanagers[%d]", i), "%q is not an http(s) URL", u)
+		if err := collector.CheckHTTPURL(u); err != nil {
+			bad(fmt.Sprintf("alertmanagers[%d]", i), "%v", err)
 		}
 	}
 	if c.ExternalURL != "" {
@@ -92,8 +92,8 @@ func (c *WorkflowConfig) Validate() []error {
 		bad("webhook", "set either workflow.webhook or workflow.exec, not both")
 	}
 	if w := c.Webhook; w != nil {
-		if p, err := url.Parse(w.URL); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			bad("webhook.url", "%q is not an http(s) URL", w.URL)
+		if err := collector.CheckHTTPURL(w.URL); err != nil {
+			bad("webhook.url", "%v", err)
 		}
 		if (w.Secret == "") == (w.SecretFile == "") {
 			bad("webhook.secret", "set exactly one of secret and secret_file: the webhook is signed with it")
@@ -142,7 +142,7 @@ func (c *WorkflowConfig) executor() (workflow.Executor, error) {
 			}
 			secret = []byte(strings.TrimSpace(string(b)))
 		}
-		return workflow.NewWebhookExecutor(workflow.WebhookOptions{URL: w.URL, Secret: secret, Timeout: time.Duration(w.Timeout), Retries: w.Retries, Read: w.Read})
+		return workflow.NewWebhookExecutor(workflow.WebhookOptions{URL: w.URL.Raw(), Secret: secret, Timeout: time.Duration(w.Timeout), Retries: w.Retries, Read: w.Read})
 	}
 	if e := c.Exec; e != nil {
 		return workflow.NewExecExecutor(workflow.ExecOptions{Argv: e.Argv, ReadArgv: e.ReadArgv, Timeout: time.Duration(e.Timeout)})
@@ -174,7 +174,7 @@ func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg promet
 	reg.MustRegister(workflow.NewWorkflowsCollector(ws))
 	wf := &workflows{}
 	if len(cfg.Workflow.Alertmanagers) > 0 {
-		wf.sender, err = workflow.NewAlertSender(workflow.AlertSenderOptions{URLs: cfg.Workflow.Alertmanagers, Metrics: metrics, Logger: logger.With("component", "alerts")})
+		wf.sender, err = workflow.NewAlertSender(workflow.AlertSenderOptions{URLs: rawURLs(cfg.Workflow.Alertmanagers), Metrics: metrics, Logger: logger.With("component", "alerts")})
 		if err != nil {
 			closeStore()
 			return nil, nil, err
@@ -219,4 +219,13 @@ func externalURL(configured, listen string) string {
 		}
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// rawURLs are the URLs to connect to, passwords included.
+func rawURLs(us []collector.URL) []string {
+	raw := make([]string, len(us))
+	for i, u := range us {
+		raw[i] = u.Raw()
+	}
+	return raw
 }

@@ -1,0 +1,32 @@
+package collector
+
+import (
+	"encoding/json"
+	"net/url"
+)
+
+// URL is a URL from the configuration file that may carry a password
+// (http://user:secret@host/). Printing it, with fmt or in logs, and
+// marshalling it to YAML or JSON show the password as "xxxxx"; only Raw
+// gives the URL to connect with.
+type URL string
+
+// Raw is the URL as written, password included: for connecting only.
+func (u URL) Raw() string { return string(u) }
+
+// String is the URL with its password hidden.
+func (u URL) String() string {
+	p, err := url.Parse(string(u))
+	if err != nil {
+		// A URL that does not parse cannot be redacted piecewise, and
+		// any part of it could be a credential.
+		return "(a URL that does not parse, hidden)"
+	}
+	return p.Redacted()
+}
+
+// MarshalYAML writes the URL with its password hidden.
+func (u URL) MarshalYAML() (any, error) { return u.String(), nil }
+
+// MarshalJSON writes the URL with its password hidden.
+func (u URL) MarshalJSON() ([]byte, error) { return json.Marshal(u.String()) }
