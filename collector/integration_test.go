@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/optiinfra/perfagent/collector/profiles"
+	"github.com/optiinfra/perfagent/internal/testutil"
 	"github.com/prometheus/common/model"
 )
 
@@ -98,16 +98,6 @@ func (e *linearExposition) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	_ = bw.Flush()
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestRemoteAndEmbeddedModesAgree runs Debian's prometheus and the
 // embedded scraper against the same fixture servers of every built-in
 // engine and checks that both sources give the same signals.
@@ -135,7 +125,7 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	promAddr := freePort(t)
+	promAddr := testutil.FreeAddr(t)
 	promCfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 900ms}\nscrape_configs:\n  - job_name: fixtures\n    static_configs:\n      - targets: [%s]\n", strings.Join(addrs, ", "))
 	cfgFile := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgFile, []byte(promCfg), 0o644); err != nil {

@@ -1,14 +1,13 @@
 package recommender
 
 import (
-	"bytes"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
+
+	perfagenttest "github.com/optiinfra/perfagent/internal/testutil"
 )
 
 func metricsFixture() []Recommendation {
@@ -50,26 +49,7 @@ func TestRecommendationsCollector(t *testing.T) {
 // TestRecommendationsCollectorPromtool runs promtool check metrics on the
 // exposition when promtool is installed.
 func TestRecommendationsCollectorPromtool(t *testing.T) {
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool not installed")
-	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(NewRecommendationsCollector(metricsFixture))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, mf := range mfs {
-		if err := enc.Encode(mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command(path, "check", "metrics")
-	cmd.Stdin = &buf
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("promtool check metrics: %v\n%s", err, out)
-	}
+	perfagenttest.PromtoolCheckMetrics(t, perfagenttest.Exposition(t, reg))
 }

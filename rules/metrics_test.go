@@ -1,16 +1,14 @@
 package rules
 
 import (
-	"bytes"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/prometheus/model/labels"
+
+	perfagenttest "github.com/optiinfra/perfagent/internal/testutil"
 )
 
 var sampleBottlenecks = []Bottleneck{
@@ -40,35 +38,17 @@ perfagent_bottleneck{bottleneck="LLMKVCachePressure",category="memory",engine="v
 // TestMetricsPassPromtool lints everything the package exports with
 // `promtool check metrics`.
 func TestMetricsPassPromtool(t *testing.T) {
-	const promtool = "/usr/bin/promtool"
-	if _, err := os.Stat(promtool); err != nil {
-		t.Skip("promtool not installed (Debian package prometheus); .ci/run installs it")
-	}
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	m.EvaluationFailures.Inc()
 	m.EvaluationDuration.Observe(0.01)
 	m.BottlenecksDetected.WithLabelValues("LLMKVCachePressure", "memory", "warning", "b:8000", "vllm", "m").Inc()
 	reg.MustRegister(NewBottlenecksCollector(func() []Bottleneck { return sampleBottlenecks }))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, mf := range mfs {
-		if err := enc.Encode(mf); err != nil {
-			t.Fatal(err)
-		}
-	}
+	exposition := perfagenttest.Exposition(t, reg)
 	for _, name := range []string{"perfagent_bottleneck{", "perfagent_bottlenecks_detected_total{", "perfagent_rule_evaluation_failures_total ", "perfagent_rule_evaluation_duration_seconds_bucket{"} {
-		if !strings.Contains(buf.String(), name) {
+		if !strings.Contains(exposition, name) {
 			t.Errorf("exposition lacks %s", name)
 		}
 	}
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = &buf
-	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Fatalf("promtool check metrics: %v\n%s", err, out)
-	}
+	perfagenttest.PromtoolCheckMetrics(t, exposition)
 }

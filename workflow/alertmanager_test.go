@@ -1,110 +1,26 @@
 package workflow
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/optiinfra/perfagent/internal/testutil"
 )
 
-// webhookMessage is the part of Alertmanager's webhook payload (version 4)
-// the test reads.
-type webhookMessage struct {
-	Version string `json:"version"`
-	Status  string `json:"status"`
-	Alerts  []struct {
-		Status      string            `json:"status"`
-		Labels      map[string]string `json:"labels"`
-		Annotations map[string]string `json:"annotations"`
-	} `json:"alerts"`
-}
-
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// startAlertmanager runs Debian's Alertmanager on loopback with a webhook
-// receiver pointing at hookURL, and returns its URL once it listens.
-func startAlertmanager(t *testing.T, hookURL string) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus-alertmanager")
-	if err != nil {
-		t.Skip("prometheus-alertmanager not installed")
-	}
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`route:
-  receiver: hook
-  group_by: [workflow_id, gate]
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-- name: hook
-  webhook_configs:
-  - url: %s
-    send_resolved: true
-`, hookURL)
-	if err := os.WriteFile(filepath.Join(dir, "am.yml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeLoopbackAddr(t)
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "am.yml"), "--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--cluster.listen-address=")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	listening := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := false
-		for sc.Scan() {
-			if !once && strings.Contains(sc.Text(), `msg="Listening on"`) {
-				once = true
-				close(listening)
-			}
-		}
-	}()
-	select {
-	case <-listening:
-	case <-time.After(20 * time.Second):
-		t.Fatal("Alertmanager did not start listening within 20s")
-	}
-	return "http://" + addr
-}
-
 func TestApprovalThroughAlertmanager(t *testing.T) {
-	msgs := make(chan webhookMessage, 16)
+	msgs := make(chan testutil.AlertmanagerMessage, 16)
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m webhookMessage
+		var m testutil.AlertmanagerMessage
 		if err := json.NewDecoder(r.Body).Decode(&m); err == nil {
 			msgs <- m
 		}
 	}))
 	defer hook.Close()
-	amURL := startAlertmanager(t, hook.URL)
+	amURL := testutil.StartAlertmanager(t, hook.URL, []string{"workflow_id", "gate"})
 
 	sender, err := NewAlertSender(AlertSenderOptions{URLs: []string{amURL}})
 	if err != nil {
@@ -124,7 +40,7 @@ func TestApprovalThroughAlertmanager(t *testing.T) {
 	if next := sender.Flush(ctx, now); !next.IsZero() {
 		t.Fatalf("alerts left in the queue, next attempt %v", next)
 	}
-	wait := func(status string) webhookMessage {
+	wait := func(status string) testutil.AlertmanagerMessage {
 		t.Helper()
 		timeout := time.NewTimer(20 * time.Second)
 		defer timeout.Stop()

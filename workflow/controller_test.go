@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	perfagenttest "github.com/optiinfra/perfagent/internal/testutil"
 	"github.com/prometheus/prometheus/promql"
 )
 
@@ -679,7 +681,7 @@ func TestControllerAlertmanagerDown(t *testing.T) {
 	defer store.Close()
 	m := NewMetrics(nil)
 	// Nothing listens on the address once the listener is closed.
-	sender, err := NewAlertSender(AlertSenderOptions{URLs: []string{"http://" + freeLoopbackAddr(t)}, Metrics: m, Timeout: time.Second})
+	sender, err := NewAlertSender(AlertSenderOptions{URLs: []string{"http://" + perfagenttest.FreeAddr(t)}, Metrics: m, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,25 +5,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+	"github.com/optiinfra/perfagent/internal/testutil"
+)
 
 func writeFleet(t *testing.T, body string) string {
 	t.Helper()
@@ -74,7 +64,7 @@ func TestExitCodes(t *testing.T) {
 }
 
 func TestServe(t *testing.T) {
-	addrs := []string{freePort(t), freePort(t), freePort(t)}
+	addrs := []string{testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)}
 	fleet := writeFleet(t, fmt.Sprintf(`seed: 1
 servers:
 - {engine: vllm, listen: %q, workload: {rate: 5}}

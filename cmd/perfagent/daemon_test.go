@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/internal/testutil"
 	"github.com/prometheus/common/promslog"
 
 	"golang.org/x/crypto/bcrypt"
@@ -63,17 +62,6 @@ func debugLog(t *testing.T) promslog.Config {
 	return promslog.Config{Level: lvl}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
 // testAgent is a running agent in this process.
 type testAgent struct {
 	url    string
@@ -106,7 +94,7 @@ func startAgent(t *testing.T, config string, extra ...func(*daemonFlags)) *testA
 	if err := os.WriteFile(cfgFile, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	f := daemonFlags{
 		configFile: cfgFile, listenAddress: addr, storagePath: filepath.Join(dir, "data"),
 		storageRetention: "1h", log: debugLog(t),
@@ -226,7 +214,7 @@ func TestDaemonEmbeddedModeServesSignals(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	checkMetricsWithPromtool(t, metrics)
+	testutil.PromtoolCheckMetrics(t, metrics)
 
 	var inst1 struct {
 		Data struct {
@@ -257,22 +245,6 @@ func TestDaemonEmbeddedModeServesSignals(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("history lacks llm_requests_running: %s", body)
-	}
-}
-
-// checkMetricsWithPromtool runs Debian's promtool over a /metrics page.
-func checkMetricsWithPromtool(t *testing.T, page string) {
-	t.Helper()
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Log("promtool not installed (apt-get install prometheus); skipping promtool check metrics")
-		return
-	}
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = strings.NewReader(page)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
 
@@ -324,7 +296,7 @@ func TestDaemonRefusesBadConfigAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"--config.file", cfgFile, "--storage.path", filepath.Join(dir, "data"), "--web.listen-address", freeAddr(t)}, &stdout, &stderr)
+	code := run([]string{"--config.file", cfgFile, "--storage.path", filepath.Join(dir, "data"), "--web.listen-address", testutil.FreeAddr(t)}, &stdout, &stderr)
 	if code != exitUsage {
 		t.Errorf("exit code = %d, want %d", code, exitUsage)
 	}
@@ -490,7 +462,7 @@ func TestDaemonDetectsBottlenecks(t *testing.T) {
 	if !strings.Contains(metrics, want) {
 		t.Errorf("/metrics lacks %s", want)
 	}
-	checkMetricsWithPromtool(t, metrics)
+	testutil.PromtoolCheckMetrics(t, metrics)
 	if code, body := get(t, a.url+"/api/v1/bottlenecks?severity=loud"); code != 400 || !strings.Contains(body, "severity") {
 		t.Errorf("bad severity filter = %d %s", code, body)
 	}

@@ -15,42 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/internal/testutil"
 	"github.com/optiinfra/perfagent/simulator"
 )
 
-// amReceiver records the webhook payloads (version 4) Alertmanager sends.
-type amReceiver struct {
-	mu       sync.Mutex
-	payloads []amPayload
-}
-
-type amPayload struct {
-	Version string `json:"version"`
-	Status  string `json:"status"`
-	Alerts  []struct {
-		Status      string            `json:"status"`
-		Labels      map[string]string `json:"labels"`
-		Annotations map[string]string `json:"annotations"`
-	} `json:"alerts"`
-}
-
-func (r *amReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	var p amPayload
-	b, _ := io.ReadAll(req.Body)
-	if err := json.Unmarshal(b, &p); err == nil {
-		r.mu.Lock()
-		r.payloads = append(r.payloads, p)
-		r.mu.Unlock()
-	}
-	w.WriteHeader(http.StatusOK)
-}
-
 // seen reports whether an alert with the name and status arrived for the
 // workflow.
-func (r *amReceiver) seen(alertname, status, workflowID string) (map[string]string, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, p := range r.payloads {
+func seen(r *testutil.WebhookRecorder, alertname, status, workflowID string) (map[string]string, bool) {
+	for _, p := range r.Messages() {
 		for _, a := range p.Alerts {
 			if p.Version == "4" && a.Labels["alertname"] == alertname && a.Status == status && strings.Contains(fmt.Sprint(a.Labels), workflowID) {
 				return a.Annotations, true
@@ -60,45 +32,12 @@ func (r *amReceiver) seen(alertname, status, workflowID string) (map[string]stri
 	return nil, false
 }
 
-// startAlertmanager runs Debian's Alertmanager on loopback, sending to
-// hookURL, and returns its URL once it answers.
-func startAlertmanager(t *testing.T, hookURL string) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus-alertmanager")
-	if err != nil {
-		t.Skip("Debian's prometheus-alertmanager is not installed; .ci/run installs it")
-	}
-	dir := t.TempDir()
-	cfg := fmt.Sprintf("route:\n  receiver: hook\n  group_by: ['...']\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n- name: hook\n  webhook_configs:\n  - url: %s\n    send_resolved: true\n", hookURL)
-	_ = os.WriteFile(filepath.Join(dir, "am.yml"), []byte(cfg), 0o600)
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "am.yml"), "--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--cluster.listen-address=")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	url := "http://" + addr
-	waitFor(t, "Alertmanager", func() bool {
-		resp, err := http.Get(url + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-	return url
-}
-
 // rollout is an agent with a workflow waiting for approval, over a
 // simulated fleet whose changes arrive through its webhook.
 type rollout struct {
 	a    *testAgent
 	sim  *simFleet
-	recv *amReceiver
+	recv *testutil.WebhookRecorder
 	id   string
 	hash string
 	to   float64
@@ -117,10 +56,10 @@ func startRollout(t *testing.T, wrap func(*simulator.Fleet, http.Handler) http.H
 // startRolloutWith is startRollout with the agent started by start.
 func startRolloutWith(t *testing.T, wrap func(*simulator.Fleet, http.Handler) http.Handler, start func(cfg, webCfg string) *testAgent) *rollout {
 	t.Helper()
-	recv := &amReceiver{}
+	recv := &testutil.WebhookRecorder{}
 	hook := httptest.NewServer(recv)
 	t.Cleanup(hook.Close)
-	am := startAlertmanager(t, hook.URL)
+	am := testutil.StartAlertmanager(t, hook.URL, nil)
 
 	const secret = "e2e-secret"
 	sim := startSimFleet(t, secret, 2)
@@ -211,7 +150,7 @@ func TestWorkflowEndToEnd(t *testing.T) {
 	var ann map[string]string
 	waitFor(t, "the approval alert at the receiver", func() bool {
 		var ok bool
-		ann, ok = r.recv.seen("PerfAgentApprovalRequired", "firing", r.id)
+		ann, ok = seen(r.recv, "PerfAgentApprovalRequired", "firing", r.id)
 		return ok
 	})
 	if !strings.Contains(fmt.Sprint(ann), r.hash) || !strings.Contains(fmt.Sprint(ann), "--gpu-memory-utilization") {
@@ -227,7 +166,7 @@ func TestWorkflowEndToEnd(t *testing.T) {
 		}
 	}
 	waitFor(t, "the approval alert resolved", func() bool {
-		_, ok := r.recv.seen("PerfAgentApprovalRequired", "resolved", r.id)
+		_, ok := seen(r.recv, "PerfAgentApprovalRequired", "resolved", r.id)
 		return ok
 	})
 }
@@ -270,9 +209,7 @@ func TestWorkflowRollsBackARegression(t *testing.T) {
 		}
 	}
 	waitFor(t, "the rolled-back alert at the receiver", func() bool {
-		r.recv.mu.Lock()
-		defer r.recv.mu.Unlock()
-		for _, p := range r.recv.payloads {
+		for _, p := range r.recv.Messages() {
 			for _, a := range p.Alerts {
 				if a.Status == "firing" && a.Labels["alertname"] != "PerfAgentApprovalRequired" && strings.Contains(fmt.Sprint(a.Labels), r.id) {
 					return true
@@ -349,7 +286,7 @@ func TestWorkflowSurvivesSIGKILL(t *testing.T) {
 		dir := t.TempDir()
 		cfgFile := filepath.Join(dir, "perfagent.yml")
 		_ = os.WriteFile(cfgFile, []byte(cfg), 0o644)
-		addr := freeAddr(t)
+		addr := testutil.FreeAddr(t)
 		proc = &agentProcess{t: t, log: &syncBuffer{}, args: []string{
 			"--config.file", cfgFile, "--web.config.file", webCfg, "--web.listen-address", addr,
 			"--storage.path", filepath.Join(dir, "data"), "--log.level", "info",

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/optiinfra/perfagent/internal/testutil"
 	"github.com/optiinfra/perfagent/simulator"
 )
 
@@ -34,7 +35,7 @@ func startSimFleet(t *testing.T, secret string, servers int) *simFleet {
 	b.WriteString("seed: 3\nservers:\n")
 	addrs := make([]string, servers)
 	for i := range servers {
-		addrs[i] = freeAddr(t)
+		addrs[i] = testutil.FreeAddr(t)
 		fmt.Fprintf(&b, "  - {name: vllm-%d, engine: vllm, listen: %q, settings: {gpu_memory_utilization: 0.8}, workload: {rate: 16}}\n", i, addrs[i])
 	}
 	cfg, err := simulator.ParseFleet("fleet.yaml", []byte(b.String()))
@@ -214,7 +215,7 @@ func TestDaemonWorkflowThroughTheWebhook(t *testing.T) {
 			t.Errorf("/metrics lacks %s", m)
 		}
 	}
-	checkMetricsWithPromtool(t, metrics)
+	testutil.PromtoolCheckMetrics(t, metrics)
 }
 
 // rolloutFiles writes the web configuration (the users, each with the

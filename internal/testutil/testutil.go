@@ -1,0 +1,157 @@
+package testutil
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+)
+
+// FreeAddr is a loopback host:port that nothing listens on right now.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Exposition gathers g and writes it in the Prometheus text format.
+func Exposition(t testing.TB, g prometheus.Gatherer) string {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.String()
+}
+
+// PromtoolCheckMetrics runs promtool check metrics on an exposition and
+// fails on any error or lint finding. Without promtool (Debian's
+// prometheus package, which CI installs) it logs that and checks nothing,
+// leaving the rest of the test to run.
+func PromtoolCheckMetrics(t testing.TB, exposition string) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Log("promtool not installed (Debian package prometheus; .ci/run installs it): promtool check metrics skipped")
+		return
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(exposition)
+	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// AlertmanagerMessage is the part of Alertmanager's webhook payload
+// (version 4) that tests read.
+type AlertmanagerMessage struct {
+	Version string `json:"version"`
+	Status  string `json:"status"`
+	Alerts  []struct {
+		Status      string            `json:"status"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"alerts"`
+}
+
+// WebhookRecorder is an Alertmanager webhook receiver that keeps every
+// message.
+type WebhookRecorder struct {
+	mu       sync.Mutex
+	messages []AlertmanagerMessage
+}
+
+// ServeHTTP records one message.
+func (r *WebhookRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	var m AlertmanagerMessage
+	if err := json.NewDecoder(req.Body).Decode(&m); err == nil {
+		r.mu.Lock()
+		r.messages = append(r.messages, m)
+		r.mu.Unlock()
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// Messages are the messages received so far.
+func (r *WebhookRecorder) Messages() []AlertmanagerMessage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]AlertmanagerMessage(nil), r.messages...)
+}
+
+// StartAlertmanager runs Debian's Alertmanager on loopback, sending every
+// group (grouped by groupBy; nil groups by all labels) to the webhook at
+// hookURL at once, and returns its URL once it is ready. Without the
+// package (which CI installs) the test is skipped.
+func StartAlertmanager(t testing.TB, hookURL string, groupBy []string) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus-alertmanager")
+	if err != nil {
+		t.Skip("Debian's prometheus-alertmanager is not installed; .ci/run installs it")
+	}
+	group := "['...']"
+	if groupBy != nil {
+		group = "[" + strings.Join(groupBy, ", ") + "]"
+	}
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`route:
+  receiver: hook
+  group_by: %s
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+- name: hook
+  webhook_configs:
+  - url: %s
+    send_resolved: true
+`, group, hookURL)
+	if err := os.WriteFile(filepath.Join(dir, "am.yml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := FreeAddr(t)
+	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "am.yml"), "--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--cluster.listen-address=")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	url := "http://" + addr
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get(url + "/-/ready")
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return url
+		}
+	}
+	t.Fatalf("Alertmanager was not ready within 20s")
+	return ""
+}
