@@ -69,16 +69,28 @@ func New(o Options, cfg Config) (*Pipeline, error) {
 
 // ApplyConfig swaps in cfg for the next cycle; on error nothing changes.
 func (p *Pipeline) ApplyConfig(cfg Config) error {
-	if cfg.Interval <= 0 {
-		return fmt.Errorf("evaluation interval must be greater than zero, got %s", cfg.Interval)
-	}
-	if err := rules.ValidateSLOTargets(cfg.SLO); err != nil {
+	commit, err := p.PrepareConfig(cfg)
+	if err != nil {
 		return err
 	}
-	p.mtx.Lock()
-	defer p.mtx.Unlock()
-	p.cfg = cfg
+	commit()
 	return nil
+}
+
+// PrepareConfig checks cfg without touching the one in force; the
+// returned commit puts it in force from the next cycle.
+func (p *Pipeline) PrepareConfig(cfg Config) (commit func(), err error) {
+	if cfg.Interval <= 0 {
+		return nil, fmt.Errorf("evaluation interval must be greater than zero, got %s", cfg.Interval)
+	}
+	if err := rules.ValidateSLOTargets(cfg.SLO); err != nil {
+		return nil, err
+	}
+	return func() {
+		p.mtx.Lock()
+		defer p.mtx.Unlock()
+		p.cfg = cfg
+	}, nil
 }
 
 func (p *Pipeline) config() Config {
@@ -99,10 +111,11 @@ func (p *Pipeline) Cycle(ctx context.Context, now time.Time) (*collector.Snapsho
 	return snap, errors.Join(p.afterCollection(ctx, snap)...)
 }
 
-// Run runs a cycle every interval, at times of the clock now aligned to
-// the interval, until ctx ends. Failed steps are logged.
-func (p *Pipeline) Run(ctx context.Context, interval time.Duration, now func() time.Time) {
-	p.coll.Run(ctx, interval, now, func(ctx context.Context, snap *collector.Snapshot) {
+// Run runs a cycle every evaluation interval of the configuration in
+// force, at times of the clock now aligned to the interval, until ctx
+// ends. Failed steps are logged.
+func (p *Pipeline) Run(ctx context.Context, now func() time.Time) {
+	p.coll.Run(ctx, func() time.Duration { return p.config().Interval }, now, func(ctx context.Context, snap *collector.Snapshot) {
 		errs := p.afterCollection(ctx, snap)
 		if ctx.Err() != nil {
 			// Stopping: steps cut short are not failures worth a log line.

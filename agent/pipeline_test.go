@@ -213,14 +213,14 @@ func TestCycleWithoutRecommender(t *testing.T) {
 }
 
 func TestCycleFailsWithoutData(t *testing.T) {
-	f := newFixture(t, true, Config{})
+	f := newFixture(t, true, Config{Interval: time.Hour})
 	if _, err := f.pipe.Recommend(context.Background(), start, RecommendRequest{}); err == nil || !strings.Contains(err.Error(), "no collection") {
 		t.Errorf("Recommend before any collection: %v", err)
 	}
 }
 
 func TestRecommend(t *testing.T) {
-	f := newFixture(t, true, Config{})
+	f := newFixture(t, true, Config{Interval: time.Hour})
 	now := start.Add(5 * time.Minute)
 	f.scrape(t, start, now)
 	ctx := context.Background()
@@ -340,13 +340,13 @@ func TestRules(t *testing.T) {
 
 // Run cycles at the clock's times until its context ends.
 func TestRun(t *testing.T) {
-	f := newFixture(t, true, Config{})
+	f := newFixture(t, true, Config{Interval: time.Hour})
 	now := start.Add(5 * time.Minute)
 	f.scrape(t, start, now)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		f.pipe.Run(ctx, time.Hour, func() time.Time { return now })
+		f.pipe.Run(ctx, func() time.Time { return now })
 		close(done)
 	}()
 	deadline := time.After(30 * time.Second)

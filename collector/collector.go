@@ -81,10 +81,23 @@ func New(o Options) *Collector {
 	}
 }
 
-// ApplyConfig swaps in a source, profiles and configuration at once.
+// ApplyConfig puts cfg, the source and the profiles in force. See
+// PrepareConfig.
 func (c *Collector) ApplyConfig(cfg Config, src Source, profiles []*Profile) error {
+	commit, err := c.PrepareConfig(cfg, src, profiles)
+	if err != nil {
+		return err
+	}
+	commit()
+	return nil
+}
+
+// PrepareConfig compiles the profiles for cfg without touching the
+// running configuration; the returned commit puts cfg, the source and the
+// profiles in force from the next cycle.
+func (c *Collector) PrepareConfig(cfg Config, src Source, profiles []*Profile) (commit func(), err error) {
 	if len(profiles) == 0 {
-		return ErrNoProfiles
+		return nil, ErrNoProfiles
 	}
 	queries := builtinSettingsQueries()
 	compiled := make([]*compiledProfile, 0, len(profiles))
@@ -96,19 +109,21 @@ func (c *Collector) ApplyConfig(cfg Config, src Source, profiles []*Profile) err
 		for _, r := range p.Rules {
 			expr, err := WithRange(r.Expr, time.Duration(cfg.Collector.RateWindow))
 			if err != nil {
-				return fmt.Errorf("%s:%d: %w", p.File, r.Line, err)
+				return nil, fmt.Errorf("%s:%d: %w", p.File, r.Line, err)
 			}
 			cp.rules = append(cp.rules, rules.NewRecordingRule(r.Record, expr, r.Labels))
 		}
 		compiled = append(compiled, cp)
 	}
-	c.mtx.Lock()
-	defer c.mtx.Unlock()
-	c.source = src
-	c.cfg = cfg
-	c.profiles = compiled
-	c.facts = cfg.InstanceFacts()
-	return nil
+	facts := cfg.InstanceFacts()
+	return func() {
+		c.mtx.Lock()
+		defer c.mtx.Unlock()
+		c.source = src
+		c.cfg = cfg
+		c.profiles = compiled
+		c.facts = facts
+	}, nil
 }
 
 // Sample is one signal value.

@@ -56,30 +56,47 @@ func NewEmbeddedSource(store *Store, logger *slog.Logger, m *Metrics) (*Embedded
 	}, nil
 }
 
-// ApplyConfig sets the scrape clocks and the target list.
+// ApplyConfig puts the scrape clocks and targets of cfg in force. See
+// PrepareConfig.
 func (e *EmbeddedSource) ApplyConfig(cfg Config) error {
-	pcfg, err := scrapeConfig(cfg.Global)
+	commit, err := e.PrepareConfig(cfg)
 	if err != nil {
 		return err
 	}
-	if err := e.manager.ApplyConfig(pcfg); err != nil {
-		return fmt.Errorf("applying scrape configuration: %w", err)
+	commit()
+	return nil
+}
+
+// PrepareConfig builds the scrape configuration and target list of cfg
+// without touching the running scrapes; the returned commit hands them to
+// the scrape manager.
+func (e *EmbeddedSource) PrepareConfig(cfg Config) (commit func(), err error) {
+	pcfg, err := scrapeConfig(cfg.Global)
+	if err != nil {
+		return nil, err
 	}
 	groups, err := targetGroups(cfg.Source.Targets)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	e.mtx.Lock()
-	e.targets = append([]TargetConfig(nil), cfg.Source.Targets...)
-	e.mtx.Unlock()
-	// Keep only the newest target list if the manager has not taken the
-	// previous one yet.
-	select {
-	case <-e.tsets:
-	default:
-	}
-	e.tsets <- map[string][]*targetgroup.Group{ScrapeJobName: groups}
-	return nil
+	targets := append([]TargetConfig(nil), cfg.Source.Targets...)
+	return func() {
+		// The configuration was loaded and validated by Prometheus's own
+		// loader above; the manager refuses only what that loader refuses.
+		if err := e.manager.ApplyConfig(pcfg); err != nil {
+			e.logger.Error("Applying the scrape configuration failed; scrapes keep their previous clocks", "err", err)
+		}
+		e.mtx.Lock()
+		e.targets = targets
+		e.mtx.Unlock()
+		// Keep only the newest target list if the manager has not taken
+		// the previous one yet.
+		select {
+		case <-e.tsets:
+		default:
+		}
+		e.tsets <- map[string][]*targetgroup.Group{ScrapeJobName: groups}
+	}, nil
 }
 
 // Run scrapes until Stop is called.

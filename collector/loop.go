@@ -7,12 +7,14 @@ import (
 
 // Run collects once per interval until ctx ends, at times aligned to the
 // interval, and hands each snapshot to after (which may be nil), so the
-// rules that read signals run right after each collection. now is the
-// clock.
-func (c *Collector) Run(ctx context.Context, interval time.Duration, now func() time.Time, after func(context.Context, *Snapshot)) {
+// rules that read signals run right after each collection. The interval
+// is asked for before each wait, so a reload changes it from the next
+// cycle. now is the clock.
+func (c *Collector) Run(ctx context.Context, interval func() time.Duration, now func() time.Time, after func(context.Context, *Snapshot)) {
 	for {
 		c.runOnce(ctx, now(), after)
-		next := now().Truncate(interval).Add(interval)
+		iv := interval()
+		next := now().Truncate(iv).Add(iv)
 		t := time.NewTimer(next.Sub(now()))
 		select {
 		case <-ctx.Done():

@@ -80,17 +80,29 @@ func New(o Options) (*Recommender, error) {
 	return r, nil
 }
 
-// ApplyConfig swaps in a validated configuration.
+// ApplyConfig puts cfg in force for the next Analyze. See PrepareConfig.
 func (r *Recommender) ApplyConfig(cfg Config) error {
+	commit, err := r.PrepareConfig(cfg)
+	if err != nil {
+		return err
+	}
+	commit()
+	return nil
+}
+
+// PrepareConfig checks cfg without touching the one in force; the
+// returned commit puts it in force.
+func (r *Recommender) PrepareConfig(cfg Config) (commit func(), err error) {
 	if errs := cfg.Validate(); len(errs) > 0 {
-		return fmt.Errorf("invalid recommender configuration: %w", errors.Join(errs...))
+		return nil, fmt.Errorf("invalid recommender configuration: %w", errors.Join(errs...))
 	}
 	cfg.Models = slices.Clone(cfg.Models)
 	cfg.Memory.ReservedBytes = maps.Clone(cfg.Memory.ReservedBytes)
-	r.mtx.Lock()
-	defer r.mtx.Unlock()
-	r.cfg = cfg
-	return nil
+	return func() {
+		r.mtx.Lock()
+		defer r.mtx.Unlock()
+		r.cfg = cfg
+	}, nil
 }
 
 // Analyze returns the ranked recommendations and, for every

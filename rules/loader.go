@@ -63,6 +63,16 @@ func NewLoader(o LoaderOptions) *Loader {
 	return l
 }
 
+// Disabled are the alert names the loader drops.
+func (l *Loader) Disabled() []string {
+	names := make([]string, 0, len(l.disabled))
+	for n := range l.disabled {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
 func newParser() parser.Parser { return parser.NewParser(parser.Options{}) }
 
 // RuleFile is one loaded rule file.

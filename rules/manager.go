@@ -137,24 +137,67 @@ func NewManager(o ManagerOptions) *Manager {
 	return m
 }
 
-// Update replaces the rules with those of files (paths, or BuiltinFiles
-// names). On any error the previous rules stay in place and the error
-// lists every problem with file:line:col. Groups whose content did not
-// change keep running untouched; changed groups take over the alert state
-// of their predecessor; removed groups' series are marked stale at the
-// next Eval.
+// Config is what a configuration (re)load gives the manager.
+type Config struct {
+	// Files are rule files (paths, or BuiltinFiles names).
+	Files []string
+	// Interval is the evaluation interval; zero keeps the current one.
+	Interval time.Duration
+	// Disabled are alert names switched off.
+	Disabled []string
+}
+
+// Update replaces the rules with those of files, keeping the interval and
+// the disabled names. See Prepare.
 func (m *Manager) Update(files []string) error {
-	loaded, errs := m.loader.Load(files)
-	if len(errs) > 0 {
-		return fmt.Errorf("loading bottleneck rules, previous rules kept: %w", errors.Join(errs...))
+	m.mtx.Lock()
+	cfg := Config{Files: files, Interval: m.interval, Disabled: m.loader.Disabled()}
+	m.mtx.Unlock()
+	commit, err := m.Prepare(cfg)
+	if err != nil {
+		return err
 	}
+	commit()
+	return nil
+}
+
+// Prepare loads and checks the rules of cfg without touching the running
+// ones; the returned commit puts them in force. On error the error lists
+// every problem with file:line:col. Once committed, groups whose content
+// and interval did not change keep running untouched; changed groups take
+// over the alert state of their predecessor; removed groups' series are
+// marked stale at the next Eval.
+func (m *Manager) Prepare(cfg Config) (commit func(), err error) {
+	loader := NewLoader(LoaderOptions{Disabled: cfg.Disabled, Logger: m.logger})
+	loaded, errs := loader.Load(cfg.Files)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("loading bottleneck rules, previous rules kept: %w", errors.Join(errs...))
+	}
+	interval := cfg.Interval
+	if interval <= 0 {
+		m.mtx.Lock()
+		interval = m.interval
+		m.mtx.Unlock()
+	}
+	if _, err := buildGroups(loaded, interval, m.promOpts, false, labels.EmptyLabels(), m.extURL, m.logger); err != nil {
+		return nil, fmt.Errorf("loading bottleneck rules, previous rules kept: %w", err)
+	}
+	return func() { m.install(loader, loaded, interval, len(cfg.Files)) }, nil
+}
+
+// install swaps in rules that Prepare loaded and checked.
+func (m *Manager) install(loader *Loader, loaded []*RuleFile, interval time.Duration, files int) {
 	m.mtx.Lock()
 	defer m.mtx.Unlock()
 	restore := !m.evaluated
-	groups, err := buildGroups(loaded, m.interval, m.promOpts, !restore, labels.EmptyLabels(), m.extURL, m.logger)
+	groups, err := buildGroups(loaded, interval, m.promOpts, !restore, labels.EmptyLabels(), m.extURL, m.logger)
 	if err != nil {
-		return fmt.Errorf("loading bottleneck rules, previous rules kept: %w", err)
+		// Prepare built the same groups from the same files.
+		m.logger.Error("Bottleneck rules that were checked failed to build; previous rules kept", "err", err)
+		return
 	}
+	m.loader = loader
+	m.interval = interval
 	m.warnUnmatchedDisabled(loaded)
 
 	old := make(map[string]*promrules.Group, len(m.groups))
@@ -206,8 +249,7 @@ func (m *Manager) Update(files []string) error {
 	m.snapMtx.Lock()
 	m.published = slices.Clone(next)
 	m.snapMtx.Unlock()
-	m.logger.Info("Bottleneck rules loaded", "files", len(files), "groups", len(next), "alerts", len(m.selectors))
-	return nil
+	m.logger.Info("Bottleneck rules loaded", "files", files, "groups", len(next), "alerts", len(m.selectors))
 }
 
 func (m *Manager) warnUnmatchedDisabled(files []*RuleFile) {

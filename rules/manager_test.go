@@ -474,3 +474,40 @@ func TestManagerWithoutStore(t *testing.T) {
 		t.Fatalf("evaluated without a store: bottlenecks %+v, %d groups", bs, len(m.RuleGroups()))
 	}
 }
+
+// TestPrepareTakesEffectOnlyOnCommit: a prepared configuration changes
+// nothing until committed; then its disabled names and interval are in
+// force; a bad one is refused whole.
+func TestPrepareTakesEffectOnlyOnCommit(t *testing.T) {
+	m := NewManager(ManagerOptions{EvaluationInterval: 15 * time.Second})
+	if err := m.Update(BuiltinFiles()); err != nil {
+		t.Fatal(err)
+	}
+	alerts := func() (names map[string]bool, interval time.Duration) {
+		names = map[string]bool{}
+		for _, g := range m.RuleGroups() {
+			interval = g.Interval()
+			for _, r := range g.AlertingRules() {
+				names[r.Name()] = true
+			}
+		}
+		return names, interval
+	}
+	if names, iv := alerts(); !names["LLMKVCachePressure"] || iv != 15*time.Second {
+		t.Fatalf("after Update: LLMKVCachePressure %v, interval %v", names["LLMKVCachePressure"], iv)
+	}
+	if _, err := m.Prepare(Config{Files: append(BuiltinFiles(), "testdata/does-not-exist.yml"), Disabled: []string{"LLMKVCachePressure"}}); err == nil {
+		t.Fatal("a missing rule file was accepted")
+	}
+	commit, err := m.Prepare(Config{Files: BuiltinFiles(), Interval: 30 * time.Second, Disabled: []string{"LLMKVCachePressure"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names, iv := alerts(); !names["LLMKVCachePressure"] || iv != 15*time.Second {
+		t.Errorf("before commit: LLMKVCachePressure %v, interval %v; want the old rules", names["LLMKVCachePressure"], iv)
+	}
+	commit()
+	if names, iv := alerts(); names["LLMKVCachePressure"] || iv != 30*time.Second {
+		t.Errorf("after commit: LLMKVCachePressure %v, interval %v; want it disabled and 30s", names["LLMKVCachePressure"], iv)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,8 +31,12 @@ type Options struct {
 	// Workflow serves the workflow pages that approval alerts link to;
 	// nil when workflows are off.
 	Workflow WorkflowFunc
-	// ExternalURL is the agent's URL as people reach it.
-	ExternalURL string
+	// ExternalURL is the agent's URL as people reach it; a function, as a
+	// reload may change it.
+	ExternalURL func() string
+	// EnableLifecycle turns on /-/reload and /-/quit, as Prometheus's
+	// --web.enable-lifecycle does.
+	EnableLifecycle bool
 }
 
 // Handler is perfagent's HTTP server.
@@ -39,19 +44,22 @@ type Handler struct {
 	o        Options
 	router   *mux.Router
 	reloadCh chan chan error
+	quitCh   chan struct{}
+	quitOnce sync.Once
 	stopping atomic.Bool
 }
 
 // New builds the routes.
 func New(o Options) *Handler {
-	h := &Handler{o: o, router: mux.NewRouter(), reloadCh: make(chan chan error)}
+	h := &Handler{o: o, router: mux.NewRouter(), reloadCh: make(chan chan error), quitCh: make(chan struct{})}
 	r := h.router
 	r.HandleFunc("/", h.landing).Methods(http.MethodGet)
 	r.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "perfagent is Healthy.")
 	}).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/-/ready", h.ready).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc("/-/reload", h.reload).Methods(http.MethodPost, http.MethodPut)
+	r.HandleFunc("/-/reload", h.lifecycle(h.reload)).Methods(http.MethodPost, http.MethodPut)
+	r.HandleFunc("/-/quit", h.lifecycle(h.quit)).Methods(http.MethodPost, http.MethodPut)
 	r.HandleFunc("/workflows/{id}", h.workflow).Methods(http.MethodGet)
 	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)}))
 	if o.API != nil {
@@ -67,6 +75,9 @@ func (h *Handler) Router() http.Handler { return h.router }
 // with the reload's error or nil.
 func (h *Handler) Reload() <-chan chan error { return h.reloadCh }
 
+// Quit is closed by the first /-/quit request.
+func (h *Handler) Quit() <-chan struct{} { return h.quitCh }
+
 // SetStopping makes /-/ready fail while the agent shuts down.
 func (h *Handler) SetStopping() { h.stopping.Store(true) }
 
@@ -77,6 +88,23 @@ func (h *Handler) ready(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "perfagent is Ready.")
+}
+
+// lifecycle serves next only with EnableLifecycle, answering as
+// Prometheus does otherwise.
+func (h *Handler) lifecycle(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !h.o.EnableLifecycle {
+			http.Error(w, "Lifecycle API is not enabled.", http.StatusForbidden)
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (h *Handler) quit(w http.ResponseWriter, _ *http.Request) {
+	fmt.Fprintln(w, "Requesting termination... Goodbye!")
+	h.quitOnce.Do(func() { close(h.quitCh) })
 }
 
 func (h *Handler) reload(w http.ResponseWriter, r *http.Request) {
@@ -138,4 +166,11 @@ func (h *Handler) Serve(ctx context.Context, l net.Listener, webConfigFile strin
 		_ = srv.Shutdown(sctx)
 		return nil
 	}
+}
+
+func (h *Handler) externalURL() string {
+	if h.o.ExternalURL == nil {
+		return ""
+	}
+	return h.o.ExternalURL()
 }

@@ -19,6 +19,8 @@ func newTestHandler(ready *atomic.Bool) *Handler {
 		Gatherer: prometheus.NewRegistry(),
 		Ready:    ready.Load,
 		Version:  "1.2.3",
+		// As --web.enable-lifecycle.
+		EnableLifecycle: true,
 	})
 }
 
@@ -65,6 +67,33 @@ func TestReloadAnswersWithTheReloadError(t *testing.T) {
 	}
 	if code, _ := serve(h, http.MethodGet, "/-/reload"); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /-/reload = %d, want 405", code)
+	}
+}
+
+func TestLifecycleEndpointsNeedTheFlag(t *testing.T) {
+	off := New(Options{Logger: slog.New(slog.DiscardHandler), Gatherer: prometheus.NewRegistry(), Ready: func() bool { return true }})
+	for _, path := range []string{"/-/reload", "/-/quit"} {
+		if code, body := serve(off, http.MethodPost, path); code != http.StatusForbidden || !strings.Contains(body, "Lifecycle API is not enabled") {
+			t.Errorf("POST %s without the flag = %d %q, want 403", path, code, body)
+		}
+	}
+	select {
+	case <-off.Quit():
+		t.Error("a refused /-/quit asked the agent to stop")
+	default:
+	}
+
+	var ready atomic.Bool
+	on := newTestHandler(&ready)
+	for range 2 {
+		if code, _ := serve(on, http.MethodPost, "/-/quit"); code != http.StatusOK {
+			t.Errorf("POST /-/quit = %d", code)
+		}
+	}
+	select {
+	case <-on.Quit():
+	default:
+		t.Error("/-/quit did not ask the agent to stop")
 	}
 }
 

@@ -85,7 +85,7 @@ func (h *Handler) workflow(w http.ResponseWriter, r *http.Request) {
 	if err := workflowPage.Execute(&page, struct {
 		workflow.Workflow
 		Base string
-	}{wf, h.o.ExternalURL}); err != nil {
+	}{wf, h.externalURL()}); err != nil {
 		h.o.Logger.Error("Rendering a workflow page failed", "workflow", wf.ID, "err", err)
 		http.Error(w, "rendering workflow "+wf.ID+" failed; its JSON is at /api/v1/workflows/"+wf.ID, http.StatusInternalServerError)
 		return

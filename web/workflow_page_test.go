@@ -43,7 +43,7 @@ func TestWorkflowPageShowsWhatIsStillChanged(t *testing.T) {
 	}
 	h := New(Options{
 		Logger: slog.New(slog.DiscardHandler), Gatherer: prometheus.NewRegistry(), Ready: func() bool { return true },
-		ExternalURL: "http://agent:8002",
+		ExternalURL: func() string { return "http://agent:8002" },
 		Workflow: func(_ context.Context, id string) (workflow.Workflow, error) {
 			if id != wf.ID {
 				return workflow.Workflow{}, workflow.ErrNotFound

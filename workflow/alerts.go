@@ -80,13 +80,16 @@ type AlertSenderOptions struct {
 // only the latest version of each alert, retries failures with backoff and
 // never blocks its callers. Run it as its own actor.
 type AlertSender struct {
-	opts    AlertSenderOptions
-	targets []*amTarget
-	wake    chan struct{}
+	opts AlertSenderOptions
+	wake chan struct{}
+
+	targetsMu sync.Mutex
+	targets   []*amTarget
 }
 
 type amTarget struct {
-	url string
+	raw string // as configured, password included: the key for SetURLs
+	url string // without the password, for logs
 	api *amclient.AlertmanagerAPI
 
 	mu       sync.Mutex
@@ -123,30 +126,67 @@ func NewAlertSender(o AlertSenderOptions) (*AlertSender, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &AlertSender{opts: o, wake: make(chan struct{}, 1)}
-	for _, raw := range o.URLs {
-		u, err := url.Parse(raw)
-		if err != nil {
-			// The parser's message quotes the URL, password and all.
-			return nil, errors.New("an Alertmanager URL does not parse")
-		}
-		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-			return nil, fmt.Errorf("the Alertmanager URL %q: want http(s)://host[:port][/path]", u.Redacted())
-		}
-		tr := httptransport.NewWithClient(u.Host, path.Join("/", u.Path, "/api/v2"), []string{u.Scheme}, o.Client)
-		if u.User != nil {
-			pw, _ := u.User.Password()
-			tr.DefaultAuthentication = httptransport.BasicAuth(u.User.Username(), pw)
-		}
-		u.User = nil
-		s.targets = append(s.targets, &amTarget{url: u.String(), api: amclient.New(tr, strfmt.Default), pending: map[string]Alert{}})
+	if err := s.SetURLs(o.URLs); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// SetURLs replaces the Alertmanagers. One whose URL stays keeps its queue;
+// a removed one's queued alerts are dropped (the controller re-sends
+// firing alerts). On error nothing changes.
+func (s *AlertSender) SetURLs(urls []string) error {
+	s.targetsMu.Lock()
+	defer s.targetsMu.Unlock()
+	kept := map[string]*amTarget{}
+	for _, t := range s.targets {
+		kept[t.raw] = t
+	}
+	next := make([]*amTarget, 0, len(urls))
+	for _, raw := range urls {
+		if t, ok := kept[raw]; ok {
+			next = append(next, t)
+			continue
+		}
+		t, err := s.newTarget(raw)
+		if err != nil {
+			return err
+		}
+		next = append(next, t)
+	}
+	s.targets = next
+	return nil
+}
+
+func (s *AlertSender) newTarget(raw string) (*amTarget, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// The parser's message quotes the URL, password and all.
+		return nil, errors.New("an Alertmanager URL does not parse")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("the Alertmanager URL %q: want http(s)://host[:port][/path]", u.Redacted())
+	}
+	tr := httptransport.NewWithClient(u.Host, path.Join("/", u.Path, "/api/v2"), []string{u.Scheme}, s.opts.Client)
+	if u.User != nil {
+		pw, _ := u.User.Password()
+		tr.DefaultAuthentication = httptransport.BasicAuth(u.User.Username(), pw)
+	}
+	u.User = nil
+	return &amTarget{raw: raw, url: u.String(), api: amclient.New(tr, strfmt.Default), pending: map[string]Alert{}}, nil
+}
+
+// currentTargets are the Alertmanagers in force.
+func (s *AlertSender) currentTargets() []*amTarget {
+	s.targetsMu.Lock()
+	defer s.targetsMu.Unlock()
+	return s.targets
 }
 
 // Send queues the alerts for every Alertmanager, replacing queued versions
 // with the same labels. It does not block.
 func (s *AlertSender) Send(alerts ...Alert) {
-	for _, t := range s.targets {
+	for _, t := range s.currentTargets() {
 		t.mu.Lock()
 		for _, a := range alerts {
 			k := a.key()
@@ -176,7 +216,7 @@ func (s *AlertSender) Flush(ctx context.Context, now time.Time) time.Time {
 
 func (s *AlertSender) flush(ctx context.Context, now time.Time, ignoreBackoff bool) time.Time {
 	var next time.Time
-	for _, t := range s.targets {
+	for _, t := range s.currentTargets() {
 		if due := s.flushTarget(ctx, t, now, ignoreBackoff); !due.IsZero() && (next.IsZero() || due.Before(next)) {
 			next = due
 		}

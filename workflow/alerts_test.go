@@ -157,3 +157,27 @@ func TestAlertSenderRunFlushesOnStop(t *testing.T) {
 		t.Fatalf("got %d alerts after Run stopped, want the queued one", len(got))
 	}
 }
+
+func TestAlertSenderSetURLs(t *testing.T) {
+	s, err := NewAlertSender(AlertSenderOptions{URLs: []string{"http://am-1:9093", "http://am-2:9093"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Send(Alert{Labels: map[string]string{"alertname": "A"}})
+	if err := s.SetURLs([]string{"http://am-2:9093", "ftp://am-3"}); err == nil {
+		t.Fatal("a non-HTTP Alertmanager URL was accepted")
+	}
+	if got := len(s.currentTargets()); got != 2 {
+		t.Fatalf("a refused SetURLs changed the Alertmanagers: %d", got)
+	}
+	if err := s.SetURLs([]string{"http://am-2:9093", "http://u:pw@am-3:9093"}); err != nil {
+		t.Fatal(err)
+	}
+	ts := s.currentTargets()
+	if len(ts) != 2 || ts[0].url != "http://am-2:9093" || ts[1].url != "http://am-3:9093" {
+		t.Fatalf("targets after SetURLs: %+v", ts)
+	}
+	if len(ts[0].pending) != 1 || len(ts[1].pending) != 0 {
+		t.Errorf("queued alerts: kept Alertmanager %d, new one %d; want 1 and 0", len(ts[0].pending), len(ts[1].pending))
+	}
+}

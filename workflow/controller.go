@@ -7,14 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/optiinfra/perfagent/collector"
 )
 
-// ControllerOptions configure a Controller.
+// ControllerOptions configure a Controller. Executor, Validator,
+// Approvers, ExternalURL, Defaults, RollbackAttempts, RollbackBackoff and
+// IngestionLag are the first Reloadable options; ApplyConfig replaces them.
 type ControllerOptions struct {
 	Store    Store
 	Source   collector.Source
@@ -65,7 +69,9 @@ type ControllerOptions struct {
 // decisions; Tick takes every due step. All state lives in the Store, so a
 // new Controller over the same store resumes where the last one stopped.
 type Controller struct {
+	// opts are fixed at creation; their reloadable part is read from live.
 	opts   ControllerOptions
+	live   atomic.Pointer[Reloadable]
 	policy alertPolicy
 	tickMu sync.Mutex
 	// guardedAt is when each workflow's guardrail was last checked; only
@@ -76,40 +82,69 @@ type Controller struct {
 	lastSent map[string]time.Time
 }
 
-// NewController checks the options and fills defaults.
-func NewController(o ControllerOptions) (*Controller, error) {
-	if o.Store == nil || o.Source == nil || o.Executor == nil {
-		return nil, errors.New("workflow controller: store, source and executor are required")
+// Reloadable are the options a configuration reload may change while the
+// controller runs; ApplyConfig replaces them as a whole.
+type Reloadable struct {
+	Executor Executor
+	// Validator defaults to NewValidator over the controller's Source.
+	Validator *Validator
+	// Approvers may decide on gates, abort and roll back.
+	Approvers []string
+	// ExternalURL is the agent's public URL; workflow pages are below it.
+	ExternalURL string
+	// Defaults are the settings of workflows created without their own.
+	Defaults Settings
+	// RollbackAttempts (default 5) and RollbackBackoff (default 30s): see
+	// ControllerOptions.
+	RollbackAttempts int
+	RollbackBackoff  time.Duration
+	// IngestionLag is waited after a window ends before it is queried
+	// (default 30s).
+	IngestionLag time.Duration
+}
+
+// withDefaults checks r and fills its unset fields.
+func (r Reloadable) withDefaults(src collector.Source) (Reloadable, error) {
+	if r.Executor == nil {
+		return r, errors.New("workflow controller: an executor is required")
 	}
-	if o.Validator == nil {
-		o.Validator = NewValidator(ValidatorOptions{Source: o.Source})
+	if r.Validator == nil {
+		r.Validator = NewValidator(ValidatorOptions{Source: src})
 	}
 	d := DefaultSettings()
-	if o.Defaults.ApprovalTTL <= 0 {
-		o.Defaults.ApprovalTTL = d.ApprovalTTL
+	setDefault(&r.Defaults.ApprovalTTL, d.ApprovalTTL)
+	setDefault(&r.Defaults.PauseTTL, d.PauseTTL)
+	setDefault(&r.Defaults.Warmup, d.Warmup)
+	setDefault(&r.Defaults.Window, d.Window)
+	setDefault(&r.IngestionLag, 30*time.Second)
+	setDefault(&r.RollbackBackoff, 30*time.Second)
+	if r.RollbackAttempts <= 0 {
+		r.RollbackAttempts = 5
 	}
-	if o.Defaults.PauseTTL <= 0 {
-		o.Defaults.PauseTTL = d.PauseTTL
+	r.Approvers = slices.Clone(r.Approvers)
+	return r, nil
+}
+
+// NewController checks the options and fills defaults.
+func NewController(o ControllerOptions) (*Controller, error) {
+	if o.Store == nil || o.Source == nil {
+		return nil, errors.New("workflow controller: store and source are required")
 	}
-	if o.Defaults.Warmup <= 0 {
-		o.Defaults.Warmup = d.Warmup
-	}
-	if o.Defaults.Window <= 0 {
-		o.Defaults.Window = d.Window
+	live, err := Reloadable{
+		Executor: o.Executor, Validator: o.Validator, Approvers: o.Approvers, ExternalURL: o.ExternalURL,
+		Defaults: o.Defaults, RollbackAttempts: o.RollbackAttempts, RollbackBackoff: o.RollbackBackoff, IngestionLag: o.IngestionLag,
+	}.withDefaults(o.Source)
+	if err != nil {
+		return nil, err
 	}
 	setDefault(&o.ResendInterval, time.Minute)
 	setDefault(&o.ResolvedFor, 5*time.Minute)
 	setDefault(&o.OutcomeFor, time.Hour)
-	setDefault(&o.IngestionLag, 30*time.Second)
 	setDefault(&o.ErrorBudget, 10*time.Minute)
 	setDefault(&o.TickInterval, 15*time.Second)
-	setDefault(&o.RollbackBackoff, 30*time.Second)
 	setDefault(&o.RollbackMaxBackoff, 10*time.Minute)
 	if o.MaxQueryErrors <= 0 {
 		o.MaxQueryErrors = 4
-	}
-	if o.RollbackAttempts <= 0 {
-		o.RollbackAttempts = 5
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
@@ -120,16 +155,32 @@ func NewController(o ControllerOptions) (*Controller, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Controller{
+	c := &Controller{
 		opts: o,
 		policy: alertPolicy{
-			agent: o.AgentName, externalURL: o.ExternalURL,
+			agent:  o.AgentName,
 			resend: o.ResendInterval, resolvedFor: o.ResolvedFor, outcomeFor: o.OutcomeFor,
 		},
 		lastSent:  map[string]time.Time{},
 		guardedAt: map[string]time.Time{},
-	}, nil
+	}
+	c.live.Store(&live)
+	return c, nil
 }
+
+// ApplyConfig replaces the reloadable options; workflows in flight use
+// them from their next step. On error nothing changes.
+func (c *Controller) ApplyConfig(r Reloadable) error {
+	live, err := r.withDefaults(c.opts.Source)
+	if err != nil {
+		return err
+	}
+	c.live.Store(&live)
+	return nil
+}
+
+// cur are the reloadable options in force.
+func (c *Controller) cur() *Reloadable { return c.live.Load() }
 
 func setDefault(d *time.Duration, v time.Duration) {
 	if *d <= 0 {
@@ -171,7 +222,8 @@ func (c *Controller) Create(ctx context.Context, r CreateRequest, now time.Time)
 		}
 		r.ID = "wf-" + hex.EncodeToString(b[:])
 	}
-	settings := c.opts.Defaults
+	defaults := c.cur().Defaults
+	settings := defaults
 	if r.Settings != nil {
 		settings = *r.Settings
 		for _, f := range []struct {
@@ -179,10 +231,10 @@ func (c *Controller) Create(ctx context.Context, r CreateRequest, now time.Time)
 			v    *time.Duration
 			def  time.Duration
 		}{
-			{"approval_ttl", &settings.ApprovalTTL, c.opts.Defaults.ApprovalTTL},
-			{"pause_ttl", &settings.PauseTTL, c.opts.Defaults.PauseTTL},
-			{"warmup", &settings.Warmup, c.opts.Defaults.Warmup},
-			{"window", &settings.Window, c.opts.Defaults.Window},
+			{"approval_ttl", &settings.ApprovalTTL, defaults.ApprovalTTL},
+			{"pause_ttl", &settings.PauseTTL, defaults.PauseTTL},
+			{"warmup", &settings.Warmup, defaults.Warmup},
+			{"window", &settings.Window, defaults.Window},
 		} {
 			if *f.v < 0 {
 				return Workflow{}, fmt.Errorf("%w: settings.%s is negative", ErrInvalidChange, f.name)
@@ -295,7 +347,7 @@ func (c *Controller) currentValues(ctx context.Context, r CreateRequest) ([]Curr
 
 // read asks the executor for an instance's current value of the setting.
 func (c *Controller) read(ctx context.Context, ch Change, inst string) (string, error) {
-	rd, ok := c.opts.Executor.(Reader)
+	rd, ok := c.cur().Executor.(Reader)
 	if !ok {
 		return "", ErrReadUnsupported
 	}
@@ -348,7 +400,9 @@ func (c *Controller) sendAlerts(w Workflow, now time.Time, force bool) {
 	}
 	var due []Alert
 	c.sentMu.Lock()
-	for _, a := range c.policy.alerts(w, now) {
+	policy := c.policy
+	policy.externalURL = c.cur().ExternalURL
+	for _, a := range policy.alerts(w, now) {
 		k := a.key()
 		if last, ok := c.lastSent[k]; force || !ok || now.Sub(last) >= c.opts.ResendInterval {
 			c.lastSent[k] = now

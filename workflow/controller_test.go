@@ -729,3 +729,36 @@ func TestControllerRun(t *testing.T) {
 		t.Fatal("accepted a controller without source and executor")
 	}
 }
+
+// TestApplyConfigReplacesReloadableOptions: new approvers and default
+// settings apply to the next decision and the next workflow; a bad
+// configuration changes nothing.
+func TestApplyConfigReplacesReloadableOptions(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	c := newTestController(t, store, &fakeSource{rangeFn: healthy}, newFakeExecutor(), nil, nil)
+	ctx := context.Background()
+	if err := c.ApplyConfig(Reloadable{Approvers: []string{"mallory"}}); err == nil {
+		t.Fatal("a configuration without an executor was accepted")
+	}
+	w := create(t, c, "wf-before", []string{"a"}, nil, t0)
+	if w.Settings.Window != 2*time.Minute {
+		t.Fatalf("window before the reload = %v", w.Settings.Window)
+	}
+	if _, err := c.Approve(ctx, w.ID, "mallory", w.ProposalHash, "", t0); !errors.Is(err, ErrNotApprover) {
+		t.Fatalf("mallory approved after a refused reload: %v", err)
+	}
+
+	if err := c.ApplyConfig(Reloadable{Executor: newFakeExecutor(), Approvers: []string{"mallory"}, Defaults: Settings{Window: 30 * time.Minute}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Approve(ctx, w.ID, "alice", w.ProposalHash, "", t0); !errors.Is(err, ErrNotApprover) {
+		t.Errorf("alice, no longer an approver, approved: %v", err)
+	}
+	if _, err := c.Approve(ctx, w.ID, "mallory", w.ProposalHash, "", t0); err != nil {
+		t.Errorf("mallory, now an approver, could not approve: %v", err)
+	}
+	if w := create(t, c, "wf-after", []string{"b"}, nil, t0); w.Settings.Window != 30*time.Minute || w.Settings.Warmup != DefaultSettings().Warmup {
+		t.Errorf("settings after the reload = %+v, want the new 30m window and the default warm-up", w.Settings)
+	}
+}

@@ -94,7 +94,7 @@ func (c *Controller) authorise(user string) error {
 	if user == "" {
 		return ErrUnauthenticated
 	}
-	if !slices.Contains(c.opts.Approvers, user) {
+	if !slices.Contains(c.cur().Approvers, user) {
 		return fmt.Errorf("%w: %s", ErrNotApprover, user)
 	}
 	return nil

@@ -88,7 +88,7 @@ func (c *Controller) execute(ctx context.Context, r Request, now time.Time) (exe
 	if err := c.opts.Store.BeginExecution(r.IdempotencyKey, now); err != nil {
 		return nil, err
 	}
-	execErr = c.opts.Executor.Execute(ctx, r)
+	execErr = c.cur().Executor.Execute(ctx, r)
 	if ctx.Err() != nil {
 		// The outcome is unknown; the intent stays and a later tick repeats
 		// the call with the same key.
@@ -226,12 +226,12 @@ func (c *Controller) rollback(ctx context.Context, w Workflow, now time.Time, fi
 		return fire(EventRolledBack, "every changed instance restored", nil)
 	}
 	attempt := w.RollbackAttempts + 1
-	if attempt >= c.opts.RollbackAttempts {
+	if attempt >= c.cur().RollbackAttempts {
 		reason := fmt.Sprintf("rollback failed %d times; still changed: %s; last errors: %s",
 			attempt, strings.Join(w.Changed(), ", "), strings.Join(failed, "; "))
 		return fire(EventRollbackFailed, reason, func(x *Workflow) { x.RollbackAttempts = attempt })
 	}
-	wait := backoff(c.opts.RollbackBackoff, c.opts.RollbackMaxBackoff, attempt)
+	wait := backoff(c.cur().RollbackBackoff, c.opts.RollbackMaxBackoff, attempt)
 	c.opts.Logger.Warn("Rollback attempt failed; retrying", "workflow", w.ID, "attempt", attempt,
 		"retry_in", wait, "still_changed", strings.Join(w.Changed(), ","), "err", strings.Join(failed, "; "))
 	n, err := c.opts.Store.Update(w.ID, func(x Workflow) (Workflow, error) {
@@ -249,7 +249,7 @@ func (c *Controller) rollback(ctx context.Context, w Workflow, now time.Time, fi
 
 // analyse judges the window once it ended and its samples were ingested.
 func (c *Controller) analyse(ctx context.Context, w Workflow, now time.Time, fire fireFunc) (Workflow, bool, error) {
-	if now.Before(w.Deadline.Add(c.opts.IngestionLag)) {
+	if now.Before(w.Deadline.Add(c.cur().IngestionLag)) {
 		return w, false, nil
 	}
 	cmp := Comparison{
@@ -264,7 +264,7 @@ func (c *Controller) analyse(ctx context.Context, w Workflow, now time.Time, fir
 			cmp.ChangedAt = ic.AppliedAt
 		}
 	}
-	res := c.opts.Validator.Validate(ctx, cmp, now)
+	res := c.cur().Validator.Validate(ctx, cmp, now)
 	if ctx.Err() != nil {
 		return w, false, ctx.Err()
 	}

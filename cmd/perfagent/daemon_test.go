@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -248,9 +249,12 @@ func TestDaemonEmbeddedModeServesSignals(t *testing.T) {
 	}
 }
 
+// withLifecycle is --web.enable-lifecycle.
+func withLifecycle(f *daemonFlags) { f.enableLifecycle = true }
+
 func TestDaemonReloadKeepsOldConfigOnError(t *testing.T) {
 	v := vllmServer(t, "m")
-	a := startAgent(t, fastConfig(v.URL))
+	a := startAgent(t, fastConfig(v.URL), withLifecycle)
 	waitReady(t, a)
 	if err := os.WriteFile(a.config, []byte("source:\n  targets:\n    - url: ftp://nope\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -287,6 +291,88 @@ func TestDaemonReloadKeepsOldConfigOnError(t *testing.T) {
 		_, m := get(t, a.url+"/metrics")
 		return strings.Contains(m, `model="other"`) && !strings.Contains(m, `model="m"`)
 	})
+}
+
+// TestDaemonReloadAppliesEveryPartOrNone: a reload that one part refuses
+// changes no part; one that every part accepts changes the evaluation
+// interval, the rule files and disabled rules, the targets and the
+// workflow section at once; the few changes that need a restart say so.
+// Without --web.enable-lifecycle, /-/reload is refused.
+func TestDaemonReloadAppliesEveryPartOrNone(t *testing.T) {
+	v, w := vllmServer(t, "m"), vllmServer(t, "other")
+	dir := t.TempDir()
+	ruleFile := writeBusyRule(t, dir, "T1")
+	workflowSection := func(approvers string) string {
+		return fmt.Sprintf("workflow:\n  approvers: [%s]\n  webhook: {url: http://127.0.0.1:1/, secret: s}\n", approvers)
+	}
+	withRules := func(cfg, disabled string) string {
+		return cfg + "rules:\n  rule_files: [" + ruleFile + "]\n  disabled: [" + disabled + "]\n"
+	}
+	a := startAgent(t, withRules(fastConfig(v.URL), "")+workflowSection("alice"))
+	waitReady(t, a)
+	if code, body := post(t, a.url+"/-/reload", ""); code != http.StatusForbidden || !strings.Contains(body, "Lifecycle API is not enabled") {
+		t.Errorf("/-/reload without --web.enable-lifecycle = %d %q", code, body)
+	}
+	a.stop()
+
+	a = startAgent(t, withRules(fastConfig(v.URL), "")+workflowSection("alice"), withLifecycle)
+	waitReady(t, a)
+	reload := func(cfg string) (int, string) {
+		t.Helper()
+		if err := os.WriteFile(a.config, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return post(t, a.url+"/-/reload", "")
+	}
+	interval := func() string {
+		_, body := get(t, a.url+"/api/v1/rules")
+		return regexp.MustCompile(`"interval":[0-9.]+`).FindString(body)
+	}
+	if got := interval(); got != `"interval":0.25` {
+		t.Fatalf("rule groups' interval at start: %s", got)
+	}
+
+	// The rules part refuses (a file that does not exist): the new target,
+	// interval and approvers are not applied either.
+	slower := strings.Replace(fastConfig(w.URL), "evaluation_interval: 250ms", "evaluation_interval: 500ms", 1)
+	code, body := reload(slower + "rules:\n  rule_files: [" + filepath.Join(dir, "missing.yml") + "]\n" + workflowSection("bob"))
+	if code != http.StatusInternalServerError || !strings.Contains(body, "rules:") || !strings.Contains(body, "nothing was changed") {
+		t.Errorf("reload the rules part refuses = %d %q", code, body)
+	}
+	_, cfg := get(t, a.url+"/api/v1/config")
+	if !strings.Contains(cfg, strings.TrimPrefix(v.URL, "http://")) || strings.Contains(cfg, "bob") || interval() != `"interval":0.25` {
+		t.Errorf("a refused reload changed something: interval %s, config %s", interval(), cfg)
+	}
+
+	// Every part accepts: all of it takes effect.
+	code, body = reload(withRules(slower, "BusyServer") + workflowSection("bob"))
+	if code != http.StatusOK {
+		t.Fatalf("good reload = %d %q", code, body)
+	}
+	_, cfg = get(t, a.url+"/api/v1/config")
+	if !strings.Contains(cfg, "bob") || !strings.Contains(cfg, "BusyServer") {
+		t.Errorf("config after reload = %s", cfg)
+	}
+	if got := interval(); got != `"interval":0.5` {
+		t.Errorf("rule groups' interval after reload: %s, want 0.5", got)
+	}
+	if _, rulesBody := get(t, a.url+"/api/v1/rules"); strings.Contains(rulesBody, `"name":"BusyServer"`) {
+		t.Error("BusyServer still evaluated after it was disabled by a reload")
+	}
+	waitFor(t, "the new target's signals", func() bool {
+		_, m := get(t, a.url+"/metrics")
+		return strings.Contains(m, `model="other"`) && !strings.Contains(m, `model="m"`)
+	})
+
+	// Changes that need a restart are refused, with the reason.
+	code, body = reload("source: {prometheus: {url: http://127.0.0.1:1}}\n" + workflowSection("bob"))
+	if code != http.StatusInternalServerError || !strings.Contains(body, "needs a restart") {
+		t.Errorf("switching the source's mode on reload = %d %q", code, body)
+	}
+	code, body = reload(withRules(slower, "BusyServer"))
+	if code != http.StatusInternalServerError || !strings.Contains(body, "turning workflows on or off") {
+		t.Errorf("turning workflows off on reload = %d %q", code, body)
+	}
 }
 
 func TestDaemonRefusesBadConfigAtStart(t *testing.T) {
@@ -444,7 +530,7 @@ collector: {probe: {enabled: false}}
 func TestDaemonDetectsBottlenecks(t *testing.T) {
 	v := vllmServer(t, "llama-8b")
 	ruleFile := writeBusyRule(t, t.TempDir(), "T1")
-	a := startAgent(t, fastConfig(v.URL)+"rules:\n  rule_files: ["+ruleFile+"]\n")
+	a := startAgent(t, fastConfig(v.URL)+"rules:\n  rule_files: ["+ruleFile+"]\n", withLifecycle)
 	waitReady(t, a)
 	var body string
 	waitFor(t, "the bottleneck", func() bool {

@@ -40,6 +40,7 @@ type daemonFlags struct {
 	webConfigFile    string
 	storagePath      string
 	storageRetention string
+	enableLifecycle  bool
 	log              promslog.Config
 }
 
@@ -64,6 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serveCmd.Flag("config.file", "perfagent configuration file.").Default("perfagent.yml").StringVar(&f.configFile)
 	serveCmd.Flag("web.listen-address", "Address to listen on for the API, the web page and /metrics.").Default(":8002").StringVar(&f.listenAddress)
 	serveCmd.Flag("web.config.file", "Path to a web configuration file (TLS and basic auth), as exporter-toolkit reads it.").Default("").StringVar(&f.webConfigFile)
+	serveCmd.Flag("web.enable-lifecycle", "Enable shutdown and reload via HTTP request (/-/quit, /-/reload).").Default("false").BoolVar(&f.enableLifecycle)
 	serveCmd.Flag("storage.path", "Directory of the local TSDB of signals.").Default("data/").StringVar(&f.storagePath)
 	serveCmd.Flag("storage.retention", "How long to keep signal history.").Default("1d").StringVar(&f.storageRetention)
 

@@ -11,8 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -97,7 +95,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		logger.Error("Error loading config", "file", absPath(f.configFile), "err", err)
 		return exitUsage
 	}
-	profs, errs := loadProfiles(f.configFile, cfg)
+	_, errs := loadProfiles(f.configFile, cfg)
 	if len(errs) > 0 {
 		logger.Error("Error loading engine profiles", "err", joinErrors(errs))
 		return exitUsage
@@ -168,7 +166,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		_ = a.store.Close()
 		return exitFailure
 	}
-	if err := a.apply(cfg, profs); err != nil {
+	if err := a.apply(cfg); err != nil {
 		logger.Error("Error applying config", "err", err)
 		_ = a.store.Close()
 		return exitFailure
@@ -211,7 +209,8 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Now:             time.Now,
 	})
 	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: reg, API: api, Ready: a.coll.Ready, Version: version.Version,
-		ExternalURL: externalURL(cfg.Workflow.ExternalURL, f.listenAddress)}
+		ExternalURL:     func() string { return externalURL(a.config().Workflow.ExternalURL, f.listenAddress) },
+		EnableLifecycle: f.enableLifecycle}
 	if a.workflows != nil {
 		webOpts.Workflow = a.workflows.controller.Get
 	}
@@ -234,6 +233,8 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 			select {
 			case s := <-term:
 				logger.Info("Received signal, exiting gracefully...", "signal", s.String())
+			case <-handler.Quit():
+				logger.Info("Received termination request via web service, exiting gracefully...")
 			case <-ctx.Done():
 				logger.Info("Stopping")
 			case <-cancel:
@@ -296,8 +297,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error {
 			a.backfill(ctx, time.Now())
-			interval := time.Duration(a.config().Global.EvaluationInterval)
-			a.pipeline.Run(ctx, interval, time.Now)
+			a.pipeline.Run(ctx, time.Now)
 			return nil
 		}, func(error) { cancel() })
 	}
@@ -324,82 +324,6 @@ func (a *daemon) config() *Config {
 	a.mtx.RLock()
 	defer a.mtx.RUnlock()
 	return a.cfg
-}
-
-// apply hands a validated configuration to the components.
-func (a *daemon) apply(cfg *Config, profs []*collector.Profile) error {
-	var src collector.Source
-	if p := cfg.Source.Prometheus; p != nil {
-		remote, err := collector.NewRemoteSource(*p, a.metrics)
-		if err != nil {
-			return err
-		}
-		src = remote
-	} else {
-		if err := a.scraper.ApplyConfig(cfg.Config); err != nil {
-			return err
-		}
-		src = a.scraper
-	}
-	if err := a.coll.ApplyConfig(cfg.Config, src, profs); err != nil {
-		return err
-	}
-	ruleFiles, err := cfg.ruleFiles(a.flags.configFile)
-	if err != nil {
-		return err
-	}
-	if err := a.rules.Update(ruleFiles); err != nil {
-		return err
-	}
-	if err := a.rec.ApplyConfig(cfg.Recommender); err != nil {
-		return err
-	}
-	if err := a.pipeline.ApplyConfig(pipelineConfig(cfg)); err != nil {
-		return err
-	}
-	a.mtx.Lock()
-	a.cfg = cfg
-	a.mtx.Unlock()
-	return nil
-}
-
-// reload reads the configuration again; on any error nothing changes.
-func (a *daemon) reload() (err error) {
-	start := time.Now()
-	defer func() {
-		if err != nil {
-			a.reloadSuccess.Set(0)
-			return
-		}
-		a.reloadSuccess.Set(1)
-		a.reloadTimestamp.SetToCurrentTime()
-		a.logger.Info("Completed loading of configuration file", "filename", a.flags.configFile, "totalDuration", time.Since(start))
-	}()
-	cfg, err := loadConfig(a.flags.configFile)
-	if err != nil {
-		return err
-	}
-	profs, errs := loadProfiles(a.flags.configFile, cfg)
-	if len(errs) > 0 {
-		return errors.New(joinErrors(errs))
-	}
-	ruleFiles, err := cfg.ruleFiles(a.flags.configFile)
-	if err != nil {
-		return err
-	}
-	if _, errs := rules.NewLoader(rules.LoaderOptions{Disabled: cfg.Rules.Disabled}).Load(ruleFiles); len(errs) > 0 {
-		return errors.New(joinErrors(errs))
-	}
-	if !slices.Equal(cfg.Rules.Disabled, a.config().Rules.Disabled) {
-		return fmt.Errorf("%s: changing rules.disabled needs a restart", a.flags.configFile)
-	}
-	if !reflect.DeepEqual(cfg.Workflow, a.config().Workflow) {
-		return fmt.Errorf("%s: changing the workflow section needs a restart", a.flags.configFile)
-	}
-	if (cfg.Source.Prometheus == nil) == (a.scraper == nil) {
-		return fmt.Errorf("%s: switching between source.prometheus and source.targets needs a restart", a.flags.configFile)
-	}
-	return a.apply(cfg, profs)
 }
 
 // pipelineConfig is the part of cfg the pipeline reads on every cycle.

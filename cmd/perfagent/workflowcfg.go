@@ -160,40 +160,32 @@ type workflows struct {
 // the executor, the Alertmanager sender and the controller. Validation
 // reads signals from the local TSDB, which holds them in both modes.
 func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg prometheus.Registerer, logger *slog.Logger) (*workflows, func(), error) {
+	live, err := workflowReloadable(cfg, f, store)
+	if err != nil {
+		return nil, nil, err
+	}
 	ws, err := workflow.OpenBoltStore(filepath.Join(f.storagePath, "workflows"))
 	if err != nil {
 		return nil, nil, err
 	}
 	closeStore := func() { _ = ws.Close() }
-	exec, err := cfg.Workflow.executor()
+	metrics := workflow.NewMetrics(reg)
+	reg.MustRegister(workflow.NewWorkflowsCollector(ws))
+	wf := &workflows{}
+	// The sender exists without Alertmanagers too, so that a reload can
+	// add some.
+	wf.sender, err = workflow.NewAlertSender(workflow.AlertSenderOptions{URLs: rawURLs(cfg.Workflow.Alertmanagers), Metrics: metrics, Logger: logger.With("component", "alerts")})
 	if err != nil {
 		closeStore()
 		return nil, nil, err
 	}
-	metrics := workflow.NewMetrics(reg)
-	reg.MustRegister(workflow.NewWorkflowsCollector(ws))
-	wf := &workflows{}
-	if len(cfg.Workflow.Alertmanagers) > 0 {
-		wf.sender, err = workflow.NewAlertSender(workflow.AlertSenderOptions{URLs: rawURLs(cfg.Workflow.Alertmanagers), Metrics: metrics, Logger: logger.With("component", "alerts")})
-		if err != nil {
-			closeStore()
-			return nil, nil, err
-		}
-	}
 	interval := time.Duration(cfg.Global.EvaluationInterval)
 	wf.controller, err = workflow.NewController(workflow.ControllerOptions{
-		Store: ws, Source: store, Executor: exec, Alerts: wf.sender,
-		// Signals are stored once per evaluation interval; a counter reset
-		// shows in llm_engine_restarts for one rate window.
-		Validator: workflow.NewValidator(workflow.ValidatorOptions{Source: store, Step: interval,
-			RestartLookback: time.Duration(cfg.Collector.RateWindow) + interval}),
-		RollbackAttempts: cfg.Workflow.RollbackAttempts, RollbackBackoff: time.Duration(cfg.Workflow.RollbackBackoff),
-		Approvers: cfg.Workflow.Approvers, ExternalURL: externalURL(cfg.Workflow.ExternalURL, f.listenAddress),
-		AgentName: "perfagent", Defaults: cfg.Workflow.settings(),
-		// Validation reads the local TSDB, where signals land one
-		// evaluation after they happen.
-		IngestionLag: 2 * interval,
-		TickInterval: interval, Metrics: metrics,
+		Store: ws, Source: store, Alerts: wf.sender,
+		Executor: live.Executor, Validator: live.Validator, Approvers: live.Approvers, ExternalURL: live.ExternalURL,
+		Defaults: live.Defaults, RollbackAttempts: live.RollbackAttempts, RollbackBackoff: live.RollbackBackoff,
+		IngestionLag: live.IngestionLag,
+		AgentName:    "perfagent", TickInterval: interval, Metrics: metrics,
 		Logger: logger.With("component", "workflow"),
 	})
 	if err != nil {
@@ -201,6 +193,30 @@ func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg promet
 		return nil, nil, err
 	}
 	return wf, closeStore, nil
+}
+
+// workflowReloadable builds the parts of the workflow section a reload
+// may change: the executor, the validator's clocks, approvers, waits and
+// links.
+func workflowReloadable(cfg *Config, f daemonFlags, store *collector.Store) (workflow.Reloadable, error) {
+	exec, err := cfg.Workflow.executor()
+	if err != nil {
+		return workflow.Reloadable{}, err
+	}
+	interval := time.Duration(cfg.Global.EvaluationInterval)
+	return workflow.Reloadable{
+		Executor: exec,
+		// Signals are stored once per evaluation interval; a counter reset
+		// shows in llm_engine_restarts for one rate window.
+		Validator: workflow.NewValidator(workflow.ValidatorOptions{Source: store, Step: interval,
+			RestartLookback: time.Duration(cfg.Collector.RateWindow) + interval}),
+		Approvers: cfg.Workflow.Approvers, ExternalURL: externalURL(cfg.Workflow.ExternalURL, f.listenAddress),
+		Defaults:         cfg.Workflow.settings(),
+		RollbackAttempts: cfg.Workflow.RollbackAttempts, RollbackBackoff: time.Duration(cfg.Workflow.RollbackBackoff),
+		// Validation reads the local TSDB, where signals land one
+		// evaluation after they happen.
+		IngestionLag: 2 * interval,
+	}, nil
 }
 
 // externalURL is the configured URL, or one made of the host name and the

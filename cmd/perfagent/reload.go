@@ -1,0 +1,171 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/rules"
+)
+
+// A reloader is one part of the agent that takes a configuration, as in
+// Prometheus's main. prepare checks and builds everything the part needs
+// and may fail; the commit it returns only swaps what prepare built in.
+// Commits run once every reloader has prepared, so a configuration
+// changes every part or none.
+type reloader struct {
+	name    string
+	prepare func(cfg *Config) (commit func(), err error)
+}
+
+// reloaders are the parts of the daemon that a configuration reaches, in
+// the order their commits run.
+func (a *daemon) reloaders() []reloader {
+	rs := []reloader{
+		{"restart", a.needsRestart},
+		{"collector", a.prepareCollector},
+		{"rules", a.prepareRules},
+		{"recommender", func(cfg *Config) (func(), error) { return a.rec.PrepareConfig(cfg.Recommender) }},
+		{"pipeline", func(cfg *Config) (func(), error) { return a.pipeline.PrepareConfig(pipelineConfig(cfg)) }},
+	}
+	if a.workflows != nil {
+		rs = append(rs, reloader{"workflow", a.prepareWorkflows})
+	}
+	return append(rs, reloader{"daemon", func(cfg *Config) (func(), error) {
+		return func() {
+			a.mtx.Lock()
+			a.cfg = cfg
+			a.mtx.Unlock()
+		}, nil
+	}})
+}
+
+// apply puts cfg in force through every reloader; on error nothing
+// changes and the error names the part that refused.
+func (a *daemon) apply(cfg *Config) error {
+	rs := a.reloaders()
+	commits := make([]func(), 0, len(rs))
+	for _, r := range rs {
+		commit, err := r.prepare(cfg)
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.name, err)
+		}
+		commits = append(commits, commit)
+	}
+	for _, commit := range commits {
+		commit()
+	}
+	return nil
+}
+
+// reload reads the configuration file again and applies it; on any error
+// nothing changes.
+func (a *daemon) reload() (err error) {
+	start := time.Now()
+	defer func() {
+		if err != nil {
+			a.reloadSuccess.Set(0)
+			return
+		}
+		a.reloadSuccess.Set(1)
+		a.reloadTimestamp.SetToCurrentTime()
+		a.logger.Info("Completed loading of configuration file", "filename", a.flags.configFile, "totalDuration", time.Since(start))
+	}()
+	cfg, err := loadConfig(a.flags.configFile)
+	if err != nil {
+		return err
+	}
+	if err := a.apply(cfg); err != nil {
+		return fmt.Errorf("%s: %w; nothing was changed", a.flags.configFile, err)
+	}
+	return nil
+}
+
+// needsRestart refuses the few changes a running agent cannot take: the
+// source's mode, turning workflows on or off, and the settings probes.
+func (a *daemon) needsRestart(cfg *Config) (func(), error) {
+	old := a.config()
+	if old == nil {
+		return func() {}, nil
+	}
+	var errs []error
+	if (cfg.Source.Prometheus == nil) != (old.Source.Prometheus == nil) {
+		errs = append(errs, errors.New("switching between source.prometheus and source.targets needs a restart"))
+	}
+	if cfg.Workflow.Enabled() != old.Workflow.Enabled() {
+		errs = append(errs, errors.New("turning workflows on or off (workflow.webhook or workflow.exec) needs a restart"))
+	}
+	if !reflect.DeepEqual(cfg.Collector.Probe, old.Collector.Probe) {
+		errs = append(errs, errors.New("changing collector.probe needs a restart"))
+	}
+	return func() {}, errors.Join(errs...)
+}
+
+// prepareCollector loads the engine profiles and builds the source: a new
+// client for a remote Prometheus, or the scrape clocks and targets.
+func (a *daemon) prepareCollector(cfg *Config) (func(), error) {
+	profs, errs := loadProfiles(a.flags.configFile, cfg)
+	if len(errs) > 0 {
+		return nil, errors.New(joinErrors(errs))
+	}
+	var src collector.Source
+	commitSource := func() {}
+	if p := cfg.Source.Prometheus; p != nil {
+		remote, err := collector.NewRemoteSource(*p, a.metrics)
+		if err != nil {
+			return nil, err
+		}
+		src = remote
+	} else {
+		commit, err := a.scraper.PrepareConfig(cfg.Config)
+		if err != nil {
+			return nil, err
+		}
+		src, commitSource = a.scraper, commit
+	}
+	commitCollector, err := a.coll.PrepareConfig(cfg.Config, src, profs)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		commitSource()
+		commitCollector()
+	}, nil
+}
+
+// prepareRules loads the rule files with the evaluation interval and the
+// disabled rules of cfg.
+func (a *daemon) prepareRules(cfg *Config) (func(), error) {
+	files, err := cfg.ruleFiles(a.flags.configFile)
+	if err != nil {
+		return nil, err
+	}
+	return a.rules.Prepare(rules.Config{Files: files, Interval: time.Duration(cfg.Global.EvaluationInterval), Disabled: cfg.Rules.Disabled})
+}
+
+// prepareWorkflows builds the executor and the reloadable workflow
+// options, and checks the Alertmanager URLs.
+func (a *daemon) prepareWorkflows(cfg *Config) (func(), error) {
+	live, err := workflowReloadable(cfg, a.flags, a.store)
+	if err != nil {
+		return nil, err
+	}
+	urls := rawURLs(cfg.Workflow.Alertmanagers)
+	for _, u := range cfg.Workflow.Alertmanagers {
+		if err := collector.CheckHTTPURL(u); err != nil {
+			return nil, fmt.Errorf("workflow.alertmanagers: %w", err)
+		}
+	}
+	return func() {
+		// Both were checked above: the controller needs only an executor,
+		// and the URLs are absolute http(s) ones.
+		if err := a.workflows.controller.ApplyConfig(live); err != nil {
+			a.logger.Error("Applying the workflow configuration failed", "err", err)
+		}
+		if err := a.workflows.sender.SetURLs(urls); err != nil {
+			a.logger.Error("Applying the Alertmanager URLs failed", "err", err)
+		}
+	}, nil
+}
