@@ -70,7 +70,7 @@ func newFixture(t *testing.T, recommend bool, cfg Config) *fixture {
 	if err := coll.ApplyConfig(ccfg, f.src, profs); err != nil {
 		t.Fatal(err)
 	}
-	mgr := rules.NewManager(rules.ManagerOptions{Store: f.store, EvaluationInterval: interval})
+	mgr := rules.NewManager(rules.ManagerOptions{Queryable: f.store.DB(), Appendable: f.store.DB(), QueryFunc: f.store.QueryFunc(), EvaluationInterval: interval})
 	if err := mgr.Update([]string{filepath.Join("testdata", "rules.yml")}); err != nil {
 		t.Fatal(err)
 	}

@@ -36,14 +36,17 @@ type EmbeddedSource struct {
 	targets []TargetConfig
 }
 
-// NewEmbeddedSource builds a scrape manager that appends to store. Its
-// internal metrics go to a private registry: they describe Prometheus's
-// scrape machinery, not perfagent.
-func NewEmbeddedSource(store *Store, logger *slog.Logger, m *Metrics) (*EmbeddedSource, error) {
+// NewEmbeddedSource builds a scrape manager that appends to store. The
+// scrape machinery's own metrics (prometheus_target_*, as in Prometheus)
+// go to reg; nil keeps them private.
+func NewEmbeddedSource(store *Store, logger *slog.Logger, m *Metrics, reg prometheus.Registerer) (*EmbeddedSource, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	mgr, err := scrape.NewManager(&scrape.Options{
 		DiscoveryReloadInterval:  model.Duration(100 * time.Millisecond),
 		DiscoveryReloadOnStartup: true,
-	}, logger, nil, nil, store.DB(), prometheus.NewRegistry())
+	}, logger, nil, nil, store.DB(), reg)
 	if err != nil {
 		return nil, fmt.Errorf("creating scrape manager: %w", err)
 	}
@@ -121,14 +124,27 @@ func (e *EmbeddedSource) QueryRange(ctx context.Context, expr string, start, end
 	return m, err
 }
 
+// observe counts a query of the local TSDB. The source is up when the
+// query worked and at least one model server's last scrape succeeded: a
+// TSDB that answers over targets that are all down has nothing current to
+// say.
 func (e *EmbeddedSource) observe(start time.Time, err error) {
 	e.metrics.SourceQueryLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		e.metrics.SourceQueries.WithLabelValues(OutcomeError).Inc()
+		e.metrics.SourceUp.Set(0)
 		return
 	}
 	e.metrics.SourceQueries.WithLabelValues(OutcomeSuccess).Inc()
-	e.metrics.SourceUp.Set(1)
+	up := 0.0
+	for _, ts := range e.manager.TargetsActive() {
+		for _, t := range ts {
+			if t.Health() == scrape.HealthGood {
+				up = 1
+			}
+		}
+	}
+	e.metrics.SourceUp.Set(up)
 }
 
 // TargetHealth is the scrape state of one target.

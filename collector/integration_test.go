@@ -151,7 +151,7 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 	// The embedded source scrapes the same servers on the same clock.
 	store := openTestStore(t)
 	m := testMetrics()
-	embedded, err := NewEmbeddedSource(store, nil, m)
+	embedded, err := NewEmbeddedSource(store, nil, m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		SourceUp: f.NewGauge(prometheus.GaugeOpts{
 			Name: "perfagent_source_up",
-			Help: "Whether the last query to the metrics source succeeded (1) or failed (0).",
+			Help: "Whether the last query to the metrics source succeeded (1) or failed (0); in embedded mode also 0 while no model server's last scrape succeeded.",
 		}),
 		SourceQueries: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "perfagent_source_queries_total",

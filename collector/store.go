@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 )
@@ -60,6 +61,10 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 	})
 	return &Store{db: db, engine: engine}, nil
 }
+
+// QueryFunc evaluates instant queries on the TSDB with its engine, as
+// upstream's rule manager wants them.
+func (s *Store) QueryFunc() rules.QueryFunc { return rules.EngineQueryFunc(s.engine, s.db) }
 
 // Close flushes and closes the TSDB.
 func (s *Store) Close() error { return s.db.Close() }

@@ -33,8 +33,8 @@ var ErrUnknownRule = errors.New("no such rule")
 // hundredth of that span when the interval is shorter. It changes neither
 // the live alert state nor the store, and sends nothing.
 func (m *Manager) Detect(ctx context.Context, at time.Time, o DetectOptions) ([]Bottleneck, error) {
-	if m.store == nil {
-		return nil, errors.New("bottleneck rules have no store to read")
+	if !m.evaluating {
+		return nil, errors.New("bottleneck rules have no storage to read")
 	}
 	m.mtx.Lock()
 	files := m.files

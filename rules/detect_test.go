@@ -34,7 +34,7 @@ func TestDetectAtPastTimesLeavesLiveStateAlone(t *testing.T) {
 			point{signal("llm_requests_running", "a:1", "vllm", "m"), running},
 			point{signal("llm_requests_running", "b:1", "vllm", "m"), 0})
 	}
-	m := NewManager(ManagerOptions{Store: store})
+	m := NewManager(onStore(store, ManagerOptions{}))
 	if err := m.Update([]string{tempRuleFile(t, busyRule)}); err != nil {
 		t.Fatal(err)
 	}

@@ -12,20 +12,29 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	promrules "github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/storage"
 
 	"github.com/optiinfra/perfagent/collector"
 )
 
 // ManagerOptions configure a Manager.
 type ManagerOptions struct {
-	// Store is the local TSDB: rules query it through its engine, and
-	// ALERTS and ALERTS_FOR_STATE are written to it. Without a store the
-	// manager loads and validates rules, and Eval does nothing.
-	Store *collector.Store
+	// Queryable and Appendable are the storage ALERTS and
+	// ALERTS_FOR_STATE are read from and written to, and QueryFunc
+	// evaluates the rules' expressions, as in upstream's ManagerOptions.
+	// Without a QueryFunc the manager loads and validates rules, and Eval
+	// does nothing.
+	Queryable  storage.Queryable
+	Appendable storage.AppendableV2
+	QueryFunc  promrules.QueryFunc
+	// Registerer receives upstream's rule-group metrics
+	// (prometheus_rule_group_*); nil leaves them unregistered.
+	Registerer prometheus.Registerer
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Metrics defaults to unregistered metrics.
@@ -57,14 +66,15 @@ type ManagerOptions struct {
 // collection), and keeps the active bottlenecks of the last evaluation.
 // It has no timers of its own.
 type Manager struct {
-	store    *collector.Store
-	logger   *slog.Logger
-	metrics  *Metrics
-	loader   *Loader
-	notify   NotifyFunc
-	interval time.Duration
-	extURL   string
-	promOpts *promrules.ManagerOptions
+	// evaluating is whether a QueryFunc was given.
+	evaluating bool
+	logger     *slog.Logger
+	metrics    *Metrics
+	loader     *Loader
+	notify     NotifyFunc
+	interval   time.Duration
+	extURL     string
+	promOpts   *promrules.ManagerOptions
 
 	mtx        sync.Mutex // serializes Update and Eval
 	files      []*RuleFile
@@ -104,16 +114,16 @@ func NewManager(o ManagerOptions) *Manager {
 		resend = time.Minute
 	}
 	m := &Manager{
-		store:     o.Store,
-		logger:    logger,
-		metrics:   metrics,
-		loader:    NewLoader(LoaderOptions{Disabled: o.Disabled, Logger: logger}),
-		notify:    o.NotifyFunc,
-		interval:  interval,
-		selectors: map[*promrules.AlertingRule][]*parser.VectorSelector{},
-		restoring: map[*promrules.Group]int{},
-		firing:    map[string]bool{},
-		lastRun:   map[*promrules.Group]time.Time{},
+		evaluating: o.QueryFunc != nil,
+		logger:     logger,
+		metrics:    metrics,
+		loader:     NewLoader(LoaderOptions{Disabled: o.Disabled, Logger: logger}),
+		notify:     o.NotifyFunc,
+		interval:   interval,
+		selectors:  map[*promrules.AlertingRule][]*parser.VectorSelector{},
+		restoring:  map[*promrules.Group]int{},
+		firing:     map[string]bool{},
+		lastRun:    map[*promrules.Group]time.Time{},
 	}
 	if o.ExternalURL != nil {
 		m.extURL = o.ExternalURL.String()
@@ -126,13 +136,11 @@ func NewManager(o ManagerOptions) *Manager {
 		OutageTolerance: tolerance,
 		ForGracePeriod:  o.ForGracePeriod,
 		ResendDelay:     resend,
-		Metrics:         promrules.NewGroupMetrics(nil),
+		Metrics:         promrules.NewGroupMetrics(o.Registerer),
 		Parser:          newParser(),
-	}
-	if o.Store != nil {
-		m.promOpts.QueryFunc = promrules.EngineQueryFunc(o.Store.Engine(), o.Store.DB())
-		m.promOpts.AppendableV2 = o.Store.DB()
-		m.promOpts.Queryable = o.Store.DB()
+		QueryFunc:       o.QueryFunc,
+		AppendableV2:    o.Appendable,
+		Queryable:       o.Queryable,
 	}
 	return m
 }
@@ -276,7 +284,7 @@ func (m *Manager) warnUnmatchedDisabled(files []*RuleFile) {
 func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 	m.mtx.Lock()
 	defer m.mtx.Unlock()
-	if m.store == nil {
+	if !m.evaluating {
 		return
 	}
 	start := time.Now()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/collector"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
@@ -54,7 +55,7 @@ func TestManagerBottleneckLifecycle(t *testing.T) {
 	store := openStore(t, t.TempDir())
 	reg := prometheus.NewRegistry()
 	var sent notifications
-	m := NewManager(ManagerOptions{Store: store, Metrics: NewMetrics(reg), NotifyFunc: sent.notify, EvaluationInterval: time.Minute})
+	m := NewManager(onStore(store, ManagerOptions{Metrics: NewMetrics(reg), NotifyFunc: sent.notify, EvaluationInterval: time.Minute}))
 	if err := m.Update(BuiltinFiles()); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestManagerRestoresForState(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			store := openStore(t, dir)
-			first := NewManager(ManagerOptions{Store: store, EvaluationInterval: time.Minute})
+			first := NewManager(onStore(store, ManagerOptions{EvaluationInterval: time.Minute}))
 			if err := first.Update(BuiltinFiles()); err != nil {
 				t.Fatal(err)
 			}
@@ -179,7 +180,7 @@ func TestManagerRestoresForState(t *testing.T) {
 				first.Eval(ctx, ts)
 			}
 
-			second := NewManager(ManagerOptions{Store: store, EvaluationInterval: time.Minute})
+			second := NewManager(onStore(store, ManagerOptions{EvaluationInterval: time.Minute}))
 			if err := second.Update(BuiltinFiles()); err != nil {
 				t.Fatal(err)
 			}
@@ -225,7 +226,7 @@ const customRules = `groups:
 func TestManagerUpdate(t *testing.T) {
 	ctx := context.Background()
 	store := openStore(t, t.TempDir())
-	m := NewManager(ManagerOptions{Store: store, EvaluationInterval: time.Minute})
+	m := NewManager(onStore(store, ManagerOptions{EvaluationInterval: time.Minute}))
 	file := tempRuleFile(t, strings.Replace(customRules, "DESCRIPTION", "first", 1))
 	if err := m.Update([]string{file}); err != nil {
 		t.Fatal(err)
@@ -294,7 +295,7 @@ func TestManagerUpdate(t *testing.T) {
 func TestManagerDisabled(t *testing.T) {
 	ctx := context.Background()
 	store := openStore(t, t.TempDir())
-	m := NewManager(ManagerOptions{Store: store, EvaluationInterval: time.Minute, Disabled: []string{"LLMKVCachePressure"}})
+	m := NewManager(onStore(store, ManagerOptions{EvaluationInterval: time.Minute, Disabled: []string{"LLMKVCachePressure"}}))
 	if err := m.Update(BuiltinFiles()); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +312,7 @@ func TestManagerDisabled(t *testing.T) {
 func TestManagerCountsFailures(t *testing.T) {
 	ctx := context.Background()
 	store := openStore(t, t.TempDir())
-	m := NewManager(ManagerOptions{Store: store})
+	m := NewManager(onStore(store, ManagerOptions{}))
 	// Two servers of one model make the one-to-one match fail at run time.
 	file := tempRuleFile(t, strings.Replace(customRules, "llm_requests_waiting > 10", "llm_requests_waiting > on (model) llm_requests_running", 1))
 	if err := m.Update([]string{file}); err != nil {
@@ -338,7 +339,7 @@ func TestManagerCountsFailures(t *testing.T) {
 func TestManagerEvidence(t *testing.T) {
 	ctx := context.Background()
 	store := openStore(t, t.TempDir())
-	m := NewManager(ManagerOptions{Store: store, EvaluationInterval: time.Minute})
+	m := NewManager(onStore(store, ManagerOptions{EvaluationInterval: time.Minute}))
 	if err := m.Update(BuiltinFiles()); err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +399,7 @@ func TestManagerEvidence(t *testing.T) {
 func TestManagerGroupInterval(t *testing.T) {
 	ctx := context.Background()
 	store := openStore(t, t.TempDir())
-	m := NewManager(ManagerOptions{Store: store, EvaluationInterval: time.Minute})
+	m := NewManager(onStore(store, ManagerOptions{EvaluationInterval: time.Minute}))
 	content := strings.Replace(strings.Replace(customRules, "DESCRIPTION", "d", 1), "  - name: custom\n", "  - name: custom\n    interval: 3m\n", 1)
 	if err := m.Update([]string{tempRuleFile(t, content)}); err != nil {
 		t.Fatal(err)
@@ -419,7 +420,7 @@ func TestManagerGroupInterval(t *testing.T) {
 func TestManagerConcurrentReads(t *testing.T) {
 	ctx := context.Background()
 	store := openStore(t, t.TempDir())
-	m := NewManager(ManagerOptions{Store: store, EvaluationInterval: time.Minute})
+	m := NewManager(onStore(store, ManagerOptions{EvaluationInterval: time.Minute}))
 	if err := m.Update(BuiltinFiles()); err != nil {
 		t.Fatal(err)
 	}
@@ -510,4 +511,10 @@ func TestPrepareTakesEffectOnlyOnCommit(t *testing.T) {
 	if names, iv := alerts(); names["LLMKVCachePressure"] || iv != 30*time.Second {
 		t.Errorf("after commit: LLMKVCachePressure %v, interval %v; want it disabled and 30s", names["LLMKVCachePressure"], iv)
 	}
+}
+
+// onStore has o evaluate on the local TSDB store.
+func onStore(store *collector.Store, o ManagerOptions) ManagerOptions {
+	o.Queryable, o.Appendable, o.QueryFunc = store.DB(), store.DB(), store.QueryFunc()
+	return o
 }

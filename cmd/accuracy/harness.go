@@ -113,7 +113,7 @@ func newReplay(sc simulator.Scenario, o Options, rec *recommender.Recommender) (
 	cfg.Global.EvaluationInterval = collector.Duration(o.Interval)
 	cfg.Collector.RateWindow = collector.Duration(o.RateWindow)
 	coll := collector.New(collector.Options{Metrics: collector.NewMetrics(prometheus.NewRegistry()), Store: store})
-	mgr := rules.NewManager(rules.ManagerOptions{Store: store, EvaluationInterval: o.Interval})
+	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store.DB(), Appendable: store.DB(), QueryFunc: store.QueryFunc(), EvaluationInterval: o.Interval})
 	if err := mgr.Update(rules.BuiltinFiles()); err != nil {
 		_ = store.Close()
 		return nil, fmt.Errorf("loading the built-in rules: %w", err)

@@ -116,7 +116,7 @@ func runAnalysis(ctx context.Context, cfg *Config, profs []*collector.Profile, r
 		}
 		window, windowWhy = time.Duration(p.Backfill), "source.prometheus.backfill"
 	} else {
-		scraper, err := collector.NewEmbeddedSource(store, nil, metrics)
+		scraper, err := collector.NewEmbeddedSource(store, nil, metrics, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -139,7 +139,7 @@ func runAnalysis(ctx context.Context, cfg *Config, profs []*collector.Profile, r
 	if err := coll.ApplyConfig(cfg.Config, src, profs); err != nil {
 		return nil, err
 	}
-	mgr := rules.NewManager(rules.ManagerOptions{Store: store, EvaluationInterval: interval, Disabled: cfg.Rules.Disabled})
+	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store.DB(), Appendable: store.DB(), QueryFunc: store.QueryFunc(), EvaluationInterval: interval, Disabled: cfg.Rules.Disabled})
 	if err := mgr.Update(ruleFiles); err != nil {
 		return nil, err
 	}

@@ -210,6 +210,11 @@ func TestDaemonEmbeddedModeServesSignals(t *testing.T) {
 		`perfagent_build_info{`,
 		`perfagent_collection_duration_seconds_count`,
 		`perfagent_source_query_duration_seconds_bucket`,
+		// The upstream libraries' own metrics, as Prometheus exposes them.
+		`prometheus_tsdb_head_series `,
+		`prometheus_target_scrape_pool_targets{scrape_job="perfagent"}`,
+		`prometheus_rule_group_rules{`,
+		`prometheus_engine_queries `,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -690,6 +695,16 @@ func TestDaemonServerThatDisappearsStopsProducingSignals(t *testing.T) {
 	if !strings.Contains(health, `"health":"down"`) {
 		t.Errorf("health does not show the target down: %s", health)
 	}
+	if !strings.Contains(m, "perfagent_source_up 1") {
+		t.Error("perfagent_source_up is not 1 with one of two servers up")
+	}
+
+	// With every server gone the embedded source is down.
+	w.Close()
+	waitFor(t, "perfagent_source_up 0 with every server gone", func() bool {
+		_, m := get(t, a.url+"/metrics")
+		return strings.Contains(m, "perfagent_source_up 0")
+	})
 }
 
 // writeBusyRule writes a rule file with one rule, BusyServer, that fires

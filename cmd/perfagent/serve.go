@@ -131,7 +131,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Help: "Timestamp of the last successful configuration reload.",
 	})
 
-	a.store, err = collector.OpenStore(collector.StoreOptions{Path: f.storagePath, Retention: time.Duration(retention), Logger: logger.With("component", "tsdb")})
+	a.store, err = collector.OpenStore(collector.StoreOptions{Path: f.storagePath, Retention: time.Duration(retention), Logger: logger.With("component", "tsdb"), Registerer: reg})
 	if err != nil {
 		logger.Error("Error opening storage", "err", err)
 		return exitFailure
@@ -142,14 +142,17 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	}
 	a.coll = collector.New(collector.Options{Logger: logger.With("component", "collector"), Metrics: a.metrics, Store: a.store, Prober: prober})
 	a.rules = rules.NewManager(rules.ManagerOptions{
-		Store:              a.store,
+		Queryable:          a.store.DB(),
+		Appendable:         a.store.DB(),
+		QueryFunc:          a.store.QueryFunc(),
+		Registerer:         reg,
 		Logger:             logger.With("component", "rules"),
 		Metrics:            rules.NewMetrics(reg),
 		EvaluationInterval: time.Duration(cfg.Global.EvaluationInterval),
 		Disabled:           cfg.Rules.Disabled,
 	})
 	if cfg.Source.Prometheus == nil {
-		a.scraper, err = collector.NewEmbeddedSource(a.store, logger.With("component", "scrape"), a.metrics)
+		a.scraper, err = collector.NewEmbeddedSource(a.store, logger.With("component", "scrape"), a.metrics, reg)
 		if err != nil {
 			logger.Error("Error creating scraper", "err", err)
 			_ = a.store.Close()

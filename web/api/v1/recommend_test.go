@@ -63,7 +63,7 @@ func newPipelineAPI(t *testing.T) *mux.Router {
 	if err := coll.ApplyConfig(cfg, store, profs); err != nil {
 		t.Fatal(err)
 	}
-	mgr := rules.NewManager(rules.ManagerOptions{Store: store})
+	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store.DB(), Appendable: store.DB(), QueryFunc: store.QueryFunc()})
 	if err := mgr.Update([]string{filepath.Join("testdata", "rules.yml")}); err != nil {
 		t.Fatal(err)
 	}
