@@ -8,6 +8,7 @@ import (
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/recommender"
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/optiinfra/perfagent/workflow"
 )
 
@@ -203,7 +204,7 @@ func peers(snap *collector.Snapshot, rec recommender.Recommendation, pool []stri
 
 func capacity(in *collector.Instance) float64 {
 	for _, s := range in.Signals {
-		if s.Name == collector.KVCacheCapacitySignal {
+		if s.Name == signals.KVCacheCapacity {
 			return s.Value
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/recommender"
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/optiinfra/perfagent/workflow"
 )
 
@@ -25,7 +26,7 @@ func instance(name, engine, seqs string, capacity float64) *collector.Instance {
 		in.Settings["max_num_seqs"] = collector.Setting{Value: seqs, Source: collector.SettingFromConfig}
 	}
 	if capacity > 0 {
-		in.Signals = []collector.SignalValue{{Name: collector.KVCacheCapacitySignal, Value: capacity}}
+		in.Signals = []signals.Value{{Name: signals.KVCacheCapacity, Value: capacity}}
 	}
 	return in
 }

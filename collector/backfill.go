@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -49,25 +50,25 @@ func (c *Collector) Backfill(ctx context.Context, from, to time.Time, step time.
 				lb := labels.NewBuilder(series.Metric)
 				lb.Set(model.MetricNameLabel, r.Name())
 				r.Labels().Range(func(l labels.Label) { lb.Set(l.Name, l.Value) })
-				inst := series.Metric.Get(LabelInstance)
+				inst := series.Metric.Get(signals.LabelInstance)
 				if pin := facts[inst].Engine; pin != "" && pin != p.engine {
 					continue
 				}
 				if m := facts[inst].Model; m != "" {
-					lb.Set(LabelModel, m)
+					lb.Set(signals.LabelModel, m)
 				}
 				var kept []promql.FPoint
 				for _, pt := range series.Floats {
 					k := key{inst, pt.T}
 					if j == 0 {
-						owned[k] = lb.Get(LabelModel)
+						owned[k] = lb.Get(signals.LabelModel)
 					}
 					mdl, ok := owned[k]
 					if !ok || math.IsNaN(pt.F) || math.IsInf(pt.F, 0) {
 						continue
 					}
-					if lb.Get(LabelModel) == "" {
-						lb.Set(LabelModel, mdl)
+					if lb.Get(signals.LabelModel) == "" {
+						lb.Set(signals.LabelModel, mdl)
 					}
 					kept = append(kept, pt)
 				}

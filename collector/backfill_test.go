@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/optiinfra/perfagent/signals"
 )
 
 func TestBackfillComputesHistory(t *testing.T) {
@@ -17,8 +19,8 @@ func TestBackfillComputesHistory(t *testing.T) {
 			markStale(t, raw, "b:1", ts, `fake_running{model_name="m1"}`, `fake_tokens_total{model_name="m1"}`)
 		}
 	}
-	signals := openTestStore(t)
-	c := New(Options{Metrics: testMetrics(), Store: signals})
+	local := openTestStore(t)
+	c := New(Options{Metrics: testMetrics(), Store: local})
 	if err := c.ApplyConfig(DefaultConfig(), raw, []*Profile{mustProfile(t, "fake.yml", fakeProfile)}); err != nil {
 		t.Fatal(err)
 	}
@@ -31,14 +33,14 @@ func TestBackfillComputesHistory(t *testing.T) {
 	if n == 0 {
 		t.Fatal("nothing backfilled")
 	}
-	m, err := signals.QueryRange(ctx, "llm_requests_running", from, to, step)
+	m, err := local.QueryRange(ctx, "llm_requests_running", from, to, step)
 	if err != nil {
 		t.Fatal(err)
 	}
 	counts := map[string]int{}
 	for _, s := range m {
-		counts[s.Metric.Get(LabelInstance)] = len(s.Floats)
-		if s.Metric.Get(LabelEngine) != "fake" || s.Metric.Get(LabelModel) != "m1" {
+		counts[s.Metric.Get(signals.LabelInstance)] = len(s.Floats)
+		if s.Metric.Get(signals.LabelEngine) != "fake" || s.Metric.Get(signals.LabelModel) != "m1" {
 			t.Errorf("backfilled series %s lacks identity labels", s.Metric)
 		}
 	}
@@ -49,7 +51,7 @@ func TestBackfillComputesHistory(t *testing.T) {
 	if counts["b:1"] != 6 {
 		t.Errorf("b:1 has %d points, want 6 (2m to 4m30s)", counts["b:1"])
 	}
-	v, err := signals.Query(ctx, "llm_generation_tokens_per_second", t0.Add(6*time.Minute))
+	v, err := local.Query(ctx, "llm_generation_tokens_per_second", t0.Add(6*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

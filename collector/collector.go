@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -126,26 +127,13 @@ func (c *Collector) PrepareConfig(cfg Config, src Source, profiles []*Profile) (
 	}, nil
 }
 
-// Sample is one signal value.
-type Sample struct {
-	Labels labels.Labels `json:"labels"`
-	Value  float64       `json:"value"`
-}
-
-// SignalValue is one signal of one instance.
-type SignalValue struct {
-	Name     string  `json:"name"`
-	Quantile string  `json:"quantile,omitempty"`
-	Value    float64 `json:"value"`
-}
-
 // Instance is what one cycle knows about one model server.
 type Instance struct {
-	Instance string        `json:"instance"`
-	Engine   string        `json:"engine"`
-	Model    string        `json:"model"`
-	Settings Settings      `json:"settings"`
-	Signals  []SignalValue `json:"signals"`
+	Instance string          `json:"instance"`
+	Engine   string          `json:"engine"`
+	Model    string          `json:"model"`
+	Settings Settings        `json:"settings"`
+	Signals  []signals.Value `json:"signals"`
 }
 
 // Snapshot is the outcome of one collection.
@@ -153,7 +141,7 @@ type Snapshot struct {
 	Time      time.Time   `json:"time"`
 	Instances []*Instance `json:"instances"`
 	// Samples are every signal series, sorted by labels.
-	Samples []Sample `json:"-"`
+	Samples []signals.Sample `json:"-"`
 	// Errors are the rules that could not be evaluated.
 	Errors []string `json:"errors,omitempty"`
 	// Queries is how many queries the cycle sent to the source.
@@ -308,8 +296,8 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 	snap := &Snapshot{Time: now, Queries: ev.queries, Errors: ev.errs}
 	snap.Samples = signalSamples(ev, profiles, instances)
 	for _, s := range snap.Samples {
-		in := instances[s.Labels.Get(LabelInstance)]
-		in.Signals = append(in.Signals, SignalValue{Name: s.Labels.Get(model.MetricNameLabel), Quantile: s.Labels.Get(LabelQuantile), Value: s.Value})
+		in := instances[s.Labels.Get(signals.LabelInstance)]
+		in.Signals = append(in.Signals, signals.Value{Name: s.Labels.Get(model.MetricNameLabel), Quantile: s.Labels.Get(signals.LabelQuantile), Value: s.Value})
 	}
 	for _, in := range instances {
 		snap.Instances = append(snap.Instances, in)
@@ -396,7 +384,7 @@ func detectInstances(ev *evaluation, profiles []*compiledProfile, facts map[stri
 			continue
 		}
 		for _, s := range ev.results[i][0] {
-			inst := s.Metric.Get(LabelInstance)
+			inst := s.Metric.Get(signals.LabelInstance)
 			if inst == "" || (wanted != nil && !wanted[inst]) {
 				continue
 			}
@@ -407,7 +395,7 @@ func detectInstances(ev *evaluation, profiles []*compiledProfile, facts map[stri
 				logger.Debug("Instance matches two engine profiles; keeping the first", "instance", inst, "kept", prev.Engine, "other", p.engine)
 				continue
 			}
-			instances[inst] = &Instance{Instance: inst, Engine: p.engine, Model: s.Metric.Get(LabelModel), Settings: Settings{}}
+			instances[inst] = &Instance{Instance: inst, Engine: p.engine, Model: s.Metric.Get(signals.LabelModel), Settings: Settings{}}
 		}
 	}
 	return instances
@@ -447,21 +435,21 @@ func (c *Collector) settle(ctx context.Context, now time.Time, cfg Config, facts
 // signalSamples keeps the signals of the instances each engine owns, with
 // the model label normalized and NaN or infinite values left out, adds
 // capacities computed from settings, and sorts them by labels.
-func signalSamples(ev *evaluation, profiles []*compiledProfile, instances map[string]*Instance) []Sample {
-	var samples []Sample
+func signalSamples(ev *evaluation, profiles []*compiledProfile, instances map[string]*Instance) []signals.Sample {
+	var samples []signals.Sample
 	withCapacity := map[string]bool{}
 	for i, p := range profiles {
 		for _, v := range ev.results[i] {
 			for _, s := range v {
-				inst := s.Metric.Get(LabelInstance)
+				inst := s.Metric.Get(signals.LabelInstance)
 				in, ok := instances[inst]
 				if !ok || in.Engine != p.engine || math.IsNaN(s.F) || math.IsInf(s.F, 0) {
 					continue
 				}
 				lb := labels.NewBuilder(s.Metric)
-				lb.Set(LabelModel, in.Model)
-				samples = append(samples, Sample{Labels: lb.Labels(), Value: s.F})
-				if s.Metric.Get(model.MetricNameLabel) == KVCacheCapacitySignal {
+				lb.Set(signals.LabelModel, in.Model)
+				samples = append(samples, signals.Sample{Labels: lb.Labels(), Value: s.F})
+				if s.Metric.Get(model.MetricNameLabel) == signals.KVCacheCapacity {
 					withCapacity[inst] = true
 				}
 			}
@@ -470,12 +458,12 @@ func signalSamples(ev *evaluation, profiles []*compiledProfile, instances map[st
 	// Signals that engines report only as settings.
 	for _, in := range instances {
 		for _, ss := range settingSignals() {
-			if ss.name == KVCacheCapacitySignal && withCapacity[in.Instance] {
+			if ss.name == signals.KVCacheCapacity && withCapacity[in.Instance] {
 				continue
 			}
 			if v, ok := ss.value(in.Engine, in.Settings); ok {
-				samples = append(samples, Sample{Labels: labels.FromStrings(
-					model.MetricNameLabel, ss.name, LabelEngine, in.Engine, LabelInstance, in.Instance, LabelModel, in.Model,
+				samples = append(samples, signals.Sample{Labels: labels.FromStrings(
+					model.MetricNameLabel, ss.name, signals.LabelEngine, in.Engine, signals.LabelInstance, in.Instance, signals.LabelModel, in.Model,
 				), Value: v})
 			}
 		}

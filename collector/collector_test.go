@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 )
@@ -139,7 +140,7 @@ func TestCollectDropsInstancesWithoutInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range snap.Samples {
-		if s.Labels.Get(LabelInstance) == "gone:8000" {
+		if s.Labels.Get(signals.LabelInstance) == "gone:8000" {
 			t.Errorf("stale instance still has %s", s.Labels)
 		}
 	}
@@ -180,7 +181,7 @@ func TestCollectEnginePinAndModelFromConfig(t *testing.T) {
 		t.Error("x:1 has a signal of the other profile although fake detected it first")
 	}
 	for _, s := range snap.Samples {
-		if s.Labels.Get(LabelInstance) == "y:1" && s.Labels.Get(LabelModel) != "named-in-config" {
+		if s.Labels.Get(signals.LabelInstance) == "y:1" && s.Labels.Get(signals.LabelModel) != "named-in-config" {
 			t.Errorf("%s: model label not filled from config", s.Labels)
 		}
 	}
@@ -235,7 +236,7 @@ func TestCycleAppendsHistoryAndStaleMarkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(v) != 1 || v[0].Metric.Get(LabelInstance) != "a:1" {
+	if len(v) != 1 || v[0].Metric.Get(signals.LabelInstance) != "a:1" {
 		t.Errorf("llm_requests_running at t1 = %v, want only a:1 (b:1's series marked stale)", v)
 	}
 	v, err = store.Query(ctx, "llm_requests_running", t0)
@@ -294,9 +295,9 @@ groups:
 		name string
 		want float64
 	}{
-		{KVCacheCapacitySignal, 27000 * 32},
-		{MaxRunningRequestsSignal, 128},
-		{PrefixCachingEnabledSignal, 1},
+		{signals.KVCacheCapacity, 27000 * 32},
+		{signals.MaxRunningRequests, 128},
+		{signals.PrefixCachingEnabled, 1},
 	}
 	for _, d := range derived {
 		if v, ok := signalValue(snap, d.name, "v:8000", ""); !ok || v != d.want {

@@ -134,14 +134,6 @@ func (c *RemoteConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	return unmarshal((*plain)(c))
 }
 
-// Engines that perfagent knows by name. Other names are accepted when a
-// profile for them is loaded from a file.
-const (
-	EngineVLLM   = "vllm"
-	EngineSGLang = "sglang"
-	EngineTGI    = "tgi"
-)
-
 // FieldError is a configuration error tied to one field, named by its path
 // in the file ("source.targets[1].url"), so callers can point at its line.
 type FieldError struct {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/optiinfra/perfagent/collector/profiles"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files and generated docs")
@@ -38,15 +39,15 @@ func TestSignalsDoc(t *testing.T) {
 // fromSettings says, per signal and engine, which settings the collector
 // derives a signal from (settingSignals).
 var fromSettings = map[string]map[string]string{
-	KVCacheCapacitySignal: {EngineVLLM: "`num_gpu_blocks × block_size`, label values of `vllm:cache_config_info`"},
-	MaxRunningRequestsSignal: {
-		EngineVLLM:   "`max_num_seqs` (configuration only: vLLM does not export it)",
-		EngineSGLang: "`max_running_requests` (`/get_server_info`)",
-		EngineTGI:    "`max_concurrent_requests` (`/info`)",
+	signals.KVCacheCapacity: {signals.EngineVLLM: "`num_gpu_blocks × block_size`, label values of `vllm:cache_config_info`"},
+	signals.MaxRunningRequests: {
+		signals.EngineVLLM:   "`max_num_seqs` (configuration only: vLLM does not export it)",
+		signals.EngineSGLang: "`max_running_requests` (`/get_server_info`)",
+		signals.EngineTGI:    "`max_concurrent_requests` (`/info`)",
 	},
-	PrefixCachingEnabledSignal: {
-		EngineVLLM:   "`enable_prefix_caching`, a label of `vllm:cache_config_info`",
-		EngineSGLang: "not `disable_radix_cache` (`/get_server_info`)",
+	signals.PrefixCachingEnabled: {
+		signals.EngineVLLM:   "`enable_prefix_caching`, a label of `vllm:cache_config_info`",
+		signals.EngineSGLang: "not `disable_radix_cache` (`/get_server_info`)",
 	},
 }
 
@@ -54,7 +55,7 @@ func renderSignalsDoc(profs []*Profile) string {
 	var b strings.Builder
 	b.WriteString(`# Signals
 
-Generated from the signal catalog (collector/signals.go) and the built-in
+Generated from the signal catalog (signals/signals.go) and the built-in
 engine profiles (collector/profiles/*.yml) by
 ` + "`go test ./collector -run TestSignalsDoc -update`" + `; do not edit by hand.
 
@@ -77,7 +78,7 @@ recorded series the same way.
 		fmt.Fprintf(&b, " %s |", p.Engine)
 	}
 	b.WriteString("\n|---|---|---|" + strings.Repeat("---|", len(profs)) + "\n")
-	for _, s := range Signals() {
+	for _, s := range signals.All() {
 		fmt.Fprintf(&b, "| `%s` | %s | %s |", s.Name, s.Unit, s.Help)
 		for _, p := range profs {
 			expr := ""

@@ -3,6 +3,7 @@ package collector
 import (
 	"strings"
 
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -19,7 +20,7 @@ type SignalsExporter struct {
 // NewSignalsExporter exports c's latest snapshot.
 func NewSignalsExporter(c *Collector) *SignalsExporter {
 	help := map[string]string{}
-	for _, s := range Signals() {
+	for _, s := range signals.All() {
 		help[s.Name] = s.Help
 		if s.Unit != "" {
 			help[s.Name] += " Unit: " + s.Unit + "."
@@ -45,11 +46,11 @@ func (e *SignalsExporter) Collect(ch chan<- prometheus.Metric) {
 		name := s.Labels.Get(model.MetricNameLabel)
 		// Identity labels are always present, empty when unknown, so
 		// every series of a family has the same label names.
-		names := []string{LabelInstance, LabelEngine, LabelModel}
-		values := []string{s.Labels.Get(LabelInstance), s.Labels.Get(LabelEngine), s.Labels.Get(LabelModel)}
+		names := []string{signals.LabelInstance, signals.LabelEngine, signals.LabelModel}
+		values := []string{s.Labels.Get(signals.LabelInstance), s.Labels.Get(signals.LabelEngine), s.Labels.Get(signals.LabelModel)}
 		s.Labels.Range(func(l labels.Label) {
 			switch l.Name {
-			case model.MetricNameLabel, LabelInstance, LabelEngine, LabelModel:
+			case model.MetricNameLabel, signals.LabelInstance, signals.LabelEngine, signals.LabelModel:
 				return
 			}
 			names = append(names, l.Name)
@@ -68,7 +69,7 @@ func (e *SignalsExporter) Collect(ch chan<- prometheus.Metric) {
 		// The quantile label is reserved for summaries, so latency signals
 		// are untyped, as Prometheus's /federate exposes recorded series.
 		typ := prometheus.GaugeValue
-		if s.Labels.Has(LabelQuantile) {
+		if s.Labels.Has(signals.LabelQuantile) {
 			typ = prometheus.UntypedValue
 		}
 		m, err := prometheus.NewConstMetric(d, typ, s.Value, values...)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -85,7 +86,7 @@ func mustProfile(t testing.TB, file, content string) *Profile {
 // quantile.
 func signalValue(snap *Snapshot, name, instance, quantile string) (float64, bool) {
 	for _, s := range snap.Samples {
-		if s.Labels.Get(model.MetricNameLabel) == name && s.Labels.Get(LabelInstance) == instance && s.Labels.Get(LabelQuantile) == quantile {
+		if s.Labels.Get(model.MetricNameLabel) == name && s.Labels.Get(signals.LabelInstance) == instance && s.Labels.Get(signals.LabelQuantile) == quantile {
 			return s.Value, true
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/internal/testutil"
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
 )
 
@@ -236,7 +237,7 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 		}
 	}
 	for _, s := range rs.Samples {
-		engines[s.Labels.Get(LabelEngine)+"/"+s.Labels.Get(model.MetricNameLabel)] = true
+		engines[s.Labels.Get(signals.LabelEngine)+"/"+s.Labels.Get(model.MetricNameLabel)] = true
 	}
 	if len(ri) < 3*len(addrs) {
 		t.Errorf("only %d signal series compared; the fixtures should give many more", len(ri))

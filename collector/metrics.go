@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -62,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, o := range []string{OutcomeSuccess, OutcomeRetry, OutcomeError} {
 		m.SourceQueries.WithLabelValues(o)
 	}
-	for _, e := range []string{EngineVLLM, EngineSGLang, EngineTGI} {
+	for _, e := range []string{signals.EngineVLLM, signals.EngineSGLang, signals.EngineTGI} {
 		m.Instances.WithLabelValues(e)
 	}
 	return m

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
@@ -137,11 +138,11 @@ func ParseProfile(file string, content []byte) (*Profile, []error) {
 			perrs = append(perrs, fmt.Errorf("%s: profiles hold recording rules only; alerting rule %q belongs in a bottleneck rule file", where, r.Alert))
 			continue
 		}
-		if i == 0 && r.Record != InstanceInfoSignal {
-			perrs = append(perrs, fmt.Errorf("%s: the first rule must record %s (one series per serving instance), not %s", where, InstanceInfoSignal, r.Record))
+		if i == 0 && r.Record != signals.InstanceInfo {
+			perrs = append(perrs, fmt.Errorf("%s: the first rule must record %s (one series per serving instance), not %s", where, signals.InstanceInfo, r.Record))
 		}
-		if r.Labels[LabelEngine] != g.Name {
-			perrs = append(perrs, fmt.Errorf("%s (%s): labels.engine is %q; it must be the group name %q", where, r.Record, r.Labels[LabelEngine], g.Name))
+		if r.Labels[signals.LabelEngine] != g.Name {
+			perrs = append(perrs, fmt.Errorf("%s (%s): labels.engine is %q; it must be the group name %q", where, r.Record, r.Labels[signals.LabelEngine], g.Name))
 		}
 		expr, err := p.ParseExpr(r.Expr)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 )
@@ -72,12 +73,12 @@ type settingsQuery struct {
 // export some settings as gauges of their own.
 func builtinSettingsQueries() map[string]settingsQuery {
 	return map[string]settingsQuery{
-		EngineVLLM: {
+		signals.EngineVLLM: {
 			expr: "vllm:cache_config_info",
 			extract: func(v promql.Vector) map[string]map[string]string {
 				out := map[string]map[string]string{}
 				for _, s := range v {
-					inst := s.Metric.Get(LabelInstance)
+					inst := s.Metric.Get(signals.LabelInstance)
 					m := out[inst]
 					if m == nil {
 						m = map[string]string{}
@@ -96,11 +97,11 @@ func builtinSettingsQueries() map[string]settingsQuery {
 				return out
 			},
 		},
-		EngineSGLang: {
+		signals.EngineSGLang: {
 			expr:    `{__name__=~"sglang:(max_total_num_tokens|context_len|page_size|num_pages|max_running_requests|max_prefill_tokens)"}`,
 			extract: gaugeSettings("sglang:", nil),
 		},
-		EngineTGI: {
+		signals.EngineTGI: {
 			expr:    "tgi_batch_max_total_tokens",
 			extract: gaugeSettings("", map[string]string{"tgi_batch_max_total_tokens": "max_batch_total_tokens"}),
 		},
@@ -119,7 +120,7 @@ func gaugeSettings(prefix string, rename map[string]string) func(promql.Vector) 
 			} else {
 				name = strings.TrimPrefix(name, prefix)
 			}
-			inst := s.Metric.Get(LabelInstance)
+			inst := s.Metric.Get(signals.LabelInstance)
 			if out[inst] == nil {
 				out[inst] = map[string]string{}
 			}
@@ -140,10 +141,10 @@ type infoProbe struct {
 
 func builtinInfoProbes() map[string]infoProbe {
 	return map[string]infoProbe{
-		EngineVLLM: {path: "/v1/models", list: true, keys: map[string]string{
+		signals.EngineVLLM: {path: "/v1/models", list: true, keys: map[string]string{
 			"id": "served_model_name", "max_model_len": "max_model_len",
 		}},
-		EngineSGLang: {path: "/get_server_info", keys: map[string]string{
+		signals.EngineSGLang: {path: "/get_server_info", keys: map[string]string{
 			"served_model_name": "served_model_name", "model_path": "model_path",
 			"mem_fraction_static": "mem_fraction_static", "max_running_requests": "max_running_requests",
 			"chunked_prefill_size": "chunked_prefill_size", "schedule_conservativeness": "schedule_conservativeness",
@@ -152,7 +153,7 @@ func builtinInfoProbes() map[string]infoProbe {
 			"schedule_policy": "schedule_policy", "kv_cache_dtype": "kv_cache_dtype",
 			"disable_radix_cache": "disable_radix_cache",
 		}},
-		EngineTGI: {path: "/info", keys: map[string]string{
+		signals.EngineTGI: {path: "/info", keys: map[string]string{
 			"model_id": "served_model_name", "max_concurrent_requests": "max_concurrent_requests",
 			"max_batch_total_tokens": "max_batch_total_tokens", "max_batch_prefill_tokens": "max_batch_prefill_tokens",
 			"max_total_tokens": "max_total_tokens", "max_input_tokens": "max_input_tokens",
@@ -323,25 +324,25 @@ func settingSignals() []settingSignal {
 		return b, err == nil
 	}
 	return []settingSignal{
-		{KVCacheCapacitySignal, func(engine string, s Settings) (float64, bool) {
+		{signals.KVCacheCapacity, func(engine string, s Settings) (float64, bool) {
 			// vLLM reports its capacity only as label values.
 			blocks, ok1 := s.Float("num_gpu_blocks")
 			size, ok2 := s.Float("block_size")
 			return blocks * size, ok1 && ok2
 		}},
-		{MaxRunningRequestsSignal, func(engine string, s Settings) (float64, bool) {
-			key := map[string]string{EngineVLLM: "max_num_seqs", EngineSGLang: "max_running_requests", EngineTGI: "max_concurrent_requests"}[engine]
+		{signals.MaxRunningRequests, func(engine string, s Settings) (float64, bool) {
+			key := map[string]string{signals.EngineVLLM: "max_num_seqs", signals.EngineSGLang: "max_running_requests", signals.EngineTGI: "max_concurrent_requests"}[engine]
 			if key == "" {
 				return 0, false
 			}
 			return s.Float(key)
 		}},
-		{PrefixCachingEnabledSignal, func(engine string, s Settings) (float64, bool) {
+		{signals.PrefixCachingEnabled, func(engine string, s Settings) (float64, bool) {
 			var on, ok bool
 			switch engine {
-			case EngineVLLM:
+			case signals.EngineVLLM:
 				on, ok = flag(s, "enable_prefix_caching")
-			case EngineSGLang:
+			case signals.EngineSGLang:
 				on, ok = flag(s, "disable_radix_cache")
 				on = !on
 			}

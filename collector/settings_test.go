@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -34,10 +35,10 @@ func TestProbeReadsInfoEndpoints(t *testing.T) {
 		engine string
 		want   map[string]string
 	}{
-		{EngineVLLM, map[string]string{"served_model_name": "llama-8b", "max_model_len": "8192"}},
-		{EngineSGLang, map[string]string{"model_path": "Qwen/Qwen3-8B", "mem_fraction_static": "0.88", "max_running_requests": "256", "chunked_prefill_size": "8192", "schedule_conservativeness": "1", "max_total_num_tokens": "420000"}},
+		{signals.EngineVLLM, map[string]string{"served_model_name": "llama-8b", "max_model_len": "8192"}},
+		{signals.EngineSGLang, map[string]string{"model_path": "Qwen/Qwen3-8B", "mem_fraction_static": "0.88", "max_running_requests": "256", "chunked_prefill_size": "8192", "schedule_conservativeness": "1", "max_total_num_tokens": "420000"}},
 		// A null value (TGI computes max_batch_total_tokens at warm-up) is no setting.
-		{EngineTGI, map[string]string{"served_model_name": "mistralai/Mistral-7B-Instruct-v0.3", "max_concurrent_requests": "128", "max_batch_prefill_tokens": "4096", "max_total_tokens": "4096", "max_input_tokens": "4095", "version": "3.3.5"}},
+		{signals.EngineTGI, map[string]string{"served_model_name": "mistralai/Mistral-7B-Instruct-v0.3", "max_concurrent_requests": "128", "max_batch_prefill_tokens": "4096", "max_total_tokens": "4096", "max_input_tokens": "4095", "version": "3.3.5"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.engine, func(t *testing.T) {
@@ -62,8 +63,8 @@ func TestProbeRefreshCachesAndCountsFailures(t *testing.T) {
 	m := testMetrics()
 	p := NewProber(time.Minute, time.Second, m)
 	targets := map[string]ProbeTarget{
-		"ok:1":   {BaseURL: srv.URL, Engine: EngineSGLang},
-		"gone:1": {BaseURL: "http://127.0.0.1:1", Engine: EngineTGI},
+		"ok:1":   {BaseURL: srv.URL, Engine: signals.EngineSGLang},
+		"gone:1": {BaseURL: "http://127.0.0.1:1", Engine: signals.EngineTGI},
 		"odd:1":  {BaseURL: srv.URL, Engine: "llamacpp"}, // no known endpoint: not probed
 	}
 	p.Refresh(context.Background(), t0, targets)

@@ -8,9 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/optiinfra/perfagent/signals"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/optiinfra/perfagent/collector"
 )
 
 //go:embed catalog.yml
@@ -95,7 +94,7 @@ func EmbeddedCatalog() (*Catalog, error) {
 }
 
 // knownEngines must each be described by every definition.
-var knownEngines = []string{collector.EngineSGLang, collector.EngineTGI, collector.EngineVLLM}
+var knownEngines = []string{signals.EngineSGLang, signals.EngineTGI, signals.EngineVLLM}
 
 var (
 	kinds      = []string{KindFlag, KindReplicas, KindManual}

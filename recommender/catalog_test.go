@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 func TestEmbeddedCatalog(t *testing.T) {
@@ -40,18 +41,18 @@ func TestEmbeddedCatalog(t *testing.T) {
 	}
 	// Real flags per engine, as the issue names them.
 	for _, tc := range []struct{ id, engine, flag string }{
-		{"raise_gpu_memory_utilization", collector.EngineVLLM, "--gpu-memory-utilization"},
-		{"lower_max_num_seqs", collector.EngineVLLM, "--max-num-seqs"},
-		{"lower_max_num_seqs", collector.EngineSGLang, "--max-running-requests"},
-		{"raise_max_num_batched_tokens", collector.EngineVLLM, "--max-num-batched-tokens"},
-		{"raise_max_num_batched_tokens", collector.EngineSGLang, "--chunked-prefill-size"},
-		{"raise_max_num_batched_tokens", collector.EngineTGI, "--max-batch-prefill-tokens"},
-		{"fp8_kv_cache", collector.EngineSGLang, "--kv-cache-dtype"},
-		{"long_prefill_threshold", collector.EngineVLLM, "--long-prefill-token-threshold"},
-		{"enable_prefix_caching", collector.EngineVLLM, "--enable-prefix-caching"},
-		{"raise_mem_fraction_static", collector.EngineSGLang, "--mem-fraction-static"},
-		{"raise_schedule_conservativeness", collector.EngineSGLang, "--schedule-conservativeness"},
-		{"raise_max_concurrent_requests", collector.EngineTGI, "--max-concurrent-requests"},
+		{"raise_gpu_memory_utilization", signals.EngineVLLM, "--gpu-memory-utilization"},
+		{"lower_max_num_seqs", signals.EngineVLLM, "--max-num-seqs"},
+		{"lower_max_num_seqs", signals.EngineSGLang, "--max-running-requests"},
+		{"raise_max_num_batched_tokens", signals.EngineVLLM, "--max-num-batched-tokens"},
+		{"raise_max_num_batched_tokens", signals.EngineSGLang, "--chunked-prefill-size"},
+		{"raise_max_num_batched_tokens", signals.EngineTGI, "--max-batch-prefill-tokens"},
+		{"fp8_kv_cache", signals.EngineSGLang, "--kv-cache-dtype"},
+		{"long_prefill_threshold", signals.EngineVLLM, "--long-prefill-token-threshold"},
+		{"enable_prefix_caching", signals.EngineVLLM, "--enable-prefix-caching"},
+		{"raise_mem_fraction_static", signals.EngineSGLang, "--mem-fraction-static"},
+		{"raise_schedule_conservativeness", signals.EngineSGLang, "--schedule-conservativeness"},
+		{"raise_max_concurrent_requests", signals.EngineTGI, "--max-concurrent-requests"},
 	} {
 		d, _ := c.Lookup(tc.id)
 		if d == nil || d.Engines[tc.engine].Flag != tc.flag {

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // Config is the recommender: section of perfagent's configuration file.
@@ -50,7 +51,7 @@ func DefaultConfig() Config {
 		Objectives: Objectives{TTFTP95Seconds: 0.5, ITLP95Seconds: 0.05},
 		Memory: MemoryConfig{
 			MaxFraction:   0.95,
-			ReservedBytes: map[string]float64{collector.EngineVLLM: 4 * gib, collector.EngineSGLang: 6 * gib},
+			ReservedBytes: map[string]float64{signals.EngineVLLM: 4 * gib, signals.EngineSGLang: 6 * gib},
 		},
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 func TestConfigYAML(t *testing.T) {
@@ -33,7 +34,7 @@ models:
 	// Unset fields keep the defaults: TTFT 0.5 s, max fraction 0.95, SGLang 6 GiB.
 	want := Config{
 		Objectives: Objectives{TTFTP95Seconds: 0.5, ITLP95Seconds: 0.03},
-		Memory:     MemoryConfig{MaxFraction: 0.95, ReservedBytes: map[string]float64{collector.EngineVLLM: 2 * gib, collector.EngineSGLang: 6 * gib}},
+		Memory:     MemoryConfig{MaxFraction: 0.95, ReservedBytes: map[string]float64{signals.EngineVLLM: 2 * gib, signals.EngineSGLang: 6 * gib}},
 		Models:     []ModelConfig{{Name: llama, Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2, GPUMemoryBytes: 80 * gib}},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -51,9 +52,9 @@ models:
 // configured one: B* = ⌊(0.04 − 0.01)/0.0003⌋ = 100 instead of 133.
 func TestObjectivesOverride(t *testing.T) {
 	inst := &collector.Instance{
-		Instance: "gpu-1:8000", Engine: collector.EngineVLLM, Model: llama,
+		Instance: "gpu-1:8000", Engine: signals.EngineVLLM, Model: llama,
 		Settings: settings(collector.SettingFromMetrics, "max_num_seqs", "256"),
-		Signals:  []collector.SignalValue{sig(sigRunning, "", 200), sig(sigITL, p95, 0.07)},
+		Signals:  []signals.Value{sig(sigRunning, "", 200), sig(sigITL, p95, 0.07)},
 	}
 	in := Input{
 		Instances: []*collector.Instance{inst},
@@ -99,9 +100,9 @@ func TestB1B3Consistent(t *testing.T) {
 // --schedule-conservativeness wins over B2's lowering on one instance.
 func TestTriageConflictSGLang(t *testing.T) {
 	inst := &collector.Instance{
-		Instance: "sg:30000", Engine: collector.EngineSGLang, Model: "m",
+		Instance: "sg:30000", Engine: signals.EngineSGLang, Model: "m",
 		Settings: settings(collector.SettingFromProbe, "schedule_conservativeness", "1.0"),
-		Signals:  []collector.SignalValue{sig(sigKVUsage, "", 0.8), sig(sigWaiting, "", 5), sig(sigPreemptions, "", 0.5)},
+		Signals:  []signals.Value{sig(sigKVUsage, "", 0.8), sig(sigWaiting, "", 5), sig(sigPreemptions, "", 0.5)},
 	}
 	// B1: 1.0 × 1.3 = 1.3. B2: max(0.3, ⌊1.0 × 0.8 / 0.9 × 100⌋ / 100) = 0.88. B1 comes first.
 	rep := newTestRecommender(t, DefaultConfig()).Analyze(testNow, Input{

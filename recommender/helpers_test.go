@@ -12,14 +12,15 @@ import (
 	"time"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 var testNow = time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC)
 
-func sig(name, q string, v float64) collector.SignalValue {
-	return collector.SignalValue{Name: name, Quantile: q, Value: v}
+func sig(name, q string, v float64) signals.Value {
+	return signals.Value{Name: name, Quantile: q, Value: v}
 }
 
 func settings(source string, kv ...string) collector.Settings {

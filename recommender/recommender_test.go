@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 const llama = "meta-llama/Llama-3.1-8B-Instruct"
@@ -24,9 +25,9 @@ func llamaConfig() Config {
 // 327680 tokens, 95 % used, 2 preemptions/s.
 func vllmB1() *collector.Instance {
 	return &collector.Instance{
-		Instance: "gpu-0:8000", Engine: collector.EngineVLLM, Model: llama,
+		Instance: "gpu-0:8000", Engine: signals.EngineVLLM, Model: llama,
 		Settings: settings(collector.SettingFromMetrics, "gpu_memory_utilization", "0.9", "num_gpu_blocks", "20480", "block_size", "16", "cache_dtype", "auto"),
-		Signals: []collector.SignalValue{
+		Signals: []signals.Value{
 			sig(sigKVCapacity, "", 327680), sig(sigKVUsage, "", 0.95), sig(sigPreemptions, "", 2),
 			sig(sigRunning, "", 200), sig(sigWaiting, "", 20), sig(sigPromptMean, "", 1000), sig(sigGenMean, "", 400),
 		},
@@ -47,29 +48,29 @@ func linearHistory(alpha, beta float64, batches ...float64) []Point {
 
 func TestAnalyze(t *testing.T) {
 	vllmB3 := &collector.Instance{
-		Instance: "gpu-1:8000", Engine: collector.EngineVLLM, Model: llama,
+		Instance: "gpu-1:8000", Engine: signals.EngineVLLM, Model: llama,
 		Settings: settings(collector.SettingFromConfig, "max_num_seqs", "128"),
-		Signals: []collector.SignalValue{
+		Signals: []signals.Value{
 			sig(sigKVCapacity, "", 327680), sig(sigKVUsage, "", 0.5), sig(sigRunning, "", 128), sig(sigWaiting, "", 30),
 			sig(sigPromptMean, "", 1000), sig(sigGenMean, "", 400), sig(sigITL, p95, 0.0484),
 		},
 	}
 	tgi := &collector.Instance{
-		Instance: "tgi-0:80", Engine: collector.EngineTGI, Model: "bigcode/starcoder2",
+		Instance: "tgi-0:80", Engine: signals.EngineTGI, Model: "bigcode/starcoder2",
 		Settings: settings(collector.SettingFromProbe, "max_concurrent_requests", "2"),
-		Signals:  []collector.SignalValue{sig(sigRPS, "", 1), sig(sigRunning, "", 2), sig(sigWaiting, "", 4), sig(sigQueue, p95, 8)},
+		Signals:  []signals.Value{sig(sigRPS, "", 1), sig(sigRunning, "", 2), sig(sigWaiting, "", 4), sig(sigQueue, p95, 8)},
 	}
 	vllmB4B8 := &collector.Instance{
-		Instance: "gpu-2:8000", Engine: collector.EngineVLLM, Model: llama,
+		Instance: "gpu-2:8000", Engine: signals.EngineVLLM, Model: llama,
 		Settings: settings(collector.SettingFromProbe, "max_num_batched_tokens", "2048", "max_num_seqs", "256"),
-		Signals: []collector.SignalValue{
+		Signals: []signals.Value{
 			sig(sigRunning, "", 10), sig(sigPromptMean, "", 3000), sig(sigTTFT, p95, 2), sig(sigTTFT, "0.99", 9), sig(sigITL, p95, 0.03),
 		},
 	}
 	sglang := &collector.Instance{
-		Instance: "sg-0:30000", Engine: collector.EngineSGLang, Model: llama,
+		Instance: "sg-0:30000", Engine: signals.EngineSGLang, Model: llama,
 		Settings: settings(collector.SettingFromProbe, "mem_fraction_static", "0.85", "max_running_requests", "256"),
-		Signals: []collector.SignalValue{
+		Signals: []signals.Value{
 			sig(sigKVCapacity, "", 400000), sig(sigKVUsage, "", 0.97), sig(sigPreemptions, "", 0.5),
 			sig(sigRunning, "", 250), sig(sigWaiting, "", 40), sig(sigPromptMean, "", 1000), sig(sigGenMean, "", 400),
 		},

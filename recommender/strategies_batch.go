@@ -5,7 +5,7 @@ import (
 	"math"
 	"strings"
 
-	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // concurrencyCap sizes the running-request caps: lower_max_num_seqs,
@@ -57,7 +57,7 @@ func concurrencyCap(e *env, t *target) (Recommendation, error) {
 		if !kvOK {
 			return Recommendation{}, skipf("needs the KV capacity and mean prompt and output tokens of %s", t.inst.Instance)
 		}
-		if r, ok := b.signal(sigRunning, ""); ok && t.engine == collector.EngineTGI && r >= ckv {
+		if r, ok := b.signal(sigRunning, ""); ok && t.engine == signals.EngineTGI && r >= ckv {
 			return Recommendation{}, skipf("no KV headroom: %s requests in flight already reach %s; scale out instead", fmtNum(r), kvWhy)
 		}
 		consider(ckv, kvWhy)
@@ -176,7 +176,7 @@ func batchedTokens(e *env, t *target) (Recommendation, error) {
 	} else {
 		floor := nextPow2(math.Ceil(r))
 		why := fmt.Sprintf("R %s rounded up to a power of two", fmtNum(r))
-		if seqs, ok := b.number("max_num_seqs", ""); ok && t.engine == collector.EngineVLLM && seqs > floor {
+		if seqs, ok := b.number("max_num_seqs", ""); ok && t.engine == signals.EngineVLLM && seqs > floor {
 			floor, why = seqs, "max_num_seqs, which vLLM requires the budget to cover"
 		}
 		proposed = math.Max(math.Floor(cur/2), floor)

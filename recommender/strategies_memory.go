@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // memorySetting is the engine setting of the memory fraction.
 var memorySetting = map[string]string{
-	collector.EngineVLLM:   "gpu_memory_utilization",
-	collector.EngineSGLang: "mem_fraction_static",
+	signals.EngineVLLM:   "gpu_memory_utilization",
+	signals.EngineSGLang: "mem_fraction_static",
 }
 
 // memoryGrowth is f' = min(max_fraction, f + ((1 − f)·G − reserved)/G),
@@ -101,7 +101,7 @@ func raiseMemory(e *env, t *target) (Recommendation, error) {
 
 // dtypeSettingOf is the cache-dtype setting of an engine.
 func dtypeSettingOf(engine string) string {
-	if engine == collector.EngineVLLM {
+	if engine == signals.EngineVLLM {
 		return "cache_dtype"
 	}
 	return "kv_cache_dtype"
@@ -130,7 +130,7 @@ func fp8KVCache(e *env, t *target) (Recommendation, error) {
 	} else {
 		b.note("KV capacity of %s unknown: effects on usage not estimated", t.inst.Instance)
 	}
-	if t.engine == collector.EngineTGI {
+	if t.engine == signals.EngineTGI {
 		b.note("TGI supports FP8 KV on CUDA only")
 	}
 	return b.done(rationale), nil

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // maxUtilization keeps a 10 % stability margin, as llm-d's Workload
@@ -23,9 +24,9 @@ const maxSearch = 1000
 
 // capSetting is the running-request cap of each engine.
 var capSetting = map[string]string{
-	collector.EngineVLLM:   "max_num_seqs",
-	collector.EngineSGLang: "max_running_requests",
-	collector.EngineTGI:    "max_concurrent_requests",
+	signals.EngineVLLM:   "max_num_seqs",
+	signals.EngineSGLang: "max_running_requests",
+	signals.EngineTGI:    "max_concurrent_requests",
 }
 
 // replicas sizes scale_out and scale_in for one engine and model: the

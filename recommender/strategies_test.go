@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 func TestAnalyzeStrategies(t *testing.T) {
@@ -12,33 +13,33 @@ func TestAnalyzeStrategies(t *testing.T) {
 	var idle []*collector.Instance
 	for _, n := range []string{"a:8000", "b:8000", "c:8000"} {
 		idle = append(idle, &collector.Instance{
-			Instance: n, Engine: collector.EngineVLLM, Model: "m",
+			Instance: n, Engine: signals.EngineVLLM, Model: "m",
 			Settings: settings(collector.SettingFromMetrics, "max_num_seqs", "64"),
-			Signals: []collector.SignalValue{
+			Signals: []signals.Value{
 				sig(sigRPS, "", 1), sig(sigRunning, "", 10), sig(sigWaiting, "", 0), sig(sigKVUsage, "", 0.2),
 				sig(sigTTFT, p95, 0.3), sig(sigQueue, p95, 0.05),
 			},
 		})
 	}
 	itl := &collector.Instance{
-		Instance: "v:8000", Engine: collector.EngineVLLM, Model: "m",
+		Instance: "v:8000", Engine: signals.EngineVLLM, Model: "m",
 		Settings: settings(collector.SettingFromMetrics, "max_num_seqs", "256", "max_model_len", "32768", "long_prefill_token_threshold", "0", "enable_prefix_caching", "False"),
-		Signals:  []collector.SignalValue{sig(sigRunning, "", 200), sig(sigITL, p95, 0.07), sig(sigTTFT, "0.99", 4), sig(sigPrefixHit, "", 0.05)},
+		Signals:  []signals.Value{sig(sigRunning, "", 200), sig(sigITL, p95, 0.07), sig(sigTTFT, "0.99", 4), sig(sigPrefixHit, "", 0.05)},
 	}
 	tgi := &collector.Instance{
-		Instance: "t:80", Engine: collector.EngineTGI, Model: "m",
+		Instance: "t:80", Engine: signals.EngineTGI, Model: "m",
 		Settings: settings(collector.SettingFromProbe, "max_batch_total_tokens", "100000", "max_concurrent_requests", "32"),
-		Signals:  []collector.SignalValue{sig(sigRunning, "", 32), sig(sigWaiting, "", 10), sig(sigPromptMean, "", 800), sig(sigGenMean, "", 200)},
+		Signals:  []signals.Value{sig(sigRunning, "", 32), sig(sigWaiting, "", 10), sig(sigPromptMean, "", 800), sig(sigGenMean, "", 200)},
 	}
 	sg := &collector.Instance{
-		Instance: "s:30000", Engine: collector.EngineSGLang, Model: "m",
+		Instance: "s:30000", Engine: signals.EngineSGLang, Model: "m",
 		Settings: settings(collector.SettingFromProbe, "schedule_conservativeness", "1.0"),
-		Signals:  []collector.SignalValue{sig(sigKVUsage, "", 0.6), sig(sigWaiting, "", 12), sig(sigErrorRatio, "", 0.08)},
+		Signals:  []signals.Value{sig(sigKVUsage, "", 0.6), sig(sigWaiting, "", 12), sig(sigErrorRatio, "", 0.08)},
 	}
 	slow := &collector.Instance{
-		Instance: "slow:8000", Engine: collector.EngineVLLM, Model: "m",
+		Instance: "slow:8000", Engine: signals.EngineVLLM, Model: "m",
 		Settings: settings(collector.SettingFromMetrics, "max_num_seqs", "256"),
-		Signals:  []collector.SignalValue{sig(sigRunning, "", 100), sig(sigITL, p95, 0.09)},
+		Signals:  []signals.Value{sig(sigRunning, "", 100), sig(sigITL, p95, 0.09)},
 	}
 	runAnalyze(t, []analyzeCase{
 		{
@@ -114,9 +115,9 @@ func TestReplicasUtilizationMargin(t *testing.T) {
 	var insts []*collector.Instance
 	for _, n := range []string{"a:8000", "b:8000", "c:8000"} {
 		insts = append(insts, &collector.Instance{
-			Instance: n, Engine: collector.EngineVLLM, Model: "m",
+			Instance: n, Engine: signals.EngineVLLM, Model: "m",
 			Settings: settings(collector.SettingFromMetrics, "max_num_seqs", "10"),
-			Signals:  []collector.SignalValue{sig(sigRPS, "", 9.2/3), sig(sigRunning, "", 9.2/3), sig(sigWaiting, "", 0)},
+			Signals:  []signals.Value{sig(sigRPS, "", 9.2/3), sig(sigRunning, "", 9.2/3), sig(sigWaiting, "", 0)},
 		})
 	}
 	r := newTestRecommender(t, DefaultConfig())

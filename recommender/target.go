@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // Signal names the strategies read.
@@ -17,7 +18,7 @@ const (
 	sigRunning     = "llm_requests_running"
 	sigWaiting     = "llm_requests_waiting"
 	sigKVUsage     = "llm_kv_cache_usage_ratio"
-	sigKVCapacity  = collector.KVCacheCapacitySignal
+	sigKVCapacity  = signals.KVCacheCapacity
 	sigPreemptions = "llm_preemptions_per_second"
 	sigITL         = "llm_inter_token_latency_seconds"
 	sigTTFT        = "llm_time_to_first_token_seconds"
@@ -225,7 +226,7 @@ func (b *builder) capacityOf(inst *collector.Instance) (float64, bool) {
 		return v, true
 	}
 	switch inst.Engine {
-	case collector.EngineVLLM:
+	case signals.EngineVLLM:
 		blocks, ok1 := inst.Settings.Float("num_gpu_blocks")
 		size, ok2 := inst.Settings.Float("block_size")
 		if ok1 && ok2 && blocks > 0 && size > 0 {
@@ -233,12 +234,12 @@ func (b *builder) capacityOf(inst *collector.Instance) (float64, bool) {
 			b.settingOf(inst, "block_size", "")
 			return blocks * size, true
 		}
-	case collector.EngineSGLang:
+	case signals.EngineSGLang:
 		if v, ok := inst.Settings.Float("max_total_num_tokens"); ok && v > 0 {
 			b.settingOf(inst, "max_total_num_tokens", "")
 			return v, true
 		}
-	case collector.EngineTGI:
+	case signals.EngineTGI:
 		if v, ok := inst.Settings.Float("max_batch_total_tokens"); ok && v > 0 {
 			b.settingOf(inst, "max_batch_total_tokens", "")
 			return v, true
@@ -256,7 +257,7 @@ func (b *builder) tokensPerRequestOf(inst *collector.Instance) (float64, string,
 	if !ok1 || !ok2 || p+g <= 0 {
 		return 0, "", false
 	}
-	if inst.Engine == collector.EngineTGI {
+	if inst.Engine == signals.EngineTGI {
 		return p + g, fmt.Sprintf("r̄ = prompt %s + output %s = %s tokens (TGI reserves the whole request)", fmtNum(p), fmtNum(g), fmtNum(p+g)), true
 	}
 	return p + g/2, fmt.Sprintf("r̄ = prompt %s + output %s/2 = %s tokens", fmtNum(p), fmtNum(g), fmtNum(p+g/2)), true

@@ -3,9 +3,8 @@ package rules
 import (
 	"time"
 
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/prometheus/model/labels"
-
-	"github.com/optiinfra/perfagent/collector"
 )
 
 // Category is the value of labels.category: which resource a bottleneck
@@ -105,5 +104,5 @@ type Bottleneck struct {
 	Recommendations []string `json:"recommendations"`
 	// Evidence holds the values, at the last evaluation, of every signal
 	// (and SLO target) the rule's expression reads, for this instance.
-	Evidence []collector.Sample `json:"evidence"`
+	Evidence []signals.Sample `json:"evidence"`
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // t0 is the start of simulated time in tests.
@@ -29,7 +30,7 @@ func openStore(t *testing.T, dir string) *collector.Store {
 
 // signal is one signal series of a model server.
 func signal(name, instance, engine, mdl string) labels.Labels {
-	return labels.FromStrings(model.MetricNameLabel, name, collector.LabelInstance, instance, collector.LabelEngine, engine, collector.LabelModel, mdl)
+	return labels.FromStrings(model.MetricNameLabel, name, signals.LabelInstance, instance, signals.LabelEngine, engine, signals.LabelModel, mdl)
 }
 
 // point is one sample of a series.

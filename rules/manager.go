@@ -12,14 +12,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
-
-	"github.com/optiinfra/perfagent/collector"
 )
 
 // ManagerOptions configure a Manager.
@@ -359,9 +358,9 @@ func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules
 					Category:        Category(a.Labels.Get(LabelCategory)),
 					Severity:        Severity(a.Labels.Get(LabelSeverity)),
 					State:           st,
-					Instance:        a.Labels.Get(collector.LabelInstance),
-					Engine:          a.Labels.Get(collector.LabelEngine),
-					Model:           a.Labels.Get(collector.LabelModel),
+					Instance:        a.Labels.Get(signals.LabelInstance),
+					Engine:          a.Labels.Get(signals.LabelEngine),
+					Model:           a.Labels.Get(signals.LabelModel),
 					Labels:          a.Labels,
 					ActiveAt:        a.ActiveAt,
 					FiredAt:         a.FiredAt,
@@ -391,9 +390,9 @@ func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules
 // evidence queries, at ts, every signal and SLO target that sels read,
 // narrowed to the alert's instance, engine and model. An SLO target falls
 // back to the default target when the model has none.
-func (m *Manager) evidence(ctx context.Context, ts time.Time, sels []*parser.VectorSelector, alert labels.Labels) []collector.Sample {
+func (m *Manager) evidence(ctx context.Context, ts time.Time, sels []*parser.VectorSelector, alert labels.Labels) []signals.Sample {
 	seen := map[string]bool{}
-	var out []collector.Sample
+	var out []signals.Sample
 	add := func(q string) bool {
 		v, err := m.promOpts.QueryFunc(ctx, q, ts)
 		if err != nil {
@@ -404,7 +403,7 @@ func (m *Manager) evidence(ctx context.Context, ts time.Time, sels []*parser.Vec
 			k := s.Metric.String()
 			if !seen[k] {
 				seen[k] = true
-				out = append(out, collector.Sample{Labels: s.Metric, Value: s.F})
+				out = append(out, signals.Sample{Labels: s.Metric, Value: s.F})
 			}
 		}
 		return len(v) > 0
@@ -416,17 +415,17 @@ func (m *Manager) evidence(ctx context.Context, ts time.Time, sels []*parser.Vec
 		case name == "":
 			continue
 		case isSLOSeries(name):
-			q := selectorString(name, nil, labels.FromStrings(collector.LabelModel, alert.Get(collector.LabelModel)))
+			q := selectorString(name, nil, labels.FromStrings(signals.LabelModel, alert.Get(signals.LabelModel)))
 			if done[q] {
 				continue
 			}
 			done[q] = true
 			if !add(q) {
-				add(selectorString(name, nil, labels.FromStrings(collector.LabelModel, "")))
+				add(selectorString(name, nil, labels.FromStrings(signals.LabelModel, "")))
 			}
 		case isKnownSeries(name):
 			id := labels.NewBuilder(labels.EmptyLabels())
-			for _, l := range []string{collector.LabelInstance, collector.LabelEngine, collector.LabelModel} {
+			for _, l := range []string{signals.LabelInstance, signals.LabelEngine, signals.LabelModel} {
 				if v := alert.Get(l); v != "" {
 					id.Set(l, v)
 				}

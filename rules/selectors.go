@@ -4,11 +4,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
-
-	"github.com/optiinfra/perfagent/collector"
 )
 
 // vectorSelectors returns every vector selector in expr, in order.
@@ -43,7 +42,7 @@ func isSLOSeries(name string) bool { return slices.Contains(SLOSeries(), name) }
 // isKnownSeries reports whether rules may read name: a signal of the
 // collector's catalog or an SLO target series.
 func isKnownSeries(name string) bool {
-	if _, ok := collector.LookupSignal(name); ok {
+	if _, ok := signals.Lookup(name); ok {
 		return true
 	}
 	return isSLOSeries(name)

@@ -6,11 +6,10 @@ import (
 	"math"
 	"time"
 
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
-
-	"github.com/optiinfra/perfagent/collector"
 )
 
 // Series that carry per-model SLO targets in the local TSDB, so rules
@@ -113,7 +112,7 @@ func AppendSLOTargets(app storage.Appender, ts int64, targets []SLOTarget) error
 			}
 			lset := labels.FromStrings(model.MetricNameLabel, s.name)
 			if t.Model != "" {
-				lset = labels.FromStrings(model.MetricNameLabel, s.name, collector.LabelModel, t.Model)
+				lset = labels.FromStrings(model.MetricNameLabel, s.name, signals.LabelModel, t.Model)
 			}
 			if _, err := app.Append(0, lset, ts, s.v); err != nil {
 				return fmt.Errorf("appending SLO target %s: %w", lset, err)

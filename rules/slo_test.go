@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
-
-	"github.com/optiinfra/perfagent/collector"
 )
 
 func TestAppendSLOTargets(t *testing.T) {
@@ -73,7 +72,7 @@ func TestAppendSLOTargets(t *testing.T) {
 			var got []string
 			for _, s := range query(t, store, `{__name__=~"perfagent_slo_.*"}`, t0) {
 				series := s.Metric.Get(model.MetricNameLabel)
-				if m := s.Metric.Get(collector.LabelModel); m != "" {
+				if m := s.Metric.Get(signals.LabelModel); m != "" {
 					series += `{model="` + m + `"}`
 				}
 				got = append(got, series+" "+strconv.FormatFloat(s.F, 'g', -1, 64))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // Verdict is the outcome of a comparison.
@@ -364,14 +365,14 @@ func (v *Validator) restarts(ctx context.Context, c Comparison) ([]string, error
 	if !from.Before(c.End) {
 		return nil, nil
 	}
-	expr := "max by (" + collector.LabelInstance + ") (" + selector("llm_engine_restarts", c.Engine, c.Model, c.Canary, "") + ") > 0"
+	expr := "max by (" + signals.LabelInstance + ") (" + selector("llm_engine_restarts", c.Engine, c.Model, c.Canary, "") + ") > 0"
 	m, err := v.opts.Source.QueryRange(ctx, expr, from, c.End, v.opts.Step)
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", expr, err)
 	}
 	var out []string
 	for _, s := range m {
-		if inst := s.Metric.Get(collector.LabelInstance); inst != "" && len(s.Floats) > 0 {
+		if inst := s.Metric.Get(signals.LabelInstance); inst != "" && len(s.Floats) > 0 {
 			out = append(out, inst)
 		}
 	}
@@ -387,10 +388,10 @@ func selector(signal, engine, model string, instances []string, quantile string)
 		quoted[i] = regexp.QuoteMeta(inst)
 	}
 	sort.Strings(quoted)
-	sel := fmt.Sprintf("%s=%q,%s=%q,%s=~%q", collector.LabelEngine, engine, collector.LabelModel, model,
-		collector.LabelInstance, strings.Join(quoted, "|"))
+	sel := fmt.Sprintf("%s=%q,%s=%q,%s=~%q", signals.LabelEngine, engine, signals.LabelModel, model,
+		signals.LabelInstance, strings.Join(quoted, "|"))
 	if quantile != "" {
-		sel += fmt.Sprintf(",%s=%q", collector.LabelQuantile, quantile)
+		sel += fmt.Sprintf(",%s=%q", signals.LabelQuantile, quantile)
 	}
 	return signal + "{" + sel + "}"
 }

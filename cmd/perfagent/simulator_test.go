@@ -12,6 +12,7 @@ import (
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/optiinfra/perfagent/simulator"
 )
 
@@ -82,7 +83,7 @@ func TestProfilesReadSimulatorExpositions(t *testing.T) {
 			t.Errorf("%s: detected as %s, runs %s", s.Name(), in.Engine, s.Engine())
 		}
 		// TGI labels no model; the configuration or /info names it.
-		if (in.Model == "") != (in.Engine == collector.EngineTGI) {
+		if (in.Model == "") != (in.Engine == signals.EngineTGI) {
 			t.Errorf("%s (%s): model %q", s.Name(), in.Engine, in.Model)
 		}
 		have := map[string]bool{}
@@ -90,12 +91,12 @@ func TestProfilesReadSimulatorExpositions(t *testing.T) {
 			have[sv.Name+"/"+sv.Quantile] = true
 		}
 		for _, r := range byEngine[in.Engine].Rules {
-			key := r.Record + "/" + r.Labels.Get(collector.LabelQuantile)
+			key := r.Record + "/" + r.Labels.Get(signals.LabelQuantile)
 			if !have[key] {
 				t.Errorf("%s (%s): %s is missing: the profile's expression %s finds nothing in the simulator's exposition", s.Name(), in.Engine, key, r.Expr)
 			}
 		}
-		if !have[collector.KVCacheCapacitySignal+"/"] {
+		if !have[signals.KVCacheCapacity+"/"] {
 			t.Errorf("%s: no KV-cache capacity", s.Name())
 		}
 	}

@@ -61,9 +61,9 @@ var allProfiles = []profile{
 	{engine: "llamacpp", path: filepath.Join(exampleProfileDir, "llamacpp.yml"), hasModel: false},
 }
 
-// signals lists every signal an engine profile may record, and whether it is
+// catalogNames lists every signal an engine profile may record, and whether it is
 // a latency signal recorded once per quantile.
-var signals = map[string]bool{
+var catalogNames = map[string]bool{
 	"llm_instance_info":                false,
 	"llm_time_to_first_token_seconds":  true,
 	"llm_inter_token_latency_seconds":  true,
@@ -164,7 +164,7 @@ func TestProfileStructure(t *testing.T) {
 					t.Errorf("%s: not a recording rule", where)
 					continue
 				}
-				latency, ok := signals[r.Record]
+				latency, ok := catalogNames[r.Record]
 				if !ok {
 					t.Errorf("%s: %q is not a known signal", where, r.Record)
 				}
@@ -206,7 +206,7 @@ func TestProfileStructure(t *testing.T) {
 				})
 			}
 			for rec, qs := range seen {
-				if signals[rec] && len(qs) != len(quantiles) {
+				if catalogNames[rec] && len(qs) != len(quantiles) {
 					t.Errorf("%s: recorded for quantiles %v, want %v", rec, qs, quantiles)
 				}
 			}
@@ -348,7 +348,7 @@ type want struct {
 	signal   string
 	instance string
 	model    string // empty for engines without a model label
-	quantile string // empty for non-latency signals
+	quantile string // empty for non-latency catalogNames
 	value    float64
 }
 
@@ -602,7 +602,7 @@ var expected = map[string][]want{
 		},
 
 		// sglang-b: 2025 collector, old ITL name, no queue histogram, no
-		// retraction counter, no pool size: those signals are absent.
+		// retraction counter, no pool size: those catalogNames are absent.
 		[]want{{signal: "llm_instance_info", instance: "sglang-b:30000", model: "meta-llama/Llama-3.1-8B-Instruct", value: 1}},
 		// TTFT: ≤0.1: 0, ≤0.25: 45, ≤0.5: 60.
 		q("llm_time_to_first_token_seconds", "sglang-b:30000", "meta-llama/Llama-3.1-8B-Instruct",
@@ -745,7 +745,7 @@ func TestProfileSignals(t *testing.T) {
 				if p.hasModel {
 					wantNames = append(wantNames, "model")
 				}
-				if signals[s.Metric.Get(model.MetricNameLabel)] {
+				if catalogNames[s.Metric.Get(model.MetricNameLabel)] {
 					wantNames = append(wantNames, "quantile")
 				}
 				sort.Strings(wantNames)

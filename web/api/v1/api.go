@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // Collector is what the API needs of the collector.
@@ -215,7 +216,7 @@ func (a *API) config(*http.Request) (any, *apiError) {
 
 // SignalInfo is one catalog entry with each engine's expressions.
 type SignalInfo struct {
-	collector.Signal
+	signals.Signal
 	// Expressions holds, per engine, the PromQL of each rule recording the
 	// signal (one per quantile for latency signals); an engine without a
 	// rule does not expose the signal.
@@ -226,7 +227,7 @@ func (a *API) signals(*http.Request) (any, *apiError) {
 	exprs := a.o.Collector.SignalExpressions()
 	var out []SignalInfo
 	known := map[string]bool{}
-	for _, s := range collector.Signals() {
+	for _, s := range signals.All() {
 		known[s.Name] = true
 		e := exprs[s.Name]
 		if e == nil {
@@ -242,7 +243,7 @@ func (a *API) signals(*http.Request) (any, *apiError) {
 	}
 	sort.Strings(extra)
 	for _, name := range extra {
-		out = append(out, SignalInfo{Signal: collector.Signal{Name: name, Help: "Recorded by a profile loaded from a file."}, Expressions: exprs[name]})
+		out = append(out, SignalInfo{Signal: signals.Signal{Name: name, Help: "Recorded by a profile loaded from a file."}, Expressions: exprs[name]})
 	}
 	return out, nil
 }
@@ -337,7 +338,7 @@ func (a *API) instance(r *http.Request) (any, *apiError) {
 	}
 	hist := make([]HistorySeries, 0, len(m))
 	for _, s := range m {
-		hs := HistorySeries{Name: s.Metric.Get(model.MetricNameLabel), Quantile: s.Metric.Get(collector.LabelQuantile)}
+		hs := HistorySeries{Name: s.Metric.Get(model.MetricNameLabel), Quantile: s.Metric.Get(signals.LabelQuantile)}
 		for _, p := range s.Floats {
 			hs.Values = append(hs.Values, [2]string{strconv.FormatFloat(float64(p.T)/1000, 'f', -1, 64), strconv.FormatFloat(p.F, 'f', -1, 64)})
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 var now = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
@@ -68,7 +69,7 @@ func newTestAPI(t *testing.T) (*mux.Router, *fakeCollector, *fakeHistory) {
 	t.Helper()
 	fc := &fakeCollector{latest: &collector.Snapshot{Time: now, Instances: []*collector.Instance{
 		{Instance: "a:1", Engine: "vllm", Model: "m", Settings: collector.Settings{"block_size": {Value: "16", Source: "metrics"}},
-			Signals: []collector.SignalValue{{Name: "llm_requests_running", Value: 3}}},
+			Signals: []signals.Value{{Name: "llm_requests_running", Value: 3}}},
 		{Instance: "b:1", Engine: "tgi", Model: "n"},
 	}}}
 	fh := &fakeHistory{}

@@ -1,4 +1,14 @@
-package collector
+package signals
+
+import "github.com/prometheus/prometheus/model/labels"
+
+// Engines that perfagent knows by name. Other names are accepted when a
+// profile for them is loaded from a file.
+const (
+	EngineVLLM   = "vllm"
+	EngineSGLang = "sglang"
+	EngineTGI    = "tgi"
+)
 
 // Identity labels that every signal carries.
 const (
@@ -8,20 +18,20 @@ const (
 	LabelQuantile = "quantile"
 )
 
-// InstanceInfoSignal is the first rule of every engine profile: one series
+// InstanceInfo is the first rule of every engine profile: one series
 // per serving instance, built from a gauge the engine always exports. An
 // instance absent from it has no signals in that cycle, which is how a
 // server that disappears stops producing signals within one scrape.
-const InstanceInfoSignal = "llm_instance_info"
+const InstanceInfo = "llm_instance_info"
 
-// KVCacheCapacitySignal is computed by the collector for engines that
+// KVCacheCapacity is computed by the collector for engines that
 // report their capacity only as label values (vLLM's cache_config_info).
-const KVCacheCapacitySignal = "llm_kv_cache_capacity_tokens"
+const KVCacheCapacity = "llm_kv_cache_capacity_tokens"
 
 // Signals derived from settings rather than computed by profiles.
 const (
-	MaxRunningRequestsSignal   = "llm_max_running_requests"
-	PrefixCachingEnabledSignal = "llm_prefix_caching_enabled"
+	MaxRunningRequests   = "llm_max_running_requests"
+	PrefixCachingEnabled = "llm_prefix_caching_enabled"
 )
 
 // Signal describes one normalized signal.
@@ -34,12 +44,12 @@ type Signal struct {
 	Quantiles bool `json:"quantiles"`
 }
 
-// Signals returns the catalog of normalized signals in documentation
+// All returns the catalog of normalized signals in documentation
 // order. Profiles may record other names; these are the ones perfagent's
 // own rules and documentation rely on.
-func Signals() []Signal {
+func All() []Signal {
 	return []Signal{
-		{InstanceInfoSignal, "", "Serving instance seen this cycle, with its engine and model (value 1).", false},
+		{InstanceInfo, "", "Serving instance seen this cycle, with its engine and model (value 1).", false},
 		{"llm_time_to_first_token_seconds", "seconds", "Time from request arrival to its first output token.", true},
 		{"llm_inter_token_latency_seconds", "seconds", "Time between two output tokens of one request.", true},
 		{"llm_request_latency_seconds", "seconds", "End-to-end request latency, arrival to last token.", true},
@@ -49,9 +59,9 @@ func Signals() []Signal {
 		{"llm_requests_running", "requests", "Requests in the running batch.", false},
 		{"llm_requests_waiting", "requests", "Requests waiting to be scheduled.", false},
 		{"llm_kv_cache_usage_ratio", "ratio", "Share of the KV cache in use (0 to 1), highest over the engine's ranks.", false},
-		{KVCacheCapacitySignal, "tokens", "KV-cache capacity in tokens.", false},
-		{MaxRunningRequestsSignal, "requests", "Configured cap on requests in the running batch (vLLM --max-num-seqs, SGLang --max-running-requests, TGI --max-concurrent-requests), from the instance's settings.", false},
-		{PrefixCachingEnabledSignal, "", "1 when prefix caching is on (vLLM --enable-prefix-caching, SGLang radix cache), 0 when off, from the instance's settings.", false},
+		{KVCacheCapacity, "tokens", "KV-cache capacity in tokens.", false},
+		{MaxRunningRequests, "requests", "Configured cap on requests in the running batch (vLLM --max-num-seqs, SGLang --max-running-requests, TGI --max-concurrent-requests), from the instance's settings.", false},
+		{PrefixCachingEnabled, "", "1 when prefix caching is on (vLLM --enable-prefix-caching, SGLang radix cache), 0 when off, from the instance's settings.", false},
 		{"llm_preemptions_per_second", "1/s", "Requests preempted (vLLM) or retracted (SGLang) per second.", false},
 		{"llm_prefix_cache_hit_ratio", "ratio", "Share of prompt tokens served from the prefix cache.", false},
 		{"llm_requests_per_second", "1/s", "Finished requests per second.", false},
@@ -64,12 +74,25 @@ func Signals() []Signal {
 	}
 }
 
-// LookupSignal returns the catalog entry of a signal name.
-func LookupSignal(name string) (Signal, bool) {
-	for _, s := range Signals() {
+// Lookup returns the catalog entry of a signal name.
+func Lookup(name string) (Signal, bool) {
+	for _, s := range All() {
 		if s.Name == name {
 			return s, true
 		}
 	}
 	return Signal{}, false
+}
+
+// Sample is one signal series and its value.
+type Sample struct {
+	Labels labels.Labels `json:"labels"`
+	Value  float64       `json:"value"`
+}
+
+// Value is one signal of one instance.
+type Value struct {
+	Name     string  `json:"name"`
+	Quantile string  `json:"quantile,omitempty"`
+	Value    float64 `json:"value"`
 }
