@@ -11,6 +11,7 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/signalstore"
 )
 
 // Options are the components a Pipeline puts in order. Their owner
@@ -19,7 +20,7 @@ type Options struct {
 	Collector *collector.Collector
 	// Store is the local TSDB: SLO target series are written to it, and
 	// the signal history recommendations read comes from it.
-	Store *collector.Store
+	Store *signalstore.Store
 	Rules *rules.Manager
 	// Recommender sizes recommendations after every rule evaluation; nil
 	// ends each cycle with the rules (replays that score detection only).
@@ -44,7 +45,7 @@ type Config struct {
 // recommendation report. It is safe for concurrent use.
 type Pipeline struct {
 	coll   *collector.Collector
-	store  *collector.Store
+	store  *signalstore.Store
 	rules  *rules.Manager
 	rec    *recommender.Recommender
 	logger *slog.Logger

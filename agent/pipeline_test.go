@@ -19,6 +19,7 @@ import (
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/signalstore"
 )
 
 const interval = 15 * time.Second
@@ -42,14 +43,14 @@ var servers = []server{{"a:1", 12, 3, 2}, {"b:1", 2, 0, 0.5}}
 // expositions, as a scrape would fill it.
 type fixture struct {
 	pipe  *Pipeline
-	store *collector.Store
-	src   *collector.Store
+	store *signalstore.Store
+	src   *signalstore.Store
 }
 
 func newFixture(t *testing.T, recommend bool, cfg Config) *fixture {
 	t.Helper()
-	open := func(name string) *collector.Store {
-		s, err := collector.OpenStore(collector.StoreOptions{Path: filepath.Join(t.TempDir(), name), Retention: 24 * time.Hour})
+	open := func(name string) *signalstore.Store {
+		s, err := signalstore.Open(signalstore.Options{Path: filepath.Join(t.TempDir(), name), Retention: 24 * time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}

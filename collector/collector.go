@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/optiinfra/perfagent/signals"
+	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -34,7 +35,7 @@ import (
 type Collector struct {
 	logger  *slog.Logger
 	metrics *Metrics
-	store   *Store
+	store   *signalstore.Store
 	prober  *Prober
 
 	mtx      sync.RWMutex
@@ -61,7 +62,7 @@ type Options struct {
 	Metrics *Metrics
 	// Store receives every cycle; nil computes without keeping history
 	// (the one-shot CLI).
-	Store *Store
+	Store *signalstore.Store
 	// Prober reads info endpoints; nil disables probes.
 	Prober *Prober
 }

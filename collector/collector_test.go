@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/optiinfra/perfagent/signals"
+	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 )
@@ -45,7 +46,7 @@ groups:
         labels: {engine: other}
 `
 
-func newTestCollector(t *testing.T, store *Store, cfg Config, profs ...*Profile) *Collector {
+func newTestCollector(t *testing.T, store *signalstore.Store, cfg Config, profs ...*Profile) *Collector {
 	t.Helper()
 	c := New(Options{Metrics: testMetrics(), Store: store})
 	if err := c.ApplyConfig(cfg, store, profs); err != nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
@@ -26,7 +27,7 @@ const ScrapeJobName = "perfagent"
 // and staleness work as in Prometheus: a target that stops answering gets
 // staleness markers, so its series end at once.
 type EmbeddedSource struct {
-	store   *Store
+	store   *signalstore.Store
 	logger  *slog.Logger
 	manager *scrape.Manager
 	tsets   chan map[string][]*targetgroup.Group
@@ -39,7 +40,7 @@ type EmbeddedSource struct {
 // NewEmbeddedSource builds a scrape manager that appends to store. The
 // scrape machinery's own metrics (prometheus_target_*, as in Prometheus)
 // go to reg; nil keeps them private.
-func NewEmbeddedSource(store *Store, logger *slog.Logger, m *Metrics, reg prometheus.Registerer) (*EmbeddedSource, error) {
+func NewEmbeddedSource(store *signalstore.Store, logger *slog.Logger, m *Metrics, reg prometheus.Registerer) (*EmbeddedSource, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}

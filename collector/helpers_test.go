@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/optiinfra/perfagent/signals"
+	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -17,9 +18,9 @@ import (
 // t0 is the fixed start of simulated time in tests.
 var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 
-func openTestStore(t testing.TB) *Store {
+func openTestStore(t testing.TB) *signalstore.Store {
 	t.Helper()
-	s, err := OpenStore(StoreOptions{Path: t.TempDir(), Retention: 24 * time.Hour})
+	s, err := signalstore.Open(signalstore.Options{Path: t.TempDir(), Retention: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func openTestStore(t testing.TB) *Store {
 
 // scrapeText appends a text exposition to the store as a scrape of
 // instance at ts would.
-func scrapeText(t testing.TB, s *Store, instance string, ts time.Time, text string) {
+func scrapeText(t testing.TB, s *signalstore.Store, instance string, ts time.Time, text string) {
 	t.Helper()
 	app := s.Appender(context.Background())
 	if err := AppendExposition(app, []byte(text), ts, labels.FromStrings("instance", instance, "job", "test")); err != nil {
@@ -41,7 +42,7 @@ func scrapeText(t testing.TB, s *Store, instance string, ts time.Time, text stri
 }
 
 // markStale appends staleness markers for the given series of instance.
-func markStale(t testing.TB, s *Store, instance string, ts time.Time, names ...string) {
+func markStale(t testing.TB, s *signalstore.Store, instance string, ts time.Time, names ...string) {
 	t.Helper()
 	app := s.Appender(context.Background())
 	for _, n := range names {

@@ -7,8 +7,8 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 
-	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/signalstore"
 )
 
 func TestFindingsKeepFiringOnly(t *testing.T) {
@@ -28,7 +28,7 @@ func TestFindingsKeepFiringOnly(t *testing.T) {
 }
 
 func TestReadHistoryJoinsBatchAndITL(t *testing.T) {
-	store, err := collector.OpenStore(collector.StoreOptions{Path: t.TempDir(), Retention: time.Hour})
+	store, err := signalstore.Open(signalstore.Options{Path: t.TempDir(), Retention: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

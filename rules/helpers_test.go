@@ -11,16 +11,16 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 
-	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/signals"
+	"github.com/optiinfra/perfagent/signalstore"
 )
 
 // t0 is the start of simulated time in tests.
 var t0 = time.Unix(1_750_000_000, 0).UTC()
 
-func openStore(t *testing.T, dir string) *collector.Store {
+func openStore(t *testing.T, dir string) *signalstore.Store {
 	t.Helper()
-	s, err := collector.OpenStore(collector.StoreOptions{Path: dir, Retention: 24 * time.Hour})
+	s, err := signalstore.Open(signalstore.Options{Path: dir, Retention: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ type point struct {
 
 // appendAt appends points at ts in one transaction, with the default SLO
 // targets, as a collection cycle does.
-func appendAt(t *testing.T, s *collector.Store, ts time.Time, points ...point) {
+func appendAt(t *testing.T, s *signalstore.Store, ts time.Time, points ...point) {
 	t.Helper()
 	app := s.Appender(context.Background())
 	for _, p := range points {
@@ -57,7 +57,7 @@ func appendAt(t *testing.T, s *collector.Store, ts time.Time, points ...point) {
 	}
 }
 
-func query(t *testing.T, s *collector.Store, expr string, ts time.Time) promql.Vector {
+func query(t *testing.T, s *signalstore.Store, expr string, ts time.Time) promql.Vector {
 	t.Helper()
 	v, err := s.Query(context.Background(), expr, ts)
 	if err != nil {

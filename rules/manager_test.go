@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
@@ -514,7 +514,7 @@ func TestPrepareTakesEffectOnlyOnCommit(t *testing.T) {
 }
 
 // onStore has o evaluate on the local TSDB store.
-func onStore(store *collector.Store, o ManagerOptions) ManagerOptions {
+func onStore(store *signalstore.Store, o ManagerOptions) ManagerOptions {
 	o.Queryable, o.Appendable, o.QueryFunc = store.DB(), store.DB(), store.QueryFunc()
 	return o
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/optiinfra/perfagent/simulator"
 )
 
@@ -83,7 +84,7 @@ type replay struct {
 	sc      simulator.Scenario
 	o       Options
 	fleet   *simulator.Fleet
-	store   *collector.Store
+	store   *signalstore.Store
 	coll    *collector.Collector
 	pipe    *agent.Pipeline
 	servers map[string]*simulator.Server // by instance (listen address)
@@ -99,7 +100,7 @@ func newReplay(sc simulator.Scenario, o Options, rec *recommender.Recommender) (
 	if err != nil {
 		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
-	store, err := collector.OpenStore(collector.StoreOptions{Path: o.Dir, Retention: 24 * time.Hour})
+	store, err := signalstore.Open(signalstore.Options{Path: o.Dir, Retention: 24 * time.Hour})
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/signalstore"
 )
 
 // analysis is what `perfagent analyze` prints. Lists are empty, not
@@ -96,7 +97,7 @@ func runAnalysis(ctx context.Context, cfg *Config, profs []*collector.Profile, r
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	store, err := collector.OpenStore(collector.StoreOptions{Path: dir, Retention: 24 * time.Hour})
+	store, err := signalstore.Open(signalstore.Options{Path: dir, Retention: 24 * time.Hour})
 	if err != nil {
 		return nil, err
 	}

@@ -17,12 +17,13 @@ const module = "github.com/optiinfra/perfagent"
 // area of its own).
 var allowedImports = map[string][]string{
 	"signals":              {},
-	"collector":            {"signals"},
-	"rules":                {"collector", "signals"},
-	"recommender":          {"rules", "collector", "signals"},
+	"signalstore":          {},
+	"collector":            {"signalstore", "signals"},
+	"rules":                {"signalstore", "signals"},
+	"recommender":          {"rules", "collector", "signalstore", "signals"},
 	"workflow":             {"collector", "signals"},
-	"agent":                {"workflow", "recommender", "rules", "collector", "signals"},
-	"web":                  {"agent", "workflow", "recommender", "rules", "collector", "signals"},
+	"agent":                {"workflow", "recommender", "rules", "collector", "signalstore", "signals"},
+	"web":                  {"agent", "workflow", "recommender", "rules", "collector", "signalstore", "signals"},
 	"simulator":            {},
 	"internal/benchreport": {},
 	"internal/testutil":    {},

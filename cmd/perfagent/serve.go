@@ -33,6 +33,7 @@ import (
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/optiinfra/perfagent/web"
 	apiv1 "github.com/optiinfra/perfagent/web/api/v1"
 )
@@ -64,7 +65,7 @@ type daemon struct {
 	flags     daemonFlags
 	logger    *slog.Logger
 	metrics   *collector.Metrics
-	store     *collector.Store
+	store     *signalstore.Store
 	coll      *collector.Collector
 	scraper   *collector.EmbeddedSource
 	rules     *rules.Manager
@@ -131,7 +132,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Help: "Timestamp of the last successful configuration reload.",
 	})
 
-	a.store, err = collector.OpenStore(collector.StoreOptions{Path: f.storagePath, Retention: time.Duration(retention), Logger: logger.With("component", "tsdb"), Registerer: reg})
+	a.store, err = signalstore.Open(signalstore.Options{Path: f.storagePath, Retention: time.Duration(retention), Logger: logger.With("component", "tsdb"), Registerer: reg})
 	if err != nil {
 		logger.Error("Error opening storage", "err", err)
 		return exitFailure

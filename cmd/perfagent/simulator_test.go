@@ -13,6 +13,7 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/signals"
+	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/optiinfra/perfagent/simulator"
 )
 
@@ -31,7 +32,7 @@ func TestProfilesReadSimulatorExpositions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := collector.OpenStore(collector.StoreOptions{Path: t.TempDir(), Retention: time.Hour})
+	store, err := signalstore.Open(signalstore.Options{Path: t.TempDir(), Retention: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	commonconfig "github.com/prometheus/common/config"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/optiinfra/perfagent/workflow"
 )
 
@@ -159,7 +160,7 @@ type workflows struct {
 // newWorkflows opens the workflow store under the storage path and builds
 // the executor, the Alertmanager sender and the controller. Validation
 // reads signals from the local TSDB, which holds them in both modes.
-func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg prometheus.Registerer, logger *slog.Logger) (*workflows, func(), error) {
+func newWorkflows(cfg *Config, f daemonFlags, store *signalstore.Store, reg prometheus.Registerer, logger *slog.Logger) (*workflows, func(), error) {
 	live, err := workflowReloadable(cfg, f, store)
 	if err != nil {
 		return nil, nil, err
@@ -198,7 +199,7 @@ func newWorkflows(cfg *Config, f daemonFlags, store *collector.Store, reg promet
 // workflowReloadable builds the parts of the workflow section a reload
 // may change: the executor, the validator's clocks, approvers, waits and
 // links.
-func workflowReloadable(cfg *Config, f daemonFlags, store *collector.Store) (workflow.Reloadable, error) {
+func workflowReloadable(cfg *Config, f daemonFlags, store *signalstore.Store) (workflow.Reloadable, error) {
 	exec, err := cfg.Workflow.executor()
 	if err != nil {
 		return workflow.Reloadable{}, err

@@ -20,6 +20,7 @@ import (
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/signalstore"
 )
 
 // newPipelineAPI serves the API over a real pipeline that has run one
@@ -27,7 +28,7 @@ import (
 // is 10m), b:1 is idle.
 func newPipelineAPI(t *testing.T) *mux.Router {
 	t.Helper()
-	store, err := collector.OpenStore(collector.StoreOptions{Path: t.TempDir(), Retention: 24 * time.Hour})
+	store, err := signalstore.Open(signalstore.Options{Path: t.TempDir(), Retention: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package collector
+package signalstore
 
 import (
 	"context"
@@ -24,8 +24,8 @@ type Store struct {
 	engine *promql.Engine
 }
 
-// StoreOptions configure the local TSDB.
-type StoreOptions struct {
+// Options configure the local TSDB.
+type Options struct {
 	Path      string
 	Retention time.Duration
 	Logger    *slog.Logger
@@ -34,8 +34,8 @@ type StoreOptions struct {
 	Registerer prometheus.Registerer
 }
 
-// OpenStore opens (or creates) the TSDB under opts.Path.
-func OpenStore(opts StoreOptions) (*Store, error) {
+// Open opens (or creates) the TSDB under opts.Path.
+func Open(opts Options) (*Store, error) {
 	topts := tsdb.DefaultOptions()
 	topts.RetentionDuration = opts.Retention.Milliseconds()
 	// Signal history is short; small blocks keep memory and start-up low.
@@ -88,7 +88,7 @@ func (s *Store) MaxTime() (time.Time, bool) {
 	return time.UnixMilli(t), true
 }
 
-// Query implements Source over the store.
+// Query evaluates an instant query over the store.
 func (s *Store) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
 	q, err := s.engine.NewInstantQuery(ctx, s.db, nil, expr, ts)
 	if err != nil {
@@ -111,7 +111,7 @@ func (s *Store) Query(ctx context.Context, expr string, ts time.Time) (promql.Ve
 	}
 }
 
-// QueryRange implements Source over the store.
+// QueryRange evaluates a range query over the store.
 func (s *Store) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
 	q, err := s.engine.NewRangeQuery(ctx, s.db, nil, expr, start, end, step)
 	if err != nil {

@@ -1,20 +1,40 @@
-package collector
+package signalstore
 
 import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
 )
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func openTestStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(Options{Path: t.TempDir(), Retention: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
 
 // TestQueryResultsOutliveTheQuery guards against the engine's pooling: a
 // result must keep its values after later queries ran.
 func TestQueryResultsOutliveTheQuery(t *testing.T) {
 	store := openTestStore(t)
-	for i := range 5 {
-		ts := t0.Add(time.Duration(i) * 15 * time.Second)
-		scrapeText(t, store, "a:1", ts, fakeExposition(float64(i), 0))
-	}
 	ctx := context.Background()
+	series := labels.FromStrings("__name__", "fake_running", "instance", "a:1")
+	for i := range 5 {
+		app := store.Appender(ctx)
+		if _, err := app.Append(0, series, t0.Add(time.Duration(i)*15*time.Second).UnixMilli(), float64(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	end := t0.Add(time.Minute)
 	first, err := store.QueryRange(ctx, "fake_running", t0, end, 15*time.Second)
 	if err != nil {
@@ -35,5 +55,8 @@ func TestQueryResultsOutliveTheQuery(t *testing.T) {
 	}
 	if len(v1) != 1 || v1[0].F != 4 {
 		t.Errorf("first instant result changed after a second query: %v", v1)
+	}
+	if got, ok := store.MaxTime(); !ok || !got.Equal(t0.Add(time.Minute)) {
+		t.Errorf("MaxTime = %v, %v; want %v", got, ok, t0.Add(time.Minute))
 	}
 }
