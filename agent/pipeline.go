@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
@@ -33,7 +35,7 @@ type Options struct {
 type Config struct {
 	// SLO are the targets written as series at every cycle's time, before
 	// the rules that compare signals with them are evaluated.
-	SLO []rules.SLOTarget
+	SLO []config.SLOTarget
 	// Interval is the evaluation interval: the step of signal backfills,
 	// of rule evaluation over history, and of the signal history that
 	// recommendations read.
@@ -84,7 +86,7 @@ func (p *Pipeline) PrepareConfig(cfg Config) (commit func(), err error) {
 	if cfg.Interval <= 0 {
 		return nil, fmt.Errorf("evaluation interval must be greater than zero, got %s", cfg.Interval)
 	}
-	if err := rules.ValidateSLOTargets(cfg.SLO); err != nil {
+	if err := config.ValidateSLOTargets(cfg.SLO); err != nil {
 		return nil, err
 	}
 	return func() {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -63,10 +65,10 @@ func newFixture(t *testing.T, recommend bool, cfg Config) *fixture {
 		t.Fatal(errs)
 	}
 	coll := collector.New(collector.Options{Metrics: collector.NewMetrics(prometheus.NewRegistry()), Store: f.store})
-	ccfg := collector.DefaultConfig()
-	ccfg.Global.EvaluationInterval = collector.Duration(interval)
+	ccfg := config.Default()
+	ccfg.Global.EvaluationInterval = config.Duration(interval)
 	for _, s := range servers {
-		ccfg.Instances = append(ccfg.Instances, collector.InstanceConfig{Instance: s.instance, Settings: map[string]string{"max_num_seqs": "16"}})
+		ccfg.Instances = append(ccfg.Instances, config.InstanceConfig{Instance: s.instance, Settings: map[string]string{"max_num_seqs": "16"}})
 	}
 	if err := coll.ApplyConfig(ccfg, f.src, profs); err != nil {
 		t.Fatal(err)
@@ -137,7 +139,7 @@ func TestCycle(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, true, Config{SLO: []rules.SLOTarget{{Model: "m", TTFTP95: model.Duration(300 * time.Millisecond)}}})
+			f := newFixture(t, true, Config{SLO: []config.SLOTarget{{Model: "m", TTFTP95: config.Duration(300 * time.Millisecond)}}})
 			now := start.Add(15 * time.Minute)
 			f.scrape(t, start, now)
 			ctx := context.Background()
@@ -315,9 +317,9 @@ func TestApplyConfig(t *testing.T) {
 		cfg     Config
 		wantErr string
 	}{
-		{"valid", Config{Interval: time.Minute, SLO: []rules.SLOTarget{{Model: "m", ErrorRatio: 0.1}}}, ""},
+		{"valid", Config{Interval: time.Minute, SLO: []config.SLOTarget{{Model: "m", ErrorRatio: 0.1}}}, ""},
 		{"no interval", Config{}, "evaluation interval must be greater than zero"},
-		{"repeated model", Config{Interval: time.Minute, SLO: []rules.SLOTarget{{Model: "m"}, {Model: "m"}}}, "model repeated"},
+		{"repeated model", Config{Interval: time.Minute, SLO: []config.SLOTarget{{Model: "m"}, {Model: "m"}}}, "model repeated"},
 	}
 	for _, tc := range tests {
 		err := f.pipe.ApplyConfig(tc.cfg)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
@@ -27,7 +29,7 @@ type RecommendRequest struct {
 	Bottleneck string `json:"bottleneck,omitempty"`
 	// Objectives override the configured targets for this pass, field by
 	// field; zero keeps the configured one.
-	Objectives recommender.Objectives `json:"objectives"`
+	Objectives config.Objectives `json:"objectives"`
 	// Pending also takes the bottlenecks that are pending (their
 	// condition holds, the rule's `for` has not passed), for a window too
 	// short for them to fire. Recommendations that only pending

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signals"
 )
 
@@ -21,7 +22,7 @@ func TestBackfillComputesHistory(t *testing.T) {
 	}
 	local := openTestStore(t)
 	c := New(Options{Metrics: testMetrics(), Store: local})
-	if err := c.ApplyConfig(DefaultConfig(), raw, []*Profile{mustProfile(t, "fake.yml", fakeProfile)}); err != nil {
+	if err := c.ApplyConfig(config.Default(), raw, []*Profile{mustProfile(t, "fake.yml", fakeProfile)}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()

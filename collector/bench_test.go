@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/optiinfra/perfagent/collector/profiles"
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signalstore"
 )
 
@@ -57,7 +58,7 @@ func BenchmarkCollectionCycle(b *testing.B) {
 			store := openTestStore(b)
 			loadFleet(b, store, n)
 			c := New(Options{Metrics: testMetrics(), Store: store})
-			if err := c.ApplyConfig(DefaultConfig(), store, profs); err != nil {
+			if err := c.ApplyConfig(config.Default(), store, profs); err != nil {
 				b.Fatal(err)
 			}
 			ctx := context.Background()

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signals"
 	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/prometheus/common/model"
@@ -40,9 +41,9 @@ type Collector struct {
 
 	mtx      sync.RWMutex
 	source   Source
-	cfg      Config
+	cfg      config.Config
 	profiles []*compiledProfile
-	facts    map[string]InstanceConfig
+	facts    map[string]config.InstanceConfig
 	settings map[string]Settings // from metrics, by instance, last cycle
 	latest   *Snapshot
 	lastSeen map[string]labels.Labels // series appended in the last cycle
@@ -85,7 +86,7 @@ func New(o Options) *Collector {
 
 // ApplyConfig puts cfg, the source and the profiles in force. See
 // PrepareConfig.
-func (c *Collector) ApplyConfig(cfg Config, src Source, profiles []*Profile) error {
+func (c *Collector) ApplyConfig(cfg config.Config, src Source, profiles []*Profile) error {
 	commit, err := c.PrepareConfig(cfg, src, profiles)
 	if err != nil {
 		return err
@@ -97,7 +98,7 @@ func (c *Collector) ApplyConfig(cfg Config, src Source, profiles []*Profile) err
 // PrepareConfig compiles the profiles for cfg without touching the
 // running configuration; the returned commit puts cfg, the source and the
 // profiles in force from the next cycle.
-func (c *Collector) PrepareConfig(cfg Config, src Source, profiles []*Profile) (commit func(), err error) {
+func (c *Collector) PrepareConfig(cfg config.Config, src Source, profiles []*Profile) (commit func(), err error) {
 	if len(profiles) == 0 {
 		return nil, ErrNoProfiles
 	}
@@ -378,7 +379,7 @@ func evaluate(ctx context.Context, src Source, profiles []*compiledProfile, engi
 // detectInstances decides which engine each instance runs: the first
 // profile whose instance rule lists it, unless the configuration pins
 // another engine.
-func detectInstances(ev *evaluation, profiles []*compiledProfile, facts map[string]InstanceConfig, wanted map[string]bool, logger *slog.Logger) map[string]*Instance {
+func detectInstances(ev *evaluation, profiles []*compiledProfile, facts map[string]config.InstanceConfig, wanted map[string]bool, logger *slog.Logger) map[string]*Instance {
 	instances := map[string]*Instance{}
 	for i, p := range profiles {
 		if !ev.detected[i] {
@@ -404,7 +405,7 @@ func detectInstances(ev *evaluation, profiles []*compiledProfile, facts map[stri
 
 // settle fills each instance's settings (metrics, then probes, then
 // configuration) and model name, and starts the probes that are due.
-func (c *Collector) settle(ctx context.Context, now time.Time, cfg Config, facts map[string]InstanceConfig, instances map[string]*Instance, ev *evaluation, profiles []*compiledProfile) {
+func (c *Collector) settle(ctx context.Context, now time.Time, cfg config.Config, facts map[string]config.InstanceConfig, instances map[string]*Instance, ev *evaluation, profiles []*compiledProfile) {
 	for i, p := range profiles {
 		if ev.settings[i] == nil {
 			continue
@@ -491,7 +492,7 @@ func rewindow(profiles []*compiledProfile, window time.Duration) ([]*compiledPro
 
 // baseURL is where an instance's info endpoints live: the scheme of its
 // target in embedded mode, http otherwise.
-func baseURL(cfg Config, instance string) string {
+func baseURL(cfg config.Config, instance string) string {
 	for _, t := range cfg.Source.Targets {
 		if t.Instance() == instance {
 			if u, err := url.Parse(t.URL.Raw()); err == nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signals"
 	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/prometheus/prometheus/model/labels"
@@ -46,7 +47,7 @@ groups:
         labels: {engine: other}
 `
 
-func newTestCollector(t *testing.T, store *signalstore.Store, cfg Config, profs ...*Profile) *Collector {
+func newTestCollector(t *testing.T, store *signalstore.Store, cfg config.Config, profs ...*Profile) *Collector {
 	t.Helper()
 	c := New(Options{Metrics: testMetrics(), Store: store})
 	if err := c.ApplyConfig(cfg, store, profs); err != nil {
@@ -73,7 +74,7 @@ func TestCollectComputesSignalsPerInstance(t *testing.T) {
 		scrapeText(t, store, "a:8000", ts, fakeExposition(4, 1000+30*float64(i)))
 		scrapeText(t, store, "b:8000", ts, fakeExposition(7, 5000+90*float64(i)))
 	}
-	c := newTestCollector(t, store, DefaultConfig(), mustProfile(t, "fake.yml", fakeProfile))
+	c := newTestCollector(t, store, config.Default(), mustProfile(t, "fake.yml", fakeProfile))
 	now := t0.Add(45 * time.Second)
 	snap, err := c.Collect(context.Background(), now, CollectOptions{})
 	if err != nil {
@@ -135,7 +136,7 @@ func TestCollectDropsInstancesWithoutInfo(t *testing.T) {
 			markStale(t, store, "gone:8000", ts, `fake_running{model_name="m1"}`, `fake_tokens_total{model_name="m1"}`)
 		}
 	}
-	c := newTestCollector(t, store, DefaultConfig(), mustProfile(t, "fake.yml", fakeProfile))
+	c := newTestCollector(t, store, config.Default(), mustProfile(t, "fake.yml", fakeProfile))
 	snap, err := c.Collect(context.Background(), t0.Add(45*time.Second), CollectOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -156,8 +157,8 @@ func TestCollectEnginePinAndModelFromConfig(t *testing.T) {
 	scrapeText(t, store, "y:1", t0, fakeExposition(2, 0))
 	fake := mustProfile(t, "fake.yml", fakeProfile)
 	other := mustProfile(t, "other.yml", otherProfile)
-	cfg := DefaultConfig()
-	cfg.Instances = []InstanceConfig{{Instance: "y:1", Engine: "other", Model: "named-in-config"}}
+	cfg := config.Default()
+	cfg.Instances = []config.InstanceConfig{{Instance: "y:1", Engine: "other", Model: "named-in-config"}}
 	c := newTestCollector(t, store, cfg, fake, other)
 	snap, err := c.Collect(context.Background(), t0, CollectOptions{})
 	if err != nil {
@@ -192,7 +193,7 @@ func TestCollectOptionsNarrow(t *testing.T) {
 	store := openTestStore(t)
 	scrapeText(t, store, "x:1", t0, fakeExposition(5, 0))
 	scrapeText(t, store, "y:1", t0, fakeExposition(2, 0))
-	c := newTestCollector(t, store, DefaultConfig(), mustProfile(t, "fake.yml", fakeProfile), mustProfile(t, "other.yml", otherProfile))
+	c := newTestCollector(t, store, config.Default(), mustProfile(t, "fake.yml", fakeProfile), mustProfile(t, "other.yml", otherProfile))
 	snap, err := c.Collect(context.Background(), t0, CollectOptions{Instances: []string{"y:1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +220,7 @@ func TestCycleAppendsHistoryAndStaleMarkers(t *testing.T) {
 	store := openTestStore(t)
 	scrapeText(t, store, "a:1", t0, fakeExposition(3, 0))
 	scrapeText(t, store, "b:1", t0, fakeExposition(6, 0))
-	c := newTestCollector(t, store, DefaultConfig(), mustProfile(t, "fake.yml", fakeProfile))
+	c := newTestCollector(t, store, config.Default(), mustProfile(t, "fake.yml", fakeProfile))
 	ctx := context.Background()
 	if _, err := c.Cycle(ctx, t0); err != nil {
 		t.Fatal(err)
@@ -264,8 +265,8 @@ groups:
         expr: group by (instance, model) (label_replace(vllm:num_requests_running, "model", "$1", "model_name", "(.*)"))
         labels: {engine: vllm}
 `)
-	cfg := DefaultConfig()
-	cfg.Instances = []InstanceConfig{{Instance: "v:8000", Settings: map[string]string{"max_num_seqs": "128", "block_size": "32"}}}
+	cfg := config.Default()
+	cfg.Instances = []config.InstanceConfig{{Instance: "v:8000", Settings: map[string]string{"max_num_seqs": "128", "block_size": "32"}}}
 	c := newTestCollector(t, store, cfg, prof)
 	snap, err := c.Collect(context.Background(), t0, CollectOptions{})
 	if err != nil {
@@ -321,7 +322,7 @@ func TestCycleFailsWhenSourceIsDown(t *testing.T) {
 	store := openTestStore(t)
 	c := New(Options{Metrics: testMetrics(), Store: store})
 	down := errors.New("connection refused")
-	if err := c.ApplyConfig(DefaultConfig(), failingSource{down}, []*Profile{mustProfile(t, "fake.yml", fakeProfile)}); err != nil {
+	if err := c.ApplyConfig(config.Default(), failingSource{down}, []*Profile{mustProfile(t, "fake.yml", fakeProfile)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Cycle(context.Background(), t0); !errors.Is(err, down) {
@@ -334,8 +335,8 @@ func TestCycleFailsWhenSourceIsDown(t *testing.T) {
 
 func TestRateWindowRewritesEveryRange(t *testing.T) {
 	store := openTestStore(t)
-	cfg := DefaultConfig()
-	cfg.Collector.RateWindow = Duration(30 * time.Second)
+	cfg := config.Default()
+	cfg.Collector.RateWindow = config.Duration(30 * time.Second)
 	c := newTestCollector(t, store, cfg, mustProfile(t, "fake.yml", fakeProfile))
 	exprs := c.SignalExpressions()["llm_generation_tokens_per_second"]["fake"]
 	if len(exprs) != 1 || !strings.Contains(exprs[0], "[30s]") || strings.Contains(exprs[0], "[1m]") {

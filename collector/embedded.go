@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
@@ -34,7 +36,7 @@ type EmbeddedSource struct {
 	metrics *Metrics
 
 	mtx     sync.Mutex
-	targets []TargetConfig
+	targets []config.TargetConfig
 }
 
 // NewEmbeddedSource builds a scrape manager that appends to store. The
@@ -62,7 +64,7 @@ func NewEmbeddedSource(store *signalstore.Store, logger *slog.Logger, m *Metrics
 
 // ApplyConfig puts the scrape clocks and targets of cfg in force. See
 // PrepareConfig.
-func (e *EmbeddedSource) ApplyConfig(cfg Config) error {
+func (e *EmbeddedSource) ApplyConfig(cfg config.Config) error {
 	commit, err := e.PrepareConfig(cfg)
 	if err != nil {
 		return err
@@ -74,7 +76,7 @@ func (e *EmbeddedSource) ApplyConfig(cfg Config) error {
 // PrepareConfig builds the scrape configuration and target list of cfg
 // without touching the running scrapes; the returned commit hands them to
 // the scrape manager.
-func (e *EmbeddedSource) PrepareConfig(cfg Config) (commit func(), err error) {
+func (e *EmbeddedSource) PrepareConfig(cfg config.Config) (commit func(), err error) {
 	pcfg, err := scrapeConfig(cfg.Global)
 	if err != nil {
 		return nil, err
@@ -83,7 +85,7 @@ func (e *EmbeddedSource) PrepareConfig(cfg Config) (commit func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	targets := append([]TargetConfig(nil), cfg.Source.Targets...)
+	targets := append([]config.TargetConfig(nil), cfg.Source.Targets...)
 	return func() {
 		// The configuration was loaded and validated by Prometheus's own
 		// loader above; the manager refuses only what that loader refuses.
@@ -186,7 +188,7 @@ func (e *EmbeddedSource) Targets() []TargetHealth {
 
 // scrapeConfig renders the clocks as a Prometheus configuration and loads
 // it with Prometheus's own loader, so every scrape default is upstream's.
-func scrapeConfig(g GlobalConfig) (*promconfig.Config, error) {
+func scrapeConfig(g config.GlobalConfig) (*promconfig.Config, error) {
 	doc := map[string]any{
 		"global": map[string]any{
 			"scrape_interval": g.ScrapeInterval.String(),
@@ -207,12 +209,12 @@ func scrapeConfig(g GlobalConfig) (*promconfig.Config, error) {
 	return cfg, nil
 }
 
-func targetGroups(targets []TargetConfig) ([]*targetgroup.Group, error) {
+func targetGroups(targets []config.TargetConfig) ([]*targetgroup.Group, error) {
 	group := &targetgroup.Group{Source: ScrapeJobName}
 	for _, t := range targets {
 		u, err := url.Parse(t.URL.Raw())
 		if err != nil {
-			return nil, fmt.Errorf("target URL %q does not parse", t.URL)
+			return nil, fmt.Errorf("target config.URL %q does not parse", t.URL)
 		}
 		ls := model.LabelSet{
 			model.AddressLabel:     model.LabelValue(u.Host),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/optiinfra/perfagent/config"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
@@ -16,7 +17,7 @@ func TestSignalsExporterPassesLint(t *testing.T) {
         expr: sum by (instance, model) (label_replace(fake_running, "model", "$1", "model_name", "(.*)")) / 10
         labels: {engine: fake, quantile: "0.95"}
 `)
-	c := newTestCollector(t, store, DefaultConfig(), prof)
+	c := newTestCollector(t, store, config.Default(), prof)
 	e := NewSignalsExporter(c)
 	if n := testutil.CollectAndCount(e); n != 0 {
 		t.Errorf("exported %d series before the first cycle, want 0", n)

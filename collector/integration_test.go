@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/optiinfra/perfagent/collector/profiles"
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/internal/testutil"
 	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
@@ -110,7 +111,7 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 	if err != nil {
 		t.Skip("Debian's prometheus is not installed (apt-get install prometheus); .ci/run installs it")
 	}
-	var targets []TargetConfig
+	var targets []config.TargetConfig
 	var addrs []string
 	for _, engine := range []string{"vllm", "sglang", "tgi"} {
 		firsts, _ := filepath.Glob(filepath.Join("profiles", "testdata", engine, "*_t00.prom"))
@@ -120,7 +121,7 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 		for _, f := range firsts {
 			srv := httptest.NewServer(loadLinearExposition(t, f, strings.Replace(f, "_t00", "_t15", 1)))
 			t.Cleanup(srv.Close)
-			targets = append(targets, TargetConfig{URL: URL(srv.URL + "/metrics")})
+			targets = append(targets, config.TargetConfig{URL: config.URL(srv.URL + "/metrics")})
 			addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
 		}
 	}
@@ -156,10 +157,10 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
-	cfg.Global.ScrapeInterval = Duration(time.Second)
-	cfg.Global.ScrapeTimeout = Duration(900 * time.Millisecond)
-	cfg.Collector.RateWindow = Duration(10 * time.Second)
+	cfg := config.Default()
+	cfg.Global.ScrapeInterval = config.Duration(time.Second)
+	cfg.Global.ScrapeTimeout = config.Duration(900 * time.Millisecond)
+	cfg.Collector.RateWindow = config.Duration(10 * time.Second)
 	cfg.Source.Targets = targets
 	if err := embedded.ApplyConfig(cfg); err != nil {
 		t.Fatal(err)
@@ -167,9 +168,9 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 	go func() { _ = embedded.Run() }()
 	t.Cleanup(embedded.Stop)
 
-	rcfg := DefaultRemoteConfig()
-	rcfg.URL = URL("http://" + promAddr)
-	rcfg.QueryTimeout = Duration(10 * time.Second)
+	rcfg := config.DefaultRemoteConfig()
+	rcfg.URL = config.URL("http://" + promAddr)
+	rcfg.QueryTimeout = config.Duration(10 * time.Second)
 	remote, err := NewRemoteSource(rcfg, testMetrics())
 	if err != nil {
 		t.Fatal(err)

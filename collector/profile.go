@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -125,7 +126,7 @@ func ParseProfile(file string, content []byte) (*Profile, []error) {
 	g := groups.Groups[0]
 	prof := &Profile{Engine: g.Name, File: file}
 	var perrs []error
-	if err := checkEngineName(g.Name); err != nil {
+	if err := config.CheckEngineName(g.Name); err != nil {
 		perrs = append(perrs, fmt.Errorf("%s: group name: %w", file, err))
 	}
 	for i, r := range g.Rules {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	commonconfig "github.com/prometheus/common/config"
@@ -19,14 +20,14 @@ import (
 // Prometheus, Thanos, Mimir, Cortex, VictoriaMetrics.
 type RemoteSource struct {
 	api     promv1.API
-	cfg     RemoteConfig
+	cfg     config.RemoteConfig
 	metrics *Metrics
 	// sleep waits between retries; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
 }
 
 // NewRemoteSource builds a client from cfg's HTTP settings.
-func NewRemoteSource(cfg RemoteConfig, m *Metrics) (*RemoteSource, error) {
+func NewRemoteSource(cfg config.RemoteConfig, m *Metrics) (*RemoteSource, error) {
 	rt, err := commonconfig.NewRoundTripperFromConfig(cfg.HTTPClientConfig, "perfagent")
 	if err != nil {
 		return nil, fmt.Errorf("building HTTP client for %s: %w", cfg.URL, err)

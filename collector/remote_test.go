@@ -9,16 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	commonconfig "github.com/prometheus/common/config"
 )
 
-func newTestRemote(t *testing.T, h http.HandlerFunc, mutate func(*RemoteConfig)) (*RemoteSource, *Metrics) {
+func newTestRemote(t *testing.T, h http.HandlerFunc, mutate func(*config.RemoteConfig)) (*RemoteSource, *Metrics) {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	cfg := DefaultRemoteConfig()
-	cfg.URL = URL(srv.URL)
+	cfg := config.DefaultRemoteConfig()
+	cfg.URL = config.URL(srv.URL)
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -71,10 +72,10 @@ func TestRemoteQueryGivesUpAndReportsDown(t *testing.T) {
 	src, m := newTestRemote(t, func(w http.ResponseWriter, _ *http.Request) {
 		calls.Add(1)
 		w.WriteHeader(http.StatusBadGateway)
-	}, func(c *RemoteConfig) { c.Retries = 2 })
+	}, func(c *config.RemoteConfig) { c.Retries = 2 })
 	_, err := src.Query(context.Background(), "up", time.Now())
 	if err == nil || !strings.Contains(err.Error(), `querying http://127.0.0.1`) || !strings.Contains(err.Error(), `"up"`) {
-		t.Fatalf("error = %v, want one naming the URL and the query", err)
+		t.Fatalf("error = %v, want one naming the config.URL and the query", err)
 	}
 	if got := calls.Load(); got != 3 {
 		t.Errorf("calls = %d, want 1 + 2 retries", got)
@@ -119,7 +120,7 @@ func TestRemoteQueryRangeAndAuth(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"success","data":{"resultType":"matrix","result":[
 {"metric":{"instance":"a:1"},"values":[[1700000000,"1"],[1700000015,"2"]]}]}}`))
-	}, func(c *RemoteConfig) {
+	}, func(c *config.RemoteConfig) {
 		c.HTTPClientConfig.BasicAuth = &commonconfig.BasicAuth{Username: "agent", Password: "s3cret"}
 	})
 	start := time.Unix(1700000000, 0)

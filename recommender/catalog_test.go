@@ -8,9 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"go.yaml.in/yaml/v3"
 
-	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/signals"
 )
 
@@ -142,19 +143,19 @@ func TestDocsListCatalog(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := config.DefaultRecommenderConfig()
 	if errs := cfg.Validate(); len(errs) != 0 {
 		t.Fatalf("default config: %v", errs)
 	}
 	cfg.Objectives.ITLP95Seconds = 0
 	cfg.Memory.MaxFraction = 1.2
 	cfg.Memory.ReservedBytes = map[string]float64{"llamacpp": 1}
-	cfg.Models = []ModelConfig{{Name: "m", Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2}, {Name: "m", Layers: 0, KVHeads: 8, HeadDim: 128, DTypeBytes: 2}}
+	cfg.Models = []config.ModelConfig{{Name: "m", Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2}, {Name: "m", Layers: 0, KVHeads: 8, HeadDim: 128, DTypeBytes: 2}}
 	var got []string
 	for _, err := range cfg.Validate() {
-		var fe *collector.FieldError
+		var fe *config.FieldError
 		if !errors.As(err, &fe) {
-			t.Fatalf("%v is not a *collector.FieldError", err)
+			t.Fatalf("%v is not a *config.FieldError", err)
 		}
 		got = append(got, fe.Path)
 	}

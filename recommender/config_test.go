@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"go.yaml.in/yaml/v3"
 
 	"github.com/optiinfra/perfagent/collector"
@@ -25,22 +27,22 @@ models:
     dtype_bytes: 2
     gpu_memory_bytes: 85899345920
 `
-	var got Config
+	var got config.RecommenderConfig
 	dec := yaml.NewDecoder(strings.NewReader(in))
 	dec.KnownFields(true)
 	if err := dec.Decode(&got); err != nil {
 		t.Fatal(err)
 	}
 	// Unset fields keep the defaults: TTFT 0.5 s, max fraction 0.95, SGLang 6 GiB.
-	want := Config{
-		Objectives: Objectives{TTFTP95Seconds: 0.5, ITLP95Seconds: 0.03},
-		Memory:     MemoryConfig{MaxFraction: 0.95, ReservedBytes: map[string]float64{signals.EngineVLLM: 2 * gib, signals.EngineSGLang: 6 * gib}},
-		Models:     []ModelConfig{{Name: llama, Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2, GPUMemoryBytes: 80 * gib}},
+	want := config.RecommenderConfig{
+		Objectives: config.Objectives{TTFTP95Seconds: 0.5, ITLP95Seconds: 0.03},
+		Memory:     config.MemoryConfig{MaxFraction: 0.95, ReservedBytes: map[string]float64{signals.EngineVLLM: 2 * gib, signals.EngineSGLang: 6 * gib}},
+		Models:     []config.ModelConfig{{Name: llama, Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2, GPUMemoryBytes: 80 * gib}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)
 	}
-	var bad Config
+	var bad config.RecommenderConfig
 	dec = yaml.NewDecoder(strings.NewReader("objectives: {ttft_seconds: 1}\n"))
 	dec.KnownFields(true)
 	if err := dec.Decode(&bad); err == nil || !strings.Contains(err.Error(), "line 1: field ttft_seconds not found") {
@@ -61,7 +63,7 @@ func TestObjectivesOverride(t *testing.T) {
 		History:   map[string][]Point{"gpu-1:8000": linearHistory(0.01, 0.0003, 20, 40, 60, 80, 100, 120, 140, 160, 180, 200)},
 		Findings:  []Finding{finding("B5", "LLMDecodeBoundITL", inst, 0.07, "lower_max_num_seqs")},
 	}
-	r := newTestRecommender(t, DefaultConfig())
+	r := newTestRecommender(t, config.DefaultRecommenderConfig())
 	for _, tc := range []struct {
 		itl  float64
 		want string
@@ -80,7 +82,7 @@ func TestB1B3Consistent(t *testing.T) {
 	inst := vllmB1()
 	inst.Settings["max_num_seqs"] = collector.Setting{Value: "256", Source: collector.SettingFromMetrics}
 	// C_kv = ⌊0.9 × 327680 / 1200⌋ = 245 < 256: B1 lowers to 245, B3 has nothing to raise.
-	rep := newTestRecommender(t, DefaultConfig()).Analyze(testNow, Input{
+	rep := newTestRecommender(t, config.DefaultRecommenderConfig()).Analyze(testNow, Input{
 		Instances: []*collector.Instance{inst},
 		Findings: []Finding{
 			finding("B3", "LLMConcurrencyCapBound", inst, 200, "raise_max_num_seqs"),
@@ -105,7 +107,7 @@ func TestTriageConflictSGLang(t *testing.T) {
 		Signals:  []signals.Value{sig(sigKVUsage, "", 0.8), sig(sigWaiting, "", 5), sig(sigPreemptions, "", 0.5)},
 	}
 	// B1: 1.0 × 1.3 = 1.3. B2: max(0.3, ⌊1.0 × 0.8 / 0.9 × 100⌋ / 100) = 0.88. B1 comes first.
-	rep := newTestRecommender(t, DefaultConfig()).Analyze(testNow, Input{
+	rep := newTestRecommender(t, config.DefaultRecommenderConfig()).Analyze(testNow, Input{
 		Instances: []*collector.Instance{inst},
 		Findings: []Finding{
 			finding("B2", "LLMRequestQueueing", inst, 5, "lower_schedule_conservativeness"),
@@ -132,7 +134,7 @@ func TestTriageConflictSGLang(t *testing.T) {
 // TestApplyConfigConcurrent runs passes while the configuration changes;
 // run with -race.
 func TestApplyConfigConcurrent(t *testing.T) {
-	r := newTestRecommender(t, DefaultConfig())
+	r := newTestRecommender(t, config.DefaultRecommenderConfig())
 	inst := vllmB1()
 	in := Input{Instances: []*collector.Instance{inst}, Findings: []Finding{finding("B1", "LLMKVCachePressure", inst, 2, "raise_gpu_memory_utilization")}}
 	done := make(chan struct{})
@@ -152,7 +154,7 @@ func TestApplyConfigConcurrent(t *testing.T) {
 	if got := r.Analyze(testNow, in).Recommendations; len(got) != 1 || got[0].Action.Proposed != "0.95" {
 		t.Errorf("after ApplyConfig: %+v", got)
 	}
-	bad := DefaultConfig()
+	bad := config.DefaultRecommenderConfig()
 	bad.Memory.MaxFraction = 0
 	if err := r.ApplyConfig(bad); err == nil || !strings.Contains(err.Error(), "recommender.memory.max_fraction") {
 		t.Errorf("invalid config accepted: %v", err)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/signals"
 )
@@ -110,7 +112,7 @@ func line(lines []string, i int) string {
 	return "(end of file)"
 }
 
-func newTestRecommender(t *testing.T, cfg Config) *Recommender {
+func newTestRecommender(t *testing.T, cfg config.RecommenderConfig) *Recommender {
 	t.Helper()
 	r, err := New(Options{Config: &cfg})
 	if err != nil {

@@ -3,6 +3,8 @@ package recommender
 import (
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/optiinfra/perfagent/collector"
 )
 
@@ -72,16 +74,6 @@ type Model struct {
 	TensorParallelSize int `json:"tensor_parallel_size"`
 }
 
-// Objectives are the latency targets recommendations are sized for.
-// A zero field takes the Recommender's configured default.
-type Objectives struct {
-	TTFTP95Seconds float64 `yaml:"ttft_p95_seconds" json:"ttft_p95_seconds"`
-	ITLP95Seconds  float64 `yaml:"itl_p95_seconds" json:"itl_p95_seconds"`
-	// QueueWaitP95Seconds is the target p95 queue wait for replica
-	// sizing; zero derives it from the TTFT target (docs/recommendations.md).
-	QueueWaitP95Seconds float64 `yaml:"queue_wait_p95_seconds,omitempty" json:"queue_wait_p95_seconds,omitempty"`
-}
-
 // Input is everything one recommendation pass reads.
 type Input struct {
 	Findings []Finding `json:"findings"`
@@ -95,7 +87,7 @@ type Input struct {
 	// empty means "0.95".
 	HistoryQuantile string `json:"history_quantile,omitempty"`
 	// Objectives override the configured objectives field by field.
-	Objectives Objectives `json:"objectives"`
+	Objectives config.Objectives `json:"objectives"`
 	// Models by model name override the configured model shapes.
 	Models map[string]Model `json:"models,omitempty"`
 }

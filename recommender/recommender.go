@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/optiinfra/perfagent/collector"
 )
 
@@ -43,7 +45,7 @@ type Options struct {
 	// Catalog defaults to the embedded catalog.
 	Catalog *Catalog
 	// Config defaults to DefaultConfig().
-	Config *Config
+	Config *config.RecommenderConfig
 }
 
 // Recommender turns findings into ranked recommendations. It is safe for
@@ -51,7 +53,7 @@ type Options struct {
 type Recommender struct {
 	mtx sync.RWMutex
 	cat *Catalog
-	cfg Config
+	cfg config.RecommenderConfig
 }
 
 // ErrNoStrategy is returned when a catalog id has no strategy.
@@ -71,7 +73,7 @@ func New(o Options) (*Recommender, error) {
 			return nil, fmt.Errorf("%w %q", ErrNoStrategy, d.ID)
 		}
 	}
-	r := &Recommender{cat: cat, cfg: DefaultConfig()}
+	r := &Recommender{cat: cat, cfg: config.DefaultRecommenderConfig()}
 	if o.Config != nil {
 		if err := r.ApplyConfig(*o.Config); err != nil {
 			return nil, err
@@ -81,7 +83,7 @@ func New(o Options) (*Recommender, error) {
 }
 
 // ApplyConfig puts cfg in force for the next Analyze. See PrepareConfig.
-func (r *Recommender) ApplyConfig(cfg Config) error {
+func (r *Recommender) ApplyConfig(cfg config.RecommenderConfig) error {
 	commit, err := r.PrepareConfig(cfg)
 	if err != nil {
 		return err
@@ -92,7 +94,7 @@ func (r *Recommender) ApplyConfig(cfg Config) error {
 
 // PrepareConfig checks cfg without touching the one in force; the
 // returned commit puts it in force.
-func (r *Recommender) PrepareConfig(cfg Config) (commit func(), err error) {
+func (r *Recommender) PrepareConfig(cfg config.RecommenderConfig) (commit func(), err error) {
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("invalid recommender configuration: %w", errors.Join(errs...))
 	}
@@ -111,7 +113,7 @@ func (r *Recommender) Analyze(now time.Time, in Input) Report {
 	r.mtx.RLock()
 	cfg := r.cfg
 	r.mtx.RUnlock()
-	e := &env{now: now, in: in, cfg: cfg, cat: r.cat, obj: cfg.Objectives, models: cfg.models()}
+	e := &env{now: now, in: in, cfg: cfg, cat: r.cat, obj: cfg.Objectives, models: configuredModels(cfg)}
 	maps.Copy(e.models, in.Models)
 	if in.Objectives.TTFTP95Seconds > 0 {
 		e.obj.TTFTP95Seconds = in.Objectives.TTFTP95Seconds
@@ -319,4 +321,17 @@ func proposal(r Recommendation) string {
 		return fmt.Sprintf("%d → %d replicas", r.Action.From, r.Action.To)
 	}
 	return r.Action.Current + " → " + r.Action.Proposed
+}
+
+// configuredModels returns the configured models by name.
+func configuredModels(c config.RecommenderConfig) map[string]Model {
+	out := make(map[string]Model, len(c.Models))
+	for _, m := range c.Models {
+		out[m.Name] = Model{
+			Shape:              ModelShape{Parameters: m.Parameters, Layers: m.Layers, KVHeads: m.KVHeads, HeadDim: m.HeadDim, DTypeBytes: m.DTypeBytes},
+			GPU:                GPU{MemoryBytes: m.GPUMemoryBytes},
+			TensorParallelSize: m.TensorParallelSize,
+		}
+	}
+	return out
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/signals"
 )
@@ -15,9 +17,9 @@ import (
 const llama = "meta-llama/Llama-3.1-8B-Instruct"
 
 // llamaConfig describes Llama-3.1-8B on an 80 GiB GPU.
-func llamaConfig() Config {
-	cfg := DefaultConfig()
-	cfg.Models = []ModelConfig{{Name: llama, Parameters: 8.03e9, Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2, GPUMemoryBytes: 80 * gib}}
+func llamaConfig() config.RecommenderConfig {
+	cfg := config.DefaultRecommenderConfig()
+	cfg.Models = []config.ModelConfig{{Name: llama, Parameters: 8.03e9, Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2, GPUMemoryBytes: 80 * gib}}
 	return cfg
 }
 
@@ -111,10 +113,10 @@ func TestAnalyze(t *testing.T) {
 		},
 		{
 			name: "B2 scale out with Little's law and Erlang C",
-			cfg:  DefaultConfig(),
+			cfg:  config.DefaultRecommenderConfig(),
 			in: Input{
 				Instances:  []*collector.Instance{tgi},
-				Objectives: Objectives{QueueWaitP95Seconds: 5},
+				Objectives: config.Objectives{QueueWaitP95Seconds: 5},
 				Findings:   []Finding{finding("B2", "LLMRequestQueueing", tgi, 4, "scale_out", "raise_max_concurrent_requests", "lower_schedule_conservativeness")},
 			},
 			// S = R/λ = 2/1 = 2 s; c = max_concurrent_requests = 2.
@@ -127,7 +129,7 @@ func TestAnalyze(t *testing.T) {
 		},
 		{
 			name: "B4 and B8 conflict on max_num_batched_tokens: B4 comes first in the triage order",
-			cfg:  DefaultConfig(),
+			cfg:  config.DefaultRecommenderConfig(),
 			in: Input{
 				Instances: []*collector.Instance{vllmB4B8},
 				// B8 listed first: the triage order, not the input order, decides.
@@ -144,7 +146,7 @@ func TestAnalyze(t *testing.T) {
 		},
 		{
 			name: "B1 with no model shape: memory strategies skip, the batch is capped at C_kv",
-			cfg:  DefaultConfig(),
+			cfg:  config.DefaultRecommenderConfig(),
 			in: Input{
 				Instances: []*collector.Instance{vllmB1()},
 				Findings:  []Finding{finding("B1", "LLMKVCachePressure", vllmB1(), 2, "raise_gpu_memory_utilization", "fp8_kv_cache", "lower_max_num_seqs")},
@@ -177,7 +179,7 @@ func TestAnalyze(t *testing.T) {
 // case's comment, are checked against it independently of that file.
 type analyzeCase struct {
 	name   string
-	cfg    Config
+	cfg    config.RecommenderConfig
 	in     Input
 	golden string
 	// actions are the recommendations in rank order, as actionSummary

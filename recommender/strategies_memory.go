@@ -15,6 +15,9 @@ var memorySetting = map[string]string{
 
 // memoryGrowth is f' = min(max_fraction, f + ((1 − f)·G − reserved)/G),
 // rounded down to 0.01; ok is false when an input is missing.
+// gib is a gibibyte, the unit of memory in rationales.
+const gib = 1 << 30
+
 func (b *builder) memoryGrowth() (f, fNew, gpu float64, why string, ok bool) {
 	name := memorySetting[b.inst.Engine]
 	f, ok1 := b.number(name, "")

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/signals"
 )
@@ -44,7 +46,7 @@ func TestAnalyzeStrategies(t *testing.T) {
 	runAnalyze(t, []analyzeCase{
 		{
 			name: "B6 scale in to the fewest replicas that meet the queue target",
-			cfg:  DefaultConfig(),
+			cfg:  config.DefaultRecommenderConfig(),
 			in: Input{
 				Instances: idle,
 				Findings: []Finding{
@@ -63,7 +65,7 @@ func TestAnalyzeStrategies(t *testing.T) {
 		},
 		{
 			name: "B5 caps the batch at B*, B7 turns prefix caching on; ranked by triage order",
-			cfg:  DefaultConfig(),
+			cfg:  config.DefaultRecommenderConfig(),
 			in: Input{
 				Instances: []*collector.Instance{itl},
 				History:   map[string][]Point{"v:8000": linearHistory(0.02, 0.00026, 40, 80, 120, 160, 200, 240)},
@@ -79,7 +81,7 @@ func TestAnalyzeStrategies(t *testing.T) {
 		},
 		{
 			name: "TGI raises the admission limit within the token budget; SGLang admits more; errors first",
-			cfg:  DefaultConfig(),
+			cfg:  config.DefaultRecommenderConfig(),
 			in: Input{
 				Instances: []*collector.Instance{tgi, sg},
 				Findings: []Finding{
@@ -97,7 +99,7 @@ func TestAnalyzeStrategies(t *testing.T) {
 		},
 		{
 			name: "B5 when α alone misses the ITL target: nothing to cap",
-			cfg:  DefaultConfig(),
+			cfg:  config.DefaultRecommenderConfig(),
 			in: Input{
 				Instances: []*collector.Instance{slow},
 				History:   map[string][]Point{"slow:8000": linearHistory(0.06, 0.0001, 20, 40, 60, 80, 100)},
@@ -120,10 +122,10 @@ func TestReplicasUtilizationMargin(t *testing.T) {
 			Signals:  []signals.Value{sig(sigRPS, "", 9.2/3), sig(sigRunning, "", 9.2/3), sig(sigWaiting, "", 0)},
 		})
 	}
-	r := newTestRecommender(t, DefaultConfig())
+	r := newTestRecommender(t, config.DefaultRecommenderConfig())
 	recs := r.Analyze(testNow, Input{
 		Instances:  insts,
-		Objectives: Objectives{QueueWaitP95Seconds: 100},
+		Objectives: config.Objectives{QueueWaitP95Seconds: 100},
 		Findings:   []Finding{finding("B6", "LLMUnderutilized", insts[0], 0.1, "scale_in")},
 	}).Recommendations
 	// S = 9.2 / 9.2 = 1 s, c = 10. One replica: ρ = 9.2/10 = 0.92 > 0.9, although its p95 wait,

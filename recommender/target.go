@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/signals"
 )
@@ -386,8 +388,8 @@ func ptr(v float64) *float64 { return &v }
 type env struct {
 	now    time.Time
 	in     Input
-	obj    Objectives
+	obj    config.Objectives
 	models map[string]Model
-	cfg    Config
+	cfg    config.RecommenderConfig
 	cat    *Catalog
 }

@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -343,7 +344,7 @@ func TestManagerEvidence(t *testing.T) {
 	if err := m.Update(BuiltinFiles()); err != nil {
 		t.Fatal(err)
 	}
-	fast := []SLOTarget{{Model: "fast", ITLP95: model.Duration(30 * time.Millisecond)}}
+	fast := []config.SLOTarget{{Model: "fast", ITLP95: config.Duration(30 * time.Millisecond)}}
 	quantile := func(l labels.Labels, q string) labels.Labels { return labels.NewBuilder(l).Set("quantile", q).Labels() }
 	for i := range 6 {
 		ts := t0.Add(time.Duration(i) * time.Minute)

@@ -1,11 +1,10 @@
 package rules
 
 import (
-	"errors"
 	"fmt"
-	"math"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -36,52 +35,18 @@ const (
 	DefaultErrorRatio = 0.05
 )
 
-// SLOTarget is the service-level objective of one model. A zero field
-// means "no target of its own": the default target applies.
-type SLOTarget struct {
-	// Model is the served model name; empty makes this the default target.
-	Model string `yaml:"model" json:"model"`
-	// TTFTP95 is the target 95th percentile of time to first token.
-	TTFTP95 model.Duration `yaml:"ttft_p95,omitempty" json:"ttft_p95,omitempty"`
-	// ITLP95 is the target 95th percentile of inter-token latency.
-	ITLP95 model.Duration `yaml:"itl_p95,omitempty" json:"itl_p95,omitempty"`
-	// ErrorRatio is the highest acceptable share of failed requests (0..1).
-	ErrorRatio float64 `yaml:"error_ratio,omitempty" json:"error_ratio,omitempty"`
-}
-
-// ValidateSLOTargets reports targets that are out of range or repeat a
-// model; AppendSLOTargets calls it, configuration loading should too.
-func ValidateSLOTargets(targets []SLOTarget) error {
-	seen := map[string]bool{}
-	var errs []error
-	for i, t := range targets {
-		name := fmt.Sprintf("slo target %d (model %q)", i, t.Model)
-		if seen[t.Model] {
-			errs = append(errs, fmt.Errorf("%s: model repeated", name))
-		}
-		seen[t.Model] = true
-		if t.TTFTP95 < 0 || t.ITLP95 < 0 {
-			errs = append(errs, fmt.Errorf("%s: latency targets must not be negative", name))
-		}
-		if t.ErrorRatio < 0 || t.ErrorRatio > 1 || math.IsNaN(t.ErrorRatio) {
-			errs = append(errs, fmt.Errorf("%s: error_ratio must be between 0 and 1", name))
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // AppendSLOTargets appends, at ts (milliseconds), one sample per set field
 // of every target, and the default target (model label absent): the
 // configured one where given, field by field, else DefaultTTFTP95,
 // DefaultITLP95 and DefaultErrorRatio. Call it every collection cycle so
 // the series never go stale; a target removed from the configuration
 // disappears after the lookback delta (5 minutes).
-func AppendSLOTargets(app storage.Appender, ts int64, targets []SLOTarget) error {
-	if err := ValidateSLOTargets(targets); err != nil {
+func AppendSLOTargets(app storage.Appender, ts int64, targets []config.SLOTarget) error {
+	if err := config.ValidateSLOTargets(targets); err != nil {
 		return err
 	}
-	def := SLOTarget{TTFTP95: model.Duration(DefaultTTFTP95), ITLP95: model.Duration(DefaultITLP95), ErrorRatio: DefaultErrorRatio}
-	all := make([]SLOTarget, 0, len(targets)+1)
+	def := config.SLOTarget{TTFTP95: config.Duration(DefaultTTFTP95), ITLP95: config.Duration(DefaultITLP95), ErrorRatio: DefaultErrorRatio}
+	all := make([]config.SLOTarget, 0, len(targets)+1)
 	for _, t := range targets {
 		if t.Model != "" {
 			all = append(all, t)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
 )
@@ -15,7 +17,7 @@ import (
 func TestAppendSLOTargets(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		targets []SLOTarget
+		targets []config.SLOTarget
 		want    []string
 		wantErr string
 	}{
@@ -29,9 +31,9 @@ func TestAppendSLOTargets(t *testing.T) {
 		},
 		{
 			name: "configured default overrides field by field, models keep their own fields",
-			targets: []SLOTarget{
-				{TTFTP95: model.Duration(time.Second)},
-				{Model: "big", TTFTP95: model.Duration(2 * time.Second), ErrorRatio: 0.01},
+			targets: []config.SLOTarget{
+				{TTFTP95: config.Duration(time.Second)},
+				{Model: "big", TTFTP95: config.Duration(2 * time.Second), ErrorRatio: 0.01},
 			},
 			want: []string{
 				`perfagent_slo_error_ratio 0.05`,
@@ -43,12 +45,12 @@ func TestAppendSLOTargets(t *testing.T) {
 		},
 		{
 			name:    "repeated model",
-			targets: []SLOTarget{{Model: "m", ErrorRatio: 0.1}, {Model: "m", ErrorRatio: 0.2}},
+			targets: []config.SLOTarget{{Model: "m", ErrorRatio: 0.1}, {Model: "m", ErrorRatio: 0.2}},
 			wantErr: `slo target 1 (model "m"): model repeated`,
 		},
 		{
 			name:    "out of range",
-			targets: []SLOTarget{{Model: "m", ErrorRatio: 2, ITLP95: model.Duration(-time.Second)}},
+			targets: []config.SLOTarget{{Model: "m", ErrorRatio: 2, ITLP95: config.Duration(-time.Second)}},
 			wantErr: `slo target 0 (model "m"): latency targets must not be negative` + "\n" + `slo target 0 (model "m"): error_ratio must be between 0 and 1`,
 		},
 	} {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/prometheus/common/model"
 
 	"github.com/optiinfra/perfagent/recommender"
@@ -66,7 +68,7 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 	if len(sc.Fleet.Truth) == 0 {
 		return nil, nil
 	}
-	cfg := recommender.DefaultConfig()
+	cfg := config.DefaultRecommenderConfig()
 	cfg.Models = modelConfigs(sc)
 	rec, err := recommender.New(recommender.Options{Config: &cfg})
 	if err != nil {
@@ -174,15 +176,15 @@ func topRecommendation(rep recommender.Report, instance string) *recommender.Rec
 // Servers of one model name are assumed to share a GPU type (true of the
 // library; the recommender keys shapes by model); the last one described
 // counts.
-func modelConfigs(sc simulator.Scenario) []recommender.ModelConfig {
-	var out []recommender.ModelConfig
+func modelConfigs(sc simulator.Scenario) []config.ModelConfig {
+	var out []config.ModelConfig
 	at := map[string]int{}
 	for _, s := range sc.Fleet.Servers {
 		m := s.Model
 		if m.Name == "" || m.Layers == 0 || s.GPU.MemoryGiB == 0 {
 			continue
 		}
-		mc := recommender.ModelConfig{Name: m.Name, Parameters: m.ParametersB * 1e9, Layers: m.Layers, KVHeads: m.KVHeads, HeadDim: m.HeadDim,
+		mc := config.ModelConfig{Name: m.Name, Parameters: m.ParametersB * 1e9, Layers: m.Layers, KVHeads: m.KVHeads, HeadDim: m.HeadDim,
 			DTypeBytes: m.DtypeBytes, GPUMemoryBytes: s.GPU.MemoryGiB * (1 << 30)}
 		if i, ok := at[m.Name]; ok {
 			out[i] = mc

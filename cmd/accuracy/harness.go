@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -89,7 +91,7 @@ type replay struct {
 	pipe    *agent.Pipeline
 	servers map[string]*simulator.Server // by instance (listen address)
 	firing  map[Detection][]time.Duration
-	cfg     collector.Config
+	cfg     config.Config
 	profs   []*collector.Profile
 }
 
@@ -109,10 +111,10 @@ func newReplay(sc simulator.Scenario, o Options, rec *recommender.Recommender) (
 		_ = store.Close()
 		return nil, err
 	}
-	cfg := collector.DefaultConfig()
-	cfg.Global.ScrapeInterval = collector.Duration(o.Interval)
-	cfg.Global.EvaluationInterval = collector.Duration(o.Interval)
-	cfg.Collector.RateWindow = collector.Duration(o.RateWindow)
+	cfg := config.Default()
+	cfg.Global.ScrapeInterval = config.Duration(o.Interval)
+	cfg.Global.EvaluationInterval = config.Duration(o.Interval)
+	cfg.Collector.RateWindow = config.Duration(o.RateWindow)
 	coll := collector.New(collector.Options{Metrics: collector.NewMetrics(prometheus.NewRegistry()), Store: store})
 	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store.DB(), Appendable: store.DB(), QueryFunc: store.QueryFunc(), EvaluationInterval: o.Interval})
 	if err := mgr.Update(rules.BuiltinFiles()); err != nil {
@@ -163,7 +165,7 @@ func (r *replay) applyFacts() error {
 				settings[k] = x
 			}
 		}
-		r.cfg.Instances = append(r.cfg.Instances, collector.InstanceConfig{Instance: s.Listen(), Model: st.Model, Settings: settings})
+		r.cfg.Instances = append(r.cfg.Instances, config.InstanceConfig{Instance: s.Listen(), Model: st.Model, Settings: settings})
 	}
 	return r.coll.ApplyConfig(r.cfg, r.store, r.profs)
 }

@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
@@ -51,7 +53,7 @@ type analyzedRecommendation struct {
 // recommendations too, marked as such, and a note says which rules the
 // window is too short for.
 func analyze(ctx context.Context, configFile, format string, stdout, stderr io.Writer, now func() time.Time) int {
-	cfg, err := loadConfig(configFile)
+	cfg, err := config.LoadFile(configFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "perfagent analyze: %v\n", err)
 		return exitUsage
@@ -61,7 +63,7 @@ func analyze(ctx context.Context, configFile, format string, stdout, stderr io.W
 		fmt.Fprintf(stderr, "perfagent analyze: %s\n", joinErrors(errs))
 		return exitUsage
 	}
-	ruleFiles, err := cfg.ruleFiles(configFile)
+	ruleFiles, err := ruleFiles(cfg, configFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "perfagent analyze: %v\n", err)
 		return exitUsage
@@ -91,7 +93,7 @@ func analyze(ctx context.Context, configFile, format string, stdout, stderr io.W
 	return exitSuccess
 }
 
-func runAnalysis(ctx context.Context, cfg *Config, profs []*collector.Profile, ruleFiles []string, now func() time.Time, stderr io.Writer) (*analysis, error) {
+func runAnalysis(ctx context.Context, cfg *config.Config, profs []*collector.Profile, ruleFiles []string, now func() time.Time, stderr io.Writer) (*analysis, error) {
 	dir, err := os.MkdirTemp("", "perfagent-analyze-")
 	if err != nil {
 		return nil, err
@@ -121,7 +123,7 @@ func runAnalysis(ctx context.Context, cfg *Config, profs []*collector.Profile, r
 		if err != nil {
 			return nil, err
 		}
-		if err := scraper.ApplyConfig(cfg.Config); err != nil {
+		if err := scraper.ApplyConfig(*cfg); err != nil {
 			return nil, err
 		}
 		go func() { _ = scraper.Run() }()
@@ -137,7 +139,7 @@ func runAnalysis(ctx context.Context, cfg *Config, profs []*collector.Profile, r
 		windowWhy = fmt.Sprintf("embedded mode evaluates the rules once, after scraping for %s", wait)
 	}
 	coll := collector.New(collector.Options{Metrics: metrics, Store: store})
-	if err := coll.ApplyConfig(cfg.Config, src, profs); err != nil {
+	if err := coll.ApplyConfig(*cfg, src, profs); err != nil {
 		return nil, err
 	}
 	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store.DB(), Appendable: store.DB(), QueryFunc: store.QueryFunc(), EvaluationInterval: interval, Disabled: cfg.Rules.Disabled})

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 
@@ -116,7 +118,7 @@ func checkConfig(files []string, stdout, stderr io.Writer) int {
 	code := exitSuccess
 	for _, file := range files {
 		fmt.Fprintf(stdout, "Checking %s\n", file)
-		cfg, err := loadConfig(file)
+		cfg, err := config.LoadFile(file)
 		if err != nil {
 			fmt.Fprintf(stderr, "  FAILED:\n%s\n", indent(err.Error()))
 			code = exitFailure

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/rules"
 )
@@ -17,7 +19,7 @@ import (
 // changes every part or none.
 type reloader struct {
 	name    string
-	prepare func(cfg *Config) (commit func(), err error)
+	prepare func(cfg *config.Config) (commit func(), err error)
 }
 
 // reloaders are the parts of the daemon that a configuration reaches, in
@@ -27,13 +29,13 @@ func (a *daemon) reloaders() []reloader {
 		{"restart", a.needsRestart},
 		{"collector", a.prepareCollector},
 		{"rules", a.prepareRules},
-		{"recommender", func(cfg *Config) (func(), error) { return a.rec.PrepareConfig(cfg.Recommender) }},
-		{"pipeline", func(cfg *Config) (func(), error) { return a.pipeline.PrepareConfig(pipelineConfig(cfg)) }},
+		{"recommender", func(cfg *config.Config) (func(), error) { return a.rec.PrepareConfig(cfg.Recommender) }},
+		{"pipeline", func(cfg *config.Config) (func(), error) { return a.pipeline.PrepareConfig(pipelineConfig(cfg)) }},
 	}
 	if a.workflows != nil {
 		rs = append(rs, reloader{"workflow", a.prepareWorkflows})
 	}
-	return append(rs, reloader{"daemon", func(cfg *Config) (func(), error) {
+	return append(rs, reloader{"daemon", func(cfg *config.Config) (func(), error) {
 		return func() {
 			a.mtx.Lock()
 			a.cfg = cfg
@@ -44,7 +46,7 @@ func (a *daemon) reloaders() []reloader {
 
 // apply puts cfg in force through every reloader; on error nothing
 // changes and the error names the part that refused.
-func (a *daemon) apply(cfg *Config) error {
+func (a *daemon) apply(cfg *config.Config) error {
 	rs := a.reloaders()
 	commits := make([]func(), 0, len(rs))
 	for _, r := range rs {
@@ -73,7 +75,7 @@ func (a *daemon) reload() (err error) {
 		a.reloadTimestamp.SetToCurrentTime()
 		a.logger.Info("Completed loading of configuration file", "filename", a.flags.configFile, "totalDuration", time.Since(start))
 	}()
-	cfg, err := loadConfig(a.flags.configFile)
+	cfg, err := config.LoadFile(a.flags.configFile)
 	if err != nil {
 		return err
 	}
@@ -85,7 +87,7 @@ func (a *daemon) reload() (err error) {
 
 // needsRestart refuses the few changes a running agent cannot take: the
 // source's mode, turning workflows on or off, and the settings probes.
-func (a *daemon) needsRestart(cfg *Config) (func(), error) {
+func (a *daemon) needsRestart(cfg *config.Config) (func(), error) {
 	old := a.config()
 	if old == nil {
 		return func() {}, nil
@@ -105,7 +107,7 @@ func (a *daemon) needsRestart(cfg *Config) (func(), error) {
 
 // prepareCollector loads the engine profiles and builds the source: a new
 // client for a remote Prometheus, or the scrape clocks and targets.
-func (a *daemon) prepareCollector(cfg *Config) (func(), error) {
+func (a *daemon) prepareCollector(cfg *config.Config) (func(), error) {
 	profs, errs := loadProfiles(a.flags.configFile, cfg)
 	if len(errs) > 0 {
 		return nil, errors.New(joinErrors(errs))
@@ -119,13 +121,13 @@ func (a *daemon) prepareCollector(cfg *Config) (func(), error) {
 		}
 		src = remote
 	} else {
-		commit, err := a.scraper.PrepareConfig(cfg.Config)
+		commit, err := a.scraper.PrepareConfig(*cfg)
 		if err != nil {
 			return nil, err
 		}
 		src, commitSource = a.scraper, commit
 	}
-	commitCollector, err := a.coll.PrepareConfig(cfg.Config, src, profs)
+	commitCollector, err := a.coll.PrepareConfig(*cfg, src, profs)
 	if err != nil {
 		return nil, err
 	}
@@ -137,8 +139,8 @@ func (a *daemon) prepareCollector(cfg *Config) (func(), error) {
 
 // prepareRules loads the rule files with the evaluation interval and the
 // disabled rules of cfg.
-func (a *daemon) prepareRules(cfg *Config) (func(), error) {
-	files, err := cfg.ruleFiles(a.flags.configFile)
+func (a *daemon) prepareRules(cfg *config.Config) (func(), error) {
+	files, err := ruleFiles(cfg, a.flags.configFile)
 	if err != nil {
 		return nil, err
 	}
@@ -147,14 +149,14 @@ func (a *daemon) prepareRules(cfg *Config) (func(), error) {
 
 // prepareWorkflows builds the executor and the reloadable workflow
 // options, and checks the Alertmanager URLs.
-func (a *daemon) prepareWorkflows(cfg *Config) (func(), error) {
+func (a *daemon) prepareWorkflows(cfg *config.Config) (func(), error) {
 	live, err := workflowReloadable(cfg, a.flags, a.store)
 	if err != nil {
 		return nil, err
 	}
 	urls := rawURLs(cfg.Workflow.Alertmanagers)
 	for _, u := range cfg.Workflow.Alertmanagers {
-		if err := collector.CheckHTTPURL(u); err != nil {
+		if err := config.CheckHTTPURL(u); err != nil {
 			return nil, fmt.Errorf("workflow.alertmanagers: %w", err)
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/prometheus/common/promslog"
 
 	oklogrun "github.com/oklog/run"
@@ -44,7 +46,7 @@ func newLogger(w io.Writer, c promslog.Config) *slog.Logger {
 	return promslog.New(&c)
 }
 
-func loadProfiles(configFile string, cfg *Config) ([]*collector.Profile, []error) {
+func loadProfiles(configFile string, cfg *config.Config) ([]*collector.Profile, []error) {
 	return collector.LoadProfiles(profiles.FS, filepath.Dir(configFile), cfg.Collector.ProfileFiles)
 }
 
@@ -77,7 +79,7 @@ type daemon struct {
 	reloadTimestamp prometheus.Gauge
 
 	mtx sync.RWMutex
-	cfg *Config
+	cfg *config.Config
 }
 
 // serve runs the agent until a termination signal arrives or ctx ends.
@@ -91,7 +93,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		return exitUsage
 	}
 	// Validate everything before starting anything.
-	cfg, err := loadConfig(f.configFile)
+	cfg, err := config.LoadFile(f.configFile)
 	if err != nil {
 		logger.Error("Error loading config", "file", absPath(f.configFile), "err", err)
 		return exitUsage
@@ -101,7 +103,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		logger.Error("Error loading engine profiles", "err", joinErrors(errs))
 		return exitUsage
 	}
-	ruleFiles, err := cfg.ruleFiles(f.configFile)
+	ruleFiles, err := ruleFiles(cfg, f.configFile)
 	if err == nil {
 		if _, errs := rules.NewLoader(rules.LoaderOptions{Disabled: cfg.Rules.Disabled}).Load(ruleFiles); len(errs) > 0 {
 			err = errors.New(joinErrors(errs))
@@ -324,14 +326,14 @@ func absPath(p string) string {
 	return p
 }
 
-func (a *daemon) config() *Config {
+func (a *daemon) config() *config.Config {
 	a.mtx.RLock()
 	defer a.mtx.RUnlock()
 	return a.cfg
 }
 
 // pipelineConfig is the part of cfg the pipeline reads on every cycle.
-func pipelineConfig(cfg *Config) agent.Config {
+func pipelineConfig(cfg *config.Config) agent.Config {
 	return agent.Config{SLO: cfg.Rules.SLO, Interval: time.Duration(cfg.Global.EvaluationInterval)}
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -60,7 +62,7 @@ func TestProfilesReadSimulatorExpositions(t *testing.T) {
 		t.Fatal(errs)
 	}
 	c := collector.New(collector.Options{Metrics: collector.NewMetrics(prometheus.NewRegistry())})
-	if err := c.ApplyConfig(collector.DefaultConfig(), store, profs); err != nil {
+	if err := c.ApplyConfig(config.Default(), store, profs); err != nil {
 		t.Fatal(err)
 	}
 	snap, err := c.Collect(context.Background(), at, collector.CollectOptions{})

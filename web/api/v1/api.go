@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/gorilla/mux"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql"
@@ -446,7 +448,7 @@ func parseDuration(s string) (time.Duration, error) {
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
 		return time.Duration(f * float64(time.Second)), nil
 	}
-	var d collector.Duration
+	var d config.Duration
 	if err := d.UnmarshalJSON([]byte(strconv.Quote(s))); err != nil {
 		return 0, fmt.Errorf("%q is not a duration such as 15s or 1m", s)
 	}

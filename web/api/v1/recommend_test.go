@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optiinfra/perfagent/config"
+
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
@@ -59,8 +61,8 @@ func newPipelineAPI(t *testing.T) *mux.Router {
 		t.Fatal(errs)
 	}
 	coll := collector.New(collector.Options{Metrics: collector.NewMetrics(prometheus.NewRegistry()), Store: store})
-	cfg := collector.DefaultConfig()
-	cfg.Instances = []collector.InstanceConfig{{Instance: "a:1", Settings: map[string]string{"max_num_seqs": "16"}}, {Instance: "b:1", Settings: map[string]string{"max_num_seqs": "16"}}}
+	cfg := config.Default()
+	cfg.Instances = []config.InstanceConfig{{Instance: "a:1", Settings: map[string]string{"max_num_seqs": "16"}}, {Instance: "b:1", Settings: map[string]string{"max_num_seqs": "16"}}}
 	if err := coll.ApplyConfig(cfg, store, profs); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package collector
+package config
 
 import (
 	"errors"
@@ -12,14 +12,17 @@ import (
 	commonconfig "github.com/prometheus/common/config"
 )
 
-// Config is the part of perfagent's configuration file that the collector
-// owns: the two clocks, the data source, per-instance facts and collector
-// options. Every field except the source has a default.
+// Config is perfagent's whole configuration file: the two clocks, the data
+// source, per-instance facts, collector options, the bottleneck rules, the
+// recommender and workflows. Every field except the source has a default.
 type Config struct {
-	Global    GlobalConfig     `yaml:"global" json:"global"`
-	Source    SourceConfig     `yaml:"source" json:"source"`
-	Instances []InstanceConfig `yaml:"instances,omitempty" json:"instances,omitempty"`
-	Collector CollectorConfig  `yaml:"collector" json:"collector"`
+	Global      GlobalConfig      `yaml:"global" json:"global"`
+	Source      SourceConfig      `yaml:"source" json:"source"`
+	Instances   []InstanceConfig  `yaml:"instances,omitempty" json:"instances,omitempty"`
+	Collector   CollectorConfig   `yaml:"collector" json:"collector"`
+	Rules       RulesConfig       `yaml:"rules" json:"rules"`
+	Recommender RecommenderConfig `yaml:"recommender" json:"recommender"`
+	Workflow    WorkflowConfig    `yaml:"workflow" json:"workflow"`
 }
 
 // GlobalConfig holds the clocks, named as in Prometheus.
@@ -96,9 +99,10 @@ type ProbeConfig struct {
 	Timeout  Duration `yaml:"timeout" json:"timeout"`
 }
 
-// DefaultConfig returns the configuration that an empty file means.
-func DefaultConfig() Config {
+// Default returns the configuration that an empty file means.
+func Default() Config {
 	return Config{
+		Recommender: DefaultRecommenderConfig(),
 		Global: GlobalConfig{
 			ScrapeInterval:     Duration(15 * time.Second),
 			ScrapeTimeout:      Duration(10 * time.Second),
@@ -124,6 +128,14 @@ func DefaultRemoteConfig() RemoteConfig {
 		RetryBackoff:     Duration(500 * time.Millisecond),
 		Backfill:         Duration(15 * time.Minute),
 	}
+}
+
+// UnmarshalYAML applies the defaults of the whole file before decoding it,
+// as Prometheus's configuration does.
+func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = Default()
+	type plain Config
+	return unmarshal((*plain)(c))
 }
 
 // UnmarshalYAML applies the defaults of a source.prometheus section before
@@ -152,8 +164,19 @@ func fieldErr(path string, format string, args ...any) error {
 // ErrNoSource is returned when the configuration names no data source.
 var ErrNoSource = errors.New("no data source: set source.prometheus.url (remote mode) or source.targets (embedded mode)")
 
-// Validate checks every value and returns one error per bad field.
+// Validate checks every value of every section and returns one
+// *FieldError per bad field.
 func (c *Config) Validate() []error {
+	errs := c.validateCollection()
+	errs = append(errs, c.Rules.Validate()...)
+	errs = append(errs, c.Recommender.Validate()...)
+	errs = append(errs, c.Workflow.Validate()...)
+	return append(errs, c.validateWorkflowWindow()...)
+}
+
+// validateCollection checks the clocks, the source, the instances and the
+// collector section.
+func (c *Config) validateCollection() []error {
 	var errs []error
 	positive := func(path string, d Duration) {
 		if d <= 0 {
@@ -210,7 +233,7 @@ func (c *Config) Validate() []error {
 			errs = append(errs, fieldErr(path+".url", "instance %s is already listed as source.targets[%d]", inst, j))
 		}
 		seen[inst] = i
-		if err := checkEngineName(t.Engine); err != nil {
+		if err := CheckEngineName(t.Engine); err != nil {
 			errs = append(errs, fieldErr(path+".engine", "%v", err))
 		}
 	}
@@ -227,7 +250,7 @@ func (c *Config) Validate() []error {
 			errs = append(errs, fieldErr(path+".instance", "%s is already listed as instances[%d]", in.Instance, j))
 		}
 		seenInst[in.Instance] = i
-		if err := checkEngineName(in.Engine); err != nil {
+		if err := CheckEngineName(in.Engine); err != nil {
 			errs = append(errs, fieldErr(path+".engine", "%v", err))
 		}
 	}
@@ -245,28 +268,11 @@ func (c *Config) Validate() []error {
 
 var engineName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
-func checkEngineName(name string) error {
+// CheckEngineName checks that name can be an engine label value and a
+// profile group name: lower case letters, digits and underscores.
+func CheckEngineName(name string) error {
 	if name != "" && !engineName.MatchString(name) {
 		return fmt.Errorf("%q is not an engine name (lower-case letters, digits and _; built in: vllm, sglang, tgi)", name)
-	}
-	return nil
-}
-
-// CheckHTTPURL checks that raw is an absolute http(s) URL; its messages
-// show the URL with any password hidden.
-func CheckHTTPURL(raw URL) error {
-	if raw == "" {
-		return errors.New("is required")
-	}
-	u, err := url.Parse(raw.Raw())
-	if err != nil {
-		return fmt.Errorf("%q is not a URL", raw)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q must start with http:// or https://", raw)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("%q has no host", raw)
 	}
 	return nil
 }

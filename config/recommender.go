@@ -1,15 +1,14 @@
-package recommender
+package config
 
 import (
 	"fmt"
 	"slices"
 
-	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/signals"
 )
 
-// Config is the recommender: section of perfagent's configuration file.
-type Config struct {
+// RecommenderConfig is the recommender section.
+type RecommenderConfig struct {
 	// Objectives are the default latency targets.
 	Objectives Objectives `yaml:"objectives" json:"objectives"`
 	// Models give the shape of served models and the GPU they run on.
@@ -42,12 +41,12 @@ type MemoryConfig struct {
 
 const gib = 1 << 30
 
-// DefaultConfig returns the configuration an absent recommender section
+// DefaultRecommenderConfig returns what an absent recommender section
 // means: NVIDIA Dynamo's SLA-planner targets (TTFT 500 ms, ITL 50 ms),
 // memory fraction at most 0.95, and 4 GiB (vLLM) / 6 GiB (SGLang, the
 // middle of its documented 5–8 GB) left free (docs/bottlenecks.md B12).
-func DefaultConfig() Config {
-	return Config{
+func DefaultRecommenderConfig() RecommenderConfig {
+	return RecommenderConfig{
 		Objectives: Objectives{TTFTP95Seconds: 0.5, ITLP95Seconds: 0.05},
 		Memory: MemoryConfig{
 			MaxFraction:   0.95,
@@ -57,18 +56,18 @@ func DefaultConfig() Config {
 }
 
 // UnmarshalYAML applies the defaults before decoding.
-func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
-	*c = DefaultConfig()
-	type plain Config
+func (c *RecommenderConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = DefaultRecommenderConfig()
+	type plain RecommenderConfig
 	return unmarshal((*plain)(c))
 }
 
-// Validate checks every value and returns one *collector.FieldError per
-// bad field, with paths under "recommender".
-func (c *Config) Validate() []error {
+// Validate checks every value and returns one *FieldError per bad field,
+// with paths under "recommender".
+func (c *RecommenderConfig) Validate() []error {
 	var errs []error
 	bad := func(path, format string, args ...any) {
-		errs = append(errs, &collector.FieldError{Path: "recommender." + path, Err: fmt.Errorf(format, args...)})
+		errs = append(errs, &FieldError{Path: "recommender." + path, Err: fmt.Errorf(format, args...)})
 	}
 	if c.Objectives.TTFTP95Seconds <= 0 {
 		bad("objectives.ttft_p95_seconds", "must be greater than zero")
@@ -120,15 +119,15 @@ func (c *Config) Validate() []error {
 	return errs
 }
 
-// models returns the configured models by name.
-func (c *Config) models() map[string]Model {
-	out := make(map[string]Model, len(c.Models))
-	for _, m := range c.Models {
-		out[m.Name] = Model{
-			Shape:              ModelShape{Parameters: m.Parameters, Layers: m.Layers, KVHeads: m.KVHeads, HeadDim: m.HeadDim, DTypeBytes: m.DTypeBytes},
-			GPU:                GPU{MemoryBytes: m.GPUMemoryBytes},
-			TensorParallelSize: m.TensorParallelSize,
-		}
-	}
-	return out
+// knownEngines are the engines memory reservations may be given for.
+var knownEngines = []string{signals.EngineSGLang, signals.EngineTGI, signals.EngineVLLM}
+
+// Objectives are the latency targets recommendations are sized for. In a
+// request, a zero field takes the configured default.
+type Objectives struct {
+	TTFTP95Seconds float64 `yaml:"ttft_p95_seconds" json:"ttft_p95_seconds"`
+	ITLP95Seconds  float64 `yaml:"itl_p95_seconds" json:"itl_p95_seconds"`
+	// QueueWaitP95Seconds is the target p95 queue wait for replica
+	// sizing; zero derives it from the TTFT target (docs/recommendations.md).
+	QueueWaitP95Seconds float64 `yaml:"queue_wait_p95_seconds,omitempty" json:"queue_wait_p95_seconds,omitempty"`
 }

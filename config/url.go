@@ -1,7 +1,9 @@
-package collector
+package config
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/url"
 )
 
@@ -30,3 +32,22 @@ func (u URL) MarshalYAML() (any, error) { return u.String(), nil }
 
 // MarshalJSON writes the URL with its password hidden.
 func (u URL) MarshalJSON() ([]byte, error) { return json.Marshal(u.String()) }
+
+// CheckHTTPURL checks that raw is an absolute http(s) URL; its messages
+// show the URL with any password hidden.
+func CheckHTTPURL(raw URL) error {
+	if raw == "" {
+		return errors.New("is required")
+	}
+	u, err := url.Parse(raw.Raw())
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", raw)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q must start with http:// or https://", raw)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host", raw)
+	}
+	return nil
+}

@@ -1,0 +1,226 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Errors lists every problem found in a configuration file, each as
+// "file:line: field path: what is wrong".
+type Errors []error
+
+func (e Errors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// LoadFile reads, decodes and validates a configuration file. Unknown
+// fields and bad values are reported with the file, line and field; paths
+// in the file are relative to its directory, as in Prometheus.
+func LoadFile(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	return Load(b, path)
+}
+
+// Load decodes and validates configuration content; path names it in
+// errors, and its directory is where relative paths in it start.
+func Load(b []byte, path string) (*Config, error) {
+	cfg := new(Config)
+	*cfg = Default()
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, Errors{fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, decodeErrors(path, &root, err)
+	}
+	var errs Errors
+	for _, err := range cfg.Validate() {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			line := pathLine(&root, fe.Path)
+			errs = append(errs, fmt.Errorf("%s:%d: field %s: %w", path, line, fe.Path, fe.Err))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", path, err))
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	// Files named in the configuration are relative to it, as in Prometheus.
+	dir := filepath.Dir(path)
+	if p := cfg.Source.Prometheus; p != nil {
+		p.HTTPClientConfig.SetDirectory(dir)
+	}
+	if w := cfg.Workflow.Webhook; w != nil && w.SecretFile != "" && !filepath.IsAbs(w.SecretFile) {
+		w.SecretFile = filepath.Join(dir, w.SecretFile)
+	}
+	return cfg, nil
+}
+
+var (
+	yamlLineMsg      = regexp.MustCompile(`^line (\d+): (.*)$`)
+	yamlUnknownField = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+)
+
+// decodeErrors turns yaml.v3's "line N: …" messages into
+// "file:N: field path: …".
+func decodeErrors(path string, root *yaml.Node, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return Errors{fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))}
+	}
+	var errs Errors
+	for _, msg := range te.Errors {
+		m := yamlLineMsg.FindStringSubmatch(msg)
+		if m == nil {
+			errs = append(errs, fmt.Errorf("%s: %s", path, msg))
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		field := lineField(root, line)
+		text := m[2]
+		if u := yamlUnknownField.FindStringSubmatch(text); u != nil {
+			text = fmt.Sprintf("unknown field %q (check its spelling and indentation against docs/configuration.md)", u[1])
+		}
+		if field == "" {
+			errs = append(errs, fmt.Errorf("%s:%d: %s", path, line, text))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s:%d: field %s: %s", path, line, field, text))
+	}
+	return errs
+}
+
+// lineField names the field whose key or value starts on line.
+func lineField(root *yaml.Node, line int) string {
+	var found string
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		if found != "" {
+			return
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := joinPath(path, k.Value)
+				if k.Line == line || (v.Line == line && v.Kind == yaml.ScalarNode) {
+					found = p
+					return
+				}
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if c.Line == line && c.Kind == yaml.ScalarNode {
+					found = p
+					return
+				}
+				walk(c, p)
+			}
+		}
+	}
+	walk(root, "")
+	return found
+}
+
+// pathLine finds the line of a field path such as source.targets[1].url,
+// or of its nearest ancestor present in the file.
+func pathLine(root *yaml.Node, path string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 1
+	if n.Line > 0 {
+		line = n.Line
+	}
+	for _, part := range splitPath(path) {
+		switch {
+		case part.index >= 0 && n.Kind == yaml.SequenceNode && part.index < len(n.Content):
+			n = n.Content[part.index]
+			line = n.Line
+		case part.index < 0 && n.Kind == yaml.MappingNode:
+			next := (*yaml.Node)(nil)
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == part.key {
+					line = n.Content[i].Line
+					next = n.Content[i+1]
+					break
+				}
+			}
+			if next == nil {
+				return line
+			}
+			n = next
+		default:
+			return line
+		}
+	}
+	return line
+}
+
+type pathPart struct {
+	key   string
+	index int
+}
+
+func splitPath(path string) []pathPart {
+	var out []pathPart
+	for _, seg := range strings.Split(path, ".") {
+		key := seg
+		var idx []int
+		for {
+			open := strings.IndexByte(key, '[')
+			if open < 0 {
+				break
+			}
+			end := strings.IndexByte(key[open:], ']')
+			if end < 0 {
+				break
+			}
+			n, err := strconv.Atoi(key[open+1 : open+end])
+			if err == nil {
+				idx = append(idx, n)
+			}
+			key = key[:open] + key[open+end+1:]
+		}
+		if key != "" {
+			out = append(out, pathPart{key: key, index: -1})
+		}
+		for _, i := range idx {
+			out = append(out, pathPart{index: i})
+		}
+	}
+	return out
+}
+
+func joinPath(base, key string) string {
+	if base == "" {
+		return key
+	}
+	return base + "." + key
+}
