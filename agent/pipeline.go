@@ -8,9 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/signalstore"

@@ -6,12 +6,13 @@ import (
 	"math"
 	"time"
 
-	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // Backfill computes signal history over [from, to] with one range query

@@ -13,15 +13,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-	"github.com/optiinfra/perfagent/signals"
-	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/signals"
+	"github.com/optiinfra/perfagent/signalstore"
 )
 
 // Collector computes signals from a Source with the engine profiles, keeps

@@ -9,9 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
-	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
@@ -19,6 +16,9 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/scrape"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/signalstore"
 )
 
 // ScrapeJobName is the job label of the samples the embedded source scrapes.

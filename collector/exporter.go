@@ -3,10 +3,11 @@ package collector
 import (
 	"strings"
 
-	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // SignalsExporter re-exports the latest snapshot's signals as gauges with

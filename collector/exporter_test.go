@@ -4,10 +4,11 @@ import (
 	"context"
 	"testing"
 
-	"github.com/optiinfra/perfagent/config"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/optiinfra/perfagent/config"
 )
 
 func TestSignalsExporterPassesLint(t *testing.T) {

@@ -6,13 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optiinfra/perfagent/signals"
-	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/prometheus/prometheus/model/value"
+
+	"github.com/optiinfra/perfagent/signals"
+	"github.com/optiinfra/perfagent/signalstore"
 )
 
 // t0 is the fixed start of simulated time in tests.

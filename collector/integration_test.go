@@ -15,11 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/internal/testutil"
 	"github.com/optiinfra/perfagent/signals"
-	"github.com/prometheus/common/model"
 )
 
 // linearExposition serves a fixture whose counters and histograms grow

@@ -1,9 +1,10 @@
 package collector
 
 import (
-	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // Metrics are the collector's own health metrics. They carry no instance

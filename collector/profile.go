@@ -11,13 +11,14 @@ import (
 	"sort"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // Profile is one engine's recording-rule file: how every signal is

@@ -7,13 +7,14 @@ import (
 	"net"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	commonconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+
+	"github.com/optiinfra/perfagent/config"
 )
 
 // RemoteSource queries anything that serves the Prometheus HTTP query API:

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	commonconfig "github.com/prometheus/common/config"
+
+	"github.com/optiinfra/perfagent/config"
 )
 
 func newTestRemote(t *testing.T, h http.HandlerFunc, mutate func(*config.RemoteConfig)) (*RemoteSource, *Metrics) {

@@ -13,9 +13,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // Where a setting's value came from, in rising order of precedence.

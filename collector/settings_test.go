@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/optiinfra/perfagent/signals"
 )
 
 func infoServer(t *testing.T) *httptest.Server {

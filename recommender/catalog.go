@@ -8,8 +8,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/optiinfra/perfagent/signals"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/optiinfra/perfagent/signals"
 )
 
 //go:embed catalog.yml

@@ -8,10 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"go.yaml.in/yaml/v3"
 
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signals"
 )
 

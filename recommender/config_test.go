@@ -5,11 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"go.yaml.in/yaml/v3"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signals"
 )
 

@@ -3,9 +3,8 @@ package recommender
 import (
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/config"
 )
 
 // Finding is one detected bottleneck on one instance, the input the

@@ -9,9 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/config"
 )
 
 // strategy computes one recommendation for one target, or returns an

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signals"
 )
 

@@ -9,9 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signals"
 )
 

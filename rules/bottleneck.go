@@ -3,8 +3,9 @@ package rules
 import (
 	"time"
 
-	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // Category is the value of labels.category: which resource a bottleneck

@@ -12,13 +12,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // ManagerOptions configure a Manager.

@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
-	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/signalstore"
 )
 
 // kvPressure is a vLLM server whose KV cache is full and preempting

@@ -4,10 +4,11 @@ import (
 	"slices"
 	"time"
 
-	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // vectorSelectors returns every vector selector in expr, in order.

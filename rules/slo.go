@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // Series that carry per-model SLO targets in the local TSDB, so rules

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
-	"github.com/optiinfra/perfagent/signals"
 	"github.com/prometheus/common/model"
+
+	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/signals"
 )
 
 func TestAppendSLOTargets(t *testing.T) {

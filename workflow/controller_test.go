@@ -12,9 +12,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/promql"
 
 	perfagenttest "github.com/optiinfra/perfagent/internal/testutil"
-	"github.com/prometheus/prometheus/promql"
 )
 
 // fakeExecutor counts calls per idempotency key and applies each key once,

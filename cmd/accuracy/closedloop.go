@@ -11,10 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"github.com/prometheus/common/model"
 
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/simulator"

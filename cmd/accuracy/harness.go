@@ -9,14 +9,13 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/optiinfra/perfagent/agent"
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/signalstore"

@@ -16,11 +16,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/common/promslog"
-	promslogflag "github.com/prometheus/common/promslog/flag"
-
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/oklog/run"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
 
 	"github.com/optiinfra/perfagent/simulator"
 )

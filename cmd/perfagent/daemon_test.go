@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optiinfra/perfagent/internal/testutil"
 	"github.com/prometheus/common/promslog"
-
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/optiinfra/perfagent/internal/testutil"
 )
 
 // vllmServer serves a small vLLM V1 exposition whose counters grow with

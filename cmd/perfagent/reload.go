@@ -6,9 +6,8 @@ import (
 	"reflect"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/rules"
 )
 

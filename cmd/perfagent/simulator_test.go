@@ -6,14 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signals"
 	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/optiinfra/perfagent/simulator"

@@ -10,10 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/optiinfra/perfagent/workflow"
 )

@@ -13,13 +13,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"github.com/gorilla/mux"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signals"
 )
 

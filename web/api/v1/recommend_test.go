@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optiinfra/perfagent/config"
-
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
@@ -20,6 +18,7 @@ import (
 	"github.com/optiinfra/perfagent/agent"
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/signalstore"
