@@ -17,8 +17,9 @@ import (
 )
 
 // ControllerOptions configure a Controller. Executor, Validator,
-// Approvers, ExternalURL, Defaults, RollbackAttempts, RollbackBackoff and
-// IngestionLag are the first Reloadable options; ApplyConfig replaces them.
+// Approvers, ExternalURL, Defaults, RollbackAttempts, RollbackBackoff,
+// IngestionLag and TickInterval are the first Reloadable options;
+// ApplyConfig replaces them.
 type ControllerOptions struct {
 	Store    Store
 	Source   collector.Source
@@ -101,6 +102,8 @@ type Reloadable struct {
 	// IngestionLag is waited after a window ends before it is queried
 	// (default 30s).
 	IngestionLag time.Duration
+	// TickInterval paces Run (default 15s).
+	TickInterval time.Duration
 }
 
 // withDefaults checks r and fills its unset fields.
@@ -117,6 +120,7 @@ func (r Reloadable) withDefaults(src collector.Source) (Reloadable, error) {
 	setDefault(&r.Defaults.Warmup, d.Warmup)
 	setDefault(&r.Defaults.Window, d.Window)
 	setDefault(&r.IngestionLag, 30*time.Second)
+	setDefault(&r.TickInterval, 15*time.Second)
 	setDefault(&r.RollbackBackoff, 30*time.Second)
 	if r.RollbackAttempts <= 0 {
 		r.RollbackAttempts = 5
@@ -133,6 +137,7 @@ func NewController(o ControllerOptions) (*Controller, error) {
 	live, err := Reloadable{
 		Executor: o.Executor, Validator: o.Validator, Approvers: o.Approvers, ExternalURL: o.ExternalURL,
 		Defaults: o.Defaults, RollbackAttempts: o.RollbackAttempts, RollbackBackoff: o.RollbackBackoff, IngestionLag: o.IngestionLag,
+		TickInterval: o.TickInterval,
 	}.withDefaults(o.Source)
 	if err != nil {
 		return nil, err
@@ -141,7 +146,6 @@ func NewController(o ControllerOptions) (*Controller, error) {
 	setDefault(&o.ResolvedFor, 5*time.Minute)
 	setDefault(&o.OutcomeFor, time.Hour)
 	setDefault(&o.ErrorBudget, 10*time.Minute)
-	setDefault(&o.TickInterval, 15*time.Second)
 	setDefault(&o.RollbackMaxBackoff, 10*time.Minute)
 	if o.MaxQueryErrors <= 0 {
 		o.MaxQueryErrors = 4
@@ -427,14 +431,15 @@ func (c *Controller) forgetSent(now time.Time) {
 	}
 }
 
-// Run calls Tick every TickInterval until ctx is done.
+// Run calls Tick every TickInterval in force until ctx is done.
 func (c *Controller) Run(ctx context.Context) {
-	t := time.NewTicker(c.opts.TickInterval)
+	t := time.NewTimer(c.cur().TickInterval)
 	defer t.Stop()
 	for ctx.Err() == nil {
 		if err := c.Tick(ctx, c.opts.Now()); err != nil && ctx.Err() == nil {
 			c.opts.Logger.Warn("Workflow tick failed", "err", err)
 		}
+		t.Reset(c.cur().TickInterval)
 		select {
 		case <-ctx.Done():
 		case <-t.C:

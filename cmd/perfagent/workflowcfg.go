@@ -74,13 +74,12 @@ func newWorkflows(cfg *config.Config, f daemonFlags, store *signalstore.Store, r
 		closeStore()
 		return nil, nil, err
 	}
-	interval := time.Duration(cfg.Global.EvaluationInterval)
 	wf.controller, err = workflow.NewController(workflow.ControllerOptions{
 		Store: ws, Source: store, Alerts: wf.sender,
 		Executor: live.Executor, Validator: live.Validator, Approvers: live.Approvers, ExternalURL: live.ExternalURL,
 		Defaults: live.Defaults, RollbackAttempts: live.RollbackAttempts, RollbackBackoff: live.RollbackBackoff,
-		IngestionLag: live.IngestionLag,
-		AgentName:    "perfagent", TickInterval: interval, Metrics: metrics,
+		IngestionLag: live.IngestionLag, TickInterval: live.TickInterval,
+		AgentName: "perfagent", Metrics: metrics,
 		Logger: logger.With("component", "workflow"),
 	})
 	if err != nil {
@@ -111,6 +110,7 @@ func workflowReloadable(cfg *config.Config, f daemonFlags, store *signalstore.St
 		// Validation reads the local TSDB, where signals land one
 		// evaluation after they happen.
 		IngestionLag: 2 * interval,
+		TickInterval: interval,
 	}, nil
 }
 
