@@ -37,6 +37,9 @@ type EmbeddedSource struct {
 
 	mtx     sync.Mutex
 	targets []config.TargetConfig
+	// upCheckedAt is the evaluation time whose queries last set
+	// SourceUp from the targets' health: once per cycle, not per query.
+	upCheckedAt time.Time
 }
 
 // NewEmbeddedSource builds a scrape manager that appends to store. The
@@ -116,7 +119,35 @@ func (e *EmbeddedSource) Query(ctx context.Context, expr string, ts time.Time) (
 	start := time.Now()
 	v, err := e.store.Query(ctx, expr, ts)
 	e.observe(start, err)
+	if err == nil && e.firstQueryAt(ts) {
+		e.metrics.SourceUp.Set(e.anyTargetUp())
+	}
 	return v, err
+}
+
+// firstQueryAt reports whether ts is a new evaluation time.
+func (e *EmbeddedSource) firstQueryAt(ts time.Time) bool {
+	e.mtx.Lock()
+	defer e.mtx.Unlock()
+	if ts.Equal(e.upCheckedAt) {
+		return false
+	}
+	e.upCheckedAt = ts
+	return true
+}
+
+// anyTargetUp is 1 when at least one model server's last scrape
+// succeeded: a TSDB that answers over targets that are all down has
+// nothing current to say.
+func (e *EmbeddedSource) anyTargetUp() float64 {
+	for _, ts := range e.manager.TargetsActive() {
+		for _, t := range ts {
+			if t.Health() == scrape.HealthGood {
+				return 1
+			}
+		}
+	}
+	return 0
 }
 
 // QueryRange implements Source.
@@ -127,10 +158,9 @@ func (e *EmbeddedSource) QueryRange(ctx context.Context, expr string, start, end
 	return m, err
 }
 
-// observe counts a query of the local TSDB. The source is up when the
-// query worked and at least one model server's last scrape succeeded: a
-// TSDB that answers over targets that are all down has nothing current to
-// say.
+// observe counts a query of the local TSDB; a failed one puts the source
+// down. Whether it is up again is decided by the targets' health, once per
+// evaluation time (Query).
 func (e *EmbeddedSource) observe(start time.Time, err error) {
 	e.metrics.SourceQueryLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -139,15 +169,6 @@ func (e *EmbeddedSource) observe(start time.Time, err error) {
 		return
 	}
 	e.metrics.SourceQueries.WithLabelValues(OutcomeSuccess).Inc()
-	up := 0.0
-	for _, ts := range e.manager.TargetsActive() {
-		for _, t := range ts {
-			if t.Health() == scrape.HealthGood {
-				up = 1
-			}
-		}
-	}
-	e.metrics.SourceUp.Set(up)
 }
 
 // TargetHealth is the scrape state of one target.

@@ -187,9 +187,6 @@ func (m *Manager) Prepare(cfg Config) (commit func(), err error) {
 		interval = m.interval
 		m.mtx.Unlock()
 	}
-	if _, err := buildGroups(loaded, interval, m.promOpts, false, labels.EmptyLabels(), m.extURL, m.logger); err != nil {
-		return nil, fmt.Errorf("loading bottleneck rules, previous rules kept: %w", err)
-	}
 	return func() { m.install(loader, loaded, interval, len(cfg.Files)) }, nil
 }
 
@@ -200,7 +197,7 @@ func (m *Manager) install(loader *Loader, loaded []*RuleFile, interval time.Dura
 	restore := !m.evaluated
 	groups, err := buildGroups(loaded, interval, m.promOpts, !restore, labels.EmptyLabels(), m.extURL, m.logger)
 	if err != nil {
-		// Prepare built the same groups from the same files.
+		// The loader parsed the same expressions with the same parser.
 		m.logger.Error("Bottleneck rules that were checked failed to build; previous rules kept", "err", err)
 		return
 	}

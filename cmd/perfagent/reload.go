@@ -147,21 +147,17 @@ func (a *daemon) prepareRules(cfg *config.Config) (func(), error) {
 }
 
 // prepareWorkflows builds the executor and the reloadable workflow
-// options, and checks the Alertmanager URLs.
+// options.
 func (a *daemon) prepareWorkflows(cfg *config.Config) (func(), error) {
 	live, err := workflowReloadable(cfg, a.flags, a.store)
 	if err != nil {
 		return nil, err
 	}
 	urls := rawURLs(cfg.Workflow.Alertmanagers)
-	for _, u := range cfg.Workflow.Alertmanagers {
-		if err := config.CheckHTTPURL(u); err != nil {
-			return nil, fmt.Errorf("workflow.alertmanagers: %w", err)
-		}
-	}
 	return func() {
-		// Both were checked above: the controller needs only an executor,
-		// and the URLs are absolute http(s) ones.
+		// Neither can fail: the controller needs only the executor built
+		// above, and loading the configuration checked that the URLs are
+		// absolute http(s) ones.
 		if err := a.workflows.controller.ApplyConfig(live); err != nil {
 			a.logger.Error("Applying the workflow configuration failed", "err", err)
 		}
