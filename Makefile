@@ -9,7 +9,7 @@ LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEADCODE    := golang.org/x/tools/cmd/deadcode@v0.52.0
 
-.PHONY: all build test test-short lint run demo bench accuracy closed-loop clean
+.PHONY: all build test test-short lint run demo bench accuracy closed-loop dashboards clean
 
 all: lint test build
 
@@ -59,6 +59,11 @@ accuracy:
 # and compares the predicted with the measured change.
 closed-loop:
 	$(GO) run ./cmd/accuracy --closed-loop --report closed-loop.json
+
+# Writes the Grafana dashboards (dashboards/*.json) from their code in
+# dashboards/; a test fails when the committed files differ.
+dashboards:
+	$(GO) test ./dashboards -run '^TestGenerated$$' -count=1 -update
 
 clean:
 	rm -rf $(BIN) data bench.txt bench.json accuracy.json closed-loop.json

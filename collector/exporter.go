@@ -11,8 +11,9 @@ import (
 )
 
 // SignalsExporter re-exports the latest snapshot's signals as gauges with
-// the model server's identity labels (instance, engine, model), to be
-// scraped with honor_labels: true, as federation is.
+// the model server's identity labels (instance, engine, model), and its
+// settings as perfagent_setting_info, to be scraped with honor_labels:
+// true, as federation is.
 type SignalsExporter struct {
 	c    *Collector
 	help map[string]string
@@ -80,4 +81,15 @@ func (e *SignalsExporter) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- m
 	}
+	for _, in := range snap.Instances {
+		for name, st := range in.Settings {
+			ch <- prometheus.MustNewConstMetric(settingInfoDesc, prometheus.GaugeValue, 1, in.Instance, in.Engine, in.Model, name, st.Value, st.Source)
+		}
+	}
 }
+
+// settingInfoDesc is the info metric of the engine settings the collector
+// knows, one series per instance and setting.
+var settingInfoDesc = prometheus.NewDesc("perfagent_setting_info",
+	"Engine setting of a model server (value 1): its name in snake_case, its value and where it was read (metrics, probe, config).",
+	[]string{signals.LabelInstance, signals.LabelEngine, signals.LabelModel, "setting", "value", "source"}, nil)

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +19,9 @@ func TestSignalsExporterPassesLint(t *testing.T) {
         expr: sum by (instance, model) (label_replace(fake_running, "model", "$1", "model_name", "(.*)")) / 10
         labels: {engine: fake, quantile: "0.95"}
 `)
-	c := newTestCollector(t, store, config.Default(), prof)
+	cfg := config.Default()
+	cfg.Instances = []config.InstanceConfig{{Instance: "a:1", Settings: map[string]string{"max_num_seqs": "128"}}}
+	c := newTestCollector(t, store, cfg, prof)
 	e := NewSignalsExporter(c)
 	if n := testutil.CollectAndCount(e); n != 0 {
 		t.Errorf("exported %d series before the first cycle, want 0", n)
@@ -45,5 +48,23 @@ func TestSignalsExporterPassesLint(t *testing.T) {
 	}
 	if types["llm_time_to_first_token_seconds"] != dto.MetricType_UNTYPED || types["llm_requests_running"] != dto.MetricType_GAUGE {
 		t.Errorf("types = %v, want latency untyped and the rest gauges", types)
+	}
+}
+
+func TestSignalsExporterExportsSettings(t *testing.T) {
+	store := openTestStore(t)
+	scrapeText(t, store, "a:1", t0, fakeExposition(3, 0))
+	cfg := config.Default()
+	cfg.Instances = []config.InstanceConfig{{Instance: "a:1", Settings: map[string]string{"max_num_seqs": "128"}}}
+	c := newTestCollector(t, store, cfg, mustProfile(t, "fake.yml", fakeProfile))
+	if _, err := c.Cycle(context.Background(), t0); err != nil {
+		t.Fatal(err)
+	}
+	want := `# HELP perfagent_setting_info Engine setting of a model server (value 1): its name in snake_case, its value and where it was read (metrics, probe, config).
+# TYPE perfagent_setting_info gauge
+perfagent_setting_info{engine="fake",instance="a:1",model="m1",setting="max_num_seqs",source="config",value="128"} 1
+`
+	if err := testutil.CollectAndCompare(NewSignalsExporter(c), strings.NewReader(want), "perfagent_setting_info"); err != nil {
+		t.Error(err)
 	}
 }

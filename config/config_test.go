@@ -58,6 +58,10 @@ func TestLoadErrors(t *testing.T) {
 		{"default workflow window too short", "global: {evaluation_interval: 1m, scrape_interval: 15s}\nsource: {targets: [{url: http://a:1}]}\nworkflow:\n  approvers: [bob]\n  webhook: {url: http://h:1/, secret: s}\n", []string{"field global.evaluation_interval: a workflow window of 15m0s holds 15 samples", "at least 20m0s"}},
 		{"instance without name", "source: {targets: [{url: http://a:1}]}\ninstances:\n  - model: x\n", []string{"p.yml:3: field instances[0].instance: is required"}},
 		{"bad auth", "source:\n  prometheus:\n    url: http://a:9090\n    basic_auth: {username: u, password: p, password_file: /f}\n", []string{"p.yml:2: field source.prometheus: at most one of basic_auth password, password_file"}},
+		{"alertmanager URL as target", "source: {targets: [{url: http://a:1}]}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [http://am:9093]\n", []string{`p.yml:5: field alerting.alertmanagers[0].static_configs[0].targets[0]: "http://am:9093" is not a valid hostname`}},
+		{"alertmanager without targets", "source: {targets: [{url: http://a:1}]}\nalerting:\n  alertmanagers:\n    - scheme: https\n", []string{"p.yml:4: field alerting.alertmanagers[0]: lists no Alertmanager: add static_configs"}},
+		{"unsupported discovery", "source: {targets: [{url: http://a:1}]}\nalerting:\n  alertmanagers:\n    - kubernetes_sd_configs: [{role: pod}]\n", []string{`p.yml:4: field alerting.alertmanagers[0].kubernetes_sd_configs: unknown field "kubernetes_sd_configs": the agent finds Alertmanagers through static_configs only`}},
+		{"alertmanager API v1", "source: {targets: [{url: http://a:1}]}\nalerting:\n  alertmanagers:\n    - static_configs: [{targets: [am:9093]}]\n      api_version: v1\n", []string{"p.yml:5: field alerting.alertmanagers[0].api_version", "v1"}},
 		{"several errors", "global:\n  scrape_interval: 0s\nsource:\n  targets: []\n", []string{"p.yml:2: field global.scrape_interval: must be greater than zero", "p.yml:4: field source.targets: is empty"}},
 	}
 	for _, tc := range tests {
@@ -72,5 +76,39 @@ func TestLoadErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestDeprecatedWorkflowAlertmanagers(t *testing.T) {
+	cfg, err := Load([]byte(`source: {targets: [{url: http://a:1}]}
+alerting:
+  alertmanagers: [{static_configs: [{targets: [am-0:9093]}]}]
+workflow:
+  alertmanagers: [https://user:s3cret@am-1:9443/prefix/]
+`), "p.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ams := cfg.Alerting.AlertmanagerConfigs
+	if len(ams) != 2 || len(cfg.Workflow.Alertmanagers) != 0 {
+		t.Fatalf("alertmanagers: %d in alerting, %d left in workflow", len(ams), len(cfg.Workflow.Alertmanagers))
+	}
+	am := ams[1]
+	if am.Scheme != "https" || am.PathPrefix != "/prefix" || am.HTTPClientConfig.BasicAuth == nil ||
+		am.HTTPClientConfig.BasicAuth.Username != "user" || string(am.HTTPClientConfig.BasicAuth.Password) != "s3cret" ||
+		am.APIVersion != "v2" || time.Duration(am.Timeout) != 10*time.Second {
+		t.Errorf("migrated entry %+v", am)
+	}
+	targets := cfg.AlertmanagerTargets()
+	if got := targets["config-1"]; len(got) != 1 || string(got[0].Targets[0]["__address__"]) != "am-1:9443" {
+		t.Errorf("targets of the migrated entry: %v", got)
+	}
+	if got := targets["config-0"]; len(got) != 1 || string(got[0].Targets[0]["__address__"]) != "am-0:9093" {
+		t.Errorf("targets of the configured entry: %v", got)
+	}
+	w := cfg.Warnings()
+	if len(w) != 1 || !strings.Contains(w[0], "workflow.alertmanagers is deprecated") || !strings.Contains(w[0], "path_prefix: /prefix") ||
+		!strings.Contains(w[0], "- am-1:9443") || strings.Contains(w[0], "s3cret") {
+		t.Errorf("warnings %q", w)
 	}
 }

@@ -72,12 +72,16 @@ func Load(b []byte, path string) (*Config, error) {
 	if w := cfg.Workflow.Webhook; w != nil && w.SecretFile != "" && !filepath.IsAbs(w.SecretFile) {
 		w.SecretFile = filepath.Join(dir, w.SecretFile)
 	}
+	cfg.migrateWorkflowAlertmanagers()
+	cfg.Alerting.SetDirectory(dir)
 	return cfg, nil
 }
 
 var (
 	yamlLineMsg      = regexp.MustCompile(`^line (\d+): (.*)$`)
-	yamlUnknownField = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+	yamlUnknownField = regexp.MustCompile(`^field (\S+) not found in type .+$`)
+	// A bad value as Prometheus's own config types quote it.
+	quotedValue = regexp.MustCompile(`"([^"]+)"|but got (\S+)$`)
 )
 
 // decodeErrors turns yaml.v3's "line N: …" messages into
@@ -85,7 +89,15 @@ var (
 func decodeErrors(path string, root *yaml.Node, err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return Errors{fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))}
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		// Errors of Prometheus's own sections (alerting) carry no line but
+		// often quote the bad value: point at where it is written.
+		if q := quotedValue.FindStringSubmatch(msg); q != nil {
+			if line, field := valueLine(root, q[1]+q[2]); line > 0 {
+				return Errors{fmt.Errorf("%s:%d: field %s: %s", path, line, field, msg)}
+			}
+		}
+		return Errors{fmt.Errorf("%s: %s", path, msg)}
 	}
 	var errs Errors
 	for _, msg := range te.Errors {
@@ -99,6 +111,9 @@ func decodeErrors(path string, root *yaml.Node, err error) error {
 		text := m[2]
 		if u := yamlUnknownField.FindStringSubmatch(text); u != nil {
 			text = fmt.Sprintf("unknown field %q (check its spelling and indentation against docs/configuration.md)", u[1])
+			if strings.HasSuffix(u[1], "_sd_configs") {
+				text = fmt.Sprintf("unknown field %q: the agent finds Alertmanagers through static_configs only (docs/alerting.md)", u[1])
+			}
 		}
 		if field == "" {
 			errs = append(errs, fmt.Errorf("%s:%d: %s", path, line, text))
@@ -107,6 +122,39 @@ func decodeErrors(path string, root *yaml.Node, err error) error {
 		errs = append(errs, fmt.Errorf("%s:%d: field %s: %s", path, line, field, text))
 	}
 	return errs
+}
+
+// valueLine finds the first scalar written as value and names its line
+// and field path.
+func valueLine(root *yaml.Node, value string) (int, string) {
+	var line int
+	var field string
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		if line > 0 {
+			return
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				walk(n.Content[i+1], joinPath(path, n.Content[i].Value))
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", path, i))
+			}
+		case yaml.ScalarNode:
+			if n.Value == value {
+				line, field = n.Line, path
+			}
+		}
+	}
+	walk(root, "")
+	return line, field
 }
 
 // lineField names the field whose key or value starts on line.

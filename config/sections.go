@@ -10,6 +10,7 @@ import (
 	"time"
 
 	commonconfig "github.com/prometheus/common/config"
+	promconfig "github.com/prometheus/prometheus/config"
 )
 
 // Config is perfagent's whole configuration file: the two clocks, the data
@@ -23,6 +24,11 @@ type Config struct {
 	Rules       RulesConfig       `yaml:"rules" json:"rules"`
 	Recommender RecommenderConfig `yaml:"recommender" json:"recommender"`
 	Workflow    WorkflowConfig    `yaml:"workflow" json:"workflow"`
+	// Alerting is where bottleneck alerts and approval requests go, in
+	// Prometheus's shape.
+	Alerting promconfig.AlertingConfig `yaml:"alerting,omitempty" json:"alerting"`
+
+	warnings []string
 }
 
 // GlobalConfig holds the clocks, named as in Prometheus.
@@ -171,6 +177,7 @@ func (c *Config) Validate() []error {
 	errs = append(errs, c.Rules.Validate()...)
 	errs = append(errs, c.Recommender.Validate()...)
 	errs = append(errs, c.Workflow.Validate()...)
+	errs = append(errs, c.validateAlerting()...)
 	return append(errs, c.validateWorkflowWindow()...)
 }
 

@@ -24,7 +24,8 @@ type WorkflowConfig struct {
 	// Approvers are the users (basic-auth names of --web.config.file) who
 	// may decide on gates, abort and roll back.
 	Approvers []string `yaml:"approvers,omitempty" json:"approvers,omitempty"`
-	// Alertmanagers receive approval requests and outcomes, as base URLs.
+	// Alertmanagers is deprecated: Load moves these base URLs into the
+	// top-level alerting section, with a warning.
 	Alertmanagers []URL `yaml:"alertmanagers,omitempty" json:"alertmanagers,omitempty"`
 	// ExternalURL is the agent's URL as people reach it, for links in
 	// alerts; default http://<hostname>:<port of --web.listen-address>.

@@ -17,6 +17,11 @@ var (
 		"Confidence of a current recommendation, from 0 to 1 (docs/recommendations.md).",
 		[]string{"id", "instance", "engine", "model"}, nil,
 	)
+	effectDesc = prometheus.NewDesc(
+		"perfagent_recommendation_expected_value",
+		"Value a signal is expected to take once a current recommendation is applied, where a formula gives one (docs/recommendations.md); the signal's unit.",
+		[]string{"id", "instance", "engine", "model", "signal", "quantile"}, nil,
+	)
 )
 
 // RecommendationsCollector exports the latest recommendations.
@@ -33,6 +38,7 @@ func NewRecommendationsCollector(latest func() []Recommendation) *Recommendation
 func (c *RecommendationsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- infoDesc
 	ch <- confidenceDesc
+	ch <- effectDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -44,13 +50,24 @@ func (c *RecommendationsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		send(ch, infoDesc, 1, r.ID, r.Instance, r.Engine, r.Model, flag, cur, prop)
 		send(ch, confidenceDesc, r.Confidence, r.ID, r.Instance, r.Engine, r.Model)
+		for _, e := range r.Effects {
+			if e.Estimate != nil {
+				// Untyped, as the latency signals are: the quantile label is
+				// reserved for summaries.
+				sendTyped(ch, effectDesc, prometheus.UntypedValue, *e.Estimate, r.ID, r.Instance, r.Engine, r.Model, e.Signal, e.Quantile)
+			}
+		}
 	}
 }
 
 // send reports label values that are not valid UTF-8 as an invalid
 // metric instead of panicking.
 func send(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
-	m, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	sendTyped(ch, d, prometheus.GaugeValue, v, labels...)
+}
+
+func sendTyped(ch chan<- prometheus.Metric, d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+	m, err := prometheus.NewConstMetric(d, t, v, labels...)
 	if err != nil {
 		m = prometheus.NewInvalidMetric(d, err)
 	}

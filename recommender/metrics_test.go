@@ -14,14 +14,18 @@ func metricsFixture() []Recommendation {
 	return []Recommendation{
 		{
 			ID: "raise_gpu_memory_utilization", Instance: "gpu-0:8000", Engine: "vllm", Model: "m", Confidence: 0.9,
-			Action: Action{Kind: KindFlag, Flag: "--gpu-memory-utilization", Current: "0.9", Proposed: "0.95"},
+			Action:  Action{Kind: KindFlag, Flag: "--gpu-memory-utilization", Current: "0.9", Proposed: "0.95"},
+			Effects: []Effect{{Signal: "llm_kv_cache_usage_ratio", Direction: "decrease", Estimate: ptr(0.8)}, {Signal: "llm_preemptions_per_second", Direction: "decrease"}},
 		},
 		{ID: "scale_out", Engine: "tgi", Model: "m", Confidence: 0.8, Action: Action{Kind: KindReplicas, From: 1, To: 2}},
 		{ID: "investigate_errors", Instance: "gpu-1:8000", Engine: "vllm", Model: "m", Confidence: 0.5, Action: Action{Kind: KindManual, Note: "n"}},
 	}
 }
 
-const metricsWant = `# HELP perfagent_recommendation_confidence Confidence of a current recommendation, from 0 to 1 (docs/recommendations.md).
+const metricsWant = `# HELP perfagent_recommendation_expected_value Value a signal is expected to take once a current recommendation is applied, where a formula gives one (docs/recommendations.md); the signal's unit.
+# TYPE perfagent_recommendation_expected_value untyped
+perfagent_recommendation_expected_value{engine="vllm",id="raise_gpu_memory_utilization",instance="gpu-0:8000",model="m",quantile="",signal="llm_kv_cache_usage_ratio"} 0.8
+# HELP perfagent_recommendation_confidence Confidence of a current recommendation, from 0 to 1 (docs/recommendations.md).
 # TYPE perfagent_recommendation_confidence gauge
 perfagent_recommendation_confidence{engine="tgi",id="scale_out",instance="",model="m"} 0.8
 perfagent_recommendation_confidence{engine="vllm",id="investigate_errors",instance="gpu-1:8000",model="m"} 0.5

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/notifier"
 
 	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signalstore"
@@ -34,16 +35,16 @@ func kvPressure(instance string, preempting bool) []point {
 // notifications records what a NotifyFunc receives.
 type notifications struct {
 	mtx    sync.Mutex
-	alerts []Alert
+	alerts []*notifier.Alert
 }
 
-func (n *notifications) notify(_ context.Context, alerts []Alert) {
+func (n *notifications) notify(_ context.Context, alerts ...*notifier.Alert) {
 	n.mtx.Lock()
 	defer n.mtx.Unlock()
 	n.alerts = append(n.alerts, alerts...)
 }
 
-func (n *notifications) take() []Alert {
+func (n *notifications) take() []*notifier.Alert {
 	n.mtx.Lock()
 	defer n.mtx.Unlock()
 	out := n.alerts

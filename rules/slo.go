@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -36,15 +37,19 @@ const (
 	DefaultErrorRatio = 0.05
 )
 
-// AppendSLOTargets appends, at ts (milliseconds), one sample per set field
-// of every target, and the default target (model label absent): the
-// configured one where given, field by field, else DefaultTTFTP95,
-// DefaultITLP95 and DefaultErrorRatio. Call it every collection cycle so
-// the series never go stale; a target removed from the configuration
-// disappears after the lookback delta (5 minutes).
-func AppendSLOTargets(app storage.Appender, ts int64, targets []config.SLOTarget) error {
+// sloTarget is one target series: a name, its model ("" for the default
+// target) and its value.
+type sloTarget struct {
+	name, model string
+	value       float64
+}
+
+// resolveSLOTargets lists one series per set field of every target, and
+// the default target: the configured one where given, field by field, else
+// DefaultTTFTP95, DefaultITLP95 and DefaultErrorRatio.
+func resolveSLOTargets(targets []config.SLOTarget) ([]sloTarget, error) {
 	if err := config.ValidateSLOTargets(targets); err != nil {
-		return err
+		return nil, err
 	}
 	def := config.SLOTarget{TTFTP95: config.Duration(DefaultTTFTP95), ITLP95: config.Duration(DefaultITLP95), ErrorRatio: DefaultErrorRatio}
 	all := make([]config.SLOTarget, 0, len(targets)+1)
@@ -64,26 +69,79 @@ func AppendSLOTargets(app storage.Appender, ts int64, targets []config.SLOTarget
 		}
 	}
 	all = append(all, def)
+	var out []sloTarget
 	for _, t := range all {
-		for _, s := range []struct {
-			name string
-			v    float64
-		}{
-			{SLOTTFTP95Series, time.Duration(t.TTFTP95).Seconds()},
-			{SLOITLP95Series, time.Duration(t.ITLP95).Seconds()},
-			{SLOErrorRatioSeries, t.ErrorRatio},
+		for _, s := range []sloTarget{
+			{SLOTTFTP95Series, t.Model, time.Duration(t.TTFTP95).Seconds()},
+			{SLOITLP95Series, t.Model, time.Duration(t.ITLP95).Seconds()},
+			{SLOErrorRatioSeries, t.Model, t.ErrorRatio},
 		} {
-			if s.v <= 0 {
-				continue
-			}
-			lset := labels.FromStrings(model.MetricNameLabel, s.name)
-			if t.Model != "" {
-				lset = labels.FromStrings(model.MetricNameLabel, s.name, signals.LabelModel, t.Model)
-			}
-			if _, err := app.Append(0, lset, ts, s.v); err != nil {
-				return fmt.Errorf("appending SLO target %s: %w", lset, err)
+			if s.value > 0 {
+				out = append(out, s)
 			}
 		}
 	}
+	return out, nil
+}
+
+// AppendSLOTargets appends, at ts (milliseconds), the series of
+// resolveSLOTargets; the default target's have no model label. Call it
+// every collection cycle so the series never go stale; a target removed
+// from the configuration disappears after the lookback delta (5 minutes).
+func AppendSLOTargets(app storage.Appender, ts int64, targets []config.SLOTarget) error {
+	all, err := resolveSLOTargets(targets)
+	if err != nil {
+		return err
+	}
+	for _, t := range all {
+		lset := labels.FromStrings(model.MetricNameLabel, t.name)
+		if t.model != "" {
+			lset = labels.FromStrings(model.MetricNameLabel, t.name, signals.LabelModel, t.model)
+		}
+		if _, err := app.Append(0, lset, ts, t.value); err != nil {
+			return fmt.Errorf("appending SLO target %s: %w", lset, err)
+		}
+	}
 	return nil
+}
+
+// SLOTargetsCollector exports the SLO targets in force as the same series
+// the rules read, so dashboards can draw them: the default target's model
+// label is empty.
+type SLOTargetsCollector struct {
+	targets func() []config.SLOTarget
+	descs   map[string]*prometheus.Desc
+}
+
+// NewSLOTargetsCollector exports what targets returns at each scrape.
+func NewSLOTargetsCollector(targets func() []config.SLOTarget) *SLOTargetsCollector {
+	help := map[string]string{
+		SLOTTFTP95Series:    "SLO target of the 95th percentile of time to first token, in seconds, by model (empty: the default).",
+		SLOITLP95Series:     "SLO target of the 95th percentile of inter-token latency, in seconds, by model (empty: the default).",
+		SLOErrorRatioSeries: "SLO target of the share of failed requests, by model (empty: the default).",
+	}
+	c := &SLOTargetsCollector{targets: targets, descs: map[string]*prometheus.Desc{}}
+	for name, h := range help {
+		c.descs[name] = prometheus.NewDesc(name, h, []string{signals.LabelModel}, nil)
+	}
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (c *SLOTargetsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *SLOTargetsCollector) Collect(ch chan<- prometheus.Metric) {
+	all, err := resolveSLOTargets(c.targets())
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.descs[SLOTTFTP95Series], err)
+		return
+	}
+	for _, t := range all {
+		ch <- prometheus.MustNewConstMetric(c.descs[t.name], prometheus.GaugeValue, t.value, t.model)
+	}
 }

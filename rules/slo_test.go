@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 
 	"github.com/optiinfra/perfagent/config"
@@ -84,5 +85,22 @@ func TestAppendSLOTargets(t *testing.T) {
 				t.Errorf("series:\n got  %s\n want %s", strings.Join(got, "\n      "), strings.Join(tc.want, "\n      "))
 			}
 		})
+	}
+}
+
+func TestSLOTargetsCollector(t *testing.T) {
+	c := NewSLOTargetsCollector(func() []config.SLOTarget {
+		return []config.SLOTarget{{Model: "llama", TTFTP95: config.Duration(time.Second)}, {ITLP95: config.Duration(20 * time.Millisecond)}}
+	})
+	want := `# HELP perfagent_slo_ttft_p95_seconds SLO target of the 95th percentile of time to first token, in seconds, by model (empty: the default).
+# TYPE perfagent_slo_ttft_p95_seconds gauge
+perfagent_slo_ttft_p95_seconds{model=""} 0.5
+perfagent_slo_ttft_p95_seconds{model="llama"} 1
+# HELP perfagent_slo_itl_p95_seconds SLO target of the 95th percentile of inter-token latency, in seconds, by model (empty: the default).
+# TYPE perfagent_slo_itl_p95_seconds gauge
+perfagent_slo_itl_p95_seconds{model=""} 0.02
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), SLOTTFTP95Series, SLOITLP95Series); err != nil {
+		t.Error(err)
 	}
 }

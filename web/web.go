@@ -1,18 +1,22 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 
@@ -23,7 +27,10 @@ import (
 type Options struct {
 	Logger   *slog.Logger
 	Gatherer prometheus.Gatherer
-	API      *apiv1.API
+	// Registerer receives perfagent_http_request_duration_seconds; nil
+	// registers nowhere.
+	Registerer prometheus.Registerer
+	API        *apiv1.API
 	// Ready reports whether the agent can answer: the first collection
 	// has completed and the source is up.
 	Ready   func() bool
@@ -42,6 +49,7 @@ type Options struct {
 // Handler is perfagent's HTTP server.
 type Handler struct {
 	o        Options
+	duration *prometheus.HistogramVec
 	router   *mux.Router
 	reloadCh chan chan error
 	quitCh   chan struct{}
@@ -52,7 +60,13 @@ type Handler struct {
 // New builds the routes.
 func New(o Options) *Handler {
 	h := &Handler{o: o, router: mux.NewRouter(), reloadCh: make(chan chan error), quitCh: make(chan struct{})}
+	h.duration = promauto.With(o.Registerer).NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "perfagent_http_request_duration_seconds",
+		Help:    "Time to answer an HTTP request, by route (handler), method and status code.",
+		Buckets: []float64{.001, .005, .025, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"handler", "method", "code"})
 	r := h.router
+	r.Use(h.instrument)
 	r.HandleFunc("/", h.landing).Methods(http.MethodGet)
 	r.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "perfagent is Healthy.")
@@ -61,6 +75,7 @@ func New(o Options) *Handler {
 	r.HandleFunc("/-/reload", h.lifecycle(h.reload)).Methods(http.MethodPost, http.MethodPut)
 	r.HandleFunc("/-/quit", h.lifecycle(h.quit)).Methods(http.MethodPost, http.MethodPut)
 	r.HandleFunc("/workflows/{id}", h.workflow).Methods(http.MethodGet)
+	r.HandleFunc("/instances/{instance}", h.instance).Methods(http.MethodGet)
 	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)}))
 	if o.API != nil {
 		o.API.Register(r.PathPrefix("/api/v1").Subrouter())
@@ -174,3 +189,53 @@ func (h *Handler) externalURL() string {
 	}
 	return h.o.ExternalURL()
 }
+
+// InstancePath is the path of an instance's page below the agent's URL,
+// where bottleneck alerts link to.
+func InstancePath(instance string) string {
+	return "/instances/" + url.PathEscape(instance)
+}
+
+// render writes a page of t, or says where the same data is as JSON when
+// the page cannot be rendered.
+func (h *Handler) render(w http.ResponseWriter, t *template.Template, data any, what, jsonPath string) {
+	var page bytes.Buffer
+	if err := t.Execute(&page, data); err != nil {
+		h.o.Logger.Error("Rendering a page failed", "page", what, "err", err)
+		http.Error(w, "rendering "+what+" failed; its JSON is at "+jsonPath, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = page.WriteTo(w)
+}
+
+// instrument times every request that matched a route, labelled with the
+// route's template so that paths with ids make one series.
+func (h *Handler) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route := "unknown"
+		if cr := mux.CurrentRoute(r); cr != nil {
+			if tmpl, err := cr.GetPathTemplate(); err == nil {
+				route = tmpl
+			}
+		}
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		start := time.Now()
+		next.ServeHTTP(sw, r)
+		h.duration.WithLabelValues(route, r.Method, strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
+	})
+}
+
+// statusWriter remembers the status code a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -106,5 +107,35 @@ func TestLandingPage(t *testing.T) {
 	}
 	if code, _ := serve(h, http.MethodGet, "/nothing-here"); code != http.StatusNotFound {
 		t.Errorf("unknown path = %d, want 404", code)
+	}
+}
+
+func TestRequestsAreTimedByRoute(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := New(Options{Logger: slog.New(slog.DiscardHandler), Gatherer: reg, Registerer: reg})
+	serve(h, http.MethodGet, "/")
+	serve(h, http.MethodGet, "/workflows/wf-1")
+	serve(h, http.MethodGet, "/workflows/wf-2")
+	want := map[string]uint64{`/ GET 200`: 1, `/workflows/{id} GET 404`: 2}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "perfagent_http_request_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var key []string
+			for _, l := range m.GetLabel() {
+				key = append(key, l.GetValue())
+			}
+			// Labels come sorted by name: code, handler, method.
+			got[key[1]+" "+key[2]+" "+key[0]] = m.GetHistogram().GetSampleCount()
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("timed requests %v, want %v", got, want)
 	}
 }

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"html/template"
@@ -81,17 +80,10 @@ func (h *Handler) workflow(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	var page bytes.Buffer
-	if err := workflowPage.Execute(&page, struct {
+	h.render(w, workflowPage, struct {
 		workflow.Workflow
 		Base string
-	}{wf, h.externalURL()}); err != nil {
-		h.o.Logger.Error("Rendering a workflow page failed", "workflow", wf.ID, "err", err)
-		http.Error(w, "rendering workflow "+wf.ID+" failed; its JSON is at /api/v1/workflows/"+wf.ID, http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_, _ = page.WriteTo(w)
+	}{wf, h.externalURL()}, "workflow "+wf.ID, "/api/v1/workflows/"+wf.ID)
 }
 
 // WorkflowFunc returns one workflow by id, with its events.

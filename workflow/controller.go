@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/prometheus/notifier"
+
 	"github.com/optiinfra/perfagent/collector"
 )
 
@@ -27,7 +29,7 @@ type ControllerOptions struct {
 	// Validator defaults to NewValidator over Source.
 	Validator *Validator
 	// Alerts may be nil: then no alert is sent.
-	Alerts *AlertSender
+	Alerts AlertSink
 	// Approvers may decide on gates, abort and roll back.
 	Approvers []string
 	// ExternalURL is the agent's public URL; workflow pages are below it.
@@ -402,7 +404,7 @@ func (c *Controller) sendAlerts(w Workflow, now time.Time, force bool) {
 	if c.opts.Alerts == nil {
 		return
 	}
-	var due []Alert
+	var due []*notifier.Alert
 	c.sentMu.Lock()
 	policy := c.policy
 	policy.externalURL = c.cur().ExternalURL
@@ -410,7 +412,7 @@ func (c *Controller) sendAlerts(w Workflow, now time.Time, force bool) {
 		k := a.key()
 		if last, ok := c.lastSent[k]; force || !ok || now.Sub(last) >= c.opts.ResendInterval {
 			c.lastSent[k] = now
-			due = append(due, a)
+			due = append(due, a.notifierAlert())
 		}
 	}
 	c.sentMu.Unlock()

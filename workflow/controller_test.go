@@ -3,7 +3,7 @@ package workflow
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -13,8 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/promql"
-
-	perfagenttest "github.com/optiinfra/perfagent/internal/testutil"
 )
 
 // fakeExecutor counts calls per idempotency key and applies each key once,
@@ -66,7 +64,7 @@ var testChange = Change{
 
 var testApprovers = []string{"alice", "bob", "carol"}
 
-func newTestController(t *testing.T, store Store, src *fakeSource, exec Executor, alerts *AlertSender, m *Metrics) *Controller {
+func newTestController(t *testing.T, store Store, src *fakeSource, exec Executor, alerts AlertSink, m *Metrics) *Controller {
 	t.Helper()
 	c, err := NewController(ControllerOptions{
 		Store: store, Source: src, Executor: exec, Alerts: alerts, Approvers: testApprovers,
@@ -131,17 +129,11 @@ func eventPath(w Workflow) string {
 func TestControllerSucceeds(t *testing.T) {
 	store := openStore(t, t.TempDir())
 	defer store.Close()
-	am := &fakeAlertmanager{}
-	srv := httptest.NewServer(am)
-	defer srv.Close()
+	am := &recordingSink{}
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	sender, err := NewAlertSender(AlertSenderOptions{URLs: []string{srv.URL}, Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
 	src, exec := &fakeSource{rangeFn: healthy}, newFakeExecutor()
-	c := newTestController(t, store, src, exec, sender, m)
+	c := newTestController(t, store, src, exec, am, m)
 	ctx := context.Background()
 
 	pool := []string{"a", "b", "c", "d"}
@@ -154,7 +146,6 @@ func TestControllerSucceeds(t *testing.T) {
 	}
 
 	// The approval alert fires with identity labels and the workflow link.
-	sender.Flush(ctx, t0)
 	got := am.all()
 	if len(got) != 1 {
 		t.Fatalf("%d alerts posted, want the approval request", len(got))
@@ -164,7 +155,7 @@ func TestControllerSucceeds(t *testing.T) {
 		"alertname": AlertApprovalRequired, "severity": "warning", "agent": "agent-1", "workflow_id": "wf-1",
 		"gate": "start", "model": "llama", "engine": "vllm", "change_kind": "batching",
 	}
-	if !equalMaps(a.Labels, wantLabels) {
+	if !maps.Equal(a.Labels, wantLabels) {
 		t.Fatalf("labels %v, want %v", a.Labels, wantLabels)
 	}
 	for k, want := range map[string]string{
@@ -188,14 +179,12 @@ func TestControllerSucceeds(t *testing.T) {
 	if err := c.Tick(ctx, t0.Add(30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	sender.Flush(ctx, t0.Add(30*time.Second))
 	if n := len(am.all()); n != 1 {
 		t.Fatalf("resent before the interval: %d posts", n)
 	}
 	if err := c.Tick(ctx, t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	sender.Flush(ctx, t0.Add(time.Minute))
 	if got := am.all(); len(got) != 2 || !got[1].EndsAt.Equal(t0.Add(5*time.Minute)) || !got[1].StartsAt.Equal(t0) {
 		t.Fatalf("resend: %+v", got)
 	}
@@ -216,7 +205,7 @@ func TestControllerSucceeds(t *testing.T) {
 			t.Fatalf("%s: err = %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	w, err = c.Approve(ctx, "wf-1", "alice", w.ProposalHash, "go", decideAt)
+	w, err := c.Approve(ctx, "wf-1", "alice", w.ProposalHash, "go", decideAt)
 	if err != nil || w.State != StatePreflight {
 		t.Fatalf("approve: %s, %v", w.State, err)
 	}
@@ -231,7 +220,6 @@ func TestControllerSucceeds(t *testing.T) {
 		t.Fatalf("decisions %+v", d)
 	}
 	// The decision resolved the alert at the decision time.
-	sender.Flush(ctx, decideAt)
 	got = am.all()
 	if last := got[len(got)-1]; !last.EndsAt.Equal(decideAt) || last.Labels["gate"] != "start" {
 		t.Fatalf("resolve: %+v", last)
@@ -289,13 +277,7 @@ func TestControllerSucceeds(t *testing.T) {
 func TestControllerRegressionRollsBack(t *testing.T) {
 	store := openStore(t, t.TempDir())
 	defer store.Close()
-	am := &fakeAlertmanager{}
-	srv := httptest.NewServer(am)
-	defer srv.Close()
-	sender, err := NewAlertSender(AlertSenderOptions{URLs: []string{srv.URL}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	am := &recordingSink{}
 	slow := func(signal, inst string, s, e time.Time) ([]float64, error) {
 		v, _ := healthy(signal, inst, s, e)
 		// Slower after the change only: before it, a matched its peers.
@@ -307,12 +289,12 @@ func TestControllerRegressionRollsBack(t *testing.T) {
 		return v, nil
 	}
 	exec := newFakeExecutor()
-	c := newTestController(t, store, &fakeSource{rangeFn: slow}, exec, sender, nil)
+	c := newTestController(t, store, &fakeSource{rangeFn: slow}, exec, am, nil)
 	w := create(t, c, "wf-1", []string{"a", "b", "c"}, nil, t0)
 	if _, err := c.Approve(context.Background(), "wf-1", "alice", w.ProposalHash, "", t0); err != nil {
 		t.Fatal(err)
 	}
-	w, end := tickUntil(t, c, "wf-1", t0, StateRolledBack, StateSucceeded)
+	w, _ = tickUntil(t, c, "wf-1", t0, StateRolledBack, StateSucceeded)
 	if w.State != StateRolledBack {
 		t.Fatalf("ended %s", w.State)
 	}
@@ -326,7 +308,6 @@ func TestControllerRegressionRollsBack(t *testing.T) {
 	if r.Verdict != VerdictFail || !strings.Contains(r.Reason, "llm_time_to_first_token_seconds") {
 		t.Fatalf("result %+v", r)
 	}
-	sender.Flush(context.Background(), end)
 	var failed bool
 	for _, a := range am.all() {
 		if a.Labels["alertname"] == AlertRolloutFailed && a.Labels["severity"] == "warning" && strings.Contains(a.Annotations["stage_result"], "fail") {
@@ -673,27 +654,6 @@ func TestControllerGuardrail(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestControllerAlertmanagerDown(t *testing.T) {
-	store := openStore(t, t.TempDir())
-	defer store.Close()
-	m := NewMetrics(nil)
-	// Nothing listens on the address once the listener is closed.
-	sender, err := NewAlertSender(AlertSenderOptions{URLs: []string{"http://" + perfagenttest.FreeAddr(t)}, Metrics: m, Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newTestController(t, store, &fakeSource{rangeFn: healthy}, newFakeExecutor(), sender, m)
-	w := create(t, c, "wf-1", []string{"a", "b"}, nil, t0)
-	if _, err := c.Approve(context.Background(), "wf-1", "alice", w.ProposalHash, "", t0); err != nil {
-		t.Fatal(err)
-	}
-	w, _ = tickUntil(t, c, "wf-1", t0, StateSucceeded)
-	next := sender.Flush(context.Background(), t0)
-	if next.IsZero() || testutil.ToFloat64(m.Notifications.WithLabelValues(OutcomeFailure)) == 0 {
-		t.Fatalf("failed delivery not counted or not retried (next %v)", next)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -173,16 +172,10 @@ func TestRollbackRetriedWithBackoff(t *testing.T) {
 func TestNeedsAttentionUntilRestored(t *testing.T) {
 	store := openStore(t, t.TempDir())
 	defer store.Close()
-	am := &fakeAlertmanager{}
-	srv := httptest.NewServer(am)
-	defer srv.Close()
+	am := &recordingSink{}
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	reg.MustRegister(NewWorkflowsCollector(store))
-	sender, err := NewAlertSender(AlertSenderOptions{URLs: []string{srv.URL}, Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
 	exec := newFakeExecutor()
 	exec.fail = func(r Request) error {
 		if r.Operation == OperationRollback {
@@ -190,7 +183,7 @@ func TestNeedsAttentionUntilRestored(t *testing.T) {
 		}
 		return nil
 	}
-	c := newTestController(t, store, &fakeSource{rangeFn: healthy}, exec, sender, m)
+	c := newTestController(t, store, &fakeSource{rangeFn: healthy}, exec, am, m)
 	ctx := context.Background()
 	pool := []string{"a", "b"}
 	start(t, c, pool, currentOf(pool))
@@ -216,7 +209,6 @@ func TestNeedsAttentionUntilRestored(t *testing.T) {
 	})); got != 2 {
 		t.Fatalf("perfagent_workflow_instances_changed = %v, want 2", got)
 	}
-	sender.Flush(ctx, at)
 	var alerted bool
 	for _, a := range am.all() {
 		if a.Labels["alertname"] == AlertNeedsAttention && a.Annotations["still_changed"] == "a, b" && strings.Contains(a.Annotations["summary"], "still changed: a, b") {
@@ -242,7 +234,7 @@ func TestNeedsAttentionUntilRestored(t *testing.T) {
 			t.Fatalf("resolve %s by %s: err = %v, want %v", tc.inst, tc.user, err, tc.want)
 		}
 	}
-	w, err = c.Resolve(ctx, "wf-1", "a", "carol", "restarted a with the old flag", at)
+	w, err := c.Resolve(ctx, "wf-1", "a", "carol", "restarted a with the old flag", at)
 	if err != nil || w.State != StateNeedsAttention || !slices.Equal(w.Changed(), []string{"b"}) {
 		t.Fatalf("after resolving a: %s, still changed %v, %v", w.State, w.Changed(), err)
 	}

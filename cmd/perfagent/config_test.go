@@ -66,3 +66,24 @@ func TestConfigKnowsTheValidatorsNeeds(t *testing.T) {
 			config.WorkflowMinSamples, config.DefaultWorkflowWindow, workflow.DefaultMinSamples, workflow.DefaultSettings().Window)
 	}
 }
+
+// TestCheckConfigSaysHowToMigrate: a deprecated field passes the check
+// with a warning that shows what to write instead.
+func TestCheckConfigSaysHowToMigrate(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "perfagent.yml")
+	if err := os.WriteFile(f, []byte("source: {targets: [{url: 'http://a:1/metrics'}]}\nworkflow: {alertmanagers: ['http://am:9093']}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check", "config", f}, &stdout, &stderr); code != exitSuccess {
+		t.Fatalf("check config = %d\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "SUCCESS: embedded mode, 3 engine profiles, 1 Alertmanager configurations") {
+		t.Errorf("stdout %q", stdout.String())
+	}
+	for _, want := range []string{"WARNING:", "workflow.alertmanagers is deprecated", "alerting:", "- am:9093"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}

@@ -19,6 +19,8 @@ var allowedImports = map[string][]string{
 	"signals":              {},
 	"config":               {"signals"},
 	"signalstore":          {},
+	"alerting":             {"config"},
+	"dashboards":           {},
 	"collector":            {"config", "signalstore", "signals"},
 	"rules":                {"config", "signalstore", "signals"},
 	"recommender":          {"rules", "collector", "config", "signalstore", "signals"},

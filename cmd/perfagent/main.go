@@ -128,7 +128,10 @@ func checkConfig(files []string, stdout, stderr io.Writer) int {
 			code = exitFailure
 			continue
 		}
-		fmt.Fprintf(stdout, "  SUCCESS: %s mode, %d engine profiles\n", cfg.Mode(), len(profiles))
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(stderr, "  WARNING:\n%s\n", indent(w))
+		}
+		fmt.Fprintf(stdout, "  SUCCESS: %s mode, %d engine profiles, %d Alertmanager configurations\n", cfg.Mode(), len(profiles), len(cfg.Alerting.AlertmanagerConfigs))
 	}
 	return code
 }

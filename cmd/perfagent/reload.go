@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"time"
 
@@ -28,6 +29,7 @@ func (a *daemon) reloaders() []reloader {
 		{"restart", a.needsRestart},
 		{"collector", a.prepareCollector},
 		{"rules", a.prepareRules},
+		{"alerting", func(cfg *config.Config) (func(), error) { return a.alerts.PrepareConfig(cfg) }},
 		{"recommender", func(cfg *config.Config) (func(), error) { return a.rec.PrepareConfig(cfg.Recommender) }},
 		{"pipeline", func(cfg *config.Config) (func(), error) { return a.pipeline.PrepareConfig(pipelineConfig(cfg)) }},
 	}
@@ -78,10 +80,19 @@ func (a *daemon) reload() (err error) {
 	if err != nil {
 		return err
 	}
+	logWarnings(a.logger, cfg)
 	if err := a.apply(cfg); err != nil {
 		return fmt.Errorf("%s: %w; nothing was changed", a.flags.configFile, err)
 	}
 	return nil
+}
+
+// logWarnings logs what the configuration should change, such as
+// deprecated fields.
+func logWarnings(logger *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		logger.Warn("Configuration warning", "msg", w)
+	}
 }
 
 // needsRestart refuses the few changes a running agent cannot take: the
@@ -153,16 +164,11 @@ func (a *daemon) prepareWorkflows(cfg *config.Config) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	urls := rawURLs(cfg.Workflow.Alertmanagers)
 	return func() {
-		// Neither can fail: the controller needs only the executor built
-		// above, and loading the configuration checked that the URLs are
-		// absolute http(s) ones.
+		// It cannot fail: the controller needs only the executor built
+		// above.
 		if err := a.workflows.controller.ApplyConfig(live); err != nil {
 			a.logger.Error("Applying the workflow configuration failed", "err", err)
-		}
-		if err := a.workflows.sender.SetURLs(urls); err != nil {
-			a.logger.Error("Applying the Alertmanager URLs failed", "err", err)
 		}
 	}, nil
 }

@@ -25,14 +25,17 @@ import (
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/common/version"
 	toolkitweb "github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/prometheus/notifier"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/optiinfra/perfagent/agent"
+	"github.com/optiinfra/perfagent/alerting"
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/optiinfra/perfagent/web"
 	apiv1 "github.com/optiinfra/perfagent/web/api/v1"
@@ -69,6 +72,7 @@ type daemon struct {
 	coll      *collector.Collector
 	scraper   *collector.EmbeddedSource
 	rules     *rules.Manager
+	alerts    *alerting.Notifier
 	rec       *recommender.Recommender
 	pipeline  *agent.Pipeline
 	workflows *workflows
@@ -96,6 +100,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		logger.Error("Error loading config", "file", absPath(f.configFile), "err", err)
 		return exitUsage
 	}
+	logWarnings(logger, cfg)
 	_, errs := loadProfiles(f.configFile, cfg)
 	if len(errs) > 0 {
 		logger.Error("Error loading engine profiles", "err", joinErrors(errs))
@@ -142,7 +147,9 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		prober = collector.NewProber(time.Duration(cfg.Collector.Probe.Interval), time.Duration(cfg.Collector.Probe.Timeout), a.metrics)
 	}
 	a.coll = collector.New(collector.Options{Logger: logger.With("component", "collector"), Metrics: a.metrics, Store: a.store, Prober: prober})
+	a.alerts = alerting.New(alerting.Options{Logger: logger.With("component", "notifier")})
 	a.rules = rules.NewManager(rules.ManagerOptions{
+		NotifyFunc:         a.sendBottleneckAlerts,
 		Queryable:          a.store.DB(),
 		Appendable:         a.store.DB(),
 		QueryFunc:          a.store.QueryFunc(),
@@ -180,12 +187,13 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	reg.MustRegister(
 		collector.NewSignalsExporter(a.coll),
 		rules.NewBottlenecksCollector(a.pipeline.Bottlenecks),
+		rules.NewSLOTargetsCollector(func() []config.SLOTarget { return a.config().Rules.SLO }),
 		recommender.NewRecommendationsCollector(a.pipeline.LatestRecommendations),
 	)
 
 	var workflows apiv1.Workflows
 	if cfg.Workflow.Enabled() {
-		wf, closeStore, err := newWorkflows(cfg, f, a.store, reg, logger)
+		wf, closeStore, err := newWorkflows(cfg, f, a.store, a.alerts, reg, logger)
 		if err != nil {
 			logger.Error("Error starting workflows", "err", err)
 			_ = a.store.Close()
@@ -212,8 +220,8 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Config:          a.configYAML,
 		Now:             time.Now,
 	})
-	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: reg, API: api, Ready: a.coll.Ready, Version: version.Version,
-		ExternalURL:     func() string { return externalURL(a.config().Workflow.ExternalURL, f.listenAddress) },
+	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: prometheus.Gatherers{reg, a.alerts.Gatherer()}, Registerer: reg, API: api, Ready: a.coll.Ready, Version: version.Version,
+		ExternalURL:     a.externalURL,
 		EnableLifecycle: f.enableLifecycle}
 	if a.workflows != nil {
 		webOpts.Workflow = a.workflows.controller.Get
@@ -288,15 +296,12 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 			a.workflows.controller.Run(ctx)
 			return nil
 		}, func(error) { cancel() })
-		if s := a.workflows.sender; s != nil {
-			// The sender stops after the controller, flushing its queue.
-			sctx, scancel := context.WithCancel(context.Background())
-			g.Add(func() error {
-				s.Run(sctx)
-				return nil
-			}, func(error) { scancel() })
-		}
 	}
+	// Stopping, the notifier drains its queues.
+	g.Add(func() error {
+		a.alerts.Run()
+		return nil
+	}, func(error) { a.alerts.Stop() })
 	{
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error {
@@ -322,6 +327,21 @@ func absPath(p string) string {
 		return a
 	}
 	return p
+}
+
+// externalURL is the agent's URL as people reach it, for links.
+func (a *daemon) externalURL() string {
+	return externalURL(a.config().Workflow.ExternalURL, a.flags.listenAddress)
+}
+
+// sendBottleneckAlerts hands the rule manager's alerts to the notifier,
+// each linking to its instance's page.
+func (a *daemon) sendBottleneckAlerts(_ context.Context, alerts ...*notifier.Alert) {
+	base := a.externalURL()
+	for _, al := range alerts {
+		al.GeneratorURL = base + web.InstancePath(al.Labels.Get(signals.LabelInstance))
+	}
+	a.alerts.Send(alerts...)
 }
 
 func (a *daemon) config() *config.Config {

@@ -256,7 +256,7 @@ func rolloutFiles(t *testing.T, sim *simFleet, webhookURL, secret, amURL, waits 
 	}
 	am := ""
 	if amURL != "" {
-		am = "\n  alertmanagers: [" + amURL + "]"
+		am = "\nalerting: {alertmanagers: [{static_configs: [{targets: [" + strings.TrimPrefix(amURL, "http://") + "]}]}]}"
 	}
 	// A rate window of several seconds so that every rate signal, the
 	// error ratio among them, has finished requests to count.
@@ -265,9 +265,9 @@ recommender:
   models:
     - {name: meta-llama/Llama-3.1-8B-Instruct, parameters: 8.03e9, layers: 32, kv_heads: 8, head_dim: 128, dtype_bytes: 2, gpu_memory_bytes: 85899345920}
 workflow:
-  approvers: [bob]%s
+  approvers: [bob]
   webhook: {url: %s, secret: %s}
-  %s
-`, ruleFile, am, webhookURL, secret, waits)
+  %s%s
+`, ruleFile, webhookURL, secret, waits, am)
 	return cfg, webCfg
 }

@@ -48,13 +48,12 @@ func newExecutor(c *config.WorkflowConfig) (workflow.Executor, error) {
 // workflows are the running workflow parts.
 type workflows struct {
 	controller *workflow.Controller
-	sender     *workflow.AlertSender
 }
 
 // newWorkflows opens the workflow store under the storage path and builds
-// the executor, the Alertmanager sender and the controller. Validation
+// the executor and the controller, whose alerts go to alerts. Validation
 // reads signals from the local TSDB, which holds them in both modes.
-func newWorkflows(cfg *config.Config, f daemonFlags, store *signalstore.Store, reg prometheus.Registerer, logger *slog.Logger) (*workflows, func(), error) {
+func newWorkflows(cfg *config.Config, f daemonFlags, store *signalstore.Store, alerts workflow.AlertSink, reg prometheus.Registerer, logger *slog.Logger) (*workflows, func(), error) {
 	live, err := workflowReloadable(cfg, f, store)
 	if err != nil {
 		return nil, nil, err
@@ -67,15 +66,8 @@ func newWorkflows(cfg *config.Config, f daemonFlags, store *signalstore.Store, r
 	metrics := workflow.NewMetrics(reg)
 	reg.MustRegister(workflow.NewWorkflowsCollector(ws))
 	wf := &workflows{}
-	// The sender exists without Alertmanagers too, so that a reload can
-	// add some.
-	wf.sender, err = workflow.NewAlertSender(workflow.AlertSenderOptions{URLs: rawURLs(cfg.Workflow.Alertmanagers), Metrics: metrics, Logger: logger.With("component", "alerts")})
-	if err != nil {
-		closeStore()
-		return nil, nil, err
-	}
 	wf.controller, err = workflow.NewController(workflow.ControllerOptions{
-		Store: ws, Source: store, Alerts: wf.sender,
+		Store: ws, Source: store, Alerts: alerts,
 		Executor: live.Executor, Validator: live.Validator, Approvers: live.Approvers, ExternalURL: live.ExternalURL,
 		Defaults: live.Defaults, RollbackAttempts: live.RollbackAttempts, RollbackBackoff: live.RollbackBackoff,
 		IngestionLag: live.IngestionLag, TickInterval: live.TickInterval,
@@ -130,13 +122,4 @@ func externalURL(configured, listen string) string {
 		}
 	}
 	return "http://" + net.JoinHostPort(host, port)
-}
-
-// rawURLs are the URLs to connect to, passwords included.
-func rawURLs(us []config.URL) []string {
-	raw := make([]string, len(us))
-	for i, u := range us {
-		raw[i] = u.Raw()
-	}
-	return raw
 }

@@ -43,9 +43,9 @@ pids+=($!)
 pids+=($!)
 waitfor=("${pids[@]}")
 
-# perfagent.yml always names this Alertmanager; without it, approval
-# alerts are retried and counted as failures, and workflows run as usual.
-alertmanager="http://127.0.0.1:19093/  (approval alerts)"
+# perfagent.yml always names this Alertmanager; without it, sending alerts
+# fails and is counted, and workflows run as usual.
+alertmanager="http://127.0.0.1:19093/  (bottleneck and approval alerts)"
 if command -v prometheus-alertmanager >/dev/null; then
   prometheus-alertmanager --config.file "$here/alertmanager.yml" \
     --storage.path "$tmp/alertmanager" --web.listen-address 127.0.0.1:19093 \
@@ -53,11 +53,11 @@ if command -v prometheus-alertmanager >/dev/null; then
   pids+=($!)
   sleep 1
   if ! kill -0 "${pids[-1]}" 2>/dev/null; then
-    alertmanager="did not start (see its error above): approval alerts are retried and counted"
+    alertmanager="did not start (see its error above): alerts to it fail and are counted"
   fi
 else
-  alertmanager="not installed (apt-get install prometheus-alertmanager): approval alerts
-                to 127.0.0.1:19093 are retried and counted, workflows run without it"
+  alertmanager="not installed (apt-get install prometheus-alertmanager): alerts to
+                127.0.0.1:19093 fail and are counted, workflows run without it"
 fi
 
 cat <<MSG

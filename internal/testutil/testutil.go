@@ -159,7 +159,10 @@ receivers:
 	return ""
 }
 
-// withoutUpstreamFamilies drops the lines of prometheus_* families.
+// withoutUpstreamFamilies drops the lines of prometheus_* families, and of
+// the notifier's families that perfagent exports under its own prefix
+// with their upstream names (perfagent_notifications_*).
+
 func withoutUpstreamFamilies(exposition string) string {
 	var b strings.Builder
 	for line := range strings.Lines(exposition) {
@@ -169,7 +172,7 @@ func withoutUpstreamFamilies(exposition string) string {
 				name = f[1]
 			}
 		}
-		if strings.HasPrefix(name, "prometheus_") {
+		if strings.HasPrefix(name, "prometheus_") || strings.HasPrefix(name, "perfagent_notifications_") {
 			continue
 		}
 		b.WriteString(line)

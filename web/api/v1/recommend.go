@@ -29,7 +29,7 @@ func (a *API) recommendations(r *http.Request) (any, *apiError) {
 	rep := a.o.Recommendations.Latest()
 	out := []recommender.Recommendation{}
 	for _, rec := range rep.Recommendations {
-		if (q.Get("instance") == "" || rec.Instance == q.Get("instance") || slices.Contains(rec.Action.Instances, q.Get("instance"))) &&
+		if (q.Get("instance") == "" || concerns(rec, q.Get("instance"))) &&
 			(q.Get("engine") == "" || rec.Engine == q.Get("engine")) &&
 			(q.Get("model") == "" || rec.Model == q.Get("model")) &&
 			(q.Get("id") == "" || rec.ID == q.Get("id")) {
@@ -37,6 +37,11 @@ func (a *API) recommendations(r *http.Request) (any, *apiError) {
 		}
 	}
 	return map[string]any{"recommendations": out, "skipped": nonNil(rep.Skipped)}, nil
+}
+
+// concerns reports whether rec changes instance, itself or as a replica.
+func concerns(rec recommender.Recommendation, instance string) bool {
+	return rec.Instance == instance || slices.Contains(rec.Action.Instances, instance)
 }
 
 func (a *API) recommend(r *http.Request) (any, *apiError) {
