@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -108,10 +107,6 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Prometheus and waits for real scrapes")
 	}
-	promBin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("Debian's prometheus is not installed (apt-get install prometheus); .ci/run installs it")
-	}
 	var targets []config.TargetConfig
 	var addrs []string
 	for _, engine := range []string{"vllm", "sglang", "tgi"} {
@@ -127,29 +122,7 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 		}
 	}
 
-	dir := t.TempDir()
-	promAddr := testutil.FreeAddr(t)
-	promCfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 900ms}\nscrape_configs:\n  - job_name: fixtures\n    static_configs:\n      - targets: [%s]\n", strings.Join(addrs, ", "))
-	cfgFile := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgFile, []byte(promCfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	prom := exec.CommandContext(ctx, promBin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "prom"),
-		"--web.listen-address="+promAddr, "--log.level=warn")
-	out := &strings.Builder{}
-	prom.Stdout, prom.Stderr = out, out
-	if err := prom.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = prom.Process.Kill()
-		_ = prom.Wait()
-		if t.Failed() {
-			t.Logf("prometheus output:\n%s", out.String())
-		}
-	})
+	promURL := testutil.StartPrometheus(t, fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 900ms}\nscrape_configs:\n  - job_name: fixtures\n    static_configs:\n      - targets: [%s]\n", strings.Join(addrs, ", ")))
 
 	// The embedded source scrapes the same servers on the same clock.
 	store := openTestStore(t)
@@ -170,7 +143,7 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 	t.Cleanup(embedded.Stop)
 
 	rcfg := config.DefaultRemoteConfig()
-	rcfg.URL = config.URL("http://" + promAddr)
+	rcfg.URL = config.URL(promURL)
 	rcfg.QueryTimeout = config.Duration(10 * time.Second)
 	remote, err := NewRemoteSource(rcfg, testMetrics())
 	if err != nil {
@@ -181,6 +154,8 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 		t.Fatal(errs)
 	}
 
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	// Wait until Prometheus has scraped every fixture for longer than the
 	// rate window (the embedded scraper started earlier).
 	deadline := time.Now().Add(90 * time.Second)

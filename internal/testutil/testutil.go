@@ -145,18 +145,8 @@ receivers:
 		_ = cmd.Wait()
 	})
 	url := "http://" + addr
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get(url + "/-/ready")
-		if err != nil {
-			continue
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			return url
-		}
-	}
-	t.Fatalf("Alertmanager was not ready within 20s")
-	return ""
+	waitReady(t, "Alertmanager", url)
+	return url
 }
 
 // withoutUpstreamFamilies drops the lines of prometheus_* families, and of
@@ -178,4 +168,73 @@ func withoutUpstreamFamilies(exposition string) string {
 		b.WriteString(line)
 	}
 	return b.String()
+}
+
+// StartPrometheus runs Debian's prometheus on loopback with the given
+// configuration and returns its URL once it is ready; the process stops
+// with the test, and its output is logged if the test failed. Without the
+// package (which CI installs) the test is skipped.
+func StartPrometheus(t testing.TB, config string) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Skip("Debian's prometheus is not installed (apt-get install prometheus); .ci/run installs it")
+	}
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgFile, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := FreeAddr(t)
+	cmd := exec.Command(bin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn")
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("prometheus output:\n%s", out.String())
+		}
+	})
+	url := "http://" + addr
+	waitReady(t, "Prometheus", url)
+	return url
+}
+
+// waitReady polls url/-/ready for 20 seconds.
+func waitReady(t testing.TB, what, url string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get(url + "/-/ready")
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return
+		}
+	}
+	t.Fatalf("%s was not ready within 20s", what)
+}
+
+// lockedBuffer collects a process's output safely.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
