@@ -9,7 +9,7 @@ LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEADCODE    := golang.org/x/tools/cmd/deadcode@v0.52.0
 
-.PHONY: all build test test-short lint run demo bench accuracy closed-loop dashboards clean
+.PHONY: all build test test-short lint run demo bench accuracy closed-loop dashboards mixin clean
 
 all: lint test build
 
@@ -64,6 +64,11 @@ closed-loop:
 # dashboards/; a test fails when the committed files differ.
 dashboards:
 	$(GO) test ./dashboards -run '^TestGenerated$$' -count=1 -update
+
+# Renders the monitoring mixin (mixin/mixin.libsonnet) into mixin/out/;
+# a test fails when the committed files differ.
+mixin: dashboards
+	$(GO) test ./mixin -run '^TestRendered$$' -count=1 -update
 
 clean:
 	rm -rf $(BIN) data bench.txt bench.json accuracy.json closed-loop.json

@@ -21,6 +21,7 @@ var allowedImports = map[string][]string{
 	"signalstore":          {},
 	"alerting":             {"config"},
 	"dashboards":           {},
+	"mixin":                {},
 	"collector":            {"config", "signalstore", "signals"},
 	"rules":                {"config", "signalstore", "signals"},
 	"recommender":          {"rules", "collector", "config", "signalstore", "signals"},

@@ -1,0 +1,110 @@
+package mixin
+
+import (
+	"bytes"
+	"flag"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+var update = flag.Bool("update", false, "write the rendered mixin to out/")
+
+// TestRendered fails when out/ differs from what mixin.libsonnet renders;
+// make mixin (go test -run TestRendered -update) writes it.
+func TestRendered(t *testing.T) {
+	got, err := Render(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, _ := filepath.Glob("out/dashboards/*.json")
+	for _, f := range committed {
+		if _, ok := got[strings.TrimPrefix(f, "out/")]; !ok {
+			t.Errorf("%s is no longer rendered; remove it", f)
+		}
+	}
+	for name, b := range got {
+		path := filepath.Join("out", name)
+		if *update {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("%v; run make mixin", err)
+			continue
+		}
+		if !bytes.Equal(want, b) {
+			t.Errorf("%s differs from what mixin.libsonnet renders; run make mixin and commit the result", path)
+		}
+	}
+}
+
+// TestRulesFollowTheConventions checks the rendered rules as Prometheus
+// loads them, and the alerts as the monitoring-mixins style guide asks:
+// a severity, a summary, a description and a runbook.
+func TestRulesFollowTheConventions(t *testing.T) {
+	got, err := Render(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{"alerts.yaml", "rules.yaml"} {
+		groups, errs := rulefmt.Parse(got[file], false, model.UTF8Validation, parser.NewParser(parser.Options{}), slog.New(slog.DiscardHandler))
+		if len(errs) > 0 {
+			t.Fatalf("%s: %v", file, errs)
+		}
+		if len(groups.Groups) == 0 {
+			t.Fatalf("%s has no groups", file)
+		}
+		for _, g := range groups.Groups {
+			for _, r := range g.Rules {
+				if r.Alert == "" {
+					continue
+				}
+				if !strings.HasPrefix(r.Alert, "PerfAgent") && !strings.HasPrefix(r.Alert, "LLM") {
+					t.Errorf("%s: alert %s: perfagent's alerts are named PerfAgent… (about the agent) or LLM… (bottlenecks)", file, r.Alert)
+				}
+				if s := r.Labels["severity"]; s != "info" && s != "warning" && s != "critical" {
+					t.Errorf("%s: alert %s: severity %q", file, r.Alert, s)
+				}
+				for _, a := range []string{"summary", "description", "runbook_url"} {
+					if r.Annotations[a] == "" {
+						t.Errorf("%s: alert %s lacks the %s annotation", file, r.Alert, a)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestPromtool runs promtool check rules on the rendered rules and
+// promtool test rules on the mixin's unit tests (tests/*.yaml), with
+// Debian's promtool, which CI installs.
+func TestPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool is not installed (apt-get install prometheus); .ci/run installs it")
+	}
+	if out, err := exec.Command(promtool, "check", "rules", "out/alerts.yaml", "out/rules.yaml").CombinedOutput(); err != nil {
+		t.Errorf("promtool check rules: %v\n%s", err, out)
+	}
+	tests, _ := filepath.Glob("tests/*.yaml")
+	if len(tests) == 0 {
+		t.Fatal("no unit tests in tests/")
+	}
+	if out, err := exec.Command(promtool, append([]string{"test", "rules"}, tests...)...).CombinedOutput(); err != nil {
+		t.Errorf("promtool test rules: %v\n%s", err, out)
+	}
+}
