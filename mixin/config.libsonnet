@@ -22,9 +22,11 @@
 
     // Detection inside Prometheus: the engine profiles as recording rules
     // and the bottleneck rules as alerts, over the model servers' own
-    // metrics scraped by this Prometheus. docs/alerting.md says when to
-    // use it instead of the agent's own evaluation.
-    bottleneckDetection: true,
+    // metrics scraped by this Prometheus, instead of the agent's own
+    // evaluation (docs/alerting.md). Off by default: a Prometheus that
+    // also scrapes the agent's signals would evaluate every bottleneck
+    // twice. make mixin renders it on into out/detection/.
+    bottleneckDetection: false,
     // The range of every rate in the engine profiles: at least four
     // scrapes of the model servers.
     rateWindow: '1m',

@@ -27,22 +27,33 @@ type ruleGroups struct {
 	} `json:"groups" yaml:"groups"`
 }
 
+// detection is the mixin with bottleneck detection inside Prometheus on.
+const detection = "(import 'mixin.libsonnet') + {_config+:: {bottleneckDetection: true}}"
+
 // Render evaluates dir/mixin.libsonnet and returns the rendered files,
 // keyed by their path below out/: alerts.yaml, rules.yaml and
-// dashboards/<name>.json.
+// dashboards/<name>.json with the default configuration, and
+// detection/alerts.yaml and detection/rules.yaml with bottleneck detection
+// inside Prometheus on.
 func Render(dir string) (map[string][]byte, error) {
 	vm := jsonnet.MakeVM()
 	vm.Importer(&jsonnet.FileImporter{JPaths: []string{dir}})
-	eval := func(field string) (string, error) {
-		out, err := vm.EvaluateAnonymousSnippet(filepath.Join(dir, field+".jsonnet"), "(import 'mixin.libsonnet')."+field)
+	eval := func(mixin, field string) (string, error) {
+		out, err := vm.EvaluateAnonymousSnippet(filepath.Join(dir, field+".jsonnet"), "("+mixin+")."+field)
 		if err != nil {
 			return "", fmt.Errorf("evaluating %s of %s: %w", field, filepath.Join(dir, "mixin.libsonnet"), err)
 		}
 		return out, nil
 	}
 	files := map[string][]byte{}
-	for field, file := range map[string]string{"prometheusAlerts": "alerts.yaml", "prometheusRules": "rules.yaml"} {
-		js, err := eval(field)
+	for _, r := range []struct{ mixin, field, file string }{
+		{"import 'mixin.libsonnet'", "prometheusAlerts", "alerts.yaml"},
+		{"import 'mixin.libsonnet'", "prometheusRules", "rules.yaml"},
+		{detection, "prometheusAlerts", "detection/alerts.yaml"},
+		{detection, "prometheusRules", "detection/rules.yaml"},
+	} {
+		field, file := r.field, r.file
+		js, err := eval(r.mixin, field)
 		if err != nil {
 			return nil, err
 		}
@@ -59,7 +70,7 @@ func Render(dir string) (map[string][]byte, error) {
 		}
 		files[file] = []byte(b.String())
 	}
-	js, err := eval("grafanaDashboards")
+	js, err := eval("import 'mixin.libsonnet'", "grafanaDashboards")
 	if err != nil {
 		return nil, err
 	}
