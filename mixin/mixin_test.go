@@ -84,6 +84,7 @@ func TestRulesFollowTheConventions(t *testing.T) {
 						t.Errorf("%s: alert %s lacks the %s annotation", file, r.Alert, a)
 					}
 				}
+				checkRunbook(t, r.Alert, r.Annotations["runbook_url"])
 			}
 		}
 	}
@@ -107,4 +108,33 @@ func TestPromtool(t *testing.T) {
 	if out, err := exec.Command(promtool, append([]string{"test", "rules"}, tests...)...).CombinedOutput(); err != nil {
 		t.Errorf("promtool test rules: %v\n%s", err, out)
 	}
+}
+
+// repoDocs is where runbook URLs point into this repository.
+const repoDocs = "https://github.com/optiinfra/perfagent/blob/main/"
+
+// checkRunbook checks that a runbook URL into this repository names a file
+// that exists and, with a fragment, one of its headings.
+func checkRunbook(t *testing.T, alert, runbook string) {
+	t.Helper()
+	rel, ok := strings.CutPrefix(runbook, repoDocs)
+	if !ok {
+		return
+	}
+	file, fragment, _ := strings.Cut(rel, "#")
+	b, err := os.ReadFile(filepath.Join("..", file))
+	if err != nil {
+		t.Errorf("alert %s: runbook %s: %v", alert, runbook, err)
+		return
+	}
+	if fragment == "" {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if title, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " "); ok && strings.HasPrefix(line, "#") &&
+			strings.ReplaceAll(strings.ToLower(title), " ", "-") == fragment {
+			return
+		}
+	}
+	t.Errorf("alert %s: runbook %s: %s has no heading #%s", alert, runbook, file, fragment)
 }
