@@ -124,75 +124,56 @@ func decodeErrors(path string, root *yaml.Node, err error) error {
 	return errs
 }
 
+// findNode walks the document in order and returns the path of the first
+// node match accepts; key is the node's mapping key, nil for a document
+// or sequence item.
+func findNode(root *yaml.Node, match func(n, key *yaml.Node) bool) (*yaml.Node, string) {
+	var found *yaml.Node
+	var foundPath string
+	var walk func(n, key *yaml.Node, path string)
+	walk = func(n, key *yaml.Node, path string) {
+		if found != nil {
+			return
+		}
+		if match(n, key) {
+			found, foundPath = n, path
+			return
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, nil, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				walk(n.Content[i+1], n.Content[i], joinPath(path, n.Content[i].Value))
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, nil, fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(root, nil, "")
+	return found, foundPath
+}
+
 // valueLine finds the first scalar written as value and names its line
 // and field path.
 func valueLine(root *yaml.Node, value string) (int, string) {
-	var line int
-	var field string
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
-		if line > 0 {
-			return
-		}
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, path)
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				walk(n.Content[i+1], joinPath(path, n.Content[i].Value))
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				walk(c, fmt.Sprintf("%s[%d]", path, i))
-			}
-		case yaml.ScalarNode:
-			if n.Value == value {
-				line, field = n.Line, path
-			}
-		}
+	n, path := findNode(root, func(n, _ *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Value == value })
+	if n == nil {
+		return 0, ""
 	}
-	walk(root, "")
-	return line, field
+	return n.Line, path
 }
 
-// lineField names the field whose key or value starts on line.
+// lineField names the field whose key or scalar value starts on line.
 func lineField(root *yaml.Node, line int) string {
-	var found string
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
-		if found != "" {
-			return
-		}
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, path)
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				p := joinPath(path, k.Value)
-				if k.Line == line || (v.Line == line && v.Kind == yaml.ScalarNode) {
-					found = p
-					return
-				}
-				walk(v, p)
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				p := fmt.Sprintf("%s[%d]", path, i)
-				if c.Line == line && c.Kind == yaml.ScalarNode {
-					found = p
-					return
-				}
-				walk(c, p)
-			}
-		}
-	}
-	walk(root, "")
-	return found
+	_, path := findNode(root, func(n, key *yaml.Node) bool {
+		return (key != nil && key.Line == line) || (n.Kind == yaml.ScalarNode && n.Line == line)
+	})
+	return path
 }
 
 // pathLine finds the line of a field path such as source.targets[1].url,

@@ -1,7 +1,6 @@
 package mixin
 
 import (
-	"bytes"
 	"flag"
 	"log/slog"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/optiinfra/perfagent/internal/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -24,32 +24,7 @@ func TestRendered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	committed, _ := filepath.Glob("out/dashboards/*.json")
-	for _, f := range committed {
-		if _, ok := got[strings.TrimPrefix(f, "out/")]; !ok {
-			t.Errorf("%s is no longer rendered; remove it", f)
-		}
-	}
-	for name, b := range got {
-		path := filepath.Join("out", name)
-		if *update {
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Errorf("%v; run make mixin", err)
-			continue
-		}
-		if !bytes.Equal(want, b) {
-			t.Errorf("%s differs from what mixin.libsonnet renders; run make mixin and commit the result", path)
-		}
-	}
+	testutil.Golden(t, "out", got, "dashboards/*.json", *update, "run make mixin")
 }
 
 // TestRulesFollowTheConventions checks the rendered rules as Prometheus

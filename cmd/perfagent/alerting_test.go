@@ -104,6 +104,9 @@ workflow: {external_url: "http://agent.example:8002"}
 	if code, page := get(t, a.url+"/instances/"+sim.addrs[0]); code != http.StatusOK || !strings.Contains(page, "TTFTOverSLO") {
 		t.Errorf("the instance page = %d, showing the bottleneck: %v", code, strings.Contains(page, "TTFTOverSLO"))
 	}
+	if _, health := get(t, a.url+"/api/v1/health"); !strings.Contains(health, `"alertmanagers":["`+amURL+`/api/v2/alerts"]`) {
+		t.Errorf("/api/v1/health does not list the Alertmanager: %s", health)
+	}
 	_, metrics := get(t, a.url+"/metrics")
 	if !strings.Contains(metrics, `perfagent_notifications_sent_total{alertmanager="`+amURL+`/api/v2/alerts"}`) {
 		t.Errorf("/metrics lacks perfagent_notifications_sent_total for %s", amURL)

@@ -68,25 +68,8 @@ func debugLog(t *testing.T) promslog.Config {
 type testAgent struct {
 	url    string
 	config string
-	stderr *syncBuffer
+	stderr *testutil.SyncBuffer
 	stop   func() int
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startAgent(t *testing.T, config string, extra ...func(*daemonFlags)) *testAgent {
@@ -106,7 +89,7 @@ func startAgent(t *testing.T, config string, extra ...func(*daemonFlags)) *testA
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	stderr := &syncBuffer{}
+	stderr := &testutil.SyncBuffer{}
 	go func() { done <- serve(ctx, f, stderr) }()
 	a := &testAgent{url: "http://" + addr, config: cfgFile, stderr: stderr}
 	var once sync.Once

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/optiinfra/perfagent/internal/testutil"
 )
 
 // curlCommand is one curl line of the README's walkthrough.
@@ -159,7 +161,7 @@ func runDemo(t *testing.T, speed string, workflowTimes map[string]string) {
 	cmd := exec.Command("bash", "examples/demo/run.sh", bin)
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), overrides...)
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -267,6 +269,7 @@ func TestDemoWalkthrough(t *testing.T) {
 		return len(engines) >= 2
 	})
 	t.Logf("bottlenecks firing on two engines %s after the start", time.Since(start).Round(time.Second))
+	checkStack(t)
 
 	vars := map[string]string{}
 	for _, c := range cmds {
@@ -313,6 +316,43 @@ func TestDemoWalkthrough(t *testing.T) {
 	}
 }
 
+// httpBody is the body of a GET, or the error's text.
+func httpBody(url string) []byte {
+	resp, err := http.Get(url)
+	if err != nil {
+		return []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return b
+}
+
+// checkStack checks the rest of the demo's stack that run.sh started:
+// bottleneck alerts in Alertmanager, and Prometheus scraping the agent's
+// signals with the mixin's alerts loaded.
+func checkStack(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("prometheus-alertmanager"); err == nil {
+		poll(t, "a bottleneck alert in the demo's Alertmanager", time.Minute, func() []byte {
+			return httpBody("http://127.0.0.1:19093/api/v2/alerts?filter=bottleneck%3D~%22B.%2B%22")
+		}, func(b []byte) bool {
+			return strings.Contains(string(b), `"generatorURL":"http://127.0.0.1:8002/instances/127.0.0.1:1800`)
+		})
+	} else {
+		t.Log("prometheus-alertmanager is not installed: the demo runs without it")
+	}
+	if _, err := exec.LookPath("prometheus"); err == nil {
+		poll(t, "the demo's Prometheus with the five servers' signals", time.Minute, func() []byte {
+			return httpBody("http://127.0.0.1:19090/api/v1/query?query=count(llm_instance_info%7Bjob%3D%22perfagent%22%7D)")
+		}, func(b []byte) bool { return strings.Contains(string(b), `"5"]`) })
+		poll(t, "the mixin's alerts in the demo's Prometheus", time.Minute, func() []byte {
+			return httpBody("http://127.0.0.1:19090/api/v1/rules?type=alert")
+		}, func(b []byte) bool { return strings.Contains(string(b), `"name":"PerfAgentDown"`) })
+	} else {
+		t.Log("prometheus is not installed: the demo runs without it")
+	}
+}
+
 // checkApprovalAlert looks for the approval request in the demo's
 // Alertmanager, when Debian's is installed (run.sh starts it then).
 func checkApprovalAlert(t *testing.T, id string) {
@@ -322,13 +362,7 @@ func checkApprovalAlert(t *testing.T, id string) {
 		return
 	}
 	poll(t, "approval alert in the demo's Alertmanager", time.Minute, func() []byte {
-		resp, err := http.Get("http://127.0.0.1:19093/api/v2/alerts?filter=alertname%3D%22PerfAgentApprovalRequired%22")
-		if err != nil {
-			return []byte(err.Error())
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return b
+		return httpBody("http://127.0.0.1:19093/api/v2/alerts?filter=alertname%3D%22PerfAgentApprovalRequired%22")
 	}, func(b []byte) bool { return strings.Contains(string(b), id) })
 }
 

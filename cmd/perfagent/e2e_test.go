@@ -225,7 +225,7 @@ type agentProcess struct {
 	t    *testing.T
 	args []string
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testutil.SyncBuffer
 }
 
 func (p *agentProcess) start() {
@@ -287,7 +287,7 @@ func TestWorkflowSurvivesSIGKILL(t *testing.T) {
 		cfgFile := filepath.Join(dir, "perfagent.yml")
 		_ = os.WriteFile(cfgFile, []byte(cfg), 0o644)
 		addr := testutil.FreeAddr(t)
-		proc = &agentProcess{t: t, log: &syncBuffer{}, args: []string{
+		proc = &agentProcess{t: t, log: &testutil.SyncBuffer{}, args: []string{
 			"--config.file", cfgFile, "--web.config.file", webCfg, "--web.listen-address", addr,
 			"--storage.path", filepath.Join(dir, "data"), "--log.level", "info",
 		}}

@@ -382,6 +382,10 @@ func (a *daemon) health() apiv1.Health {
 	if a.scraper != nil {
 		h.Targets = a.scraper.Targets()
 	}
+	h.Alertmanagers = []string{}
+	for _, u := range a.alerts.Alertmanagers() {
+		h.Alertmanagers = append(h.Alertmanagers, u.String())
+	}
 	h.Status = "ok"
 	if !h.Ready {
 		h.Status = "degraded"

@@ -188,7 +188,7 @@ func StartPrometheus(t testing.TB, config string) string {
 	addr := FreeAddr(t)
 	cmd := exec.Command(bin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")
-	out := &lockedBuffer{}
+	out := &SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -221,20 +221,58 @@ func waitReady(t testing.TB, what, url string) {
 	t.Fatalf("%s was not ready within 20s", what)
 }
 
-// lockedBuffer collects a process's output safely.
-type lockedBuffer struct {
+// SyncBuffer collects output written from several goroutines, such as a
+// process's or a logger's.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (l *SyncBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+// String is everything written so far.
+func (l *SyncBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Golden compares generated files with the committed ones under dir, or,
+// with update, writes them there. how says how to regenerate them ("run
+// make dashboards"). A committed file matching pattern (relative to dir)
+// that is no longer generated is an error too.
+func Golden(t testing.TB, dir string, files map[string][]byte, pattern string, update bool, how string) {
+	t.Helper()
+	committed, _ := filepath.Glob(filepath.Join(dir, pattern))
+	for _, f := range committed {
+		rel, _ := filepath.Rel(dir, f)
+		if _, ok := files[filepath.ToSlash(rel)]; !ok {
+			t.Errorf("%s is no longer generated; remove it", f)
+		}
+	}
+	for name, b := range files {
+		path := filepath.Join(dir, name)
+		if update {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("%v; %s", err, how)
+			continue
+		}
+		if !bytes.Equal(want, b) {
+			t.Errorf("%s differs from what is generated; %s and commit the result", path, how)
+		}
+	}
 }

@@ -47,6 +47,8 @@ type Health struct {
 	Instances      int       `json:"instances"`
 	Version        string    `json:"version"`
 	Targets        any       `json:"targets,omitempty"`
+	// Alertmanagers are the URLs alerts are posted to.
+	Alertmanagers []string `json:"alertmanagers"`
 }
 
 // Options build an API.
