@@ -8,8 +8,10 @@ VPKG      := github.com/prometheus/common/version
 LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEADCODE    := golang.org/x/tools/cmd/deadcode@v0.52.0
+ARCHS       ?= amd64 arm64
+DIST        ?= dist
 
-.PHONY: all build test test-short lint run demo bench accuracy closed-loop dashboards mixin clean
+.PHONY: all build test test-short lint run demo bench accuracy closed-loop dashboards mixin release docker clean
 
 all: lint test build
 
@@ -70,5 +72,22 @@ dashboards:
 mixin: dashboards
 	$(GO) test ./mixin -run '^TestRendered$$' -count=1 -update
 
+# Release tarballs for linux/amd64 and linux/arm64 and their checksums in
+# dist/ (scripts/release.sh); ARCHS and DIST choose others.
+release:
+	LDFLAGS='$(LDFLAGS)' ARCHS='$(ARCHS)' DIST='$(DIST)' ./scripts/release.sh
+
+# The container image perfagent:$(VERSION) for this machine's architecture
+# (Dockerfile), built with podman, or docker if podman is missing.
+IMAGE_ARCH  := $(shell $(GO) env GOARCH)
+CONTAINER   ?= $(shell command -v podman || command -v docker)
+docker:
+	rm -rf .build && mkdir -p .build/linux-$(IMAGE_ARCH) .build/storage
+	for cmd in perfagent llmsim; do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o .build/linux-$(IMAGE_ARCH)/$$cmd ./cmd/$$cmd || exit 1; \
+	done
+	cp /etc/ssl/certs/ca-certificates.crt .build/ca-certificates.crt
+	$(CONTAINER) build --build-arg ARCH=$(IMAGE_ARCH) -t perfagent:$(VERSION) .
+
 clean:
-	rm -rf $(BIN) data bench.txt bench.json accuracy.json closed-loop.json
+	rm -rf $(BIN) dist .build data bench.txt bench.json accuracy.json closed-loop.json

@@ -115,3 +115,132 @@ func readYAML(t *testing.T, path string, v any) {
 		t.Fatalf("%s: %v", path, err)
 	}
 }
+
+// TestComposeExample checks examples/compose/compose.yaml as far as a
+// machine without a container engine can: it parses, every file it mounts
+// exists, images are pinned, the services it names exist, every published
+// port is one a service listens on, Prometheus finds its rule files
+// through the mounts, and the Prometheus and Alertmanager configurations
+// it mounts pass promtool and amtool.
+func TestComposeExample(t *testing.T) {
+	const dir = "../../examples/compose"
+	var compose struct {
+		Services map[string]struct {
+			Image       string
+			Entrypoint  []string
+			Command     []string
+			Volumes     []string
+			Ports       []string
+			NetworkMode string   `yaml:"network_mode"`
+			DependsOn   []string `yaml:"depends_on"`
+			Environment map[string]string
+		}
+		Volumes map[string]any
+	}
+	readYAML(t, filepath.Join(dir, "compose.yaml"), &compose)
+	for _, want := range []string{"llmsim", "perfagent", "prometheus", "alertmanager", "grafana"} {
+		if _, ok := compose.Services[want]; !ok {
+			t.Errorf("compose.yaml has no %s service", want)
+		}
+	}
+	listens := map[string]bool{}
+	// mounts maps a container path of a service to the file it comes from.
+	mounts := map[string]map[string]string{}
+	for name, s := range compose.Services {
+		if i := strings.LastIndex(s.Image, ":"); i <= 0 || strings.HasSuffix(s.Image, ":latest") {
+			t.Errorf("%s: image %q is not pinned to a version", name, s.Image)
+		}
+		if svc, ok := strings.CutPrefix(s.NetworkMode, "service:"); ok {
+			if _, ok := compose.Services[svc]; !ok {
+				t.Errorf("%s: network_mode names no service %s", name, svc)
+			}
+		}
+		for _, d := range s.DependsOn {
+			if _, ok := compose.Services[d]; !ok {
+				t.Errorf("%s: depends on no service %s", name, d)
+			}
+		}
+		mounts[name] = map[string]string{}
+		for _, v := range s.Volumes {
+			src, rest, _ := strings.Cut(v, ":")
+			target, _, _ := strings.Cut(rest, ":")
+			if !strings.HasPrefix(src, ".") {
+				if _, ok := compose.Volumes[src]; !ok {
+					t.Errorf("%s: volume %s is not declared", name, src)
+				}
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(dir, src)); err != nil {
+				t.Errorf("%s: mounts %v", name, err)
+			}
+			mounts[name][target] = filepath.Join(dir, src)
+		}
+		for _, arg := range s.Command {
+			if addr, ok := strings.CutPrefix(arg, "--web.listen-address="); ok {
+				listens[addr[strings.LastIndex(addr, ":")+1:]] = true
+			}
+		}
+		if p := s.Environment["GF_SERVER_HTTP_PORT"]; p != "" {
+			listens[p] = true
+		}
+	}
+	for _, p := range compose.Services["llmsim"].Ports {
+		container := p[strings.LastIndex(p, ":")+1:]
+		if !listens[container] {
+			t.Errorf("port %s is published, but no service listens on %s", p, container)
+		}
+	}
+
+	// configFile is the host file behind a service's --config.file.
+	configFile := func(service string) string {
+		for _, arg := range compose.Services[service].Command {
+			if path, ok := strings.CutPrefix(arg, "--config.file="); ok {
+				if src, ok := mounts[service][path]; ok {
+					return src
+				}
+				t.Fatalf("%s: --config.file %s is not mounted", service, path)
+			}
+		}
+		t.Fatalf("%s: no --config.file", service)
+		return ""
+	}
+	promCfg := configFile("prometheus")
+	var prom struct {
+		RuleFiles []string `yaml:"rule_files"`
+	}
+	readYAML(t, promCfg, &prom)
+	var promCfgPath string
+	for target, src := range mounts["prometheus"] {
+		if src == promCfg {
+			promCfgPath = target
+		}
+	}
+	for _, rf := range prom.RuleFiles {
+		inContainer := filepath.Clean(filepath.Join(filepath.Dir(promCfgPath), rf))
+		found := false
+		for target, src := range mounts["prometheus"] {
+			if rel, err := filepath.Rel(target, inContainer); err == nil && !strings.HasPrefix(rel, "..") {
+				if _, err := os.Stat(filepath.Join(src, rel)); err == nil {
+					found = true
+				}
+			}
+		}
+		if !found {
+			t.Errorf("Prometheus's rule file %s (%s in the container) is in no mount", rf, inContainer)
+		}
+	}
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		if out, err := exec.Command(promtool, "check", "config", promCfg).CombinedOutput(); err != nil {
+			t.Errorf("promtool check config %s: %v\n%s", promCfg, err, out)
+		}
+	}
+	if amtool, err := exec.LookPath("amtool"); err == nil {
+		amCfg := configFile("alertmanager")
+		if out, err := exec.Command(amtool, "check-config", amCfg).CombinedOutput(); err != nil {
+			t.Errorf("amtool check-config %s: %v\n%s", amCfg, err, out)
+		}
+	}
+	if _, err := config.LoadFile(configFile("perfagent")); err != nil {
+		t.Errorf("the agent's configuration: %v", err)
+	}
+}
