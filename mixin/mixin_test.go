@@ -25,6 +25,9 @@ func TestRendered(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Golden(t, "out", got, "dashboards/*.json", *update, "run make mixin")
+	// The Kubernetes example carries the alerts; kustomize reads only files
+	// below its directory.
+	testutil.Golden(t, "../examples/kubernetes", map[string][]byte{"prometheusrule.yaml": got["prometheusrule.yaml"]}, "prometheusrule.yaml", *update, "run make mixin")
 }
 
 // TestRulesFollowTheConventions checks the rendered rules as Prometheus
