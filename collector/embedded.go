@@ -176,9 +176,9 @@ type TargetHealth struct {
 	URL                string    `json:"url"`
 	Instance           string    `json:"instance"`
 	Health             string    `json:"health"`
-	LastError          string    `json:"lastError"`
-	LastScrape         time.Time `json:"lastScrape"`
-	LastScrapeDuration float64   `json:"lastScrapeDuration"`
+	LastError          string    `json:"last_error"`
+	LastScrape         time.Time `json:"last_scrape"`
+	LastScrapeDuration float64   `json:"last_scrape_duration_seconds"`
 }
 
 // Targets reports the health of every configured target, in config order.

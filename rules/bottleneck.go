@@ -94,13 +94,13 @@ type Bottleneck struct {
 	Labels labels.Labels `json:"labels"`
 	// ActiveAt is when the condition started to hold (restored across
 	// restarts); FiredAt is when it turned firing, zero while pending.
-	ActiveAt time.Time `json:"activeAt"`
-	FiredAt  time.Time `json:"firedAt"`
+	ActiveAt time.Time `json:"active_at"`
+	FiredAt  time.Time `json:"fired_at"`
 	// Value is the value of the rule's expression at the last evaluation.
 	Value       float64 `json:"value"`
 	Summary     string  `json:"summary"`
 	Description string  `json:"description"`
-	RunbookURL  string  `json:"runbookURL,omitempty"`
+	RunbookURL  string  `json:"runbook_url,omitempty"`
 	// Recommendations are the ids of annotations.recommend, in order.
 	Recommendations []string `json:"recommendations"`
 	// Evidence holds the values, at the last evaluation, of every signal

@@ -327,9 +327,9 @@ func TestDaemonReloadAppliesEveryPartOrNone(t *testing.T) {
 	}
 	interval := func() string {
 		_, body := get(t, a.url+"/api/v1/rules")
-		return regexp.MustCompile(`"interval":[0-9.]+`).FindString(body)
+		return regexp.MustCompile(`"interval_seconds":[0-9.]+`).FindString(body)
 	}
-	if got := interval(); got != `"interval":0.25` {
+	if got := interval(); got != `"interval_seconds":0.25` {
 		t.Fatalf("rule groups' interval at start: %s", got)
 	}
 
@@ -341,7 +341,7 @@ func TestDaemonReloadAppliesEveryPartOrNone(t *testing.T) {
 		t.Errorf("reload the rules part refuses = %d %q", code, body)
 	}
 	_, cfg := get(t, a.url+"/api/v1/config")
-	if !strings.Contains(cfg, strings.TrimPrefix(v.URL, "http://")) || strings.Contains(cfg, "bob") || interval() != `"interval":0.25` {
+	if !strings.Contains(cfg, strings.TrimPrefix(v.URL, "http://")) || strings.Contains(cfg, "bob") || interval() != `"interval_seconds":0.25` {
 		t.Errorf("a refused reload changed something: interval %s, config %s", interval(), cfg)
 	}
 
@@ -354,7 +354,7 @@ func TestDaemonReloadAppliesEveryPartOrNone(t *testing.T) {
 	if !strings.Contains(cfg, "bob") || !strings.Contains(cfg, "BusyServer") {
 		t.Errorf("config after reload = %s", cfg)
 	}
-	if got := interval(); got != `"interval":0.5` {
+	if got := interval(); got != `"interval_seconds":0.5` {
 		t.Errorf("rule groups' interval after reload: %s, want 0.5", got)
 	}
 	if _, rulesBody := get(t, a.url+"/api/v1/rules"); strings.Contains(rulesBody, `"name":"BusyServer"`) {

@@ -41,9 +41,9 @@ type History interface {
 type Health struct {
 	Status         string    `json:"status"`
 	Mode           string    `json:"mode"`
-	SourceUp       bool      `json:"sourceUp"`
+	SourceUp       bool      `json:"source_up"`
 	Ready          bool      `json:"ready"`
-	LastCollection time.Time `json:"lastCollection,omitzero"`
+	LastCollection time.Time `json:"last_collection,omitzero"`
 	Instances      int       `json:"instances"`
 	Version        string    `json:"version"`
 	Targets        any       `json:"targets,omitempty"`

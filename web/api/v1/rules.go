@@ -114,10 +114,10 @@ func (a *API) bottlenecks(r *http.Request) (any, *apiError) {
 type RuleGroup struct {
 	Name           string     `json:"name"`
 	File           string     `json:"file"`
-	Interval       float64    `json:"interval"`
+	Interval       float64    `json:"interval_seconds"`
 	Rules          []RuleInfo `json:"rules"`
-	LastEvaluation time.Time  `json:"lastEvaluation"`
-	EvaluationTime float64    `json:"evaluationTime"`
+	LastEvaluation time.Time  `json:"last_evaluation"`
+	EvaluationTime float64    `json:"evaluation_time_seconds"`
 }
 
 // RuleInfo is one rule with its health.
@@ -125,15 +125,15 @@ type RuleInfo struct {
 	Name           string            `json:"name"`
 	Query          string            `json:"query"`
 	Type           string            `json:"type"`
-	Duration       float64           `json:"duration,omitempty"`
-	KeepFiringFor  float64           `json:"keepFiringFor,omitempty"`
+	Duration       float64           `json:"duration_seconds,omitempty"`
+	KeepFiringFor  float64           `json:"keep_firing_for_seconds,omitempty"`
 	Labels         map[string]string `json:"labels"`
 	Annotations    map[string]string `json:"annotations,omitempty"`
 	Health         string            `json:"health"`
-	LastError      string            `json:"lastError,omitempty"`
-	LastEvaluation time.Time         `json:"lastEvaluation"`
-	EvaluationTime float64           `json:"evaluationTime"`
-	ActiveAlerts   int               `json:"activeAlerts"`
+	LastError      string            `json:"last_error,omitempty"`
+	LastEvaluation time.Time         `json:"last_evaluation"`
+	EvaluationTime float64           `json:"evaluation_time_seconds"`
+	ActiveAlerts   int               `json:"active_alerts"`
 }
 
 func (a *API) rules(*http.Request) (any, *apiError) {
