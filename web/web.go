@@ -76,6 +76,9 @@ func New(o Options) *Handler {
 	r.HandleFunc("/-/quit", h.lifecycle(h.quit)).Methods(http.MethodPost, http.MethodPut)
 	r.HandleFunc("/workflows/{id}", h.workflow).Methods(http.MethodGet)
 	r.HandleFunc("/instances/{instance}", h.instance).Methods(http.MethodGet)
+	r.HandleFunc("/docs", h.apiDocs(true)).Methods(http.MethodGet)
+	r.HandleFunc("/redoc", h.apiDocs(false)).Methods(http.MethodGet)
+	r.PathPrefix("/static/").Handler(staticFiles()).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)}))
 	if o.API != nil {
 		o.API.Register(r.PathPrefix("/api/v1").Subrouter())
@@ -149,6 +152,7 @@ var landingTemplate = template.Must(template.New("landing").Parse(`<!DOCTYPE htm
 <ul>
 <li><a href="metrics">/metrics</a>: the agent's own metrics and every signal, for Prometheus (scrape with <code>honor_labels: true</code>)</li>
 <li><a href="api/v1/health">/api/v1/health</a>, <a href="api/v1/instances">/api/v1/instances</a>, <a href="api/v1/signals">/api/v1/signals</a>, <a href="api/v1/config">/api/v1/config</a></li>
+<li><a href="docs">/docs</a> (Swagger UI) and <a href="redoc">/redoc</a> (ReDoc): the API, from its OpenAPI description at <a href="api/v1/openapi.yaml">/api/v1/openapi.yaml</a> and <a href="api/v1/openapi.json">.json</a></li>
 <li><a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a></li>
 </ul>
 </body></html>

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -137,5 +138,34 @@ func TestRequestsAreTimedByRoute(t *testing.T) {
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("timed requests %v, want %v", got, want)
+	}
+}
+
+// TestAPIDocsWorkOffline serves Swagger UI and ReDoc pages whose every
+// script and stylesheet is embedded in the agent: each one the pages name
+// is served, and none comes from another host.
+func TestAPIDocsWorkOffline(t *testing.T) {
+	h := New(Options{Logger: slog.New(slog.DiscardHandler), Gatherer: prometheus.NewRegistry()})
+	asset := regexp.MustCompile(`(?:src|href)="([^"]+)"`)
+	for _, page := range []string{"/docs", "/redoc"} {
+		code, body := serve(h, http.MethodGet, page)
+		if code != http.StatusOK || !strings.Contains(body, "api/v1/openapi.json") {
+			t.Fatalf("%s = %d %s", page, code, body)
+		}
+		refs := asset.FindAllStringSubmatch(body, -1)
+		if len(refs) == 0 {
+			t.Fatalf("%s names no asset", page)
+		}
+		for _, m := range refs {
+			if strings.Contains(m[1], "://") || strings.HasPrefix(m[1], "//") {
+				t.Errorf("%s loads %s from another host; it must work offline", page, m[1])
+				continue
+			}
+			w := httptest.NewRecorder()
+			h.Router().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/"+m[1], nil))
+			if w.Code != http.StatusOK || w.Body.Len() < 1000 {
+				t.Errorf("%s: asset %s = %d (%d bytes)", page, m[1], w.Code, w.Body.Len())
+			}
+		}
 	}
 }

@@ -219,6 +219,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Health:          a.health,
 		Config:          a.configYAML,
 		Now:             time.Now,
+		Version:         version.Version,
 	})
 	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: prometheus.Gatherers{reg, a.alerts.Gatherer()}, Registerer: reg, API: api, Ready: a.coll.Ready, Version: version.Version,
 		ExternalURL:     a.externalURL,

@@ -73,6 +73,8 @@ type Options struct {
 	Config func() (string, error)
 	// Now is the clock.
 	Now func() time.Time
+	// Version is the agent's, for the OpenAPI description.
+	Version string
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64
 }
@@ -89,6 +91,9 @@ func New(o Options) *API {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Version == "" {
+		o.Version = "unknown"
 	}
 	return &API{o: o}
 }
@@ -150,32 +155,60 @@ func (a *API) wrap(f handlerFunc) http.HandlerFunc {
 type route struct {
 	path, method string
 	f            handlerFunc
+	doc          op
 }
 
-// Register adds the API's routes to r, which is mounted at /api/v1.
-func (a *API) Register(r *mux.Router) {
+// Query parameters shared by several routes.
+var (
+	instanceParam = param{name: "instance", description: "keep this instance (host:port) only"}
+	engineParam   = param{name: "engine", description: "keep this engine only (vllm, sglang, tgi, …)"}
+	modelParam    = param{name: "model", description: "keep this served model only"}
+)
+
+// routes are the API's routes with the options it was built with.
+func (a *API) routes() []route {
 	routes := []route{
-		{"/health", http.MethodGet, a.health},
-		{"/config", http.MethodGet, a.config},
-		{"/signals", http.MethodGet, a.signals},
-		{"/instances", http.MethodGet, a.instances},
-		{"/instances/{instance}", http.MethodGet, a.instance},
-		{"/metrics/collect", http.MethodPost, a.collect},
+		{"/health", http.MethodGet, a.health, op{summary: "The agent's state: mode, readiness, last collection, scrape targets, Alertmanagers", resp: Health{}}},
+		{"/config", http.MethodGet, a.config, op{summary: "The configuration in force, secrets hidden", resp: ConfigResponse{}}},
+		{"/signals", http.MethodGet, a.signals, op{summary: "The signal catalog with each engine's expressions", resp: []SignalInfo{}}},
+		{"/instances", http.MethodGet, a.instances, op{summary: "Every instance of the last collection with engine, model, settings and signals", resp: InstancesResponse{}}},
+		{"/instances/{instance}", http.MethodGet, a.instance, op{summary: "One instance with its signal history", resp: InstanceDetail{}, query: []param{
+			{name: "start", description: "start of the history, RFC 3339 or Unix seconds (default: 15 minutes before end)"},
+			{name: "end", description: "end of the history, RFC 3339 or Unix seconds (default: now)"},
+			{name: "step", description: "resolution, a duration (15s) or seconds (default: the range over 250 points)"},
+		}}},
+		{"/metrics/collect", http.MethodPost, a.collect, op{summary: "Collect now and return the snapshot (not stored)", body: CollectRequest{}, resp: collector.Snapshot{}}},
 	}
 	if a.o.Rules != nil {
 		routes = append(routes,
-			route{"/bottlenecks", http.MethodGet, a.bottlenecks},
-			route{"/rules", http.MethodGet, a.rules},
-			route{"/analysis/detect-bottlenecks", http.MethodPost, a.detect},
+			route{"/bottlenecks", http.MethodGet, a.bottlenecks, op{summary: "Active bottlenecks with their evidence", resp: BottlenecksResponse{}, query: []param{
+				instanceParam, engineParam, modelParam,
+				{name: "category", description: "memory, latency, throughput, utilization or errors"},
+				{name: "severity", description: "info, warning or critical"},
+				{name: "state", description: "pending or firing"},
+			}}},
+			route{"/rules", http.MethodGet, a.rules, op{summary: "Rule groups and rules with health, last error and evaluation time", resp: RulesResponse{}}},
+			route{"/analysis/detect-bottlenecks", http.MethodPost, a.detect, op{summary: "Evaluate the rules now or at a past time without changing live state", body: DetectRequest{}, resp: DetectResponse{}}},
 		)
 	}
 	if a.o.Recommendations != nil {
 		routes = append(routes,
-			route{"/recommendations", http.MethodGet, a.recommendations},
-			route{"/optimization/recommend", http.MethodPost, a.recommend},
+			route{"/recommendations", http.MethodGet, a.recommendations, op{summary: "The latest ranked recommendations", resp: RecommendationsResponse{}, query: []param{
+				instanceParam, engineParam, modelParam, {name: "id", description: "keep this recommendation id only"},
+			}}},
+			route{"/optimization/recommend", http.MethodPost, a.recommend, op{summary: "A fresh recommendation pass, narrowed to an instance or bottleneck", body: RecommendRequest{}, resp: recommender.Report{}}},
 		)
 		routes = append(routes, a.workflowRoutes()...)
 	}
+	return routes
+}
+
+// Register adds the API's routes to r, which is mounted at /api/v1, and
+// its OpenAPI description at /api/v1/openapi.json and openapi.yaml.
+func (a *API) Register(r *mux.Router) {
+	routes := a.routes()
+	r.HandleFunc("/openapi.json", a.openAPIHandler(false)).Methods(http.MethodGet)
+	r.HandleFunc("/openapi.yaml", a.openAPIHandler(true)).Methods(http.MethodGet)
 	// Methods are checked here rather than with mux's matchers so that a
 	// wrong method gets the JSON envelope too.
 	byPath := map[string]map[string]handlerFunc{}
@@ -216,7 +249,13 @@ func (a *API) config(*http.Request) (any, *apiError) {
 	if err != nil {
 		return nil, &apiError{typ: ErrInternal, status: http.StatusInternalServerError, err: err}
 	}
-	return map[string]string{"yaml": y}, nil
+	return ConfigResponse{YAML: y}, nil
+}
+
+// ConfigResponse is the answer of GET /api/v1/config.
+type ConfigResponse struct {
+	// YAML is the configuration in force, secrets shown as <secret>.
+	YAML string `json:"yaml"`
 }
 
 // SignalInfo is one catalog entry with each engine's expressions.
@@ -266,7 +305,14 @@ func (a *API) instances(*http.Request) (any, *apiError) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"time": snap.Time, "instances": nonNil(snap.Instances)}, nil
+	return InstancesResponse{Time: snap.Time, Instances: nonNil(snap.Instances)}, nil
+}
+
+// InstancesResponse is the answer of GET /api/v1/instances: the last
+// collection's instances.
+type InstancesResponse struct {
+	Time      time.Time             `json:"time"`
+	Instances []*collector.Instance `json:"instances"`
 }
 
 func nonNil[T any](s []T) []T {

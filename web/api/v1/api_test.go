@@ -65,7 +65,7 @@ func (f *fakeHistory) QueryRange(_ context.Context, expr string, start, end time
 	}}, nil
 }
 
-func newTestAPI(t *testing.T) (*mux.Router, *fakeCollector, *fakeHistory) {
+func newTestAPI(t *testing.T) (http.Handler, *fakeCollector, *fakeHistory) {
 	t.Helper()
 	fc := &fakeCollector{latest: &collector.Snapshot{Time: now, Instances: []*collector.Instance{
 		{Instance: "a:1", Engine: "vllm", Model: "m", Settings: collector.Settings{"block_size": {Value: "16", Source: "metrics"}},
@@ -83,7 +83,7 @@ func newTestAPI(t *testing.T) (*mux.Router, *fakeCollector, *fakeHistory) {
 	})
 	r := mux.NewRouter()
 	api.Register(r.PathPrefix("/api/v1").Subrouter())
-	return r, fc, fh
+	return validated(t, api, r), fc, fh
 }
 
 type envelope struct {

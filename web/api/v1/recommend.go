@@ -36,7 +36,15 @@ func (a *API) recommendations(r *http.Request) (any, *apiError) {
 			out = append(out, rec)
 		}
 	}
-	return map[string]any{"recommendations": out, "skipped": nonNil(rep.Skipped)}, nil
+	return RecommendationsResponse{Recommendations: out, Skipped: nonNil(rep.Skipped)}, nil
+}
+
+// RecommendationsResponse is the answer of GET /api/v1/recommendations: the
+// last pass's recommendations that match the filters, and the bottlenecks
+// it could not address, with why.
+type RecommendationsResponse struct {
+	Recommendations []recommender.Recommendation `json:"recommendations"`
+	Skipped         []recommender.Skip           `json:"skipped"`
 }
 
 // concerns reports whether rec changes instance, itself or as a replica.

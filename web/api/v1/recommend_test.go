@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +28,7 @@ import (
 // newPipelineAPI serves the API over a real pipeline that has run one
 // cycle at now: a:1 is busy (B2 firing) and queues (B5 pending, its `for`
 // is 10m), b:1 is idle.
-func newPipelineAPI(t *testing.T) *mux.Router {
+func newPipelineAPI(t *testing.T) http.Handler {
 	t.Helper()
 	store, err := signalstore.Open(signalstore.Options{Path: t.TempDir(), Retention: 24 * time.Hour})
 	if err != nil {
@@ -83,7 +84,7 @@ func newPipelineAPI(t *testing.T) *mux.Router {
 	api := New(Options{Collector: coll, History: store, Rules: mgr, Recommendations: pipe, Now: func() time.Time { return now }})
 	r := mux.NewRouter()
 	api.Register(r.PathPrefix("/api/v1").Subrouter())
-	return r
+	return validated(t, api, r)
 }
 
 func TestRecommendEndpoint(t *testing.T) {
@@ -143,5 +144,34 @@ func TestRecommendEndpoint(t *testing.T) {
 				t.Errorf("skipped %+v, want one entry %q", rep.Skipped, tc.wantSkip)
 			}
 		})
+	}
+}
+
+// TestRuleAndRecommendationReads reads the bottleneck, rule and
+// recommendation endpoints of an API over a real rule manager and
+// pipeline, filters included.
+func TestRuleAndRecommendationReads(t *testing.T) {
+	r := newPipelineAPI(t)
+	for _, tc := range []struct {
+		method, path, body string
+		want               []string
+	}{
+		{"GET", "/api/v1/bottlenecks", "", []string{`"rule":"BusyServer"`, `"active_at":`, `"evidence":`}},
+		{"GET", "/api/v1/bottlenecks?state=pending&instance=a:1", "", []string{`"rule":"LongQueue"`}},
+		{"GET", "/api/v1/rules", "", []string{`"name":"BusyServer"`, `"health":`, `"evaluation_time_seconds":`}},
+		{"POST", "/api/v1/analysis/detect-bottlenecks", `{"instances":["a:1"],"rules":["BusyServer"]}`, []string{`"rule":"BusyServer"`, `"time":`}},
+		{"GET", "/api/v1/recommendations", "", []string{`"id":"scale_out"`, `"skipped":`}},
+		{"GET", "/api/v1/recommendations?engine=tgi", "", []string{`"recommendations":[]`}},
+	} {
+		code, env := do(t, r, tc.method, tc.path, tc.body)
+		if code != 200 {
+			t.Errorf("%s %s = %d %+v", tc.method, tc.path, code, env)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(string(env.Data), w) {
+				t.Errorf("%s %s: data lacks %s:\n%s", tc.method, tc.path, w, env.Data)
+			}
+		}
 	}
 }

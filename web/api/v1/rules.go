@@ -63,7 +63,24 @@ func (a *API) detect(r *http.Request) (any, *apiError) {
 	if err != nil {
 		return nil, &apiError{typ: ErrInternal, status: http.StatusInternalServerError, err: err}
 	}
-	return map[string]any{"time": at, "bottlenecks": nonNil(bs)}, nil
+	return DetectResponse{Time: at, Bottlenecks: nonNil(bs)}, nil
+}
+
+// DetectResponse is the answer of POST /api/v1/analysis/detect-bottlenecks.
+type DetectResponse struct {
+	// Time is when the rules were evaluated.
+	Time        time.Time          `json:"time"`
+	Bottlenecks []rules.Bottleneck `json:"bottlenecks"`
+}
+
+// BottlenecksResponse is the answer of GET /api/v1/bottlenecks.
+type BottlenecksResponse struct {
+	Bottlenecks []rules.Bottleneck `json:"bottlenecks"`
+}
+
+// RulesResponse is the answer of GET /api/v1/rules.
+type RulesResponse struct {
+	Groups []RuleGroup `json:"groups"`
 }
 
 // bottleneckFilters are the query parameters of GET /api/v1/bottlenecks,
@@ -107,7 +124,7 @@ func (a *API) bottlenecks(r *http.Request) (any, *apiError) {
 			out = append(out, b)
 		}
 	}
-	return map[string]any{"bottlenecks": out}, nil
+	return BottlenecksResponse{Bottlenecks: out}, nil
 }
 
 // RuleGroup is one group of GET /api/v1/rules.
@@ -164,5 +181,5 @@ func (a *API) rules(*http.Request) (any, *apiError) {
 		}
 		groups = append(groups, rg)
 	}
-	return map[string]any{"groups": groups}, nil
+	return RulesResponse{Groups: groups}, nil
 }

@@ -184,7 +184,12 @@ func (a *API) listWorkflows(r *http.Request) (any, *apiError) {
 	for i, w := range ws {
 		views[i] = viewOf(w)
 	}
-	return map[string]any{"workflows": views}, nil
+	return WorkflowsResponse{Workflows: views}, nil
+}
+
+// WorkflowsResponse is the answer of GET /api/v1/workflows.
+type WorkflowsResponse struct {
+	Workflows []WorkflowView `json:"workflows"`
 }
 
 func (a *API) getWorkflow(r *http.Request) (any, *apiError) {
@@ -230,15 +235,20 @@ func (a *API) decideWorkflow(approve bool) handlerFunc {
 
 // workflowRoutes are the workflow endpoints.
 func (a *API) workflowRoutes() []route {
+	view := WorkflowView{}
 	return []route{
-		{"/workflows", http.MethodPost, a.createWorkflow},
-		{"/workflows", http.MethodGet, a.listWorkflows},
-		{"/workflows/{id}", http.MethodGet, a.getWorkflow},
-		{"/workflows/{id}/approve", http.MethodPost, a.decideWorkflow(true)},
-		{"/workflows/{id}/reject", http.MethodPost, a.decideWorkflow(false)},
-		{"/workflows/{id}/abort", http.MethodPost, a.actOnWorkflow(Workflows.Abort)},
-		{"/workflows/{id}/rollback", http.MethodPost, a.actOnWorkflow(Workflows.Rollback)},
-		{"/workflows/{id}/instances/{instance}/resolve", http.MethodPost, a.resolveInstance},
+		{"/workflows", http.MethodPost, a.createWorkflow, op{summary: "Propose an approval-gated, staged rollout of a recommendation", body: CreateWorkflowRequest{}, required: []string{"recommendation"}, resp: view, auth: true}},
+		{"/workflows", http.MethodGet, a.listWorkflows, op{summary: "Workflows, without their events", resp: WorkflowsResponse{}, query: []param{
+			engineParam, modelParam,
+			{name: "state", description: "keep workflows in these states", repeated: true},
+			{name: "active", description: "true keeps unfinished workflows only"},
+		}}},
+		{"/workflows/{id}", http.MethodGet, a.getWorkflow, op{summary: "One workflow with its events, decisions and validation results", resp: view}},
+		{"/workflows/{id}/approve", http.MethodPost, a.decideWorkflow(true), op{summary: "Approve the open gate (a listed approver who is not the requester)", body: DecisionRequest{}, required: []string{"proposal_hash"}, resp: view, auth: true}},
+		{"/workflows/{id}/reject", http.MethodPost, a.decideWorkflow(false), op{summary: "Reject the open gate", body: DecisionRequest{}, required: []string{"proposal_hash"}, resp: view, auth: true}},
+		{"/workflows/{id}/abort", http.MethodPost, a.actOnWorkflow(Workflows.Abort), op{summary: "Stop the workflow and restore every changed instance", body: ActionRequest{}, resp: view, auth: true}},
+		{"/workflows/{id}/rollback", http.MethodPost, a.actOnWorkflow(Workflows.Rollback), op{summary: "Restore every changed instance, or retry a failed rollback", body: ActionRequest{}, resp: view, auth: true}},
+		{"/workflows/{id}/instances/{instance}/resolve", http.MethodPost, a.resolveInstance, op{summary: "Say an instance a failed rollback left changed was restored by hand", body: ActionRequest{}, required: []string{"reason"}, resp: view, auth: true}},
 	}
 }
 

@@ -87,7 +87,7 @@ func newWorkflowAPI(t *testing.T) (http.Handler, *workflow.Controller, func(time
 	})
 	r := mux.NewRouter()
 	api.Register(r.PathPrefix("/api/v1").Subrouter())
-	return r, c, func(t time.Time) { clock = t }
+	return validated(t, api, r), c, func(t time.Time) { clock = t }
 }
 
 func doAs(t *testing.T, h http.Handler, user, method, path, body string) (int, envelope) {
@@ -195,5 +195,41 @@ func TestWorkflowRollbackFailsThenResolved(t *testing.T) {
 	_ = json.Unmarshal(env.Data, &w)
 	if w.State != workflow.StateRolledBack || len(w.StillChanged) != 0 || !strings.Contains(string(env.Data), `"still_changed":[]`) {
 		t.Fatalf("after resolve: %s %v", w.State, w.StillChanged)
+	}
+}
+
+// TestWorkflowListRejectAbort lists workflows with filters, rejects one
+// and aborts another after its approval.
+func TestWorkflowListRejectAbort(t *testing.T) {
+	h, _, _ := newWorkflowAPI(t)
+	create := func() WorkflowView {
+		t.Helper()
+		code, env := doAs(t, h, "alice", "POST", "/api/v1/workflows", `{"recommendation":"lower_max_num_seqs","instance":"a:1"}`)
+		if code != 200 {
+			t.Fatalf("create = %d %s", code, env.Error)
+		}
+		var w WorkflowView
+		if err := json.Unmarshal(env.Data, &w); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	w := create()
+	code, env := doAs(t, h, "bob", "GET", "/api/v1/workflows?active=true&state=awaiting_approval&engine=vllm", "")
+	if code != 200 || !strings.Contains(string(env.Data), w.ID) {
+		t.Fatalf("list = %d %s", code, env.Data)
+	}
+	if code, env := doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/reject", fmt.Sprintf(`{"proposal_hash":%q,"comment":"not now"}`, w.ProposalHash)); code != 200 || !strings.Contains(string(env.Data), `"state":"rejected"`) {
+		t.Fatalf("reject = %d %s %s", code, env.Error, env.Data)
+	}
+	w = create()
+	if code, env := doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/approve", fmt.Sprintf(`{"proposal_hash":%q}`, w.ProposalHash)); code != 200 {
+		t.Fatalf("approve = %d %s", code, env.Error)
+	}
+	if code, env := doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/abort", `{"reason":"changed my mind"}`); code != 200 {
+		t.Fatalf("abort = %d %s", code, env.Error)
+	}
+	if code, env := doAs(t, h, "bob", "GET", "/api/v1/workflows?state=bogus", ""); code != 400 || !strings.Contains(env.Error, "state") {
+		t.Errorf("bad state filter = %d %q", code, env.Error)
 	}
 }
