@@ -84,6 +84,32 @@ func resolveSLOTargets(targets []config.SLOTarget) ([]sloTarget, error) {
 	return out, nil
 }
 
+// SLOTargetsFor returns the targets in force for a model: its own where
+// set, else the default's, field by field, as the rules compare them.
+func SLOTargetsFor(targets []config.SLOTarget, model string) (ttftP95, itlP95 time.Duration, errorRatio float64, err error) {
+	all, err := resolveSLOTargets(targets)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	pick := func(series string) float64 {
+		var def float64
+		for _, t := range all {
+			if t.name != series {
+				continue
+			}
+			if t.model == model && model != "" {
+				return t.value
+			}
+			if t.model == "" {
+				def = t.value
+			}
+		}
+		return def
+	}
+	sec := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
+	return sec(pick(SLOTTFTP95Series)), sec(pick(SLOITLP95Series)), pick(SLOErrorRatioSeries), nil
+}
+
 // AppendSLOTargets appends, at ts (milliseconds), the series of
 // resolveSLOTargets; the default target's have no model label. Call it
 // every collection cycle so the series never go stale; a target removed

@@ -104,3 +104,20 @@ perfagent_slo_itl_p95_seconds{model=""} 0.02
 		t.Error(err)
 	}
 }
+
+func TestSLOTargetsFor(t *testing.T) {
+	targets := []config.SLOTarget{{Model: "llama", TTFTP95: config.Duration(time.Second)}, {ITLP95: config.Duration(20 * time.Millisecond)}}
+	for _, tc := range []struct {
+		model     string
+		ttft, itl time.Duration
+		errRatio  float64
+	}{
+		{"llama", time.Second, 20 * time.Millisecond, DefaultErrorRatio},
+		{"other", DefaultTTFTP95, 20 * time.Millisecond, DefaultErrorRatio},
+	} {
+		ttft, itl, e, err := SLOTargetsFor(targets, tc.model)
+		if err != nil || ttft != tc.ttft || itl != tc.itl || e != tc.errRatio {
+			t.Errorf("%s: %v %v %v %v, want %v %v %v", tc.model, ttft, itl, e, err, tc.ttft, tc.itl, tc.errRatio)
+		}
+	}
+}

@@ -220,6 +220,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Config:          a.configYAML,
 		Now:             time.Now,
 		Version:         version.Version,
+		SLO:             a.sloTargets,
 	})
 	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: prometheus.Gatherers{reg, a.alerts.Gatherer()}, Registerer: reg, API: api, Ready: a.coll.Ready, Version: version.Version,
 		ExternalURL:     a.externalURL,
@@ -374,7 +375,8 @@ func (a *daemon) backfill(ctx context.Context, now time.Time) {
 
 func (a *daemon) health() apiv1.Health {
 	cfg := a.config()
-	h := apiv1.Health{Mode: cfg.Mode(), Ready: a.coll.Ready(), Version: version.Version}
+	h := apiv1.Health{Mode: cfg.Mode(), Ready: a.coll.Ready(), Version: version.Version,
+		EvaluationIntervalSeconds: time.Duration(cfg.Global.EvaluationInterval).Seconds()}
 	h.SourceUp = h.Ready
 	if snap := a.coll.Latest(); snap != nil {
 		h.LastCollection = snap.Time
@@ -392,6 +394,16 @@ func (a *daemon) health() apiv1.Health {
 		h.Status = "degraded"
 	}
 	return h
+}
+
+// sloTargets are the SLO targets in force for a model.
+func (a *daemon) sloTargets(model string) apiv1.SLOTargets {
+	ttft, itl, errRatio, err := rules.SLOTargetsFor(a.config().Rules.SLO, model)
+	if err != nil {
+		// Loading the configuration checked the targets.
+		a.logger.Error("SLO targets", "err", err)
+	}
+	return apiv1.SLOTargets{TTFTP95Seconds: ttft.Seconds(), ITLP95Seconds: itl.Seconds(), ErrorRatio: errRatio}
 }
 
 func (a *daemon) configYAML() (string, error) {

@@ -47,6 +47,9 @@ type Health struct {
 	Instances      int       `json:"instances"`
 	Version        string    `json:"version"`
 	Targets        any       `json:"targets,omitempty"`
+	// EvaluationIntervalSeconds is how often signals are computed; pages
+	// refresh at this pace.
+	EvaluationIntervalSeconds float64 `json:"evaluation_interval_seconds"`
 	// Alertmanagers are the URLs alerts are posted to.
 	Alertmanagers []string `json:"alertmanagers"`
 }
@@ -75,6 +78,8 @@ type Options struct {
 	Now func() time.Time
 	// Version is the agent's, for the OpenAPI description.
 	Version string
+	// SLO returns the SLO targets of a model; nil leaves them zero.
+	SLO func(model string) SLOTargets
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64
 }
@@ -327,6 +332,15 @@ type InstanceDetail struct {
 	*collector.Instance
 	Time    time.Time       `json:"time"`
 	History []HistorySeries `json:"history"`
+	// SLO are the targets the rules compare the instance's model with.
+	SLO SLOTargets `json:"slo"`
+}
+
+// SLOTargets are the SLO targets of one model.
+type SLOTargets struct {
+	TTFTP95Seconds float64 `json:"ttft_p95_seconds"`
+	ITLP95Seconds  float64 `json:"itl_p95_seconds"`
+	ErrorRatio     float64 `json:"error_ratio"`
 }
 
 // HistorySeries is one signal's values over the requested range.
@@ -395,7 +409,11 @@ func (a *API) instance(r *http.Request) (any, *apiError) {
 		}
 		hist = append(hist, hs)
 	}
-	return InstanceDetail{Instance: in, Time: snap.Time, History: hist}, nil
+	detail := InstanceDetail{Instance: in, Time: snap.Time, History: hist}
+	if a.o.SLO != nil {
+		detail.SLO = a.o.SLO(in.Model)
+	}
+	return detail, nil
 }
 
 // CollectRequest is the body of POST /api/v1/metrics/collect.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -96,6 +97,9 @@ func (a *API) mutation(r *http.Request, v any) (string, *apiError) {
 	if a.o.Workflows == nil {
 		return "", errNoWorkflows
 	}
+	if apiErr := sameOrigin(r); apiErr != nil {
+		return "", apiErr
+	}
 	user, apiErr := a.user(r)
 	if apiErr != nil {
 		return "", apiErr
@@ -104,6 +108,29 @@ func (a *API) mutation(r *http.Request, v any) (string, *apiError) {
 		return "", apiErr
 	}
 	return user, nil
+}
+
+// sameOrigin refuses a change requested by a page of another site: a
+// browser sends the agent's basic-auth credentials with any request to
+// it, so a form elsewhere could otherwise act as the signed-in user.
+// Browsers say where a request comes from (Sec-Fetch-Site, Origin);
+// clients such as curl send neither and are not affected.
+func sameOrigin(r *http.Request) *apiError {
+	forbidden := func(why string) *apiError {
+		return &apiError{typ: "forbidden", status: http.StatusForbidden, err: errors.New("cross-site request refused: " + why)}
+	}
+	switch site := r.Header.Get("Sec-Fetch-Site"); site {
+	case "", "same-origin", "none":
+	default:
+		return forbidden("Sec-Fetch-Site is " + site)
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		u, err := url.Parse(origin)
+		if err != nil || u.Host != r.Host {
+			return forbidden("Origin " + origin + " is not " + r.Host)
+		}
+	}
+	return nil
 }
 
 // workflowError maps the controller's errors to HTTP answers.

@@ -233,3 +233,34 @@ func TestWorkflowListRejectAbort(t *testing.T) {
 		t.Errorf("bad state filter = %d %q", code, env.Error)
 	}
 }
+
+// TestCrossSiteChangesRefused: a browser page of another site cannot
+// change anything with the user's credentials; the agent's own pages and
+// clients without browser headers can.
+func TestCrossSiteChangesRefused(t *testing.T) {
+	h, _, _ := newWorkflowAPI(t)
+	body := `{"recommendation":"lower_max_num_seqs","instance":"a:1"}`
+	for _, tc := range []struct {
+		name    string
+		headers map[string]string
+		code    int
+	}{
+		{"another site", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, http.StatusForbidden},
+		{"another origin without fetch metadata", map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
+		{"a sibling site", map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
+		{"the agent's own page", map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": "http://example.com"}, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("POST", "/api/v1/workflows", strings.NewReader(body))
+			req.SetBasicAuth("alice", "")
+			for k, v := range tc.headers {
+				req.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != tc.code {
+				t.Errorf("= %d %s, want %d", w.Code, w.Body.String(), tc.code)
+			}
+		})
+	}
+}
