@@ -11,7 +11,7 @@ DEADCODE    := golang.org/x/tools/cmd/deadcode@v0.52.0
 ARCHS       ?= amd64 arm64
 DIST        ?= dist
 
-.PHONY: all build test test-short lint run demo bench accuracy closed-loop dashboards mixin release docker clean
+.PHONY: all build test test-short lint run demo bench accuracy closed-loop dashboards mixin release docker ui-screenshots clean
 
 all: lint test build
 
@@ -88,6 +88,11 @@ docker:
 	done
 	cp /etc/ssl/certs/ca-certificates.crt .build/ca-certificates.crt
 	$(CONTAINER) build --build-arg ARCH=$(IMAGE_ARCH) -t perfagent:$(VERSION) .
+
+# The screenshots of docs/ui.md, taken by the browser test (needs chromium).
+ui-screenshots:
+	mkdir -p docs/ui
+	PERFAGENT_UI_SCREENSHOTS=$(CURDIR)/docs/ui $(GO) test ./cmd/perfagent -run '^TestUIInBrowser$$' -count=1
 
 clean:
 	rm -rf $(BIN) dist .build data bench.txt bench.json accuracy.json closed-loop.json

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,12 +34,6 @@ type Options struct {
 	// has completed and the source is up.
 	Ready   func() bool
 	Version string
-	// Workflow serves the workflow pages that approval alerts link to;
-	// nil when workflows are off.
-	Workflow WorkflowFunc
-	// ExternalURL is the agent's URL as people reach it; a function, as a
-	// reload may change it.
-	ExternalURL func() string
 	// EnableLifecycle turns on /-/reload and /-/quit, as Prometheus's
 	// --web.enable-lifecycle does.
 	EnableLifecycle bool
@@ -67,15 +60,16 @@ func New(o Options) *Handler {
 	}, []string{"handler", "method", "code"})
 	r := h.router
 	r.Use(h.instrument)
-	r.HandleFunc("/", h.landing).Methods(http.MethodGet)
 	r.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "perfagent is Healthy.")
 	}).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/-/ready", h.ready).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/-/reload", h.lifecycle(h.reload)).Methods(http.MethodPost, http.MethodPut)
 	r.HandleFunc("/-/quit", h.lifecycle(h.quit)).Methods(http.MethodPost, http.MethodPut)
-	r.HandleFunc("/workflows/{id}", h.workflow).Methods(http.MethodGet)
-	r.HandleFunc("/instances/{instance}", h.instance).Methods(http.MethodGet)
+	for _, page := range uiPages {
+		r.HandleFunc(page, h.uiShell).Methods(http.MethodGet)
+	}
+	r.PathPrefix("/ui/").Handler(http.FileServerFS(ui)).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/docs", h.apiDocs(true)).Methods(http.MethodGet)
 	r.HandleFunc("/redoc", h.apiDocs(false)).Methods(http.MethodGet)
 	r.PathPrefix("/static/").Handler(staticFiles()).Methods(http.MethodGet, http.MethodHead)
@@ -143,30 +137,6 @@ func (h *Handler) reload(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-var landingTemplate = template.Must(template.New("landing").Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>perfagent</title>
-<style>body{font-family:sans-serif;max-width:48em;margin:2em auto;line-height:1.5}code{background:#eee;padding:0 .2em}</style>
-</head><body>
-<h1>perfagent</h1>
-<p>Performance agent for LLM inference fleets. Version {{.Version}}.</p>
-<ul>
-<li><a href="metrics">/metrics</a>: the agent's own metrics and every signal, for Prometheus (scrape with <code>honor_labels: true</code>)</li>
-<li><a href="api/v1/health">/api/v1/health</a>, <a href="api/v1/instances">/api/v1/instances</a>, <a href="api/v1/signals">/api/v1/signals</a>, <a href="api/v1/config">/api/v1/config</a></li>
-<li><a href="docs">/docs</a> (Swagger UI) and <a href="redoc">/redoc</a> (ReDoc): the API, from its OpenAPI description at <a href="api/v1/openapi.yaml">/api/v1/openapi.yaml</a> and <a href="api/v1/openapi.json">.json</a></li>
-<li><a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a></li>
-</ul>
-</body></html>
-`))
-
-func (h *Handler) landing(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" {
-		http.NotFound(w, r)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = landingTemplate.Execute(w, struct{ Version string }{h.o.Version})
-}
-
 // Serve answers on l through exporter-toolkit (TLS and basic auth from
 // webConfigFile) until ctx ends, then shuts down gracefully.
 func (h *Handler) Serve(ctx context.Context, l net.Listener, webConfigFile string) error {
@@ -185,19 +155,6 @@ func (h *Handler) Serve(ctx context.Context, l net.Listener, webConfigFile strin
 		_ = srv.Shutdown(sctx)
 		return nil
 	}
-}
-
-func (h *Handler) externalURL() string {
-	if h.o.ExternalURL == nil {
-		return ""
-	}
-	return h.o.ExternalURL()
-}
-
-// InstancePath is the path of an instance's page below the agent's URL,
-// where bottleneck alerts link to.
-func InstancePath(instance string) string {
-	return "/instances/" + url.PathEscape(instance)
 }
 
 // render writes a page of t, or says where the same data is as JSON when

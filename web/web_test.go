@@ -99,12 +99,29 @@ func TestLifecycleEndpointsNeedTheFlag(t *testing.T) {
 	}
 }
 
-func TestLandingPage(t *testing.T) {
+// TestUIShell serves the UI's shell on every page route, with the script
+// and stylesheets it names, all embedded.
+func TestUIShell(t *testing.T) {
 	var ready atomic.Bool
 	h := newTestHandler(&ready)
-	code, body := serve(h, http.MethodGet, "/")
-	if code != http.StatusOK || !strings.Contains(body, "Version 1.2.3") || !strings.Contains(body, `href="api/v1/instances"`) {
-		t.Errorf("landing = %d %q", code, body)
+	asset := regexp.MustCompile(`(?:src|href)="(/(?:ui|static)/[^"]+)"`)
+	for _, page := range []string{"/", "/instances/10.0.0.7:8000", "/workflows", "/workflows/wf-1", "/bottlenecks", "/recommendations", "/rules", "/status"} {
+		code, body := serve(h, http.MethodGet, page)
+		if code != http.StatusOK || !strings.Contains(body, `<main id="main"`) {
+			t.Errorf("%s = %d", page, code)
+		}
+		if page != "/" {
+			continue
+		}
+		refs := asset.FindAllStringSubmatch(body, -1)
+		if len(refs) != 4 {
+			t.Errorf("the shell names %d local assets, want the script, uPlot and two stylesheets", len(refs))
+		}
+		for _, m := range refs {
+			if code, b := serve(h, http.MethodGet, m[1]); code != http.StatusOK || len(b) < 500 {
+				t.Errorf("asset %s = %d (%d bytes)", m[1], code, len(b))
+			}
+		}
 	}
 	if code, _ := serve(h, http.MethodGet, "/nothing-here"); code != http.StatusNotFound {
 		t.Errorf("unknown path = %d, want 404", code)
@@ -117,7 +134,7 @@ func TestRequestsAreTimedByRoute(t *testing.T) {
 	serve(h, http.MethodGet, "/")
 	serve(h, http.MethodGet, "/workflows/wf-1")
 	serve(h, http.MethodGet, "/workflows/wf-2")
-	want := map[string]uint64{`/ GET 200`: 1, `/workflows/{id} GET 404`: 2}
+	want := map[string]uint64{`/ GET 200`: 1, `/workflows/{id} GET 200`: 2}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -223,11 +223,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		SLO:             a.sloTargets,
 	})
 	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: prometheus.Gatherers{reg, a.alerts.Gatherer()}, Registerer: reg, API: api, Ready: a.coll.Ready, Version: version.Version,
-		ExternalURL:     a.externalURL,
 		EnableLifecycle: f.enableLifecycle}
-	if a.workflows != nil {
-		webOpts.Workflow = a.workflows.controller.Get
-	}
 	handler := web.New(webOpts)
 
 	listener, err := net.Listen("tcp", f.listenAddress)

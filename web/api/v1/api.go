@@ -20,7 +20,6 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/recommender"
-	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/signals"
 )
 
@@ -520,39 +519,4 @@ func parseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a duration such as 15s or 1m", s)
 	}
 	return time.Duration(d), nil
-}
-
-// InstanceSummary is what the agent knows of one instance now: its latest
-// signals and settings, its active bottlenecks and the recommendations of
-// the last pass that concern it.
-type InstanceSummary struct {
-	Instance        *collector.Instance
-	Time            time.Time
-	Bottlenecks     []rules.Bottleneck
-	Recommendations []recommender.Recommendation
-}
-
-// Summary gathers the InstanceSummary of the named instance; false when
-// the last collection did not see it (or none has completed).
-func (a *API) Summary(name string) (InstanceSummary, bool) {
-	snap := a.o.Collector.Latest()
-	if snap == nil || snap.Instance(name) == nil {
-		return InstanceSummary{}, false
-	}
-	s := InstanceSummary{Instance: snap.Instance(name), Time: snap.Time}
-	if a.o.Rules != nil {
-		for _, b := range a.o.Rules.Bottlenecks() {
-			if b.Instance == name {
-				s.Bottlenecks = append(s.Bottlenecks, b)
-			}
-		}
-	}
-	if a.o.Recommendations != nil {
-		for _, rec := range a.o.Recommendations.Latest().Recommendations {
-			if concerns(rec, name) {
-				s.Recommendations = append(s.Recommendations, rec)
-			}
-		}
-	}
-	return s, true
 }
