@@ -136,16 +136,9 @@ func TestCreateWorkflowRefusals(t *testing.T) {
 // restores it and says so.
 func TestWorkflowRollbackFailsThenResolved(t *testing.T) {
 	h, c, setClock := newWorkflowAPI(t)
-	code, env := doAs(t, h, "alice", "POST", "/api/v1/workflows", `{"recommendation":"lower_max_num_seqs","instance":"a:1"}`)
-	if code != 200 {
-		t.Fatalf("create = %d %s", code, env.Error)
-	}
-	var w WorkflowView
-	if err := json.Unmarshal(env.Data, &w); err != nil {
-		t.Fatal(err)
-	}
-	if len(w.Pool) != 1 || w.Current[0].Value != "256" || w.Settings.Warmup != time.Minute || !strings.Contains(string(env.Data), `"warmup":"1m"`) {
-		t.Fatalf("created %s", env.Data)
+	w := proposeAsAlice(t, h)
+	if len(w.Pool) != 1 || w.Current[0].Value != "256" || w.Settings.Warmup != time.Minute {
+		t.Fatalf("created %+v", w)
 	}
 	if code, env := doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/approve", `{"proposal_hash":"deadbeef"}`); code != 409 || strings.Contains(env.Error, w.ProposalHash) {
 		t.Fatalf("wrong hash = %d %q: must be refused without revealing the right one", code, env.Error)
@@ -174,7 +167,7 @@ func TestWorkflowRollbackFailsThenResolved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, env = doAs(t, h, "alice", "GET", "/api/v1/workflows/"+w.ID, "")
+	_, env := doAs(t, h, "alice", "GET", "/api/v1/workflows/"+w.ID, "")
 	_ = json.Unmarshal(env.Data, &w)
 	if w.State != workflow.StateNeedsAttention || len(w.StillChanged) != 1 || w.StillChanged[0] != "a:1" {
 		t.Fatalf("after failed rollbacks: %s, still changed %v", w.State, w.StillChanged)
@@ -188,7 +181,7 @@ func TestWorkflowRollbackFailsThenResolved(t *testing.T) {
 	if code, env := doAs(t, h, "alice", "POST", "/api/v1/workflows/"+w.ID+"/instances/a:1/resolve", `{"reason":"x"}`); code != 403 {
 		t.Fatalf("resolve by a non-approver = %d %q", code, env.Error)
 	}
-	code, env = doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/instances/a:1/resolve", `{"reason":"redeployed with --max-num-seqs 256"}`)
+	code, env := doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/instances/a:1/resolve", `{"reason":"redeployed with --max-num-seqs 256"}`)
 	if code != 200 {
 		t.Fatalf("resolve = %d %s", code, env.Error)
 	}
@@ -202,19 +195,7 @@ func TestWorkflowRollbackFailsThenResolved(t *testing.T) {
 // and aborts another after its approval.
 func TestWorkflowListRejectAbort(t *testing.T) {
 	h, _, _ := newWorkflowAPI(t)
-	create := func() WorkflowView {
-		t.Helper()
-		code, env := doAs(t, h, "alice", "POST", "/api/v1/workflows", `{"recommendation":"lower_max_num_seqs","instance":"a:1"}`)
-		if code != 200 {
-			t.Fatalf("create = %d %s", code, env.Error)
-		}
-		var w WorkflowView
-		if err := json.Unmarshal(env.Data, &w); err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
-	w := create()
+	w := proposeAsAlice(t, h)
 	code, env := doAs(t, h, "bob", "GET", "/api/v1/workflows?active=true&state=awaiting_approval&engine=vllm", "")
 	if code != 200 || !strings.Contains(string(env.Data), w.ID) {
 		t.Fatalf("list = %d %s", code, env.Data)
@@ -222,7 +203,7 @@ func TestWorkflowListRejectAbort(t *testing.T) {
 	if code, env := doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/reject", fmt.Sprintf(`{"proposal_hash":%q,"comment":"not now"}`, w.ProposalHash)); code != 200 || !strings.Contains(string(env.Data), `"state":"rejected"`) {
 		t.Fatalf("reject = %d %s %s", code, env.Error, env.Data)
 	}
-	w = create()
+	w = proposeAsAlice(t, h)
 	if code, env := doAs(t, h, "bob", "POST", "/api/v1/workflows/"+w.ID+"/approve", fmt.Sprintf(`{"proposal_hash":%q}`, w.ProposalHash)); code != 200 {
 		t.Fatalf("approve = %d %s", code, env.Error)
 	}
@@ -263,4 +244,21 @@ func TestCrossSiteChangesRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// proposeAsAlice proposes the lower_max_num_seqs recommendation of a:1.
+func proposeAsAlice(t *testing.T, h http.Handler) WorkflowView {
+	t.Helper()
+	code, env := doAs(t, h, "alice", "POST", "/api/v1/workflows", `{"recommendation":"lower_max_num_seqs","instance":"a:1"}`)
+	if code != 200 {
+		t.Fatalf("create = %d %s", code, env.Error)
+	}
+	if !strings.Contains(string(env.Data), `"warmup":"1m"`) {
+		t.Errorf("settings' durations are not written as durations: %s", env.Data)
+	}
+	var w WorkflowView
+	if err := json.Unmarshal(env.Data, &w); err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
