@@ -127,8 +127,8 @@ func waitFunc(sel string, ok func(text string) bool) chromedp.Action[chromedp.Vo
 }
 
 // TestUIInBrowser drives the web UI in a real browser over an agent
-// watching a simulated fleet: the fleet page lists the servers and their
-// engine; the instance page of the pressured server draws its KV-cache
+// watching the demo's simulated fleet: the fleet page lists its five
+// servers and their engines; the instance page of the pressured server draws its KV-cache
 // chart and shows its bottleneck; alice starts a workflow from a
 // recommendation and cannot approve her own change; bob approves it from
 // the workflow page, which then shows the rollout moving on; the
@@ -142,11 +142,13 @@ func TestUIInBrowser(t *testing.T) {
 	alice, bob := users[0], users[1]
 
 	const secret = "ui-secret"
-	sim := startSimFleet(t, secret, 2)
+	sim := startDemoFleet(t, secret)
+	// The demo's third server is the vLLM one whose KV cache fills.
+	pressured := sim.addrs[2]
 	cfg, webCfg := rolloutFiles(t, sim, sim.webhook.URL, secret, "", "warmup: 30s\n  window: 10s", "alice", "bob")
 	a := startAgent(t, cfg, func(f *daemonFlags) { f.webConfigFile = webCfg })
 	waitFor(t, "a recommendation with values", func() bool {
-		code, body := do(t, "GET", a.url+"/api/v1/recommendations?id=raise_gpu_memory_utilization&instance="+sim.addrs[0], "alice", "")
+		code, body := do(t, "GET", a.url+"/api/v1/recommendations?id=raise_gpu_memory_utilization&instance="+pressured, "alice", "")
 		return code == 200 && strings.Contains(body, `"proposed"`)
 	})
 
@@ -156,14 +158,16 @@ func TestUIInBrowser(t *testing.T) {
 	}
 	alice.run("fleet page",
 		chromedp.Navigate(a.url+"/"),
+		waitText(".counts", "5\ninstances"),
+		waitText(".counts", "vllm"),
+		waitText(".counts", "sglang"),
+		waitText(".counts", "tgi"),
 		waitText("main table", sim.addrs[0]),
-		waitText("main table", sim.addrs[1]),
-		waitText("main table", "vllm"),
-		waitText(".counts", "instances"),
+		waitText("main table", sim.addrs[4]),
 	)
 	alice.screenshot("fleet")
 	alice.run("instance page",
-		chromedp.Navigate(a.url+"/instances/"+sim.addrs[0]),
+		chromedp.Navigate(a.url+"/instances/"+pressured),
 		chromedp.WaitVisible(chromedp.CSS(`[data-chart="KV cache usage"] canvas`)),
 		waitText("main", "KVTest"),
 		waitText("main", "--gpu-memory-utilization"),

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,7 +39,31 @@ func startSimFleet(t *testing.T, secret string, servers int) *simFleet {
 		addrs[i] = testutil.FreeAddr(t)
 		fmt.Fprintf(&b, "  - {name: vllm-%d, engine: vllm, listen: %q, settings: {gpu_memory_utilization: 0.8}, workload: {rate: 16}}\n", i, addrs[i])
 	}
-	cfg, err := simulator.ParseFleet("fleet.yaml", []byte(b.String()))
+	return runFleet(t, b.String(), addrs, secret)
+}
+
+// startDemoFleet runs the demo's fleet (examples/demo/fleet.yml: three
+// vLLM, one SGLang and one TGI server) on free loopback ports instead of
+// the demo's.
+func startDemoFleet(t *testing.T, secret string) *simFleet {
+	t.Helper()
+	b, err := os.ReadFile("../../examples/demo/fleet.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	text := regexp.MustCompile(`listen: 127\.0\.0\.1:\d+`).ReplaceAllStringFunc(string(b), func(string) string {
+		addrs = append(addrs, testutil.FreeAddr(t))
+		return "listen: " + addrs[len(addrs)-1]
+	})
+	return runFleet(t, text, addrs, secret)
+}
+
+// runFleet serves the fleet file's servers on addrs, in order, and its
+// change webhook, signed with secret.
+func runFleet(t *testing.T, fleetYAML string, addrs []string, secret string) *simFleet {
+	t.Helper()
+	cfg, err := simulator.ParseFleet("fleet.yaml", []byte(fleetYAML))
 	if err != nil {
 		t.Fatal(err)
 	}

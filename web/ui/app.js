@@ -236,6 +236,12 @@ pages.instance = async function (name) {
         { title: "Summary", value: b => b.summary },
         { title: "Evidence", render: b => el("ul", {}, (b.evidence || []).map(s => el("li", {}, `${s.labels.__name__ || ""}${s.labels.quantile ? " p" + s.labels.quantile : ""} = ${fmt.num(s.value)}`))) },
       ], bn.bottlenecks),
+      el("h2", {}, `Firing in the last ${range}`),
+      table([
+        { title: "Rule", value: p => p.rule }, { title: "Id", value: p => p.id },
+        { title: "Severity", value: p => p.severity, render: p => el("span", { class: p.severity }, p.severity) },
+        { title: "From", value: p => p.from, render: p => fmt.time(p.from) }, { title: "To", value: p => p.to, render: p => fmt.time(p.to) },
+      ], d.bottlenecks || []),
       el("h2", {}, "Recommendations"), note,
       table([
         { title: "Rank", num: true, value: r => r.rank },

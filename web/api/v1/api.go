@@ -333,6 +333,9 @@ type InstanceDetail struct {
 	History []HistorySeries `json:"history"`
 	// SLO are the targets the rules compare the instance's model with.
 	SLO SLOTargets `json:"slo"`
+	// Bottlenecks are the spans the instance's bottleneck rules were
+	// firing in the range, the latest first.
+	Bottlenecks []BottleneckPeriod `json:"bottlenecks"`
 }
 
 // SLOTargets are the SLO targets of one model.
@@ -408,11 +411,46 @@ func (a *API) instance(r *http.Request) (any, *apiError) {
 		}
 		hist = append(hist, hs)
 	}
-	detail := InstanceDetail{Instance: in, Time: snap.Time, History: hist}
+	// The rules' ALERTS series say when each bottleneck was firing.
+	alerts, err := a.o.History.QueryRange(r.Context(), fmt.Sprintf(`ALERTS{alertstate="firing", instance=%q}`, name), start, end, step)
+	if err != nil {
+		return nil, &apiError{typ: ErrInternal, status: http.StatusInternalServerError, err: err}
+	}
+	detail := InstanceDetail{Instance: in, Time: snap.Time, History: hist, Bottlenecks: firingPeriods(alerts, step)}
 	if a.o.SLO != nil {
 		detail.SLO = a.o.SLO(in.Model)
 	}
 	return detail, nil
+}
+
+// BottleneckPeriod is a span of time a bottleneck rule was firing.
+type BottleneckPeriod struct {
+	Rule     string    `json:"rule"`
+	ID       string    `json:"id,omitempty"`
+	Severity string    `json:"severity"`
+	From     time.Time `json:"from"`
+	// To is the last evaluation seen firing in the range.
+	To time.Time `json:"to"`
+}
+
+// firingPeriods turns ALERTS series into spans, a gap of more than two
+// steps ending one.
+func firingPeriods(m promql.Matrix, step time.Duration) []BottleneckPeriod {
+	out := []BottleneckPeriod{}
+	for _, s := range m {
+		var cur *BottleneckPeriod
+		for _, p := range s.Floats {
+			t := time.UnixMilli(p.T).UTC()
+			if cur != nil && t.Sub(cur.To) <= 2*step {
+				cur.To = t
+				continue
+			}
+			out = append(out, BottleneckPeriod{Rule: s.Metric.Get(model.AlertNameLabel), ID: s.Metric.Get("bottleneck"), Severity: s.Metric.Get("severity"), From: t, To: t})
+			cur = &out[len(out)-1]
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].From.After(out[j].From) })
+	return out
 }
 
 // CollectRequest is the body of POST /api/v1/metrics/collect.

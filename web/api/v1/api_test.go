@@ -58,6 +58,16 @@ type fakeHistory struct {
 }
 
 func (f *fakeHistory) QueryRange(_ context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+	if strings.HasPrefix(expr, "ALERTS") {
+		// KVTest fired for two steps, stopped, and fired again.
+		at := func(n int) promql.FPoint {
+			return promql.FPoint{T: start.Add(time.Duration(n) * step).UnixMilli(), F: 1}
+		}
+		return promql.Matrix{{
+			Metric: labels.FromStrings("__name__", "ALERTS", "alertname", "KVTest", "alertstate", "firing", "bottleneck", "B1", "severity", "warning", "instance", "a:1"),
+			Floats: []promql.FPoint{at(0), at(1), at(5)},
+		}}, nil
+	}
 	f.lastExpr, f.start, f.end, f.step = expr, start, end, step
 	return promql.Matrix{{
 		Metric: labels.FromStrings("__name__", "llm_time_to_first_token_seconds", "instance", "a:1", "quantile", "0.95"),
@@ -118,7 +128,8 @@ func TestEndpointsSucceed(t *testing.T) {
 		{"GET", "/api/v1/config", "", []string{`<secret>`}},
 		{"GET", "/api/v1/signals", "", []string{`"name":"llm_requests_running"`, `"vllm":["sum(vllm:num_requests_running)"]`, `"name":"llm_custom_thing"`, `"quantiles":true`}},
 		{"GET", "/api/v1/instances", "", []string{`"instance":"a:1"`, `"instance":"b:1"`, `"block_size":{"value":"16","source":"metrics"}`}},
-		{"GET", "/api/v1/instances/a:1?start=1793620800&end=1793621400&step=30s", "", []string{`"name":"llm_time_to_first_token_seconds"`, `"quantile":"0.95"`, `["1793620800","0.25"]`, `"llm_requests_running"`}},
+		{"GET", "/api/v1/instances/a:1?start=1793620800&end=1793621400&step=30s", "", []string{`"name":"llm_time_to_first_token_seconds"`, `"quantile":"0.95"`, `["1793620800","0.25"]`, `"llm_requests_running"`,
+			`"bottlenecks":[{"rule":"KVTest","id":"B1","severity":"warning","from":"2026-11-02T12:02:30Z","to":"2026-11-02T12:02:30Z"},{"rule":"KVTest","id":"B1","severity":"warning","from":"2026-11-02T12:00:00Z","to":"2026-11-02T12:00:30Z"}]`}},
 		{"POST", "/api/v1/metrics/collect", `{"instances":["b:1"],"engine":"tgi","window":"5m"}`, []string{`"instance":"b:1"`}},
 		{"POST", "/api/v1/metrics/collect", ``, []string{`"instances"`}},
 	}
