@@ -11,7 +11,7 @@ DEADCODE    := golang.org/x/tools/cmd/deadcode@v0.52.0
 ARCHS       ?= amd64 arm64
 DIST        ?= dist
 
-.PHONY: all build test test-short lint run demo bench accuracy closed-loop dashboards mixin release docker ui-screenshots clean
+.PHONY: all build test test-short lint run demo bench accuracy closed-loop dashboards mixin release docker ui-screenshots fuzz clean
 
 all: lint test build
 
@@ -93,6 +93,17 @@ docker:
 ui-screenshots:
 	mkdir -p docs/ui
 	PERFAGENT_UI_SCREENSHOTS=$(CURDIR)/docs/ui $(GO) test ./cmd/perfagent -run '^TestUIInBrowser$$' -count=1
+
+# Each fuzz target for FUZZTIME (go test runs one target at a time); new
+# findings land in the package's testdata/fuzz and fail the run.
+FUZZTIME ?= 10m
+FUZZ_TARGETS := ./config:FuzzLoad ./rules:FuzzRuleFile ./collector:FuzzProfile ./collector:FuzzExposition \
+	./simulator:FuzzParseFleet ./web/api/v1:FuzzRequests
+fuzz:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "$$name ($$pkg) for $(FUZZTIME)"; \
+	  $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
 clean:
 	rm -rf $(BIN) dist .build data bench.txt bench.json accuracy.json closed-loop.json

@@ -140,6 +140,11 @@ func (l *Loader) loadFile(name string) (*RuleFile, []error) {
 	if err != nil {
 		return nil, []error{&PosError{File: name, Err: fmt.Errorf("reading rule file: %w", err)}}
 	}
+	return l.parse(name, content)
+}
+
+// parse checks and loads the content of the rule file name.
+func (l *Loader) parse(name string, content []byte) (*RuleFile, []error) {
 	doc, derr := parseNodes(content)
 	groups, rerrs := rulefmt.Parse(content, false, model.UTF8Validation, l.parser, l.logger)
 	var errs []error

@@ -137,3 +137,28 @@ func TestDocLinksResolve(t *testing.T) {
 		t.Fatalf("only %d links checked", checked)
 	}
 }
+
+// TestFuzzTargetsListed: make fuzz runs every fuzz target of the
+// repository, so a new one cannot be forgotten.
+func TestFuzzTargetsListed(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fuzzFunc := regexp.MustCompile(`(?m)^func (Fuzz\w+)\(f \*testing\.F\)`)
+	found := 0
+	for path, b := range repoFiles(t) {
+		if !strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		for _, m := range fuzzFunc.FindAllStringSubmatch(string(b), -1) {
+			found++
+			if want := "./" + filepath.Dir(path) + ":" + m[1]; !strings.Contains(string(mk), want) {
+				t.Errorf("%s: %s is not in the Makefile's FUZZ_TARGETS (want %s)", path, m[1], want)
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("no fuzz targets found")
+	}
+}

@@ -276,3 +276,27 @@ func Golden(t testing.TB, dir string, files map[string][]byte, pattern string, u
 		}
 	}
 }
+
+// Seeds adds the content of every file the patterns match to a fuzz
+// target's corpus, and fails when they match none.
+func Seeds(f *testing.F, patterns ...string) {
+	f.Helper()
+	n := 0
+	for _, pattern := range patterns {
+		files, err := filepath.Glob(pattern)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, file := range files {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
+			n++
+		}
+	}
+	if n == 0 {
+		f.Fatalf("no seed files match %v", patterns)
+	}
+}

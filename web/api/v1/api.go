@@ -69,9 +69,10 @@ type Options struct {
 	// auth checked by the web server). nil means no authentication is
 	// configured, and every request that changes state is refused.
 	Authenticated func(*http.Request) (string, bool)
-	// Health reports the agent's state.
+	// Health reports the agent's state; nil leaves GET /health out.
 	Health func() Health
-	// Config returns the configuration in force as YAML, secrets hidden.
+	// Config returns the configuration in force as YAML, secrets hidden;
+	// nil leaves GET /config out.
 	Config func() (string, error)
 	// Now is the clock.
 	Now func() time.Time
@@ -171,9 +172,14 @@ var (
 
 // routes are the API's routes with the options it was built with.
 func (a *API) routes() []route {
-	routes := []route{
-		{"/health", http.MethodGet, a.health, op{summary: "The agent's state: mode, readiness, last collection, scrape targets, Alertmanagers", resp: Health{}}},
-		{"/config", http.MethodGet, a.config, op{summary: "The configuration in force, secrets hidden", resp: ConfigResponse{}}},
+	var routes []route
+	if a.o.Health != nil {
+		routes = append(routes, route{"/health", http.MethodGet, a.health, op{summary: "The agent's state: mode, readiness, last collection, scrape targets, Alertmanagers", resp: Health{}}})
+	}
+	if a.o.Config != nil {
+		routes = append(routes, route{"/config", http.MethodGet, a.config, op{summary: "The configuration in force, secrets hidden", resp: ConfigResponse{}}})
+	}
+	routes = append(routes, []route{
 		{"/signals", http.MethodGet, a.signals, op{summary: "The signal catalog with each engine's expressions", resp: []SignalInfo{}}},
 		{"/instances", http.MethodGet, a.instances, op{summary: "Every instance of the last collection with engine, model, settings and signals", resp: InstancesResponse{}}},
 		{"/instances/{instance}", http.MethodGet, a.instance, op{summary: "One instance with its signal history", resp: InstanceDetail{}, query: []param{
@@ -182,7 +188,7 @@ func (a *API) routes() []route {
 			{name: "step", description: "resolution, a duration (15s) or seconds (default: the range over 250 points)"},
 		}}},
 		{"/metrics/collect", http.MethodPost, a.collect, op{summary: "Collect now and return the snapshot (not stored)", body: CollectRequest{}, resp: collector.Snapshot{}}},
-	}
+	}...)
 	if a.o.Rules != nil {
 		routes = append(routes,
 			route{"/bottlenecks", http.MethodGet, a.bottlenecks, op{summary: "Active bottlenecks with their evidence", resp: BottlenecksResponse{}, query: []param{

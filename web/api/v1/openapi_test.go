@@ -97,7 +97,8 @@ func TestMain(m *testing.M) {
 	if code != 0 || flag.Lookup("test.run").Value.String() != "" {
 		os.Exit(code)
 	}
-	api := New(Options{Rules: rules.NewManager(rules.ManagerOptions{}), Recommendations: &agent.Pipeline{}})
+	api := New(Options{Rules: rules.NewManager(rules.ManagerOptions{}), Recommendations: &agent.Pipeline{},
+		Health: func() Health { return Health{} }, Config: func() (string, error) { return "", nil }})
 	var missing []string
 	for _, rt := range api.routes() {
 		if _, ok := succeeded.Load(rt.method + " " + rt.path); !ok {
@@ -135,7 +136,7 @@ func TestOpenAPIServed(t *testing.T) {
 		if err := doc.Validate(context.Background()); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		for _, want := range []string{"/health", "/instances/{instance}", "/bottlenecks", "/optimization/recommend", "/workflows/{id}/instances/{instance}/resolve"} {
+		for _, want := range []string{"/signals", "/instances/{instance}", "/bottlenecks", "/optimization/recommend", "/workflows/{id}/instances/{instance}/resolve"} {
 			if doc.Paths.Value(want) == nil {
 				t.Errorf("%s lacks %s", path, want)
 			}

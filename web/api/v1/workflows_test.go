@@ -16,6 +16,8 @@ import (
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/recommender"
+	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/optiinfra/perfagent/workflow"
 )
 
@@ -53,6 +55,14 @@ func (brokenRollbacks) Execute(_ context.Context, r workflow.Request) error {
 // max_num_seqs the configuration states) and b:1 (whose value nobody knows).
 func newWorkflowAPI(t *testing.T) (http.Handler, *workflow.Controller, func(time.Time)) {
 	t.Helper()
+	api, r, c, setClock := workflowAPI(t)
+	return validated(t, api, r), c, setClock
+}
+
+// workflowAPI is newWorkflowAPI's API, without the validation of every
+// exchange; a rule manager without rules answers the bottleneck routes.
+func workflowAPI(t testing.TB) (*API, http.Handler, *workflow.Controller, func(time.Time)) {
+	t.Helper()
 	store, err := workflow.OpenBoltStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +89,7 @@ func newWorkflowAPI(t *testing.T) (http.Handler, *workflow.Controller, func(time
 		Collector: &fakeCollector{latest: snap}, History: &fakeHistory{},
 		Recommendations: fixedRecommendations{recommender.Report{Recommendations: []recommender.Recommendation{rec("a:1", "256"), rec("b:1", "unknown")}}},
 		Workflows:       c,
+		Rules:           rulesOnStore(t),
 		Authenticated: func(r *http.Request) (string, bool) {
 			u, _, ok := r.BasicAuth()
 			return u, ok
@@ -87,7 +98,7 @@ func newWorkflowAPI(t *testing.T) (http.Handler, *workflow.Controller, func(time
 	})
 	r := mux.NewRouter()
 	api.Register(r.PathPrefix("/api/v1").Subrouter())
-	return validated(t, api, r), c, func(t time.Time) { clock = t }
+	return api, r, c, func(t time.Time) { clock = t }
 }
 
 func doAs(t *testing.T, h http.Handler, user, method, path, body string) (int, envelope) {
@@ -261,4 +272,15 @@ func proposeAsAlice(t *testing.T, h http.Handler) WorkflowView {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// rulesOnStore is a rule manager without rules over an empty local TSDB.
+func rulesOnStore(t testing.TB) *rules.Manager {
+	t.Helper()
+	s, err := signalstore.Open(signalstore.Options{Path: t.TempDir(), Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return rules.NewManager(rules.ManagerOptions{Queryable: s.DB(), Appendable: s.DB(), QueryFunc: s.QueryFunc()})
 }
