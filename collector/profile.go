@@ -11,9 +11,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
@@ -112,7 +110,7 @@ func LoadProfiles(builtin fs.FS, dir string, files []string) ([]*Profile, []erro
 // ParseProfile parses one profile file. file names it in errors.
 func ParseProfile(file string, content []byte) (*Profile, []error) {
 	p := NewParser()
-	groups, errs := rulefmt.Parse(content, false, model.UTF8Validation, p, slog.New(slog.DiscardHandler))
+	groups, errs := config.ParseRuleGroups(content, p, slog.New(slog.DiscardHandler))
 	if len(errs) > 0 {
 		out := make([]error, len(errs))
 		for i, err := range errs {

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/prometheus/common/model"
+	"github.com/optiinfra/perfagent/config"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
@@ -146,7 +146,7 @@ func (l *Loader) loadFile(name string) (*RuleFile, []error) {
 // parse checks and loads the content of the rule file name.
 func (l *Loader) parse(name string, content []byte) (*RuleFile, []error) {
 	doc, derr := parseNodes(content)
-	groups, rerrs := rulefmt.Parse(content, false, model.UTF8Validation, l.parser, l.logger)
+	groups, rerrs := config.ParseRuleGroups(content, l.parser, l.logger)
 	var errs []error
 	seen := map[string]bool{}
 	for _, e := range rerrs {
