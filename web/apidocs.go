@@ -1,23 +1,9 @@
 package web
 
 import (
-	"embed"
 	"html/template"
 	"net/http"
 )
-
-// vendored holds the browser assets of web/static/vendor (Swagger UI and
-// ReDoc, from the npm registry; scripts/vendor-ui.sh), so the API pages
-// work without internet access.
-//
-//go:embed static/vendor
-var vendored embed.FS
-
-// staticFiles serves the vendored assets under /static/: a request's path
-// is the embedded file's.
-func staticFiles() http.Handler {
-	return http.StripPrefix("/", http.FileServerFS(vendored))
-}
 
 // apiDocsPage renders Swagger UI or ReDoc over the agent's own OpenAPI
 // description, from the embedded assets. Links are relative, so the pages

@@ -6,11 +6,14 @@ import (
 	"net/url"
 )
 
-// ui holds the web UI (web/ui: one HTML shell, its script and stylesheet),
-// which renders every page in the browser from the API.
+// assets holds the web UI (web/ui: one HTML shell, its script and
+// stylesheet, which render every page in the browser from the API) and the
+// browser libraries vendored from the npm registry (web/static/vendor:
+// Swagger UI, ReDoc, uPlot; scripts/vendor-ui.sh), so that nothing is
+// loaded from the internet. A request's path is the embedded file's.
 //
-//go:embed ui
-var ui embed.FS
+//go:embed ui static/vendor
+var assets embed.FS
 
 // uiPages are the UI's page routes; each serves the shell, which renders
 // the page the path names. Alerts link to the instance and workflow pages.
@@ -23,7 +26,7 @@ func InstancePath(instance string) string {
 }
 
 func (h *Handler) uiShell(w http.ResponseWriter, r *http.Request) {
-	b, err := ui.ReadFile("ui/index.html")
+	b, err := assets.ReadFile("ui/index.html")
 	if err != nil {
 		http.Error(w, "the UI is missing from this build: "+err.Error(), http.StatusInternalServerError)
 		return

@@ -69,10 +69,11 @@ func New(o Options) *Handler {
 	for _, page := range uiPages {
 		r.HandleFunc(page, h.uiShell).Methods(http.MethodGet)
 	}
-	r.PathPrefix("/ui/").Handler(http.FileServerFS(ui)).Methods(http.MethodGet, http.MethodHead)
+	files := http.FileServerFS(assets)
+	r.PathPrefix("/ui/").Handler(files).Methods(http.MethodGet, http.MethodHead)
+	r.PathPrefix("/static/").Handler(files).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/docs", h.apiDocs(true)).Methods(http.MethodGet)
 	r.HandleFunc("/redoc", h.apiDocs(false)).Methods(http.MethodGet)
-	r.PathPrefix("/static/").Handler(staticFiles()).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)}))
 	if o.API != nil {
 		o.API.Register(r.PathPrefix("/api/v1").Subrouter())

@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"bytes"
 	"encoding"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -270,32 +272,39 @@ func strictObjects(schemas openapi3.Schemas) {
 	}
 }
 
-// openAPIHandler serves the description as JSON or YAML.
+// openAPIHandler serves the description as JSON or YAML. The routes are
+// fixed when the API is built, so each encoding is made once.
 func (a *API) openAPIHandler(asYAML bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	encode := sync.OnceValues(func() ([]byte, error) {
 		doc, err := a.OpenAPI()
 		if err != nil {
-			http.Error(w, "building the OpenAPI description: "+err.Error(), http.StatusInternalServerError)
-			return
+			return nil, fmt.Errorf("building the OpenAPI description: %w", err)
 		}
 		b, err := json.MarshalIndent(doc, "", "  ")
-		if err != nil {
-			http.Error(w, "encoding the OpenAPI description: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		if !asYAML {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(b)
-			return
+		if err != nil || !asYAML {
+			return b, err
 		}
 		var v any
 		if err := yaml.Unmarshal(b, &v); err != nil {
-			http.Error(w, "encoding the OpenAPI description: "+err.Error(), http.StatusInternalServerError)
+			return nil, fmt.Errorf("encoding the OpenAPI description: %w", err)
+		}
+		var out bytes.Buffer
+		enc := yaml.NewEncoder(&out)
+		enc.SetIndent(2)
+		err = enc.Encode(v)
+		return out.Bytes(), err
+	})
+	contentType := "application/json"
+	if asYAML {
+		contentType = "application/yaml"
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		b, err := encode()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		w.Header().Set("Content-Type", "application/yaml")
-		enc := yaml.NewEncoder(w)
-		enc.SetIndent(2)
-		_ = enc.Encode(v)
+		w.Header().Set("Content-Type", contentType)
+		_, _ = w.Write(b)
 	}
 }
