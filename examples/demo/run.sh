@@ -96,7 +96,7 @@ fi
 cat <<MSG
 
 perfagent demo
-  agent:        http://127.0.0.1:8002/  (users alice and bob, password "demo")
+  agent:        http://127.0.0.1:8002/  web UI; users alice and bob, password "demo"
                 curl -u alice:demo http://127.0.0.1:8002/api/v1/instances
                 curl -u alice:demo http://127.0.0.1:8002/api/v1/bottlenecks
                 curl -u alice:demo http://127.0.0.1:8002/api/v1/recommendations
