@@ -11,7 +11,7 @@ DEADCODE    := golang.org/x/tools/cmd/deadcode@v0.52.0
 ARCHS       ?= amd64 arm64
 DIST        ?= dist
 
-.PHONY: all build test test-short lint run demo bench accuracy closed-loop dashboards mixin release docker ui-screenshots fuzz clean
+.PHONY: all build test test-short lint run demo bench accuracy closed-loop dashboards mixin release docker ui-screenshots fuzz faults clean
 
 all: lint test build
 
@@ -105,5 +105,16 @@ fuzz:
 	  $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
 
+# The fault suite: outages of Prometheus, Alertmanager and model servers,
+# SIGKILLed rollouts, load and hostile clients, with real components on
+# loopback. Each scenario prints one line with its figure (faults.txt);
+# docs/reliability.md keeps the table.
+faults:
+	@rm -f faults.txt
+	PERFAGENT_FAULTS=1 PERFAGENT_FAULTS_REPORT=$(CURDIR)/faults.txt \
+	  $(GO) test ./cmd/perfagent -run '^TestFault' -count=1 -timeout 30m -v > faults.log 2>&1 || \
+	  { grep -E '^(---|===|FAIL|panic)|_test.go:' faults.log | tail -50; exit 1; }
+	@cat faults.txt
+
 clean:
-	rm -rf $(BIN) dist .build data bench.txt bench.json accuracy.json closed-loop.json
+	rm -rf $(BIN) dist .build data bench.txt bench.json accuracy.json closed-loop.json faults.txt faults.log

@@ -110,6 +110,13 @@ func (r *WebhookRecorder) Messages() []AlertmanagerMessage {
 // package (which CI installs) the test is skipped.
 func StartAlertmanager(t testing.TB, hookURL string, groupBy []string) string {
 	t.Helper()
+	return RunAlertmanager(t, hookURL, groupBy).URL
+}
+
+// RunAlertmanager is StartAlertmanager, returning the process so that a
+// test can stop it and start it again on the same address and storage.
+func RunAlertmanager(t testing.TB, hookURL string, groupBy []string) *Daemon {
+	t.Helper()
 	bin, err := exec.LookPath("prometheus-alertmanager")
 	if err != nil {
 		t.Skip("Debian's prometheus-alertmanager is not installed; .ci/run installs it")
@@ -135,18 +142,8 @@ receivers:
 		t.Fatal(err)
 	}
 	addr := FreeAddr(t)
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "am.yml"), "--storage.path="+filepath.Join(dir, "data"),
+	return startDaemon(t, "Alertmanager", addr, bin, "--config.file="+filepath.Join(dir, "am.yml"), "--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--cluster.listen-address=")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	url := "http://" + addr
-	waitReady(t, "Alertmanager", url)
-	return url
 }
 
 // withoutUpstreamFamilies drops the lines of prometheus_* families, and of
@@ -176,6 +173,13 @@ func withoutUpstreamFamilies(exposition string) string {
 // package (which CI installs) the test is skipped.
 func StartPrometheus(t testing.TB, config string) string {
 	t.Helper()
+	return RunPrometheus(t, config).URL
+}
+
+// RunPrometheus is StartPrometheus, returning the process so that a test
+// can stop it and start it again on the same address and storage.
+func RunPrometheus(t testing.TB, config string) *Daemon {
+	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Skip("Debian's prometheus is not installed (apt-get install prometheus); .ci/run installs it")
@@ -186,23 +190,60 @@ func StartPrometheus(t testing.TB, config string) string {
 		t.Fatal(err)
 	}
 	addr := FreeAddr(t)
-	cmd := exec.Command(bin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+	return startDaemon(t, "Prometheus", addr, bin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")
-	out := &SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+}
+
+// Daemon is a server process of a test (Prometheus, Alertmanager) that
+// listens on URL. It is killed when the test ends, and its output is
+// logged if the test failed.
+type Daemon struct {
+	// URL is http://host:port of the daemon.
+	URL string
+
+	t    testing.TB
+	what string
+	bin  string
+	args []string
+	out  *SyncBuffer
+	cmd  *exec.Cmd
+}
+
+func startDaemon(t testing.TB, what, addr, bin string, args ...string) *Daemon {
+	t.Helper()
+	d := &Daemon{URL: "http://" + addr, t: t, what: what, bin: bin, args: args, out: &SyncBuffer{}}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		d.Stop()
 		if t.Failed() {
-			t.Logf("prometheus output:\n%s", out.String())
+			t.Logf("%s output:\n%s", what, d.out.String())
 		}
 	})
-	url := "http://" + addr
-	waitReady(t, "Prometheus", url)
-	return url
+	d.Start()
+	return d
+}
+
+// Start starts the daemon again after Stop, on the same address and
+// storage, and waits until it is ready.
+func (d *Daemon) Start() {
+	d.t.Helper()
+	cmd := exec.Command(d.bin, d.args...)
+	cmd.Stdout, cmd.Stderr = d.out, d.out
+	if err := cmd.Start(); err != nil {
+		d.t.Fatalf("starting %s: %v", d.what, err)
+	}
+	d.cmd = cmd
+	waitReady(d.t, d.what, d.URL)
+}
+
+// Stop kills the daemon, as a crash or a lost machine would, and waits
+// until it has exited.
+func (d *Daemon) Stop() {
+	if d.cmd == nil {
+		return
+	}
+	_ = d.cmd.Process.Kill()
+	_ = d.cmd.Wait()
+	d.cmd = nil
 }
 
 // waitReady polls url/-/ready for 20 seconds.
