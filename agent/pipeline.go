@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,10 +9,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/optiinfra/perfagent/signalstore"
 )
 
@@ -26,6 +33,12 @@ type Options struct {
 	// Recommender sizes recommendations after every rule evaluation; nil
 	// ends each cycle with the rules (replays that score detection only).
 	Recommender *recommender.Recommender
+	// Own, when set, gathers the agent's own metrics (what its /metrics
+	// serves). They are appended to the store after every cycle, with
+	// their own labels only, so that PromQL over the store (the agent's
+	// query API, Grafana's dashboards) finds them. Signals and SLO targets,
+	// which the cycle writes itself, are left out.
+	Own prometheus.Gatherer
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 }
@@ -49,6 +62,7 @@ type Pipeline struct {
 	store  *signalstore.Store
 	rules  *rules.Manager
 	rec    *recommender.Recommender
+	own    prometheus.Gatherer
 	logger *slog.Logger
 
 	mtx    sync.RWMutex
@@ -62,7 +76,7 @@ func New(o Options, cfg Config) (*Pipeline, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Pipeline{coll: o.Collector, store: o.Store, rules: o.Rules, rec: o.Recommender, logger: logger}
+	p := &Pipeline{coll: o.Collector, store: o.Store, rules: o.Rules, rec: o.Recommender, own: o.Own, logger: logger}
 	if err := p.ApplyConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -138,17 +152,63 @@ func (p *Pipeline) afterCollection(ctx context.Context, snap *collector.Snapshot
 		errs = append(errs, err)
 	}
 	p.rules.Eval(ctx, snap.Time)
-	if p.rec == nil {
-		return errs
+	if p.rec != nil {
+		rep, err := p.Recommend(ctx, snap.Time, RecommendRequest{})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("computing recommendations: %w", err))
+		} else {
+			p.mtx.Lock()
+			p.latest = rep
+			p.mtx.Unlock()
+		}
 	}
-	rep, err := p.Recommend(ctx, snap.Time, RecommendRequest{})
-	if err != nil {
-		return append(errs, fmt.Errorf("computing recommendations: %w", err))
+	if err := p.appendOwnMetrics(ctx, snap); err != nil {
+		errs = append(errs, err)
 	}
-	p.mtx.Lock()
-	p.latest = rep
-	p.mtx.Unlock()
 	return errs
+}
+
+// appendOwnMetrics writes the agent's own metrics, and its up series, to
+// the store at the snapshot's time, except the series the cycle wrote itself: the signals
+// recorded by the profiles (the snapshot's, and the catalog's when a
+// collection found none) and the SLO targets.
+func (p *Pipeline) appendOwnMetrics(ctx context.Context, snap *collector.Snapshot) error {
+	if p.own == nil {
+		return nil
+	}
+	written := map[string]bool{rules.SLOTTFTP95Series: true, rules.SLOITLP95Series: true, rules.SLOErrorRatioSeries: true}
+	for _, s := range signals.All() {
+		written[s.Name] = true
+	}
+	for _, s := range snap.Samples {
+		written[s.Labels.Get(model.MetricNameLabel)] = true
+	}
+	// A gatherer that fails in part still returns what it could gather.
+	mfs, gatherErr := p.own.Gather()
+	// The up series a Prometheus scraping the agent would write: the
+	// agent that writes it is up.
+	page := bytes.NewBufferString("up 1\n")
+	enc := expfmt.NewEncoder(page, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if written[mf.GetName()] {
+			continue
+		}
+		if err := enc.Encode(mf); err != nil {
+			return fmt.Errorf("encoding the agent's own metric %s: %w", mf.GetName(), err)
+		}
+	}
+	app := p.store.Appender(ctx)
+	if err := collector.AppendExposition(app, page.Bytes(), snap.Time, labels.EmptyLabels()); err != nil {
+		_ = app.Rollback()
+		return fmt.Errorf("writing the agent's own metrics: %w", err)
+	}
+	if err := app.Commit(); err != nil {
+		return fmt.Errorf("writing the agent's own metrics: %w", err)
+	}
+	if gatherErr != nil {
+		return fmt.Errorf("gathering the agent's own metrics: %w", gatherErr)
+	}
+	return nil
 }
 
 func (p *Pipeline) appendSLOTargets(ctx context.Context, t time.Time) error {

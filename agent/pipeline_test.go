@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
@@ -363,5 +364,43 @@ func TestRun(t *testing.T) {
 	<-done
 	if r := f.pipe.LatestRecommendations()[0]; !r.Time.Equal(now) {
 		t.Errorf("recommendation at %s, want the clock's %s", r.Time, now)
+	}
+}
+
+// TestOwnMetricsStored: after a cycle the store holds the agent's own
+// metrics at the cycle's time, with their own labels, and not a second
+// copy of the signals or SLO targets the cycle wrote itself.
+func TestOwnMetricsStored(t *testing.T) {
+	f := newFixture(t, false, Config{SLO: []config.SLOTarget{{Model: "m", TTFTP95: config.Duration(300 * time.Millisecond)}}})
+	reg := prometheus.NewRegistry()
+	promauto.With(reg).NewGauge(prometheus.GaugeOpts{Name: "perfagent_test_up", Help: "h"}).Set(1)
+	promauto.With(reg).NewGaugeVec(prometheus.GaugeOpts{Name: "perfagent_test_per_instance", Help: "h"}, []string{"instance"}).WithLabelValues("a:1").Set(2)
+	promauto.With(reg).NewGaugeVec(prometheus.GaugeOpts{Name: rules.SLOTTFTP95Series, Help: "h"}, []string{"model"}).WithLabelValues("m").Set(9)
+	reg.MustRegister(collector.NewSignalsExporter(f.pipe.coll))
+	f.pipe.own = reg
+
+	now := start.Add(5 * time.Minute)
+	f.scrape(t, start, now)
+	ctx := context.Background()
+	if _, err := f.pipe.Cycle(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	for expr, want := range map[string]string{
+		`perfagent_test_up`:                           `{__name__="perfagent_test_up"} 1`,
+		`perfagent_test_per_instance`:                 `{__name__="perfagent_test_per_instance", instance="a:1"} 2`,
+		`count(perfagent_slo_ttft_p95_seconds)`:       `{} 2`,
+		`count(llm_requests_waiting{instance="a:1"})`: `{} 1`,
+	} {
+		v, err := f.store.Query(ctx, expr, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range v {
+			got = append(got, fmt.Sprintf("%s %g", s.Metric, s.F))
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("%s = %v, want [%s]", expr, got, want)
+		}
 	}
 }

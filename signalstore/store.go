@@ -24,6 +24,10 @@ type Store struct {
 	engine *promql.Engine
 }
 
+// LookbackDelta is how far back the query engine looks for a sample of
+// an instant vector, Prometheus's default.
+const LookbackDelta = 5 * time.Minute
+
 // Options configure the local TSDB.
 type Options struct {
 	Path      string
@@ -55,7 +59,7 @@ func Open(opts Options) (*Store, error) {
 		Reg:                  opts.Registerer,
 		MaxSamples:           50_000_000,
 		Timeout:              2 * time.Minute,
-		LookbackDelta:        5 * time.Minute,
+		LookbackDelta:        LookbackDelta,
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
 	})

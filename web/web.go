@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/optiinfra/perfagent/web/api/prom"
 	apiv1 "github.com/optiinfra/perfagent/web/api/v1"
 )
 
@@ -30,6 +31,9 @@ type Options struct {
 	// registers nowhere.
 	Registerer prometheus.Registerer
 	API        *apiv1.API
+	// Query, when set, serves Prometheus's query API over the local TSDB
+	// at /api/v1/query and its siblings (prom.Endpoints).
+	Query *prom.Options
 	// Ready reports whether the agent can answer: the first collection
 	// has completed and the source is up.
 	Ready   func() bool
@@ -75,8 +79,12 @@ func New(o Options) *Handler {
 	r.HandleFunc("/docs", h.apiDocs(true)).Methods(http.MethodGet)
 	r.HandleFunc("/redoc", h.apiDocs(false)).Methods(http.MethodGet)
 	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)}))
+	api := r.PathPrefix("/api/v1").Subrouter()
+	if o.Query != nil {
+		prom.Register(api, *o.Query)
+	}
 	if o.API != nil {
-		o.API.Register(r.PathPrefix("/api/v1").Subrouter())
+		o.API.Register(api)
 	}
 	return h
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,11 +22,12 @@ import (
 var emptyPanels = map[string]string{}
 
 // TestDashboardQueriesReturnData runs every query of every dashboard, with
-// Grafana's variables filled in, against Debian's Prometheus scraping the
-// agent (honor_labels: true) while the agent watches a simulated fleet
-// with a bottleneck firing, recommendations made, a workflow waiting for
-// approval and Alertmanager receiving alerts. A query that does not parse
-// or returns nothing fails, unless its panel is in emptyPanels.
+// Grafana's variables filled in, against two data sources: Debian's
+// Prometheus scraping the agent (honor_labels: true), and the agent's own
+// query API, while the agent watches a simulated fleet with a bottleneck
+// firing, recommendations made, a workflow waiting for approval and
+// Alertmanager receiving alerts. A query that does not parse or returns
+// nothing fails, unless its panel is in emptyPanels.
 func TestDashboardQueriesReturnData(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the agent, a simulated fleet, Prometheus and Alertmanager")
@@ -50,15 +52,23 @@ scrape_configs:
 		"perfagent-agent.json":     vars(agentAddr),
 	}
 	files, _ := filepath.Glob("../../dashboards/*.json")
-	allowed := map[string]bool{}
 	if len(files) != len(dashboardVars) {
 		t.Fatalf("dashboards %v; want one per entry of dashboardVars", files)
 	}
 
 	// Rates need a few scrapes of history.
 	waitFor(t, "15 seconds of the agent's metrics in Prometheus", func() bool {
-		return len(promQuery(t, promURL, `count_over_time(perfagent_build_info{job="perfagent"}[15s]) >= 12`)) > 0
+		return len(promQuery(t, promURL, "", `count_over_time(perfagent_build_info{job="perfagent"}[15s]) >= 12`)) > 0
 	})
+	for _, source := range []struct{ name, url, user string }{{"Prometheus", promURL, ""}, {"the agent", r.a.url, "alice"}} {
+		t.Run(source.name, func(t *testing.T) { dashboardQueriesReturnData(t, files, dashboardVars, source.url, source.user) })
+	}
+}
+
+// dashboardQueriesReturnData runs every query of the dashboard files
+// against the Prometheus API at url, as user.
+func dashboardQueriesReturnData(t *testing.T, files []string, dashboardVars map[string]map[string]string, url, user string) {
+	allowed := map[string]bool{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -72,7 +82,7 @@ scrape_configs:
 				t.Errorf("%s: %s: %v", name, dq.Where, err)
 				continue
 			}
-			if len(promQuery(t, promURL, expr)) == 0 {
+			if len(promQuery(t, url, user, expr)) == 0 {
 				empty[dq.Where] = append(empty[dq.Where], expr)
 			}
 		}
@@ -96,10 +106,11 @@ scrape_configs:
 	}
 }
 
-// promQuery runs an instant query and returns its series.
-func promQuery(t *testing.T, promURL, expr string) []json.RawMessage {
+// promQuery runs an instant query as user (none if empty) and returns
+// its series.
+func promQuery(t *testing.T, promURL, user, expr string) []json.RawMessage {
 	t.Helper()
-	code, body := get(t, promURL+"/api/v1/query?time="+fmt.Sprint(time.Now().Unix())+"&query="+url.QueryEscape(expr))
+	code, body := do(t, http.MethodGet, promURL+"/api/v1/query?time="+fmt.Sprint(time.Now().Unix())+"&query="+url.QueryEscape(expr), user, "")
 	var resp struct {
 		Status string
 		Error  string

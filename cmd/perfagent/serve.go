@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/common/version"
 	toolkitweb "github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/notifier"
 	"go.yaml.in/yaml/v3"
 
@@ -38,6 +39,7 @@ import (
 	"github.com/optiinfra/perfagent/signals"
 	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/optiinfra/perfagent/web"
+	"github.com/optiinfra/perfagent/web/api/prom"
 	apiv1 "github.com/optiinfra/perfagent/web/api/v1"
 )
 
@@ -148,6 +150,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	}
 	a.coll = collector.New(collector.Options{Logger: logger.With("component", "collector"), Metrics: a.metrics, Store: a.store, Prober: prober})
 	a.alerts = alerting.New(alerting.Options{Logger: logger.With("component", "notifier")})
+	gatherer := prometheus.Gatherers{reg, a.alerts.Gatherer()}
 	a.rules = rules.NewManager(rules.ManagerOptions{
 		NotifyFunc:         a.sendBottleneckAlerts,
 		Queryable:          a.store.DB(),
@@ -170,6 +173,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	a.rec, err = recommender.New(recommender.Options{Config: &cfg.Recommender})
 	if err == nil {
 		a.pipeline, err = agent.New(agent.Options{Collector: a.coll, Store: a.store, Rules: a.rules, Recommender: a.rec,
+			Own:    gatherer,
 			Logger: logger.With("component", "pipeline")}, pipelineConfig(cfg))
 	}
 	if err != nil {
@@ -222,7 +226,10 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Version:         version.Version,
 		SLO:             a.sloTargets,
 	})
-	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: prometheus.Gatherers{reg, a.alerts.Gatherer()}, Registerer: reg, API: api, Ready: a.coll.Ready, Version: version.Version,
+	query := &prom.Options{Queryable: a.store.DB(), Engine: a.store.Engine(), LookbackDelta: signalstore.LookbackDelta, Logger: logger.With("component", "query"),
+		Target:  labels.FromStrings(model.JobLabel, collector.ScrapeJobName, model.InstanceLabel, ownInstance(f.listenAddress)),
+		Version: version.Version, Revision: version.Revision, Branch: version.Branch, BuildUser: version.BuildUser, BuildDate: version.BuildDate}
+	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: gatherer, Registerer: reg, API: api, Query: query, Ready: a.coll.Ready, Version: version.Version,
 		EnableLifecycle: f.enableLifecycle}
 	handler := web.New(webOpts)
 
@@ -318,6 +325,22 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	}
 	logger.Info("See you next time!")
 	return exitSuccess
+}
+
+// ownInstance is the instance label of the agent's own metrics in its
+// store: the listen address, with the host name when it listens on every
+// interface, as a Prometheus scraping it would name it.
+func ownInstance(listenAddress string) string {
+	host, port, err := net.SplitHostPort(listenAddress)
+	if err != nil {
+		return listenAddress
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if name, err := os.Hostname(); err == nil {
+			host = name
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func absPath(p string) string {
