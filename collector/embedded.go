@@ -67,8 +67,8 @@ func NewEmbeddedSource(store *signalstore.Store, logger *slog.Logger, m *Metrics
 
 // ApplyConfig puts the scrape clocks and targets of cfg in force. See
 // PrepareConfig.
-func (e *EmbeddedSource) ApplyConfig(cfg config.Config) error {
-	commit, err := e.PrepareConfig(cfg)
+func (e *EmbeddedSource) ApplyConfig(cfg config.Config, profiles []*Profile) error {
+	commit, err := e.PrepareConfig(cfg, profiles)
 	if err != nil {
 		return err
 	}
@@ -78,9 +78,12 @@ func (e *EmbeddedSource) ApplyConfig(cfg config.Config) error {
 
 // PrepareConfig builds the scrape configuration and target list of cfg
 // without touching the running scrapes; the returned commit hands them to
-// the scrape manager.
-func (e *EmbeddedSource) PrepareConfig(cfg config.Config) (commit func(), err error) {
-	pcfg, err := scrapeConfig(cfg.Global)
+// the scrape manager. A scrape keeps only the metric families the
+// profiles and the settings queries read: the rest of a model server's
+// page would take memory in the store and never be read.
+func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (commit func(), err error) {
+	keep, _ := readFamilies(profiles)
+	pcfg, err := scrapeConfig(cfg.Global, keep)
 	if err != nil {
 		return nil, err
 	}
@@ -209,15 +212,21 @@ func (e *EmbeddedSource) Targets() []TargetHealth {
 
 // scrapeConfig renders the clocks as a Prometheus configuration and loads
 // it with Prometheus's own loader, so every scrape default is upstream's.
-func scrapeConfig(g config.GlobalConfig) (*promconfig.Config, error) {
+// keep, when not empty, is the regular expression of the metric names a
+// scrape keeps (a metric relabelling rule, as a Prometheus user writes it).
+func scrapeConfig(g config.GlobalConfig, keep string) (*promconfig.Config, error) {
+	// Model servers answer with text/plain and sometimes with no content
+	// type at all; read those as the classic text format.
+	job := map[string]any{"job_name": ScrapeJobName, "fallback_scrape_protocol": "PrometheusText0.0.4"}
+	if keep != "" {
+		job["metric_relabel_configs"] = []any{map[string]any{"source_labels": []string{model.MetricNameLabel}, "regex": keep, "action": "keep"}}
+	}
 	doc := map[string]any{
 		"global": map[string]any{
 			"scrape_interval": g.ScrapeInterval.String(),
 			"scrape_timeout":  g.ScrapeTimeout.String(),
 		},
-		// Model servers answer with text/plain and sometimes with no
-		// content type at all; read those as the classic text format.
-		"scrape_configs": []any{map[string]any{"job_name": ScrapeJobName, "fallback_scrape_protocol": "PrometheusText0.0.4"}},
+		"scrape_configs": []any{job},
 	}
 	b, err := yaml.Marshal(doc)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -136,7 +137,11 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 	cfg.Global.ScrapeTimeout = config.Duration(900 * time.Millisecond)
 	cfg.Collector.RateWindow = config.Duration(10 * time.Second)
 	cfg.Source.Targets = targets
-	if err := embedded.ApplyConfig(cfg); err != nil {
+	profs, errs := LoadProfiles(profiles.FS, ".", nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if err := embedded.ApplyConfig(cfg, profs); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = embedded.Run() }()
@@ -148,10 +153,6 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 	remote, err := NewRemoteSource(rcfg, testMetrics())
 	if err != nil {
 		t.Fatal(err)
-	}
-	profs, errs := LoadProfiles(profiles.FS, ".", nil)
-	if len(errs) > 0 {
-		t.Fatal(errs)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -220,4 +221,42 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 		t.Errorf("only %d signal series compared; the fixtures should give many more", len(ri))
 	}
 	t.Logf("compared %d signal series of %d instances (%d engine×signal pairs)", len(ri), len(addrs), len(engines))
+
+	// The same signals and settings came from a store that kept only the
+	// families the profiles and settings queries read.
+	for _, inst := range rs.Instances {
+		for _, e := range es.Instances {
+			if e.Instance == inst.Instance && fmt.Sprint(e.Settings) != fmt.Sprint(inst.Settings) {
+				t.Errorf("%s: settings remote %v, embedded %v", inst.Instance, inst.Settings, e.Settings)
+			}
+		}
+	}
+	keep, _ := readFamilies(profs)
+	scraped, err := remote.Query(ctx, `count by (__name__) ({job="fixtures"})`, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := store.Query(ctx, `count by (__name__) ({job="perfagent"})`, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string]bool{}
+	for _, s := range stored {
+		kept[s.Metric.Get(model.MetricNameLabel)] = true
+	}
+	read := regexp.MustCompile("^(?:" + keep + ")$")
+	dropped := 0
+	for _, s := range scraped {
+		name := s.Metric.Get(model.MetricNameLabel)
+		if want := read.MatchString(name) || name == "up" || strings.HasPrefix(name, "scrape_"); kept[name] != want {
+			t.Errorf("family %s kept %v, want %v", name, kept[name], want)
+		}
+		if !kept[name] {
+			dropped++
+		}
+	}
+	if dropped == 0 {
+		t.Error("the fixtures have no family the profiles do not read; the test shows nothing")
+	}
+	t.Logf("kept %d of %d families", len(kept), len(scraped))
 }

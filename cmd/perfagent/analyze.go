@@ -122,7 +122,7 @@ func runAnalysis(ctx context.Context, cfg *config.Config, profs []*collector.Pro
 		if err != nil {
 			return nil, err
 		}
-		if err := scraper.ApplyConfig(*cfg); err != nil {
+		if err := scraper.ApplyConfig(*cfg, profs); err != nil {
 			return nil, err
 		}
 		go func() { _ = scraper.Run() }()

@@ -131,7 +131,7 @@ func (a *daemon) prepareCollector(cfg *config.Config) (func(), error) {
 		}
 		src = remote
 	} else {
-		commit, err := a.scraper.PrepareConfig(*cfg)
+		commit, err := a.scraper.PrepareConfig(*cfg, profs)
 		if err != nil {
 			return nil, err
 		}

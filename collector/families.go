@@ -1,0 +1,73 @@
+package collector
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// readFamilies is the regular expression of the metric names the profiles
+// and the engines' settings queries read, which are all the embedded
+// source has to keep of a scrape. ok is false when some selector does not
+// name its metric (as {job="x"} or {__name__!="y"} do): then every family
+// is needed.
+func readFamilies(profiles []*Profile) (regex string, ok bool) {
+	var exprs []parser.Expr
+	for _, p := range profiles {
+		for _, r := range p.Rules {
+			exprs = append(exprs, r.Expr)
+		}
+	}
+	for _, q := range builtinSettingsQueries() {
+		e, err := NewParser().ParseExpr(q.expr)
+		if err != nil {
+			// A settings query is a constant of this package; its tests
+			// parse every one.
+			return "", false
+		}
+		exprs = append(exprs, e)
+	}
+	var names []string
+	ok = true
+	for _, e := range exprs {
+		parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+			vs, isSelector := n.(*parser.VectorSelector)
+			if !isSelector {
+				return nil
+			}
+			name := metricNameMatcher(vs.LabelMatchers)
+			if name == "" {
+				ok = false
+			}
+			names = append(names, name)
+			return nil
+		})
+	}
+	if !ok {
+		return "", false
+	}
+	slices.Sort(names)
+	return strings.Join(slices.Compact(names), "|"), true
+}
+
+// metricNameMatcher is the matcher on the metric name as a regular
+// expression (Prometheus anchors it), or empty when there is none that
+// bounds the names.
+func metricNameMatcher(ms []*labels.Matcher) string {
+	for _, m := range ms {
+		if m.Name != model.MetricNameLabel {
+			continue
+		}
+		switch m.Type {
+		case labels.MatchEqual:
+			return regexp.QuoteMeta(m.Value)
+		case labels.MatchRegexp:
+			return "(?:" + m.Value + ")"
+		}
+	}
+	return ""
+}
