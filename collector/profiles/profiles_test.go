@@ -636,6 +636,39 @@ var expected = map[string][]want{
 			{signal: "llm_generation_tokens_mean", instance: "sglang-b:30000", model: "meta-llama/Llama-3.1-8B-Instruct", value: (812000 - 800000) / float64(5060-5000)},
 			{signal: "llm_engine_restarts", instance: "sglang-b:30000", model: "meta-llama/Llama-3.1-8B-Instruct", value: 0},
 		},
+
+		// sglang-c: v0.3, the model labelled `name`, num_requests_running
+		// and num_requests_waiting; no request counter (finished requests
+		// are the e2e histogram's count), no abort counter, no cached
+		// tokens, no queue histogram: no error ratio, token means, prefix
+		// hit ratio, queue time or preemptions.
+		[]want{{signal: "llm_instance_info", instance: "sglang-c:30000", model: "google/gemma-2-9b-it", value: 1}},
+		// TTFT: ≤0.1: 0, ≤0.25: 30, ≤0.5: 48 (all).
+		q("llm_time_to_first_token_seconds", "sglang-c:30000", "google/gemma-2-9b-it",
+			0.1+(0.25-0.1)*(0.5*48-0)/(30-0),
+			0.25+(0.5-0.25)*(0.95*48-30)/(48-30),
+			0.25+(0.5-0.25)*(0.99*48-30)/(48-30)),
+		// time_per_output_token: ≤0.02: 0, ≤0.025: 600, ≤0.03: 1200 (all).
+		q("llm_inter_token_latency_seconds", "sglang-c:30000", "google/gemma-2-9b-it",
+			0.02+(0.025-0.02)*(0.5*1200-0)/(600-0),
+			0.025+(0.03-0.025)*(0.95*1200-600)/(1200-600),
+			0.025+(0.03-0.025)*(0.99*1200-600)/(1200-600)),
+		// e2e: ≤5: 0, ≤10: 30, ≤20: 48 (all).
+		q("llm_request_latency_seconds", "sglang-c:30000", "google/gemma-2-9b-it",
+			5+(10-5)*(0.5*48-0)/(30-0),
+			10+(20-10)*(0.95*48-30)/(48-30),
+			10+(20-10)*(0.99*48-30)/(48-30)),
+		[]want{
+			{signal: "llm_requests_running", instance: "sglang-c:30000", model: "google/gemma-2-9b-it", value: 9},
+			{signal: "llm_requests_waiting", instance: "sglang-c:30000", model: "google/gemma-2-9b-it", value: 2},
+			{signal: "llm_kv_cache_usage_ratio", instance: "sglang-c:30000", model: "google/gemma-2-9b-it", value: 0.42},
+			{signal: "llm_kv_cache_capacity_tokens", instance: "sglang-c:30000", model: "google/gemma-2-9b-it", value: 161721},
+			// e2e count: 16 per scrape.
+			{signal: "llm_requests_per_second", instance: "sglang-c:30000", model: "google/gemma-2-9b-it", value: 48 / 45.0},
+			{signal: "llm_prompt_tokens_per_second", instance: "sglang-c:30000", model: "google/gemma-2-9b-it", value: 9000 / 45.0},
+			{signal: "llm_generation_tokens_per_second", instance: "sglang-c:30000", model: "google/gemma-2-9b-it", value: 4500 / 45.0},
+			{signal: "llm_engine_restarts", instance: "sglang-c:30000", model: "google/gemma-2-9b-it", value: 0},
+		},
 	),
 
 	"tgi": rows(
@@ -817,24 +850,8 @@ func TestCounterResets(t *testing.T) {
 				}
 			}
 
-			var rule rulefmt.Rule
-			for _, r := range parseProfile(t, p).Groups[0].Rules {
-				if r.Record == "llm_engine_restarts" {
-					rule = r
-				}
-			}
-			expr, err := newParser().ParseExpr(rule.Expr)
-			if err != nil {
-				t.Fatalf("no llm_engine_restarts rule: %v", err)
-			}
-			engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1_000_000, Timeout: time.Minute, Parser: newParser()})
-			query := rules.EngineQueryFunc(engine, db)
 			for _, sec := range []int{0, 15, 30, 45} {
-				at := firstScrape.Add(time.Duration(sec) * time.Second)
-				vec, err := query(context.Background(), expr.String(), at)
-				if err != nil {
-					t.Fatalf("+%ds: %v", sec, err)
-				}
+				vec := evalRecord(t, p, db, "llm_engine_restarts", firstScrape.Add(time.Duration(sec)*time.Second))
 				got := map[string]float64{}
 				for _, s := range vec {
 					got[s.Metric.Get("instance")] = s.F
@@ -885,4 +902,68 @@ func TestPromtoolCheckRules(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestInstanceFromAnyCoreFamily: an instance is found from any one of its
+// engine's core gauges, so a page that lacks the others (no running gauge,
+// say) still lists the instance and yields the signals it has.
+func TestInstanceFromAnyCoreFamily(t *testing.T) {
+	for _, c := range []struct {
+		engine, page, signal string
+	}{
+		{"vllm", "vllm:kv_cache_usage_perc{model_name=\"m\"} 0.5\n", "llm_kv_cache_usage_ratio"},
+		{"vllm", "vllm:gpu_cache_usage_perc{model_name=\"m\"} 0.5\n", "llm_kv_cache_usage_ratio"},
+		{"vllm", "vllm:num_requests_waiting{model_name=\"m\"} 3\n", "llm_requests_waiting"},
+		{"sglang", "sglang:token_usage{model_name=\"m\"} 0.5\n", "llm_kv_cache_usage_ratio"},
+		{"sglang", "sglang:num_queue_reqs{model_name=\"m\"} 3\n", "llm_requests_waiting"},
+		{"sglang", "sglang:num_requests_waiting{name=\"m\"} 3\n", "llm_requests_waiting"},
+		{"tgi", "tgi_batch_current_size 3\n", "llm_requests_running"},
+	} {
+		t.Run(c.engine+" "+c.page, func(t *testing.T) {
+			db, err := tsdb.Open(t.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			page := filepath.Join(t.TempDir(), "page.prom")
+			if err := os.WriteFile(page, []byte(c.page), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, sec := range []int{0, 15, 30, 45} {
+				if err := appendExposition(db, fixture{path: page, instance: "x:1", ts: firstScrape.Add(time.Duration(sec) * time.Second)}, c.engine); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var p profile
+			for _, q := range allProfiles {
+				if q.engine == c.engine {
+					p = q
+				}
+			}
+			for _, name := range []string{"llm_instance_info", c.signal, "llm_engine_restarts"} {
+				if len(evalRecord(t, p, db, name, evalTime)) == 0 {
+					t.Errorf("no %s from a page with only %s", name, strings.TrimSpace(c.page))
+				}
+			}
+		})
+	}
+}
+
+// evalRecord evaluates the rules of p that record name at the time at.
+func evalRecord(t *testing.T, p profile, db *tsdb.DB, name string, at time.Time) promql.Vector {
+	t.Helper()
+	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1_000_000, Timeout: time.Minute, Parser: newParser()})
+	query := rules.EngineQueryFunc(engine, db)
+	var out promql.Vector
+	for _, r := range parseProfile(t, p).Groups[0].Rules {
+		if r.Record != name {
+			continue
+		}
+		vec, err := query(context.Background(), r.Expr, at)
+		if err != nil {
+			t.Fatalf("%s at %s: %v", name, at, err)
+		}
+		out = append(out, vec...)
+	}
+	return out
 }
