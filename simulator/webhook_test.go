@@ -50,6 +50,8 @@ func TestWebhookAppliesSignedChangesOnce(t *testing.T) {
 	ts := strconv.FormatInt(now.Unix(), 10)
 	old := strconv.FormatInt(now.Add(-time.Hour).Unix(), 10)
 	body := `{"workflow_id":"w1","instance":"127.0.0.1:18500","operation":"apply","flag":"--gpu-memory-utilization","from":"0.8","to":"0.9","idempotency_key":"w1/canary/127.0.0.1:18500/apply"}`
+	future := strconv.FormatInt(now.Add(6*time.Minute).Unix(), 10)
+	tampered := strings.Replace(body, `"to":"0.9"`, `"to":"0.95"`, 1)
 	elsewhere := strings.Replace(body, "18500", "18999", 1)
 	notANumber := strings.Replace(strings.Replace(body, `"to":"0.9"`, `"to":"lots"`, 1), "/apply", "/apply-2", 1)
 	unknownOp := strings.Replace(body, `"operation":"apply"`, `"operation":"restart"`, 1)
@@ -60,6 +62,13 @@ func TestWebhookAppliesSignedChangesOnce(t *testing.T) {
 	}{
 		{"bad signature", body, ts, sign("other", ts, body), 401, nil},
 		{"old timestamp", body, old, sign("s3cret", old, body), 401, nil},
+		{"timestamp from the future", body, future, sign("s3cret", future, body), 401, nil},
+		// A captured request replayed with a fresh timestamp: the
+		// signature covers the old one.
+		{"replayed with a new timestamp", body, ts, sign("s3cret", old, body), 401, nil},
+		{"tampered body", tampered, ts, sign("s3cret", ts, body), 401, nil},
+		{"no timestamp", body, "", sign("s3cret", "", body), 401, nil},
+		{"signature without its scheme", body, ts, strings.TrimPrefix(sign("s3cret", ts, body), "sha256="), 401, nil},
 		{"unknown instance", elsewhere, ts, sign("s3cret", ts, elsewhere), 404, []string{"127.0.0.1:18999"}},
 		{"unknown operation", unknownOp, ts, sign("s3cret", ts, unknownOp), 400, []string{`"restart"`}},
 		// The value does not fit the setting's type: the answer names both.
@@ -88,6 +97,17 @@ func TestWebhookAppliesSignedChangesOnce(t *testing.T) {
 	}
 	if got := fleet.Servers()[0].State().Settings.GPUMemoryUtilization; got != 0.9 {
 		t.Errorf("a repeated idempotency key changed the setting to %g", got)
+	}
+	// The same signed request replayed within the window is the same
+	// change: answered, not applied twice.
+	if err := fleet.Servers()[0].UpdateSettings([]byte(`{"gpu_memory_utilization": 0.8}`)); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := post(body, ts, sign("s3cret", ts, body)); code != 200 {
+		t.Errorf("replayed request: status %d (%s)", code, msg)
+	}
+	if got := fleet.Servers()[0].State().Settings.GPUMemoryUtilization; got != 0.8 {
+		t.Errorf("a replayed request was applied again: %g", got)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
+	"golang.org/x/net/netutil"
 
 	"github.com/optiinfra/perfagent/web/api/prom"
 	apiv1 "github.com/optiinfra/perfagent/web/api/v1"
@@ -41,7 +42,22 @@ type Options struct {
 	// EnableLifecycle turns on /-/reload and /-/quit, as Prometheus's
 	// --web.enable-lifecycle does.
 	EnableLifecycle bool
+	// ReadTimeout bounds reading a request, headers and body, and how
+	// long a connection may stay idle between requests; 0 means no limit.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its headers to the
+	// last byte of its answer, so that a client that reads nothing cannot
+	// hold a connection; 0 means no limit.
+	WriteTimeout time.Duration
+	// MaxConnections caps the connections served at once, as Prometheus's
+	// --web.max-connections does; 0 means no limit.
+	MaxConnections int
 }
+
+// maxReadHeaderTimeout bounds reading a request's headers whatever
+// ReadTimeout is: headers are small, and a client that sends them slowly
+// (slowloris) holds a connection while it does.
+const maxReadHeaderTimeout = 10 * time.Second
 
 // Handler is perfagent's HTTP server.
 type Handler struct {
@@ -147,9 +163,27 @@ func (h *Handler) reload(w http.ResponseWriter, r *http.Request) {
 }
 
 // Serve answers on l through exporter-toolkit (TLS and basic auth from
-// webConfigFile) until ctx ends, then shuts down gracefully.
+// webConfigFile) until ctx ends, then shuts down gracefully. The
+// Options' timeouts and connection limit apply.
 func (h *Handler) Serve(ctx context.Context, l net.Listener, webConfigFile string) error {
-	srv := &http.Server{Handler: h.router, ReadHeaderTimeout: 10 * time.Second}
+	headerTimeout := maxReadHeaderTimeout
+	if t := h.o.ReadTimeout; t > 0 && t < headerTimeout {
+		headerTimeout = t
+	}
+	srv := &http.Server{
+		Handler:           h.router,
+		ReadHeaderTimeout: headerTimeout,
+		ReadTimeout:       h.o.ReadTimeout,
+		WriteTimeout:      h.o.WriteTimeout,
+		// Idle keep-alive connections are closed after the read timeout,
+		// as Prometheus's --web.read-timeout does (net/http's default
+		// when IdleTimeout is 0).
+		IdleTimeout: h.o.ReadTimeout,
+		ErrorLog:    slog.NewLogLogger(h.o.Logger.Handler(), slog.LevelError),
+	}
+	if h.o.MaxConnections > 0 {
+		l = netutil.LimitListener(l, h.o.MaxConnections)
+	}
 	errc := make(chan error, 1)
 	go func() {
 		flags := &web.FlagConfig{WebConfigFile: &webConfigFile}

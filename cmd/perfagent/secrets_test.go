@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -13,9 +14,10 @@ import (
 )
 
 // TestSecretsAreNeverShown writes a password in every place a user can
-// write one and checks that none of them appears in the API's answers, on
-// the pages, in /metrics, in the log, or in the errors of a configuration
-// that is refused.
+// write one and checks that none of them appears in the API's answers (of
+// every GET route its OpenAPI description lists), on the pages, in
+// /metrics, in the log, or in the errors of a configuration that is
+// refused.
 func TestSecretsAreNeverShown(t *testing.T) {
 	secrets := map[string]string{
 		"source URL":          "pw-source-url",
@@ -57,6 +59,37 @@ workflow:
 			t.Errorf("GET %s = %d", path, code)
 		}
 		fmt.Fprintf(&seen, "GET %s:\n%s\n", path, body)
+	}
+	// Every other GET route of the API, as its OpenAPI description lists
+	// them, and the pages.
+	_, doc := get(t, a.url+"/api/v1/openapi.json")
+	var spec struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal([]byte(doc), &spec); err != nil || len(spec.Paths) == 0 {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	var inst struct {
+		Data struct{ Instances []struct{ Instance string } }
+	}
+	if _, body := get(t, a.url+"/api/v1/instances"); json.Unmarshal([]byte(body), &inst) != nil || len(inst.Data.Instances) == 0 {
+		t.Fatalf("no instance: %s", body)
+	}
+	paths := []string{"/api/v1/openapi.json", "/api/v1/openapi.yaml", "/docs", "/redoc", "/-/healthy", "/-/ready", "/instances/" + inst.Data.Instances[0].Instance, "/workflows"}
+	for path, ops := range spec.Paths {
+		if _, ok := ops["get"]; ok {
+			paths = append(paths, "/api/v1"+strings.NewReplacer("{instance}", inst.Data.Instances[0].Instance, "{id}", "wf-none").Replace(path))
+		}
+	}
+	for _, path := range paths {
+		code, body := get(t, a.url+path)
+		if code != http.StatusOK && !(code == http.StatusNotFound && strings.Contains(path, "wf-none")) {
+			t.Errorf("GET %s = %d", path, code)
+		}
+		fmt.Fprintf(&seen, "GET %s:\n%s\n", path, body)
+	}
+	if n := len(paths); n < 15 {
+		t.Errorf("only %d more routes and pages read", n)
 	}
 	if _, config := get(t, a.url+"/api/v1/config"); !strings.Contains(config, "xxxxx") || !strings.Contains(config, "<secret>") {
 		t.Errorf("GET /api/v1/config hides nothing:\n%s", config)

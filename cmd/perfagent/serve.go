@@ -118,6 +118,10 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		logger.Error("Error loading bottleneck rules", "err", err)
 		return exitUsage
 	}
+	if f.readTimeout < 0 || f.writeTimeout < 0 || f.maxConnections < 0 {
+		logger.Error("Negative --web.read-timeout, --web.write-timeout or --web.max-connections", "read_timeout", f.readTimeout, "write_timeout", f.writeTimeout, "max_connections", f.maxConnections)
+		return exitUsage
+	}
 	if err := toolkitweb.Validate(f.webConfigFile); err != nil {
 		logger.Error("Error loading web config", "file", absPath(f.webConfigFile), "err", err)
 		return exitUsage
@@ -230,7 +234,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Target:  labels.FromStrings(model.JobLabel, collector.ScrapeJobName, model.InstanceLabel, ownInstance(f.listenAddress)),
 		Version: version.Version, Revision: version.Revision, Branch: version.Branch, BuildUser: version.BuildUser, BuildDate: version.BuildDate}
 	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: gatherer, Registerer: reg, API: api, Query: query, Ready: a.coll.Ready, Version: version.Version,
-		EnableLifecycle: f.enableLifecycle}
+		EnableLifecycle: f.enableLifecycle, ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, MaxConnections: f.maxConnections}
 	handler := web.New(webOpts)
 
 	listener, err := net.Listen("tcp", f.listenAddress)
