@@ -70,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serveCmd.Flag("web.config.file", "Path to a web configuration file (TLS and basic auth), as exporter-toolkit reads it.").Default("").StringVar(&f.webConfigFile)
 	serveCmd.Flag("web.enable-lifecycle", "Enable shutdown and reload via HTTP request (/-/quit, /-/reload).").Default("false").BoolVar(&f.enableLifecycle)
 	serveCmd.Flag("web.read-timeout", "Maximum duration before timing out read of the request, and closing idle connections.").Default("1m").DurationVar(&f.readTimeout)
-	serveCmd.Flag("web.write-timeout", "Maximum duration from the end of a request's headers to the end of its answer; it bounds clients that do not read. 0 means no limit.").Default("2m").DurationVar(&f.writeTimeout)
+	serveCmd.Flag("web.write-timeout", "Maximum duration from the end of a request's headers to the end of its answer; it bounds clients that do not read. 0 means no limit.").Default("5m").DurationVar(&f.writeTimeout)
 	serveCmd.Flag("web.max-connections", "Maximum number of simultaneous connections. 0 means no limit.").Default("512").IntVar(&f.maxConnections)
 	serveCmd.Flag("storage.path", "Directory of the local TSDB of signals.").Default("data/").StringVar(&f.storagePath)
 	serveCmd.Flag("storage.retention", "How long to keep signal history.").Default("1d").StringVar(&f.storageRetention)
