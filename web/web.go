@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,12 @@ func New(o Options) *Handler {
 	r.PathPrefix("/static/").Handler(files).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/docs", h.apiDocs(true)).Methods(http.MethodGet)
 	r.HandleFunc("/redoc", h.apiDocs(false)).Methods(http.MethodGet)
+	// Profiles of the running agent, as Prometheus serves them.
+	r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	r.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	r.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	r.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
 	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)}))
 	api := r.PathPrefix("/api/v1").Subrouter()
 	if o.Query != nil {

@@ -186,3 +186,24 @@ func TestAPIDocsWorkOffline(t *testing.T) {
 		}
 	}
 }
+
+// The profiling endpoints answer as Prometheus's do.
+func TestProfilingEndpoints(t *testing.T) {
+	srv := httptest.NewServer(newTestHandler(new(atomic.Bool)).Router())
+	defer srv.Close()
+	for path, want := range map[string]string{
+		"/debug/pprof/":                  "goroutine",
+		"/debug/pprof/goroutine?debug=1": "goroutine profile:",
+		"/debug/pprof/cmdline":           "",
+	} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), want) {
+			t.Errorf("GET %s = %d %.100s, want 200 with %q", path, resp.StatusCode, b, want)
+		}
+	}
+}
