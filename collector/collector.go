@@ -195,6 +195,9 @@ func (c *Collector) Cycle(ctx context.Context, now time.Time) (*Snapshot, error)
 		c.mtx.Lock()
 		c.ready = false
 		c.mtx.Unlock()
+		if serr := c.markStale(ctx, now); serr != nil {
+			err = errors.Join(err, serr)
+		}
 		return nil, err
 	}
 	if len(snap.Errors) > 0 {
@@ -262,6 +265,36 @@ func (c *Collector) append(ctx context.Context, snap *Snapshot) error {
 	}
 	if err := app.Commit(); err != nil {
 		return fmt.Errorf("committing signals at %s: %w", snap.Time.Format(time.RFC3339), err)
+	}
+	return nil
+}
+
+// markStale ends every series of the last cycle at ts, as Prometheus
+// does for the series of a target whose scrape fails. Without it, queries
+// over the store would carry the last values through an outage of the
+// source for the lookback delta (5 minutes), and a workflow's validation
+// window or guardrail would judge a change on values nobody measured.
+// The next successful cycle starts the series again.
+func (c *Collector) markStale(ctx context.Context, ts time.Time) error {
+	if c.store == nil {
+		return nil
+	}
+	c.mtx.Lock()
+	last := c.lastSeen
+	c.lastSeen = map[string]labels.Labels{}
+	c.mtx.Unlock()
+	if len(last) == 0 {
+		return nil
+	}
+	app := c.store.Appender(ctx)
+	for _, l := range last {
+		if _, err := app.Append(0, l, ts.UnixMilli(), math.Float64frombits(value.StaleNaN)); err != nil && !errors.Is(err, storage.ErrOutOfOrderSample) {
+			_ = app.Rollback()
+			return fmt.Errorf("marking %s stale after a failed collection: %w", l, err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		return fmt.Errorf("marking signals stale after a failed collection at %s: %w", ts.Format(time.RFC3339), err)
 	}
 	return nil
 }

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/optiinfra/perfagent/internal/testutil"
+)
+
+// Time in the outage scenarios is compressed: a production agent
+// evaluates every 15 s; these run every 250 ms, 60 times faster, and every
+// other period (Prometheus's scrape interval, query retry backoff,
+// workflow warm-up and window, alert resend delay) shrinks with it. A
+// 5-minute outage is then 20 evaluation intervals, 5 s, and a 10-minute
+// one 40 intervals, 10 s.
+const (
+	faultInterval = 250 * time.Millisecond
+	// faultMinutes is how long one production minute lasts here.
+	faultMinutes = 4 * faultInterval
+)
+
+// faultBottleneck is an active bottleneck as the API lists it.
+type faultBottleneck struct {
+	Rule     string    `json:"rule"`
+	Instance string    `json:"instance"`
+	State    string    `json:"state"`
+	ActiveAt time.Time `json:"active_at"`
+}
+
+func (b faultBottleneck) key() string { return b.Rule + "@" + b.Instance }
+
+// activeBottlenecks lists the agent's active bottlenecks by rule@instance.
+func activeBottlenecks(t *testing.T, agentURL, user string) map[string]faultBottleneck {
+	t.Helper()
+	code, body := do(t, http.MethodGet, agentURL+"/api/v1/bottlenecks", user, "")
+	if code != http.StatusOK {
+		t.Fatalf("GET /api/v1/bottlenecks = %d %s", code, body)
+	}
+	var resp struct{ Data struct{ Bottlenecks []faultBottleneck } }
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatalf("bottlenecks: %v: %s", err, body)
+	}
+	out := map[string]faultBottleneck{}
+	for _, b := range resp.Data.Bottlenecks {
+		out[b.key()] = b
+	}
+	return out
+}
+
+// faultWorkflow is a workflow as the API shows it.
+type faultWorkflow struct {
+	State   string `json:"state"`
+	Results []struct {
+		Verdict string `json:"verdict"`
+		Reason  string `json:"reason"`
+	} `json:"results"`
+}
+
+func getWorkflow(t *testing.T, agentURL, id string) faultWorkflow {
+	t.Helper()
+	code, body := do(t, http.MethodGet, agentURL+"/api/v1/workflows/"+id, "alice", "")
+	if code != http.StatusOK {
+		t.Fatalf("GET workflow %s = %d %s", id, code, body)
+	}
+	var resp struct{ Data faultWorkflow }
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatalf("workflow: %v: %s", err, body)
+	}
+	return resp.Data
+}
+
+// readyCode is the agent's /-/ready status, 0 when it does not answer.
+func readyCode(agentURL string) int {
+	req, err := http.NewRequest(http.MethodGet, agentURL+"/-/ready", nil)
+	if err != nil {
+		return 0
+	}
+	req.SetBasicAuth("alice", "pw")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// pollUntil polls cond every 50 ms until it holds or limit passes, and
+// returns how long it took; ok is false on time-out.
+func pollUntil(limit time.Duration, cond func() bool) (took time.Duration, ok bool) {
+	start := time.Now()
+	for deadline := start.Add(limit); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return time.Since(start), true
+		}
+	}
+	return time.Since(start), false
+}
+
+// outageRules writes a rule file with a rule on a rate signal, which the
+// source must compute from two scrapes within the rate window: it is the
+// first to lose its data when the source restarts.
+func outageRules(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tokens.yml")
+	if err := os.WriteFile(path, []byte(`groups:
+  - name: outage
+    rules:
+      - alert: TokensFlowing
+        expr: llm_generation_tokens_per_second > 0
+        labels: {category: throughput, severity: info, bottleneck: T1}
+        annotations: {summary: tokens, description: tokens, runbook_url: https://example.invalid/r, recommend: scale_out}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestFaultSourceOutage stops the Prometheus the agent reads (remote mode)
+// for the equivalent of 5 minutes while bottlenecks are active and a
+// workflow is in its validation window, and measures what the agent does:
+// no bottleneck appears or resolves for want of data, /-/ready turns 503,
+// the workflow is neither passed nor failed on the missing data but
+// paused, and all comes back once Prometheus does.
+func TestFaultSourceOutage(t *testing.T) {
+	faultSuite(t)
+	const secret = "outage-secret"
+	sim := startSimFleet(t, secret, 2)
+	var targets []string
+	for _, a := range sim.addrs {
+		targets = append(targets, fmt.Sprintf("%q", a))
+	}
+	prom := testutil.RunPrometheus(t, fmt.Sprintf(`global: {scrape_interval: 250ms, scrape_timeout: 200ms}
+scrape_configs:
+  - job_name: vllm
+    static_configs: [{targets: [%s]}]
+`, strings.Join(targets, ", ")))
+
+	// The rollout's configuration (KVTest on every server, workflows
+	// through the simulator's webhook), read from Prometheus instead of
+	// scraping: retries keep Prometheus's defaults, compressed.
+	cfg, webCfg := rolloutFiles(t, sim, sim.webhook.URL, secret, "", "warmup: 2s\n  window: 6s\n  pause_ttl: 1h", "alice", "bob")
+	cfg = regexp.MustCompile(`source:\n  targets:\n(    - url: .*\n)+`).ReplaceAllString(cfg, fmt.Sprintf(
+		"source:\n  prometheus: {url: %s, query_timeout: 2s, retries: 3, retry_backoff: 10ms}\n", prom.URL))
+	cfg = strings.Replace(cfg, "rules: {rule_files: [", "rules: {rule_files: ["+outageRules(t)+", ", 1)
+	cfg = strings.Replace(cfg, "collector: {rate_window: 8s}", "collector: {rate_window: 8s, probe: {enabled: false}}", 1)
+	if !strings.Contains(cfg, "prometheus: {url:") || !strings.Contains(cfg, "tokens.yml") {
+		t.Fatalf("configuration not rewritten for remote mode:\n%s", cfg)
+	}
+	a := startAgent(t, cfg, func(f *daemonFlags) { f.webConfigFile = webCfg })
+	waitLong(t, 30*time.Second, "the agent ready", func() bool { return readyCode(a.url) == http.StatusOK })
+
+	// Four bottlenecks, two per server, all firing.
+	var before map[string]faultBottleneck
+	waitLong(t, 60*time.Second, "KVTest and TokensFlowing firing on both servers", func() bool {
+		before = activeBottlenecks(t, a.url, "alice")
+		n := 0
+		for _, b := range before {
+			if (b.Rule == "KVTest" || b.Rule == "TokensFlowing") && b.State == "firing" {
+				n++
+			}
+		}
+		return n == 4
+	})
+	signalsSince := time.Now()
+	waitLong(t, 60*time.Second, "a recommendation", func() bool {
+		code, body := do(t, "GET", a.url+"/api/v1/recommendations?id=raise_gpu_memory_utilization", "alice", "")
+		return code == 200 && strings.Contains(body, `"proposed"`)
+	})
+	// The comparison before the change needs a window of history.
+	time.Sleep(time.Until(signalsSince.Add(6*time.Second + 8*time.Second + 2*time.Second)))
+	code, created := do(t, "POST", a.url+"/api/v1/workflows", "alice", fmt.Sprintf(`{"recommendation":"raise_gpu_memory_utilization","instance":%q}`, sim.addrs[0]))
+	if code != 200 {
+		t.Fatalf("create = %d %s", code, created)
+	}
+	var w struct {
+		Data struct {
+			ID           string `json:"id"`
+			ProposalHash string `json:"proposal_hash"`
+		}
+	}
+	if err := json.Unmarshal([]byte(created), &w); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := do(t, "POST", a.url+"/api/v1/workflows/"+w.Data.ID+"/approve", "bob", fmt.Sprintf(`{"proposal_hash":%q}`, w.Data.ProposalHash)); code != 200 {
+		t.Fatalf("approve = %d %s", code, msg)
+	}
+	waitLong(t, 60*time.Second, "the workflow's validation window", func() bool {
+		return getWorkflow(t, a.url, w.Data.ID).State == "analysing"
+	})
+	_, rulesBefore := get(t, a.url+"/api/v1/rules")
+	before = activeBottlenecks(t, a.url, "alice")
+
+	// watch records, until stop, every bottleneck that appears or leaves
+	// and every state the workflow takes.
+	appeared, left := map[string]bool{}, map[string]bool{}
+	states := map[string]bool{}
+	watch := func() {
+		now := activeBottlenecks(t, a.url, "alice")
+		for k := range now {
+			if _, ok := before[k]; !ok {
+				appeared[k] = true
+			}
+		}
+		for k, b := range before {
+			if n, ok := now[k]; !ok || n.State != b.State || !n.ActiveAt.Equal(b.ActiveAt) {
+				left[k] = true
+			}
+		}
+		states[getWorkflow(t, a.url, w.Data.ID).State] = true
+	}
+
+	prom.Stop()
+	down := time.Now()
+	notReady, ok := pollUntil(20*time.Second, func() bool {
+		watch()
+		return readyCode(a.url) == http.StatusServiceUnavailable
+	})
+	if !ok {
+		t.Fatal("/-/ready still answers 200 20 s after Prometheus stopped")
+	}
+	if notReady > 2*faultInterval+time.Second {
+		// Two intervals, plus what a loaded machine adds to one cycle.
+		t.Errorf("/-/ready turned 503 %s after Prometheus stopped; want within two intervals (%s)", notReady, 2*faultInterval)
+	}
+	for time.Since(down) < 5*faultMinutes {
+		watch()
+		if code := readyCode(a.url); code != http.StatusServiceUnavailable {
+			t.Errorf("/-/ready = %d during the outage", code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Start waits for Prometheus to be ready; the agent may be back before
+	// it returns, so both are timed from here, in the background.
+	agentBack, promBack := make(chan time.Time, 1), make(chan time.Time, 1)
+	go func() {
+		t0, _ := pollUntil(30*time.Second, func() bool {
+			resp, err := http.Get(prom.URL + "/-/ready")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
+		_ = t0
+		promBack <- time.Now()
+	}()
+	go func() {
+		_, _ = pollUntil(30*time.Second, func() bool {
+			if readyCode(a.url) != http.StatusOK {
+				return false
+			}
+			_, body := do(t, "GET", a.url+"/api/v1/instances", "alice", "")
+			return strings.Count(body, `"llm_generation_tokens_per_second"`) == 2
+		})
+		agentBack <- time.Now()
+	}()
+	prom.Start()
+	promAt, agentAt := <-promBack, <-agentBack
+	recovered := agentAt.Sub(promAt)
+	if readyCode(a.url) != http.StatusOK {
+		t.Fatal("the agent did not recover within 30 s of Prometheus returning")
+	}
+	if recovered > 2*faultInterval+time.Second {
+		t.Errorf("recovered %s after Prometheus returned; want within two intervals (%s)", recovered, 2*faultInterval)
+	}
+	back := agentAt
+	// The first evaluations after the return read rates Prometheus
+	// computes from its first scrapes: watch them too.
+	for time.Since(back) < 8*faultInterval {
+		watch()
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The workflow is judged once its window is over: with most of the
+	// window missing it pauses, neither passed nor failed.
+	var wf faultWorkflow
+	waitLong(t, 30*time.Second, "the workflow to leave analysing", func() bool {
+		wf = getWorkflow(t, a.url, w.Data.ID)
+		states[wf.State] = true
+		return wf.State != "analysing" && wf.State != "warmup"
+	})
+	if wf.State != "paused" {
+		t.Errorf("workflow after the outage: %s, want paused; results %+v", wf.State, wf.Results)
+	}
+	for _, r := range wf.Results {
+		if r.Verdict != "inconclusive" {
+			t.Errorf("a stage was judged %s on a window without data: %s", r.Verdict, r.Reason)
+		}
+	}
+	for _, s := range []string{"rolling_back", "rolled_back", "succeeded", "stage_gate", "applying", "promoting"} {
+		if states[s] {
+			t.Errorf("the workflow went through %s during the outage", s)
+		}
+	}
+
+	after := activeBottlenecks(t, a.url, "alice")
+	kept := 0
+	for k, b := range before {
+		if n, ok := after[k]; ok && n.State == b.State && n.ActiveAt.Equal(b.ActiveAt) && !left[k] {
+			kept++
+		} else {
+			t.Errorf("bottleneck %s (%s since %s) changed during the outage; now %+v", k, b.State, b.ActiveAt, n)
+		}
+	}
+	for k := range appeared {
+		t.Errorf("bottleneck %s appeared during the outage", k)
+	}
+	// Nothing accepted is dropped: rules, bottlenecks, the workflow.
+	_, rulesAfter := get(t, a.url+"/api/v1/rules")
+	if n, m := strings.Count(rulesBefore, `"name":`), strings.Count(rulesAfter, `"name":`); n != m {
+		t.Errorf("rules before the outage %d, after %d", n, m)
+	}
+	figure(t, "source outage", "remote, Prometheus down 5 min (20 intervals of %s = %s): false bottlenecks %d, active kept %d/%d, /-/ready 503 after %.2f s (2 intervals = %.2f s), workflow %s (verdicts %d, none pass or fail), recovered in %.2f s",
+		faultInterval, 5*faultMinutes, len(appeared), kept, len(before), notReady.Seconds(), (2 * faultInterval).Seconds(), wf.State, len(wf.Results), recovered.Seconds())
+}
+
+// waitLong polls cond every 100 ms for up to limit.
+func waitLong(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if _, ok := pollUntil(limit, cond); !ok {
+		t.Fatalf("timed out after %s waiting for %s", limit, what)
+	}
+}
+
+var (
+	_ = httptest.NewServer
+	_ = httputil.NewSingleHostReverseProxy
+	_ = url.Parse
+	_ = slices.Contains[[]string]
+)
