@@ -49,6 +49,8 @@ type Collector struct {
 	latest   *Snapshot
 	lastSeen map[string]labels.Labels // series appended in the last cycle
 	ready    bool
+	failed   bool      // the last cycle failed
+	backAt   time.Time // the first cycle that succeeded after a failed one
 }
 
 type compiledProfile struct {
@@ -194,6 +196,7 @@ func (c *Collector) Cycle(ctx context.Context, now time.Time) (*Snapshot, error)
 		c.metrics.CollectionFailures.Inc()
 		c.mtx.Lock()
 		c.ready = false
+		c.failed = true
 		c.mtx.Unlock()
 		if serr := c.markStale(ctx, now); serr != nil {
 			err = errors.Join(err, serr)
@@ -219,8 +222,21 @@ func (c *Collector) Cycle(ctx context.Context, now time.Time) (*Snapshot, error)
 	c.mtx.Lock()
 	c.latest = snap
 	c.ready = true
+	if c.failed {
+		c.backAt, c.failed = now, false
+	}
 	c.mtx.Unlock()
 	return snap, nil
+}
+
+// BackAt is the time of the first cycle that succeeded after a failed
+// one, or zero if no cycle has failed. Signals computed over a window
+// that reaches back into the outage (rates above all) are incomplete
+// until a window has passed since.
+func (c *Collector) BackAt() time.Time {
+	c.mtx.RLock()
+	defer c.mtx.RUnlock()
+	return c.backAt
 }
 
 func (c *Collector) profileEngines() []string {
@@ -316,6 +332,9 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 		}
 	}
 	ev := evaluate(ctx, src, profiles, o.Engine, now)
+	if ev.unavailable != nil {
+		return nil, fmt.Errorf("collecting signals: %w", ev.unavailable)
+	}
 	if ev.down != nil && !slices.Contains(ev.detected, true) {
 		return nil, fmt.Errorf("collecting signals: %w", ev.down)
 	}
@@ -350,6 +369,9 @@ type evaluation struct {
 	errs     []string
 	queries  int
 	down     error
+	// unavailable is the first error of a source that could not be
+	// reached (ErrUnavailable), whichever query it answered.
+	unavailable error
 }
 
 // evaluate runs every rule and settings query of the selected profiles,
@@ -377,6 +399,15 @@ func evaluate(ctx context.Context, src Source, profiles []*compiledProfile, engi
 				queries.Add(1)
 				if err != nil {
 					errs[i] = append(errs[i], fmt.Sprintf("%s rule %s: %v", p.file, r.Name(), err))
+					if errors.Is(err, ErrUnavailable) {
+						mu.Lock()
+						if ev.unavailable == nil {
+							ev.unavailable = err
+						}
+						mu.Unlock()
+						// The rest of the cycle is worthless.
+						return
+					}
 					if j == 0 {
 						// Without its instances the profile's other
 						// signals cannot be attributed.
@@ -395,6 +426,13 @@ func evaluate(ctx context.Context, src Source, profiles []*compiledProfile, engi
 			}
 			v, err := src.Query(ctx, p.settings.expr, now)
 			queries.Add(1)
+			if errors.Is(err, ErrUnavailable) {
+				mu.Lock()
+				if ev.unavailable == nil {
+					ev.unavailable = err
+				}
+				mu.Unlock()
+			}
 			if err != nil {
 				errs[i] = append(errs[i], fmt.Sprintf("%s settings query: %v", p.engine, err))
 				return

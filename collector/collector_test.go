@@ -415,6 +415,77 @@ func TestFailedCycleEndsTheSignals(t *testing.T) {
 	}
 }
 
+// partSource answers from src, except the queries that mention failOn,
+// which fail with err.
+type partSource struct {
+	src    Source
+	failOn string
+	err    error
+}
+
+func (s partSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+	if strings.Contains(expr, s.failOn) {
+		return nil, s.err
+	}
+	return s.src.Query(ctx, expr, ts)
+}
+
+func (s partSource) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+	return s.src.QueryRange(ctx, expr, start, end, step)
+}
+
+// TestCycleFailsWhenSourceGoesAwayMidCycle: a query the source refuses
+// costs only its signal, but a source that cannot be reached for one query
+// fails the whole cycle, since the snapshot would miss signals the rules
+// read; the signals of the last cycle are then marked stale.
+func TestCycleFailsWhenSourceGoesAwayMidCycle(t *testing.T) {
+	tests := []struct {
+		name     string
+		err      error
+		wantFail bool
+	}{
+		{"bad query", errors.New("bad_data: parse error"), false},
+		{"unreachable", unavailableError{errors.New("dial tcp: connection refused")}, true},
+		{"unreachable, wrapped", fmt.Errorf("querying: %w", unavailableError{errors.New("server_error: 503")}), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			store := openTestStore(t)
+			ctx := context.Background()
+			scrapeText(t, store, "a:1", t0.Add(-time.Second), fakeExposition(3, 0))
+			c := New(Options{Metrics: testMetrics(), Store: store})
+			if err := c.ApplyConfig(config.Default(), store, []*Profile{mustProfile(t, "fake.yml", fakeProfile)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Cycle(ctx, t0); err != nil {
+				t.Fatal(err)
+			}
+			// The instance rule answers; a later rule of the cycle does not.
+			if err := c.ApplyConfig(config.Default(), partSource{store, "fake_tokens_total", tc.err}, []*Profile{mustProfile(t, "fake.yml", fakeProfile)}); err != nil {
+				t.Fatal(err)
+			}
+			t1 := t0.Add(15 * time.Second)
+			snap, err := c.Cycle(ctx, t1)
+			if gotFail := err != nil; gotFail != tc.wantFail {
+				t.Fatalf("Cycle error = %v, want failure %v", err, tc.wantFail)
+			}
+			if tc.wantFail {
+				if !errors.Is(err, ErrUnavailable) || c.Ready() {
+					t.Errorf("error %v is not ErrUnavailable, or the collector is still ready", err)
+				}
+				v, err := store.Query(ctx, "llm_requests_running", t1)
+				if err != nil || len(v) != 0 {
+					t.Errorf("llm_requests_running after the failed cycle = %v, %v; want it stale", v, err)
+				}
+				return
+			}
+			if len(snap.Errors) != 1 || snap.Instance("a:1") == nil {
+				t.Errorf("snapshot errors %v, instances %v; want the refused rule listed and a:1 kept", snap.Errors, snap.Instances)
+			}
+		})
+	}
+}
+
 func TestRateWindowRewritesEveryRange(t *testing.T) {
 	store := openTestStore(t)
 	cfg := config.Default()

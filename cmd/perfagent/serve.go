@@ -350,7 +350,7 @@ func (a *daemon) config() *config.Config {
 
 // pipelineConfig is the part of cfg the pipeline reads on every cycle.
 func pipelineConfig(cfg *config.Config) agent.Config {
-	return agent.Config{SLO: cfg.Rules.SLO, Interval: time.Duration(cfg.Global.EvaluationInterval)}
+	return agent.Config{SLO: cfg.Rules.SLO, Interval: time.Duration(cfg.Global.EvaluationInterval), Settle: time.Duration(cfg.Collector.RateWindow)}
 }
 
 // backfill computes signal history from the remote source at start.
