@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -357,9 +356,164 @@ func waitLong(t *testing.T, limit time.Duration, what string, cond func() bool) 
 	}
 }
 
-var (
-	_ = httptest.NewServer
-	_ = httputil.NewSingleHostReverseProxy
-	_ = url.Parse
-	_ = slices.Contains[[]string]
-)
+// TestFaultModelServerGone stops answering for one of three simulated
+// servers the agent scrapes itself (embedded mode): its instance shows as
+// down and its signals go stale within two scrape intervals, the agent
+// stays ready, and the other servers' bottlenecks neither change nor
+// gain a false one.
+func TestFaultModelServerGone(t *testing.T) {
+	faultSuite(t)
+	sim := startSimFleet(t, "gone-secret", 3)
+	// The first server is reached through a proxy the test closes: to
+	// the agent, the server is gone (connection refused).
+	simURL, _ := url.Parse("http://" + sim.addrs[0])
+	proxy := httptest.NewServer(httputil.NewSingleHostReverseProxy(simURL))
+	t.Cleanup(proxy.Close)
+	gone := strings.TrimPrefix(proxy.URL, "http://")
+	targets := []string{proxy.URL, "http://" + sim.addrs[1], "http://" + sim.addrs[2]}
+
+	dir := t.TempDir()
+	ruleFile := filepath.Join(dir, "kv.yml")
+	if err := os.WriteFile(ruleFile, []byte(`groups:
+  - name: test
+    rules:
+      - alert: KVTest
+        expr: llm_kv_cache_usage_ratio >= 0
+        labels: {category: memory, severity: warning, bottleneck: B1}
+        annotations: {summary: kv, description: kv, runbook_url: https://example.invalid/r, recommend: raise_gpu_memory_utilization}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(fastConfig(targets...), "collector: {rate_window: 2s}", "collector: {rate_window: 4s, probe: {enabled: false}}", 1) +
+		"rules: {rule_files: [" + ruleFile + "]}\n"
+	a := startAgent(t, cfg)
+	waitReady(t, a)
+	waitLong(t, 60*time.Second, "KVTest firing on the three servers", func() bool {
+		n := 0
+		for _, b := range activeBottlenecks(t, a.url, "") {
+			if b.Rule == "KVTest" && b.State == "firing" {
+				n++
+			}
+		}
+		return n == 3
+	})
+	flapping := map[string]bool{}
+	for range 10 {
+		for k := range activeBottlenecks(t, a.url, "") {
+			flapping[k] = true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	before := activeBottlenecks(t, a.url, "")
+	_, rulesBefore := get(t, a.url+"/api/v1/rules")
+
+	appeared, changed := map[string]bool{}, map[string]bool{}
+	notReady := 0
+	watch := func() {
+		if readyCode(a.url) != http.StatusOK {
+			notReady++
+		}
+		now := activeBottlenecks(t, a.url, "")
+		for k := range now {
+			if _, ok := before[k]; !ok && !flapping[k] {
+				appeared[k] = true
+			}
+		}
+		for k, b := range before {
+			if b.Instance == gone {
+				continue
+			}
+			if n, ok := now[k]; !ok || n.State != b.State || !n.ActiveAt.Equal(b.ActiveAt) {
+				changed[k] = true
+			}
+		}
+	}
+
+	proxy.CloseClientConnections()
+	proxy.Close()
+	closed := time.Now()
+	stale, ok := pollUntil(20*time.Second, func() bool {
+		watch()
+		_, m := get(t, a.url+"/metrics")
+		return !strings.Contains(m, fmt.Sprintf(`llm_kv_cache_usage_ratio{engine="vllm",instance=%q`, gone))
+	})
+	if !ok {
+		t.Fatal("the gone server's signals are still exported 20 s later")
+	}
+	// Two scrape intervals and one evaluation, plus a loaded machine.
+	if stale > 3*faultInterval+time.Second {
+		t.Errorf("the gone server's signals lasted %s; want two scrape intervals and an evaluation (%s)", stale, 3*faultInterval)
+	}
+	down, ok := pollUntil(20*time.Second, func() bool {
+		watch()
+		_, h := get(t, a.url+"/api/v1/health")
+		var health struct {
+			Data struct {
+				Targets []struct {
+					Instance string `json:"instance"`
+					Health   string `json:"health"`
+				} `json:"targets"`
+			}
+		}
+		if err := json.Unmarshal([]byte(h), &health); err != nil {
+			t.Fatalf("health: %v: %s", err, h)
+		}
+		for _, tg := range health.Data.Targets {
+			if tg.Instance == gone {
+				return tg.Health == "down"
+			}
+		}
+		return false
+	})
+	if !ok {
+		_, h := get(t, a.url+"/api/v1/health")
+		t.Fatalf("the gone server's target is not down 20 s later: %s", h)
+	}
+	down = time.Since(closed)
+	_, ok = pollUntil(20*time.Second, func() bool {
+		watch()
+		_, still := activeBottlenecks(t, a.url, "")["KVTest@"+gone]
+		return !still
+	})
+	if !ok {
+		t.Error("the gone server's KVTest still active 20 s later")
+	}
+	ownResolved := time.Since(closed)
+	// Watch the others for as long again as the outage scenario lasts.
+	for time.Since(closed) < 5*faultMinutes {
+		watch()
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	after := activeBottlenecks(t, a.url, "")
+	others, kept := 0, 0
+	for k, b := range before {
+		if b.Instance == gone {
+			continue
+		}
+		others++
+		if n, ok := after[k]; ok && n.State == b.State && n.ActiveAt.Equal(b.ActiveAt) && !changed[k] {
+			kept++
+		} else {
+			t.Errorf("bottleneck %s of a server still up changed when another went", k)
+		}
+	}
+	for k := range appeared {
+		t.Errorf("bottleneck %s appeared when a server went", k)
+	}
+	if notReady > 0 {
+		t.Errorf("/-/ready failed %d times with two of three servers up", notReady)
+	}
+	_, m := get(t, a.url+"/metrics")
+	for _, addr := range sim.addrs[1:] {
+		if !strings.Contains(m, fmt.Sprintf(`llm_kv_cache_usage_ratio{engine="vllm",instance=%q`, addr)) {
+			t.Errorf("the signals of %s, still up, went too", addr)
+		}
+	}
+	_, rulesAfter := get(t, a.url+"/api/v1/rules")
+	if n, m := strings.Count(rulesBefore, `"name":`), strings.Count(rulesAfter, `"name":`); n != m {
+		t.Errorf("rules before %d, after %d", n, m)
+	}
+	figure(t, "model server gone", "embedded, 1 of 3 servers stops answering: signals stale after %.2f s (2 scrapes + 1 evaluation = %.2f s), target down after %.2f s, its bottleneck resolved after %.2f s, false bottlenecks %d, others' bottlenecks kept %d/%d, /-/ready 200 throughout",
+		stale.Seconds(), (3 * faultInterval).Seconds(), down.Seconds(), ownResolved.Seconds(), len(appeared), kept, others)
+}
