@@ -517,3 +517,182 @@ func TestFaultModelServerGone(t *testing.T) {
 	figure(t, "model server gone", "embedded, 1 of 3 servers stops answering: signals stale after %.2f s (2 scrapes + 1 evaluation = %.2f s), target down after %.2f s, its bottleneck resolved after %.2f s, false bottlenecks %d, others' bottlenecks kept %d/%d, /-/ready 200 throughout",
 		stale.Seconds(), (3 * faultInterval).Seconds(), down.Seconds(), ownResolved.Seconds(), len(appeared), kept, others)
 }
+
+// amIdentities lists the alerts an Alertmanager holds, named by their
+// alert name and the label that tells them apart (instance or workflow).
+func amIdentities(t *testing.T, amURL string) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for _, name := range []string{"KVTest", "PerfAgentApprovalRequired"} {
+		for _, a := range alertmanagerAlerts(t, amURL, name) {
+			out[name+"@"+a.Labels["instance"]+a.Labels["workflow_id"]] = true
+		}
+	}
+	return out
+}
+
+// metricValue is the value of the first sample of /metrics whose line
+// starts with prefix, or -1.
+func metricValue(page, prefix string) float64 {
+	for line := range strings.SplitSeq(page, "\n") {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			var v float64
+			if _, err := fmt.Sscan(strings.TrimSpace(rest), &v); err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+// TestFaultAlertmanagerOutage stops one of the two Alertmanagers the agent
+// sends to for the equivalent of 10 minutes, while bottlenecks fire and a
+// workflow asks for approval: the approval goes through the API, the
+// workflow goes on, the other Alertmanager gets every alert meanwhile,
+// the failed deliveries are counted, and the Alertmanager that was down
+// has every alert within a resend delay of its return.
+func TestFaultAlertmanagerOutage(t *testing.T) {
+	faultSuite(t)
+	recv1, recv2 := &testutil.WebhookRecorder{}, &testutil.WebhookRecorder{}
+	hook1, hook2 := httptest.NewServer(recv1), httptest.NewServer(recv2)
+	t.Cleanup(hook1.Close)
+	t.Cleanup(hook2.Close)
+	am1, am2 := testutil.RunAlertmanager(t, hook1.URL, nil), testutil.RunAlertmanager(t, hook2.URL, nil)
+	const secret = "am-secret"
+	sim := startSimFleet(t, secret, 2)
+	cfg, webCfg := rolloutFiles(t, sim, sim.webhook.URL, secret, am1.URL, "warmup: 2s\n  window: 6s", "alice", "bob")
+	am1Host, am2Host := strings.TrimPrefix(am1.URL, "http://"), strings.TrimPrefix(am2.URL, "http://")
+	cfg = strings.Replace(cfg, "targets: ["+am1Host+"]", "targets: ["+am1Host+", "+am2Host+"]", 1)
+	if !strings.Contains(cfg, am2Host) {
+		t.Fatalf("configuration lacks the second Alertmanager:\n%s", cfg)
+	}
+	// The resend delay, one minute in production, is one compressed
+	// minute: the 10-minute outage is 10 resend delays.
+	a := startAgent(t, cfg, func(f *daemonFlags) {
+		f.webConfigFile = webCfg
+		f.resendDelay = faultMinutes
+	})
+	waitLong(t, 30*time.Second, "the agent ready", func() bool { return readyCode(a.url) == http.StatusOK })
+	waitLong(t, 60*time.Second, "KVTest of both servers in both Alertmanagers", func() bool {
+		return len(alertmanagerAlerts(t, am1.URL, "KVTest")) == 2 && len(alertmanagerAlerts(t, am2.URL, "KVTest")) == 2
+	})
+	waitLong(t, 60*time.Second, "error ratios of both servers", func() bool {
+		_, body := do(t, "GET", a.url+"/api/v1/instances", "alice", "")
+		return strings.Count(body, `"llm_request_error_ratio"`) == 2
+	})
+	waitLong(t, 60*time.Second, "a recommendation for the first server", func() bool {
+		_, body := do(t, "GET", a.url+"/api/v1/recommendations?id=raise_gpu_memory_utilization", "alice", "")
+		return strings.Contains(body, `"proposed"`) && strings.Contains(body, sim.addrs[0])
+	})
+	before := activeBottlenecks(t, a.url, "alice")
+	_, rulesBefore := get(t, a.url+"/api/v1/rules")
+	amSend := func(host string) string { return fmt.Sprintf(`{alertmanager="http://%s/api/v2/alerts"}`, host) }
+
+	am1.Stop()
+	down := time.Now()
+
+	// A workflow asks for approval with one Alertmanager down: its alert
+	// reaches the other, the approval through the API works, and the
+	// workflow goes on without waiting for any Alertmanager.
+	createWorkflow := func(instance string) (id, hash string) {
+		t.Helper()
+		code, created := do(t, "POST", a.url+"/api/v1/workflows", "alice", fmt.Sprintf(`{"recommendation":"raise_gpu_memory_utilization","instance":%q}`, instance))
+		if code != 200 {
+			t.Fatalf("create a workflow for %s = %d %s", instance, code, created)
+		}
+		var w struct {
+			Data struct {
+				ID           string `json:"id"`
+				ProposalHash string `json:"proposal_hash"`
+			}
+		}
+		if err := json.Unmarshal([]byte(created), &w); err != nil {
+			t.Fatal(err)
+		}
+		return w.Data.ID, w.Data.ProposalHash
+	}
+	id, hash := createWorkflow(sim.addrs[0])
+	waitLong(t, 20*time.Second, "the approval request in the Alertmanager still up", func() bool {
+		return amIdentities(t, am2.URL)["PerfAgentApprovalRequired@"+id]
+	})
+	approved := time.Now()
+	if code, msg := do(t, "POST", a.url+"/api/v1/workflows/"+id+"/approve", "bob", fmt.Sprintf(`{"proposal_hash":%q}`, hash)); code != 200 {
+		t.Fatalf("approve with an Alertmanager down = %d %s", code, msg)
+	}
+	var moved time.Duration
+	var state string
+	moved, ok := pollUntil(20*time.Second, func() bool {
+		state = getWorkflow(t, a.url, id).State
+		return state == "warmup" || state == "analysing"
+	})
+	if !ok {
+		t.Fatalf("the approved workflow is %s 20 s later, not in its warm-up: blocked on the Alertmanager that is down?", state)
+	}
+	moved = time.Since(approved)
+	for time.Since(down) < 10*faultMinutes {
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, m := do(t, "GET", a.url+"/metrics", "alice", "")
+	errorsDuring := metricValue(m, "perfagent_notifications_errors_total"+amSend(am1Host))
+	dropped := metricValue(m, "perfagent_notifications_dropped_total"+amSend(am1Host))
+	capacity := metricValue(m, "perfagent_notifications_queue_capacity")
+	if errorsDuring <= 0 || dropped <= 0 {
+		t.Errorf("failed deliveries to the Alertmanager that is down not counted: errors %g, dropped %g", errorsDuring, dropped)
+	}
+	if capacity != 10000 {
+		t.Errorf("perfagent_notifications_queue_capacity = %g, want the default 10000", capacity)
+	}
+	if v := metricValue(m, "perfagent_notifications_dropped_total"+amSend(am2Host)); v != 0 {
+		t.Errorf("alerts dropped for the Alertmanager that stayed up: %g", v)
+	}
+	// What the Alertmanager that stayed up holds is what the other one
+	// must get: the bottlenecks, and the approval request (resolved since
+	// the approval, if Alertmanager lists resolved alerts).
+	want := amIdentities(t, am2.URL)
+	if len(want) < 2 {
+		t.Errorf("the Alertmanager that stayed up holds %v", want)
+	}
+
+	// Back: within a resend delay (plus a loaded machine), the
+	// Alertmanager that was down holds every alert the other does.
+	am1.Start()
+	back := time.Now()
+	var got map[string]bool
+	delivered, ok := pollUntil(30*time.Second, func() bool {
+		got = amIdentities(t, am1.URL)
+		for k := range want {
+			if !got[k] {
+				return false
+			}
+		}
+		return true
+	})
+	delivered = time.Since(back)
+	lost := 0
+	for k := range want {
+		if !got[k] {
+			lost++
+			t.Errorf("alert %s never reached the Alertmanager that was down, 30 s after it returned", k)
+		}
+	}
+	if ok && delivered > faultMinutes+2*time.Second {
+		t.Errorf("alerts reached the Alertmanager that returned %s later; want within a resend delay (%s)", delivered, faultMinutes)
+	}
+
+	// Nothing accepted was dropped: bottlenecks, rules, workflows.
+	after := activeBottlenecks(t, a.url, "alice")
+	for k, b := range before {
+		if n, ok := after[k]; !ok || !n.ActiveAt.Equal(b.ActiveAt) {
+			t.Errorf("bottleneck %s changed during the Alertmanager outage: %+v", k, n)
+		}
+	}
+	_, rulesAfter := get(t, a.url+"/api/v1/rules")
+	if n, m := strings.Count(rulesBefore, `"name":`), strings.Count(rulesAfter, `"name":`); n != m {
+		t.Errorf("rules before %d, after %d", n, m)
+	}
+	if s := getWorkflow(t, a.url, id).State; s == "" {
+		t.Errorf("the workflow approved during the outage is gone")
+	}
+	figure(t, "alertmanager outage", "1 of 2 Alertmanagers down 10 min (10 resend delays of %s): alerts lost %d/%d, delivered %.2f s after it returned (1 resend delay = %.2f s), failed deliveries counted (errors %g, dropped %g, queue bound %g), the other received all, approval through the API worked and the workflow reached %s %.2f s later",
+		faultMinutes, lost, len(want), delivered.Seconds(), faultMinutes.Seconds(), errorsDuring, dropped, capacity, state, moved.Seconds())
+}

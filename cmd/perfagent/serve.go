@@ -147,7 +147,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		prober = collector.NewProber(time.Duration(cfg.Collector.Probe.Interval), time.Duration(cfg.Collector.Probe.Timeout), a.metrics)
 	}
 	a.coll = collector.New(collector.Options{Logger: logger.With("component", "collector"), Metrics: a.metrics, Store: a.store, Prober: prober})
-	a.alerts = alerting.New(alerting.Options{Logger: logger.With("component", "notifier")})
+	a.alerts = alerting.New(alerting.Options{Logger: logger.With("component", "notifier"), QueueCapacity: f.queueCapacity})
 	a.rules = rules.NewManager(rules.ManagerOptions{
 		NotifyFunc:         a.sendBottleneckAlerts,
 		Queryable:          a.store.DB(),
@@ -157,6 +157,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Logger:             logger.With("component", "rules"),
 		Metrics:            rules.NewMetrics(reg),
 		EvaluationInterval: time.Duration(cfg.Global.EvaluationInterval),
+		ResendDelay:        f.resendDelay,
 		Disabled:           cfg.Rules.Disabled,
 	})
 	if cfg.Source.Prometheus == nil {
