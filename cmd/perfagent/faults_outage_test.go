@@ -444,7 +444,7 @@ func TestFaultModelServerGone(t *testing.T) {
 	if stale > 3*faultInterval+time.Second {
 		t.Errorf("the gone server's signals lasted %s; want two scrape intervals and an evaluation (%s)", stale, 3*faultInterval)
 	}
-	down, ok := pollUntil(20*time.Second, func() bool {
+	_, ok = pollUntil(20*time.Second, func() bool {
 		watch()
 		_, h := get(t, a.url+"/api/v1/health")
 		var health struct {
@@ -469,7 +469,7 @@ func TestFaultModelServerGone(t *testing.T) {
 		_, h := get(t, a.url+"/api/v1/health")
 		t.Fatalf("the gone server's target is not down 20 s later: %s", h)
 	}
-	down = time.Since(closed)
+	down := time.Since(closed)
 	_, ok = pollUntil(20*time.Second, func() bool {
 		watch()
 		_, still := activeBottlenecks(t, a.url, "")["KVTest@"+gone]
@@ -619,16 +619,15 @@ func TestFaultAlertmanagerOutage(t *testing.T) {
 	if code, msg := do(t, "POST", a.url+"/api/v1/workflows/"+id+"/approve", "bob", fmt.Sprintf(`{"proposal_hash":%q}`, hash)); code != 200 {
 		t.Fatalf("approve with an Alertmanager down = %d %s", code, msg)
 	}
-	var moved time.Duration
 	var state string
-	moved, ok := pollUntil(20*time.Second, func() bool {
+	_, ok := pollUntil(20*time.Second, func() bool {
 		state = getWorkflow(t, a.url, id).State
 		return state == "warmup" || state == "analysing"
 	})
 	if !ok {
 		t.Fatalf("the approved workflow is %s 20 s later, not in its warm-up: blocked on the Alertmanager that is down?", state)
 	}
-	moved = time.Since(approved)
+	moved := time.Since(approved)
 	for time.Since(down) < 10*faultMinutes {
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -658,7 +657,7 @@ func TestFaultAlertmanagerOutage(t *testing.T) {
 	am1.Start()
 	back := time.Now()
 	var got map[string]bool
-	delivered, ok := pollUntil(30*time.Second, func() bool {
+	_, ok = pollUntil(30*time.Second, func() bool {
 		got = amIdentities(t, am1.URL)
 		for k := range want {
 			if !got[k] {
@@ -667,7 +666,7 @@ func TestFaultAlertmanagerOutage(t *testing.T) {
 		}
 		return true
 	})
-	delivered = time.Since(back)
+	delivered := time.Since(back)
 	lost := 0
 	for k := range want {
 		if !got[k] {
