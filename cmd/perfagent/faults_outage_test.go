@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/optiinfra/perfagent/internal/testutil"
 )
 
@@ -28,7 +30,43 @@ const (
 	faultInterval = 250 * time.Millisecond
 	// faultMinutes is how long one production minute lasts here.
 	faultMinutes = 4 * faultInterval
+	// faultRateWindow is the source outage's rate window: 16 intervals,
+	// as long as the simulated servers need for every rate signal to
+	// count finished requests (the production default, a minute, is 4).
+	faultRateWindow = 4 * time.Second
 )
+
+// ruleGroupEvaluated is the time of the cycle at which the agent last
+// evaluated the rule group.
+func ruleGroupEvaluated(t *testing.T, agentURL, group string) time.Time {
+	t.Helper()
+	code, body := do(t, http.MethodGet, agentURL+"/api/v1/rules", "alice", "")
+	if code != http.StatusOK {
+		t.Fatalf("GET /api/v1/rules = %d %s", code, body)
+	}
+	var resp struct {
+		Data struct {
+			Groups []struct {
+				Name  string `json:"name"`
+				Rules []struct {
+					LastEvaluation time.Time `json:"last_evaluation"`
+				} `json:"rules"`
+			} `json:"groups"`
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatalf("rules: %v: %s", err, body)
+	}
+	for _, g := range resp.Data.Groups {
+		if g.Name == group && len(g.Rules) > 0 {
+			// The agent evaluates groups itself, at the cycle's time, and
+			// the rules keep that time.
+			return g.Rules[0].LastEvaluation
+		}
+	}
+	t.Fatalf("no rule group %s in %s", group, body)
+	return time.Time{}
+}
 
 // faultBottleneck is an active bottleneck as the API lists it.
 type faultBottleneck struct {
@@ -175,7 +213,7 @@ scrape_configs:
 	cfg = regexp.MustCompile(`source:\n  targets:\n(    - url: .*\n)+`).ReplaceAllString(cfg, fmt.Sprintf(
 		"source:\n  prometheus: {url: %s, query_timeout: 2s, retries: 3, retry_backoff: 10ms}\n", door.URL))
 	cfg = strings.Replace(cfg, "rules: {rule_files: [", "rules: {rule_files: ["+outageRules(t)+", ", 1)
-	cfg = strings.Replace(cfg, "collector: {rate_window: 8s}", "collector: {rate_window: 4s, probe: {enabled: false}}", 1)
+	cfg = strings.Replace(cfg, "collector: {rate_window: 8s}", fmt.Sprintf("collector: {rate_window: %s, probe: {enabled: false}}", model.Duration(faultRateWindow)), 1)
 	if !strings.Contains(cfg, "prometheus: {url:") || !strings.Contains(cfg, "tokens.yml") {
 		t.Fatalf("configuration not rewritten for remote mode:\n%s", cfg)
 	}
@@ -273,6 +311,11 @@ scrape_configs:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// While the source is down the rules are not evaluated at all: an
+	// evaluation without data would resolve every bottleneck.
+	if last := ruleGroupEvaluated(t, a.url, "outage"); last.After(down.Add(faultInterval)) {
+		t.Errorf("the rules were evaluated at %s, %s into the outage", last, last.Sub(down))
+	}
 	restarted := time.Now()
 	prom.Start()
 	waitLong(t, 30*time.Second, "Prometheus to scrape again", func() bool {
@@ -291,6 +334,19 @@ scrape_configs:
 	})
 	if !ok {
 		t.Fatal("the agent did not recover within 20 s of Prometheus returning")
+	}
+	// The rules wait for the signals to settle (a rate window) before
+	// they read them again.
+	_, ok = pollUntil(20*time.Second, func() bool {
+		watch()
+		return ruleGroupEvaluated(t, a.url, "outage").After(back)
+	})
+	if !ok {
+		t.Fatal("the rules were not evaluated again within 20 s of Prometheus returning")
+	}
+	rulesBack := time.Since(back)
+	if rulesBack > faultRateWindow+2*faultInterval+time.Second {
+		t.Errorf("the rules were evaluated again %s after Prometheus returned; want a rate window and an interval (%s)", rulesBack, faultRateWindow+faultInterval)
 	}
 	if readyCode(a.url) != http.StatusOK {
 		t.Fatal("the agent did not recover within 30 s of Prometheus returning")
@@ -344,8 +400,8 @@ scrape_configs:
 	if n, m := strings.Count(rulesBefore, `"name":`), strings.Count(rulesAfter, `"name":`); n != m {
 		t.Errorf("rules before the outage %d, after %d", n, m)
 	}
-	figure(t, "source outage", "remote, Prometheus down 5 min (20 intervals of %s = %s): false bottlenecks %d, active kept %d/%d, /-/ready 503 after %.2f s (2 intervals = %.2f s), workflow %s (verdicts %d, none pass or fail), recovered in %.2f s",
-		faultInterval, 5*faultMinutes, len(appeared), kept, len(before), notReady.Seconds(), (2 * faultInterval).Seconds(), wf.State, len(wf.Results), recovered.Seconds())
+	figure(t, "source outage", "remote, Prometheus down 5 min (20 intervals of %s = %s): false bottlenecks %d, active kept %d/%d, /-/ready 503 after %.2f s (2 intervals = %.2f s), workflow %s (verdicts %d, none pass or fail), ready and signals back in %.2f s, rules evaluated again after %.2f s (settling: rate window %s)",
+		faultInterval, 5*faultMinutes, len(appeared), kept, len(before), notReady.Seconds(), (2 * faultInterval).Seconds(), wf.State, len(wf.Results), recovered.Seconds(), rulesBack.Seconds(), faultRateWindow)
 }
 
 // waitLong polls cond every 100 ms for up to limit.
