@@ -52,6 +52,13 @@ type Config struct {
 	// of rule evaluation over history, and of the signal history that
 	// recommendations read.
 	Interval time.Duration
+	// Settle is how long the rules wait, after a failed collection, once
+	// the source answers again: a signal the source computes over a
+	// window (a rate over the collector's rate window) is missing or
+	// partial until that window holds data from after the outage, and a
+	// rule evaluated on it would resolve a bottleneck, or raise one, for
+	// want of data. Zero evaluates the rules at the first cycle back.
+	Settle time.Duration
 }
 
 // Pipeline runs perfagent's cycle: collect, write the SLO targets,
@@ -98,6 +105,9 @@ func (p *Pipeline) ApplyConfig(cfg Config) error {
 func (p *Pipeline) PrepareConfig(cfg Config) (commit func(), err error) {
 	if cfg.Interval <= 0 {
 		return nil, fmt.Errorf("evaluation interval must be greater than zero, got %s", cfg.Interval)
+	}
+	if cfg.Settle < 0 {
+		return nil, fmt.Errorf("settling time must not be negative, got %s", cfg.Settle)
 	}
 	if err := config.ValidateSLOTargets(cfg.SLO); err != nil {
 		return nil, err
@@ -146,12 +156,21 @@ func (p *Pipeline) Run(ctx context.Context, now func() time.Time) {
 // afterCollection runs the steps that follow a collection, at the
 // snapshot's time: the rules read the signals just stored and the SLO
 // targets of the same time, the recommendations read the rules' result.
+// Rules are not evaluated while the source is down (there is no
+// snapshot) nor while its signals settle after it returns (Config.Settle).
 func (p *Pipeline) afterCollection(ctx context.Context, snap *collector.Snapshot) []error {
 	var errs []error
 	if err := p.appendSLOTargets(ctx, snap.Time); err != nil {
 		errs = append(errs, err)
 	}
-	p.rules.Eval(ctx, snap.Time)
+	if back := p.coll.BackAt(); !back.IsZero() && snap.Time.Sub(back) < p.config().Settle {
+		// The bottlenecks keep the state they had when the source went
+		// away, as they did while it was away, until its signals are
+		// whole again.
+		p.logger.Debug("Source back after an outage; rules wait for its signals to settle", "back", back, "settle", p.config().Settle)
+	} else {
+		p.rules.Eval(ctx, snap.Time)
+	}
 	if p.rec != nil {
 		rep, err := p.Recommend(ctx, snap.Time, RecommendRequest{})
 		if err != nil {

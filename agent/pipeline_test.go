@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
@@ -47,6 +48,26 @@ type fixture struct {
 	pipe  *Pipeline
 	store *signalstore.Store
 	src   *signalstore.Store
+	// down makes the collector's source fail, as an unreachable
+	// Prometheus does.
+	down bool
+}
+
+// outageSource is the fixture's source, which fails while f.down.
+type outageSource struct{ f *fixture }
+
+func (s outageSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+	if s.f.down {
+		return nil, errors.New("connection refused")
+	}
+	return s.f.src.Query(ctx, expr, ts)
+}
+
+func (s outageSource) QueryRange(ctx context.Context, expr string, from, to time.Time, step time.Duration) (promql.Matrix, error) {
+	if s.f.down {
+		return nil, errors.New("connection refused")
+	}
+	return s.f.src.QueryRange(ctx, expr, from, to, step)
 }
 
 func newFixture(t *testing.T, recommend bool, cfg Config) *fixture {
@@ -70,7 +91,7 @@ func newFixture(t *testing.T, recommend bool, cfg Config) *fixture {
 	for _, s := range servers {
 		ccfg.Instances = append(ccfg.Instances, config.InstanceConfig{Instance: s.instance, Settings: map[string]string{"max_num_seqs": "16"}})
 	}
-	if err := coll.ApplyConfig(ccfg, f.src, profs); err != nil {
+	if err := coll.ApplyConfig(ccfg, outageSource{f}, profs); err != nil {
 		t.Fatal(err)
 	}
 	mgr := rules.NewManager(rules.ManagerOptions{Queryable: f.store.DB(), Appendable: f.store.DB(), QueryFunc: f.store.QueryFunc(), EvaluationInterval: interval})
@@ -99,13 +120,19 @@ func newFixture(t *testing.T, recommend bool, cfg Config) *fixture {
 // scrape stores the servers' expositions at every interval of [from, to].
 func (f *fixture) scrape(t *testing.T, from, to time.Time) {
 	t.Helper()
+	f.scrapeServers(t, from, to, servers)
+}
+
+// scrapeServers stores the expositions of ss at every interval of [from, to].
+func (f *fixture) scrapeServers(t *testing.T, from, to time.Time, ss []server) {
+	t.Helper()
 	page, err := os.ReadFile(filepath.Join("testdata", "vllm.prom"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	app := f.src.Appender(context.Background())
 	for at := from; !at.After(to); at = at.Add(interval) {
-		for _, s := range servers {
+		for _, s := range ss {
 			secs := at.Sub(start).Seconds()
 			text := fmt.Sprintf(string(page), s.running, s.waiting, 400*secs, s.rps*secs)
 			if err := collector.AppendExposition(app, []byte(text), at, labels.FromStrings(model.InstanceLabel, s.instance, model.JobLabel, "vllm")); err != nil {
@@ -180,6 +207,68 @@ func TestCycle(t *testing.T) {
 			}
 			if got := f.pipe.LatestRecommendations(); len(got) != len(rep.Recommendations) {
 				t.Errorf("LatestRecommendations has %d, Latest %d", len(got), len(rep.Recommendations))
+			}
+		})
+	}
+}
+
+// TestSourceOutageKeepsBottlenecks: while the source is down the rules are
+// not evaluated, so the bottlenecks keep their state; once it answers
+// again they wait Config.Settle before reading its signals. Here a:1
+// stops being busy during the outage: the first cycle back sees it at
+// once without settling, and only once the settling time has passed with
+// it.
+func TestSourceOutageKeepsBottlenecks(t *testing.T) {
+	idle := []server{{"a:1", 2, 0, 2}, {"b:1", 2, 0, 0.5}}
+	tests := []struct {
+		name   string
+		settle time.Duration
+		// want is BusyServer a:1's state at each cycle after the source
+		// returns, one interval apart.
+		want []rules.State
+	}{
+		{"no settling", 0, []rules.State{"", "", "", "", ""}},
+		{"settles for a minute", time.Minute, []rules.State{rules.StateFiring, rules.StateFiring, rules.StateFiring, rules.StateFiring, ""}},
+		{"settles for one interval", interval, []rules.State{rules.StateFiring, "", "", "", ""}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, false, Config{Settle: tc.settle})
+			ctx := context.Background()
+			now := start.Add(15 * time.Minute)
+			f.scrape(t, start, now)
+			if _, err := f.pipe.Cycle(ctx, now); err != nil {
+				t.Fatal(err)
+			}
+			before := f.pipe.Bottlenecks()
+			if got := states(before)["BusyServer a:1"]; got != rules.StateFiring {
+				t.Fatalf("BusyServer a:1 before the outage: %q", got)
+			}
+
+			// Five minutes down: every cycle fails, nothing changes.
+			f.down = true
+			outage := 5 * time.Minute
+			f.scrapeServers(t, now.Add(interval), now.Add(outage+5*interval), idle)
+			for at := now.Add(interval); !at.After(now.Add(outage)); at = at.Add(interval) {
+				if _, err := f.pipe.Cycle(ctx, at); err == nil {
+					t.Fatalf("cycle at %s succeeded with the source down", at)
+				}
+			}
+			if got := f.pipe.Bottlenecks(); !slices.EqualFunc(got, before, func(a, b rules.Bottleneck) bool {
+				return a.Rule == b.Rule && a.Instance == b.Instance && a.State == b.State && a.ActiveAt.Equal(b.ActiveAt)
+			}) {
+				t.Errorf("bottlenecks after the outage = %v, want those before it, %v", states(got), states(before))
+			}
+
+			f.down = false
+			for i, want := range tc.want {
+				at := now.Add(outage + time.Duration(i+1)*interval)
+				if _, err := f.pipe.Cycle(ctx, at); err != nil {
+					t.Fatal(err)
+				}
+				if got := states(f.pipe.Bottlenecks())["BusyServer a:1"]; got != want {
+					t.Errorf("cycle %d back: BusyServer a:1 %q, want %q", i, got, want)
+				}
 			}
 		})
 	}

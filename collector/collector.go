@@ -49,6 +49,8 @@ type Collector struct {
 	latest   *Snapshot
 	lastSeen map[string]labels.Labels // series appended in the last cycle
 	ready    bool
+	failed   bool      // the last cycle failed
+	backAt   time.Time // the first cycle that succeeded after a failed one
 }
 
 type compiledProfile struct {
@@ -194,7 +196,11 @@ func (c *Collector) Cycle(ctx context.Context, now time.Time) (*Snapshot, error)
 		c.metrics.CollectionFailures.Inc()
 		c.mtx.Lock()
 		c.ready = false
+		c.failed = true
 		c.mtx.Unlock()
+		if serr := c.markStale(ctx, now); serr != nil {
+			err = errors.Join(err, serr)
+		}
 		return nil, err
 	}
 	if len(snap.Errors) > 0 {
@@ -216,8 +222,21 @@ func (c *Collector) Cycle(ctx context.Context, now time.Time) (*Snapshot, error)
 	c.mtx.Lock()
 	c.latest = snap
 	c.ready = true
+	if c.failed {
+		c.backAt, c.failed = now, false
+	}
 	c.mtx.Unlock()
 	return snap, nil
+}
+
+// BackAt is the time of the first cycle that succeeded after a failed
+// one, or zero if no cycle has failed. Signals computed over a window
+// that reaches back into the outage (rates above all) are incomplete
+// until a window has passed since.
+func (c *Collector) BackAt() time.Time {
+	c.mtx.RLock()
+	defer c.mtx.RUnlock()
+	return c.backAt
 }
 
 func (c *Collector) profileEngines() []string {
@@ -266,6 +285,36 @@ func (c *Collector) append(ctx context.Context, snap *Snapshot) error {
 	return nil
 }
 
+// markStale ends every series of the last cycle at ts, as Prometheus
+// does for the series of a target whose scrape fails. Without it, queries
+// over the store would carry the last values through an outage of the
+// source for the lookback delta (5 minutes), and a workflow's validation
+// window or guardrail would judge a change on values nobody measured.
+// The next successful cycle starts the series again.
+func (c *Collector) markStale(ctx context.Context, ts time.Time) error {
+	if c.store == nil {
+		return nil
+	}
+	c.mtx.Lock()
+	last := c.lastSeen
+	c.lastSeen = map[string]labels.Labels{}
+	c.mtx.Unlock()
+	if len(last) == 0 {
+		return nil
+	}
+	app := c.store.Appender(ctx)
+	for _, l := range last {
+		if _, err := app.Append(0, l, ts.UnixMilli(), math.Float64frombits(value.StaleNaN)); err != nil && !errors.Is(err, storage.ErrOutOfOrderSample) {
+			_ = app.Rollback()
+			return fmt.Errorf("marking %s stale after a failed collection: %w", l, err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		return fmt.Errorf("marking signals stale after a failed collection at %s: %w", ts.Format(time.RFC3339), err)
+	}
+	return nil
+}
+
 // Collect computes one snapshot at now without storing it. It fails only
 // when the source cannot answer at all; a rule that fails on its own is
 // listed in Snapshot.Errors and its signal is missing.
@@ -283,6 +332,9 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 		}
 	}
 	ev := evaluate(ctx, src, profiles, o.Engine, now)
+	if ev.unavailable != nil {
+		return nil, fmt.Errorf("collecting signals: %w", ev.unavailable)
+	}
 	if ev.down != nil && !slices.Contains(ev.detected, true) {
 		return nil, fmt.Errorf("collecting signals: %w", ev.down)
 	}
@@ -317,6 +369,9 @@ type evaluation struct {
 	errs     []string
 	queries  int
 	down     error
+	// unavailable is the first error of a source that could not be
+	// reached (ErrUnavailable), whichever query it answered.
+	unavailable error
 }
 
 // evaluate runs every rule and settings query of the selected profiles,
@@ -344,6 +399,15 @@ func evaluate(ctx context.Context, src Source, profiles []*compiledProfile, engi
 				queries.Add(1)
 				if err != nil {
 					errs[i] = append(errs[i], fmt.Sprintf("%s rule %s: %v", p.file, r.Name(), err))
+					if errors.Is(err, ErrUnavailable) {
+						mu.Lock()
+						if ev.unavailable == nil {
+							ev.unavailable = err
+						}
+						mu.Unlock()
+						// The rest of the cycle is worthless.
+						return
+					}
 					if j == 0 {
 						// Without its instances the profile's other
 						// signals cannot be attributed.
@@ -362,6 +426,13 @@ func evaluate(ctx context.Context, src Source, profiles []*compiledProfile, engi
 			}
 			v, err := src.Query(ctx, p.settings.expr, now)
 			queries.Add(1)
+			if errors.Is(err, ErrUnavailable) {
+				mu.Lock()
+				if ev.unavailable == nil {
+					ev.unavailable = err
+				}
+				mu.Unlock()
+			}
 			if err != nil {
 				errs[i] = append(errs[i], fmt.Sprintf("%s settings query: %v", p.engine, err))
 				return

@@ -334,6 +334,158 @@ func TestCycleFailsWhenSourceIsDown(t *testing.T) {
 	}
 }
 
+// switchSource answers from src, or fails with err while down.
+type switchSource struct {
+	src  Source
+	down *bool
+	err  error
+}
+
+func (s switchSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+	if *s.down {
+		return nil, s.err
+	}
+	return s.src.Query(ctx, expr, ts)
+}
+
+func (s switchSource) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+	if *s.down {
+		return nil, s.err
+	}
+	return s.src.QueryRange(ctx, expr, start, end, step)
+}
+
+// TestFailedCycleEndsTheSignals: a cycle whose source is down marks every
+// series of the last cycle stale, so that history has a gap where nothing
+// was measured instead of the last values carried over for the lookback
+// delta; the next cycle that succeeds starts them again.
+func TestFailedCycleEndsTheSignals(t *testing.T) {
+	step := 15 * time.Second
+	tests := []struct {
+		name string
+		// up lists, per cycle, whether the source answers.
+		up []bool
+		// want is how many instances have llm_requests_running at each
+		// cycle's time, and half a step after it.
+		want []int
+	}{
+		{"always up", []bool{true, true, true}, []int{2, 2, 2}},
+		{"down after two cycles", []bool{true, true, false, false}, []int{2, 2, 0, 0}},
+		{"down then back", []bool{true, false, false, true}, []int{2, 0, 0, 2}},
+		{"down from the start", []bool{false, true}, []int{0, 2}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			store := openTestStore(t)
+			ctx := context.Background()
+			down := false
+			src := switchSource{src: store, down: &down, err: errors.New("connection refused")}
+			c := New(Options{Metrics: testMetrics(), Store: store})
+			if err := c.ApplyConfig(config.Default(), src, []*Profile{mustProfile(t, "fake.yml", fakeProfile)}); err != nil {
+				t.Fatal(err)
+			}
+			for i, up := range tc.up {
+				ts := t0.Add(time.Duration(i) * step)
+				// The servers keep being scraped: only the source the
+				// collector reads fails.
+				scrapeText(t, store, "a:1", ts.Add(-time.Second), fakeExposition(3, 0))
+				scrapeText(t, store, "b:1", ts.Add(-time.Second), fakeExposition(6, 0))
+				down = !up
+				_, err := c.Cycle(ctx, ts)
+				if up != (err == nil) {
+					t.Fatalf("cycle %d: error %v with the source up=%v", i, err, up)
+				}
+				if c.Ready() != up {
+					t.Errorf("cycle %d: Ready() = %v with the source up=%v", i, c.Ready(), up)
+				}
+			}
+			down = false
+			for i, want := range tc.want {
+				for _, at := range []time.Time{t0.Add(time.Duration(i) * step), t0.Add(time.Duration(i)*step + step/2)} {
+					v, err := store.Query(ctx, "llm_requests_running", at)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(v) != want {
+						t.Errorf("llm_requests_running at cycle %d (%s) = %v, want %d instances", i, at.Sub(t0), v, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// partSource answers from src, except the queries that mention failOn,
+// which fail with err.
+type partSource struct {
+	src    Source
+	failOn string
+	err    error
+}
+
+func (s partSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+	if strings.Contains(expr, s.failOn) {
+		return nil, s.err
+	}
+	return s.src.Query(ctx, expr, ts)
+}
+
+func (s partSource) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+	return s.src.QueryRange(ctx, expr, start, end, step)
+}
+
+// TestCycleFailsWhenSourceGoesAwayMidCycle: a query the source refuses
+// costs only its signal, but a source that cannot be reached for one query
+// fails the whole cycle, since the snapshot would miss signals the rules
+// read; the signals of the last cycle are then marked stale.
+func TestCycleFailsWhenSourceGoesAwayMidCycle(t *testing.T) {
+	tests := []struct {
+		name     string
+		err      error
+		wantFail bool
+	}{
+		{"bad query", errors.New("bad_data: parse error"), false},
+		{"unreachable", unavailableError{errors.New("dial tcp: connection refused")}, true},
+		{"unreachable, wrapped", fmt.Errorf("querying: %w", unavailableError{errors.New("server_error: 503")}), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			store := openTestStore(t)
+			ctx := context.Background()
+			scrapeText(t, store, "a:1", t0.Add(-time.Second), fakeExposition(3, 0))
+			c := New(Options{Metrics: testMetrics(), Store: store})
+			if err := c.ApplyConfig(config.Default(), store, []*Profile{mustProfile(t, "fake.yml", fakeProfile)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Cycle(ctx, t0); err != nil {
+				t.Fatal(err)
+			}
+			// The instance rule answers; a later rule of the cycle does not.
+			if err := c.ApplyConfig(config.Default(), partSource{store, "fake_tokens_total", tc.err}, []*Profile{mustProfile(t, "fake.yml", fakeProfile)}); err != nil {
+				t.Fatal(err)
+			}
+			t1 := t0.Add(15 * time.Second)
+			snap, err := c.Cycle(ctx, t1)
+			if gotFail := err != nil; gotFail != tc.wantFail {
+				t.Fatalf("Cycle error = %v, want failure %v", err, tc.wantFail)
+			}
+			if tc.wantFail {
+				if !errors.Is(err, ErrUnavailable) || c.Ready() {
+					t.Errorf("error %v is not ErrUnavailable, or the collector is still ready", err)
+				}
+				v, err := store.Query(ctx, "llm_requests_running", t1)
+				if err != nil || len(v) != 0 {
+					t.Errorf("llm_requests_running after the failed cycle = %v, %v; want it stale", v, err)
+				}
+				return
+			}
+			if len(snap.Errors) != 1 || snap.Instance("a:1") == nil {
+				t.Errorf("snapshot errors %v, instances %v; want the refused rule listed and a:1 kept", snap.Errors, snap.Instances)
+			}
+		})
+	}
+}
+
 func TestRateWindowRewritesEveryRange(t *testing.T) {
 	store := openTestStore(t)
 	cfg := config.Default()

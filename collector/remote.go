@@ -97,6 +97,7 @@ func (s *RemoteSource) do(ctx context.Context, expr string, call func(context.Co
 	s.metrics.SourceQueryLatency.Observe(time.Since(start).Seconds())
 	if retryable(err) {
 		s.metrics.SourceUp.Set(0)
+		err = unavailableError{err}
 	}
 	return fmt.Errorf("querying %s for %q: %w", s.cfg.URL, expr, err)
 }

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -81,6 +82,9 @@ func TestRemoteQueryGivesUpAndReportsDown(t *testing.T) {
 	if got := calls.Load(); got != 3 {
 		t.Errorf("calls = %d, want 1 + 2 retries", got)
 	}
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("error %v does not match ErrUnavailable", err)
+	}
 	if got := testutil.ToFloat64(m.SourceUp); got != 0 {
 		t.Errorf("source up = %g, want 0", got)
 	}
@@ -98,8 +102,12 @@ func TestRemoteQueryDoesNotRetryBadQueries(t *testing.T) {
 		_, _ = w.Write([]byte(`{"status":"error","errorType":"bad_data","error":"parse error"}`))
 	}, nil)
 	m.SourceUp.Set(1)
-	if _, err := src.Query(context.Background(), "sum(", time.Now()); err == nil {
+	_, err := src.Query(context.Background(), "sum(", time.Now())
+	if err == nil {
 		t.Fatal("no error")
+	}
+	if errors.Is(err, ErrUnavailable) {
+		t.Errorf("a bad query's error %v matches ErrUnavailable", err)
 	}
 	if got := calls.Load(); got != 1 {
 		t.Errorf("calls = %d, want 1", got)

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/prometheus/prometheus/promql"
@@ -16,3 +17,18 @@ type Source interface {
 	// QueryRange evaluates expr at every step from start to end.
 	QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error)
 }
+
+// ErrUnavailable is matched (errors.Is) by the errors of a Source that
+// could not be reached or was overloaded, as opposed to one that refused
+// a query. One such error fails the whole cycle: a source that went away
+// in the middle of a cycle answered only part of it, and rules reading a
+// snapshot with signals missing would resolve bottlenecks for want of
+// data.
+var ErrUnavailable = errors.New("metrics source unavailable")
+
+// unavailableError marks err as ErrUnavailable; its message is err's.
+type unavailableError struct{ err error }
+
+func (e unavailableError) Error() string        { return e.err.Error() }
+func (e unavailableError) Unwrap() error        { return e.err }
+func (e unavailableError) Is(target error) bool { return target == ErrUnavailable }

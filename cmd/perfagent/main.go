@@ -45,6 +45,11 @@ type daemonFlags struct {
 	writeTimeout     time.Duration
 	maxConnections   int
 	log              promslog.Config
+	// resendDelay and queueCapacity are Prometheus's
+	// --rules.alert.resend-delay and
+	// --alertmanager.notification-queue-capacity.
+	resendDelay   time.Duration
+	queueCapacity int
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -74,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serveCmd.Flag("web.max-connections", "Maximum number of simultaneous connections. 0 means no limit.").Default("512").IntVar(&f.maxConnections)
 	serveCmd.Flag("storage.path", "Directory of the local TSDB of signals.").Default("data/").StringVar(&f.storagePath)
 	serveCmd.Flag("storage.retention", "How long to keep signal history.").Default("1d").StringVar(&f.storageRetention)
+	serveCmd.Flag("rules.alert.resend-delay", "How often an alert is sent again to Alertmanager while it lasts (bottlenecks and approval requests); a delivery that failed is made good by the next.").Default("1m").DurationVar(&f.resendDelay)
+	serveCmd.Flag("alertmanager.notification-queue-capacity", "How many alerts wait for each Alertmanager before the oldest are dropped (and counted).").Default("10000").IntVar(&f.queueCapacity)
 
 	checkCmd := app.Command("check", "Check files for errors.")
 	checkConfigCmd := checkCmd.Command("config", "Check configuration files, and the profiles they name, for errors.")

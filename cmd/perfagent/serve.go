@@ -153,7 +153,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		prober = collector.NewProber(time.Duration(cfg.Collector.Probe.Interval), time.Duration(cfg.Collector.Probe.Timeout), a.metrics)
 	}
 	a.coll = collector.New(collector.Options{Logger: logger.With("component", "collector"), Metrics: a.metrics, Store: a.store, Prober: prober})
-	a.alerts = alerting.New(alerting.Options{Logger: logger.With("component", "notifier")})
+	a.alerts = alerting.New(alerting.Options{Logger: logger.With("component", "notifier"), QueueCapacity: f.queueCapacity})
 	gatherer := prometheus.Gatherers{reg, a.alerts.Gatherer()}
 	a.rules = rules.NewManager(rules.ManagerOptions{
 		NotifyFunc:         a.sendBottleneckAlerts,
@@ -164,6 +164,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Logger:             logger.With("component", "rules"),
 		Metrics:            rules.NewMetrics(reg),
 		EvaluationInterval: time.Duration(cfg.Global.EvaluationInterval),
+		ResendDelay:        f.resendDelay,
 		Disabled:           cfg.Rules.Disabled,
 	})
 	if cfg.Source.Prometheus == nil {
@@ -377,7 +378,7 @@ func (a *daemon) config() *config.Config {
 
 // pipelineConfig is the part of cfg the pipeline reads on every cycle.
 func pipelineConfig(cfg *config.Config) agent.Config {
-	return agent.Config{SLO: cfg.Rules.SLO, Interval: time.Duration(cfg.Global.EvaluationInterval)}
+	return agent.Config{SLO: cfg.Rules.SLO, Interval: time.Duration(cfg.Global.EvaluationInterval), Settle: time.Duration(cfg.Collector.RateWindow)}
 }
 
 // backfill computes signal history from the remote source at start.

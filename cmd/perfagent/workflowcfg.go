@@ -71,7 +71,8 @@ func newWorkflows(cfg *config.Config, f daemonFlags, store *signalstore.Store, a
 		Executor: live.Executor, Validator: live.Validator, Approvers: live.Approvers, ExternalURL: live.ExternalURL,
 		Defaults: live.Defaults, RollbackAttempts: live.RollbackAttempts, RollbackBackoff: live.RollbackBackoff,
 		IngestionLag: live.IngestionLag, TickInterval: live.TickInterval,
-		AgentName: "perfagent", Metrics: metrics,
+		ResendInterval: f.resendDelay,
+		AgentName:      "perfagent", Metrics: metrics,
 		Logger: logger.With("component", "workflow"),
 	})
 	if err != nil {
