@@ -3,13 +3,17 @@ package workflow
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Store keeps workflows durably. Every Update is atomic: the record, the
@@ -82,23 +86,58 @@ var (
 	bucketExecutions = []byte("executions")
 )
 
-// BoltStore is a Store in one bbolt file.
+// BoltStore is a Store in one bbolt file. bbolt writes copy-on-write and
+// syncs the data before the meta page that points to it, so a commit
+// survives a crash whole or not at all.
 type BoltStore struct {
 	db *bolt.DB
 }
 
-// OpenBoltStore opens (creating if needed) the store in dir.
+// StoreFile is the name of the store's file in its directory.
+const StoreFile = "workflows.db"
+
+// DamagedStoreError is returned when the store's file is not a whole
+// store: cut short, overwritten or not a store at all. The file is left as
+// it is.
+type DamagedStoreError struct {
+	Path string
+	Err  error
+}
+
+func (e *DamagedStoreError) Error() string {
+	return fmt.Sprintf("workflow store %s is damaged: %v; the agent does not start on it, "+
+		"so that the workflows and approvals it holds are not lost silently: restore the file from a backup, "+
+		"or move it away to start with an empty store (the workflows in it are then forgotten: "+
+		"check by hand the instances they changed)", e.Path, e.Err)
+}
+
+func (e *DamagedStoreError) Unwrap() error { return e.Err }
+
+// OpenBoltStore opens (creating if needed) the store in dir. A damaged
+// file is refused with a *DamagedStoreError, never replaced.
 func OpenBoltStore(dir string) (*BoltStore, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create workflow store directory %q: %w", dir, err)
 	}
-	path := filepath.Join(dir, "workflows.db")
+	path := filepath.Join(dir, StoreFile)
+	switch _, err := os.Stat(path); {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := createBoltFile(dir, path); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("open workflow store %q: %w", path, err)
+	}
+	if err := checkBoltFile(path); err != nil {
+		return nil, err
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("open workflow store %q: %w", path, err)
 	}
+	// Stores made before they were created whole may lack buckets.
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketWorkflows, bucketEvents, bucketLocks, bucketExecutions} {
+		for _, b := range buckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -110,6 +149,136 @@ func OpenBoltStore(dir string) (*BoltStore, error) {
 		return nil, fmt.Errorf("initialise workflow store %q: %w", path, err)
 	}
 	return &BoltStore{db: db}, nil
+}
+
+var buckets = [][]byte{bucketWorkflows, bucketEvents, bucketLocks, bucketExecutions}
+
+// createBoltFile makes a new, empty store under a temporary name and
+// renames it into place, syncing the directory: a file at path is then
+// always a whole store, and an empty or short one is damage, not a store
+// that a crash interrupted while it was being created.
+func createBoltFile(dir, path string) error {
+	tmp := path + ".new"
+	// A crash while creating left it; it never held anything.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove unfinished workflow store %q: %w", tmp, err)
+	}
+	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("create workflow store %q: %w", tmp, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range buckets {
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("initialise workflow store %q: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("create workflow store %q: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory %q: %w", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync directory %q: %w", dir, err)
+	}
+	return nil
+}
+
+// checkBoltFile reads the whole store read-only: its meta pages, its size
+// against what its last commit needs, every page reachable from it, and
+// every record. bbolt checks only the meta pages when it opens a file, and
+// maps the file into memory, so that a page past the end of a cut file
+// would fault later; reading everything first, with faults turned into
+// panics, finds the damage at start, where it can be refused.
+// Damage is a *DamagedStoreError; other errors (the file is locked by
+// another process, or not readable) are not.
+func checkBoltFile(path string) (err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("open workflow store %q: %w", path, err)
+	}
+	if fi.Size() == 0 {
+		return &DamagedStoreError{Path: path, Err: errors.New("the file is empty")}
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = &DamagedStoreError{Path: path, Err: fmt.Errorf("reading it failed: %v", r)}
+		}
+	}()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return fmt.Errorf("open workflow store %q: another process has it open: %w", path, err)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("open workflow store %q: %w", path, err)
+	case err != nil:
+		return &DamagedStoreError{Path: path, Err: err}
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		if need := tx.Size(); need > fi.Size() {
+			return fmt.Errorf("the file has %d bytes and its last commit needs %d: it was cut short", fi.Size(), need)
+		}
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			return checkBucket(string(name), b)
+		})
+	})
+	if err != nil {
+		return &DamagedStoreError{Path: path, Err: err}
+	}
+	return nil
+}
+
+// checkBucket decodes every record of a top-level bucket.
+func checkBucket(name string, b *bolt.Bucket) error {
+	var decode func(k, v []byte) error
+	switch name {
+	case string(bucketWorkflows):
+		decode = func(_, v []byte) error { return json.Unmarshal(v, new(Workflow)) }
+	case string(bucketExecutions):
+		decode = func(_, v []byte) error { return json.Unmarshal(v, new(Execution)) }
+	case string(bucketLocks):
+		decode = func(_, v []byte) error {
+			if len(v) == 0 {
+				return errors.New("empty lock")
+			}
+			return nil
+		}
+	case string(bucketEvents):
+		decode = func(k, v []byte) error {
+			if v != nil {
+				return errors.New("an event outside any workflow's log")
+			}
+			return b.Bucket(k).ForEach(func(_, v []byte) error { return json.Unmarshal(v, new(Event)) })
+		}
+	default:
+		return fmt.Errorf("unknown bucket %q", name)
+	}
+	return b.ForEach(func(k, v []byte) error {
+		if err := decode(k, v); err != nil {
+			return fmt.Errorf("bucket %s, key %q: %w", name, k, err)
+		}
+		return nil
+	})
 }
 
 // Close closes the bbolt file.

@@ -1,7 +1,13 @@
 package workflow
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -118,5 +124,115 @@ func TestBoltStore(t *testing.T) {
 	}
 	if none, _ := s.List(Filter{Model: "other"}); len(none) != 0 {
 		t.Fatalf("List by model matched %d", len(none))
+	}
+}
+
+// filledStore writes a store with enough workflows to span many pages and
+// returns its file.
+func filledStore(t *testing.T, dir string) string {
+	t.Helper()
+	s := openStore(t, dir)
+	for i := range 200 {
+		w := storedWorkflow(fmt.Sprintf("wf-%03d", i), fmt.Sprintf("inst-%03d", i))
+		w.Change.Evidence = strings.Repeat("evidence ", 20)
+		if err := s.Create(w); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.BeginExecution(w.ID+"/apply", t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, StoreFile)
+}
+
+// TestDamagedStoreIsRefused: a store file cut short or overwritten is
+// refused with an error that names it and says what to do, and is left
+// as it was; the store is never silently started empty.
+func TestDamagedStoreIsRefused(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	garbage := func(b []byte) { // random bytes, as a stray write would leave
+		for i := range b {
+			b[i] = byte(rnd.Uint32())
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func(b []byte) []byte
+		want   string
+	}{
+		{"empty", func([]byte) []byte { return nil }, "the file is empty"},
+		{"cut in half", func(b []byte) []byte { return b[:len(b)/2] }, "cut short"},
+		{"cut to the meta pages", func(b []byte) []byte { return b[:3*4096+100] }, "cut short"},
+		{"cut inside the meta pages", func(b []byte) []byte { return b[:5000] }, ""},
+		{"meta pages overwritten", func(b []byte) []byte { garbage(b[:2*4096]); return b }, ""},
+		{"data pages overwritten", func(b []byte) []byte { garbage(b[2*4096:]); return b }, ""},
+		{"second half zeroed", func(b []byte) []byte { clear(b[len(b)/2:]); return b }, ""},
+		{"whole file overwritten", func(b []byte) []byte { garbage(b); return b }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filledStore(t, dir)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			damaged := tc.damage(b)
+			if err := os.WriteFile(path, damaged, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := OpenBoltStore(dir)
+			if err == nil {
+				s.Close()
+				t.Fatal("a damaged store opened")
+			}
+			var derr *DamagedStoreError
+			if !errors.As(err, &derr) || derr.Path != path {
+				t.Fatalf("err = %v, want a DamagedStoreError naming %s", err, path)
+			}
+			for _, want := range []string{path, "damaged", "restore the file from a backup", "move it away", tc.want} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("the error does not say %q: %v", want, err)
+				}
+			}
+			after, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(after, damaged) {
+				t.Error("opening changed the damaged file")
+			}
+		})
+	}
+}
+
+// TestStoreCreatedWhole: a store file exists only once it is a whole
+// store; what a crash left of an unfinished creation is replaced, and a
+// store reopens with what it held.
+func TestStoreCreatedWhole(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, StoreFile+".new"), []byte("half a store"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, dir)
+	if err := s.Create(storedWorkflow("wf-1", "a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != StoreFile {
+		t.Errorf("the store directory holds %v, want only %s", entries, StoreFile)
+	}
+	s = openStore(t, dir)
+	defer s.Close()
+	if _, err := s.Get("wf-1"); err != nil {
+		t.Errorf("reopened: %v", err)
 	}
 }
