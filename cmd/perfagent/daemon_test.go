@@ -117,14 +117,19 @@ func startAgent(t *testing.T, config string, extra ...func(*daemonFlags)) *testA
 // waitFor polls cond every 100ms for up to 20 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
+	waitWithin(t, what, 20*time.Second, cond)
+}
+
+// waitWithin polls cond every 100ms for up to limit.
+func waitWithin(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -345,12 +345,12 @@ func crashRun(t *testing.T, p crashPlan) crashResult {
 		return false
 	}
 
-	pollUntil(t, "error ratios of both servers", 2*time.Minute, func() bool {
+	waitWithin(t, "error ratios of both servers", 2*time.Minute, func() bool {
 		_, body := do(t, "GET", url+"/api/v1/instances", "alice", "")
 		return strings.Count(body, `"llm_request_error_ratio"`) == 2
 	})
 	signalsSince := time.Now()
-	pollUntil(t, "a recommendation", 2*time.Minute, func() bool {
+	waitWithin(t, "a recommendation", 2*time.Minute, func() bool {
 		code, body := do(t, "GET", url+"/api/v1/recommendations?id=raise_gpu_memory_utilization", "alice", "")
 		return code == 200 && strings.Contains(body, `"proposed"`)
 	})
@@ -383,7 +383,7 @@ func crashRun(t *testing.T, p crashPlan) crashResult {
 
 	switch p.point {
 	case killValidation:
-		pollUntil(t, "the canary's warm-up", time.Minute, func() bool {
+		waitWithin(t, "the canary's warm-up", time.Minute, func() bool {
 			got, _ := get()
 			return got.State == "warmup" || got.State == "analysing"
 		})
@@ -539,18 +539,6 @@ func watchWrites(path string, killed <-chan struct{}, kill func()) {
 	}
 }
 
-// pollUntil polls cond every 100ms for up to limit.
-func pollUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestFaultCorruptStore damages the workflow store of an agent that ran
 // (cut in half, as a torn copy would leave it, or overwritten with random
 // bytes) and starts the agent on it: it must refuse, exit non-zero and
@@ -584,7 +572,7 @@ func TestFaultCorruptStore(t *testing.T) {
 		args := []string{"--config.file", cfgFile, "--web.config.file", webCfg, "--web.listen-address", addr, "--storage.path", data}
 		proc := &agentProcess{t: t, log: &testutil.SyncBuffer{}, args: args}
 		proc.start()
-		pollUntil(t, "the agent to serve workflows", time.Minute, func() bool {
+		waitWithin(t, "the agent to serve workflows", time.Minute, func() bool {
 			code, _ := do(t, "GET", "http://"+addr+"/api/v1/workflows", "alice", "")
 			return code == 200
 		})
@@ -690,7 +678,7 @@ func TestFaultSignalsSurviveSIGKILL(t *testing.T) {
 		before map[string][][2]string
 		n      int
 	)
-	pollUntil(t, "10 s of signal history", time.Minute, func() bool {
+	waitWithin(t, "10 s of signal history", time.Minute, func() bool {
 		end = time.Now()
 		before, n = history(end)
 		return end.Sub(start) > 10*time.Second && n > 0
@@ -712,7 +700,7 @@ func TestFaultSignalsSurviveSIGKILL(t *testing.T) {
 	}
 	proc.start()
 	var after map[string][][2]string
-	pollUntil(t, "the restarted agent's history", time.Minute, func() bool {
+	waitWithin(t, "the restarted agent's history", time.Minute, func() bool {
 		after, _ = history(end)
 		return after != nil
 	})
