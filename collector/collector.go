@@ -388,6 +388,19 @@ func evaluate(ctx context.Context, src Source, profiles []*compiledProfile, engi
 		mu      sync.Mutex
 		queries atomic.Int64
 	)
+	// unavailable keeps the first error of a source that could not be
+	// reached and says whether err is one.
+	unavailable := func(err error) bool {
+		if !errors.Is(err, ErrUnavailable) {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.unavailable == nil {
+			ev.unavailable = err
+		}
+		return true
+	}
 	for i, p := range profiles {
 		if engine != "" && p.engine != engine {
 			continue
@@ -399,12 +412,7 @@ func evaluate(ctx context.Context, src Source, profiles []*compiledProfile, engi
 				queries.Add(1)
 				if err != nil {
 					errs[i] = append(errs[i], fmt.Sprintf("%s rule %s: %v", p.file, r.Name(), err))
-					if errors.Is(err, ErrUnavailable) {
-						mu.Lock()
-						if ev.unavailable == nil {
-							ev.unavailable = err
-						}
-						mu.Unlock()
+					if unavailable(err) {
 						// The rest of the cycle is worthless.
 						return
 					}
@@ -426,13 +434,7 @@ func evaluate(ctx context.Context, src Source, profiles []*compiledProfile, engi
 			}
 			v, err := src.Query(ctx, p.settings.expr, now)
 			queries.Add(1)
-			if errors.Is(err, ErrUnavailable) {
-				mu.Lock()
-				if ev.unavailable == nil {
-					ev.unavailable = err
-				}
-				mu.Unlock()
-			}
+			unavailable(err)
 			if err != nil {
 				errs[i] = append(errs[i], fmt.Sprintf("%s settings query: %v", p.engine, err))
 				return
