@@ -87,23 +87,12 @@ func startRolloutWith(t *testing.T, wrap func(*simulator.Fleet, http.Handler) ht
 	// the window before the change: let history cover it, after the first
 	// rate window, whose rates the agent computed from fewer scrapes.
 	time.Sleep(time.Until(signalsSince.Add(10*time.Second + 8*time.Second + 2*time.Second)))
-	code, created := do(t, "POST", a.url+"/api/v1/workflows", "alice", fmt.Sprintf(`{"recommendation":"raise_gpu_memory_utilization","instance":%q}`, sim.addrs[0]))
-	if code != 200 {
-		t.Fatalf("create = %d %s", code, created)
-	}
-	var w struct {
-		Data struct {
-			ID           string `json:"id"`
-			ProposalHash string `json:"proposal_hash"`
-			Change       struct{ To string }
-		}
-	}
-	_ = json.Unmarshal([]byte(created), &w)
-	to, err := strconv.ParseFloat(w.Data.Change.To, 64)
+	id, hash, proposed := proposeKVRaise(t, a.url, sim.addrs[0])
+	to, err := strconv.ParseFloat(proposed, 64)
 	if err != nil || to <= 0.8 {
-		t.Fatalf("proposed gpu_memory_utilization %q is no raise", w.Data.Change.To)
+		t.Fatalf("proposed gpu_memory_utilization %q is no raise", proposed)
 	}
-	return &rollout{a: a, sim: sim, recv: recv, id: w.Data.ID, hash: w.Data.ProposalHash, to: to}
+	return &rollout{a: a, sim: sim, recv: recv, id: id, hash: hash, to: to}
 }
 
 func (r *rollout) approve(t *testing.T) {

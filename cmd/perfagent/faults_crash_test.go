@@ -357,27 +357,14 @@ func crashRun(t *testing.T, p crashPlan) crashResult {
 	// The last stage is compared with the window before the change: let
 	// history cover it after the first rate window (8 s).
 	time.Sleep(time.Until(signalsSince.Add(8*time.Second + 6*time.Second + 2*time.Second)))
-	code, created := do(t, "POST", url+"/api/v1/workflows", "alice", fmt.Sprintf(`{"recommendation":"raise_gpu_memory_utilization","instance":%q}`, sim.addrs[0]))
-	if code != 200 {
-		t.Fatalf("create = %d %s", code, created)
-	}
-	var w struct {
-		Data struct {
-			ID           string `json:"id"`
-			ProposalHash string `json:"proposal_hash"`
-		}
-	}
-	if err := json.Unmarshal([]byte(created), &w); err != nil {
-		t.Fatal(err)
-	}
-	id := w.Data.ID
+	id, hash, _ := proposeKVRaise(t, url, sim.addrs[0])
 	get := func() (crashWorkflow, bool) {
 		var got struct{ Data crashWorkflow }
 		code, body := do(t, "GET", url+"/api/v1/workflows/"+id, "alice", "")
 		return got.Data, code == 200 && json.Unmarshal([]byte(body), &got) == nil
 	}
 	armed.Store(true)
-	if code, msg := do(t, "POST", url+"/api/v1/workflows/"+id+"/approve", "bob", fmt.Sprintf(`{"proposal_hash":%q}`, w.Data.ProposalHash)); code != 200 {
+	if code, msg := do(t, "POST", url+"/api/v1/workflows/"+id+"/approve", "bob", fmt.Sprintf(`{"proposal_hash":%q}`, hash)); code != 200 {
 		t.Fatalf("approve = %d %s", code, msg)
 	}
 

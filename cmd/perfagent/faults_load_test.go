@@ -8,7 +8,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,7 +22,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/optiinfra/perfagent/internal/testutil"
-	"github.com/optiinfra/perfagent/simulator"
 )
 
 // startLargeFleet serves n small simulated vLLM servers on loopback and the
@@ -44,37 +42,7 @@ func startLargeFleet(t *testing.T, secret string, n int) *simFleet {
 		lns[i], addrs[i] = ln, ln.Addr().String()
 		fmt.Fprintf(&b, "  - {name: vllm-%d, engine: vllm, listen: %q, settings: {gpu_memory_utilization: 0.8}, workload: {rate: 2}}\n", i, addrs[i])
 	}
-	cfg, err := simulator.ParseFleet("fleet.yaml", []byte(b.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet, err := simulator.NewFleet(cfg, time.Now().Add(-5*time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet.Advance(time.Now())
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-tick.C:
-				fleet.Advance(now)
-			}
-		}
-	}()
-	for i, s := range fleet.Servers() {
-		srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(lns[i]) }()
-		t.Cleanup(func() { _ = srv.Close() })
-	}
-	wh := httptest.NewServer(fleet.WebhookHandler([]byte(secret), time.Now))
-	t.Cleanup(wh.Close)
-	return &simFleet{fleet: fleet, addrs: addrs, webhook: wh}
+	return serveFleet(t, b.String(), lns, secret, time.Second)
 }
 
 // loadAgent runs the agent as a child process (so that its goroutines and

@@ -218,11 +218,11 @@ scrape_configs:
 		t.Fatalf("configuration not rewritten for remote mode:\n%s", cfg)
 	}
 	a := startAgent(t, cfg, func(f *daemonFlags) { f.webConfigFile = webCfg })
-	waitLong(t, 30*time.Second, "the agent ready", func() bool { return readyCode(a.url) == http.StatusOK })
+	waitWithin(t, "the agent ready", 30*time.Second, func() bool { return readyCode(a.url) == http.StatusOK })
 
 	// Four bottlenecks, two per server, all firing.
 	var before map[string]faultBottleneck
-	waitLong(t, 60*time.Second, "KVTest and TokensFlowing firing on both servers", func() bool {
+	waitWithin(t, "KVTest and TokensFlowing firing on both servers", 60*time.Second, func() bool {
 		before = activeBottlenecks(t, a.url, "alice")
 		n := 0
 		for _, b := range before {
@@ -233,30 +233,18 @@ scrape_configs:
 		return n == 4
 	})
 	signalsSince := time.Now()
-	waitLong(t, 60*time.Second, "a recommendation", func() bool {
+	waitWithin(t, "a recommendation", 60*time.Second, func() bool {
 		code, body := do(t, "GET", a.url+"/api/v1/recommendations?id=raise_gpu_memory_utilization", "alice", "")
 		return code == 200 && strings.Contains(body, `"proposed"`)
 	})
 	// The comparison before the change needs a window of history.
 	time.Sleep(time.Until(signalsSince.Add(6*time.Second + 8*time.Second + 2*time.Second)))
-	code, created := do(t, "POST", a.url+"/api/v1/workflows", "alice", fmt.Sprintf(`{"recommendation":"raise_gpu_memory_utilization","instance":%q}`, sim.addrs[0]))
-	if code != 200 {
-		t.Fatalf("create = %d %s", code, created)
-	}
-	var w struct {
-		Data struct {
-			ID           string `json:"id"`
-			ProposalHash string `json:"proposal_hash"`
-		}
-	}
-	if err := json.Unmarshal([]byte(created), &w); err != nil {
-		t.Fatal(err)
-	}
-	if code, msg := do(t, "POST", a.url+"/api/v1/workflows/"+w.Data.ID+"/approve", "bob", fmt.Sprintf(`{"proposal_hash":%q}`, w.Data.ProposalHash)); code != 200 {
+	wfID, wfHash, _ := proposeKVRaise(t, a.url, sim.addrs[0])
+	if code, msg := do(t, "POST", a.url+"/api/v1/workflows/"+wfID+"/approve", "bob", fmt.Sprintf(`{"proposal_hash":%q}`, wfHash)); code != 200 {
 		t.Fatalf("approve = %d %s", code, msg)
 	}
-	waitLong(t, 60*time.Second, "the workflow's validation window", func() bool {
-		return getWorkflow(t, a.url, w.Data.ID).State == "analysing"
+	waitWithin(t, "the workflow's validation window", 60*time.Second, func() bool {
+		return getWorkflow(t, a.url, wfID).State == "analysing"
 	})
 	_, rulesBefore := get(t, a.url+"/api/v1/rules")
 	// Built-in rules may flap on the simulated fleet with or without an
@@ -287,7 +275,7 @@ scrape_configs:
 				left[k] = true
 			}
 		}
-		states[getWorkflow(t, a.url, w.Data.ID).State] = true
+		states[getWorkflow(t, a.url, wfID).State] = true
 	}
 
 	open.Store(false)
@@ -318,7 +306,7 @@ scrape_configs:
 	}
 	restarted := time.Now()
 	prom.Start()
-	waitLong(t, 30*time.Second, "Prometheus to scrape again", func() bool {
+	waitWithin(t, "Prometheus to scrape again", 30*time.Second, func() bool {
 		watch()
 		return len(promQuery(t, prom.URL, "", fmt.Sprintf(`count_over_time(up{job="vllm"}[%ds] @ %d) >= 2`, max(1, int(time.Since(restarted).Seconds())), time.Now().Unix()))) == 2
 	})
@@ -364,8 +352,8 @@ scrape_configs:
 	// The workflow is judged once its window is over: with most of the
 	// window missing it pauses, neither passed nor failed.
 	var wf faultWorkflow
-	waitLong(t, 30*time.Second, "the workflow to leave analysing", func() bool {
-		wf = getWorkflow(t, a.url, w.Data.ID)
+	waitWithin(t, "the workflow to leave analysing", 30*time.Second, func() bool {
+		wf = getWorkflow(t, a.url, wfID)
 		states[wf.State] = true
 		return wf.State != "analysing" && wf.State != "warmup"
 	})
@@ -404,14 +392,6 @@ scrape_configs:
 		faultInterval, 5*faultMinutes, len(appeared), kept, len(before), notReady.Seconds(), (2 * faultInterval).Seconds(), wf.State, len(wf.Results), recovered.Seconds(), rulesBack.Seconds(), faultRateWindow)
 }
 
-// waitLong polls cond every 100 ms for up to limit.
-func waitLong(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	if _, ok := pollUntil(limit, cond); !ok {
-		t.Fatalf("timed out after %s waiting for %s", limit, what)
-	}
-}
-
 // TestFaultModelServerGone stops answering for one of three simulated
 // servers the agent scrapes itself (embedded mode): its instance shows as
 // down and its signals go stale within two scrape intervals, the agent
@@ -444,7 +424,7 @@ func TestFaultModelServerGone(t *testing.T) {
 		"rules: {rule_files: [" + ruleFile + "]}\n"
 	a := startAgent(t, cfg)
 	waitReady(t, a)
-	waitLong(t, 60*time.Second, "KVTest firing on the three servers", func() bool {
+	waitWithin(t, "KVTest firing on the three servers", 60*time.Second, func() bool {
 		n := 0
 		for _, b := range activeBottlenecks(t, a.url, "") {
 			if b.Rule == "KVTest" && b.State == "firing" {
@@ -628,15 +608,15 @@ func TestFaultAlertmanagerOutage(t *testing.T) {
 		f.webConfigFile = webCfg
 		f.resendDelay = faultMinutes
 	})
-	waitLong(t, 30*time.Second, "the agent ready", func() bool { return readyCode(a.url) == http.StatusOK })
-	waitLong(t, 60*time.Second, "KVTest of both servers in both Alertmanagers", func() bool {
+	waitWithin(t, "the agent ready", 30*time.Second, func() bool { return readyCode(a.url) == http.StatusOK })
+	waitWithin(t, "KVTest of both servers in both Alertmanagers", 60*time.Second, func() bool {
 		return len(alertmanagerAlerts(t, am1.URL, "KVTest")) == 2 && len(alertmanagerAlerts(t, am2.URL, "KVTest")) == 2
 	})
-	waitLong(t, 60*time.Second, "error ratios of both servers", func() bool {
+	waitWithin(t, "error ratios of both servers", 60*time.Second, func() bool {
 		_, body := do(t, "GET", a.url+"/api/v1/instances", "alice", "")
 		return strings.Count(body, `"llm_request_error_ratio"`) == 2
 	})
-	waitLong(t, 60*time.Second, "a recommendation for the first server", func() bool {
+	waitWithin(t, "a recommendation for the first server", 60*time.Second, func() bool {
 		_, body := do(t, "GET", a.url+"/api/v1/recommendations?id=raise_gpu_memory_utilization", "alice", "")
 		return strings.Contains(body, `"proposed"`) && strings.Contains(body, sim.addrs[0])
 	})
@@ -650,25 +630,8 @@ func TestFaultAlertmanagerOutage(t *testing.T) {
 	// A workflow asks for approval with one Alertmanager down: its alert
 	// reaches the other, the approval through the API works, and the
 	// workflow goes on without waiting for any Alertmanager.
-	createWorkflow := func(instance string) (id, hash string) {
-		t.Helper()
-		code, created := do(t, "POST", a.url+"/api/v1/workflows", "alice", fmt.Sprintf(`{"recommendation":"raise_gpu_memory_utilization","instance":%q}`, instance))
-		if code != 200 {
-			t.Fatalf("create a workflow for %s = %d %s", instance, code, created)
-		}
-		var w struct {
-			Data struct {
-				ID           string `json:"id"`
-				ProposalHash string `json:"proposal_hash"`
-			}
-		}
-		if err := json.Unmarshal([]byte(created), &w); err != nil {
-			t.Fatal(err)
-		}
-		return w.Data.ID, w.Data.ProposalHash
-	}
-	id, hash := createWorkflow(sim.addrs[0])
-	waitLong(t, 20*time.Second, "the approval request in the Alertmanager still up", func() bool {
+	id, hash, _ := proposeKVRaise(t, a.url, sim.addrs[0])
+	waitWithin(t, "the approval request in the Alertmanager still up", 20*time.Second, func() bool {
 		return amIdentities(t, am2.URL)["PerfAgentApprovalRequired@"+id]
 	})
 	approved := time.Now()

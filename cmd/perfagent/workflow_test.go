@@ -63,6 +63,21 @@ func startDemoFleet(t *testing.T, secret string) *simFleet {
 // change webhook, signed with secret.
 func runFleet(t *testing.T, fleetYAML string, addrs []string, secret string) *simFleet {
 	t.Helper()
+	lns := make([]net.Listener, len(addrs))
+	for i, a := range addrs {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[i] = ln
+	}
+	return serveFleet(t, fleetYAML, lns, secret, 50*time.Millisecond)
+}
+
+// serveFleet serves the fleet file's servers on lns, in order, advancing
+// the simulation every tick, and its change webhook, signed with secret.
+func serveFleet(t *testing.T, fleetYAML string, lns []net.Listener, secret string, tick time.Duration) *simFleet {
+	t.Helper()
 	cfg, err := simulator.ParseFleet("fleet.yaml", []byte(fleetYAML))
 	if err != nil {
 		t.Fatal(err)
@@ -78,25 +93,23 @@ func runFleet(t *testing.T, fleetYAML string, addrs []string, secret string) *si
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() {
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
+		ticker := time.NewTicker(tick)
+		defer ticker.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case now := <-tick.C:
+			case now := <-ticker.C:
 				fleet.Advance(now)
 			}
 		}
 	}()
+	addrs := make([]string, len(lns))
 	for i, s := range fleet.Servers() {
-		ln, err := net.Listen("tcp", addrs[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: time.Second}
-		go func() { _ = srv.Serve(ln) }()
+		srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(lns[i]) }()
 		t.Cleanup(func() { _ = srv.Close() })
+		addrs[i] = lns[i].Addr().String()
 	}
 	wh := httptest.NewServer(fleet.WebhookHandler([]byte(secret), time.Now))
 	t.Cleanup(wh.Close)
@@ -294,4 +307,26 @@ workflow:
   %s%s
 `, ruleFile, webhookURL, secret, waits, am)
 	return cfg, webCfg
+}
+
+// proposeKVRaise creates, as alice, the workflow of the current
+// raise_gpu_memory_utilization recommendation for instance, and returns
+// its id, proposal hash and proposed value.
+func proposeKVRaise(t *testing.T, url, instance string) (id, hash, to string) {
+	t.Helper()
+	code, created := do(t, "POST", url+"/api/v1/workflows", "alice", fmt.Sprintf(`{"recommendation":"raise_gpu_memory_utilization","instance":%q}`, instance))
+	if code != 200 {
+		t.Fatalf("create a workflow for %s = %d %s", instance, code, created)
+	}
+	var w struct {
+		Data struct {
+			ID           string `json:"id"`
+			ProposalHash string `json:"proposal_hash"`
+			Change       struct{ To string }
+		}
+	}
+	if err := json.Unmarshal([]byte(created), &w); err != nil {
+		t.Fatalf("create a workflow for %s: %v: %s", instance, err, created)
+	}
+	return w.Data.ID, w.Data.ProposalHash, w.Data.Change.To
 }
