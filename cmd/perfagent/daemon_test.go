@@ -471,7 +471,8 @@ func fakePrometheus(t *testing.T, down *atomic.Bool) *httptest.Server {
 		w.Header().Set("Content-Type", "application/json")
 		q := r.FormValue("query")
 		switch {
-		case r.URL.Path == "/api/v1/query" && strings.Contains(q, "vllm:num_requests_running") && strings.HasPrefix(q, "group"):
+		// The vLLM profile's instance list, from its core gauges.
+		case r.URL.Path == "/api/v1/query" && strings.Contains(q, "vllm:(num_requests_running|") && strings.HasPrefix(q, "group"):
 			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"instance":"10.0.0.7:8000","model":"llama"},"value":[1700000000,"1"]}]}}`)
 		case r.URL.Path == "/api/v1/query" && strings.Contains(q, "vllm:num_requests_running"):
 			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"instance":"10.0.0.7:8000","model":"llama"},"value":[1700000000,"42"]}]}}`)
