@@ -260,13 +260,8 @@ func (h *crashReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // the restart a change causes settles within a short warm-up (4 s; at
 // startSimFleet's load most stages would regress).
 func crashFleet(t *testing.T, secret string) *simFleet {
-	addrs := []string{testutil.FreeAddr(t), testutil.FreeAddr(t)}
-	var b strings.Builder
-	b.WriteString("seed: 3\nservers:\n")
-	for i, a := range addrs {
-		fmt.Fprintf(&b, "  - {name: vllm-%d, engine: vllm, listen: %q, settings: {gpu_memory_utilization: 0.8}, workload: {rate: 4}}\n", i, a)
-	}
-	return runFleet(t, b.String(), addrs, secret)
+	t.Helper()
+	return vllmFleet(t, secret, 2, 4, 50*time.Millisecond)
 }
 
 // crashWorkflow is the part of the API's workflow the checks read.

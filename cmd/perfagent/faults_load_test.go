@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,27 +22,6 @@ import (
 
 	"github.com/optiinfra/perfagent/internal/testutil"
 )
-
-// startLargeFleet serves n small simulated vLLM servers on loopback and the
-// fleet's change webhook. The fleet advances once a second, not every 50
-// ms as runFleet's does: a thousand servers would otherwise take the
-// machine's cores from the agent under test.
-func startLargeFleet(t *testing.T, secret string, n int) *simFleet {
-	t.Helper()
-	var b strings.Builder
-	b.WriteString("seed: 5\nservers:\n")
-	addrs := make([]string, n)
-	lns := make([]net.Listener, n)
-	for i := range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns[i], addrs[i] = ln, ln.Addr().String()
-		fmt.Fprintf(&b, "  - {name: vllm-%d, engine: vllm, listen: %q, settings: {gpu_memory_utilization: 0.8}, workload: {rate: 2}}\n", i, addrs[i])
-	}
-	return serveFleet(t, b.String(), lns, secret, time.Second)
-}
 
 // loadAgent runs the agent as a child process (so that its goroutines and
 // heap are its own) over the fleet, with basic auth for alice, bob and
@@ -254,7 +232,10 @@ func TestFaultAPILoad(t *testing.T) {
 		}
 		duration = d
 	}
-	sim := startLargeFleet(t, secret, instances)
+	// The fleet advances once a second, not every 50 ms as the small
+	// fleets do: a thousand servers would otherwise take the machine's
+	// cores from the agent under test.
+	sim := vllmFleet(t, secret, instances, 2, time.Second)
 	base, exited := loadAgent(t, sim, secret)
 	c := newLoadClient(base, clients)
 

@@ -32,14 +32,37 @@ type simFleet struct {
 
 func startSimFleet(t *testing.T, secret string, servers int) *simFleet {
 	t.Helper()
+	return vllmFleet(t, secret, servers, 16, 50*time.Millisecond)
+}
+
+// vllmFleet serves n simulated vLLM servers at gpu_memory_utilization 0.8,
+// each with rate requests per second, advanced every tick, and the fleet's
+// change webhook.
+func vllmFleet(t *testing.T, secret string, n int, rate float64, tick time.Duration) *simFleet {
+	t.Helper()
+	lns := loopbackListeners(t, n)
 	var b strings.Builder
 	b.WriteString("seed: 3\nservers:\n")
-	addrs := make([]string, servers)
-	for i := range servers {
-		addrs[i] = testutil.FreeAddr(t)
-		fmt.Fprintf(&b, "  - {name: vllm-%d, engine: vllm, listen: %q, settings: {gpu_memory_utilization: 0.8}, workload: {rate: 16}}\n", i, addrs[i])
+	for i, ln := range lns {
+		fmt.Fprintf(&b, "  - {name: vllm-%d, engine: vllm, listen: %q, settings: {gpu_memory_utilization: 0.8}, workload: {rate: %g}}\n", i, ln.Addr(), rate)
 	}
-	return runFleet(t, b.String(), addrs, secret)
+	return serveFleet(t, b.String(), lns, secret, tick)
+}
+
+// loopbackListeners listens on n free loopback ports. Listening at once,
+// rather than picking free ports to listen on later, leaves no window in
+// which another process takes a port.
+func loopbackListeners(t *testing.T, n int) []net.Listener {
+	t.Helper()
+	lns := make([]net.Listener, n)
+	for i := range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[i] = ln
+	}
+	return lns
 }
 
 // startDemoFleet runs the demo's fleet (examples/demo/fleet.yml: three
@@ -51,27 +74,14 @@ func startDemoFleet(t *testing.T, secret string) *simFleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var addrs []string
-	text := regexp.MustCompile(`listen: 127\.0\.0\.1:\d+`).ReplaceAllStringFunc(string(b), func(string) string {
-		addrs = append(addrs, testutil.FreeAddr(t))
-		return "listen: " + addrs[len(addrs)-1]
+	listen := regexp.MustCompile(`listen: 127\.0\.0\.1:\d+`)
+	lns := loopbackListeners(t, len(listen.FindAllString(string(b), -1)))
+	next := 0
+	text := listen.ReplaceAllStringFunc(string(b), func(string) string {
+		next++
+		return "listen: " + lns[next-1].Addr().String()
 	})
-	return runFleet(t, text, addrs, secret)
-}
-
-// runFleet serves the fleet file's servers on addrs, in order, and its
-// change webhook, signed with secret.
-func runFleet(t *testing.T, fleetYAML string, addrs []string, secret string) *simFleet {
-	t.Helper()
-	lns := make([]net.Listener, len(addrs))
-	for i, a := range addrs {
-		ln, err := net.Listen("tcp", a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns[i] = ln
-	}
-	return serveFleet(t, fleetYAML, lns, secret, 50*time.Millisecond)
+	return serveFleet(t, text, lns, secret, 50*time.Millisecond)
 }
 
 // serveFleet serves the fleet file's servers on lns, in order, advancing
