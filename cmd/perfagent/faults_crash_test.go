@@ -373,7 +373,7 @@ func crashRun(t *testing.T, p crashPlan) crashResult {
 		kill()
 	case killStoreWrite:
 		time.Sleep(p.delay)
-		go watchWrites(filepath.Join(data, "workflows", "workflows.db"), killed, func() { kill() })
+		go watchWrites(filepath.Join(data, "workflows", workflow.StoreFile), killed, func() { kill() })
 	}
 	final := func(s string) bool {
 		switch s {
@@ -559,7 +559,7 @@ func TestFaultCorruptStore(t *testing.T) {
 			return code == 200
 		})
 		proc.kill()
-		path := filepath.Join(data, "workflows", "workflows.db")
+		path := filepath.Join(data, "workflows", workflow.StoreFile)
 		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)

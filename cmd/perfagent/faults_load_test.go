@@ -42,15 +42,8 @@ func loadAgent(t *testing.T, sim *simFleet, secret string) (base string, exited 
 		fmt.Fprintf(&targets, "    - url: http://%s/metrics\n", a)
 	}
 	files := map[string]string{
-		webCfg: fmt.Sprintf("basic_auth_users:\n  alice: %[1]s\n  bob: %[1]s\n  mallory: %[1]s\n", hash),
-		ruleFile: `groups:
-  - name: test
-    rules:
-      - alert: KVTest
-        expr: llm_kv_cache_usage_ratio >= 0
-        labels: {category: memory, severity: warning, bottleneck: B1}
-        annotations: {summary: kv, description: kv, runbook_url: https://example.invalid/r, recommend: raise_gpu_memory_utilization}
-`,
+		webCfg:   fmt.Sprintf("basic_auth_users:\n  alice: %[1]s\n  bob: %[1]s\n  mallory: %[1]s\n", hash),
+		ruleFile: kvRule,
 		cfgFile: "global: {scrape_interval: 5s, scrape_timeout: 4s, evaluation_interval: 5s}\ncollector: {rate_window: 20s}\nsource:\n  targets:\n" + targets.String() + fmt.Sprintf(`rules: {rule_files: [%s]}
 recommender:
   models:

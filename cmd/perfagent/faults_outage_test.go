@@ -408,18 +408,7 @@ func TestFaultModelServerGone(t *testing.T) {
 	gone := strings.TrimPrefix(proxy.URL, "http://")
 	targets := []string{proxy.URL, "http://" + sim.addrs[1], "http://" + sim.addrs[2]}
 
-	dir := t.TempDir()
-	ruleFile := filepath.Join(dir, "kv.yml")
-	if err := os.WriteFile(ruleFile, []byte(`groups:
-  - name: test
-    rules:
-      - alert: KVTest
-        expr: llm_kv_cache_usage_ratio >= 0
-        labels: {category: memory, severity: warning, bottleneck: B1}
-        annotations: {summary: kv, description: kv, runbook_url: https://example.invalid/r, recommend: raise_gpu_memory_utilization}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ruleFile := writeKVRule(t, t.TempDir())
 	cfg := strings.Replace(fastConfig(targets...), "collector: {rate_window: 2s}", "collector: {rate_window: 4s, probe: {enabled: false}}", 1) +
 		"rules: {rule_files: [" + ruleFile + "]}\n"
 	a := startAgent(t, cfg)

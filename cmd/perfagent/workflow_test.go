@@ -283,20 +283,10 @@ func rolloutFiles(t *testing.T, sim *simFleet, webhookURL, secret, amURL, waits 
 		fmt.Fprintf(&web, "  %s: %s\n", u, hash)
 	}
 	webCfg = filepath.Join(dir, "web.yml")
-	ruleFile := filepath.Join(dir, "kv.yml")
 	if err := os.WriteFile(webCfg, []byte(web.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(ruleFile, []byte(`groups:
-  - name: test
-    rules:
-      - alert: KVTest
-        expr: llm_kv_cache_usage_ratio >= 0
-        labels: {category: memory, severity: warning, bottleneck: B1}
-        annotations: {summary: kv, description: kv, runbook_url: https://example.invalid/r, recommend: raise_gpu_memory_utilization}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ruleFile := writeKVRule(t, dir)
 	var targets strings.Builder
 	for _, a := range sim.addrs {
 		fmt.Fprintf(&targets, "    - url: http://%s/metrics\n", a)
@@ -339,4 +329,26 @@ func proposeKVRaise(t *testing.T, url, instance string) (id, hash, to string) {
 		t.Fatalf("create a workflow for %s: %v: %s", instance, err, created)
 	}
 	return w.Data.ID, w.Data.ProposalHash, w.Data.Change.To
+}
+
+// kvRule fires a B1 bottleneck on every instance with a KV-cache usage
+// signal, recommending raise_gpu_memory_utilization: a bottleneck and a
+// recommendation that are there as soon as the signals are.
+const kvRule = `groups:
+  - name: test
+    rules:
+      - alert: KVTest
+        expr: llm_kv_cache_usage_ratio >= 0
+        labels: {category: memory, severity: warning, bottleneck: B1}
+        annotations: {summary: kv, description: kv, runbook_url: https://example.invalid/r, recommend: raise_gpu_memory_utilization}
+`
+
+// writeKVRule writes kvRule to dir/kv.yml and returns the path.
+func writeKVRule(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "kv.yml")
+	if err := os.WriteFile(path, []byte(kvRule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
