@@ -14,6 +14,7 @@ import (
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/scrape"
 	"go.yaml.in/yaml/v3"
 
@@ -37,6 +38,9 @@ type EmbeddedSource struct {
 
 	mtx     sync.Mutex
 	targets []config.TargetConfig
+	// native rewrites queries for native histograms; nil when the scrape
+	// keeps classic ones.
+	native *nativeQueries
 	// upCheckedAt is the evaluation time whose queries last set
 	// SourceUp from the targets' health: once per cycle, not per query.
 	upCheckedAt time.Time
@@ -80,10 +84,16 @@ func (e *EmbeddedSource) ApplyConfig(cfg config.Config, profiles []*Profile) err
 // without touching the running scrapes; the returned commit hands them to
 // the scrape manager. A scrape keeps only the metric families the
 // profiles and the settings queries read: the rest of a model server's
-// page would take memory in the store and never be read.
+// page would take memory in the store and never be read. It stores
+// classic histograms as native ones when every query can read them so
+// (native.go).
 func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (commit func(), err error) {
-	keep, _ := readFamilies(profiles)
-	pcfg, err := scrapeConfig(cfg.Global, keep)
+	queries, native, classic := embeddedQueries(profiles)
+	if classic != nil {
+		e.logger.Info("The embedded scrape keeps classic histograms as exposed", "reason", classic)
+	}
+	keep, _ := readFamilies(queries)
+	pcfg, err := scrapeConfig(cfg.Global, keep, native != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +110,7 @@ func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (
 		}
 		e.mtx.Lock()
 		e.targets = targets
+		e.native = native
 		e.mtx.Unlock()
 		// Keep only the newest target list if the manager has not taken
 		// the previous one yet.
@@ -111,6 +122,30 @@ func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (
 	}, nil
 }
 
+// embeddedQueries are the queries the embedded source will answer for
+// profiles, in the form it will run them: over native histograms, with
+// native's rewriter, when every query can be rewritten; as written, with
+// a nil native and the reason, when one cannot.
+func embeddedQueries(profiles []*Profile) (queries []parser.Expr, native *nativeQueries, classic error) {
+	queries, err := profileQueries(profiles)
+	if err != nil {
+		return nil, nil, err
+	}
+	rewritten := make([]parser.Expr, len(queries))
+	for i, q := range queries {
+		// Rewriting works in place: the queries as written stay intact
+		// until every one is known to rewrite.
+		cp, err := NewParser().ParseExpr(q.String())
+		if err != nil {
+			return queries, nil, fmt.Errorf("re-parsing %q: %w", q, err)
+		}
+		if rewritten[i], err = toNativeHistograms(cp); err != nil {
+			return queries, nil, err
+		}
+	}
+	return rewritten, &nativeQueries{}, nil
+}
+
 // Run scrapes until Stop is called.
 func (e *EmbeddedSource) Run() error { return e.manager.Run(e.tsets) }
 
@@ -120,12 +155,23 @@ func (e *EmbeddedSource) Stop() { e.manager.Stop() }
 // Query implements Source.
 func (e *EmbeddedSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
 	start := time.Now()
-	v, err := e.store.Query(ctx, expr, ts)
+	v, err := e.store.Query(ctx, e.stored(expr), ts)
 	e.observe(start, err)
 	if err == nil && e.firstQueryAt(ts) {
 		e.metrics.SourceUp.Set(e.anyTargetUp())
 	}
 	return v, err
+}
+
+// stored is expr in the form that reads the store as scraped.
+func (e *EmbeddedSource) stored(expr string) string {
+	e.mtx.Lock()
+	native := e.native
+	e.mtx.Unlock()
+	if native == nil {
+		return expr
+	}
+	return native.rewrite(expr)
 }
 
 // firstQueryAt reports whether ts is a new evaluation time.
@@ -156,7 +202,7 @@ func (e *EmbeddedSource) anyTargetUp() float64 {
 // QueryRange implements Source.
 func (e *EmbeddedSource) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
 	began := time.Now()
-	m, err := e.store.QueryRange(ctx, expr, start, end, step)
+	m, err := e.store.QueryRange(ctx, e.stored(expr), start, end, step)
 	e.observe(began, err)
 	return m, err
 }
@@ -213,11 +259,16 @@ func (e *EmbeddedSource) Targets() []TargetHealth {
 // scrapeConfig renders the clocks as a Prometheus configuration and loads
 // it with Prometheus's own loader, so every scrape default is upstream's.
 // keep, when not empty, is the regular expression of the metric names a
-// scrape keeps (a metric relabelling rule, as a Prometheus user writes it).
-func scrapeConfig(g config.GlobalConfig, keep string) (*promconfig.Config, error) {
+// scrape keeps (a metric relabelling rule, as a Prometheus user writes it);
+// native stores classic histograms as native histograms with custom
+// buckets.
+func scrapeConfig(g config.GlobalConfig, keep string, native bool) (*promconfig.Config, error) {
 	// Model servers answer with text/plain and sometimes with no content
 	// type at all; read those as the classic text format.
 	job := map[string]any{"job_name": ScrapeJobName, "fallback_scrape_protocol": "PrometheusText0.0.4"}
+	if native {
+		job["convert_classic_histograms_to_nhcb"] = true
+	}
 	if keep != "" {
 		job["metric_relabel_configs"] = []any{map[string]any{"source_labels": []string{model.MetricNameLabel}, "regex": keep, "action": "keep"}}
 	}

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -10,27 +11,34 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
-// readFamilies is the regular expression of the metric names the profiles
-// and the engines' settings queries read, which are all the embedded
-// source has to keep of a scrape. ok is false when some selector does not
-// name its metric (as {job="x"} or {__name__!="y"} do): then every family
-// is needed.
-func readFamilies(profiles []*Profile) (regex string, ok bool) {
+// profileQueries parses fresh copies of the profiles' queries and the
+// engines' settings queries, for callers that rewrite them.
+func profileQueries(profiles []*Profile) ([]parser.Expr, error) {
 	var exprs []parser.Expr
 	for _, p := range profiles {
 		for _, r := range p.Rules {
-			exprs = append(exprs, r.Expr)
+			e, err := NewParser().ParseExpr(r.Expr.String())
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d: re-parsing %q: %w", p.File, r.Line, r.Expr, err)
+			}
+			exprs = append(exprs, e)
 		}
 	}
-	for _, q := range builtinSettingsQueries() {
+	for engine, q := range builtinSettingsQueries() {
 		e, err := NewParser().ParseExpr(q.expr)
 		if err != nil {
-			// A settings query is a constant of this package; its tests
-			// parse every one.
-			return "", false
+			return nil, fmt.Errorf("the %s settings query %q: %w", engine, q.expr, err)
 		}
 		exprs = append(exprs, e)
 	}
+	return exprs, nil
+}
+
+// readFamilies is the regular expression of the metric names exprs read,
+// which are all the embedded source has to keep of a scrape. ok is false
+// when some selector does not name its metric (as {job="x"} or
+// {__name__!="y"} do): then every family is needed.
+func readFamilies(exprs []parser.Expr) (regex string, ok bool) {
 	var names []string
 	ok = true
 	for _, e := range exprs {

@@ -12,7 +12,11 @@ func TestReadFamilies(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	keep, ok := readFamilies(builtin)
+	queries, err := profileQueries(builtin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, ok := readFamilies(queries)
 	if !ok {
 		t.Fatal("the built-in profiles read a selector without a metric name")
 	}
@@ -37,7 +41,11 @@ func TestReadFamilies(t *testing.T) {
 	if len(perrs) > 0 {
 		t.Fatal(perrs)
 	}
-	if _, ok := readFamilies(append(builtin, p)); ok {
+	queries, err = profileQueries(append(builtin, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := readFamilies(queries); ok {
 		t.Error("a selector without a metric name must keep every family")
 	}
 }
