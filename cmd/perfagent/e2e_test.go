@@ -211,7 +211,7 @@ func TestWorkflowRollsBackARegression(t *testing.T) {
 
 // agentProcess runs the agent as a child process that a test can kill.
 type agentProcess struct {
-	t    *testing.T
+	t    testing.TB
 	args []string
 	cmd  *exec.Cmd
 	log  *testutil.SyncBuffer

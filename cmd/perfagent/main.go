@@ -50,6 +50,11 @@ type daemonFlags struct {
 	// --alertmanager.notification-queue-capacity.
 	resendDelay   time.Duration
 	queueCapacity int
+	// gogc, autoMemLimit and memLimitRatio set the Go runtime's garbage
+	// collection (runtime.go).
+	gogc          int
+	autoMemLimit  bool
+	memLimitRatio float64
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -81,6 +86,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serveCmd.Flag("storage.retention", "How long to keep signal history.").Default("1d").StringVar(&f.storageRetention)
 	serveCmd.Flag("rules.alert.resend-delay", "How often an alert is sent again to Alertmanager while it lasts (bottlenecks and approval requests); a delivery that failed is made good by the next.").Default("1m").DurationVar(&f.resendDelay)
 	serveCmd.Flag("alertmanager.notification-queue-capacity", "How many alerts wait for each Alertmanager before the oldest are dropped (and counted).").Default("10000").IntVar(&f.queueCapacity)
+
+	serveCmd.Flag("runtime.gogc", "The Go garbage collector's target (GOGC) unless the GOGC environment variable sets it: lower holds less memory for more CPU.").Default("50").IntVar(&f.gogc)
+	serveCmd.Flag("auto-gomemlimit", "Set the Go runtime's soft memory limit (GOMEMLIMIT) from the container's memory limit, unless GOMEMLIMIT is set.").Default("true").BoolVar(&f.autoMemLimit)
+	serveCmd.Flag("auto-gomemlimit.ratio", "The share of the container's memory limit that GOMEMLIMIT is set to, in (0, 1].").Default("0.9").Float64Var(&f.memLimitRatio)
 
 	checkCmd := app.Command("check", "Check files for errors.")
 	checkConfigCmd := checkCmd.Command("config", "Check configuration files, and the profiles they name, for errors.")

@@ -90,6 +90,10 @@ type daemon struct {
 func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	logger := newLogger(stderr, f.log)
 	logger.Info("Starting perfagent", "version", version.Info(), "build_context", version.BuildContext())
+	if err := setRuntime(f, logger); err != nil {
+		logger.Error("Invalid runtime flags", "err", err)
+		return exitUsage
+	}
 
 	retention, err := model.ParseDuration(f.storageRetention)
 	if err != nil {

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/optiinfra/perfagent/internal/testutil"
+)
+
+// footprintInterval is the scrape and evaluation interval of the
+// footprint benchmark, the one the figures are stated at.
+const footprintInterval = 15 * time.Second
+
+// footprintWarmup is how many cycles run before measuring: the rate
+// windows fill, every series exists and the rules have evaluated.
+const footprintWarmup = 6
+
+// BenchmarkFleetFootprint runs the agent as a child process in embedded
+// mode against simulated fleets of 100 and 1000 servers (60 % vLLM,
+// 20 % SGLang, 20 % TGI) at a 15 s interval. One iteration is one
+// collection cycle, after a warm-up. It reports the agent's resident
+// memory and Go heap in use, each also per 100 servers, its CPU as a
+// share of one core over the measured cycles, and the mean cycle time.
+// The 1000-server case is compared with the 100-server one in bench.json.
+func BenchmarkFleetFootprint(b *testing.B) {
+	if testing.Short() {
+		b.Skip("runs simulated fleets for minutes")
+	}
+	agents := map[int]*footprintAgent{}
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
+			// The framework calls this once with b.N = 1 and again with
+			// the requested count; both measure the same agent.
+			a := agents[n]
+			if a == nil {
+				a = startFootprintAgent(b, n)
+				agents[n] = a
+			}
+			start := a.read(b)
+			began := time.Now()
+			for b.Loop() {
+				a.waitCycle(b, start.cycles+float64(b.N))
+			}
+			end := a.read(b)
+			elapsed := time.Since(began).Seconds()
+			cycles := end.cycles - start.cycles
+			per100 := float64(n) / 100
+			b.ReportMetric(a.rss(b)/1e6, "rss-MB")
+			b.ReportMetric(a.rss(b)/1e6/per100, "rss-MB/100servers")
+			b.ReportMetric(end.heapInuse/1e6, "heap-MB")
+			b.ReportMetric(end.heapInuse/1e6/per100, "heap-MB/100servers")
+			b.ReportMetric((end.cpu-start.cpu)/elapsed, "cpu-cores")
+			b.ReportMetric((end.cycleSeconds-start.cycleSeconds)/cycles, "cycle-s")
+			b.ReportMetric(end.series, "head-series")
+		})
+	}
+}
+
+type footprintAgent struct {
+	proc    *agentProcess
+	metrics string
+}
+
+// footprintSample is what the agent's /metrics says at one moment.
+type footprintSample struct {
+	cycles, cycleSeconds, cpu, heapInuse, series float64
+}
+
+func startFootprintAgent(b *testing.B, n int) *footprintAgent {
+	b.Helper()
+	lns := loopbackListeners(b, n)
+	var fleet, cfg strings.Builder
+	fleet.WriteString("seed: 11\nservers:\n")
+	fmt.Fprintf(&cfg, "global: {scrape_interval: %s, scrape_timeout: 10s, evaluation_interval: %s}\nsource:\n  targets:\n", footprintInterval, footprintInterval)
+	for i, ln := range lns {
+		engine := "vllm"
+		switch {
+		case i%5 == 3:
+			engine = "sglang"
+		case i%5 == 4:
+			engine = "tgi"
+		}
+		fmt.Fprintf(&fleet, "  - {name: s%d, engine: %s, listen: %q, workload: {rate: 1}}\n", i, engine, ln.Addr())
+		fmt.Fprintf(&cfg, "    - url: http://%s/metrics\n", ln.Addr())
+	}
+	serveFleet(b, fleet.String(), lns, "secret", time.Second)
+
+	dir := b.TempDir()
+	cfgFile := filepath.Join(dir, "perfagent.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	web := loopbackListeners(b, 1)[0]
+	addr := web.Addr().String()
+	_ = web.Close()
+	a := &footprintAgent{metrics: "http://" + addr + "/metrics"}
+	a.proc = &agentProcess{t: b, log: &testutil.SyncBuffer{}, args: []string{
+		"--config.file=" + cfgFile, "--storage.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr, "--log.level=warn",
+	}}
+	a.proc.start()
+	b.Cleanup(a.proc.kill)
+	a.waitCycle(b, footprintWarmup)
+	return a
+}
+
+// waitCycle waits until the agent has completed the given number of
+// collection cycles.
+func (a *footprintAgent) waitCycle(b *testing.B, cycles float64) {
+	b.Helper()
+	deadline := time.Now().Add(time.Duration(cycles+4) * footprintInterval)
+	for a.read(b).cycles < cycles {
+		if time.Now().After(deadline) {
+			b.Fatalf("the agent did not complete %g cycles in time; its log:\n%s", cycles, a.proc.log)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func (a *footprintAgent) read(b *testing.B) footprintSample {
+	b.Helper()
+	resp, err := http.Get(a.metrics)
+	if err != nil {
+		return footprintSample{}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return footprintSample{}
+	}
+	page := string(body)
+	return footprintSample{
+		cycles:       metricValue(page, "perfagent_collection_duration_seconds_count"),
+		cycleSeconds: metricValue(page, "perfagent_collection_duration_seconds_sum"),
+		cpu:          metricValue(page, "process_cpu_seconds_total"),
+		heapInuse:    metricValue(page, "go_memstats_heap_inuse_bytes"),
+		series:       metricValue(page, "prometheus_tsdb_head_series "),
+	}
+}
+
+// rss is the agent's resident memory in bytes.
+func (a *footprintAgent) rss(b *testing.B) float64 {
+	b.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.proc.cmd.Process.Pid))
+	if err != nil {
+		b.Fatalf("reading the agent's memory: %v", err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb float64
+			if _, err := fmt.Sscan(rest, &kb); err == nil {
+				return kb * 1024
+			}
+		}
+	}
+	b.Fatal("no VmRSS in the agent's /proc status")
+	return 0
+}
