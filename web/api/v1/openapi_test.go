@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -143,6 +144,60 @@ func TestOpenAPIServed(t *testing.T) {
 		}
 		if !strings.Contains(w.Body.String(), "basicAuth") {
 			t.Errorf("%s does not describe the authentication", path)
+		}
+	}
+}
+
+// TestFieldNamesFollowOneConvention checks the naming convention the
+// description states, on every field of every request and answer and on
+// every query parameter: snake_case, and numbers of seconds named
+// …_seconds. The envelope's errorType keeps the spelling of Prometheus's
+// API, which the envelope copies.
+func TestFieldNamesFollowOneConvention(t *testing.T) {
+	api := New(Options{Rules: rules.NewManager(rules.ManagerOptions{}), Recommendations: &agent.Pipeline{},
+		Health: func() Health { return Health{} }, Config: func() (string, error) { return "", nil }})
+	doc, err := api.OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snake := regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+	// A number whose name says it is a span of time must say its unit.
+	timeSpan := regexp.MustCompile(`duration|interval|time|wait|delay|timeout|latency|_for`)
+	seen := map[*openapi3.Schema]bool{}
+	fields := 0
+	var walk func(where string, ref *openapi3.SchemaRef)
+	walk = func(where string, ref *openapi3.SchemaRef) {
+		if ref == nil || ref.Value == nil || seen[ref.Value] {
+			return
+		}
+		seen[ref.Value] = true
+		for name, p := range ref.Value.Properties {
+			fields++
+			switch {
+			case where == "errorEnvelope" && name == "errorType":
+			case !snake.MatchString(name):
+				t.Errorf("%s.%s is not snake_case", where, name)
+			case p.Value != nil && (p.Value.Type.Is("number") || p.Value.Type.Is("integer")) && timeSpan.MatchString(name) && !strings.HasSuffix(name, "_seconds"):
+				t.Errorf("%s.%s is a span of time: name it …_seconds", where, name)
+			}
+			walk(where+"."+name, p)
+		}
+		walk(where+"[]", ref.Value.Items)
+		walk(where+"{}", ref.Value.AdditionalProperties.Schema)
+	}
+	for name, s := range doc.Components.Schemas {
+		walk(name, s)
+	}
+	if fields < 100 {
+		t.Fatalf("only %d fields found in the description's schemas", fields)
+	}
+	for path, item := range doc.Paths.Map() {
+		for method, o := range item.Operations() {
+			for _, p := range o.Parameters {
+				if p.Value.In == openapi3.ParameterInQuery && !snake.MatchString(p.Value.Name) {
+					t.Errorf("%s %s: query parameter %s is not snake_case", method, path, p.Value.Name)
+				}
+			}
 		}
 	}
 }
