@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -198,6 +199,67 @@ func TestFieldNamesFollowOneConvention(t *testing.T) {
 					t.Errorf("%s %s: query parameter %s is not snake_case", method, path, p.Value.Name)
 				}
 			}
+		}
+	}
+}
+
+// TestReadmeListsEveryRoute keeps the README's endpoint table and the
+// routes the OpenAPI description is built from the same: every GET or
+// POST row names a route, every route has a row, and the filters a row
+// lists are the route's query parameters.
+func TestReadmeListsEveryRoute(t *testing.T) {
+	b, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := New(Options{Rules: rules.NewManager(rules.ManagerOptions{}), Recommendations: &agent.Pipeline{},
+		Health: func() Health { return Health{} }, Config: func() (string, error) { return "", nil }})
+	params := map[string][]string{}
+	for _, rt := range api.routes() {
+		var names []string
+		for _, p := range rt.doc.query {
+			names = append(names, p.name)
+		}
+		params[rt.method+" "+rt.path] = names
+	}
+	code := regexp.MustCompile("`([^`]+)`")
+	listed := map[string]bool{}
+	for line := range strings.Lines(string(b)) {
+		if !strings.HasPrefix(line, "| `GET /api/v1/") && !strings.HasPrefix(line, "| `POST /api/v1/") {
+			continue
+		}
+		cells := strings.Split(line, " | ")
+		var method, path string
+		for _, m := range code.FindAllStringSubmatch(cells[0], -1) {
+			if mth, p, ok := strings.Cut(m[1], " "); ok {
+				method, path = mth, strings.TrimPrefix(p, "/api/v1")
+			} else {
+				// "`POST /api/v1/workflows/{id}/approve`, `/reject`": the
+				// last segment replaced.
+				path = path[:strings.LastIndex(path, "/")] + m[1]
+			}
+			path, _, _ = strings.Cut(path, "?")
+			key := method + " " + path
+			want, ok := params[key]
+			if !ok {
+				t.Errorf("README lists %s, which the API does not serve", key)
+				continue
+			}
+			listed[key] = true
+			if _, filters, ok := strings.Cut(cells[1], "filters "); ok {
+				var got []string
+				for _, f := range code.FindAllStringSubmatch(filters, -1) {
+					got = append(got, f[1])
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("README lists the filters %v for %s; its query parameters are %v", got, key, want)
+				}
+			}
+		}
+	}
+	for key := range params {
+		if !listed[key] {
+			t.Errorf("%s is not in the README's endpoint table", key)
 		}
 	}
 }
