@@ -133,13 +133,16 @@ alerting:
 
 	goodURL, downURL := goodSrv.URL+"/am/api/v2/alerts", downSrv.URL+"/api/v2/alerts"
 	eventually(t, "the failure counted", func() bool {
-		return strings.Contains(testutil.Exposition(t, n.Gatherer()), fmt.Sprintf("perfagent_notifications_errors_total{alertmanager=%q} 1", downURL))
+		exp := testutil.Exposition(t, n.Gatherer())
+		return strings.Contains(exp, fmt.Sprintf("perfagent_notifications_errors_total{alertmanager=%q} 1", downURL)) &&
+			strings.Contains(exp, fmt.Sprintf("perfagent_notifications_dropped_total{alertmanager=%q} 1", downURL))
 	})
 	exp := testutil.Exposition(t, n.Gatherer())
 	for _, want := range []string{
 		fmt.Sprintf("perfagent_notifications_sent_total{alertmanager=%q} 1", goodURL),
 		fmt.Sprintf("perfagent_notifications_errors_total{alertmanager=%q} 0", goodURL),
 		fmt.Sprintf("perfagent_notifications_queue_length{alertmanager=%q} 0", goodURL),
+		fmt.Sprintf("perfagent_notifications_dropped_total{alertmanager=%q} 0", goodURL),
 		"perfagent_notifications_queue_capacity 10000",
 		"perfagent_notifications_alertmanagers_discovered 2",
 	} {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
+	"go.yaml.in/yaml/v3"
 )
 
 var update = flag.Bool("update", false, "write the rendered mixin to out/")
@@ -85,6 +86,57 @@ func TestPromtool(t *testing.T) {
 	}
 	if out, err := exec.Command(promtool, append([]string{"test", "rules"}, tests...)...).CombinedOutput(); err != nil {
 		t.Errorf("promtool test rules: %v\n%s", err, out)
+	}
+}
+
+// TestEveryAgentAlertIsUnitTested fails when an alert about the agent
+// (out/alerts.yaml) has no promtool unit test in tests/alerts.yaml that
+// expects it to fire.
+func TestEveryAgentAlertIsUnitTested(t *testing.T) {
+	var rendered ruleGroups
+	readYAML(t, "out/alerts.yaml", &rendered)
+	var tests struct {
+		Tests []struct {
+			AlertRuleTest []struct {
+				Alertname string           `yaml:"alertname"`
+				ExpAlerts []map[string]any `yaml:"exp_alerts"`
+			} `yaml:"alert_rule_test"`
+		} `yaml:"tests"`
+	}
+	readYAML(t, "tests/alerts.yaml", &tests)
+	fires := map[string]bool{}
+	for _, tc := range tests.Tests {
+		for _, a := range tc.AlertRuleTest {
+			if len(a.ExpAlerts) > 0 {
+				fires[a.Alertname] = true
+			}
+		}
+	}
+	n := 0
+	for _, g := range rendered.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
+			}
+			n++
+			if !fires[r.Alert] {
+				t.Errorf("alert %s: no test in tests/alerts.yaml expects it to fire", r.Alert)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("out/alerts.yaml has no alerts")
+	}
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 }
 

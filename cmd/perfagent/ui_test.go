@@ -101,6 +101,23 @@ func waitText(sel, want string) chromedp.Action[chromedp.Void] {
 	return waitFunc(sel, func(text string) bool { return strings.Contains(text, want) })
 }
 
+// waitJS waits until the JavaScript expression is true in the page.
+func waitJS(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		for {
+			ok, err := chromedp.Evaluate[bool](expr)(ctx, tg)
+			if err == nil && ok {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w; %s is not true (last error: %v)", ctx.Err(), expr, err)
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	})
+}
+
 // waitFunc waits until ok accepts the text of the element sel selects.
 func waitFunc(sel string, ok func(text string) bool) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
@@ -129,7 +146,8 @@ func waitFunc(sel string, ok func(text string) bool) chromedp.Action[chromedp.Vo
 // TestUIInBrowser drives the web UI in a real browser over an agent
 // watching the demo's simulated fleet: the fleet page lists its five
 // servers and their engines; the instance page of the pressured server draws its KV-cache
-// chart and shows its bottleneck; alice starts a workflow from a
+// chart and shows its bottleneck, switches to a 6-hour range and refreshes
+// in place, without reloading the page; alice starts a workflow from a
 // recommendation and cannot approve her own change; bob approves it from
 // the workflow page, which then shows the rollout moving on; the
 // bottlenecks, recommendations, workflows, rules and status pages show
@@ -173,6 +191,16 @@ func TestUIInBrowser(t *testing.T) {
 		waitText("main", "--gpu-memory-utilization"),
 	)
 	alice.screenshot("instance")
+	alice.run("the range picker and the refresh in place",
+		// A page reload would lose this marker; the refresh must not.
+		waitJS(`(window.perfagentTest = document.getElementById("updated").textContent, true)`),
+		chromedp.Click(chromedp.Search(`//div[@aria-label="range"]//button[text()="6h"]`)),
+		waitJS(`location.search === "?range=6h" && document.querySelector('[aria-label="range"] [aria-pressed="true"]').textContent === "6h"`),
+		// The charts are redrawn on every refresh, so the canvas is looked
+		// up afresh each time rather than waited on as one node.
+		waitJS(`document.querySelector('[data-chart="KV cache usage"] canvas')?.offsetWidth > 0`),
+		waitJS(`window.perfagentTest !== undefined && document.getElementById("updated").textContent !== window.perfagentTest`),
+	)
 	alice.run("start a workflow",
 		chromedp.Click(chromedp.Search(`//tr[td//code[contains(., "gpu-memory-utilization")]]//button[contains(., "Start workflow")]`)),
 		waitText("h1", "Workflow wf-"),

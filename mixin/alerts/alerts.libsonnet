@@ -76,7 +76,11 @@ local bottlenecks = std.parseYaml(importstr '../../rules/builtin/bottlenecks.yml
             expr: |||
               rate(perfagent_notifications_errors_total{%(perfagentSelector)s}[5m])
                 /
-              rate(perfagent_notifications_sent_total{%(perfagentSelector)s}[5m])
+              (
+                rate(perfagent_notifications_errors_total{%(perfagentSelector)s}[5m])
+                  +
+                rate(perfagent_notifications_sent_total{%(perfagentSelector)s}[5m])
+              )
                 * 100 > %(notificationErrorPercent)s
             ||| % $._config,
             'for': '15m',

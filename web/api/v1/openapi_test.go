@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -143,6 +145,121 @@ func TestOpenAPIServed(t *testing.T) {
 		}
 		if !strings.Contains(w.Body.String(), "basicAuth") {
 			t.Errorf("%s does not describe the authentication", path)
+		}
+	}
+}
+
+// TestFieldNamesFollowOneConvention checks the naming convention the
+// description states, on every field of every request and answer and on
+// every query parameter: snake_case, and numbers of seconds named
+// …_seconds. The envelope's errorType keeps the spelling of Prometheus's
+// API, which the envelope copies.
+func TestFieldNamesFollowOneConvention(t *testing.T) {
+	api := New(Options{Rules: rules.NewManager(rules.ManagerOptions{}), Recommendations: &agent.Pipeline{},
+		Health: func() Health { return Health{} }, Config: func() (string, error) { return "", nil }})
+	doc, err := api.OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snake := regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+	// A number whose name says it is a span of time must say its unit.
+	timeSpan := regexp.MustCompile(`duration|interval|time|wait|delay|timeout|latency|_for`)
+	seen := map[*openapi3.Schema]bool{}
+	fields := 0
+	var walk func(where string, ref *openapi3.SchemaRef)
+	walk = func(where string, ref *openapi3.SchemaRef) {
+		if ref == nil || ref.Value == nil || seen[ref.Value] {
+			return
+		}
+		seen[ref.Value] = true
+		for name, p := range ref.Value.Properties {
+			fields++
+			switch {
+			case where == "errorEnvelope" && name == "errorType":
+			case !snake.MatchString(name):
+				t.Errorf("%s.%s is not snake_case", where, name)
+			case p.Value != nil && (p.Value.Type.Is("number") || p.Value.Type.Is("integer")) && timeSpan.MatchString(name) && !strings.HasSuffix(name, "_seconds"):
+				t.Errorf("%s.%s is a span of time: name it …_seconds", where, name)
+			}
+			walk(where+"."+name, p)
+		}
+		walk(where+"[]", ref.Value.Items)
+		walk(where+"{}", ref.Value.AdditionalProperties.Schema)
+	}
+	for name, s := range doc.Components.Schemas {
+		walk(name, s)
+	}
+	if fields < 100 {
+		t.Fatalf("only %d fields found in the description's schemas", fields)
+	}
+	for path, item := range doc.Paths.Map() {
+		for method, o := range item.Operations() {
+			for _, p := range o.Parameters {
+				if p.Value.In == openapi3.ParameterInQuery && !snake.MatchString(p.Value.Name) {
+					t.Errorf("%s %s: query parameter %s is not snake_case", method, path, p.Value.Name)
+				}
+			}
+		}
+	}
+}
+
+// TestReadmeListsEveryRoute keeps the README's endpoint table and the
+// routes the OpenAPI description is built from the same: every GET or
+// POST row names a route, every route has a row, and the filters a row
+// lists are the route's query parameters.
+func TestReadmeListsEveryRoute(t *testing.T) {
+	b, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := New(Options{Rules: rules.NewManager(rules.ManagerOptions{}), Recommendations: &agent.Pipeline{},
+		Health: func() Health { return Health{} }, Config: func() (string, error) { return "", nil }})
+	params := map[string][]string{}
+	for _, rt := range api.routes() {
+		var names []string
+		for _, p := range rt.doc.query {
+			names = append(names, p.name)
+		}
+		params[rt.method+" "+rt.path] = names
+	}
+	code := regexp.MustCompile("`([^`]+)`")
+	listed := map[string]bool{}
+	for line := range strings.Lines(string(b)) {
+		if !strings.HasPrefix(line, "| `GET /api/v1/") && !strings.HasPrefix(line, "| `POST /api/v1/") {
+			continue
+		}
+		cells := strings.Split(line, " | ")
+		var method, path string
+		for _, m := range code.FindAllStringSubmatch(cells[0], -1) {
+			if mth, p, ok := strings.Cut(m[1], " "); ok {
+				method, path = mth, strings.TrimPrefix(p, "/api/v1")
+			} else {
+				// "`POST /api/v1/workflows/{id}/approve`, `/reject`": the
+				// last segment replaced.
+				path = path[:strings.LastIndex(path, "/")] + m[1]
+			}
+			path, _, _ = strings.Cut(path, "?")
+			key := method + " " + path
+			want, ok := params[key]
+			if !ok {
+				t.Errorf("README lists %s, which the API does not serve", key)
+				continue
+			}
+			listed[key] = true
+			if _, filters, ok := strings.Cut(cells[1], "filters "); ok {
+				var got []string
+				for _, f := range code.FindAllStringSubmatch(filters, -1) {
+					got = append(got, f[1])
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("README lists the filters %v for %s; its query parameters are %v", got, key, want)
+				}
+			}
+		}
+	}
+	for key := range params {
+		if !listed[key] {
+			t.Errorf("%s is not in the README's endpoint table", key)
 		}
 	}
 }
