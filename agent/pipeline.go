@@ -289,6 +289,9 @@ type Rule struct {
 	Name string
 	// Bottleneck is labels.bottleneck, or empty.
 	Bottleneck string
+	// Forecast is labels.forecast: the resource whose saturation the rule
+	// warns of ahead of Bottleneck; empty for a rule that detects it.
+	Forecast string
 	// For is how long the condition must hold before the rule fires;
 	// before that its bottlenecks are pending.
 	For time.Duration
@@ -299,7 +302,7 @@ func (p *Pipeline) Rules() []Rule {
 	var out []Rule
 	for _, g := range p.rules.RuleGroups() {
 		for _, ar := range g.AlertingRules() {
-			out = append(out, Rule{Name: ar.Name(), Bottleneck: ar.Labels().Get("bottleneck"), For: ar.HoldDuration()})
+			out = append(out, Rule{Name: ar.Name(), Bottleneck: ar.Labels().Get(rules.LabelBottleneck), Forecast: ar.Labels().Get(rules.LabelForecast), For: ar.HoldDuration()})
 		}
 	}
 	return out
