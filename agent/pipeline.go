@@ -195,7 +195,8 @@ func (p *Pipeline) appendOwnMetrics(ctx context.Context, snap *collector.Snapsho
 	if p.own == nil {
 		return nil
 	}
-	written := map[string]bool{rules.SLOTTFTP95Series: true, rules.SLOITLP95Series: true, rules.SLOErrorRatioSeries: true}
+	// The forecasts are recorded by the rules themselves.
+	written := map[string]bool{rules.SLOTTFTP95Series: true, rules.SLOITLP95Series: true, rules.SLOErrorRatioSeries: true, rules.SaturationETASeries: true}
 	for _, s := range signals.All() {
 		written[s.Name] = true
 	}
