@@ -195,7 +195,8 @@ func (p *Pipeline) appendOwnMetrics(ctx context.Context, snap *collector.Snapsho
 	if p.own == nil {
 		return nil
 	}
-	written := map[string]bool{rules.SLOTTFTP95Series: true, rules.SLOITLP95Series: true, rules.SLOErrorRatioSeries: true}
+	// The forecasts are recorded by the rules themselves.
+	written := map[string]bool{rules.SLOTTFTP95Series: true, rules.SLOITLP95Series: true, rules.SLOErrorRatioSeries: true, rules.SaturationETASeries: true}
 	for _, s := range signals.All() {
 		written[s.Name] = true
 	}
@@ -289,6 +290,9 @@ type Rule struct {
 	Name string
 	// Bottleneck is labels.bottleneck, or empty.
 	Bottleneck string
+	// Forecast is labels.forecast: the resource whose saturation the rule
+	// warns of ahead of Bottleneck; empty for a rule that detects it.
+	Forecast string
 	// For is how long the condition must hold before the rule fires;
 	// before that its bottlenecks are pending.
 	For time.Duration
@@ -299,7 +303,7 @@ func (p *Pipeline) Rules() []Rule {
 	var out []Rule
 	for _, g := range p.rules.RuleGroups() {
 		for _, ar := range g.AlertingRules() {
-			out = append(out, Rule{Name: ar.Name(), Bottleneck: ar.Labels().Get("bottleneck"), For: ar.HoldDuration()})
+			out = append(out, Rule{Name: ar.Name(), Bottleneck: ar.Labels().Get(rules.LabelBottleneck), Forecast: ar.Labels().Get(rules.LabelForecast), For: ar.HoldDuration()})
 		}
 	}
 	return out

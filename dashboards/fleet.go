@@ -53,6 +53,10 @@ func fleet() spec {
 					q(`sum by (model) (llm_requests_per_second{`+fleetSel+`})`, "{{model}}")),
 				timeSeries("Error ratio", "Share of finished requests that failed or were aborted, per instance.", units.PercentUnit,
 					q(`llm_request_error_ratio{`+fleetSel+`}`, "{{instance}}")),
+				labelTable("Time to saturation", "Where the KV cache (resource kv_cache, to 90 %) or the queue (resource queue, to 5 waiting) "+
+					"of an instance or of a model pool grows toward its limit: the time until its 15-minute trend reaches it (docs/forecasts.md). "+
+					"Empty when no saturation is ahead.", units.Seconds,
+					instantQuery(`perfagent_saturation_eta_seconds{engine=~"$engine", model=~"$model"}`)),
 			}},
 			{"Bottlenecks and recommendations", []cog.Builder[dashboard.Panel]{
 				timeSeries("Firing bottlenecks by category", "Bottleneck rules firing, counted by category (memory, latency, throughput, utilization, errors).", units.Short,

@@ -107,3 +107,8 @@ type Bottleneck struct {
 	// (and SLO target) the rule's expression reads, for this instance.
 	Evidence []signals.Sample `json:"evidence"`
 }
+
+// Forecast is the resource whose saturation the rule forecasts
+// (labels.forecast), or empty for a rule that detects a bottleneck
+// present now. A forecast names the bottleneck it warns of in ID.
+func (b Bottleneck) Forecast() string { return b.Labels.Get(LabelForecast) }

@@ -8,13 +8,19 @@ import (
 
 // TestDocsDescribeBuiltinRules keeps docs/rules.md in step with the
 // built-in pack: a section per alert (the runbook URLs point at it) with
-// the expression as written, and every recommendation id in the id table.
+// the expression as written, and every recommendation id in the id table;
+// docs/forecasts.md shows the expression of every recording rule.
 func TestDocsDescribeBuiltinRules(t *testing.T) {
 	b, err := os.ReadFile("../docs/rules.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	doc := string(b)
+	b, err = os.ReadFile("../docs/forecasts.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forecasts := string(b)
 	loaded, errs := NewLoader(LoaderOptions{}).Load(BuiltinFiles())
 	if len(errs) > 0 {
 		t.Fatal(errs)
@@ -22,6 +28,12 @@ func TestDocsDescribeBuiltinRules(t *testing.T) {
 	for _, f := range loaded {
 		for _, g := range f.Groups {
 			for _, r := range g.Rules {
+				if r.Record != "" {
+					if !strings.Contains(forecasts, "```promql\n"+strings.TrimRight(r.Expr, "\n")+"\n```") {
+						t.Errorf("docs/forecasts.md does not show the expression of %s{%v} as written", r.Record, r.Labels)
+					}
+					continue
+				}
 				if !strings.Contains(doc, "\n### "+r.Alert+"\n") {
 					t.Errorf("docs/rules.md has no section %q", "### "+r.Alert)
 				}

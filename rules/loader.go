@@ -19,6 +19,9 @@ const (
 	LabelCategory   = "category"
 	LabelSeverity   = "severity"
 	LabelBottleneck = "bottleneck"
+	// LabelForecast marks a rule that warns of a bottleneck before it
+	// happens; its value is the resource forecast (kv_cache, queue).
+	LabelForecast = "forecast"
 
 	AnnotationSummary     = "summary"
 	AnnotationDescription = "description"

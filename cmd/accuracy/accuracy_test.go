@@ -18,6 +18,14 @@ const (
 	minRecall    = 0.99
 )
 
+// The forecast floor, as last measured by `make accuracy` (5 seeds): every
+// ramp's bottleneck warned of, the median and worst lead over the
+// detecting rules, and no warning on a healthy fleet.
+const (
+	minMedianLead = 10 * time.Minute
+	minWorstLead  = 5 * time.Minute
+)
+
 func TestAccuracyFloor(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("replays every scenario; make test runs it without -race")
@@ -40,6 +48,59 @@ func TestAccuracyFloor(t *testing.T) {
 		}
 	}
 	t.Logf("precision=%.3f recall=%.3f scenarios=%d", sum.Precision, sum.Recall, sum.Scenarios)
+
+	reseeded, err := reseedAll(context.Background(), nil, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := summarizeForecasts(append(results, reseeded...), isRamp)
+	if f.Replays < 5 || f.Detections < f.Replays || f.Warned < f.Detections {
+		t.Errorf("forecasts warned of %d of %d detections on %d ramp replays, want all on at least 5", f.Warned, f.Detections, f.Replays)
+	}
+	if f.MedianLead < minMedianLead || f.WorstLead < minWorstLead {
+		t.Errorf("forecast lead median=%s worst=%s, below the floor median=%s worst=%s", f.MedianLead, f.WorstLead, minMedianLead, minWorstLead)
+	}
+	if f.HealthyReplays < 5 || f.HealthyFalseAlarms > 0 {
+		t.Errorf("%d forecast warnings on %d healthy replays, want none on at least 5", f.HealthyFalseAlarms, f.HealthyReplays)
+	}
+	t.Logf("forecast: warned=%d/%d lead_median=%s lead_worst=%s false_alarms=%d/%d", f.Warned, f.Detections, f.MedianLead, f.WorstLead, f.FalseAlarms, f.Warnings)
+}
+
+func TestScoreForecasts(t *testing.T) {
+	m := time.Minute
+	detections := []Episode{{Bottleneck: "B1", Instance: "a:1", From: 40 * m, To: 50 * m, Truth: 0}}
+	forecasts := map[Detection][]time.Duration{
+		// Three warnings, all before B1 is detected at 40m, within the
+		// horizon.
+		{"B1", "a:1"}: {25 * m, 25*m + 15*time.Second, 35 * m, 40 * m},
+		// Never followed by B1 on b:1.
+		{"B1", "b:1"}: {5 * m},
+	}
+	ws := scoreWarnings(detections, forecasts, 15*time.Second)
+	var confirmed, alarms int
+	for _, w := range ws {
+		if w.Confirmed {
+			confirmed++
+		} else {
+			alarms++
+		}
+	}
+	if len(ws) != 4 || confirmed != 3 || alarms != 1 {
+		t.Fatalf("warnings = %+v, want 3 confirmed and 1 false alarm", ws)
+	}
+	res := []*ScenarioResult{
+		{Name: "x-ramp", Truths: []TruthResult{{}}, Leads: []Lead{{Warned: true, Lead: 15 * m}, {Warned: true, Lead: 5 * m}, {}}, Warnings: ws},
+		{Name: "healthy", Warnings: []Warning{{Bottleneck: "B1"}}},
+		// Leads of scenarios that are not ramps do not count.
+		{Name: "step", Truths: []TruthResult{{}}, Leads: []Lead{{Warned: true, Lead: time.Hour}}},
+	}
+	f := summarizeForecasts(res, isRamp)
+	if f.Detections != 3 || f.Warned != 2 || f.MedianLead != 5*m || f.WorstLead != 0 {
+		t.Errorf("leads: %+v, want 2 of 3 warned, median 5m, worst 0", f)
+	}
+	if f.Warnings != 5 || f.FalseAlarms != 2 || f.HealthyFalseAlarms != 1 || f.HealthyReplays != 1 {
+		t.Errorf("alarms: %+v, want 2 of 5 false, 1 on the one healthy replay", f)
+	}
 }
 
 func TestScoreMatchesEpisodesToTruth(t *testing.T) {

@@ -147,9 +147,11 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 	return res, nil
 }
 
+// firing reports whether bottleneck id is present on instance: a rule
+// that detects it fires (a forecast of it does not count).
 func firing(bs []rules.Bottleneck, id, instance string) bool {
 	for _, b := range bs {
-		if b.ID == id && b.Instance == instance && b.State == rules.StateFiring {
+		if b.ID == id && b.Instance == instance && b.State == rules.StateFiring && b.Forecast() == "" {
 			return true
 		}
 	}

@@ -71,11 +71,17 @@ type TruthResult struct {
 // ScenarioResult scores one scenario.
 type ScenarioResult struct {
 	Name           string        `json:"name"`
+	Seed           int64         `json:"seed"`
 	Truths         []TruthResult `json:"truths"`
 	Episodes       []Episode     `json:"episodes"`
 	TruePositives  int           `json:"true_positives"`
 	FalsePositives int           `json:"false_positives"`
 	Misses         int           `json:"misses"`
+	// Warnings are the episodes of forecast rules, each matched with the
+	// detection it announced; Leads say, for every detected truth of a
+	// forecast bottleneck, how long before the detection it was announced.
+	Warnings []Warning `json:"warnings"`
+	Leads    []Lead    `json:"leads"`
 }
 
 // replay is one scenario running through the simulator and the agent's
@@ -90,8 +96,11 @@ type replay struct {
 	pipe    *agent.Pipeline
 	servers map[string]*simulator.Server // by instance (listen address)
 	firing  map[Detection][]time.Duration
-	cfg     config.Config
-	profs   []*collector.Profile
+	// forecasts are the evaluations at which a forecast rule warned of a
+	// bottleneck, kept apart from the detections.
+	forecasts map[Detection][]time.Duration
+	cfg       config.Config
+	profs     []*collector.Profile
 }
 
 // newReplay builds the replay of sc; with rec, every cycle also computes
@@ -126,7 +135,7 @@ func newReplay(sc simulator.Scenario, o Options, rec *recommender.Recommender) (
 		return nil, err
 	}
 	r := &replay{sc: sc, o: o, fleet: fleet, store: store, coll: coll, pipe: pipe, cfg: cfg, profs: profs,
-		servers: map[string]*simulator.Server{}, firing: map[Detection][]time.Duration{}}
+		servers: map[string]*simulator.Server{}, firing: map[Detection][]time.Duration{}, forecasts: map[Detection][]time.Duration{}}
 	for _, s := range fleet.Servers() {
 		r.servers[s.Listen()] = s
 	}
@@ -195,19 +204,27 @@ func (r *replay) step(ctx context.Context, off time.Duration) error {
 		return fmt.Errorf("scenario %s at %s: %w", r.sc.Name, off, err)
 	}
 	for _, b := range r.pipe.Bottlenecks() {
-		if b.State == rules.StateFiring {
-			d := Detection{Bottleneck: b.ID, Instance: b.Instance}
-			r.firing[d] = append(r.firing[d], off)
+		if b.State != rules.StateFiring {
+			continue
 		}
+		d := Detection{Bottleneck: b.ID, Instance: b.Instance}
+		if b.Forecast() != "" {
+			r.forecasts[d] = append(r.forecasts[d], off)
+			continue
+		}
+		r.firing[d] = append(r.firing[d], off)
 	}
 	return nil
 }
 
 // holdDurations gives, per bottleneck id, the longest `for` of the rules
-// that detect it.
+// that detect it (forecasts do not detect).
 func (r *replay) holdDurations() map[string]time.Duration {
 	out := map[string]time.Duration{}
 	for _, rl := range r.pipe.Rules() {
+		if rl.Forecast != "" {
+			continue
+		}
 		out[rl.Bottleneck] = max(out[rl.Bottleneck], rl.For)
 	}
 	return out
@@ -230,7 +247,7 @@ func Replay(ctx context.Context, sc simulator.Scenario, o Options) (*ScenarioRes
 
 // score matches firing episodes to truth intervals.
 func (r *replay) score() *ScenarioResult {
-	res := &ScenarioResult{Name: r.sc.Name}
+	res := &ScenarioResult{Name: r.sc.Name, Seed: r.sc.Fleet.Seed}
 	instanceOf := map[string]string{}
 	for listen, s := range r.servers {
 		instanceOf[s.Name()] = listen
@@ -239,17 +256,7 @@ func (r *replay) score() *ScenarioResult {
 	for _, tr := range r.sc.Fleet.Truth {
 		res.Truths = append(res.Truths, TruthResult{Truth: tr, Instance: instanceOf[tr.Server], Deadline: holds[tr.Bottleneck] + 2*r.o.Interval})
 	}
-	keys := make([]Detection, 0, len(r.firing))
-	for d := range r.firing {
-		keys = append(keys, d)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].Bottleneck != keys[j].Bottleneck {
-			return keys[i].Bottleneck < keys[j].Bottleneck
-		}
-		return keys[i].Instance < keys[j].Instance
-	})
-	for _, d := range keys {
+	for _, d := range sortedDetections(r.firing) {
 		for _, ep := range episodes(d, r.firing[d], r.o.Interval) {
 			ep.Truth = -1
 			for i := range res.Truths {
@@ -281,7 +288,23 @@ func (r *replay) score() *ScenarioResult {
 			res.Misses++
 		}
 	}
+	r.scoreForecasts(res)
 	return res
+}
+
+// sortedDetections returns the keys of m by bottleneck, then instance.
+func sortedDetections(m map[Detection][]time.Duration) []Detection {
+	keys := make([]Detection, 0, len(m))
+	for d := range m {
+		keys = append(keys, d)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].Bottleneck != keys[j].Bottleneck {
+			return keys[i].Bottleneck < keys[j].Bottleneck
+		}
+		return keys[i].Instance < keys[j].Instance
+	})
+	return keys
 }
 
 func episodes(d Detection, offs []time.Duration, interval time.Duration) []Episode {

@@ -3,7 +3,12 @@
 // of the library through the collector and the built-in rules, in
 // simulated time, and compares what fires with the scenario's ground
 // truth: a table per scenario, a JSON report, and a last line
-// "precision=P recall=R scenarios=N". `make accuracy` runs it.
+// "precision=P recall=R scenarios=N" followed by the forecast rules'
+// figures: the median and worst lead over the detecting rules on the ramp
+// scenarios (names ending in -ramp) and the false alarms, all of them
+// over every scenario and those on the healthy fleets (scenarios without
+// truth), the ramp and healthy scenarios replayed at several seeds.
+// `make accuracy` runs it.
 package main
 
 import (
@@ -13,6 +18,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -28,6 +34,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app := kingpin.New("accuracy", "Replay the simulator's scenarios through perfagent's collector and rules and score the detections.")
 	report := app.Flag("report", "Write the JSON report to this file.").Default("accuracy.json").String()
 	only := app.Flag("scenario", "Replay only these scenarios (repeatable).").Strings()
+	seeds := app.Flag("seeds", "Replay the ramp scenarios and the healthy fleets at this many seeds (their own and the next ones) for the forecast figures.").Default("5").Int()
 	closedLoop := app.Flag("closed-loop", "Apply the top recommendation for each scenario's bottleneck to the simulated server and measure its effect.").Bool()
 	if _, err := app.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "accuracy: %v\n", err)
@@ -43,7 +50,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	writeTables(stdout, results)
 	sum := summarize(results)
-	b, err := json.MarshalIndent(map[string]any{"summary": sum, "scenarios": results}, "", "  ")
+	reseeded, err := reseedAll(context.Background(), *only, *seeds)
+	if err != nil {
+		fmt.Fprintf(stderr, "accuracy: %v\n", err)
+		return 1
+	}
+	writeForecastTable(stdout, append(slices.Clone(results), reseeded...))
+	sum.Forecast = summarizeForecasts(append(slices.Clone(results), reseeded...), isRamp)
+	b, err := json.MarshalIndent(map[string]any{"summary": sum, "scenarios": results, "reseeded": reseeded}, "", "  ")
 	if err == nil {
 		err = os.WriteFile(*report, append(b, '\n'), 0o644)
 	}
@@ -51,7 +65,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "accuracy: writing %s: %v\n", *report, err)
 		return 1
 	}
+	f := sum.Forecast
 	fmt.Fprintf(stdout, "\nreport: %s\nprecision=%.3f recall=%.3f scenarios=%d\n", *report, sum.Precision, sum.Recall, sum.Scenarios)
+	fmt.Fprintf(stdout, "forecast: warned=%d/%d lead_median=%s lead_worst=%s false_alarms=%d/%d healthy_false_alarms=%d (%d healthy replays)\n",
+		f.Warned, f.Detections, f.MedianLead, f.WorstLead, f.FalseAlarms, f.Warnings, f.HealthyFalseAlarms, f.HealthyReplays)
 	return 0
 }
 
@@ -72,27 +89,58 @@ func replayAll(ctx context.Context, only []string) ([]*ScenarioResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	keep := map[string]bool{}
-	for _, n := range only {
-		keep[n] = true
-	}
 	var results []*ScenarioResult
 	for _, sc := range scenarios {
-		if len(keep) > 0 && !keep[sc.Name] {
+		if len(only) > 0 && !slices.Contains(only, sc.Name) {
 			continue
 		}
-		dir, err := os.MkdirTemp("", "perfagent-accuracy-")
-		if err != nil {
-			return nil, err
-		}
-		res, err := Replay(ctx, sc, defaultOptions(dir))
-		_ = os.RemoveAll(dir)
+		res, err := replayIn(ctx, sc)
 		if err != nil {
 			return nil, err
 		}
 		results = append(results, res)
 	}
 	return results, nil
+}
+
+// isRamp tells the ramp scenarios, on which the forecasts' lead is
+// measured: load that grows steadily into a bottleneck.
+func isRamp(name string) bool { return strings.HasSuffix(name, "-ramp") }
+
+// reseedAll replays the ramp scenarios and the healthy fleets (no truth)
+// at the seeds after their own, seeds in all, for the forecast figures.
+func reseedAll(ctx context.Context, only []string, seeds int) ([]*ScenarioResult, error) {
+	scenarios, err := simulator.Scenarios()
+	if err != nil {
+		return nil, err
+	}
+	var results []*ScenarioResult
+	for _, sc := range scenarios {
+		if (len(only) > 0 && !slices.Contains(only, sc.Name)) || (!isRamp(sc.Name) && len(sc.Fleet.Truth) > 0) {
+			continue
+		}
+		for k := 1; k < seeds; k++ {
+			fleet := *sc.Fleet
+			fleet.Seed += int64(k)
+			res, err := replayIn(ctx, simulator.Scenario{Name: sc.Name, Fleet: &fleet, Source: sc.Source})
+			if err != nil {
+				return nil, err
+			}
+			results = append(results, res)
+		}
+	}
+	return results, nil
+}
+
+// replayIn replays sc with the default options in a TSDB of its own.
+func replayIn(ctx context.Context, sc simulator.Scenario) (*ScenarioResult, error) {
+	dir, err := os.MkdirTemp("", "perfagent-accuracy-")
+	if err != nil {
+		return nil, err
+	}
+	res, err := Replay(ctx, sc, defaultOptions(dir))
+	_ = os.RemoveAll(dir)
+	return res, err
 }
 
 func runClosedLoop(only []string, report string, stdout, stderr io.Writer) int {

@@ -29,6 +29,9 @@ type Summary struct {
 	OnTime         int     `json:"on_time"`
 	Precision      float64 `json:"precision"`
 	Recall         float64 `json:"recall"`
+	// Forecast is how the forecast rules did, over these replays and the
+	// reseeded ones.
+	Forecast ForecastSummary `json:"forecast"`
 }
 
 func summarize(results []*ScenarioResult) Summary {
@@ -84,6 +87,31 @@ func writeTables(w io.Writer, results []*ScenarioResult) {
 		}
 		_ = tw.Flush()
 	}
+}
+
+// writeForecastTable prints the forecast rules' warnings and leads, one
+// line each, for every replay that has any.
+func writeForecastTable(w io.Writer, results []*ScenarioResult) {
+	fmt.Fprintf(w, "\n== forecasts\n")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCENARIO\tSEED\tKIND\tBOTTLENECK\tINSTANCE\tAT\tOUTCOME")
+	for _, r := range results {
+		for _, l := range r.Leads {
+			outcome := "detected without warning"
+			if l.Warned {
+				outcome = fmt.Sprintf("detected, warned %s before", l.Lead)
+			}
+			fmt.Fprintf(tw, "%s\t%d\tlead\t%s\t%s\t%s\t%s\n", r.Name, r.Seed, l.Bottleneck, l.Instance, l.DetectedAt, outcome)
+		}
+		for _, wa := range r.Warnings {
+			outcome := "false alarm"
+			if wa.Confirmed {
+				outcome = "confirmed"
+			}
+			fmt.Fprintf(tw, "%s\t%d\twarning\t%s\t%s\t%s–%s\t%s\n", r.Name, r.Seed, wa.Bottleneck, wa.Instance, wa.From, wa.To, outcome)
+		}
+	}
+	_ = tw.Flush()
 }
 
 // writeLoopTable prints one line per scenario and one per effect.

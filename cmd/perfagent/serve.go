@@ -202,6 +202,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		rules.NewBottlenecksCollector(a.pipeline.Bottlenecks),
 		rules.NewSLOTargetsCollector(func() []config.SLOTarget { return a.config().Rules.SLO }),
 		recommender.NewRecommendationsCollector(a.pipeline.LatestRecommendations),
+		rules.NewSaturationETACollector(a.store, a.lastCollection),
 	)
 
 	var workflows apiv1.Workflows
@@ -234,6 +235,9 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Now:             time.Now,
 		Version:         version.Version,
 		SLO:             a.sloTargets,
+		Forecasts: func(ctx context.Context, at time.Time) ([]rules.SaturationETA, error) {
+			return rules.SaturationETAs(ctx, a.store, at)
+		},
 	})
 	query := &prom.Options{Queryable: a.store.DB(), Engine: a.store.Engine(), LookbackDelta: signalstore.LookbackDelta, Logger: logger.With("component", "query"),
 		Target:  labels.FromStrings(model.JobLabel, collector.ScrapeJobName, model.InstanceLabel, ownInstance(f.listenAddress)),
@@ -399,6 +403,16 @@ func (a *daemon) backfill(ctx context.Context, now time.Time) {
 		return
 	}
 	a.logger.Info("Backfilled signal history", "samples", n, "window", p.Backfill.String())
+}
+
+// lastCollection is the time of the last collection, after which the
+// rules were evaluated; false before the first.
+func (a *daemon) lastCollection() (time.Time, bool) {
+	snap := a.coll.Latest()
+	if snap == nil {
+		return time.Time{}, false
+	}
+	return snap.Time, true
 }
 
 func (a *daemon) health() apiv1.Health {

@@ -179,6 +179,14 @@ pages.fleet = async function () {
   };
 };
 
+// forecastList says, per resource of the instance and of its model pool,
+// how long until it saturates at the current growth (docs/forecasts.md).
+function forecastList(fs) {
+  if (!fs.length) return el("p", { class: "muted" }, "No saturation ahead: neither the KV cache nor the queue grows toward its limit.");
+  const what = { kv_cache: "KV cache full (90 %)", queue: "queue at 5 waiting" };
+  return el("ul", {}, fs.map(f => el("li", {}, `${what[f.resource] || f.resource}${f.instance ? "" : ` (pool ${f.engine} ${f.model})`} in about ${Math.max(1, Math.round(f.seconds / 60))} min`)));
+}
+
 pages.instance = async function (name) {
   const ranges = { "1h": 3600, "6h": 21600, "24h": 86400 };
   let range = new URLSearchParams(location.search).get("range") || "1h";
@@ -226,6 +234,8 @@ pages.instance = async function (name) {
     );
     const note = el("div");
     fill(rest, 
+      el("h2", {}, "Time to saturation"),
+      forecastList(d.forecasts || []),
       el("h2", {}, "Bottlenecks"),
       table([
         { title: "Rule", value: b => b.rule, render: b => b.runbook_url ? el("a", { href: b.runbook_url }, b.rule) : b.rule },

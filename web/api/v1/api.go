@@ -20,6 +20,7 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/recommender"
+	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/signals"
 )
 
@@ -82,6 +83,9 @@ type Options struct {
 	SLO func(model string) SLOTargets
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64
+	// Forecasts returns the saturation forecasts recorded at a time; nil
+	// leaves GET /forecasts out and instances without forecasts.
+	Forecasts func(ctx context.Context, at time.Time) ([]rules.SaturationETA, error)
 }
 
 // API serves /api/v1.
@@ -189,6 +193,12 @@ func (a *API) routes() []route {
 		}}},
 		{"/metrics/collect", http.MethodPost, a.collect, op{summary: "Collect now and return the snapshot (not stored)", body: CollectRequest{}, resp: collector.Snapshot{}}},
 	}...)
+	if a.o.Forecasts != nil {
+		routes = append(routes, route{"/forecasts", http.MethodGet, a.forecasts, op{summary: "Time until each instance's and model pool's KV cache or queue saturates at its current growth, where saturation is ahead (docs/forecasts.md)", resp: ForecastsResponse{}, query: []param{
+			instanceParam, engineParam, modelParam,
+			{name: "resource", description: "kv_cache or queue"},
+		}}})
+	}
 	if a.o.Rules != nil {
 		routes = append(routes,
 			route{"/bottlenecks", http.MethodGet, a.bottlenecks, op{summary: "Active bottlenecks with their evidence", resp: BottlenecksResponse{}, query: []param{
@@ -342,6 +352,9 @@ type InstanceDetail struct {
 	// Bottlenecks are the spans the instance's bottleneck rules were
 	// firing in the range, the latest first.
 	Bottlenecks []BottleneckPeriod `json:"bottlenecks"`
+	// Forecasts are the saturation forecasts of the instance and of its
+	// model pool (no instance) at the last collection.
+	Forecasts []rules.SaturationETA `json:"forecasts"`
 }
 
 // SLOTargets are the SLO targets of one model.
@@ -426,7 +439,58 @@ func (a *API) instance(r *http.Request) (any, *apiError) {
 	if a.o.SLO != nil {
 		detail.SLO = a.o.SLO(in.Model)
 	}
+	detail.Forecasts = []rules.SaturationETA{}
+	if a.o.Forecasts != nil {
+		etas, err := a.o.Forecasts(r.Context(), snap.Time)
+		if err != nil {
+			return nil, &apiError{typ: ErrInternal, status: http.StatusInternalServerError, err: err}
+		}
+		for _, e := range etas {
+			if e.Instance == in.Instance || (e.Instance == "" && e.Engine == in.Engine && e.Model == in.Model) {
+				detail.Forecasts = append(detail.Forecasts, e)
+			}
+		}
+	}
 	return detail, nil
+}
+
+// ForecastsResponse is the answer of GET /api/v1/forecasts: the
+// saturation forecasts at the last collection, instances first, then the
+// model pools (without instance).
+type ForecastsResponse struct {
+	Time      time.Time             `json:"time"`
+	Forecasts []rules.SaturationETA `json:"forecasts"`
+}
+
+func (a *API) forecasts(r *http.Request) (any, *apiError) {
+	snap, apiErr := a.latest()
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	q := r.URL.Query()
+	if v := q.Get("resource"); v != "" && v != rules.ResourceKVCache && v != rules.ResourceQueue {
+		return nil, badData("resource", "%q is neither %s nor %s", v, rules.ResourceKVCache, rules.ResourceQueue)
+	}
+	etas, err := a.o.Forecasts(r.Context(), snap.Time)
+	if err != nil {
+		return nil, &apiError{typ: ErrInternal, status: http.StatusInternalServerError, err: err}
+	}
+	out := []rules.SaturationETA{}
+	for _, e := range etas {
+		// A model pool matches an instance filter when the instance
+		// belongs to it.
+		if v := q.Get("instance"); v != "" && e.Instance != v {
+			in := snap.Instance(v)
+			if e.Instance != "" || in == nil || in.Engine != e.Engine || in.Model != e.Model {
+				continue
+			}
+		}
+		if (q.Get("engine") != "" && e.Engine != q.Get("engine")) || (q.Get("model") != "" && e.Model != q.Get("model")) || (q.Get("resource") != "" && e.Resource != q.Get("resource")) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return ForecastsResponse{Time: snap.Time, Forecasts: out}, nil
 }
 
 // BottleneckPeriod is a span of time a bottleneck rule was firing.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/signals"
 )
 
@@ -90,6 +92,16 @@ func newTestAPI(t *testing.T) (http.Handler, *fakeCollector, *fakeHistory) {
 		Config:       func() (string, error) { return "source:\n  prometheus:\n    basic_auth: {password: <secret>}\n", nil },
 		Now:          func() time.Time { return now },
 		MaxBodyBytes: 256,
+		Forecasts: func(_ context.Context, at time.Time) ([]rules.SaturationETA, error) {
+			if !at.Equal(now) {
+				return nil, fmt.Errorf("forecasts read at %s, not at the last collection", at)
+			}
+			return []rules.SaturationETA{
+				{Instance: "a:1", Engine: "vllm", Model: "m", Resource: "kv_cache", Seconds: 1500},
+				{Instance: "b:1", Engine: "tgi", Model: "n", Resource: "queue", Seconds: 300},
+				{Engine: "vllm", Model: "m", Resource: "kv_cache", Seconds: 2400},
+			}, nil
+		},
 	})
 	r := mux.NewRouter()
 	api.Register(r.PathPrefix("/api/v1").Subrouter())
@@ -129,7 +141,12 @@ func TestEndpointsSucceed(t *testing.T) {
 		{"GET", "/api/v1/signals", "", []string{`"name":"llm_requests_running"`, `"vllm":["sum(vllm:num_requests_running)"]`, `"name":"llm_custom_thing"`, `"quantiles":true`}},
 		{"GET", "/api/v1/instances", "", []string{`"instance":"a:1"`, `"instance":"b:1"`, `"block_size":{"value":"16","source":"metrics"}`}},
 		{"GET", "/api/v1/instances/a:1?start=1793620800&end=1793621400&step=30s", "", []string{`"name":"llm_time_to_first_token_seconds"`, `"quantile":"0.95"`, `["1793620800","0.25"]`, `"llm_requests_running"`,
-			`"bottlenecks":[{"rule":"KVTest","id":"B1","severity":"warning","from":"2026-11-02T12:02:30Z","to":"2026-11-02T12:02:30Z"},{"rule":"KVTest","id":"B1","severity":"warning","from":"2026-11-02T12:00:00Z","to":"2026-11-02T12:00:30Z"}]`}},
+			`"bottlenecks":[{"rule":"KVTest","id":"B1","severity":"warning","from":"2026-11-02T12:02:30Z","to":"2026-11-02T12:02:30Z"},{"rule":"KVTest","id":"B1","severity":"warning","from":"2026-11-02T12:00:00Z","to":"2026-11-02T12:00:30Z"}]`,
+			`"forecasts":[{"instance":"a:1","engine":"vllm","model":"m","resource":"kv_cache","seconds":1500},{"engine":"vllm","model":"m","resource":"kv_cache","seconds":2400}]`}},
+		{"GET", "/api/v1/forecasts", "", []string{`"time":"2026-11-01T12:00:00Z"`, `"instance":"b:1"`, `"seconds":2400`}},
+		// The pool of a:1 comes with it; b:1's forecast does not.
+		{"GET", "/api/v1/forecasts?instance=a:1&resource=kv_cache", "", []string{`"forecasts":[{"instance":"a:1","engine":"vllm","model":"m","resource":"kv_cache","seconds":1500},{"engine":"vllm","model":"m","resource":"kv_cache","seconds":2400}]`}},
+		{"GET", "/api/v1/forecasts?resource=queue", "", []string{`"forecasts":[{"instance":"b:1","engine":"tgi","model":"n","resource":"queue","seconds":300}]`}},
 		{"POST", "/api/v1/metrics/collect", `{"instances":["b:1"],"engine":"tgi","window":"5m"}`, []string{`"instance":"b:1"`}},
 		{"POST", "/api/v1/metrics/collect", ``, []string{`"instances"`}},
 	}
@@ -186,6 +203,7 @@ func TestBadRequests(t *testing.T) {
 		{"unknown instance in collect", "POST", "/api/v1/metrics/collect", `{"instances":["z:9"]}`, 404, ErrNotFound, `instances: "z:9" is not serving`},
 		{"two values", "POST", "/api/v1/metrics/collect", `{} {}`, 400, ErrBadData, "more than one JSON value"},
 		{"body too large", "POST", "/api/v1/metrics/collect", `{"instances":["` + strings.Repeat("x", 300) + `"]}`, 413, ErrBadData, "larger than 256 bytes"},
+		{"bad resource", "GET", "/api/v1/forecasts?resource=gpu", "", 400, ErrBadData, `resource: "gpu" is neither kv_cache nor queue`},
 		{"no such endpoint", "GET", "/api/v1/nothing", "", 404, ErrNotFound, "no API endpoint"},
 		{"wrong method", "DELETE", "/api/v1/instances", "", 405, ErrBadData, "not allowed"},
 	}
