@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -213,7 +214,8 @@ func TestReadmeListsEveryRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	api := New(Options{Rules: rules.NewManager(rules.ManagerOptions{}), Recommendations: &agent.Pipeline{},
-		Health: func() Health { return Health{} }, Config: func() (string, error) { return "", nil }})
+		Health: func() Health { return Health{} }, Config: func() (string, error) { return "", nil },
+		Forecasts: func(context.Context, time.Time) ([]rules.SaturationETA, error) { return nil, nil }})
 	params := map[string][]string{}
 	for _, rt := range api.routes() {
 		var names []string
