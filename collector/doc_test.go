@@ -41,9 +41,11 @@ func TestSignalsDoc(t *testing.T) {
 var fromSettings = map[string]map[string]string{
 	signals.KVCacheCapacity: {signals.EngineVLLM: "`num_gpu_blocks × block_size`, label values of `vllm:cache_config_info`"},
 	signals.MaxRunningRequests: {
-		signals.EngineVLLM:   "`max_num_seqs` (configuration only: vLLM does not export it)",
-		signals.EngineSGLang: "`max_running_requests` (`/get_server_info`)",
-		signals.EngineTGI:    "`max_concurrent_requests` (`/info`)",
+		signals.EngineVLLM:     "`max_num_seqs` (configuration only: vLLM does not export it)",
+		signals.EngineSGLang:   "`max_running_requests` (`/get_server_info`)",
+		signals.EngineTGI:      "`max_concurrent_requests` (`/info`)",
+		signals.EngineTRTLLM:   "`max_batch_size`, `nv_trt_llm_request_metrics{request_type=\"max\"}`",
+		signals.EngineLlamaCpp: "`n_parallel`, `total_slots` of `/props`",
 	},
 	signals.PrefixCachingEnabled: {
 		signals.EngineVLLM:   "`enable_prefix_caching`, a label of `vllm:cache_config_info`",
@@ -66,8 +68,9 @@ only in the first argument of ` + "`histogram_quantile`" + ` (the 0.5 rule is
 shown). Ranges are written ` + "`[1m]`" + ` and replaced by ` + "`collector.rate_window`" + `.
 A signal of an instance that is not in ` + "`llm_instance_info`" + ` in the same
 cycle is dropped, and a NaN value (nothing observed in the window) is left out.
-TGI has no model label: ` + "`model`" + ` comes from the configuration or from
-TGI's ` + "`/info`" + ` (` + "`model_id`" + `). On ` + "`/metrics`" + ` signals are gauges, except the
+TGI and llama.cpp have no model label: ` + "`model`" + ` comes from the configuration,
+TGI's ` + "`/info`" + ` (` + "`model_id`" + `) or llama.cpp's ` + "`/props`" + ` (` + "`model_path`" + `); for
+TensorRT-LLM it is the Triton model's name. On ` + "`/metrics`" + ` signals are gauges, except the
 latency signals, which are untyped: ` + "`promtool check metrics`" + ` reserves the
 ` + "`quantile`" + ` label for summaries, and Prometheus's own ` + "`/federate`" + ` exposes
 recorded series the same way.

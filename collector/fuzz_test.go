@@ -12,7 +12,7 @@ import (
 // FuzzProfile feeds the engine-profile parser arbitrary files: a profile
 // or errors that say something, never a panic.
 func FuzzProfile(f *testing.F) {
-	testutil.Seeds(f, "profiles/*.yml", "../examples/profiles/*.yml")
+	testutil.Seeds(f, "profiles/*.yml")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, errs := ParseProfile("fuzz.yml", b)
 		if p == nil && len(errs) == 0 {

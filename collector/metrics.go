@@ -64,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, o := range []string{OutcomeSuccess, OutcomeRetry, OutcomeError} {
 		m.SourceQueries.WithLabelValues(o)
 	}
-	for _, e := range []string{signals.EngineVLLM, signals.EngineSGLang, signals.EngineTGI} {
+	for _, e := range []string{signals.EngineVLLM, signals.EngineSGLang, signals.EngineTGI, signals.EngineTRTLLM, signals.EngineLlamaCpp} {
 		m.Instances.WithLabelValues(e)
 	}
 	return m

@@ -70,8 +70,8 @@ type settingsQuery struct {
 }
 
 // builtinSettingsQueries are keyed by engine. vLLM puts its cache
-// configuration into the labels of an info-style gauge; SGLang and TGI
-// export some settings as gauges of their own.
+// configuration into the labels of an info-style gauge; SGLang, TGI and
+// TensorRT-LLM export some settings as gauges of their own.
 func builtinSettingsQueries() map[string]settingsQuery {
 	return map[string]settingsQuery{
 		signals.EngineVLLM: {
@@ -106,6 +106,41 @@ func builtinSettingsQueries() map[string]settingsQuery {
 			expr:    "tgi_batch_max_total_tokens",
 			extract: gaugeSettings("", map[string]string{"tgi_batch_max_total_tokens": "max_batch_total_tokens"}),
 		},
+		// The TensorRT-LLM backend reports its request cap (the engine's
+		// max_batch_size) and its KV-cache blocks as gauges split by a label.
+		signals.EngineTRTLLM: {
+			expr: `nv_trt_llm_request_metrics{request_type="max"} or nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=~"max|tokens_per"}`,
+			extract: labelledGaugeSettings(map[string]string{
+				`nv_trt_llm_request_metrics{request_type="max"}`:                      "max_batch_size",
+				`nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="max"}`:        "max_num_blocks",
+				`nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="tokens_per"}`: "tokens_per_block",
+			}),
+		},
+	}
+}
+
+// labelledGaugeSettings turns gauges into settings named by the metric and
+// its one distinguishing label, written name{label="value"} in names.
+// Series of the same instance differing only in other labels (Triton's
+// model version) take the last value.
+func labelledGaugeSettings(names map[string]string) func(promql.Vector) map[string]map[string]string {
+	return func(v promql.Vector) map[string]map[string]string {
+		out := map[string]map[string]string{}
+		for _, s := range v {
+			for key, setting := range names {
+				metric, matcher, _ := strings.Cut(strings.TrimSuffix(key, "}"), "{")
+				label, value, _ := strings.Cut(matcher, "=")
+				if s.Metric.Get("__name__") != metric || s.Metric.Get(label) != strings.Trim(value, `"`) {
+					continue
+				}
+				inst := s.Metric.Get(signals.LabelInstance)
+				if out[inst] == nil {
+					out[inst] = map[string]string{}
+				}
+				out[inst][setting] = strconv.FormatFloat(s.F, 'f', -1, 64)
+			}
+		}
+		return out
 	}
 }
 
@@ -161,6 +196,10 @@ func builtinInfoProbes() map[string]infoProbe {
 			"max_input_length": "max_input_tokens", "max_best_of": "max_best_of",
 			"max_waiting_tokens": "max_waiting_tokens", "waiting_served_ratio": "waiting_served_ratio",
 			"max_client_batch_size": "max_client_batch_size", "version": "version",
+		}},
+		// llama-server's /props: total_slots is --parallel.
+		signals.EngineLlamaCpp: {path: "/props", keys: map[string]string{
+			"model_path": "served_model_name", "total_slots": "n_parallel",
 		}},
 	}
 }
@@ -332,7 +371,8 @@ func settingSignals() []settingSignal {
 			return blocks * size, ok1 && ok2
 		}},
 		{signals.MaxRunningRequests, func(engine string, s Settings) (float64, bool) {
-			key := map[string]string{signals.EngineVLLM: "max_num_seqs", signals.EngineSGLang: "max_running_requests", signals.EngineTGI: "max_concurrent_requests"}[engine]
+			key := map[string]string{signals.EngineVLLM: "max_num_seqs", signals.EngineSGLang: "max_running_requests", signals.EngineTGI: "max_concurrent_requests",
+				signals.EngineTRTLLM: "max_batch_size", signals.EngineLlamaCpp: "n_parallel"}[engine]
 			if key == "" {
 				return 0, false
 			}

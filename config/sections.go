@@ -279,7 +279,7 @@ var engineName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 // profile group name: lower case letters, digits and underscores.
 func CheckEngineName(name string) error {
 	if name != "" && !engineName.MatchString(name) {
-		return fmt.Errorf("%q is not an engine name (lower-case letters, digits and _; built in: vllm, sglang, tgi)", name)
+		return fmt.Errorf("%q is not an engine name (lower-case letters, digits and _; built in: vllm, sglang, tgi, trtllm, llamacpp)", name)
 	}
 	return nil
 }

@@ -35,6 +35,7 @@ var strategies = map[string]strategy{
 	"investigate_errors":              manual,
 	"raise_schedule_conservativeness": conservativeness,
 	"lower_schedule_conservativeness": conservativeness,
+	"raise_frontend_workers":          frontendWorkers,
 	"scale_out":                       replicas,
 	"scale_in":                        replicas,
 }

@@ -236,6 +236,24 @@ func conservativeness(e *env, t *target) (Recommendation, error) {
 	return b.done(fmt.Sprintf("Admission reserves ∝ conservativeness; usage %s against the 0.9 target gives max(0.3, ⌊%s × %s / 0.9⌋₀.₀₁) = %s.", fmtNum(u), fmtNum(cur), fmtNum(u), fmtNum(proposed))), nil
 }
 
+// frontendWorkers doubles the processes in front of the engine that parse
+// HTTP, tokenize and detokenize (B13). A step rule: how much of the gap is
+// CPU contention that more processes remove is not observable from the
+// engines' metrics, so no estimate is given.
+func frontendWorkers(e *env, t *target) (Recommendation, error) {
+	b := e.newBuilder(t, t.inst)
+	cur, ok := b.number(t.action.Setting, t.action.Default)
+	if !ok || cur < 1 {
+		return Recommendation{}, skipf("needs %s of at least 1", t.action.Setting)
+	}
+	proposed := cur * 2
+	b.flag(fmtNum(cur), fmtNum(proposed))
+	b.factor("method", 0.5, "step rule (twice the processes), no model of the frontend's CPU")
+	g, ok := b.signal(signals.FrontendGap, "")
+	b.effect(signals.FrontendGap, "", Decrease, ptrIf(g, ok), nil)
+	return b.done(fmt.Sprintf("%s × 2 = %s processes share the tokenization and HTTP work that holds requests outside the engine; each costs a CPU core.", fmtNum(cur), fmtNum(proposed))), nil
+}
+
 // manual fills an operational recommendation.
 func manual(e *env, t *target) (Recommendation, error) {
 	b := e.newBuilder(t, t.inst)

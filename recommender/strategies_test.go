@@ -97,6 +97,24 @@ func TestAnalyzeStrategies(t *testing.T) {
 			actions: []string{"investigate_errors", "raise_max_concurrent_requests 32 → 90", "lower_schedule_conservativeness 1 → 0.66"},
 		},
 		{
+			name: "B13 doubles the processes in front of the engine, from the default or the reported count",
+			cfg:  config.DefaultRecommenderConfig(),
+			in: Input{
+				Instances: []*collector.Instance{
+					{Instance: "f:8000", Engine: signals.EngineVLLM, Model: "m", Signals: []signals.Value{sig(signals.FrontendGap, "", 0.4)}},
+					{Instance: "f:80", Engine: signals.EngineTGI, Model: "m", Settings: settings(collector.SettingFromConfig, "validation_workers", "4"), Signals: []signals.Value{sig(signals.FrontendGap, "", 0.2)}},
+				},
+				Findings: []Finding{
+					finding("B13", "LLMFrontendGap", &collector.Instance{Instance: "f:8000", Engine: signals.EngineVLLM, Model: "m"}, 0.2, "raise_frontend_workers"),
+					finding("B13", "LLMFrontendGap", &collector.Instance{Instance: "f:80", Engine: signals.EngineTGI, Model: "m"}, 0.15, "raise_frontend_workers"),
+				},
+			},
+			// vLLM: --api-server-count not reported, default 1 → 2; TGI: 4 → 8,
+			// first because its current value is known, not a default.
+			golden:  "b13_frontend_workers",
+			actions: []string{"raise_frontend_workers 4 → 8", "raise_frontend_workers 1 → 2"},
+		},
+		{
 			name: "B5 when α alone misses the ITL target: nothing to cap",
 			cfg:  config.DefaultRecommenderConfig(),
 			in: Input{

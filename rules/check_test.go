@@ -15,7 +15,7 @@ var catalog = map[string]bool{
 	"scale_out": true, "scale_in": true, "raise_schedule_conservativeness": true,
 	"lower_schedule_conservativeness": true, "raise_mem_fraction_static": true,
 	"raise_max_concurrent_requests": true, "raise_max_running_requests": true,
-	"load_aware_routing": true, "investigate_errors": true,
+	"load_aware_routing": true, "investigate_errors": true, "raise_frontend_workers": true,
 }
 
 func errorStrings(errs []error) []string {

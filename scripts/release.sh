@@ -30,7 +30,7 @@ for arch in "${archs[@]}"; do
   cp LICENSE README.md "$dir/"
   # The two example configurations at the top, as prometheus.yml is.
   cp examples/perfagent.yml examples/perfagent-remote.yml "$dir/"
-  cp -r examples/demo examples/stack examples/profiles "$dir/examples/"
+  cp -r examples/demo examples/stack "$dir/examples/"
   cp rules/builtin/bottlenecks.yml "$dir/rules/"
   cp collector/profiles/*.yml "$dir/profiles/"
   cp dashboards/*.json "$dir/dashboards/"

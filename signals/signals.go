@@ -8,6 +8,10 @@ const (
 	EngineVLLM   = "vllm"
 	EngineSGLang = "sglang"
 	EngineTGI    = "tgi"
+	// EngineTRTLLM is TensorRT-LLM served by Triton Inference Server.
+	EngineTRTLLM = "trtllm"
+	// EngineLlamaCpp is llama.cpp's llama-server.
+	EngineLlamaCpp = "llamacpp"
 )
 
 // Identity labels that every signal carries.
@@ -27,6 +31,13 @@ const InstanceInfo = "llm_instance_info"
 // KVCacheCapacity is computed by the collector for engines that
 // report their capacity only as label values (vLLM's cache_config_info).
 const KVCacheCapacity = "llm_kv_cache_capacity_tokens"
+
+// The host and frontend gap (bottleneck B13), from engines that export
+// end-to-end, queue and inference time histograms.
+const (
+	FrontendGap      = "llm_frontend_gap_seconds_mean"
+	FrontendGapRatio = "llm_frontend_gap_ratio"
+)
 
 // Signals derived from settings rather than computed by profiles.
 const (
@@ -56,11 +67,13 @@ func All() []Signal {
 		{"llm_queue_time_seconds", "seconds", "Time a request waited before it was first scheduled.", true},
 		{"llm_prefill_time_seconds", "seconds", "Time from first scheduling to the first token (prompt processing).", true},
 		{"llm_decode_time_seconds", "seconds", "Time from the first to the last output token.", true},
+		{FrontendGap, "seconds", "Mean time of a finished request outside the engine's queue and batch (tokenization, API process, detokenization): mean end-to-end minus mean queue minus mean inference time.", false},
+		{FrontendGapRatio, "ratio", "The frontend gap as a share of the mean end-to-end latency.", false},
 		{"llm_requests_running", "requests", "Requests in the running batch.", false},
 		{"llm_requests_waiting", "requests", "Requests waiting to be scheduled.", false},
 		{"llm_kv_cache_usage_ratio", "ratio", "Share of the KV cache in use (0 to 1), highest over the engine's ranks.", false},
 		{KVCacheCapacity, "tokens", "KV-cache capacity in tokens.", false},
-		{MaxRunningRequests, "requests", "Configured cap on requests in the running batch (vLLM --max-num-seqs, SGLang --max-running-requests, TGI --max-concurrent-requests), from the instance's settings.", false},
+		{MaxRunningRequests, "requests", "Configured cap on requests in the running batch (vLLM --max-num-seqs, SGLang --max-running-requests, TGI --max-concurrent-requests, TensorRT-LLM max_batch_size, llama.cpp --parallel), from the instance's settings.", false},
 		{PrefixCachingEnabled, "", "1 when prefix caching is on (vLLM --enable-prefix-caching, SGLang radix cache), 0 when off, from the instance's settings.", false},
 		{"llm_preemptions_per_second", "1/s", "Requests preempted (vLLM) or retracted (SGLang) per second.", false},
 		{"llm_prefix_cache_hit_ratio", "ratio", "Share of prompt tokens served from the prefix cache.", false},

@@ -65,6 +65,9 @@ func resolve(e Engine, s Settings, m ModelConfig, g GPUConfig) (*params, *fieldE
 				s.MaxNumSeqs = 1024
 			}
 		}
+		if s.APIServerCount == 0 {
+			s.APIServerCount = 1
+		}
 		if s.MaxNumBatchedTokens == 0 {
 			s.MaxNumBatchedTokens = 2048
 			if big {

@@ -146,6 +146,10 @@ type GPUConfig struct {
 	ReservedGiB float64 `yaml:"reserved_gib" json:"reserved_gib"`
 	// StepOverheadMs is the fixed host time per engine step.
 	StepOverheadMs float64 `yaml:"step_overhead_ms" json:"step_overhead_ms"`
+	// FrontendMs is the host CPU time one request costs the API server
+	// outside the engine (HTTP, tokenization, detokenization); 0: none.
+	// vLLM shares it among --api-server-count processes.
+	FrontendMs float64 `yaml:"frontend_ms,omitempty" json:"frontend_ms,omitempty"`
 }
 
 // Settings holds engine flags under their real names. Only the engine's own flags are accepted.
@@ -162,6 +166,8 @@ type Settings struct {
 	// LongPrefillTokenThreshold caps the prompt tokens one request computes per step
 	// (vLLM V1 --long-prefill-token-threshold; 0: no cap).
 	LongPrefillTokenThreshold int `yaml:"long_prefill_token_threshold,omitempty" json:"long_prefill_token_threshold,omitempty"`
+	// APIServerCount is the number of API server processes (vLLM --api-server-count).
+	APIServerCount int `yaml:"api_server_count,omitempty" json:"api_server_count,omitempty"`
 	// SGLang.
 	MemFractionStatic        float64 `yaml:"mem_fraction_static,omitempty" json:"mem_fraction_static,omitempty"`
 	MaxRunningRequests       int     `yaml:"max_running_requests,omitempty" json:"max_running_requests,omitempty"`
@@ -179,7 +185,7 @@ type Settings struct {
 
 // engineFlags lists the settings each engine accepts, by YAML/JSON name.
 var engineFlags = map[Engine][]string{
-	EngineVLLM:   {"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "kv_cache_dtype", "block_size", "max_model_len", "long_prefill_token_threshold"},
+	EngineVLLM:   {"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "kv_cache_dtype", "block_size", "max_model_len", "long_prefill_token_threshold", "api_server_count"},
 	EngineSGLang: {"mem_fraction_static", "max_running_requests", "chunked_prefill_size", "schedule_conservativeness", "max_prefill_tokens", "disable_radix_cache"},
 	EngineTGI:    {"max_concurrent_requests", "max_batch_prefill_tokens", "max_batch_total_tokens", "max_total_tokens", "max_input_tokens", "kv_cache_dtype"},
 }

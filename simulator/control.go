@@ -230,11 +230,14 @@ type State struct {
 	// Histograms as the engine records them (seconds; prompt lengths in tokens); empty when
 	// the engine has none: TTFT and ITL (vLLM, SGLang), E2E (TGI: tgi_request_duration),
 	// Queue (every engine's queue-time histogram), Prefill (vLLM), PromptLen, MeanTPT (TGI).
-	TTFT      HistogramSnapshot `json:"-"`
-	ITL       HistogramSnapshot `json:"-"`
-	E2E       HistogramSnapshot `json:"-"`
-	Queue     HistogramSnapshot `json:"-"`
-	Prefill   HistogramSnapshot `json:"-"`
+	TTFT    HistogramSnapshot `json:"-"`
+	ITL     HistogramSnapshot `json:"-"`
+	E2E     HistogramSnapshot `json:"-"`
+	Queue   HistogramSnapshot `json:"-"`
+	Prefill HistogramSnapshot `json:"-"`
+	// Inference is the time from first scheduling to the last token (vLLM,
+	// TGI), which with E2E and Queue gives the time spent outside the engine.
+	Inference HistogramSnapshot `json:"-"`
 	PromptLen HistogramSnapshot `json:"-"`
 	MeanTPT   HistogramSnapshot `json:"-"`
 }
@@ -327,6 +330,7 @@ func (s *Server) State() State {
 		E2E:       s.h.e2e.snapshot(),
 		Queue:     s.h.queue.snapshot(),
 		Prefill:   s.h.prefill.snapshot(),
+		Inference: s.h.inference.snapshot(),
 		PromptLen: s.h.promptLen.snapshot(),
 		MeanTPT:   s.h.tgiMeanTPT.snapshot(),
 	}
@@ -339,6 +343,7 @@ func (s *Server) State() State {
 	case EngineTGI:
 		st.Queue = s.h.tgiQueue.snapshot()
 		st.E2E = s.h.tgiDuration.snapshot()
+		st.Inference = s.h.tgiInference.snapshot()
 		st.PromptLen = s.h.tgiInput.snapshot()
 	}
 	return st

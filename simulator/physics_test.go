@@ -222,3 +222,37 @@ func TestAdvanceInSmallStepsMatchesOneStep(t *testing.T) {
 		t.Errorf("one advance: %+v\nmany advances: %+v", a.Counters, b.Counters)
 	}
 }
+
+// TestFrontendGap: the API server's CPU time per request c shows as
+// end-to-end time outside queue and inference, c + ρc / 2(1 − ρ) (M/D/1),
+// and a second vLLM API server process halves ρ.
+func TestFrontendGap(t *testing.T) {
+	t.Parallel()
+	const c, rate = 0.04, 20.0
+	for _, tc := range []struct {
+		engine  Engine
+		servers int
+	}{
+		{EngineVLLM, 1},
+		{EngineVLLM, 2},
+		{EngineTGI, 1},
+	} {
+		t.Run(fmt.Sprintf("%s/%d", tc.engine, tc.servers), func(t *testing.T) {
+			settings := ""
+			if tc.engine == EngineVLLM {
+				settings = fmt.Sprintf("\n  settings: {api_server_count: %d}", tc.servers)
+			}
+			w := steady(t, fmt.Sprintf(`engine: %s
+  gpu: {frontend_ms: %g}%s
+  workload: {rate: %g, prompt_tokens: {mean: 300, cv: 0.5}, output_tokens: {mean: 60, cv: 0.5}}`, tc.engine, c*1000, settings, rate), 2*time.Minute, 12*time.Minute)
+			rho := rate * c / float64(tc.servers)
+			want := c + rho*c/(2*(1-rho))
+			// The queue and inference histograms of requests still running at
+			// either end of the window differ slightly from the e2e one.
+			t.Logf("frontend gap %.4f s, model %.4f s", w.frontendGap(), want)
+			if got := w.frontendGap(); math.Abs(got-want) > 0.01 {
+				t.Errorf("frontend gap = %.4f s, want %.4f s\n%s", got, want, w)
+			}
+		})
+	}
+}

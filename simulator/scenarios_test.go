@@ -38,6 +38,7 @@ type window struct {
 	avgKV, maxKV                 float64
 	ttft, itl, queue, prefill    HistogramSnapshot
 	e2e, promptLen, meanTPT      HistogramSnapshot
+	inference                    HistogramSnapshot
 	preemptions, retractions     float64
 	aborted, finished, rejected  float64
 	prefixQueries, prefixHits    float64
@@ -66,6 +67,7 @@ func (ss samples) window(from, to time.Duration) window {
 	w.queue = b.Queue.Sub(a.Queue)
 	w.prefill = b.Prefill.Sub(a.Prefill)
 	w.e2e = b.E2E.Sub(a.E2E)
+	w.inference = b.Inference.Sub(a.Inference)
 	w.promptLen = b.PromptLen.Sub(a.PromptLen)
 	w.meanTPT = b.MeanTPT.Sub(a.MeanTPT)
 	w.preemptions = b.Counters.Preemptions - a.Counters.Preemptions
@@ -153,6 +155,9 @@ var symptoms = map[string]symptom{
 	"B9": func(_ State, w window, _ []window) error {
 		return need(ratio(w.aborted+w.rejected, w.finished+w.aborted+w.rejected) > 0.02, "want aborted or rejected share > 2%%")
 	},
+	"B13": func(_ State, w window, _ []window) error {
+		return need(w.frontendGap() > 0.1*w.e2e.Mean() && w.avgWaiting < 1, "want mean e2e − queue − inference > 10%% of mean e2e, no queue")
+	},
 	"B10": func(_ State, w window, peers []window) error {
 		if len(peers) == 0 {
 			return fmt.Errorf("no peer replicas of the same model")
@@ -164,6 +169,15 @@ var symptoms = map[string]symptom{
 		}
 		return nil
 	},
+}
+
+// frontendGap is the mean time of a finished request outside the engine's
+// queue and batch; 0 without an inference histogram (SGLang).
+func (w window) frontendGap() float64 {
+	if w.inference.Count == 0 || w.e2e.Count == 0 {
+		return 0
+	}
+	return w.e2e.Mean() - w.queue.Mean() - w.inference.Mean()
 }
 
 // healthy fails if any bottleneck symptom is present.
@@ -183,6 +197,9 @@ func healthy(s State, w window) error {
 	}
 	if s.Engine != EngineTGI && w.ttft.Quantile(0.95) > 1 {
 		bad = append(bad, "TTFT p95 > 1s")
+	}
+	if w.frontendGap() > 0.1*w.e2e.Mean() {
+		bad = append(bad, "frontend gap > 10% of e2e")
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("unhealthy: %s", strings.Join(bad, ", "))

@@ -24,6 +24,7 @@ type request struct {
 	firstSeen float64 // first time scheduled; -1 before
 	firstTok  float64 // -1 before the first token
 	lastTok   float64
+	frontend  float64 // time in the API server outside the engine, added to TTFT and e2e
 }
 
 // stats are the server's cumulative counters and interval state.
@@ -168,6 +169,7 @@ func (s *Server) newRequest(t float64) {
 	s.st.arrived++
 	r := s.alloc()
 	r.arrival = t
+	r.frontend = s.frontendDelay(t)
 	r.prompt = w.PromptTokens.sample(s.rng)
 	r.maxTokens = w.MaxTokens
 	out := w.OutputTokens.sample(s.rng)
@@ -309,8 +311,26 @@ func (s *Server) emit(r *request, t float64, k int, t1 float64) {
 	r.lastTok = t
 }
 
+// frontendDelay is the time a request arriving at t spends in the API
+// server outside the engine: its own CPU time c plus the M/D/1 wait behind
+// the other requests, with the arrivals split evenly among vLLM's API
+// server processes. The utilization is capped below 1, where a real
+// frontend's queue would grow without bound.
+func (s *Server) frontendDelay(t float64) float64 {
+	c := s.cfg.GPU.FrontendMs / 1000
+	if c <= 0 {
+		return 0
+	}
+	n := 1.0
+	if s.cfg.Engine == EngineVLLM {
+		n = float64(max(s.p.s.APIServerCount, 1))
+	}
+	rho := min(s.cfg.Workload.rateAt(t)*c/n, 0.98)
+	return c + rho*c/(2*(1-rho))
+}
+
 func (s *Server) onFirstToken(r *request, t float64) {
-	ttft := t - r.arrival
+	ttft := t - r.arrival + r.frontend
 	switch s.cfg.Engine {
 	case EngineVLLM:
 		s.h.ttft.observe(ttft)
@@ -329,7 +349,7 @@ func (s *Server) onTokens(gap float64, n uint64) {
 // finish completes r at time t and releases it; the caller removes it from running.
 func (s *Server) finish(r *request, t float64) {
 	s.used -= r.units
-	e2e := t - r.arrival
+	e2e := t - r.arrival + r.frontend
 	s.st.finished++
 	if r.length {
 		s.st.length++

@@ -221,6 +221,9 @@ func (v *validator) gpu(p []string, g *GPUConfig) {
 			v.errorf(append(p, f), "must be positive")
 		}
 	}
+	if !(g.FrontendMs >= 0) || math.IsInf(g.FrontendMs, 0) {
+		v.errorf(append(p, "frontend_ms"), "must not be negative")
+	}
 	for f, x := range map[string]float64{"mbu": g.MBU, "mfu": g.MFU} {
 		if !(x > 0 && x <= 1) {
 			v.errorf(append(p, f), "must be in (0, 1]")
@@ -243,6 +246,7 @@ func (s Settings) check(e Engine, m ModelConfig, g GPUConfig) []fieldError {
 			add("gpu_memory_utilization", "must be in (0, 1], got %v", s.GPUMemoryUtilization)
 		}
 		nonNeg("max_num_seqs", s.MaxNumSeqs)
+		nonNeg("api_server_count", s.APIServerCount)
 		nonNeg("max_num_batched_tokens", s.MaxNumBatchedTokens)
 		nonNeg("max_model_len", s.MaxModelLen)
 		nonNeg("long_prefill_token_threshold", s.LongPrefillTokenThreshold)

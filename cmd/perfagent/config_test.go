@@ -78,7 +78,7 @@ func TestCheckConfigSaysHowToMigrate(t *testing.T) {
 	if code := run([]string{"check", "config", f}, &stdout, &stderr); code != exitSuccess {
 		t.Fatalf("check config = %d\n%s", code, stderr.String())
 	}
-	if !strings.Contains(stdout.String(), "SUCCESS: embedded mode, 3 engine profiles, 1 Alertmanager configurations") {
+	if !strings.Contains(stdout.String(), "SUCCESS: embedded mode, 5 engine profiles, 1 Alertmanager configurations") {
 		t.Errorf("stdout %q", stdout.String())
 	}
 	for _, want := range []string{"WARNING:", "workflow.alertmanagers is deprecated", "alerting:", "- am:9093"} {

@@ -407,7 +407,7 @@ func TestCheckConfigCommand(t *testing.T) {
 	if code := run([]string{"check", "config", good}, &stdout, &stderr); code != exitSuccess {
 		t.Errorf("check config good = %d, stderr %s", code, stderr.String())
 	}
-	if !strings.Contains(stdout.String(), "SUCCESS: remote mode, 3 engine profiles") {
+	if !strings.Contains(stdout.String(), "SUCCESS: remote mode, 5 engine profiles") {
 		t.Errorf("stdout = %s", stdout.String())
 	}
 	stdout.Reset()

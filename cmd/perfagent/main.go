@@ -58,7 +58,7 @@ type daemonFlags struct {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	app := kingpin.New(filepath.Base("perfagent"), "Performance agent for LLM inference fleets: reads vLLM, SGLang and TGI metrics, normalizes them into signals, and serves them.")
+	app := kingpin.New(filepath.Base("perfagent"), "Performance agent for LLM inference fleets: reads vLLM, SGLang, TGI, TensorRT-LLM (Triton) and llama.cpp metrics, normalizes them into signals, and serves them.")
 	app.Version(version.Print("perfagent"))
 	app.HelpFlag.Short('h')
 	app.UsageWriter(stdout)

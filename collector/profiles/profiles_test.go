@@ -41,10 +41,6 @@ var (
 	evalTime    = firstScrape.Add(45 * time.Second)
 )
 
-// exampleProfileDir holds profiles that users copy into their configuration;
-// they are tested here like the built-in ones.
-const exampleProfileDir = "../../examples/profiles"
-
 // profile names a profile file and how its fixtures are found.
 type profile struct {
 	engine string // group name and value of the engine label
@@ -58,7 +54,8 @@ var allProfiles = []profile{
 	{engine: "vllm", path: "vllm.yml", hasModel: true},
 	{engine: "sglang", path: "sglang.yml", hasModel: true},
 	{engine: "tgi", path: "tgi.yml", hasModel: false},
-	{engine: "llamacpp", path: filepath.Join(exampleProfileDir, "llamacpp.yml"), hasModel: false},
+	{engine: "trtllm", path: "trtllm.yml", hasModel: true},
+	{engine: "llamacpp", path: "llamacpp.yml", hasModel: false},
 }
 
 // catalogNames lists every signal an engine profile may record, and whether it is
@@ -71,6 +68,8 @@ var catalogNames = map[string]bool{
 	"llm_queue_time_seconds":           true,
 	"llm_prefill_time_seconds":         true,
 	"llm_decode_time_seconds":          true,
+	"llm_frontend_gap_seconds_mean":    false,
+	"llm_frontend_gap_ratio":           false,
 	"llm_requests_running":             false,
 	"llm_requests_waiting":             false,
 	"llm_kv_cache_usage_ratio":         false,
@@ -133,7 +132,7 @@ func TestEmbeddedProfiles(t *testing.T) {
 		t.Fatalf("walking embedded profiles: %v", err)
 	}
 	// Every embedded file must have a row in allProfiles (and so a test).
-	want := []string{"sglang.yml", "tgi.yml", "vllm.yml"}
+	want := []string{"llamacpp.yml", "sglang.yml", "tgi.yml", "trtllm.yml", "vllm.yml"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("embedded files = %v, want %v", got, want)
 	}
@@ -447,6 +446,15 @@ var expected = map[string][]want{
 			5+(10-5)*(0.5*132-51)/(120-51),
 			10+(15-10)*(0.95*132-120)/(132-120),
 			10+(15-10)*(0.99*132-120)/(132-120)),
+		// Frontend gap from the means of the window: e2e _sum +175 and
+		// +152.5 per scrape (engines 0, 1), queue +5.25 and +6.1, inference
+		// +140 and +128, every _count +25 and +19: 132 requests.
+		[]want{
+			{signal: "llm_frontend_gap_seconds_mean", instance: "vllm-a:8000", model: "meta-llama/Llama-3.1-8B-Instruct",
+				value: (3*(175+152.5) - 3*(5.25+6.1) - 3*(140+128)) / 132},
+			{signal: "llm_frontend_gap_ratio", instance: "vllm-a:8000", model: "meta-llama/Llama-3.1-8B-Instruct",
+				value: (3*(175+152.5) - 3*(5.25+6.1) - 3*(140+128)) / (3 * (175 + 152.5))},
+		},
 		[]want{
 			// Gauges at +45 s, engine 0 + engine 1.
 			{signal: "llm_requests_running", instance: "vllm-a:8000", model: "meta-llama/Llama-3.1-8B-Instruct", value: 12 + 9},
@@ -510,6 +518,9 @@ var expected = map[string][]want{
 			5+(10-5)*(0.95*30-18)/(30-18),
 			5+(10-5)*(0.99*30-18)/(30-18)),
 		[]want{
+			// e2e _sum +52.5, queue +6.25, inference +44 per scrape, 10 requests.
+			{signal: "llm_frontend_gap_seconds_mean", instance: "vllm-b:8000", model: "Qwen/Qwen2.5-7B-Instruct", value: (3*52.5 - 3*6.25 - 3*44) / 30},
+			{signal: "llm_frontend_gap_ratio", instance: "vllm-b:8000", model: "Qwen/Qwen2.5-7B-Instruct", value: (3*52.5 - 3*6.25 - 3*44) / (3 * 52.5)},
 			{signal: "llm_requests_running", instance: "vllm-b:8000", model: "Qwen/Qwen2.5-7B-Instruct", value: 5},
 			{signal: "llm_requests_waiting", instance: "vllm-b:8000", model: "Qwen/Qwen2.5-7B-Instruct", value: 2},
 			// gpu_cache_usage_perc at +45 s.
@@ -690,6 +701,12 @@ var expected = map[string][]want{
 			dur13+(dur14-dur13)*(0.95*120-90)/(120-90),
 			dur13+(dur14-dur13)*(0.99*120-90)/(120-90)),
 		[]want{
+			// Means: duration _sum 2454.974695→2553.173683, then +49.099494
+			// after the restart, over _count +108; queue 32.571737→33.874606,
+			// +0.651435, over +120; inference +135 over +108.
+			{signal: "llm_frontend_gap_seconds_mean", instance: "tgi-a:80", value: (2553.173683-2454.974695+49.099494)/108 - (33.874606-32.571737+0.651435)/120 - 135.0/108},
+			{signal: "llm_frontend_gap_ratio", instance: "tgi-a:80",
+				value: ((2553.173683-2454.974695+49.099494)/108 - (33.874606-32.571737+0.651435)/120 - 135.0/108) / ((2553.173683 - 2454.974695 + 49.099494) / 108)},
 			{signal: "llm_requests_running", instance: "tgi-a:80", value: 12},                                   // tgi_batch_current_size
 			{signal: "llm_requests_waiting", instance: "tgi-a:80", value: 6},                                    // tgi_queue_size
 			{signal: "llm_kv_cache_usage_ratio", instance: "tgi-a:80", value: 30000 / 65536.0},                  // tgi_batch_current_max_tokens over the capacity
@@ -721,6 +738,10 @@ var expected = map[string][]want{
 			dur4+(dur5-dur4)*0.95,
 			dur4+(dur5-dur4)*0.99),
 		[]want{
+			// duration _sum 259.785682→275.372823, queue 0.474609→0.503086,
+			// inference +14.7, 30 requests each.
+			{signal: "llm_frontend_gap_seconds_mean", instance: "tgi-b:80", value: ((275.372823 - 259.785682) - (0.503086 - 0.474609) - 14.7) / 30},
+			{signal: "llm_frontend_gap_ratio", instance: "tgi-b:80", value: ((275.372823 - 259.785682) - (0.503086 - 0.474609) - 14.7) / (275.372823 - 259.785682)},
 			{signal: "llm_requests_running", instance: "tgi-b:80", value: 3},
 			{signal: "llm_requests_waiting", instance: "tgi-b:80", value: 0},
 			{signal: "llm_kv_cache_usage_ratio", instance: "tgi-b:80", value: 2400 / 16000.0},
@@ -742,6 +763,7 @@ var expected = map[string][]want{
 		{signal: "llm_requests_waiting", instance: "llamacpp-a:8080", value: 2},                              // requests_deferred
 		{signal: "llm_prompt_tokens_per_second", instance: "llamacpp-a:8080", value: (54500 - 50000) / 45.0}, // prompt_tokens_total
 		{signal: "llm_generation_tokens_per_second", instance: "llamacpp-a:8080", value: (81800 - 80000) / 45.0},
+		{signal: "llm_engine_restarts", instance: "llamacpp-a:8080", value: 0}, // n_decode_total only grows
 		// llamacpp-b: 2024 build with kv_cache_usage_ratio.
 		{signal: "llm_instance_info", instance: "llamacpp-b:8080", value: 1},
 		{signal: "llm_requests_running", instance: "llamacpp-b:8080", value: 1},
@@ -749,7 +771,46 @@ var expected = map[string][]want{
 		{signal: "llm_kv_cache_usage_ratio", instance: "llamacpp-b:8080", value: 0.42},
 		{signal: "llm_prompt_tokens_per_second", instance: "llamacpp-b:8080", value: (20900 - 20000) / 45.0},
 		{signal: "llm_generation_tokens_per_second", instance: "llamacpp-b:8080", value: (10450 - 10000) / 45.0},
+		{signal: "llm_engine_restarts", instance: "llamacpp-b:8080", value: 0},
 	},
+
+	"trtllm": rows(
+		// trtllm-a: Triton 25.x with an ensemble around the engine model
+		// tensorrt_llm (the ensemble, preprocessing and postprocessing
+		// models have nv_inference_* series of their own, with other
+		// values, which no rule may read), failures by reason, the
+		// first-response histogram, waiting and fraction gauges; restarted
+		// after +30 s.
+		[]want{{signal: "llm_instance_info", instance: "trtllm-a:8002", model: "tensorrt_llm", value: 1}},
+		// First response (ms) gained in the window: ≤100: 90, ≤500: 225,
+		// ≤2000: 261, ≤5000: 270 (all).
+		q("llm_time_to_first_token_seconds", "trtllm-a:8002", "tensorrt_llm",
+			(100+(500-100)*(0.5*270-90)/(225-90))/1000,
+			(500+(2000-500)*(0.95*270-225)/(261-225))/1000,
+			(2000+(5000-2000)*(0.99*270-261)/(270-261))/1000),
+		[]want{
+			{signal: "llm_requests_running", instance: "trtllm-a:8002", model: "tensorrt_llm", value: 24},       // request_type="active"
+			{signal: "llm_requests_waiting", instance: "trtllm-a:8002", model: "tensorrt_llm", value: 6},        // request_type="waiting"
+			{signal: "llm_kv_cache_usage_ratio", instance: "trtllm-a:8002", model: "tensorrt_llm", value: 0.76}, // fraction, not used/max = 0.75
+			{signal: "llm_kv_cache_capacity_tokens", instance: "trtllm-a:8002", model: "tensorrt_llm", value: 8000 * 64},
+			// nv_inference_request_success of tensorrt_llm: +90 per scrape.
+			{signal: "llm_requests_per_second", instance: "trtllm-a:8002", model: "tensorrt_llm", value: 270 / 45.0},
+			// failures REJECTED +3 and CANCELED +1 per scrape.
+			{signal: "llm_request_error_ratio", instance: "trtllm-a:8002", model: "tensorrt_llm", value: 12 / (270 + 12.0)},
+			{signal: "llm_engine_restarts", instance: "trtllm-a:8002", model: "tensorrt_llm", value: 1},
+		},
+		// trtllm-b: Triton 23.11: no waiting or fraction gauge, no
+		// histogram, failures without a reason label.
+		[]want{
+			{signal: "llm_instance_info", instance: "trtllm-b:8002", model: "tensorrt_llm", value: 1},
+			{signal: "llm_requests_running", instance: "trtllm-b:8002", model: "tensorrt_llm", value: 8},
+			{signal: "llm_kv_cache_usage_ratio", instance: "trtllm-b:8002", model: "tensorrt_llm", value: 1200 / 6239.0}, // used / max
+			{signal: "llm_kv_cache_capacity_tokens", instance: "trtllm-b:8002", model: "tensorrt_llm", value: 6239 * 64},
+			{signal: "llm_requests_per_second", instance: "trtllm-b:8002", model: "tensorrt_llm", value: 90 / 45.0},
+			{signal: "llm_request_error_ratio", instance: "trtllm-b:8002", model: "tensorrt_llm", value: 0},
+			{signal: "llm_engine_restarts", instance: "trtllm-b:8002", model: "tensorrt_llm", value: 0},
+		},
+	),
 }
 
 func TestProfileSignals(t *testing.T) {
@@ -829,6 +890,7 @@ func TestCounterResets(t *testing.T) {
 		{"vllm", "vllm-a:8000", "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"m\"} 0.0\n"},
 		{"sglang", "sglang-a:30000", "# TYPE sglang:num_running_reqs gauge\nsglang:num_running_reqs{model_name=\"m\",tp_rank=\"0\"} 0.0\n"},
 		{"tgi", "tgi-a:80", "# TYPE tgi_queue_size gauge\ntgi_queue_size 0\n"},
+		{"trtllm", "trtllm-a:8002", "# TYPE nv_trt_llm_general_metrics gauge\nnv_trt_llm_general_metrics{general_type=\"iteration_counter\",model=\"m\",version=\"1\"} 0\n"},
 	}
 	for _, c := range cases {
 		t.Run(c.engine, func(t *testing.T) {
@@ -918,6 +980,9 @@ func TestInstanceFromAnyCoreFamily(t *testing.T) {
 		{"sglang", "sglang:num_queue_reqs{model_name=\"m\"} 3\n", "llm_requests_waiting"},
 		{"sglang", "sglang:num_requests_waiting{name=\"m\"} 3\n", "llm_requests_waiting"},
 		{"tgi", "tgi_batch_current_size 3\n", "llm_requests_running"},
+		{"trtllm", "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=\"fraction\",model=\"m\",version=\"1\"} 0.5\n", "llm_kv_cache_usage_ratio"},
+		{"trtllm", "nv_trt_llm_request_metrics{request_type=\"active\",model=\"m\",version=\"1\"} 3\n", "llm_requests_running"},
+		{"llamacpp", "llamacpp:requests_deferred 2\n", "llm_requests_waiting"},
 	} {
 		t.Run(c.engine+" "+c.page, func(t *testing.T) {
 			db, err := tsdb.Open(t.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)

@@ -5,6 +5,8 @@ local profiles = {
   vllm: std.parseYaml(importstr '../../collector/profiles/vllm.yml'),
   sglang: std.parseYaml(importstr '../../collector/profiles/sglang.yml'),
   tgi: std.parseYaml(importstr '../../collector/profiles/tgi.yml'),
+  trtllm: std.parseYaml(importstr '../../collector/profiles/trtllm.yml'),
+  llamacpp: std.parseYaml(importstr '../../collector/profiles/llamacpp.yml'),
 };
 
 {

@@ -170,7 +170,7 @@ type route struct {
 // Query parameters shared by several routes.
 var (
 	instanceParam = param{name: "instance", description: "keep this instance (host:port) only"}
-	engineParam   = param{name: "engine", description: "keep this engine only (vllm, sglang, tgi, …)"}
+	engineParam   = param{name: "engine", description: "keep this engine only (vllm, sglang, tgi, trtllm, llamacpp, …)"}
 	modelParam    = param{name: "model", description: "keep this served model only"}
 )
 
