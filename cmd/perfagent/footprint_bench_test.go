@@ -44,9 +44,11 @@ func BenchmarkFleetFootprint(b *testing.B) {
 			}
 			start := a.read(b)
 			began := time.Now()
-			for b.Loop() {
-				a.waitCycle(b, start.cycles+float64(b.N))
+			b.ResetTimer()
+			for i := range b.N {
+				a.waitCycle(b, start.cycles+float64(i+1))
 			}
+			b.StopTimer()
 			end := a.read(b)
 			elapsed := time.Since(began).Seconds()
 			cycles := end.cycles - start.cycles
