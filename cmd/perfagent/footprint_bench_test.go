@@ -32,6 +32,7 @@ func BenchmarkFleetFootprint(b *testing.B) {
 	if testing.Short() {
 		b.Skip("runs simulated fleets for minutes")
 	}
+	parent := b
 	agents := map[int]*footprintAgent{}
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
@@ -39,7 +40,7 @@ func BenchmarkFleetFootprint(b *testing.B) {
 			// the requested count; both measure the same agent.
 			a := agents[n]
 			if a == nil {
-				a = startFootprintAgent(b, n)
+				a = startFootprintAgent(outliving{B: b, parent: parent}, n)
 				agents[n] = a
 			}
 			start := a.read(b)
@@ -64,6 +65,17 @@ func BenchmarkFleetFootprint(b *testing.B) {
 	}
 }
 
+// outliving is a sub-benchmark whose fleet and agent last until the
+// parent benchmark ends, across the framework's calls of the sub-benchmark.
+type outliving struct {
+	*testing.B
+	parent *testing.B
+}
+
+func (o outliving) Cleanup(f func()) { o.parent.Cleanup(f) }
+
+func (o outliving) TempDir() string { return o.parent.TempDir() }
+
 type footprintAgent struct {
 	proc    *agentProcess
 	metrics string
@@ -74,7 +86,7 @@ type footprintSample struct {
 	cycles, cycleSeconds, cpu, heapInuse, series float64
 }
 
-func startFootprintAgent(b *testing.B, n int) *footprintAgent {
+func startFootprintAgent(b outliving, n int) *footprintAgent {
 	b.Helper()
 	lns := loopbackListeners(b, n)
 	var fleet, cfg strings.Builder
@@ -114,7 +126,7 @@ func startFootprintAgent(b *testing.B, n int) *footprintAgent {
 
 // waitCycle waits until the agent has completed the given number of
 // collection cycles.
-func (a *footprintAgent) waitCycle(b *testing.B, cycles float64) {
+func (a *footprintAgent) waitCycle(b testing.TB, cycles float64) {
 	b.Helper()
 	deadline := time.Now().Add(time.Duration(cycles+4) * footprintInterval)
 	for a.read(b).cycles < cycles {
@@ -125,7 +137,7 @@ func (a *footprintAgent) waitCycle(b *testing.B, cycles float64) {
 	}
 }
 
-func (a *footprintAgent) read(b *testing.B) footprintSample {
+func (a *footprintAgent) read(b testing.TB) footprintSample {
 	b.Helper()
 	resp, err := http.Get(a.metrics)
 	if err != nil {
