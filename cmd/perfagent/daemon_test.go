@@ -55,7 +55,7 @@ vllm:cache_config_info{block_size="16",engine="0",gpu_memory_utilization="0.9",n
 }
 
 // debugLog is the --log.level=debug setting.
-func debugLog(t *testing.T) promslog.Config {
+func debugLog(t testing.TB) promslog.Config {
 	t.Helper()
 	lvl := promslog.NewLevel()
 	if err := lvl.Set("debug"); err != nil {
@@ -72,7 +72,7 @@ type testAgent struct {
 	stop   func() int
 }
 
-func startAgent(t *testing.T, config string, extra ...func(*daemonFlags)) *testAgent {
+func startAgent(t testing.TB, config string, extra ...func(*daemonFlags)) *testAgent {
 	t.Helper()
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "perfagent.yml")
@@ -115,13 +115,13 @@ func startAgent(t *testing.T, config string, extra ...func(*daemonFlags)) *testA
 }
 
 // waitFor polls cond every 100ms for up to 20 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	waitWithin(t, what, 20*time.Second, cond)
 }
 
 // waitWithin polls cond every 100ms for up to limit.
-func waitWithin(t *testing.T, what string, limit time.Duration, cond func() bool) {
+func waitWithin(t testing.TB, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {

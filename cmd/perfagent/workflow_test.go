@@ -52,7 +52,7 @@ func vllmFleet(t *testing.T, secret string, n int, rate float64, tick time.Durat
 // loopbackListeners listens on n free loopback ports. Listening at once,
 // rather than picking free ports to listen on later, leaves no window in
 // which another process takes a port.
-func loopbackListeners(t *testing.T, n int) []net.Listener {
+func loopbackListeners(t testing.TB, n int) []net.Listener {
 	t.Helper()
 	lns := make([]net.Listener, n)
 	for i := range n {
@@ -86,7 +86,7 @@ func startDemoFleet(t *testing.T, secret string) *simFleet {
 
 // serveFleet serves the fleet file's servers on lns, in order, advancing
 // the simulation every tick, and its change webhook, signed with secret.
-func serveFleet(t *testing.T, fleetYAML string, lns []net.Listener, secret string, tick time.Duration) *simFleet {
+func serveFleet(t testing.TB, fleetYAML string, lns []net.Listener, secret string, tick time.Duration) *simFleet {
 	t.Helper()
 	cfg, err := simulator.ParseFleet("fleet.yaml", []byte(fleetYAML))
 	if err != nil {
@@ -344,7 +344,7 @@ const kvRule = `groups:
 `
 
 // writeKVRule writes kvRule to dir/kv.yml and returns the path.
-func writeKVRule(t *testing.T, dir string) string {
+func writeKVRule(t testing.TB, dir string) string {
 	t.Helper()
 	path := filepath.Join(dir, "kv.yml")
 	if err := os.WriteFile(path, []byte(kvRule), 0o644); err != nil {
