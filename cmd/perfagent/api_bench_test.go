@@ -94,6 +94,31 @@ recommender:
 		}
 	}
 
+	// A collection on demand for one instance, next to one of the fleet.
+	b.Run("collect", func(b *testing.B) {
+		post := func(body string) time.Duration {
+			t := time.Now()
+			resp, err := client.Post(a.url+"/api/v1/metrics/collect", "application/json", strings.NewReader(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("POST /api/v1/metrics/collect %s = %s", body, resp.Status)
+			}
+			return time.Since(t)
+		}
+		var fleet, one time.Duration
+		for b.Loop() {
+			fleet += post(`{}`)
+			one += post(fmt.Sprintf(`{"instances":[%q]}`, sim.addrs[0]))
+		}
+		b.ReportMetric(float64(fleet.Milliseconds())/float64(b.N), "fleet-ms")
+		b.ReportMetric(float64(one.Milliseconds())/float64(b.N), "one-instance-ms")
+		b.ReportMetric(float64(one)/float64(fleet), "one/fleet")
+	})
+
 	for _, path := range []string{"/api/v1/instances", "/api/v1/bottlenecks", "/api/v1/recommendations", "/api/v1/health", "/metrics"} {
 		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
 			resp, err := client.Get(a.url + path)

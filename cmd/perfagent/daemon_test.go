@@ -694,8 +694,11 @@ func TestDaemonServerThatDisappearsStopsProducingSignals(t *testing.T) {
 		t.Error("the other server's signals went too")
 	}
 	_, health := get(t, a.url+"/api/v1/health")
-	if !strings.Contains(health, `"health":"down"`) {
-		t.Errorf("health does not show the target down: %s", health)
+	if !strings.Contains(health, `"targets":{"total":2,"up":1,"down":1,"unknown":0,`) {
+		t.Errorf("health does not count the target down: %s", health)
+	}
+	if _, down := get(t, a.url+"/api/v1/targets?health=down"); !strings.Contains(down, `"url":"`+v.URL+`/metrics"`) || strings.Contains(down, w.URL) {
+		t.Errorf("/api/v1/targets?health=down does not list the stopped server alone: %s", down)
 	}
 	if !strings.Contains(m, "perfagent_source_up 1") {
 		t.Error("perfagent_source_up is not 1 with one of two servers up")

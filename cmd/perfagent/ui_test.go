@@ -213,7 +213,7 @@ func TestUIInBrowser(t *testing.T) {
 		// The demo's five servers, counted by the health summary and
 		// listed from /api/v1/targets.
 		waitText("main", "5 targets: 5 up"),
-		waitText("main table", sim.addrs[4]+"/metrics"),
+		waitText("main", sim.addrs[4]+"/metrics"),
 		waitText("main pre", "source:"),
 	)
 }
