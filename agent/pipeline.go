@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,6 +76,8 @@ type Pipeline struct {
 	mtx    sync.RWMutex
 	cfg    Config
 	latest recommender.Report
+	// cycles counts the cycles whose every step has run (Generation).
+	cycles atomic.Uint64
 }
 
 // New returns a Pipeline over the components of o, configured with cfg.
@@ -184,6 +187,7 @@ func (p *Pipeline) afterCollection(ctx context.Context, snap *collector.Snapshot
 	if err := p.appendOwnMetrics(ctx, snap); err != nil {
 		errs = append(errs, err)
 	}
+	p.cycles.Add(1)
 	return errs
 }
 

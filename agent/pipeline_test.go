@@ -493,3 +493,43 @@ func TestOwnMetricsStored(t *testing.T) {
 		}
 	}
 }
+
+// TestGeneration: the generation changes once a cycle has run every step,
+// at once when a cycle fails (its signals go stale), and again when the
+// source is back.
+func TestGeneration(t *testing.T) {
+	f := newFixture(t, true, Config{})
+	ctx := context.Background()
+	now := start.Add(5 * time.Minute)
+	f.scrape(t, start, now.Add(time.Hour))
+	seen := map[uint64]bool{f.pipe.Generation(): true}
+	next := func(what string) {
+		t.Helper()
+		g := f.pipe.Generation()
+		if seen[g] {
+			t.Errorf("%s: generation %d again", what, g)
+		}
+		seen[g] = true
+	}
+	if _, err := f.pipe.Cycle(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	next("first cycle")
+	if g := f.pipe.Generation(); g != f.pipe.Generation() {
+		t.Error("generation changed without a cycle")
+	}
+	if _, err := f.pipe.Cycle(ctx, now.Add(interval)); err != nil {
+		t.Fatal(err)
+	}
+	next("second cycle")
+	f.down = true
+	if _, err := f.pipe.Cycle(ctx, now.Add(2*interval)); err == nil {
+		t.Fatal("cycle succeeded with the source down")
+	}
+	next("failed cycle")
+	f.down = false
+	if _, err := f.pipe.Cycle(ctx, now.Add(3*interval)); err != nil {
+		t.Fatal(err)
+	}
+	next("cycle after the outage")
+}

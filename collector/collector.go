@@ -331,6 +331,12 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 			return nil, err
 		}
 	}
+	if len(o.Instances) > 0 {
+		var err error
+		if src, err = narrow(src, o.Instances); err != nil {
+			return nil, err
+		}
+	}
 	ev := evaluate(ctx, src, profiles, o.Engine, now)
 	if ev.unavailable != nil {
 		return nil, fmt.Errorf("collecting signals: %w", ev.unavailable)

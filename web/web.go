@@ -17,7 +17,6 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 	"golang.org/x/net/netutil"
 
@@ -27,8 +26,16 @@ import (
 
 // Options build a Handler.
 type Options struct {
-	Logger   *slog.Logger
+	Logger *slog.Logger
+	// Gatherer gathers what /metrics serves at every scrape.
 	Gatherer prometheus.Gatherer
+	// PerCycle, when set with Generation, gathers the metrics that change
+	// once per cycle (signals, bottlenecks, recommendations): /metrics
+	// serves them beside Gatherer's, gathered and encoded once per
+	// generation. The two must not both have a series.
+	PerCycle prometheus.Gatherer
+	// Generation numbers the state PerCycle reads (agent.Pipeline's).
+	Generation func() uint64
 	// Registerer receives perfagent_http_request_duration_seconds; nil
 	// registers nowhere.
 	Registerer prometheus.Registerer
@@ -101,7 +108,13 @@ func New(o Options) *Handler {
 	r.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	r.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
-	r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)}))
+	metrics := &metricsHandler{live: &sharedGatherer{g: o.Gatherer}, perCycle: o.PerCycle, generation: o.Generation, errorf: func(format string, args ...any) {
+		o.Logger.Error(fmt.Sprintf(format, args...))
+	}}
+	if metrics.perCycle == nil || metrics.generation == nil {
+		metrics.perCycle, metrics.generation = prometheus.Gatherers{}, func() uint64 { return 0 }
+	}
+	r.Handle("/metrics", metrics)
 	api := r.PathPrefix("/api/v1").Subrouter()
 	if o.Query != nil {
 		prom.Register(api, *o.Query)

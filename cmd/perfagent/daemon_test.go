@@ -55,7 +55,7 @@ vllm:cache_config_info{block_size="16",engine="0",gpu_memory_utilization="0.9",n
 }
 
 // debugLog is the --log.level=debug setting.
-func debugLog(t *testing.T) promslog.Config {
+func debugLog(t testing.TB) promslog.Config {
 	t.Helper()
 	lvl := promslog.NewLevel()
 	if err := lvl.Set("debug"); err != nil {
@@ -72,7 +72,7 @@ type testAgent struct {
 	stop   func() int
 }
 
-func startAgent(t *testing.T, config string, extra ...func(*daemonFlags)) *testAgent {
+func startAgent(t testing.TB, config string, extra ...func(*daemonFlags)) *testAgent {
 	t.Helper()
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "perfagent.yml")
@@ -115,13 +115,13 @@ func startAgent(t *testing.T, config string, extra ...func(*daemonFlags)) *testA
 }
 
 // waitFor polls cond every 100ms for up to 20 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	waitWithin(t, what, 20*time.Second, cond)
 }
 
 // waitWithin polls cond every 100ms for up to limit.
-func waitWithin(t *testing.T, what string, limit time.Duration, cond func() bool) {
+func waitWithin(t testing.TB, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
@@ -694,8 +694,11 @@ func TestDaemonServerThatDisappearsStopsProducingSignals(t *testing.T) {
 		t.Error("the other server's signals went too")
 	}
 	_, health := get(t, a.url+"/api/v1/health")
-	if !strings.Contains(health, `"health":"down"`) {
-		t.Errorf("health does not show the target down: %s", health)
+	if !strings.Contains(health, `"targets":{"total":2,"up":1,"down":1,"unknown":0,`) {
+		t.Errorf("health does not count the target down: %s", health)
+	}
+	if _, down := get(t, a.url+"/api/v1/targets?health=down"); !strings.Contains(down, `"url":"`+v.URL+`/metrics"`) || strings.Contains(down, w.URL) {
+		t.Errorf("/api/v1/targets?health=down does not list the stopped server alone: %s", down)
 	}
 	if !strings.Contains(m, "perfagent_source_up 1") {
 		t.Error("perfagent_source_up is not 1 with one of two servers up")

@@ -245,14 +245,14 @@ func TestFaultAPILoad(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("after 2 minutes the agent has fewer than %d instances or %d recommendations (%d)", instances, workflowClients*cycles, len(recommended))
 		}
-		code, body, err := c.do(http.MethodGet, "/api/v1/instances", "alice", "")
+		code, body, err := c.do(http.MethodGet, "/api/v1/instances?limit=0", "alice", "")
 		var inst struct {
 			Data struct{ Instances []json.RawMessage }
 		}
 		if err != nil || code != http.StatusOK || json.Unmarshal(body, &inst) != nil || len(inst.Data.Instances) < instances {
 			continue
 		}
-		code, body, err = c.do(http.MethodGet, "/api/v1/recommendations?id=raise_gpu_memory_utilization", "alice", "")
+		code, body, err = c.do(http.MethodGet, "/api/v1/recommendations?id=raise_gpu_memory_utilization&limit=0", "alice", "")
 		var recs struct {
 			Data struct{ Recommendations []struct{ Instance string } }
 		}

@@ -471,8 +471,8 @@ func TestFaultModelServerGone(t *testing.T) {
 	}
 	_, ok = pollUntil(20*time.Second, func() bool {
 		watch()
-		_, h := get(t, a.url+"/api/v1/health")
-		var health struct {
+		_, h := get(t, a.url+"/api/v1/targets?limit=0")
+		var targets struct {
 			Data struct {
 				Targets []struct {
 					Instance string `json:"instance"`
@@ -480,10 +480,10 @@ func TestFaultModelServerGone(t *testing.T) {
 				} `json:"targets"`
 			}
 		}
-		if err := json.Unmarshal([]byte(h), &health); err != nil {
-			t.Fatalf("health: %v: %s", err, h)
+		if err := json.Unmarshal([]byte(h), &targets); err != nil {
+			t.Fatalf("targets: %v: %s", err, h)
 		}
-		for _, tg := range health.Data.Targets {
+		for _, tg := range targets.Data.Targets {
 			if tg.Instance == gone {
 				return tg.Health == "down"
 			}
@@ -491,7 +491,7 @@ func TestFaultModelServerGone(t *testing.T) {
 		return false
 	})
 	if !ok {
-		_, h := get(t, a.url+"/api/v1/health")
+		_, h := get(t, a.url+"/api/v1/targets?limit=0")
 		t.Fatalf("the gone server's target is not down 20 s later: %s", h)
 	}
 	down := time.Since(closed)

@@ -159,6 +159,9 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	a.coll = collector.New(collector.Options{Logger: logger.With("component", "collector"), Metrics: a.metrics, Store: a.store, Prober: prober})
 	a.alerts = alerting.New(alerting.Options{Logger: logger.With("component", "notifier"), QueueCapacity: f.queueCapacity})
 	gatherer := prometheus.Gatherers{reg, a.alerts.Gatherer()}
+	// The metrics that change once a cycle, a series or more per
+	// instance: /metrics serves them gathered once per cycle.
+	perCycle := prometheus.NewRegistry()
 	a.rules = rules.NewManager(rules.ManagerOptions{
 		NotifyFunc:         a.sendBottleneckAlerts,
 		Queryable:          a.store.DB(),
@@ -182,7 +185,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	a.rec, err = recommender.New(recommender.Options{Config: &cfg.Recommender})
 	if err == nil {
 		a.pipeline, err = agent.New(agent.Options{Collector: a.coll, Store: a.store, Rules: a.rules, Recommender: a.rec,
-			Own:    gatherer,
+			Own:    prometheus.Gatherers{gatherer, perCycle},
 			Logger: logger.With("component", "pipeline")}, pipelineConfig(cfg))
 	}
 	if err != nil {
@@ -197,13 +200,14 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	}
 	a.reloadSuccess.Set(1)
 	a.reloadTimestamp.SetToCurrentTime()
-	reg.MustRegister(
+	perCycle.MustRegister(
 		collector.NewSignalsExporter(a.coll),
 		rules.NewBottlenecksCollector(a.pipeline.Bottlenecks),
-		rules.NewSLOTargetsCollector(func() []config.SLOTarget { return a.config().Rules.SLO }),
 		recommender.NewRecommendationsCollector(a.pipeline.LatestRecommendations),
 		rules.NewSaturationETACollector(a.store, a.lastCollection),
 	)
+	// The SLO targets change with a reload, not with a cycle.
+	reg.MustRegister(rules.NewSLOTargetsCollector(func() []config.SLOTarget { return a.config().Rules.SLO }))
 
 	var workflows apiv1.Workflows
 	if cfg.Workflow.Enabled() {
@@ -223,6 +227,10 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		// the agent runs.
 		authenticated = newWebAuth(f.webConfigFile).authenticated
 	}
+	var targets func() []collector.TargetHealth
+	if a.scraper != nil {
+		targets = a.scraper.Targets
+	}
 	api := apiv1.New(apiv1.Options{
 		Collector:       a.coll,
 		History:         a.store,
@@ -238,11 +246,13 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Forecasts: func(ctx context.Context, at time.Time) ([]rules.SaturationETA, error) {
 			return rules.SaturationETAs(ctx, a.store, at)
 		},
+		Targets:    targets,
+		Generation: a.pipeline.Generation,
 	})
 	query := &prom.Options{Queryable: a.store.DB(), Engine: a.store.Engine(), LookbackDelta: signalstore.LookbackDelta, Logger: logger.With("component", "query"),
 		Target:  labels.FromStrings(model.JobLabel, collector.ScrapeJobName, model.InstanceLabel, ownInstance(f.listenAddress)),
 		Version: version.Version, Revision: version.Revision, Branch: version.Branch, BuildUser: version.BuildUser, BuildDate: version.BuildDate}
-	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: gatherer, Registerer: reg, API: api, Query: query, Ready: a.coll.Ready, Version: version.Version,
+	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: gatherer, PerCycle: perCycle, Generation: a.pipeline.Generation, Registerer: reg, API: api, Query: query, Ready: a.coll.Ready, Version: version.Version,
 		EnableLifecycle: f.enableLifecycle, ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, MaxConnections: f.maxConnections}
 	handler := web.New(webOpts)
 
@@ -423,9 +433,6 @@ func (a *daemon) health() apiv1.Health {
 	if snap := a.coll.Latest(); snap != nil {
 		h.LastCollection = snap.Time
 		h.Instances = len(snap.Instances)
-	}
-	if a.scraper != nil {
-		h.Targets = a.scraper.Targets()
 	}
 	h.Alertmanagers = []string{}
 	for _, u := range a.alerts.Alertmanagers() {

@@ -238,6 +238,10 @@ func TestUIInBrowser(t *testing.T) {
 		waitText("main", "KVTest"),
 		chromedp.Navigate(a.url+"/status"),
 		waitText("main", "embedded"),
+		// The demo's five servers, counted by the health summary and
+		// listed from /api/v1/targets.
+		waitText("main", "5 targets: 5 up"),
+		waitText("main", sim.addrs[4]+"/metrics"),
 		waitText("main pre", "source:"),
 	)
 }

@@ -344,7 +344,7 @@ const kvRule = `groups:
 `
 
 // writeKVRule writes kvRule to dir/kv.yml and returns the path.
-func writeKVRule(t *testing.T, dir string) string {
+func writeKVRule(t testing.TB, dir string) string {
 	t.Helper()
 	path := filepath.Join(dir, "kv.yml")
 	if err := os.WriteFile(path, []byte(kvRule), 0o644); err != nil {

@@ -34,6 +34,19 @@ async function api(path, body) {
   return env.data;
 }
 
+// apiAll reads every page of a list: the items under key of each page,
+// following next_page_token.
+async function apiAll(path, key) {
+  const sep = path.includes("?") ? "&" : "?";
+  let data = await api(path + sep + "limit=500");
+  let items = data[key];
+  while (data.next_page_token) {
+    data = await api(path + sep + "limit=500&page_token=" + encodeURIComponent(data.next_page_token));
+    items = items.concat(data[key]);
+  }
+  return { ...data, [key]: items };
+}
+
 const fmt = {
   num(v, digits = 3) {
     if (v === undefined || v === null || Number.isNaN(v)) return "–";
@@ -135,10 +148,10 @@ pages.fleet = async function () {
   const engine = el("select", { "aria-label": "engine", onchange: e => { state.engine = e.target.value; render(); } }, el("option", { value: "" }, "all engines"));
   const holder = el("div");
   fill(main, el("h1", {}, "Fleet"), counts, el("div", { class: "filters" }, el("label", {}, "Filter ", search), engine), holder);
-  let data = { instances: [], bottlenecks: [], health: {}, spark: {} };
+  let data = { instances: [], bottlenecks: [], health: {}, targets: [], spark: {} };
   const tableState = { sort: 0, rerender: () => render() };
   function stateOf(inst) {
-    const t = (data.health.targets || []).find(x => x.instance === inst.instance);
+    const t = data.targets.find(x => x.instance === inst.instance);
     if (!data.health.source_up || (t && t.health !== "up")) return ["source down", "bad"];
     const bs = data.bottlenecks.filter(b => b.instance === inst.instance);
     if (bs.some(b => b.state === "firing")) return ["bottleneck: " + bs.filter(b => b.state === "firing").map(b => b.id || b.rule).join(", "), "firing"];
@@ -168,8 +181,10 @@ pages.fleet = async function () {
     ], rows, tableState));
   }
   return async function update() {
-    const [inst, bn, health] = await Promise.all([api("/instances"), api("/bottlenecks"), api("/health")]);
-    data = { instances: inst.instances, bottlenecks: bn.bottlenecks, health, spark: data.spark };
+    const [inst, bn, health] = await Promise.all([apiAll("/instances", "instances"), apiAll("/bottlenecks", "bottlenecks"), api("/health")]);
+    // Only the targets that are not up change an instance's state.
+    const targets = health.targets && health.targets.total > health.targets.up ? (await apiAll("/targets", "targets")).targets.filter(t => t.health !== "up") : [];
+    data = { instances: inst.instances, bottlenecks: bn.bottlenecks, health, targets, spark: data.spark };
     const end = Date.now() / 1000;
     await Promise.all(data.instances.slice(0, 50).map(async i => {
       const d = await api(`/instances/${encodeURIComponent(i.instance)}?start=${end - 900}&end=${end}`);
@@ -345,7 +360,7 @@ function listPage(title, path, params, columns, key) {
     const draw = () => fill(holder, table(columns, rows, state));
     fill(main, el("h1", {}, title), params.length ? el("div", { class: "filters" }, "Filter ", inputs) : "", holder);
     async function update() {
-      const data = await api(path + location.search);
+      const data = await apiAll(path + location.search, key);
       rows = data[key];
       draw();
     }
@@ -396,16 +411,17 @@ pages.status = async function () {
   fill(main, el("h1", {}, "Status"), holder);
   return async function update() {
     const [h, cfg] = await Promise.all([api("/health"), api("/config")]);
+    const targets = h.targets ? (await apiAll("/targets", "targets")).targets : [];
     fill(holder, 
       table([{ title: "", value: r => r[0] }, { title: "", value: r => r[1] }], [
         ["status", h.status], ["mode", h.mode], ["source up", String(h.source_up)], ["ready", String(h.ready)],
         ["last collection", fmt.time(h.last_collection)], ["instances", h.instances], ["version", h.version],
         ["evaluation interval", h.evaluation_interval_seconds + " s"], ["Alertmanagers", (h.alertmanagers || []).join(", ") || "none"],
       ]),
-      h.targets ? [el("h2", {}, "Targets"), table([
-        { title: "Target", value: t => t.url }, { title: "Health", value: t => t.health, render: t => el("span", { class: t.health === "up" ? "ok" : "bad" }, t.health) },
+      h.targets ? [el("h2", {}, "Targets"), el("p", {}, `${h.targets.total} targets: ${h.targets.up} up, ${h.targets.down} down, ${h.targets.unknown} unknown`), table([
+        { title: "Target", value: t => t.url }, { title: "Engine", value: t => t.engine }, { title: "Health", value: t => t.health, render: t => el("span", { class: t.health === "up" ? "ok" : "bad" }, t.health) },
         { title: "Last scrape", value: t => t.last_scrape, render: t => fmt.time(t.last_scrape) }, { title: "Error", value: t => t.last_error },
-      ], h.targets)] : "",
+      ], targets)] : "",
       el("h2", {}, "Configuration in force"), el("pre", {}, cfg.yaml));
   };
 };

@@ -46,7 +46,9 @@ type Health struct {
 	LastCollection time.Time `json:"last_collection,omitzero"`
 	Instances      int       `json:"instances"`
 	Version        string    `json:"version"`
-	Targets        any       `json:"targets,omitempty"`
+	// Targets counts the scrape targets (embedded mode); the API fills it
+	// in from Options.Targets.
+	Targets *TargetsSummary `json:"targets,omitempty"`
 	// EvaluationIntervalSeconds is how often signals are computed; pages
 	// refresh at this pace.
 	EvaluationIntervalSeconds float64 `json:"evaluation_interval_seconds"`
@@ -86,11 +88,26 @@ type Options struct {
 	// Forecasts returns the saturation forecasts recorded at a time; nil
 	// leaves GET /forecasts out and instances without forecasts.
 	Forecasts func(ctx context.Context, at time.Time) ([]rules.SaturationETA, error)
+	// Targets reports the scrape targets (embedded mode); nil leaves GET
+	// /targets out, and the targets out of GET /health.
+	Targets func() []collector.TargetHealth
+	// Generation numbers the state the read endpoints (health, instances,
+	// targets, bottlenecks, recommendations) answer from; each of their
+	// answers is built and encoded once per generation and served from
+	// memory until it changes. nil builds every answer per request.
+	Generation func() uint64
+	// MaxExpensive caps the expensive requests (collections, rule
+	// evaluations and recommendation passes on demand) served at once;
+	// more are refused with 429. 0 means 2.
+	MaxExpensive int
 }
 
 // API serves /api/v1.
 type API struct {
-	o Options
+	o       Options
+	answers answerCache
+	// expensive holds a token per expensive request being served.
+	expensive chan struct{}
 }
 
 // New builds an API.
@@ -104,7 +121,10 @@ func New(o Options) *API {
 	if o.Version == "" {
 		o.Version = "unknown"
 	}
-	return &API{o: o}
+	if o.MaxExpensive <= 0 {
+		o.MaxExpensive = 2
+	}
+	return &API{o: o, expensive: make(chan struct{}, o.MaxExpensive)}
 }
 
 // Error types of the envelope, as in the Prometheus HTTP API.
@@ -116,7 +136,14 @@ const (
 	// ErrUnprocessable answers a well-formed request that cannot be
 	// carried out safely as it stands (422).
 	ErrUnprocessable = "unprocessable"
+	// ErrTooManyRequests answers an expensive request while as many as
+	// the API serves at once are running (429).
+	ErrTooManyRequests = "too_many_requests"
 )
+
+// retryAfterSeconds is the Retry-After of a 429: about what an expensive
+// request over a large fleet takes.
+const retryAfterSeconds = 5
 
 type apiError struct {
 	typ    string
@@ -145,26 +172,39 @@ type response struct {
 
 type handlerFunc func(r *http.Request) (any, *apiError)
 
-func (a *API) wrap(f handlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		data, apiErr := f(r)
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		if apiErr != nil {
-			w.WriteHeader(apiErr.status)
-			_ = enc.Encode(response{Status: "error", ErrorType: apiErr.typ, Error: apiErr.err.Error()})
-			return
-		}
-		_ = enc.Encode(response{Status: "success", Data: data})
-	}
-}
-
 // route is one endpoint of the API.
 type route struct {
 	path, method string
 	f            handlerFunc
 	doc          op
+	// cached answers are built once per generation (Options.Generation).
+	cached bool
+	// expensive requests are bounded by Options.MaxExpensive.
+	expensive bool
+}
+
+// serve answers r with rt.
+func (a *API) serve(w http.ResponseWriter, r *http.Request, rt route) {
+	switch {
+	case rt.cached && a.o.Generation != nil:
+		// The generation is read before the state: an answer built from a
+		// newer state than its generation is rebuilt at the next change,
+		// while the other order could keep an old one for a whole cycle.
+		gen := a.o.Generation()
+		a.answers.get(gen, cacheKey(r, rt.doc.query), func() *answer { return newAnswer(rt.f(r)) }).serve(w, r)
+		return
+	case rt.expensive:
+		select {
+		case a.expensive <- struct{}{}:
+			defer func() { <-a.expensive }()
+		default:
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+			newAnswer(nil, &apiError{typ: ErrTooManyRequests, status: http.StatusTooManyRequests,
+				err: fmt.Errorf("%d expensive requests (collections, rule evaluations, recommendation passes) are running, as many as the agent serves at once; retry in %d seconds", cap(a.expensive), retryAfterSeconds)}).serve(w, r)
+			return
+		}
+	}
+	newAnswer(rt.f(r)).serve(w, r)
 }
 
 // Query parameters shared by several routes.
@@ -178,45 +218,50 @@ var (
 func (a *API) routes() []route {
 	var routes []route
 	if a.o.Health != nil {
-		routes = append(routes, route{"/health", http.MethodGet, a.health, op{summary: "The agent's state: mode, readiness, last collection, scrape targets, Alertmanagers", resp: Health{}}})
+		routes = append(routes, route{path: "/health", method: http.MethodGet, f: a.health, cached: true, doc: op{summary: "The agent's state as of the last cycle: mode, readiness, last collection, scrape targets counted by health and engine, Alertmanagers", resp: Health{}}})
 	}
 	if a.o.Config != nil {
-		routes = append(routes, route{"/config", http.MethodGet, a.config, op{summary: "The configuration in force, secrets hidden", resp: ConfigResponse{}}})
+		routes = append(routes, route{path: "/config", method: http.MethodGet, f: a.config, doc: op{summary: "The configuration in force, secrets hidden", resp: ConfigResponse{}}})
+	}
+	if a.o.Targets != nil {
+		routes = append(routes, route{path: "/targets", method: http.MethodGet, f: a.targets, cached: true, doc: op{summary: "The scrape targets as of the last cycle, in configuration order, with health, last scrape and engine; paginated", resp: TargetsResponse{},
+			query: append([]param{targetFilters[0].param, targetFilters[1].param}, pageParams...)}})
 	}
 	routes = append(routes, []route{
-		{"/signals", http.MethodGet, a.signals, op{summary: "The signal catalog with each engine's expressions", resp: []SignalInfo{}}},
-		{"/instances", http.MethodGet, a.instances, op{summary: "Every instance of the last collection with engine, model, settings and signals", resp: InstancesResponse{}}},
-		{"/instances/{instance}", http.MethodGet, a.instance, op{summary: "One instance with its signal history", resp: InstanceDetail{}, query: []param{
+		{path: "/signals", method: http.MethodGet, f: a.signals, doc: op{summary: "The signal catalog with each engine's expressions", resp: []SignalInfo{}}},
+		{path: "/instances", method: http.MethodGet, f: a.instances, cached: true, doc: op{summary: "The instances of the last collection, by name, with engine, model, settings and signals; paginated", resp: InstancesResponse{},
+			query: append([]param{engineParam, modelParam}, pageParams...)}},
+		{path: "/instances/{instance}", method: http.MethodGet, f: a.instance, doc: op{summary: "One instance with its signal history", resp: InstanceDetail{}, query: []param{
 			{name: "start", description: "start of the history, RFC 3339 or Unix seconds (default: 15 minutes before end)"},
 			{name: "end", description: "end of the history, RFC 3339 or Unix seconds (default: now)"},
 			{name: "step", description: "resolution, a duration (15s) or seconds (default: the range over 250 points)"},
 		}}},
-		{"/metrics/collect", http.MethodPost, a.collect, op{summary: "Collect now and return the snapshot (not stored)", body: CollectRequest{}, resp: collector.Snapshot{}}},
+		{path: "/metrics/collect", method: http.MethodPost, f: a.collect, expensive: true, doc: op{summary: "Collect now and return the snapshot (not stored); 429 while too many expensive requests run", body: CollectRequest{}, resp: collector.Snapshot{}}},
 	}...)
 	if a.o.Forecasts != nil {
-		routes = append(routes, route{"/forecasts", http.MethodGet, a.forecasts, op{summary: "Time until each instance's and model pool's KV cache or queue saturates at its current growth, where saturation is ahead (docs/forecasts.md)", resp: ForecastsResponse{}, query: []param{
+		routes = append(routes, route{path: "/forecasts", method: http.MethodGet, f: a.forecasts, doc: op{summary: "Time until each instance's and model pool's KV cache or queue saturates at its current growth, where saturation is ahead (docs/forecasts.md)", resp: ForecastsResponse{}, query: []param{
 			instanceParam, engineParam, modelParam,
 			{name: "resource", description: "kv_cache or queue"},
 		}}})
 	}
 	if a.o.Rules != nil {
 		routes = append(routes,
-			route{"/bottlenecks", http.MethodGet, a.bottlenecks, op{summary: "Active bottlenecks with their evidence", resp: BottlenecksResponse{}, query: []param{
+			route{path: "/bottlenecks", method: http.MethodGet, f: a.bottlenecks, cached: true, doc: op{summary: "Active bottlenecks with their evidence, as of the last cycle; paginated", resp: BottlenecksResponse{}, query: append([]param{
 				instanceParam, engineParam, modelParam,
 				{name: "category", description: "memory, latency, throughput, utilization or errors"},
 				{name: "severity", description: "info, warning or critical"},
 				{name: "state", description: "pending or firing"},
-			}}},
-			route{"/rules", http.MethodGet, a.rules, op{summary: "Rule groups and rules with health, last error and evaluation time", resp: RulesResponse{}}},
-			route{"/analysis/detect-bottlenecks", http.MethodPost, a.detect, op{summary: "Evaluate the rules now or at a past time without changing live state", body: DetectRequest{}, resp: DetectResponse{}}},
+			}, pageParams...)}},
+			route{path: "/rules", method: http.MethodGet, f: a.rules, doc: op{summary: "Rule groups and rules with health, last error and evaluation time", resp: RulesResponse{}}},
+			route{path: "/analysis/detect-bottlenecks", method: http.MethodPost, f: a.detect, expensive: true, doc: op{summary: "Evaluate the rules now or at a past time without changing live state; 429 while too many expensive requests run", body: DetectRequest{}, resp: DetectResponse{}}},
 		)
 	}
 	if a.o.Recommendations != nil {
 		routes = append(routes,
-			route{"/recommendations", http.MethodGet, a.recommendations, op{summary: "The latest ranked recommendations", resp: RecommendationsResponse{}, query: []param{
+			route{path: "/recommendations", method: http.MethodGet, f: a.recommendations, cached: true, doc: op{summary: "The latest ranked recommendations, and the bottlenecks skipped, of the same instance, engine and model; the recommendations paginated", resp: RecommendationsResponse{}, query: append([]param{
 				instanceParam, engineParam, modelParam, {name: "id", description: "keep this recommendation id only"},
-			}}},
-			route{"/optimization/recommend", http.MethodPost, a.recommend, op{summary: "A fresh recommendation pass, narrowed to an instance or bottleneck", body: RecommendRequest{}, resp: recommender.Report{}}},
+			}, pageParams...)}},
+			route{path: "/optimization/recommend", method: http.MethodPost, f: a.recommend, expensive: true, doc: op{summary: "A fresh recommendation pass, narrowed to an instance or bottleneck; 429 while too many expensive requests run", body: RecommendRequest{}, resp: recommender.Report{}}},
 		)
 		routes = append(routes, a.workflowRoutes()...)
 	}
@@ -231,37 +276,34 @@ func (a *API) Register(r *mux.Router) {
 	r.HandleFunc("/openapi.yaml", a.openAPIHandler(true)).Methods(http.MethodGet)
 	// Methods are checked here rather than with mux's matchers so that a
 	// wrong method gets the JSON envelope too.
-	byPath := map[string]map[string]handlerFunc{}
+	byPath := map[string]map[string]route{}
 	var paths []string
 	for _, rt := range routes {
 		if byPath[rt.path] == nil {
-			byPath[rt.path] = map[string]handlerFunc{}
+			byPath[rt.path] = map[string]route{}
 			paths = append(paths, rt.path)
 		}
-		byPath[rt.path][rt.method] = rt.f
+		byPath[rt.path][rt.method] = rt
 	}
 	for _, path := range paths {
 		methods := byPath[path]
-		r.HandleFunc(path, a.wrap(func(r *http.Request) (any, *apiError) {
-			f, ok := methods[r.Method]
+		r.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			rt, ok := methods[r.Method]
 			if !ok {
 				allowed := make([]string, 0, len(methods))
 				for m := range methods {
 					allowed = append(allowed, m)
 				}
 				sort.Strings(allowed)
-				return nil, &apiError{typ: ErrBadData, status: http.StatusMethodNotAllowed, err: fmt.Errorf("method %s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allowed, " or "))}
+				newAnswer(nil, &apiError{typ: ErrBadData, status: http.StatusMethodNotAllowed, err: fmt.Errorf("method %s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allowed, " or "))}).serve(w, r)
+				return
 			}
-			return f(r)
-		}))
+			a.serve(w, r, rt)
+		})
 	}
-	r.NotFoundHandler = a.wrap(func(r *http.Request) (any, *apiError) {
-		return nil, notFound("no API endpoint %s %s", r.Method, r.URL.Path)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		newAnswer(nil, notFound("no API endpoint %s %s", r.Method, r.URL.Path)).serve(w, r)
 	})
-}
-
-func (a *API) health(*http.Request) (any, *apiError) {
-	return a.o.Health(), nil
 }
 
 func (a *API) config(*http.Request) (any, *apiError) {
@@ -320,12 +362,24 @@ func (a *API) latest() (*collector.Snapshot, *apiError) {
 	return snap, nil
 }
 
-func (a *API) instances(*http.Request) (any, *apiError) {
-	snap, err := a.latest()
-	if err != nil {
-		return nil, err
+func (a *API) instances(r *http.Request) (any, *apiError) {
+	snap, apiErr := a.latest()
+	if apiErr != nil {
+		return nil, apiErr
 	}
-	return InstancesResponse{Time: snap.Time, Instances: nonNil(snap.Instances)}, nil
+	q := r.URL.Query()
+	engine, model := q.Get("engine"), q.Get("model")
+	out := []*collector.Instance{}
+	for _, in := range snap.Instances {
+		if (engine == "" || in.Engine == engine) && (model == "" || in.Model == model) {
+			out = append(out, in)
+		}
+	}
+	items, next, apiErr := page(out, q)
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	return InstancesResponse{Time: snap.Time, Instances: items, NextPageToken: next}, nil
 }
 
 // InstancesResponse is the answer of GET /api/v1/instances: the last
@@ -333,6 +387,9 @@ func (a *API) instances(*http.Request) (any, *apiError) {
 type InstancesResponse struct {
 	Time      time.Time             `json:"time"`
 	Instances []*collector.Instance `json:"instances"`
+	// NextPageToken, as page_token, asks for the next page; it is left
+	// out on the last.
+	NextPageToken string `json:"next_page_token,omitempty"`
 }
 
 func nonNil[T any](s []T) []T {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,11 +27,23 @@ type fakeCollector struct {
 	latest  *collector.Snapshot
 	lastOpt collector.CollectOptions
 	err     error
+	// latestCalls counts Latest.
+	latestCalls atomic.Int64
+	// entered, when set, receives once Collect has started, which then
+	// waits for release.
+	entered, release chan struct{}
 }
 
-func (f *fakeCollector) Latest() *collector.Snapshot { return f.latest }
+func (f *fakeCollector) Latest() *collector.Snapshot {
+	f.latestCalls.Add(1)
+	return f.latest
+}
 
 func (f *fakeCollector) Collect(_ context.Context, at time.Time, o collector.CollectOptions) (*collector.Snapshot, error) {
+	if f.entered != nil {
+		f.entered <- struct{}{}
+		<-f.release
+	}
 	f.lastOpt = o
 	if f.err != nil {
 		return nil, f.err
@@ -77,7 +90,7 @@ func (f *fakeHistory) QueryRange(_ context.Context, expr string, start, end time
 	}}, nil
 }
 
-func newTestAPI(t *testing.T) (http.Handler, *fakeCollector, *fakeHistory) {
+func newTestAPI(t *testing.T, opts ...func(*Options)) (http.Handler, *fakeCollector, *fakeHistory) {
 	t.Helper()
 	fc := &fakeCollector{latest: &collector.Snapshot{Time: now, Instances: []*collector.Instance{
 		{Instance: "a:1", Engine: "vllm", Model: "m", Settings: collector.Settings{"block_size": {Value: "16", Source: "metrics"}},
@@ -85,7 +98,7 @@ func newTestAPI(t *testing.T) (http.Handler, *fakeCollector, *fakeHistory) {
 		{Instance: "b:1", Engine: "tgi", Model: "n"},
 	}}}
 	fh := &fakeHistory{}
-	api := New(Options{
+	o := Options{
 		Collector:    fc,
 		History:      fh,
 		Health:       func() Health { return Health{Status: "ok", Mode: "embedded", Ready: true} },
@@ -102,7 +115,11 @@ func newTestAPI(t *testing.T) (http.Handler, *fakeCollector, *fakeHistory) {
 				{Engine: "vllm", Model: "m", Resource: "kv_cache", Seconds: 2400},
 			}, nil
 		},
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	api := New(o)
 	r := mux.NewRouter()
 	api.Register(r.PathPrefix("/api/v1").Subrouter())
 	return validated(t, api, r), fc, fh

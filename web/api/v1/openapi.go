@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -58,7 +59,11 @@ func (a *API) OpenAPI() (*openapi3.T, error) {
 			Description: "The HTTP API of perfagent, the performance agent for LLM inference fleets. " +
 				"Every answer is the envelope of Prometheus's HTTP API: status success with data, or status error with errorType and error. " +
 				"Fields inside data are snake_case; numbers of seconds end in _seconds; times are RFC 3339. " +
-				"Request bodies are read as JSON whatever their Content-Type, so curl -d works.",
+				"Request bodies are read as JSON whatever their Content-Type, so curl -d works. " +
+				"Lists (instances, targets, bottlenecks, recommendations) are paginated: limit sets the page size (default " + strconv.Itoa(DefaultLimit) + ", 0 for every item), " +
+				"and the next_page_token of a page, sent back as page_token, asks for the next; the last page has none. " +
+				"The read endpoints answer as of the last cycle, each answer built once per cycle; answers of 1 KiB or more are gzipped when Accept-Encoding allows it. " +
+				"Expensive requests (collections, rule evaluations and recommendation passes on demand) are served a few at a time; more are refused with 429 and a Retry-After.",
 		},
 		Servers:    openapi3.Servers{{URL: "/api/v1"}},
 		Paths:      openapi3.NewPaths(),
@@ -128,7 +133,7 @@ func (a *API) OpenAPI() (*openapi3.T, error) {
 		success.AdditionalProperties = openapi3.AdditionalProperties{Has: new(false)}
 		o.AddResponse(http.StatusOK, openapi3.NewResponse().WithDescription("success").WithJSONSchema(success))
 		o.Responses.Set("default", &openapi3.ResponseRef{Value: openapi3.NewResponse().
-			WithDescription("an error: 400 bad_data (the field is named), 401/403 (authentication, approvers), 404 not_found, 409 conflict, 422 unprocessable, 500 internal, 503 unavailable").
+			WithDescription("an error: 400 bad_data (the field is named), 401/403 (authentication, approvers), 404 not_found, 409 conflict, 422 unprocessable, 429 too_many_requests (with Retry-After), 500 internal, 503 unavailable").
 			WithContent(openapi3.NewContentWithJSONSchemaRef(errorRef))})
 		if rt.doc.auth {
 			o.Security = &openapi3.SecurityRequirements{{"basicAuth": []string{}}}

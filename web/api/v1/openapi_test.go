@@ -20,6 +20,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/optiinfra/perfagent/agent"
+	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/rules"
 )
 
@@ -215,7 +216,8 @@ func TestReadmeListsEveryRoute(t *testing.T) {
 	}
 	api := New(Options{Rules: rules.NewManager(rules.ManagerOptions{}), Recommendations: &agent.Pipeline{},
 		Health: func() Health { return Health{} }, Config: func() (string, error) { return "", nil },
-		Forecasts: func(context.Context, time.Time) ([]rules.SaturationETA, error) { return nil, nil }})
+		Forecasts: func(context.Context, time.Time) ([]rules.SaturationETA, error) { return nil, nil },
+		Targets:   func() []collector.TargetHealth { return nil }})
 	params := map[string][]string{}
 	for _, rt := range api.routes() {
 		var names []string

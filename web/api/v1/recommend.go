@@ -26,25 +26,40 @@ type RecommendRequest = agent.RecommendRequest
 
 func (a *API) recommendations(r *http.Request) (any, *apiError) {
 	q := r.URL.Query()
+	instance, engine, model := q.Get("instance"), q.Get("engine"), q.Get("model")
 	rep := a.o.Recommendations.Latest()
 	out := []recommender.Recommendation{}
 	for _, rec := range rep.Recommendations {
-		if (q.Get("instance") == "" || concerns(rec, q.Get("instance"))) &&
-			(q.Get("engine") == "" || rec.Engine == q.Get("engine")) &&
-			(q.Get("model") == "" || rec.Model == q.Get("model")) &&
+		if (instance == "" || concerns(rec, instance)) &&
+			(engine == "" || rec.Engine == engine) &&
+			(model == "" || rec.Model == model) &&
 			(q.Get("id") == "" || rec.ID == q.Get("id")) {
 			out = append(out, rec)
 		}
 	}
-	return RecommendationsResponse{Recommendations: out, Skipped: nonNil(rep.Skipped)}, nil
+	items, next, apiErr := page(out, q)
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	skipped := []recommender.Skip{}
+	for _, s := range rep.Skipped {
+		if (instance == "" || s.Instance == instance) && (engine == "" || s.Engine == engine) && (model == "" || s.Model == model) {
+			skipped = append(skipped, s)
+		}
+	}
+	return RecommendationsResponse{Recommendations: items, Skipped: skipped, NextPageToken: next}, nil
 }
 
 // RecommendationsResponse is the answer of GET /api/v1/recommendations: the
-// last pass's recommendations that match the filters, and the bottlenecks
-// it could not address, with why.
+// last pass's recommendations that match the filters, a page of them, and
+// the bottlenecks of the same instance, engine and model it could not
+// address, with why.
 type RecommendationsResponse struct {
 	Recommendations []recommender.Recommendation `json:"recommendations"`
 	Skipped         []recommender.Skip           `json:"skipped"`
+	// NextPageToken, as page_token, asks for the next page of
+	// recommendations; it is left out on the last.
+	NextPageToken string `json:"next_page_token,omitempty"`
 }
 
 // concerns reports whether rec changes instance, itself or as a replica.

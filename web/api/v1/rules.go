@@ -76,6 +76,9 @@ type DetectResponse struct {
 // BottlenecksResponse is the answer of GET /api/v1/bottlenecks.
 type BottlenecksResponse struct {
 	Bottlenecks []rules.Bottleneck `json:"bottlenecks"`
+	// NextPageToken, as page_token, asks for the next page; it is left
+	// out on the last.
+	NextPageToken string `json:"next_page_token,omitempty"`
 }
 
 // RulesResponse is the answer of GET /api/v1/rules.
@@ -124,7 +127,11 @@ func (a *API) bottlenecks(r *http.Request) (any, *apiError) {
 			out = append(out, b)
 		}
 	}
-	return BottlenecksResponse{Bottlenecks: out}, nil
+	items, next, apiErr := page(out, q)
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	return BottlenecksResponse{Bottlenecks: items, NextPageToken: next}, nil
 }
 
 // RuleGroup is one group of GET /api/v1/rules.

@@ -264,18 +264,18 @@ func (a *API) decideWorkflow(approve bool) handlerFunc {
 func (a *API) workflowRoutes() []route {
 	view := WorkflowView{}
 	return []route{
-		{"/workflows", http.MethodPost, a.createWorkflow, op{summary: "Propose an approval-gated, staged rollout of a recommendation", body: CreateWorkflowRequest{}, required: []string{"recommendation"}, resp: view, auth: true}},
-		{"/workflows", http.MethodGet, a.listWorkflows, op{summary: "Workflows, without their events", resp: WorkflowsResponse{}, query: []param{
+		{path: "/workflows", method: http.MethodPost, f: a.createWorkflow, doc: op{summary: "Propose an approval-gated, staged rollout of a recommendation", body: CreateWorkflowRequest{}, required: []string{"recommendation"}, resp: view, auth: true}},
+		{path: "/workflows", method: http.MethodGet, f: a.listWorkflows, doc: op{summary: "Workflows, without their events", resp: WorkflowsResponse{}, query: []param{
 			engineParam, modelParam,
 			{name: "state", description: "keep workflows in these states", repeated: true},
 			{name: "active", description: "true keeps unfinished workflows only"},
 		}}},
-		{"/workflows/{id}", http.MethodGet, a.getWorkflow, op{summary: "One workflow with its events, decisions and validation results", resp: view}},
-		{"/workflows/{id}/approve", http.MethodPost, a.decideWorkflow(true), op{summary: "Approve the open gate (a listed approver who is not the requester)", body: DecisionRequest{}, required: []string{"proposal_hash"}, resp: view, auth: true}},
-		{"/workflows/{id}/reject", http.MethodPost, a.decideWorkflow(false), op{summary: "Reject the open gate", body: DecisionRequest{}, required: []string{"proposal_hash"}, resp: view, auth: true}},
-		{"/workflows/{id}/abort", http.MethodPost, a.actOnWorkflow(Workflows.Abort), op{summary: "Stop the workflow and restore every changed instance", body: ActionRequest{}, resp: view, auth: true}},
-		{"/workflows/{id}/rollback", http.MethodPost, a.actOnWorkflow(Workflows.Rollback), op{summary: "Restore every changed instance, or retry a failed rollback", body: ActionRequest{}, resp: view, auth: true}},
-		{"/workflows/{id}/instances/{instance}/resolve", http.MethodPost, a.resolveInstance, op{summary: "Say an instance a failed rollback left changed was restored by hand", body: ActionRequest{}, required: []string{"reason"}, resp: view, auth: true}},
+		{path: "/workflows/{id}", method: http.MethodGet, f: a.getWorkflow, doc: op{summary: "One workflow with its events, decisions and validation results", resp: view}},
+		{path: "/workflows/{id}/approve", method: http.MethodPost, f: a.decideWorkflow(true), doc: op{summary: "Approve the open gate (a listed approver who is not the requester)", body: DecisionRequest{}, required: []string{"proposal_hash"}, resp: view, auth: true}},
+		{path: "/workflows/{id}/reject", method: http.MethodPost, f: a.decideWorkflow(false), doc: op{summary: "Reject the open gate", body: DecisionRequest{}, required: []string{"proposal_hash"}, resp: view, auth: true}},
+		{path: "/workflows/{id}/abort", method: http.MethodPost, f: a.actOnWorkflow(Workflows.Abort), doc: op{summary: "Stop the workflow and restore every changed instance", body: ActionRequest{}, resp: view, auth: true}},
+		{path: "/workflows/{id}/rollback", method: http.MethodPost, f: a.actOnWorkflow(Workflows.Rollback), doc: op{summary: "Restore every changed instance, or retry a failed rollback", body: ActionRequest{}, resp: view, auth: true}},
+		{path: "/workflows/{id}/instances/{instance}/resolve", method: http.MethodPost, f: a.resolveInstance, doc: op{summary: "Say an instance a failed rollback left changed was restored by hand", body: ActionRequest{}, required: []string{"reason"}, resp: view, auth: true}},
 	}
 }
 

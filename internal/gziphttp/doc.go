@@ -1,0 +1,4 @@
+// Package gziphttp decides whether an HTTP answer may be gzipped, from the
+// request's Accept-Encoding, for the handlers that compress their answers
+// themselves.
+package gziphttp

@@ -1,0 +1,242 @@
+package web
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/optiinfra/perfagent/internal/gziphttp"
+)
+
+// metricsHandler serves /metrics as promhttp does (the format and
+// compression the scraper asks for, 500 when gathering fails), with the
+// families of Options.PerCycle gathered and encoded once per generation
+// rather than per scrape: at a thousand instances they are most of the
+// page, and rebuilding, checking and encoding them for every scraper was
+// most of the agent's CPU under load. The live families (the agent's own
+// runtime and request metrics) are gathered per scrape, and each family is
+// written in name order, so the page is the one a single registry would
+// serve.
+type metricsHandler struct {
+	live       *sharedGatherer
+	perCycle   prometheus.Gatherer
+	generation func() uint64
+	errorf     func(format string, args ...any)
+
+	mtx   sync.Mutex
+	valid bool
+	gen   uint64
+	mfs   []*dto.MetricFamily
+	err   error
+	// encoded holds, per format, the per-cycle families encoded.
+	encoded map[expfmt.Format]*encodedFamilies
+}
+
+// encodedFamilies are metric families encoded one after the other, in
+// name order, and where each ends, so that others can be written between
+// them.
+type encodedFamilies struct {
+	b     []byte
+	names []string
+	ends  []int
+}
+
+// cycleFamilies returns the per-cycle families of the current generation
+// encoded in format, gathering and encoding them if needed.
+func (h *metricsHandler) cycleFamilies(format expfmt.Format) ([]*dto.MetricFamily, *encodedFamilies, error) {
+	// The generation is read before gathering: families newer than the
+	// generation they are kept under are replaced at its next change,
+	// while the other order could serve an old state for a whole cycle.
+	gen := h.generation()
+	h.mtx.Lock()
+	defer h.mtx.Unlock()
+	if !h.valid || h.gen != gen {
+		h.mfs, h.err = h.perCycle.Gather()
+		h.gen, h.valid = gen, true
+		h.encoded = map[expfmt.Format]*encodedFamilies{}
+	}
+	if h.err != nil {
+		return h.mfs, nil, h.err
+	}
+	ef, ok := h.encoded[format]
+	if !ok {
+		var buf bytes.Buffer
+		enc := expfmt.NewEncoder(&buf, format)
+		ef = &encodedFamilies{}
+		for _, mf := range h.mfs {
+			if err := enc.Encode(mf); err != nil {
+				return h.mfs, nil, fmt.Errorf("encoding metric family %s: %w", mf.GetName(), err)
+			}
+			ef.names = append(ef.names, mf.GetName())
+			ef.ends = append(ef.ends, buf.Len())
+		}
+		ef.b = buf.Bytes()
+		h.encoded[format] = ef
+	}
+	return h.mfs, ef, nil
+}
+
+func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
+	cycleMFs, cycleEnc, cycleErr := h.cycleFamilies(format)
+	liveMFs, liveErr := h.live.Gather()
+	if err := firstError(liveErr, cycleErr); err != nil {
+		h.fail(w, err)
+		return
+	}
+	names := make(map[string]bool, len(liveMFs))
+	for _, mf := range liveMFs {
+		names[mf.GetName()] = true
+	}
+	for _, mf := range cycleMFs {
+		if names[mf.GetName()] {
+			h.serveMerged(w, r, format, liveMFs, cycleMFs)
+			return
+		}
+	}
+	// Errors writing the page are the client's going away, not the
+	// agent's: they end the answer and nothing else.
+	out, done := h.body(w, r, format)
+	defer done()
+	enc := expfmt.NewEncoder(out, format)
+	// The per-cycle families are written as they were encoded, in runs
+	// between the live families that sort among them.
+	pos, i := 0, 0
+	for _, mf := range liveMFs {
+		j := i
+		for j < len(cycleEnc.names) && cycleEnc.names[j] < mf.GetName() {
+			j++
+		}
+		if j > i {
+			if _, err := out.Write(cycleEnc.b[pos:cycleEnc.ends[j-1]]); err != nil {
+				return
+			}
+			pos, i = cycleEnc.ends[j-1], j
+		}
+		if err := enc.Encode(mf); err != nil {
+			return
+		}
+	}
+	_, _ = out.Write(cycleEnc.b[pos:])
+}
+
+// serveMerged serves the families of a scrape in which a family is both
+// live and per cycle: they are merged with the checks a single registry
+// makes (a duplicate series fails), and encoded together.
+func (h *metricsHandler) serveMerged(w http.ResponseWriter, r *http.Request, format expfmt.Format, live, perCycle []*dto.MetricFamily) {
+	mfs, err := prometheus.Gatherers{
+		prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return live, nil }),
+		prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return perCycle, nil }),
+	}.Gather()
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	out, done := h.body(w, r, format)
+	defer done()
+	enc := expfmt.NewEncoder(out, format)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return
+		}
+	}
+}
+
+// body sets the headers of a page in format and returns where to write
+// it, gzipped when the client accepts it, and what to call when it is
+// written.
+func (h *metricsHandler) body(w http.ResponseWriter, r *http.Request, format expfmt.Format) (io.Writer, func()) {
+	w.Header().Add("Vary", "Accept")
+	w.Header().Add("Vary", "Accept-Encoding")
+	w.Header().Set("Content-Type", string(format))
+	if !gziphttp.Accepts(r) {
+		return w, func() {}
+	}
+	w.Header().Set("Content-Encoding", "gzip")
+	gz := gzipWriters.Get().(*gzip.Writer)
+	gz.Reset(w)
+	return gz, func() {
+		_ = gz.Close()
+		gzipWriters.Put(gz)
+	}
+}
+
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fail answers as promhttp's HTTPErrorOnError does.
+func (h *metricsHandler) fail(w http.ResponseWriter, err error) {
+	h.errorf("Error gathering metrics: %v", err)
+	http.Error(w, "An error has occurred while serving metrics:\n\n"+err.Error(), http.StatusInternalServerError)
+}
+
+var gzipWriters = sync.Pool{New: func() any {
+	gz, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return gz
+}}
+
+// sharedGatherer gathers g for concurrent callers together: a call waits
+// for the gathering under way, if any, and shares the one after it with
+// every call that arrived meanwhile. Each call gets what was gathered
+// after it began, as if it had gathered alone, but under many concurrent
+// scrapes g is gathered one at a time (reading /proc for the process
+// metrics costs about as much as writing a page). The families are shared:
+// callers must not modify them.
+type sharedGatherer struct {
+	g prometheus.Gatherer
+
+	mtx     sync.Mutex
+	running bool
+	next    *gathering
+}
+
+type gathering struct {
+	done chan struct{}
+	mfs  []*dto.MetricFamily
+	err  error
+}
+
+func (s *sharedGatherer) Gather() ([]*dto.MetricFamily, error) {
+	s.mtx.Lock()
+	if s.next == nil {
+		s.next = &gathering{done: make(chan struct{})}
+	}
+	g := s.next
+	if !s.running {
+		s.running, s.next = true, nil
+		s.mtx.Unlock()
+		s.run(g)
+	} else {
+		s.mtx.Unlock()
+	}
+	<-g.done
+	return g.mfs, g.err
+}
+
+// run gathers for g, then starts the gathering the calls that arrived
+// meanwhile wait for.
+func (s *sharedGatherer) run(g *gathering) {
+	g.mfs, g.err = s.g.Gather()
+	close(g.done)
+	s.mtx.Lock()
+	defer s.mtx.Unlock()
+	if next := s.next; next != nil {
+		s.next = nil
+		go s.run(next)
+		return
+	}
+	s.running = false
+}

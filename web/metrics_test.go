@@ -1,0 +1,284 @@
+package web
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// countingGatherer counts its gatherings.
+type countingGatherer struct {
+	g prometheus.Gatherer
+	n atomic.Int64
+}
+
+func (c *countingGatherer) Gather() ([]*dto.MetricFamily, error) {
+	c.n.Add(1)
+	return c.g.Gather()
+}
+
+// metricsFixture is a live registry and a per-cycle one whose signal
+// gauge exports nothing while failed, as the signals exporter does after
+// a failed cycle.
+type metricsFixture struct {
+	live, perCycle *prometheus.Registry
+	counted        *countingGatherer
+	gen            atomic.Uint64
+	failed         atomic.Bool
+	requests       prometheus.Counter
+	signal         *prometheus.GaugeVec
+}
+
+func newMetricsFixture(t *testing.T) *metricsFixture {
+	t.Helper()
+	f := &metricsFixture{live: prometheus.NewRegistry(), perCycle: prometheus.NewRegistry()}
+	f.requests = prometheus.NewCounter(prometheus.CounterOpts{Name: "perfagent_test_requests_total", Help: "Requests."})
+	latency := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "perfagent_test_seconds", Help: "Latency."})
+	latency.Observe(0.3)
+	f.live.MustRegister(f.requests, latency)
+	f.signal = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "llm_requests_running", Help: "Running."}, []string{"instance", "engine", "model"})
+	for i, in := range []string{"a:1", "b:1", "c:1"} {
+		f.signal.WithLabelValues(in, "vllm", "m").Set(float64(i))
+	}
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "perfagent_setting_info", Help: "Settings."}, []string{"instance", "setting"})
+	info.WithLabelValues("a:1", "max_num_seqs").Set(1)
+	f.perCycle.MustRegister(info, prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
+		if !f.failed.Load() {
+			f.signal.Collect(ch)
+		}
+	}))
+	f.counted = &countingGatherer{g: f.perCycle}
+	return f
+}
+
+func (f *metricsFixture) handler(logger *slog.Logger) *Handler {
+	return New(Options{Logger: logger, Gatherer: f.live, PerCycle: f.counted, Generation: f.gen.Load, Ready: func() bool { return true }})
+}
+
+// reference is what promhttp serves for both registries as one.
+func (f *metricsFixture) reference(r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	promhttp.HandlerFor(prometheus.Gatherers{f.live, f.perCycle}, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	return w
+}
+
+func scrape(h http.Handler, header ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Set(header[i], header[i+1])
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+func body(t *testing.T, w *httptest.ResponseRecorder) []byte {
+	t.Helper()
+	if w.Header().Get("Content-Encoding") != "gzip" {
+		return w.Body.Bytes()
+	}
+	zr, err := gzip.NewReader(w.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestMetricsPageAsOneRegistry: the page is byte for byte the one promhttp
+// serves for the live and per-cycle registries together, in every format
+// and compression, before and after a cycle.
+func TestMetricsPageAsOneRegistry(t *testing.T) {
+	f := newMetricsFixture(t)
+	h := f.handler(slog.New(slog.DiscardHandler)).Router()
+	for cycle := range 2 {
+		for _, header := range [][]string{
+			nil,
+			{"Accept-Encoding", "gzip"},
+			{"Accept", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"},
+			{"Accept", "text/plain;version=0.0.4", "Accept-Encoding", "gzip"},
+		} {
+			got := scrape(h, header...)
+			r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			for i := 0; i+1 < len(header); i += 2 {
+				r.Header.Set(header[i], header[i+1])
+			}
+			want := f.reference(r)
+			if got.Code != 200 || !bytes.Equal(body(t, got), body(t, want)) {
+				t.Errorf("cycle %d, %v: page differs from promhttp's:\n%s\nwant\n%s", cycle, header, body(t, got), body(t, want))
+			}
+			if got.Header().Get("Content-Type") != want.Header().Get("Content-Type") || got.Header().Get("Content-Encoding") != want.Header().Get("Content-Encoding") ||
+				strings.Join(got.Header().Values("Vary"), ",") != strings.Join(want.Header().Values("Vary"), ",") {
+				t.Errorf("cycle %d, %v: Content-Type %q, Content-Encoding %q; promhttp says %q, %q", cycle, header,
+					got.Header().Get("Content-Type"), got.Header().Get("Content-Encoding"), want.Header().Get("Content-Type"), want.Header().Get("Content-Encoding"))
+			}
+		}
+		// The next cycle changes a signal and the live metrics change
+		// between scrapes.
+		f.signal.WithLabelValues("a:1", "vllm", "m").Set(42)
+		f.requests.Inc()
+		f.gen.Add(2)
+	}
+}
+
+// TestMetricsPerCycleGatheredOncePerGeneration: scrapes within a
+// generation gather the per-cycle metrics once and the live ones every
+// time; a failed cycle, a generation of its own, stops the signals at
+// once.
+func TestMetricsPerCycleGatheredOncePerGeneration(t *testing.T) {
+	f := newMetricsFixture(t)
+	h := f.handler(slog.New(slog.DiscardHandler)).Router()
+	for i := range 5 {
+		f.requests.Inc()
+		page := string(body(t, scrape(h, "Accept-Encoding", "gzip")))
+		if !strings.Contains(page, "perfagent_test_requests_total "+string(rune('1'+i))) {
+			t.Errorf("scrape %d does not show the live counter at %d:\n%s", i, i+1, page)
+		}
+	}
+	if n := f.counted.n.Load(); n != 1 {
+		t.Errorf("five scrapes in a generation gathered the per-cycle metrics %d times, want once", n)
+	}
+	f.signal.WithLabelValues("a:1", "vllm", "m").Set(42)
+	if page := scrape(h).Body.String(); strings.Contains(page, "42") {
+		t.Error("a per-cycle value changed within a generation was served")
+	}
+
+	// The cycle fails: its signals are gone from the next scrape.
+	f.failed.Store(true)
+	f.gen.Add(1)
+	if page := scrape(h).Body.String(); strings.Contains(page, "llm_requests_running") || !strings.Contains(page, "perfagent_setting_info") {
+		t.Errorf("after a failed cycle the page still has the signals, or lost the rest:\n%s", page)
+	}
+	f.failed.Store(false)
+	f.gen.Add(1)
+	if page := scrape(h).Body.String(); !strings.Contains(page, `llm_requests_running{engine="vllm",instance="a:1",model="m"} 42`) {
+		t.Errorf("after the source came back the page lacks the new signal:\n%s", page)
+	}
+}
+
+// TestMetricsFamilyInBoth: a family both registries have is merged as one
+// registry would, and a series both have fails the scrape as it would.
+func TestMetricsFamilyInBoth(t *testing.T) {
+	f := newMetricsFixture(t)
+	other := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "llm_requests_running", Help: "Running."}, []string{"instance", "engine", "model"})
+	other.WithLabelValues("z:1", "vllm", "m").Set(7)
+	f.live.MustRegister(other)
+	var logs bytes.Buffer
+	h := f.handler(slog.New(slog.NewTextHandler(&logs, nil))).Router()
+	got := scrape(h)
+	if want := f.reference(httptest.NewRequest(http.MethodGet, "/metrics", nil)); got.Code != 200 || got.Body.String() != want.Body.String() {
+		t.Errorf("merged page = %d\n%s\nwant\n%s", got.Code, got.Body, want.Body)
+	}
+	other.WithLabelValues("a:1", "vllm", "m").Set(8)
+	if got := scrape(h); got.Code != http.StatusInternalServerError || !strings.Contains(got.Body.String(), "collected before with the same name and label values") {
+		t.Errorf("a series in both = %d %s, want 500 naming the duplicate", got.Code, got.Body)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") {
+		t.Error("a failed gathering was not logged at error")
+	}
+}
+
+// failingWriter is a client that went away.
+type failingWriter struct{ header http.Header }
+
+func (w *failingWriter) Header() http.Header       { return w.header }
+func (w *failingWriter) Write([]byte) (int, error) { return 0, errors.New("write: broken pipe") }
+func (w *failingWriter) WriteHeader(int)           {}
+
+// TestMetricsClientGoneNotAnError: a scraper that disconnects is not logged
+// at error.
+func TestMetricsClientGoneNotAnError(t *testing.T) {
+	f := newMetricsFixture(t)
+	var logs bytes.Buffer
+	h := f.handler(slog.New(slog.NewTextHandler(&logs, nil))).Router()
+	for _, enc := range []string{"", "gzip"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/metrics", nil)
+		r.Header.Set("Accept-Encoding", enc)
+		h.ServeHTTP(&failingWriter{header: http.Header{}}, r)
+	}
+	if logs.Len() > 0 {
+		t.Errorf("a scraper that went away was logged:\n%s", logs.String())
+	}
+}
+
+// TestSharedGathering: calls that arrive while a gathering is under way
+// share the next one, which sees what changed before they arrived.
+func TestSharedGathering(t *testing.T) {
+	var (
+		value    atomic.Int64
+		gathers  atomic.Int64
+		entered  = make(chan struct{}, 1)
+		release  = make(chan struct{})
+		firstRun atomic.Bool
+	)
+	value.Store(1)
+	s := &sharedGatherer{g: prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		gathers.Add(1)
+		v := float64(value.Load())
+		if firstRun.CompareAndSwap(false, true) {
+			entered <- struct{}{}
+			<-release
+		}
+		name, typ := "x", dto.MetricType_GAUGE
+		return []*dto.MetricFamily{{Name: &name, Type: &typ, Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: &v}}}}}, nil
+	})}
+	got := func(mfs []*dto.MetricFamily, err error) float64 {
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		return mfs[0].GetMetric()[0].GetGauge().GetValue()
+	}
+	first := make(chan float64)
+	go func() { first <- got(s.Gather()) }()
+	<-entered
+	value.Store(2)
+	later := make(chan float64)
+	for range 3 {
+		go func() { later <- got(s.Gather()) }()
+	}
+	// Let the three calls queue behind the gathering under way.
+	for {
+		s.mtx.Lock()
+		queued := s.next != nil
+		s.mtx.Unlock()
+		if queued {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond)
+	close(release)
+	if v := <-first; v != 1 {
+		t.Errorf("first call got %g, want 1", v)
+	}
+	for range 3 {
+		if v := <-later; v != 2 {
+			t.Errorf("a call that arrived after the change got %g, want 2", v)
+		}
+	}
+	if n := gathers.Load(); n != 2 {
+		t.Errorf("four calls, three of them at once, gathered %d times, want 2", n)
+	}
+	if v := got(s.Gather()); v != 2 || gathers.Load() != 3 {
+		t.Errorf("a call alone got %g after %d gatherings, want 2 after 3", v, gathers.Load())
+	}
+}
