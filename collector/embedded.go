@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/shard"
 	"github.com/optiinfra/perfagent/signalstore"
 )
 
@@ -35,6 +36,7 @@ type EmbeddedSource struct {
 	manager *scrape.Manager
 	tsets   chan map[string][]*targetgroup.Group
 	metrics *Metrics
+	shard   shard.Shard
 
 	mtx     sync.Mutex
 	targets []config.TargetConfig
@@ -48,8 +50,8 @@ type EmbeddedSource struct {
 
 // NewEmbeddedSource builds a scrape manager that appends to store. The
 // scrape machinery's own metrics (prometheus_target_*, as in Prometheus)
-// go to reg; nil keeps them private.
-func NewEmbeddedSource(store *signalstore.Store, logger *slog.Logger, m *Metrics, reg prometheus.Registerer) (*EmbeddedSource, error) {
+// go to reg; nil keeps them private. Only the targets of sh are scraped.
+func NewEmbeddedSource(store *signalstore.Store, logger *slog.Logger, m *Metrics, reg prometheus.Registerer, sh shard.Shard) (*EmbeddedSource, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
@@ -66,6 +68,7 @@ func NewEmbeddedSource(store *signalstore.Store, logger *slog.Logger, m *Metrics
 		manager: mgr,
 		tsets:   make(chan map[string][]*targetgroup.Group, 1),
 		metrics: m,
+		shard:   sh,
 	}, nil
 }
 
@@ -86,14 +89,15 @@ func (e *EmbeddedSource) ApplyConfig(cfg config.Config, profiles []*Profile) err
 // profiles and the settings queries read: the rest of a model server's
 // page would take memory in the store and never be read. It stores
 // classic histograms as native ones when every query can read them so
-// (native.go).
+// (native.go). Targets of other shards are dropped by a relabelling
+// rule, as in a Prometheus sharded with hashmod.
 func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (commit func(), err error) {
 	queries, native, classic := embeddedQueries(profiles)
 	if classic != nil {
 		e.logger.Info("The embedded scrape keeps classic histograms as exposed", "reason", classic)
 	}
 	keep, _ := readFamilies(queries)
-	pcfg, err := scrapeConfig(cfg.Global, keep, native != nil)
+	pcfg, err := scrapeConfig(cfg.Global, keep, native != nil, e.shard)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +105,12 @@ func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (
 	if err != nil {
 		return nil, err
 	}
-	targets := append([]config.TargetConfig(nil), cfg.Source.Targets...)
+	var targets []config.TargetConfig
+	for _, t := range cfg.Source.Targets {
+		if e.shard.Owns(t.Instance()) {
+			targets = append(targets, t)
+		}
+	}
 	return func() {
 		// The configuration was loaded and validated by Prometheus's own
 		// loader above; the manager refuses only what that loader refuses.
@@ -230,7 +239,8 @@ type TargetHealth struct {
 	LastScrapeDuration float64   `json:"last_scrape_duration_seconds"`
 }
 
-// Targets reports the health of every configured target, in config order.
+// Targets reports the health of every configured target of the shard, in
+// config order.
 func (e *EmbeddedSource) Targets() []TargetHealth {
 	byInstance := map[string]*scrape.Target{}
 	for _, ts := range e.manager.TargetsActive() {
@@ -261,13 +271,17 @@ func (e *EmbeddedSource) Targets() []TargetHealth {
 // keep, when not empty, is the regular expression of the metric names a
 // scrape keeps (a metric relabelling rule, as a Prometheus user writes it);
 // native stores classic histograms as native histograms with custom
-// buckets.
-func scrapeConfig(g config.GlobalConfig, keep string, native bool) (*promconfig.Config, error) {
+// buckets; the target relabelling rules of sh drop the targets of other
+// shards.
+func scrapeConfig(g config.GlobalConfig, keep string, native bool, sh shard.Shard) (*promconfig.Config, error) {
 	// Model servers answer with text/plain and sometimes with no content
 	// type at all; read those as the classic text format.
 	job := map[string]any{"job_name": ScrapeJobName, "fallback_scrape_protocol": "PrometheusText0.0.4"}
 	if native {
 		job["convert_classic_histograms_to_nhcb"] = true
+	}
+	if rc := sh.RelabelConfigs(); rc != nil {
+		job["relabel_configs"] = rc
 	}
 	if keep != "" {
 		job["metric_relabel_configs"] = []any{map[string]any{"source_labels": []string{model.MetricNameLabel}, "regex": keep, "action": "keep"}}
@@ -298,6 +312,9 @@ func targetGroups(targets []config.TargetConfig) ([]*targetgroup.Group, error) {
 			return nil, fmt.Errorf("target config.URL %q does not parse", t.URL)
 		}
 		ls := model.LabelSet{
+			// Set before relabelling, which shards on it; Prometheus
+			// would set the same value from the address only after.
+			model.InstanceLabel:    model.LabelValue(t.Instance()),
 			model.AddressLabel:     model.LabelValue(u.Host),
 			model.SchemeLabel:      model.LabelValue(u.Scheme),
 			model.MetricsPathLabel: model.LabelValue(metricsPath(u)),

@@ -20,6 +20,7 @@ import (
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/internal/testutil"
+	"github.com/optiinfra/perfagent/shard"
 	"github.com/optiinfra/perfagent/signals"
 )
 
@@ -101,13 +102,10 @@ func (e *linearExposition) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	_ = bw.Flush()
 }
 
-// TestRemoteAndEmbeddedModesAgree runs Debian's prometheus and the
-// embedded scraper against the same fixture servers of every built-in
-// engine and checks that both sources give the same signals.
-func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Prometheus and waits for real scrapes")
-	}
+// startFixtureServers serves every engine's fixtures as linear
+// expositions and returns them as targets and as host:port addresses.
+func startFixtureServers(t *testing.T) ([]config.TargetConfig, []string) {
+	t.Helper()
 	var targets []config.TargetConfig
 	var addrs []string
 	for _, engine := range []string{"vllm", "sglang", "tgi"} {
@@ -122,13 +120,45 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 			addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
 		}
 	}
+	return targets, addrs
+}
 
-	promURL := testutil.StartPrometheus(t, fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 900ms}\nscrape_configs:\n  - job_name: fixtures\n    static_configs:\n      - targets: [%s]\n", strings.Join(addrs, ", ")))
+// fixtureScrapeConfig scrapes the fixture servers every second.
+func fixtureScrapeConfig(addrs []string) string {
+	return fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 900ms}\nscrape_configs:\n  - job_name: fixtures\n    static_configs:\n      - targets: [%s]\n", strings.Join(addrs, ", "))
+}
+
+// waitForFixtureScrapes waits until src has scraped every fixture for
+// longer than the rate window.
+func waitForFixtureScrapes(ctx context.Context, t *testing.T, what string, src Source, n int) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		v, err := src.Query(ctx, `count(count_over_time(up{job="fixtures"}[12s]) >= 12)`, time.Now())
+		if err == nil && len(v) == 1 && int(v[0].F) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not scrape all %d fixtures in time (last error: %v)", what, n, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestRemoteAndEmbeddedModesAgree runs Debian's prometheus and the
+// embedded scraper against the same fixture servers of every built-in
+// engine and checks that both sources give the same signals.
+func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Prometheus and waits for real scrapes")
+	}
+	targets, addrs := startFixtureServers(t)
+	promURL := testutil.StartPrometheus(t, fixtureScrapeConfig(addrs))
 
 	// The embedded source scrapes the same servers on the same clock.
 	store := openTestStore(t)
 	m := testMetrics()
-	embedded, err := NewEmbeddedSource(store, nil, m, nil)
+	embedded, err := NewEmbeddedSource(store, nil, m, nil, shard.Shard{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,19 +187,8 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// Wait until Prometheus has scraped every fixture for longer than the
-	// rate window (the embedded scraper started earlier).
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		v, err := remote.Query(ctx, `count(count_over_time(up{job="fixtures"}[12s]) >= 12)`, time.Now())
-		if err == nil && len(v) == 1 && int(v[0].F) == len(addrs) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Prometheus did not scrape all %d fixtures in time (last error: %v)", len(addrs), err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	// The embedded scraper started earlier.
+	waitForFixtureScrapes(ctx, t, "Prometheus", remote, len(addrs))
 
 	at := time.Now().Add(-1500 * time.Millisecond)
 	collect := func(src Source) *Snapshot {
@@ -279,4 +298,88 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 		t.Error("the fixtures have no family the profiles do not read; the test shows nothing")
 	}
 	t.Logf("kept %d of %d families", len(kept), len(scraped))
+}
+
+// TestVictoriaMetricsAgreesWithPrometheus runs the remote source against
+// Debian's VictoriaMetrics and Debian's Prometheus scraping the same
+// fixture servers of every built-in engine, and checks that every
+// profile's PromQL is accepted by both and gives the same signals.
+func TestVictoriaMetricsAgreesWithPrometheus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Prometheus and VictoriaMetrics and waits for real scrapes")
+	}
+	targets, addrs := startFixtureServers(t)
+	vmURL := testutil.StartVictoriaMetrics(t, fixtureScrapeConfig(addrs))
+	promURL := testutil.StartPrometheus(t, fixtureScrapeConfig(addrs))
+	source := func(url string) Source {
+		rcfg := config.DefaultRemoteConfig()
+		rcfg.URL = config.URL(url)
+		rcfg.QueryTimeout = config.Duration(10 * time.Second)
+		src, err := NewRemoteSource(rcfg, testMetrics())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return src
+	}
+	prom, vm := source(promURL), source(vmURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	waitForFixtureScrapes(ctx, t, "VictoriaMetrics", vm, len(addrs))
+	waitForFixtureScrapes(ctx, t, "Prometheus", prom, len(addrs))
+
+	cfg := config.Default()
+	cfg.Global.ScrapeInterval = config.Duration(time.Second)
+	cfg.Collector.RateWindow = config.Duration(10 * time.Second)
+	cfg.Source.Targets = targets
+	profs, errs := LoadProfiles(profiles.FS, ".", nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	at := time.Now().Add(-1500 * time.Millisecond)
+	collect := func(what string, src Source) map[string]float64 {
+		c := New(Options{Metrics: testMetrics()})
+		if err := c.ApplyConfig(cfg, src, profs); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := c.Collect(ctx, at, CollectOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		for _, e := range snap.Errors {
+			t.Errorf("%s refuses a profile's PromQL: %s", what, e)
+		}
+		if len(snap.Instances) != len(addrs) {
+			t.Errorf("%s: %d instances, want %d", what, len(snap.Instances), len(addrs))
+		}
+		m := map[string]float64{}
+		for _, x := range snap.Samples {
+			m[x.Labels.String()] = x.Value
+		}
+		return m
+	}
+	pi, vi := collect("Prometheus", prom), collect("VictoriaMetrics", vm)
+	worst, worstKey := 0.0, ""
+	for k, pv := range pi {
+		vv, ok := vi[k]
+		if !ok {
+			t.Errorf("%s: Prometheus %g, missing from VictoriaMetrics", k, pv)
+			continue
+		}
+		diff := math.Abs(pv-vv) / math.Max(math.Max(math.Abs(pv), math.Abs(vv)), 1e-9)
+		if diff > 0.01 {
+			t.Errorf("%s: Prometheus %g, VictoriaMetrics %g (more than 1%% apart)", k, pv, vv)
+		}
+		if diff > worst {
+			worst, worstKey = diff, k
+		}
+	}
+	for k, vv := range vi {
+		if _, ok := pi[k]; !ok {
+			t.Errorf("%s: VictoriaMetrics %g, missing from Prometheus", k, vv)
+		}
+	}
+	if len(pi) < 3*len(addrs) {
+		t.Errorf("only %d signal series compared; the fixtures should give many more", len(pi))
+	}
+	t.Logf("compared %d signal series of %d instances; largest difference %.2g%% (%s)", len(pi), len(addrs), 100*worst, worstKey)
 }

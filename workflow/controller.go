@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/notifier"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/shard"
 )
 
 // ControllerOptions configure a Controller. Executor, Validator,
@@ -62,8 +63,12 @@ type ControllerOptions struct {
 	RollbackMaxBackoff time.Duration
 	// TickInterval paces Run (default 15s).
 	TickInterval time.Duration
-	Metrics      *Metrics
-	Logger       *slog.Logger
+	// Shard is the agent's share of the fleet; the zero value is all of
+	// it. Create refuses instances of other shards: their signals are
+	// collected, and their changes made, by the agent of their shard.
+	Shard   shard.Shard
+	Metrics *Metrics
+	Logger  *slog.Logger
 	// Now is Run's clock (default time.Now).
 	Now func() time.Time
 }
@@ -219,6 +224,9 @@ type CreateRequest struct {
 // an instance of the pool is in another active workflow.
 func (c *Controller) Create(ctx context.Context, r CreateRequest, now time.Time) (Workflow, error) {
 	if err := validateCreate(&r); err != nil {
+		return Workflow{}, err
+	}
+	if err := NotOwned(c.opts.Shard, append(slices.Clone(r.Pool), r.Baseline...)); err != nil {
 		return Workflow{}, err
 	}
 	if r.ID == "" {
@@ -433,8 +441,34 @@ func (c *Controller) forgetSent(now time.Time) {
 	}
 }
 
-// Run calls Tick every TickInterval in force until ctx is done.
+// NotOwned refuses instances of other shards than sh, naming the shard
+// of each; it matches ErrInvalidChange.
+func NotOwned(sh shard.Shard, instances []string) error {
+	var foreign []string
+	for _, inst := range instances {
+		if !sh.Owns(inst) {
+			foreign = append(foreign, fmt.Sprintf("%s (shard %d)", inst, sh.Of(inst)))
+		}
+	}
+	if len(foreign) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: this agent is %s and owns no workflow on %s; propose the change on the agent of its shard, which collects its signals",
+		ErrInvalidChange, sh, strings.Join(foreign, ", "))
+}
+
+// Run calls Tick every TickInterval in force until ctx is done. It first
+// names the active workflows that hold instances of other shards (left
+// from a run with another --shard.count): this agent no longer collects
+// their signals, so they should be finished or aborted.
 func (c *Controller) Run(ctx context.Context) {
+	if ws, err := c.opts.Store.List(Filter{Active: true, NoEvents: true}); err == nil {
+		for _, w := range ws {
+			if err := NotOwned(c.opts.Shard, w.Pool); err != nil {
+				c.opts.Logger.Error("Active workflow holds instances of another shard; abort it or finish it with the agent's previous --shard.count", "workflow", w.ID, "err", err)
+			}
+		}
+	}
 	t := time.NewTimer(c.cur().TickInterval)
 	defer t.Stop()
 	for ctx.Err() == nil {

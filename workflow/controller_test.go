@@ -3,6 +3,7 @@ package workflow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/promql"
+
+	"github.com/optiinfra/perfagent/shard"
 )
 
 // fakeExecutor counts calls per idempotency key and applies each key once,
@@ -721,4 +724,45 @@ func TestApplyConfigReplacesReloadableOptions(t *testing.T) {
 	if w := create(t, c, "wf-after", []string{"b"}, nil, t0); w.Settings.Window != 30*time.Minute || w.Settings.Warmup != DefaultSettings().Warmup {
 		t.Errorf("settings after the reload = %+v, want the new 30m window and the default warm-up", w.Settings)
 	}
+}
+
+// TestControllerOwnsOnlyItsShard: an agent of a split fleet refuses a
+// workflow whose pool or baseline holds an instance of another shard, and
+// names that instance's shard; a pool of its own instances is accepted.
+func TestControllerOwnsOnlyItsShard(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	sh, err := shard.New(0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine, theirs []string
+	for i := 0; len(mine) < 2 || len(theirs) < 1; i++ {
+		inst := fmt.Sprintf("10.0.0.%d:8000", i)
+		if sh.Owns(inst) {
+			mine = append(mine, inst)
+		} else {
+			theirs = append(theirs, inst)
+		}
+	}
+	c, err := NewController(ControllerOptions{Store: store, Source: &fakeSource{rangeFn: healthy}, Executor: newFakeExecutor(), Approvers: testApprovers, Shard: sh})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for name, r := range map[string]CreateRequest{
+		"pool":     {Pool: []string{mine[0], theirs[0]}},
+		"baseline": {Pool: mine[:1], Baseline: theirs[:1]},
+	} {
+		r.Change, r.Requester, r.Current = testChange, "bob", currentOf(r.Pool)
+		_, err := c.Create(ctx, r, t0)
+		want := fmt.Sprintf("this agent is shard 0 of 2 and owns no workflow on %s (shard 1)", theirs[0])
+		if !errors.Is(err, ErrInvalidChange) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s of another shard: Create = %v, want ErrInvalidChange saying %q", name, err, want)
+		}
+	}
+	if ws, _ := c.List(ctx, Filter{}); len(ws) != 0 {
+		t.Fatalf("refused requests left %d workflows", len(ws))
+	}
+	create(t, c, "wf-mine", mine, nil, t0)
 }

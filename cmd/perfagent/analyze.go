@@ -21,6 +21,7 @@ import (
 	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/shard"
 	"github.com/optiinfra/perfagent/signalstore"
 )
 
@@ -118,7 +119,7 @@ func runAnalysis(ctx context.Context, cfg *config.Config, profs []*collector.Pro
 		}
 		window, windowWhy = time.Duration(p.Backfill), "source.prometheus.backfill"
 	} else {
-		scraper, err := collector.NewEmbeddedSource(store, nil, metrics, nil)
+		scraper, err := collector.NewEmbeddedSource(store, nil, metrics, nil, shard.Shard{})
 		if err != nil {
 			return nil, err
 		}

@@ -82,7 +82,7 @@ func startAgent(t testing.TB, config string, extra ...func(*daemonFlags)) *testA
 	addr := testutil.FreeAddr(t)
 	f := daemonFlags{
 		configFile: cfgFile, listenAddress: addr, storagePath: filepath.Join(dir, "data"),
-		storageRetention: "1h", log: debugLog(t),
+		storageRetention: "1h", log: debugLog(t), shardCount: 1,
 	}
 	for _, e := range extra {
 		e(&f)

@@ -55,6 +55,9 @@ type daemonFlags struct {
 	gogc          int
 	autoMemLimit  bool
 	memLimitRatio float64
+	// shardIndex of shardCount is the agent's share of the fleet.
+	shardIndex int
+	shardCount int
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -85,6 +88,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serveCmd.Flag("storage.path", "Directory of the local TSDB of signals.").Default("data/").StringVar(&f.storagePath)
 	serveCmd.Flag("storage.retention", "How long to keep signal history.").Default("1d").StringVar(&f.storageRetention)
 	serveCmd.Flag("rules.alert.resend-delay", "How often an alert is sent again to Alertmanager while it lasts (bottlenecks and approval requests); a delivery that failed is made good by the next.").Default("1m").DurationVar(&f.resendDelay)
+	serveCmd.Flag("shard.index", "This agent's shard of the fleet, from 0 to --shard.count minus 1: it reads, evaluates and changes only the instances whose hash of the instance label modulo --shard.count is this number (Prometheus's hashmod relabelling).").Default("0").IntVar(&f.shardIndex)
+	serveCmd.Flag("shard.count", "How many agents share the fleet, each started with its own --shard.index.").Default("1").IntVar(&f.shardCount)
 	serveCmd.Flag("alertmanager.notification-queue-capacity", "How many alerts wait for each Alertmanager before the oldest are dropped (and counted).").Default("10000").IntVar(&f.queueCapacity)
 
 	serveCmd.Flag("runtime.gogc", "The Go garbage collector's target (GOGC) unless the GOGC environment variable sets it: lower holds less memory for more CPU.").Default("50").IntVar(&f.gogc)

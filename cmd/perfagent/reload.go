@@ -129,7 +129,8 @@ func (a *daemon) prepareCollector(cfg *config.Config) (func(), error) {
 		if err != nil {
 			return nil, err
 		}
-		src = remote
+		// Each agent of a sharded fleet keeps its share of the answers.
+		src = collector.NewShardedSource(remote, a.shard)
 	} else {
 		commit, err := a.scraper.PrepareConfig(*cfg, profs)
 		if err != nil {

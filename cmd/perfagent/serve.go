@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,6 +37,7 @@ import (
 	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/shard"
 	"github.com/optiinfra/perfagent/signals"
 	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/optiinfra/perfagent/web"
@@ -68,6 +70,7 @@ func indent(s string) string {
 // daemon holds the running components and what reloads change.
 type daemon struct {
 	flags     daemonFlags
+	shard     shard.Shard
 	logger    *slog.Logger
 	metrics   *collector.Metrics
 	store     *signalstore.Store
@@ -95,6 +98,14 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		return exitUsage
 	}
 
+	sh, err := shard.New(f.shardIndex, f.shardCount)
+	if err != nil {
+		logger.Error("Invalid --shard.index or --shard.count", "err", err)
+		return exitUsage
+	}
+	if sh.Sharded() {
+		logger.Info("Reading, evaluating and changing one shard of the fleet", "shard", sh.Index(), "shards", sh.Count())
+	}
 	retention, err := model.ParseDuration(f.storageRetention)
 	if err != nil {
 		logger.Error("Invalid --storage.retention", "value", f.storageRetention, "err", err)
@@ -137,7 +148,12 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	a := &daemon{flags: f, logger: logger, metrics: collector.NewMetrics(reg), cfg: cfg}
+	a := &daemon{flags: f, shard: sh, logger: logger, metrics: collector.NewMetrics(reg), cfg: cfg}
+	promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+		Name:        "perfagent_shard_info",
+		Help:        "The agent's share of the fleet: shard index of count (--shard.index, --shard.count), always 1.",
+		ConstLabels: prometheus.Labels{"index": strconv.Itoa(sh.Index()), "count": strconv.Itoa(sh.Count())},
+	}).Set(1)
 	a.reloadSuccess = promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name: "perfagent_config_last_reload_successful",
 		Help: "Whether the last configuration reload attempt was successful.",
@@ -175,7 +191,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Disabled:           cfg.Rules.Disabled,
 	})
 	if cfg.Source.Prometheus == nil {
-		a.scraper, err = collector.NewEmbeddedSource(a.store, logger.With("component", "scrape"), a.metrics, reg)
+		a.scraper, err = collector.NewEmbeddedSource(a.store, logger.With("component", "scrape"), a.metrics, reg, sh)
 		if err != nil {
 			logger.Error("Error creating scraper", "err", err)
 			_ = a.store.Close()
@@ -211,7 +227,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 
 	var workflows apiv1.Workflows
 	if cfg.Workflow.Enabled() {
-		wf, closeStore, err := newWorkflows(cfg, f, a.store, a.alerts, reg, logger)
+		wf, closeStore, err := newWorkflows(cfg, f, sh, a.store, a.alerts, reg, logger)
 		if err != nil {
 			logger.Error("Error starting workflows", "err", err)
 			_ = a.store.Close()
@@ -248,6 +264,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		},
 		Targets:    targets,
 		Generation: a.pipeline.Generation,
+		Shard:      sh,
 	})
 	query := &prom.Options{Queryable: a.store.DB(), Engine: a.store.Engine(), LookbackDelta: signalstore.LookbackDelta, Logger: logger.With("component", "query"),
 		Target:  labels.FromStrings(model.JobLabel, collector.ScrapeJobName, model.InstanceLabel, ownInstance(f.listenAddress)),
@@ -428,7 +445,8 @@ func (a *daemon) lastCollection() (time.Time, bool) {
 func (a *daemon) health() apiv1.Health {
 	cfg := a.config()
 	h := apiv1.Health{Mode: cfg.Mode(), Ready: a.coll.Ready(), Version: version.Version,
-		EvaluationIntervalSeconds: time.Duration(cfg.Global.EvaluationInterval).Seconds()}
+		EvaluationIntervalSeconds: time.Duration(cfg.Global.EvaluationInterval).Seconds(),
+		Shard:                     apiv1.Shard{Index: a.shard.Index(), Count: a.shard.Count()}}
 	h.SourceUp = h.Ready
 	if snap := a.coll.Latest(); snap != nil {
 		h.LastCollection = snap.Time

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/shard"
 	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/optiinfra/perfagent/workflow"
 )
@@ -53,7 +54,7 @@ type workflows struct {
 // newWorkflows opens the workflow store under the storage path and builds
 // the executor and the controller, whose alerts go to alerts. Validation
 // reads signals from the local TSDB, which holds them in both modes.
-func newWorkflows(cfg *config.Config, f daemonFlags, store *signalstore.Store, alerts workflow.AlertSink, reg prometheus.Registerer, logger *slog.Logger) (*workflows, func(), error) {
+func newWorkflows(cfg *config.Config, f daemonFlags, sh shard.Shard, store *signalstore.Store, alerts workflow.AlertSink, reg prometheus.Registerer, logger *slog.Logger) (*workflows, func(), error) {
 	live, err := workflowReloadable(cfg, f, store)
 	if err != nil {
 		return nil, nil, err
@@ -72,7 +73,7 @@ func newWorkflows(cfg *config.Config, f daemonFlags, store *signalstore.Store, a
 		Defaults: live.Defaults, RollbackAttempts: live.RollbackAttempts, RollbackBackoff: live.RollbackBackoff,
 		IngestionLag: live.IngestionLag, TickInterval: live.TickInterval,
 		ResendInterval: f.resendDelay,
-		AgentName:      "perfagent", Metrics: metrics,
+		AgentName:      "perfagent", Metrics: metrics, Shard: sh,
 		Logger: logger.With("component", "workflow"),
 	})
 	if err != nil {

@@ -194,9 +194,30 @@ func RunPrometheus(t testing.TB, config string) *Daemon {
 		"--web.listen-address="+addr, "--log.level=warn")
 }
 
-// Daemon is a server process of a test (Prometheus, Alertmanager) that
-// listens on URL. It is killed when the test ends, and its output is
-// logged if the test failed.
+// StartVictoriaMetrics runs Debian's single-node VictoriaMetrics on
+// loopback, scraping as the given Prometheus scrape configuration says,
+// and returns its URL once it is ready; the process stops with the test.
+// Queries see samples as soon as they are ingested (VictoriaMetrics hides
+// the last 30 s by default). Without the package the test is skipped.
+func StartVictoriaMetrics(t testing.TB, scrapeConfig string) string {
+	t.Helper()
+	bin, err := exec.LookPath("victoria-metrics")
+	if err != nil {
+		t.Skip("Debian's victoria-metrics is not installed (apt-get install victoria-metrics); .ci/run installs it")
+	}
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "scrape.yml")
+	if err := os.WriteFile(cfgFile, []byte(scrapeConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := FreeAddr(t)
+	return startDaemon(t, "VictoriaMetrics", addr, bin, "-httpListenAddr="+addr, "-storageDataPath="+filepath.Join(dir, "data"),
+		"-promscrape.config="+cfgFile, "-search.latencyOffset=0s", "-loggerLevel=WARN").URL
+}
+
+// Daemon is a server process of a test (Prometheus, Alertmanager,
+// VictoriaMetrics) that listens on URL. It is killed when the test ends,
+// and its output is logged if the test failed.
 type Daemon struct {
 	// URL is http://host:port of the daemon.
 	URL string

@@ -415,7 +415,7 @@ pages.status = async function () {
     fill(holder, 
       table([{ title: "", value: r => r[0] }, { title: "", value: r => r[1] }], [
         ["status", h.status], ["mode", h.mode], ["source up", String(h.source_up)], ["ready", String(h.ready)],
-        ["last collection", fmt.time(h.last_collection)], ["instances", h.instances], ["version", h.version],
+        ["last collection", fmt.time(h.last_collection)], ["instances", h.instances], ["version", h.version], ["shard", h.shard ? h.shard.index + " of " + h.shard.count : ""],
         ["evaluation interval", h.evaluation_interval_seconds + " s"], ["Alertmanagers", (h.alertmanagers || []).join(", ") || "none"],
       ]),
       h.targets ? [el("h2", {}, "Targets"), el("p", {}, `${h.targets.total} targets: ${h.targets.up} up, ${h.targets.down} down, ${h.targets.unknown} unknown`), table([

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -83,6 +84,8 @@ func Register(r *mux.Router, o Options) {
 	routes := route.New().WithPrefix("/api/v1")
 	api.Register(routes)
 	for _, e := range Endpoints {
-		r.Handle(e.Path, routes).Methods(e.Methods...)
+		// mux upper-cases the methods in the slice it is given: a copy
+		// keeps agents built at once (tests) from writing Endpoints together.
+		r.Handle(e.Path, routes).Methods(slices.Clone(e.Methods)...)
 	}
 }

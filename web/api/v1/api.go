@@ -21,6 +21,7 @@ import (
 	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/shard"
 	"github.com/optiinfra/perfagent/signals"
 )
 
@@ -54,6 +55,15 @@ type Health struct {
 	EvaluationIntervalSeconds float64 `json:"evaluation_interval_seconds"`
 	// Alertmanagers are the URLs alerts are posted to.
 	Alertmanagers []string `json:"alertmanagers"`
+	// Shard is the agent's share of the fleet.
+	Shard Shard `json:"shard"`
+}
+
+// Shard is an agent's share of a fleet split across several agents: the
+// instances whose hash modulo Count is Index.
+type Shard struct {
+	Index int `json:"index"`
+	Count int `json:"count"`
 }
 
 // Options build an API.
@@ -83,6 +93,9 @@ type Options struct {
 	Version string
 	// SLO returns the SLO targets of a model; nil leaves them zero.
 	SLO func(model string) SLOTargets
+	// Shard is the agent's share of the fleet; workflows are refused on
+	// instances of other shards. The zero value is the whole fleet.
+	Shard shard.Shard
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64
 	// Forecasts returns the saturation forecasts recorded at a time; nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -162,6 +163,12 @@ func (a *API) createWorkflow(r *http.Request) (any, *apiError) {
 	user, apiErr := a.mutation(r, &req)
 	if apiErr != nil {
 		return nil, apiErr
+	}
+	// An instance of another shard has no recommendation here; say
+	// where it has one.
+	named := slices.DeleteFunc(append([]string{req.Instance}, req.Instances...), func(s string) bool { return s == "" })
+	if err := workflow.NotOwned(a.o.Shard, named); err != nil {
+		return nil, workflowError(err)
 	}
 	cr, err := agent.Propose(a.o.Recommendations.Latest(), a.o.Collector.Latest(), agent.ProposalRequest{
 		Recommendation: req.Recommendation, Instance: req.Instance, Instances: req.Instances, Stages: req.Stages,

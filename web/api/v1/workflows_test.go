@@ -17,6 +17,7 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
+	"github.com/optiinfra/perfagent/shard"
 	"github.com/optiinfra/perfagent/signalstore"
 	"github.com/optiinfra/perfagent/workflow"
 )
@@ -139,6 +140,33 @@ func TestCreateWorkflowRefusals(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCreateWorkflowRefusesOtherShards: an agent of a split fleet answers
+// a proposal for an instance of another shard with 400 and that shard.
+func TestCreateWorkflowRefusesOtherShards(t *testing.T) {
+	api, r, _, _ := workflowAPI(t)
+	h := validated(t, api, r)
+	probe, err := shard.New(0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := probe.Of("a:1")
+	const body = `{"recommendation":"lower_max_num_seqs","instance":"a:1"}`
+	if api.o.Shard, err = shard.New(1-owner, 2); err != nil {
+		t.Fatal(err)
+	}
+	code, env := doAs(t, h, "alice", "POST", "/api/v1/workflows", body)
+	want := fmt.Sprintf("this agent is shard %d of 2 and owns no workflow on a:1 (shard %d)", 1-owner, owner)
+	if code != 400 || env.ErrorType != ErrBadData || !strings.Contains(env.Error, want) {
+		t.Fatalf("proposal on another shard = %d %s %q, want 400 %s saying %q", code, env.ErrorType, env.Error, ErrBadData, want)
+	}
+	if api.o.Shard, err = shard.New(owner, 2); err != nil {
+		t.Fatal(err)
+	}
+	if code, env := doAs(t, h, "alice", "POST", "/api/v1/workflows", body); code != 200 {
+		t.Fatalf("proposal on the agent's own shard = %d %q", code, env.Error)
 	}
 }
 
