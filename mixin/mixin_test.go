@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
-	"go.yaml.in/yaml/v3"
 )
 
 var update = flag.Bool("update", false, "write the rendered mixin to out/")
@@ -94,7 +93,7 @@ func TestPromtool(t *testing.T) {
 // expects it to fire.
 func TestEveryAgentAlertIsUnitTested(t *testing.T) {
 	var rendered ruleGroups
-	readYAML(t, "out/alerts.yaml", &rendered)
+	testutil.ReadYAML(t, "out/alerts.yaml", &rendered)
 	var tests struct {
 		Tests []struct {
 			AlertRuleTest []struct {
@@ -103,7 +102,7 @@ func TestEveryAgentAlertIsUnitTested(t *testing.T) {
 			} `yaml:"alert_rule_test"`
 		} `yaml:"tests"`
 	}
-	readYAML(t, "tests/alerts.yaml", &tests)
+	testutil.ReadYAML(t, "tests/alerts.yaml", &tests)
 	fires := map[string]bool{}
 	for _, tc := range tests.Tests {
 		for _, a := range tc.AlertRuleTest {
@@ -126,17 +125,6 @@ func TestEveryAgentAlertIsUnitTested(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("out/alerts.yaml has no alerts")
-	}
-}
-
-func readYAML(t *testing.T, path string, v any) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(b, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
 	}
 }
 

@@ -9,9 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/internal/testutil"
 )
 
 // TestStackExamples checks the full stack of examples/stack as the demo
@@ -48,7 +47,7 @@ func TestStackExamples(t *testing.T) {
 			}
 		}
 	}
-	readYAML(t, filepath.Join(stack, "prometheus.yml"), &prom)
+	testutil.ReadYAML(t, filepath.Join(stack, "prometheus.yml"), &prom)
 	if sc := prom.ScrapeConfigs; len(sc) != 1 || !sc[0].HonorLabels || len(sc[0].StaticConfigs) != 1 || !slices.Equal(sc[0].StaticConfigs[0].Targets, []string{listen["perfagent"]}) {
 		t.Errorf("prometheus.yml must scrape the agent at %s with honor_labels: %+v", listen["perfagent"], sc)
 	}
@@ -71,7 +70,7 @@ func TestStackExamples(t *testing.T) {
 	var ds struct {
 		Datasources []struct{ Type, URL string }
 	}
-	readYAML(t, filepath.Join(stack, "grafana/provisioning/datasources/perfagent.yml"), &ds)
+	testutil.ReadYAML(t, filepath.Join(stack, "grafana/provisioning/datasources/perfagent.yml"), &ds)
 	if len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" || ds.Datasources[0].URL != "http://"+listen["prometheus"] {
 		t.Errorf("the Grafana data source %+v is not the Prometheus run.sh starts on %s", ds.Datasources, listen["prometheus"])
 	}
@@ -81,7 +80,7 @@ func TestStackExamples(t *testing.T) {
 			Options struct{ Path string }
 		}
 	}
-	readYAML(t, filepath.Join(stack, "grafana/provisioning/dashboards/perfagent.yml"), &dp)
+	testutil.ReadYAML(t, filepath.Join(stack, "grafana/provisioning/dashboards/perfagent.yml"), &dp)
 	if len(dp.Providers) != 1 || dp.Providers[0].Type != "file" || dp.Providers[0].Options.Path != "${PERFAGENT_DASHBOARDS}" {
 		t.Errorf("the Grafana dashboard provider %+v must read files from $PERFAGENT_DASHBOARDS", dp.Providers)
 	}
@@ -102,17 +101,6 @@ func TestStackExamples(t *testing.T) {
 		}
 	} else {
 		t.Log("amtool is not installed (apt-get install prometheus-alertmanager): its check skipped")
-	}
-}
-
-func readYAML(t *testing.T, path string, v any) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(b, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
 	}
 }
 
@@ -137,7 +125,7 @@ func TestComposeExample(t *testing.T) {
 		}
 		Volumes map[string]any
 	}
-	readYAML(t, filepath.Join(dir, "compose.yaml"), &compose)
+	testutil.ReadYAML(t, filepath.Join(dir, "compose.yaml"), &compose)
 	for _, want := range []string{"llmsim", "perfagent", "prometheus", "alertmanager", "grafana"} {
 		if _, ok := compose.Services[want]; !ok {
 			t.Errorf("compose.yaml has no %s service", want)
@@ -208,7 +196,7 @@ func TestComposeExample(t *testing.T) {
 	var prom struct {
 		RuleFiles []string `yaml:"rule_files"`
 	}
-	readYAML(t, promCfg, &prom)
+	testutil.ReadYAML(t, promCfg, &prom)
 	var promCfgPath string
 	for target, src := range mounts["prometheus"] {
 		if src == promCfg {

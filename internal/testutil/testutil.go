@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+	"go.yaml.in/yaml/v3"
 )
 
 // FreeAddr is a loopback host:port that nothing listens on right now.
@@ -360,5 +361,17 @@ func Seeds(f *testing.F, patterns ...string) {
 	}
 	if n == 0 {
 		f.Fatalf("no seed files match %v", patterns)
+	}
+}
+
+// ReadYAML decodes the YAML file at path into v.
+func ReadYAML(t testing.TB, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 }
