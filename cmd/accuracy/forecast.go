@@ -144,10 +144,16 @@ func summarizeForecasts(results []*ScenarioResult, ramp func(name string) bool) 
 	if len(leads) > 0 {
 		slices.Sort(leads)
 		s.WorstLead = leads[0]
-		s.MedianLead = leads[len(leads)/2]
-		if len(leads)%2 == 0 {
-			s.MedianLead = (leads[len(leads)/2-1] + leads[len(leads)/2]) / 2
-		}
+		s.MedianLead = medianDuration(leads)
 	}
 	return s
+}
+
+// medianDuration is the median of sorted, which is not empty.
+func medianDuration(sorted []time.Duration) time.Duration {
+	m := sorted[len(sorted)/2]
+	if len(sorted)%2 == 0 {
+		m = (sorted[len(sorted)/2-1] + m) / 2
+	}
+	return m
 }

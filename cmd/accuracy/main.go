@@ -55,6 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "accuracy: %v\n", err)
 		return 1
 	}
+	writeDetectionTimes(stdout, sum.TimeToDetect)
 	writeForecastTable(stdout, append(slices.Clone(results), reseeded...))
 	sum.Forecast = summarizeForecasts(append(slices.Clone(results), reseeded...), isRamp)
 	b, err := json.MarshalIndent(map[string]any{"summary": sum, "scenarios": results, "reseeded": reseeded}, "", "  ")
@@ -66,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	f := sum.Forecast
-	fmt.Fprintf(stdout, "\nreport: %s\nprecision=%.3f recall=%.3f scenarios=%d\n", *report, sum.Precision, sum.Recall, sum.Scenarios)
+	fmt.Fprintf(stdout, "\nreport: %s\nprecision=%.3f recall=%.3f scenarios=%d on_time=%d/%d\n", *report, sum.Precision, sum.Recall, sum.Scenarios, sum.OnTime, sum.Detected)
 	fmt.Fprintf(stdout, "forecast: warned=%d/%d lead_median=%s lead_worst=%s false_alarms=%d/%d healthy_false_alarms=%d (%d healthy replays)\n",
 		f.Warned, f.Detections, f.MedianLead, f.WorstLead, f.FalseAlarms, f.Warnings, f.HealthyFalseAlarms, f.HealthyReplays)
 	return 0

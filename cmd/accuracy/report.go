@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -29,26 +31,52 @@ type Summary struct {
 	OnTime         int     `json:"on_time"`
 	Precision      float64 `json:"precision"`
 	Recall         float64 `json:"recall"`
+	// TimeToDetect is, per bottleneck, how long after a truth interval
+	// began its first detection came.
+	TimeToDetect map[string]DetectionTimes `json:"time_to_detect"`
 	// Forecast is how the forecast rules did, over these replays and the
 	// reseeded ones.
 	Forecast ForecastSummary `json:"forecast"`
 }
 
+// DetectionTimes are the times to detect of one bottleneck's detected
+// truth intervals.
+type DetectionTimes struct {
+	Detected int           `json:"detected"`
+	OnTime   int           `json:"on_time"`
+	Median   time.Duration `json:"median"`
+	Worst    time.Duration `json:"worst"`
+}
+
 func summarize(results []*ScenarioResult) Summary {
 	var s Summary
 	s.Scenarios = len(results)
+	delays := map[string][]time.Duration{}
+	s.TimeToDetect = map[string]DetectionTimes{}
 	for _, r := range results {
 		s.TruePositives += r.TruePositives
 		s.FalsePositives += r.FalsePositives
 		for _, t := range r.Truths {
 			s.Truths++
-			if t.Detected {
-				s.Detected++
+			if !t.Detected {
+				continue
 			}
+			s.Detected++
+			delays[t.Bottleneck] = append(delays[t.Bottleneck], t.TimeToDetect)
+			d := s.TimeToDetect[t.Bottleneck]
+			d.Detected++
 			if t.OnTime {
 				s.OnTime++
+				d.OnTime++
 			}
+			s.TimeToDetect[t.Bottleneck] = d
 		}
+	}
+	for b, ds := range delays {
+		slices.Sort(ds)
+		d := s.TimeToDetect[b]
+		d.Median, d.Worst = medianDuration(ds), ds[len(ds)-1]
+		s.TimeToDetect[b] = d
 	}
 	s.Precision = 1
 	if n := s.TruePositives + s.FalsePositives; n > 0 {
@@ -59,6 +87,18 @@ func summarize(results []*ScenarioResult) Summary {
 		s.Recall = float64(s.Detected) / float64(s.Truths)
 	}
 	return s
+}
+
+// writeDetectionTimes prints the time to detect of each bottleneck.
+func writeDetectionTimes(w io.Writer, times map[string]DetectionTimes) {
+	fmt.Fprintf(w, "\n== time to detect (deadline: the rule's for plus two intervals)\n")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BOTTLENECK\tDETECTED\tON TIME\tMEDIAN\tWORST")
+	for _, b := range slices.Sorted(maps.Keys(times)) {
+		d := times[b]
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", b, d.Detected, d.OnTime, d.Median, d.Worst)
+	}
+	_ = tw.Flush()
 }
 
 // writeTables prints one table per scenario: each truth interval with its
