@@ -122,7 +122,9 @@ func TestAnalyze(t *testing.T) {
 			// n = 1: a = 1 × 2 = 2 = c, ρ = 1: unstable.
 			// n = 2: λ = 0.5/s per replica, a = 1, ρ = 0.5; C(2, 1) = 1/3 (Erlang B: 0.5, 0.2; 0.2/(1 − 0.5 × 0.8));
 			// cμ − λ = 2/2 − 0.5 = 0.5; p95 wait = ln((1/3)/0.05)/0.5 = 2 ln(20/3) = 3.79424 ≤ 5.
-			// Lq = λ Wq = 0.5 × (1/3)/0.5 = 1/3. Confidence: method 0.8 × inputs 1.
+			// With 4 waiting the replica is saturated: offered load 1 + 4/600 s = 1.006667/s,
+			// ⌈1.006667 / 0.9⌉ = 2 agrees. The effects' queue runs at that load with c = R/n = 2:
+			// a = 1.006667 at n = 2. Confidence: method 0.8 × range 0.7 × inputs 1.
 			golden:  "b2_scale_out",
 			actions: []string{"scale_out 1 → 2"},
 		},

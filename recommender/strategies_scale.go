@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/signals"
@@ -36,7 +37,8 @@ var capSetting = map[string]string{
 func replicas(e *env, t *target) (Recommendation, error) {
 	b := e.newBuilder(t, nil)
 	n := len(t.replicas)
-	var lambda, running, waiting, usage float64
+	var lambda, running, waiting, usage, capTotal float64
+	capAll := true
 	var names []string
 	slots := math.Inf(1)
 	var slotWhy string
@@ -57,12 +59,18 @@ func replicas(e *env, t *target) (Recommendation, error) {
 			usage += u
 			usageN++
 		}
+		capKnown := false
 		if v, ok := b.settingOf(inst, capSetting[inst.Engine], ""); ok {
 			var c float64
-			if _, err := fmt.Sscan(v, &c); err == nil && c > 0 && c < slots {
-				slots, slotWhy = c, fmt.Sprintf("%s of %s = %s", capSetting[inst.Engine], inst.Instance, v)
+			if _, err := fmt.Sscan(v, &c); err == nil && c > 0 {
+				capTotal += c
+				capKnown = true
+				if c < slots {
+					slots, slotWhy = c, fmt.Sprintf("%s of %s = %s", capSetting[inst.Engine], inst.Instance, v)
+				}
 			}
 		}
+		capAll = capAll && capKnown
 		if c, why, ok := b.kvConcurrencyOf(inst); ok && c >= 1 && c < slots {
 			slots, slotWhy = c, why+" on "+inst.Instance
 		}
@@ -105,6 +113,27 @@ func replicas(e *env, t *target) (Recommendation, error) {
 	rationale := fmt.Sprintf("Little's law: S = ΣR %s / Σλ %s/s = %ss per request; c = %s; target p95 queue wait %ss (%s). The fewest replicas with ρ = λS/(n·c) ≤ 0.9 and Erlang-C p95 wait ≤ target: n = %d (ρ = %s, p95 wait %ss).",
 		fmtNum(round(running, 6)), fmtNum(round(lambda, 6)), fmtNum(round(service, 6)), slotWhy, fmtNum(target), targetWhy, to, fmtNum(round(size(to).Utilization(), 4)), fmtNum(round(size(to).WaitQuantile(0.95), 6)))
 	up := t.action.Direction == DirectionRaise
+	// Saturated replicas complete requests as fast as they can: measured
+	// throughput is their capacity at the present settings, and the
+	// service time S was measured at the batch they run, larger than c,
+	// so the M/M/c count above overstates the replicas the load needs.
+	saturated := waiting >= 1 || (capAll && running >= maxUtilization*capTotal)
+	if up && saturated {
+		offered, offeredWhy := e.offeredLoad(t, lambda, waiting)
+		perReplica := lambda / float64(n)
+		byLoad := max(n+1, int(math.Ceil(offered/(maxUtilization*perReplica))))
+		rationale += fmt.Sprintf(" The replicas are saturated (%s requests running, %s waiting): each completes λ/n = %s/s, its capacity at these settings; the offered load is %s; ⌈%s / (0.9 × %s)⌉ = %d replicas carry it with a 10 %% margin.",
+			fmtNum(round(running, 6)), fmtNum(round(waiting, 6)), fmtNum(round(perReplica, 6)), offeredWhy, fmtNum(round(offered, 6)), fmtNum(round(perReplica, 6)), byLoad)
+		to = max(n+1, min(to, byLoad))
+		// The queue model of the effects runs at the replicas' measured
+		// concurrency, whose capacity is the measured throughput.
+		lambda, c = offered, max(1, int(math.Round(running/float64(n))))
+		b.factor("range", 0.7, "offered load under a backlog is estimated from the queue's growth")
+	}
+	if up && to > 2*n {
+		rationale += fmt.Sprintf(" At most twice the replicas per change (%d → %d): the next measurement sizes the rest, so an overstated load does not over-provision.", n, 2*n)
+		to = 2 * n
+	}
 	switch {
 	case up && to <= n && waiting > 0:
 		to = n + 1
@@ -126,10 +155,10 @@ func replicas(e *env, t *target) (Recommendation, error) {
 		rationale += fmt.Sprintf(" Mean KV usage %s × %d / %d = %s.", fmtNum(round(u, 6)), n, to, fmtNum(round(u*float64(n)/float64(to), 6)))
 	}
 	if qp, ok := e.maxSignal(t.replicas, sigQueue, p95); ok {
-		b.effect(sigQueue, p95, dir(up), ptr(qp), ptr(shift(qp, qn.WaitQuantile(0.95), q.WaitQuantile(0.95))))
+		b.effect(sigQueue, p95, dir(up), ptr(qp), finite(shift(qp, qn.WaitQuantile(0.95), q.WaitQuantile(0.95))))
 	}
 	w := round(waiting/float64(n), 6)
-	b.effect(sigWaiting, "", dir(up), ptr(w), ptr(shift(w, qn.MeanWaiting(), q.MeanWaiting())))
+	b.effect(sigWaiting, "", dir(up), ptr(w), finite(shift(w, qn.MeanWaiting(), q.MeanWaiting())))
 	return b.done(rationale), nil
 }
 
@@ -142,6 +171,35 @@ func shift(observed, now, after float64) float64 {
 		return round(after, 6)
 	}
 	return round(math.Max(0, observed+after-now), 6)
+}
+
+// finite is v, or no estimate when the model has none: a step bounded
+// below the load leaves the queue unstable, and its wait unbounded.
+func finite(v float64) *float64 {
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return nil
+	}
+	return &v
+}
+
+// offeredLoad estimates the arrival rate of saturated replicas: their
+// throughput λ plus the rate the queue grew at since the bottleneck
+// became active. The queue began growing before that, so the estimate
+// errs high, which the bound on each step absorbs.
+func (e *env) offeredLoad(t *target, lambda, waiting float64) (float64, string) {
+	var since time.Time
+	for _, f := range t.findings {
+		if !f.Since.IsZero() && (since.IsZero() || f.Since.Before(since)) {
+			since = f.Since
+		}
+	}
+	age := e.now.Sub(since).Seconds()
+	if waiting <= 0 || since.IsZero() || age <= 0 {
+		return lambda, fmt.Sprintf("at least the throughput %s/s (no queue growth to add)", fmtNum(round(lambda, 6)))
+	}
+	growth := waiting / age
+	return lambda + growth, fmt.Sprintf("throughput %s/s + queue growth %s waiting / %ss = %s/s",
+		fmtNum(round(lambda, 6)), fmtNum(round(waiting, 6)), fmtNum(round(age, 3)), fmtNum(round(lambda+growth, 6)))
 }
 
 func dir(up bool) string {

@@ -1,8 +1,11 @@
 package recommender
 
 import (
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/config"
@@ -163,5 +166,97 @@ func TestReplicasUtilizationMargin(t *testing.T) {
 	}
 	if c := ErlangC(10, 4.6); c >= 0.05 || c < 0.02 {
 		t.Errorf("C(10, 4.6) = %v, expected about 0.0217", c)
+	}
+}
+
+// TestReplicasBoundedUnderOverload checks that scale_out sizes saturated
+// replicas from the offered load and their measured throughput, not from
+// an M/M/c model whose service time was measured at a batch larger than
+// c, and never more than doubles the replicas in one change.
+func TestReplicasBoundedUnderOverload(t *testing.T) {
+	// ITL = 0.02 + 0.000565·batch: B* = ⌊0.03 / 0.000565⌋ = 53, far below
+	// the 490 running, so the M/M/c count alone is about 12 per replica.
+	const alpha, beta = 0.02, 0.000565
+	for _, tc := range []struct {
+		name              string
+		n                 int
+		rps, running      float64
+		waiting           float64
+		age               time.Duration
+		want              int
+		rationale         []string
+		unstableEstimates bool
+	}{
+		{
+			// Offered 95 + 7500/300 = 120/s; ⌈120 / (0.9 × 95)⌉ = 2.
+			name: "one saturated replica: offered load over its capacity",
+			n:    1, rps: 95, running: 490, waiting: 7500, age: 5 * time.Minute, want: 2,
+			rationale: []string{"n = 12", "saturated", "throughput 95/s + queue growth 7500 waiting / 300s = 120/s", "= 2 replicas"},
+		},
+		{
+			// Offered 95 + 60000/300 = 295/s needs ⌈295/85.5⌉ = 4; the step stops at 2,
+			// where the queue model is still unstable: no estimate.
+			name: "a load far above capacity: at most doubling",
+			n:    1, rps: 95, running: 490, waiting: 60000, age: 5 * time.Minute, want: 2,
+			rationale:         []string{"= 4 replicas", "At most twice the replicas per change (1 → 2)"},
+			unstableEstimates: true,
+		},
+		{
+			// Offered 4 × 95 + 6000/300 = 400/s; ⌈400 / (0.9 × 95)⌉ = 5, below 8.
+			name: "four saturated replicas: one more",
+			n:    4, rps: 95, running: 490, waiting: 6000, age: 5 * time.Minute, want: 5,
+			rationale: []string{"= 400/s", "= 5 replicas"},
+		},
+		{
+			// Not saturated (no queue, running 300 < 0.9 × 1024): M/M/c needs
+			// ⌈30 × 10 / (0.9 × 53)⌉ = 7 at least; the step stops at 2,
+			// which the model still finds unstable.
+			name: "not saturated: the model's count, at most doubled",
+			n:    1, rps: 30, running: 300, waiting: 0, age: 5 * time.Minute, want: 2,
+			rationale:         []string{"At most twice the replicas per change (1 → 2)"},
+			unstableEstimates: true,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var insts []*collector.Instance
+			history := map[string][]Point{}
+			for i := range tc.n {
+				name := fmt.Sprintf("r%d:8000", i)
+				insts = append(insts, &collector.Instance{
+					Instance: name, Engine: signals.EngineVLLM, Model: "m",
+					Settings: settings(collector.SettingFromMetrics, "max_num_seqs", "1024"),
+					Signals: []signals.Value{
+						sig(sigRPS, "", tc.rps), sig(sigRunning, "", tc.running), sig(sigWaiting, "", tc.waiting/float64(tc.n)),
+						sig(sigQueue, p95, 30),
+					},
+				})
+				history[name] = linearHistory(alpha, beta, 100, 200, 300, 400, 500)
+			}
+			f := finding("B2", "LLMRequestQueueing", insts[0], 1, "scale_out")
+			f.Since = testNow.Add(-tc.age)
+			recs := newTestRecommender(t, config.DefaultRecommenderConfig()).Analyze(testNow, Input{
+				Instances:  insts,
+				History:    history,
+				Objectives: config.Objectives{QueueWaitP95Seconds: 0.2},
+				Findings:   []Finding{f},
+			}).Recommendations
+			if len(recs) != 1 {
+				t.Fatalf("got %+v", recs)
+			}
+			got := recs[0]
+			if got.Action.From != tc.n || got.Action.To != tc.want {
+				t.Errorf("replicas %d → %d, want %d → %d; rationale: %s", got.Action.From, got.Action.To, tc.n, tc.want, got.Rationale)
+			}
+			for _, s := range tc.rationale {
+				if !strings.Contains(got.Rationale, s) {
+					t.Errorf("rationale lacks %q: %s", s, got.Rationale)
+				}
+			}
+			for _, e := range got.Effects {
+				if (e.Estimate == nil) != tc.unstableEstimates {
+					t.Errorf("effect %s estimate %v, want none only when the proposed count is still overloaded", e.Signal, e.Estimate)
+				}
+			}
+		})
 	}
 }

@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/optiinfra/perfagent/agent"
+	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/simulator"
 )
@@ -184,5 +188,55 @@ func TestClosedLoopFloor(t *testing.T) {
 	if sum.Improved < minImproved {
 		t.Errorf("improved=%d/%d, below the floor of %d", sum.Improved, sum.Scenarios, minImproved)
 	}
+	// No scale_out over-provisions: at most twice the replicas per change.
+	for _, r := range results {
+		if a := r.Applied; a != nil && a.Action.Kind == recommender.KindReplicas && a.Action.To > 2*a.Action.From {
+			t.Errorf("%s: %s %d → %d replicas, more than doubling", r.Scenario, a.ID, a.Action.From, a.Action.To)
+		}
+	}
+	// Every effect type with an estimate has its own median.
+	want := map[string]bool{}
+	for _, r := range results {
+		for _, e := range r.Effects {
+			if e.Error != nil {
+				want[effectName(e.Effect)] = true
+			}
+		}
+	}
+	got := map[string]bool{}
+	for _, e := range sum.Effects {
+		got[e.Effect] = true
+		t.Logf("%s n=%d median_error=%.3f worst_error=%.3f", e.Effect, e.Count, e.Median, e.Worst)
+	}
+	if len(want) == 0 || !maps.Equal(got, want) {
+		t.Errorf("effect types summarized = %v, want %v", got, want)
+	}
 	t.Logf("improved=%d/%d median_error=%.3f", sum.Improved, sum.Scenarios, sum.MedianError)
+}
+
+func TestSummarizeLoopsByEffect(t *testing.T) {
+	f := func(x float64) *float64 { return &x }
+	kv := recommender.Effect{Signal: "llm_kv_cache_usage_ratio"}
+	queue := recommender.Effect{Signal: "llm_queue_time_seconds", Quantile: "0.95"}
+	results := []*LoopResult{
+		{Improved: true, Effects: []EffectResult{{Effect: kv, Error: f(0.1)}, {Effect: queue, Error: f(0)}}},
+		{Effects: []EffectResult{{Effect: kv, Error: f(3)}, {Effect: queue}}},
+		{Improved: true, Effects: []EffectResult{{Effect: kv, Error: f(0.5)}, {Effect: queue, Error: f(0.2)}}},
+	}
+	sum := summarizeLoops(results)
+	if sum.Scenarios != 3 || sum.Improved != 2 || sum.MedianError != 0.2 {
+		t.Errorf("summary = %+v, want 2 of 3 improved and median error 0.2", sum)
+	}
+	want := []EffectSummary{
+		{Effect: "llm_kv_cache_usage_ratio", Count: 3, Median: 0.5, Worst: 3},
+		{Effect: `llm_queue_time_seconds{quantile="0.95"}`, Count: 2, Median: 0.1, Worst: 0.2},
+	}
+	if !slices.Equal(sum.Effects, want) {
+		t.Errorf("effects = %+v, want %+v", sum.Effects, want)
+	}
+	var b strings.Builder
+	writeEffectTable(&b, sum.Effects)
+	if !strings.Contains(strings.Join(strings.Fields(b.String()), " "), "llm_kv_cache_usage_ratio 3 0.500 3.000") {
+		t.Errorf("effect table lacks the KV usage line:\n%s", b.String())
+	}
 }

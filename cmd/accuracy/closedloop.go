@@ -264,11 +264,25 @@ type LoopSummary struct {
 	Scenarios   int     `json:"scenarios"`
 	Improved    int     `json:"improved"`
 	MedianError float64 `json:"median_error"`
+	// Effects are the errors by effect type: the overall median is
+	// dominated by effects that are exact by construction (capacities,
+	// predicted zeros), and hides estimates that are far off.
+	Effects []EffectSummary `json:"effects"`
+}
+
+// EffectSummary is the error of one effect type (a signal and quantile)
+// over the effects with an estimate.
+type EffectSummary struct {
+	Effect string  `json:"effect"`
+	Count  int     `json:"count"`
+	Median float64 `json:"median_error"`
+	Worst  float64 `json:"worst_error"`
 }
 
 func summarizeLoops(results []*LoopResult) LoopSummary {
 	var s LoopSummary
 	var errs []float64
+	byEffect := map[string][]float64{}
 	for _, r := range results {
 		s.Scenarios++
 		if r.Improved {
@@ -277,17 +291,37 @@ func summarizeLoops(results []*LoopResult) LoopSummary {
 		for _, e := range r.Effects {
 			if e.Error != nil {
 				errs = append(errs, *e.Error)
+				byEffect[effectName(e.Effect)] = append(byEffect[effectName(e.Effect)], *e.Error)
 			}
 		}
 	}
-	sort.Float64s(errs)
-	switch n := len(errs); {
-	case n == 0:
-		s.MedianError = math.NaN()
-	case n%2 == 1:
-		s.MedianError = errs[n/2]
-	default:
-		s.MedianError = (errs[n/2-1] + errs[n/2]) / 2
+	s.MedianError = median(errs)
+	for name, es := range byEffect {
+		s.Effects = append(s.Effects, EffectSummary{Effect: name, Count: len(es), Median: median(es), Worst: slices.Max(es)})
 	}
+	sort.Slice(s.Effects, func(i, j int) bool { return s.Effects[i].Effect < s.Effects[j].Effect })
 	return s
+}
+
+// effectName is the signal of an effect with its quantile, as PromQL
+// writes a selector: llm_queue_time_seconds{quantile="0.95"}.
+func effectName(e recommender.Effect) string {
+	if e.Quantile == "" {
+		return e.Signal
+	}
+	return fmt.Sprintf("%s{quantile=%q}", e.Signal, e.Quantile)
+}
+
+// median is NaN for no values.
+func median(xs []float64) float64 {
+	xs = slices.Clone(xs)
+	sort.Float64s(xs)
+	switch n := len(xs); {
+	case n == 0:
+		return math.NaN()
+	case n%2 == 1:
+		return xs[n/2]
+	default:
+		return (xs[n/2-1] + xs[n/2]) / 2
+	}
 }

@@ -160,6 +160,7 @@ func runClosedLoop(only []string, report string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "accuracy: writing %s: %v\n", report, err)
 		return 1
 	}
+	writeEffectTable(stdout, sum.Effects)
 	fmt.Fprintf(stdout, "\nreport: %s\nimproved=%d/%d median_error=%.3f\n", report, sum.Improved, sum.Scenarios, sum.MedianError)
 	return 0
 }

@@ -192,6 +192,17 @@ func writeLoopTable(w io.Writer, results []*LoopResult) {
 	_ = tw.Flush()
 }
 
+// writeEffectTable prints the closed loop's error per effect type.
+func writeEffectTable(w io.Writer, effects []EffectSummary) {
+	fmt.Fprintf(w, "\n== error by effect\n")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EFFECT\tN\tMEDIAN ERROR\tWORST ERROR")
+	for _, e := range effects {
+		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\n", e.Effect, e.Count, e.Median, e.Worst)
+	}
+	_ = tw.Flush()
+}
+
 func actionText(a recommender.Action) string {
 	switch a.Kind {
 	case recommender.KindFlag:
