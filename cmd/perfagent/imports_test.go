@@ -28,9 +28,10 @@ var allowedImports = map[string][]string{
 	"recommender":          {"rules", "collector", "config", "signalstore", "signals"},
 	"workflow":             {"collector", "shard", "signals"},
 	"agent":                {"workflow", "recommender", "rules", "collector", "config", "signalstore", "signals"},
-	"web":                  {"agent", "workflow", "recommender", "rules", "collector", "config", "shard", "signalstore", "signals"},
+	"web":                  {"agent", "workflow", "recommender", "rules", "collector", "config", "shard", "signalstore", "signals", "internal/gziphttp"},
 	"simulator":            {},
 	"internal/benchreport": {},
+	"internal/gziphttp":    {},
 	"internal/testutil":    {},
 }
 
