@@ -11,6 +11,7 @@ import (
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/cost"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 )
@@ -94,6 +95,18 @@ func (p *Pipeline) Recommend(ctx context.Context, now time.Time, req RecommendRe
 	}
 	in.History = hist
 	rep := p.rec.Analyze(now, in)
+	cfg := p.config()
+	if cfg.Pricing != nil {
+		cost.Annotate(rep.Recommendations, cfg.Pricing.Instances(snap, p.underutilized()))
+	}
+	prefer := req.Objectives.Prefer
+	if prefer == "" {
+		prefer = cfg.Prefer
+	}
+	if err := config.CheckPrefer(prefer); err != nil {
+		return recommender.Report{}, &RequestError{Field: "objectives.prefer", Msg: err.Error()}
+	}
+	cost.Rank(rep.Recommendations, prefer)
 	if req.Pending {
 		for i, r := range rep.Recommendations {
 			if FromPending(r, firing) {

@@ -34,6 +34,7 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/cost"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/signals"
@@ -205,6 +206,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		rules.NewBottlenecksCollector(a.pipeline.Bottlenecks),
 		recommender.NewRecommendationsCollector(a.pipeline.LatestRecommendations),
 		rules.NewSaturationETACollector(a.store, a.lastCollection),
+		cost.NewCollector(a.pipeline.Costs),
 	)
 	// The SLO targets change with a reload, not with a cycle.
 	reg.MustRegister(rules.NewSLOTargetsCollector(func() []config.SLOTarget { return a.config().Rules.SLO }))
@@ -248,6 +250,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		},
 		Targets:    targets,
 		Generation: a.pipeline.Generation,
+		Costs:      a.pipeline.Costs,
 	})
 	query := &prom.Options{Queryable: a.store.DB(), Engine: a.store.Engine(), LookbackDelta: signalstore.LookbackDelta, Logger: logger.With("component", "query"),
 		Target:  labels.FromStrings(model.JobLabel, collector.ScrapeJobName, model.InstanceLabel, ownInstance(f.listenAddress)),
@@ -396,7 +399,8 @@ func (a *daemon) config() *config.Config {
 
 // pipelineConfig is the part of cfg the pipeline reads on every cycle.
 func pipelineConfig(cfg *config.Config) agent.Config {
-	return agent.Config{SLO: cfg.Rules.SLO, Interval: time.Duration(cfg.Global.EvaluationInterval), Settle: time.Duration(cfg.Collector.RateWindow)}
+	return agent.Config{SLO: cfg.Rules.SLO, Interval: time.Duration(cfg.Global.EvaluationInterval), Settle: time.Duration(cfg.Collector.RateWindow),
+		Pricing: cost.NewPricing(cfg), Prefer: cfg.Recommender.Objectives.Prefer}
 }
 
 // backfill computes signal history from the remote source at start.
