@@ -5,10 +5,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/config"
+	perfagenttest "github.com/optiinfra/perfagent/internal/testutil"
 	"github.com/optiinfra/perfagent/signals"
 )
 
@@ -157,4 +159,14 @@ perfagent_idle_cost_per_hour{engine="vllm",instance="a:8000",model="m"} 0.600000
 	if n := testutil.CollectAndCount(NewCollector(func() []Instance { return nil })); n != 0 {
 		t.Errorf("no prices exported %d series", n)
 	}
+}
+
+func TestCollectorPromtool(t *testing.T) {
+	snap := &collector.Snapshot{Instances: []*collector.Instance{
+		inst("a:8000", "m", nil, map[string]float64{PromptTokensPerSecond: 1000, GenerationTokensPerSecond: 250, "llm_kv_cache_usage_ratio": 0.25}),
+	}}
+	pr := NewPricing(testConfig())
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector(func() []Instance { return pr.Instances(snap, func(string) bool { return true }) }))
+	perfagenttest.PromtoolCheckMetrics(t, perfagenttest.Exposition(t, reg))
 }
