@@ -64,6 +64,14 @@ func (p *Pipeline) Recommend(ctx context.Context, now time.Time, req RecommendRe
 	if err := p.checkBottleneck(req.Bottleneck); err != nil {
 		return recommender.Report{}, err
 	}
+	cfg := p.config()
+	prefer := req.Objectives.Prefer
+	if prefer == "" {
+		prefer = cfg.Prefer
+	}
+	if err := config.CheckPrefer(prefer); err != nil {
+		return recommender.Report{}, &RequestError{Field: "objectives.prefer", Msg: err.Error()}
+	}
 	var firing, pending []rules.Bottleneck
 	for _, b := range p.rules.Bottlenecks() {
 		switch {
@@ -89,22 +97,14 @@ func (p *Pipeline) Recommend(ctx context.Context, now time.Time, req RecommendRe
 	// Replica counts need every instance of a model, not only the
 	// requested one.
 	in.Instances = slices.Clone(snap.Instances)
-	hist, err := recommender.ReadHistory(ctx, p.store, now, historyWindow, p.config().Interval)
+	hist, err := recommender.ReadHistory(ctx, p.store, now, historyWindow, cfg.Interval)
 	if err != nil {
 		return recommender.Report{}, err
 	}
 	in.History = hist
 	rep := p.rec.Analyze(now, in)
-	cfg := p.config()
 	if cfg.Pricing != nil {
 		cost.Annotate(rep.Recommendations, cfg.Pricing.Instances(snap, p.underutilized()))
-	}
-	prefer := req.Objectives.Prefer
-	if prefer == "" {
-		prefer = cfg.Prefer
-	}
-	if err := config.CheckPrefer(prefer); err != nil {
-		return recommender.Report{}, &RequestError{Field: "objectives.prefer", Msg: err.Error()}
 	}
 	cost.Rank(rep.Recommendations, prefer)
 	if req.Pending {
