@@ -17,6 +17,7 @@ import (
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/cost"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/signals"
@@ -60,6 +61,12 @@ type Config struct {
 	// rule evaluated on it would resolve a bottleneck, or raise one, for
 	// want of data. Zero evaluates the rules at the first cycle back.
 	Settle time.Duration
+	// Pricing prices the instances and recommendations; nil prices
+	// nothing.
+	Pricing *cost.Pricing
+	// Prefer is the ranking preference of a pass whose request states
+	// none (config.PreferLatency or config.PreferCost).
+	Prefer string
 }
 
 // Pipeline runs perfagent's cycle: collect, write the SLO targets,
@@ -114,6 +121,9 @@ func (p *Pipeline) PrepareConfig(cfg Config) (commit func(), err error) {
 	}
 	if err := config.ValidateSLOTargets(cfg.SLO); err != nil {
 		return nil, err
+	}
+	if err := config.CheckPrefer(cfg.Prefer); err != nil {
+		return nil, fmt.Errorf("ranking preference: %w", err)
 	}
 	return func() {
 		p.mtx.Lock()
@@ -275,6 +285,31 @@ func (p *Pipeline) EvaluateHistory(ctx context.Context, from, now time.Time) err
 
 // Bottlenecks are the active bottlenecks of the last evaluation.
 func (p *Pipeline) Bottlenecks() []rules.Bottleneck { return p.rules.Bottlenecks() }
+
+// Costs prices the instances of the last collection; nil before the
+// first or without prices. An instance is under-utilised while its B6
+// bottleneck fires.
+func (p *Pipeline) Costs() []cost.Instance {
+	pr := p.config().Pricing
+	if pr == nil {
+		return nil
+	}
+	return pr.Instances(p.coll.Latest(), p.underutilized())
+}
+
+func (p *Pipeline) underutilized() func(string) bool {
+	idle := map[string]bool{}
+	for _, b := range p.rules.Bottlenecks() {
+		if b.ID == underutilizedID && b.State == rules.StateFiring {
+			idle[b.Instance] = true
+		}
+	}
+	return func(instance string) bool { return idle[instance] }
+}
+
+// underutilizedID is the bottleneck of over-provisioned instances, whose
+// idle GPUs are priced.
+const underutilizedID = "B6"
 
 // Latest is the recommendation report of the last cycle.
 func (p *Pipeline) Latest() recommender.Report {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/cost"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 )
@@ -63,6 +64,14 @@ func (p *Pipeline) Recommend(ctx context.Context, now time.Time, req RecommendRe
 	if err := p.checkBottleneck(req.Bottleneck); err != nil {
 		return recommender.Report{}, err
 	}
+	cfg := p.config()
+	prefer := req.Objectives.Prefer
+	if prefer == "" {
+		prefer = cfg.Prefer
+	}
+	if err := config.CheckPrefer(prefer); err != nil {
+		return recommender.Report{}, &RequestError{Field: "objectives.prefer", Msg: err.Error()}
+	}
 	var firing, pending []rules.Bottleneck
 	for _, b := range p.rules.Bottlenecks() {
 		switch {
@@ -88,12 +97,16 @@ func (p *Pipeline) Recommend(ctx context.Context, now time.Time, req RecommendRe
 	// Replica counts need every instance of a model, not only the
 	// requested one.
 	in.Instances = slices.Clone(snap.Instances)
-	hist, err := recommender.ReadHistory(ctx, p.store, now, historyWindow, p.config().Interval)
+	hist, err := recommender.ReadHistory(ctx, p.store, now, historyWindow, cfg.Interval)
 	if err != nil {
 		return recommender.Report{}, err
 	}
 	in.History = hist
 	rep := p.rec.Analyze(now, in)
+	if cfg.Pricing != nil {
+		cost.Annotate(rep.Recommendations, cfg.Pricing.Instances(snap, p.underutilized()))
+	}
+	cost.Rank(rep.Recommendations, prefer)
 	if req.Pending {
 		for i, r := range rep.Recommendations {
 			if FromPending(r, firing) {

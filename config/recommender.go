@@ -78,6 +78,9 @@ func (c *RecommenderConfig) Validate() []error {
 	if c.Objectives.QueueWaitP95Seconds < 0 {
 		bad("objectives.queue_wait_p95_seconds", "must not be negative")
 	}
+	if err := CheckPrefer(c.Objectives.Prefer); err != nil {
+		bad("objectives.prefer", "%v", err)
+	}
 	if c.Memory.MaxFraction <= 0 || c.Memory.MaxFraction > 1 {
 		bad("memory.max_fraction", "must be in (0, 1], got %g", c.Memory.MaxFraction)
 	}
@@ -130,4 +133,22 @@ type Objectives struct {
 	// QueueWaitP95Seconds is the target p95 queue wait for replica
 	// sizing; zero derives it from the TTFT target (docs/recommendations.md).
 	QueueWaitP95Seconds float64 `yaml:"queue_wait_p95_seconds,omitempty" json:"queue_wait_p95_seconds,omitempty"`
+	// Prefer orders recommendations: PreferLatency (empty means it) keeps
+	// the bottlenecks' triage order, PreferCost puts the largest saving
+	// per hour first (docs/cost.md).
+	Prefer string `yaml:"prefer,omitempty" json:"prefer,omitempty"`
+}
+
+// What the ranking of recommendations may prefer.
+const (
+	PreferLatency = "latency"
+	PreferCost    = "cost"
+)
+
+// CheckPrefer accepts an empty preference, PreferLatency and PreferCost.
+func CheckPrefer(v string) error {
+	if v != "" && v != PreferLatency && v != PreferCost {
+		return fmt.Errorf("%q is neither %s nor %s", v, PreferLatency, PreferCost)
+	}
+	return nil
 }

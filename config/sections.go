@@ -23,7 +23,9 @@ type Config struct {
 	Collector   CollectorConfig   `yaml:"collector" json:"collector"`
 	Rules       RulesConfig       `yaml:"rules" json:"rules"`
 	Recommender RecommenderConfig `yaml:"recommender" json:"recommender"`
-	Workflow    WorkflowConfig    `yaml:"workflow" json:"workflow"`
+	// Cost prices GPU time; without prices no cost is computed.
+	Cost     CostConfig     `yaml:"cost" json:"cost"`
+	Workflow WorkflowConfig `yaml:"workflow" json:"workflow"`
 	// Alerting is where bottleneck alerts and approval requests go, in
 	// Prometheus's shape.
 	Alerting promconfig.AlertingConfig `yaml:"alerting,omitempty" json:"alerting"`
@@ -74,6 +76,12 @@ type TargetConfig struct {
 	Model string `yaml:"model,omitempty" json:"model,omitempty"`
 	// Settings are engine settings the server does not expose.
 	Settings map[string]string `yaml:"settings,omitempty" json:"settings,omitempty"`
+	// Accelerator is the GPU type the server runs on, a key of
+	// cost.gpu_hour_prices.
+	Accelerator string `yaml:"accelerator,omitempty" json:"accelerator,omitempty"`
+	// GPUs is how many GPUs the server holds; zero takes its tensor
+	// parallelism.
+	GPUs int `yaml:"gpus,omitempty" json:"gpus,omitempty"`
 }
 
 // InstanceConfig gives facts about one instance, matched by its instance
@@ -83,6 +91,9 @@ type InstanceConfig struct {
 	Engine   string            `yaml:"engine,omitempty" json:"engine,omitempty"`
 	Model    string            `yaml:"model,omitempty" json:"model,omitempty"`
 	Settings map[string]string `yaml:"settings,omitempty" json:"settings,omitempty"`
+	// Accelerator and GPUs are as for a target.
+	Accelerator string `yaml:"accelerator,omitempty" json:"accelerator,omitempty"`
+	GPUs        int    `yaml:"gpus,omitempty" json:"gpus,omitempty"`
 }
 
 // CollectorConfig tunes signal computation.
@@ -109,6 +120,7 @@ type ProbeConfig struct {
 func Default() Config {
 	return Config{
 		Recommender: DefaultRecommenderConfig(),
+		Cost:        DefaultCostConfig(),
 		Global: GlobalConfig{
 			ScrapeInterval:     Duration(15 * time.Second),
 			ScrapeTimeout:      Duration(10 * time.Second),
@@ -176,6 +188,7 @@ func (c *Config) Validate() []error {
 	errs := c.validateCollection()
 	errs = append(errs, c.Rules.Validate()...)
 	errs = append(errs, c.Recommender.Validate()...)
+	errs = append(errs, c.validateCost()...)
 	errs = append(errs, c.Workflow.Validate()...)
 	errs = append(errs, c.validateAlerting()...)
 	return append(errs, c.validateWorkflowWindow()...)
@@ -299,7 +312,7 @@ func (t TargetConfig) Instance() string {
 func (c *Config) InstanceFacts() map[string]InstanceConfig {
 	facts := make(map[string]InstanceConfig, len(c.Instances)+len(c.Source.Targets))
 	for _, t := range c.Source.Targets {
-		facts[t.Instance()] = InstanceConfig{Instance: t.Instance(), Engine: t.Engine, Model: t.Model, Settings: t.Settings}
+		facts[t.Instance()] = InstanceConfig{Instance: t.Instance(), Engine: t.Engine, Model: t.Model, Settings: t.Settings, Accelerator: t.Accelerator, GPUs: t.GPUs}
 	}
 	for _, in := range c.Instances {
 		f := facts[in.Instance]
@@ -309,6 +322,12 @@ func (c *Config) InstanceFacts() map[string]InstanceConfig {
 		}
 		if in.Model != "" {
 			f.Model = in.Model
+		}
+		if in.Accelerator != "" {
+			f.Accelerator = in.Accelerator
+		}
+		if in.GPUs > 0 {
+			f.GPUs = in.GPUs
 		}
 		if len(in.Settings) > 0 {
 			merged := maps.Clone(f.Settings)

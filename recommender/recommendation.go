@@ -40,6 +40,28 @@ type Recommendation struct {
 	// Notes say what was missing, assumed or superseded.
 	Notes []string  `json:"notes,omitempty"`
 	Time  time.Time `json:"time"`
+	// Cost is the expected cost change, when the instances are priced
+	// (package cost, docs/cost.md).
+	Cost *CostChange `json:"cost,omitempty"`
+}
+
+// CostChange is a recommendation's expected effect on cost, in the
+// currency of the configured GPU prices.
+type CostChange struct {
+	PerHour CostEstimate `json:"per_hour"`
+	// PerMillionTokens is over prompt and generated tokens together;
+	// absent when the instances produced no tokens.
+	PerMillionTokens *CostEstimate `json:"per_million_tokens,omitempty"`
+	// Basis says how the estimate was made.
+	Basis string `json:"basis"`
+}
+
+// CostEstimate is a cost now and after a change.
+type CostEstimate struct {
+	Current  float64 `json:"current"`
+	Estimate float64 `json:"estimate"`
+	// Change is Estimate − Current: negative saves.
+	Change float64 `json:"change"`
 }
 
 // Action is what to change. Flag actions fill Flag, Setting, Current,

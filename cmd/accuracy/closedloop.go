@@ -56,6 +56,9 @@ type LoopResult struct {
 	Cleared  bool           `json:"cleared"`
 	Effects  []EffectResult `json:"effects"`
 	Improved bool           `json:"improved"`
+	// Cost is the predicted and measured cost per million tokens, when
+	// the recommendation predicted one (cost.go).
+	Cost *CostResult `json:"cost,omitempty"`
 }
 
 // ClosedLoop replays a scenario until its first truth bottleneck fires,
@@ -78,6 +81,9 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 		return nil, err
 	}
 	defer r.close()
+	if err := priceLoop(r); err != nil {
+		return nil, err
+	}
 	truth := sc.Fleet.Truth[0]
 	res := &LoopResult{Scenario: sc.Name, Bottleneck: truth.Bottleneck}
 	for listen, s := range r.servers {
@@ -86,6 +92,8 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 		}
 	}
 	end := time.Duration(sc.Fleet.Duration)
+	var costAt costBefore
+	priced := false
 	for off := time.Duration(0); off <= end; off += o.Interval {
 		if err := r.step(ctx, off); err != nil {
 			return nil, err
@@ -104,6 +112,9 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 				return nil, err
 			}
 			res.Effects = append(res.Effects, EffectResult{Effect: e, Before: before})
+		}
+		if costAt, priced, err = r.measureCostBefore(ctx, top, res.Instance, off); err != nil {
+			return nil, err
 		}
 		if err := r.apply(top, res.Instance); err != nil {
 			res.Reason = err.Error()
@@ -144,6 +155,11 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 		}
 	}
 	res.Improved = res.Cleared && len(res.Effects) > 0 && res.Effects[0].Moved
+	if priced {
+		if res.Cost, err = r.measureCostAfter(ctx, res.Applied, res.Instance, costAt, end); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 

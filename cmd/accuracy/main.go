@@ -151,6 +151,8 @@ func runClosedLoop(only []string, report string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	writeLoopTable(stdout, results)
+	fmt.Fprintln(stdout)
+	costErr := writeLoopCostTable(stdout, results)
 	sum := summarizeLoops(results)
 	b, err := json.MarshalIndent(map[string]any{"summary": sum, "scenarios": results}, "", "  ")
 	if err == nil {
@@ -161,7 +163,7 @@ func runClosedLoop(only []string, report string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	writeEffectTable(stdout, sum.Effects)
-	fmt.Fprintf(stdout, "\nreport: %s\nimproved=%d/%d median_error=%.3f\n", report, sum.Improved, sum.Scenarios, sum.MedianError)
+	fmt.Fprintf(stdout, "\nreport: %s\nimproved=%d/%d median_error=%.3f median_cost_error=%.3f\n", report, sum.Improved, sum.Scenarios, sum.MedianError, costErr)
 	return 0
 }
 

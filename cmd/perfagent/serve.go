@@ -35,6 +35,7 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/cost"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/shard"
@@ -221,6 +222,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		rules.NewBottlenecksCollector(a.pipeline.Bottlenecks),
 		recommender.NewRecommendationsCollector(a.pipeline.LatestRecommendations),
 		rules.NewSaturationETACollector(a.store, a.lastCollection),
+		cost.NewCollector(a.pipeline.Costs),
 	)
 	// The SLO targets change with a reload, not with a cycle.
 	reg.MustRegister(rules.NewSLOTargetsCollector(func() []config.SLOTarget { return a.config().Rules.SLO }))
@@ -265,6 +267,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Targets:    targets,
 		Generation: a.pipeline.Generation,
 		Shard:      sh,
+		Costs:      a.pipeline.Costs,
 	})
 	query := &prom.Options{Queryable: a.store.DB(), Engine: a.store.Engine(), LookbackDelta: signalstore.LookbackDelta, Logger: logger.With("component", "query"),
 		Target:  labels.FromStrings(model.JobLabel, collector.ScrapeJobName, model.InstanceLabel, ownInstance(f.listenAddress)),
@@ -413,7 +416,8 @@ func (a *daemon) config() *config.Config {
 
 // pipelineConfig is the part of cfg the pipeline reads on every cycle.
 func pipelineConfig(cfg *config.Config) agent.Config {
-	return agent.Config{SLO: cfg.Rules.SLO, Interval: time.Duration(cfg.Global.EvaluationInterval), Settle: time.Duration(cfg.Collector.RateWindow)}
+	return agent.Config{SLO: cfg.Rules.SLO, Interval: time.Duration(cfg.Global.EvaluationInterval), Settle: time.Duration(cfg.Collector.RateWindow),
+		Pricing: cost.NewPricing(cfg), Prefer: cfg.Recommender.Objectives.Prefer}
 }
 
 // backfill computes signal history from the remote source at start.

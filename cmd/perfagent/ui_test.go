@@ -189,6 +189,10 @@ func TestUIInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`[data-chart="KV cache usage"] canvas`)),
 		waitText("main", "KVTest"),
 		waitText("main", "--gpu-memory-utilization"),
+		// The test's configuration prices every GPU at 2.5 an hour.
+		waitText("main", "2.5 per hour: 1 × h100"),
+		waitText("main", "per million generated tokens"),
+		waitText("main", "0 per hour, "),
 	)
 	alice.screenshot("instance")
 	alice.run("the range picker and the refresh in place",

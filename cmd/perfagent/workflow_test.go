@@ -301,6 +301,7 @@ func rolloutFiles(t *testing.T, sim *simFleet, webhookURL, secret, amURL, waits 
 recommender:
   models:
     - {name: meta-llama/Llama-3.1-8B-Instruct, parameters: 8.03e9, layers: 32, kv_heads: 8, head_dim: 128, dtype_bytes: 2, gpu_memory_bytes: 85899345920}
+cost: {gpu_hour_prices: {h100: 2.5}, default_accelerator: h100}
 workflow:
   approvers: [bob]
   webhook: {url: %s, secret: %s}

@@ -202,6 +202,25 @@ function forecastList(fs) {
   return el("ul", {}, fs.map(f => el("li", {}, `${what[f.resource] || f.resource}${f.instance ? "" : ` (pool ${f.engine} ${f.model})`} in about ${Math.max(1, Math.round(f.seconds / 60))} min`)));
 }
 
+// costList says what the instance costs, when its GPUs are priced
+// (docs/cost.md).
+function costList(c) {
+  if (!c) return el("p", { class: "muted" }, "Not priced: cost.gpu_hour_prices names no price for this instance's accelerator.");
+  const items = [`${fmt.num(c.per_hour)} per hour: ${c.gpus} × ${c.accelerator} (GPU count from ${c.gpus_source})`];
+  if (c.prompt_per_million_tokens !== undefined) items.push(`${fmt.num(c.prompt_per_million_tokens)} per million prompt tokens`);
+  if (c.generation_per_million_tokens !== undefined) items.push(`${fmt.num(c.generation_per_million_tokens)} per million generated tokens`);
+  if (c.idle_per_hour !== undefined) items.push(`${fmt.num(c.idle_per_hour)} per hour idle (under-utilised, B6)`);
+  return el("ul", {}, items.map(i => el("li", {}, i)));
+}
+
+// costChange is a recommendation's expected cost change.
+function costChange(r) {
+  if (!r.cost) return "";
+  const signed = v => (v > 0 ? "+" : "") + fmt.num(v);
+  const m = r.cost.per_million_tokens;
+  return el("span", { title: r.cost.basis }, `${signed(r.cost.per_hour.change)} per hour${m ? `, ${signed(m.change)} per million tokens` : ""}`);
+}
+
 pages.instance = async function (name) {
   const ranges = { "1h": 3600, "6h": 21600, "24h": 86400 };
   let range = new URLSearchParams(location.search).get("range") || "1h";
@@ -251,6 +270,8 @@ pages.instance = async function (name) {
     fill(rest, 
       el("h2", {}, "Time to saturation"),
       forecastList(d.forecasts || []),
+      el("h2", {}, "Cost"),
+      costList(d.cost),
       el("h2", {}, "Bottlenecks"),
       table([
         { title: "Rule", value: b => b.rule, render: b => b.runbook_url ? el("a", { href: b.runbook_url }, b.rule) : b.rule },
@@ -272,6 +293,7 @@ pages.instance = async function (name) {
         { title: "Rank", num: true, value: r => r.rank },
         { title: "Change", value: r => r.id, render: r => r.action.flag ? el("span", {}, el("code", {}, r.action.flag), ` ${r.action.current ?? "?"} → ${r.action.proposed} ${r.action.unit || ""}`) : `${r.action.kind} ${r.action.from ?? ""} → ${r.action.to ?? ""}` },
         { title: "Expected effect", render: r => el("ul", {}, (r.effects || []).map(e => el("li", {}, `${e.signal}${e.quantile ? " p" + e.quantile : ""} ${e.direction}${e.estimate !== undefined ? ` (${fmt.num(e.current)} → ${fmt.num(e.estimate)})` : ""}`))) },
+        { title: "Cost change", num: true, value: r => r.cost ? r.cost.per_hour.change : undefined, render: costChange },
         { title: "Confidence", num: true, value: r => r.confidence, render: r => fmt.pct(r.confidence) },
         { title: "Risk", value: r => r.risk },
         { title: "", render: r => r.action.flag ? el("button", { type: "button", class: "action primary", onclick: e => startWorkflow(r, e.target, note) }, "Start workflow") : "" },

@@ -19,6 +19,7 @@ import (
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/cost"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/shard"
@@ -101,6 +102,9 @@ type Options struct {
 	// Forecasts returns the saturation forecasts recorded at a time; nil
 	// leaves GET /forecasts out and instances without forecasts.
 	Forecasts func(ctx context.Context, at time.Time) ([]rules.SaturationETA, error)
+	// Costs prices the instances of the last collection; nil leaves
+	// instances without cost.
+	Costs func() []cost.Instance
 	// Targets reports the scrape targets (embedded mode); nil leaves GET
 	// /targets out, and the targets out of GET /health.
 	Targets func() []collector.TargetHealth
@@ -425,6 +429,8 @@ type InstanceDetail struct {
 	// Forecasts are the saturation forecasts of the instance and of its
 	// model pool (no instance) at the last collection.
 	Forecasts []rules.SaturationETA `json:"forecasts"`
+	// Cost is what the instance costs, when it is priced (docs/cost.md).
+	Cost *cost.Instance `json:"cost,omitempty"`
 }
 
 // SLOTargets are the SLO targets of one model.
@@ -518,6 +524,13 @@ func (a *API) instance(r *http.Request) (any, *apiError) {
 		for _, e := range etas {
 			if e.Instance == in.Instance || (e.Instance == "" && e.Engine == in.Engine && e.Model == in.Model) {
 				detail.Forecasts = append(detail.Forecasts, e)
+			}
+		}
+	}
+	if a.o.Costs != nil {
+		for _, c := range a.o.Costs() {
+			if c.Instance == in.Instance {
+				detail.Cost = &c
 			}
 		}
 	}

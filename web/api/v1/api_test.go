@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/cost"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/signals"
 )
@@ -105,6 +106,9 @@ func newTestAPI(t *testing.T, opts ...func(*Options)) (http.Handler, *fakeCollec
 		Config:       func() (string, error) { return "source:\n  prometheus:\n    basic_auth: {password: <secret>}\n", nil },
 		Now:          func() time.Time { return now },
 		MaxBodyBytes: 256,
+		Costs: func() []cost.Instance {
+			return []cost.Instance{{Instance: "a:1", Engine: "vllm", Model: "m", Accelerator: "h100", GPUs: 2, GPUsSource: cost.GPUsFromConfig, PerHour: 8, TokensPerSecond: 100, PerMillionTokens: new(22.222222)}}
+		},
 		Forecasts: func(_ context.Context, at time.Time) ([]rules.SaturationETA, error) {
 			if !at.Equal(now) {
 				return nil, fmt.Errorf("forecasts read at %s, not at the last collection", at)
@@ -157,9 +161,11 @@ func TestEndpointsSucceed(t *testing.T) {
 		{"GET", "/api/v1/config", "", []string{`<secret>`}},
 		{"GET", "/api/v1/signals", "", []string{`"name":"llm_requests_running"`, `"vllm":["sum(vllm:num_requests_running)"]`, `"name":"llm_custom_thing"`, `"quantiles":true`}},
 		{"GET", "/api/v1/instances", "", []string{`"instance":"a:1"`, `"instance":"b:1"`, `"block_size":{"value":"16","source":"metrics"}`}},
+		{"GET", "/api/v1/instances/b:1", "", []string{`"forecasts":[{"instance":"b:1"`}},
 		{"GET", "/api/v1/instances/a:1?start=1793620800&end=1793621400&step=30s", "", []string{`"name":"llm_time_to_first_token_seconds"`, `"quantile":"0.95"`, `["1793620800","0.25"]`, `"llm_requests_running"`,
 			`"bottlenecks":[{"rule":"KVTest","id":"B1","severity":"warning","from":"2026-11-02T12:02:30Z","to":"2026-11-02T12:02:30Z"},{"rule":"KVTest","id":"B1","severity":"warning","from":"2026-11-02T12:00:00Z","to":"2026-11-02T12:00:30Z"}]`,
-			`"forecasts":[{"instance":"a:1","engine":"vllm","model":"m","resource":"kv_cache","seconds":1500},{"engine":"vllm","model":"m","resource":"kv_cache","seconds":2400}]`}},
+			`"forecasts":[{"instance":"a:1","engine":"vllm","model":"m","resource":"kv_cache","seconds":1500},{"engine":"vllm","model":"m","resource":"kv_cache","seconds":2400}]`,
+			`"cost":{"instance":"a:1","engine":"vllm","model":"m","accelerator":"h100","gpus":2,"gpus_source":"config","per_hour":8,"per_million_tokens":22.222222,"tokens_per_second":100}`}},
 		{"GET", "/api/v1/forecasts", "", []string{`"time":"2026-11-01T12:00:00Z"`, `"instance":"b:1"`, `"seconds":2400`}},
 		// The pool of a:1 comes with it; b:1's forecast does not.
 		{"GET", "/api/v1/forecasts?instance=a:1&resource=kv_cache", "", []string{`"forecasts":[{"instance":"a:1","engine":"vllm","model":"m","resource":"kv_cache","seconds":1500},{"engine":"vllm","model":"m","resource":"kv_cache","seconds":2400}]`}},
@@ -184,6 +190,10 @@ func TestEndpointsSucceed(t *testing.T) {
 	}
 	if fc.lastOpt.Engine != "" || fc.lastOpt.Window != 0 {
 		t.Errorf("empty collect body gave options %+v", fc.lastOpt)
+	}
+	// b:1 is not priced.
+	if _, env := do(t, r, "GET", "/api/v1/instances/b:1", ""); strings.Contains(string(env.Data), `"cost"`) {
+		t.Errorf("an unpriced instance has a cost: %s", env.Data)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/optiinfra/perfagent/agent"
+	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/recommender"
 )
 
@@ -83,6 +84,9 @@ func (a *API) recommend(r *http.Request) (any, *apiError) {
 		if o.v < 0 {
 			return nil, badData(o.field, "must not be negative")
 		}
+	}
+	if err := config.CheckPrefer(req.Objectives.Prefer); err != nil {
+		return nil, badData("objectives.prefer", "%v", err)
 	}
 	if req.Instance != "" {
 		if snap := a.o.Collector.Latest(); snap == nil || snap.Instance(req.Instance) == nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/cost"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/signalstore"
@@ -62,7 +63,9 @@ func newPipelineAPI(t *testing.T) http.Handler {
 	}
 	coll := collector.New(collector.Options{Metrics: collector.NewMetrics(prometheus.NewRegistry()), Store: store})
 	cfg := config.Default()
-	cfg.Instances = []config.InstanceConfig{{Instance: "a:1", Settings: map[string]string{"max_num_seqs": "16"}}, {Instance: "b:1", Settings: map[string]string{"max_num_seqs": "16"}}}
+	cfg.Instances = []config.InstanceConfig{{Instance: "a:1", Settings: map[string]string{"max_num_seqs": "16"}}, {Instance: "b:1", Settings: map[string]string{"max_num_seqs": "16"}, GPUs: 2}}
+	cfg.Cost.GPUHourPrices = map[string]float64{"h100": 4}
+	cfg.Cost.DefaultAccelerator = "h100"
 	if err := coll.ApplyConfig(cfg, store, profs); err != nil {
 		t.Fatal(err)
 	}
@@ -74,14 +77,14 @@ func newPipelineAPI(t *testing.T) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pipe, err := agent.New(agent.Options{Collector: coll, Store: store, Rules: mgr, Recommender: rec}, agent.Config{Interval: 15 * time.Second})
+	pipe, err := agent.New(agent.Options{Collector: coll, Store: store, Rules: mgr, Recommender: rec}, agent.Config{Interval: 15 * time.Second, Pricing: cost.NewPricing(&cfg)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pipe.Cycle(context.Background(), now); err != nil {
 		t.Fatal(err)
 	}
-	api := New(Options{Collector: coll, History: store, Rules: mgr, Recommendations: pipe, Now: func() time.Time { return now }})
+	api := New(Options{Collector: coll, History: store, Rules: mgr, Recommendations: pipe, Now: func() time.Time { return now }, Costs: pipe.Costs})
 	r := mux.NewRouter()
 	api.Register(r.PathPrefix("/api/v1").Subrouter())
 	return validated(t, api, r)
@@ -110,6 +113,8 @@ func TestRecommendEndpoint(t *testing.T) {
 			wantSkip: "no firing bottleneck B5 on instance a:1; pending, their rules' `for` not passed yet: LongQueue on a:1"},
 		{name: "pending is not a field", body: `{"Pending":true}`, code: 400, wantErr: `unknown field "Pending"`},
 		{name: "unknown instance", body: `{"instance":"z:9"}`, code: 404, wantErr: `instance: "z:9" is not known`},
+		{name: "cost first", body: `{"objectives":{"prefer":"cost"}}`, code: 200, wantIDs: []string{"scale_out"}},
+		{name: "unknown preference", body: `{"objectives":{"prefer":"money"}}`, code: 400, wantErr: `objectives.prefer: "money" is neither latency nor cost`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,6 +145,13 @@ func TestRecommendEndpoint(t *testing.T) {
 			if strings.Join(ids, ",") != strings.Join(tc.wantIDs, ",") {
 				t.Errorf("recommendations %v, want %v: %s", ids, tc.wantIDs, env.Data)
 			}
+			for _, x := range rep.Recommendations {
+				// a:1 (one GPU) and b:1 (two) at 4 per GPU-hour: 12 per hour
+				// for two replicas.
+				if c := x.Cost; c == nil || c.PerHour.Current != 12 || c.PerHour.Change != 6*float64(x.Action.To-x.Action.From) || c.Basis == "" {
+					t.Errorf("%s: cost %+v, want 12 per hour now and 6 per replica added", x.ID, c)
+				}
+			}
 			if tc.wantSkip != "" && (len(rep.Skipped) != 1 || rep.Skipped[0].Reason != tc.wantSkip) {
 				t.Errorf("skipped %+v, want one entry %q", rep.Skipped, tc.wantSkip)
 			}
@@ -160,7 +172,9 @@ func TestRuleAndRecommendationReads(t *testing.T) {
 		{"GET", "/api/v1/bottlenecks?state=pending&instance=a:1", "", []string{`"rule":"LongQueue"`}},
 		{"GET", "/api/v1/rules", "", []string{`"name":"BusyServer"`, `"health":`, `"evaluation_time_seconds":`}},
 		{"POST", "/api/v1/analysis/detect-bottlenecks", `{"instances":["a:1"],"rules":["BusyServer"]}`, []string{`"rule":"BusyServer"`, `"time":`}},
-		{"GET", "/api/v1/recommendations", "", []string{`"id":"scale_out"`, `"skipped":`}},
+		{"GET", "/api/v1/recommendations", "", []string{`"id":"scale_out"`, `"skipped":`, `"cost":{"per_hour":{"current":12,`}},
+		// b:1 has two GPUs configured at 4 an hour each.
+		{"GET", "/api/v1/instances/b:1", "", []string{`"cost":{"instance":"b:1","engine":"vllm"`, `"accelerator":"h100","gpus":2,"gpus_source":"config","per_hour":8`}},
 		{"GET", "/api/v1/recommendations?engine=tgi", "", []string{`"recommendations":[]`}},
 	} {
 		code, env := do(t, r, tc.method, tc.path, tc.body)
