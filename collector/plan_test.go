@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -128,5 +129,47 @@ func TestHistogramQuantileSkipsBadBuckets(t *testing.T) {
 	got := histogramQuantile(0.5, in)
 	if len(got) != 1 || !labels.Equal(got[0].Metric, labels.FromStrings("instance", "a")) || got[0].F != 1 {
 		t.Fatalf("got %v, want {instance=\"a\"} 1", got)
+	}
+}
+
+// TestBackfillPlansAgree backfills one fleet's history with each plan and
+// checks that the stored history is the same.
+func TestBackfillPlansAgree(t *testing.T) {
+	profs, errs := LoadProfiles(profiles.FS, ".", nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	raw := openTestStore(t)
+	loadFleet(t, raw, 12)
+	ctx := context.Background()
+	from, to, step := t0.Add(15*time.Second), t0.Add(45*time.Second), 5*time.Second
+	history := func(plan queryPlan) promql.Matrix {
+		t.Helper()
+		local := openTestStore(t)
+		c := New(Options{Metrics: testMetrics(), Store: local})
+		if err := c.ApplyConfig(config.Default(), plannedSource{Source: raw, plan: plan}, profs); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Backfill(ctx, from, to, step); err != nil {
+			t.Fatal(err)
+		}
+		m, err := local.QueryRange(ctx, `{__name__=~"llm_.+"}`, from, to, step)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	want := history(queryPlan{})
+	if len(want) == 0 {
+		t.Fatal("nothing backfilled")
+	}
+	got := history(queryPlan{sharedQuantiles: true, concurrency: 4})
+	if len(got) != len(want) {
+		t.Fatalf("shared plan backfilled %d series, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !labels.Equal(got[i].Metric, want[i].Metric) || !slices.Equal(got[i].Floats, want[i].Floats) {
+			t.Errorf("shared plan backfilled %s %v, want %s %v", got[i].Metric, got[i].Floats, want[i].Metric, want[i].Floats)
+		}
 	}
 }

@@ -19,10 +19,10 @@ import (
 	"github.com/optiinfra/perfagent/internal/testutil"
 )
 
-// BenchmarkRemoteCycle measures one collection against Debian's
-// prometheus scraping a fleet of fixture servers, for each query plan, in
-// one run: the cycle's duration (ns/op), the CPU seconds Prometheus spends
-// answering it and the queries it asks. The fleet stops before the
+// BenchmarkRemoteCycle measures one collection, and a start's backfill,
+// against Debian's prometheus scraping a fleet of fixture servers, for
+// each query plan, in one run: the duration (ns/op), the CPU seconds
+// Prometheus spends answering and the queries of a cycle. The fleet stops before the
 // measurement and every cycle reads the same instant, so Prometheus does
 // little else than answer the agent. PERFAGENT_BENCH_INSTANCES sets the
 // fleet size (240 by default, what a 2-core machine scrapes every second).
@@ -68,7 +68,7 @@ func BenchmarkRemoteCycle(b *testing.B) {
 	ctx := context.Background()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		v, err := remote.Query(ctx, `count(count_over_time(up{job="fleet"}[12s]) >= 12)`, time.Now())
+		v, err := remote.Query(ctx, `count(count_over_time(up{job="fleet"}[30s]) >= 30)`, time.Now())
 		if err == nil && len(v) == 1 && int(v[0].F) == n {
 			break
 		}
@@ -92,33 +92,62 @@ func BenchmarkRemoteCycle(b *testing.B) {
 	time.Sleep(3 * time.Second)
 	idle := (promCPU(b, promURL) - before) / time.Since(start).Seconds()
 
-	for _, bc := range []struct {
+	plans := []struct {
 		name string
 		plan queryPlan
 	}{
 		{"plan=each-rule", queryPlan{}},
 		{"plan=shared-quantiles", queryPlan{sharedQuantiles: true}},
 		{"plan=shared-quantiles,concurrency=4", queryPlan{sharedQuantiles: true, concurrency: 4}},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
+	}
+	// measure runs cycle b.N times and reports Prometheus's CPU per run.
+	measure := func(b *testing.B, cycle func()) {
+		cpu0, start := promCPU(b, promURL), time.Now()
+		for b.Loop() {
+			cycle()
+		}
+		cpu := promCPU(b, promURL) - cpu0 - idle*time.Since(start).Seconds()
+		b.ReportMetric(cpu/float64(b.N), "prom-cpu-s/op")
+	}
+	for _, bc := range plans {
+		b.Run("cycle/"+bc.name, func(b *testing.B) {
 			remote.plan = bc.plan
 			c := New(Options{Metrics: testMetrics()})
 			if err := c.ApplyConfig(cfg, remote, profs); err != nil {
 				b.Fatal(err)
 			}
 			var snap *Snapshot
-			cpu0, start := promCPU(b, promURL), time.Now()
-			for b.Loop() {
+			measure(b, func() {
 				if snap, err = c.Collect(ctx, at, CollectOptions{}); err != nil {
 					b.Fatal(err)
 				}
-			}
-			cpu := promCPU(b, promURL) - cpu0 - idle*time.Since(start).Seconds()
+			})
 			if len(snap.Instances) != n || len(snap.Errors) > 0 {
 				b.Fatalf("cycle saw %d instances, want %d; errors: %v", len(snap.Instances), n, snap.Errors)
 			}
-			b.ReportMetric(cpu/float64(b.N), "prom-cpu-s/cycle")
 			b.ReportMetric(float64(snap.Queries), "queries/cycle")
+		})
+	}
+	// A start's backfill: 20 s of history at the scrape interval, 21
+	// steps (a 15-minute backfill at 15 s has 60).
+	for _, bc := range plans {
+		b.Run("backfill/"+bc.name, func(b *testing.B) {
+			remote.plan = bc.plan
+			samples := 0
+			measure(b, func() {
+				b.StopTimer()
+				c := New(Options{Metrics: testMetrics(), Store: openTestStore(b)})
+				if err := c.ApplyConfig(cfg, remote, profs); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if samples, err = c.Backfill(ctx, at.Add(-20*time.Second), at, time.Second); err != nil {
+					b.Fatal(err)
+				}
+			})
+			if samples == 0 {
+				b.Fatal("nothing backfilled")
+			}
 		})
 	}
 }
