@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,6 +171,50 @@ func TestBackfillPlansAgree(t *testing.T) {
 	for i := range want {
 		if !labels.Equal(got[i].Metric, want[i].Metric) || !slices.Equal(got[i].Floats, want[i].Floats) {
 			t.Errorf("shared plan backfilled %s %v, want %s %v", got[i].Metric, got[i].Floats, want[i].Metric, want[i].Floats)
+		}
+	}
+}
+
+// countingSource records the most queries it had in flight at once.
+type countingSource struct {
+	plannedSource
+	mu             sync.Mutex
+	inFlight, most int
+}
+
+func (s *countingSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+	s.mu.Lock()
+	s.inFlight++
+	s.most = max(s.most, s.inFlight)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
+	// Long enough for the other queries of the cycle to pile up.
+	time.Sleep(2 * time.Millisecond)
+	return s.plannedSource.Query(ctx, expr, ts)
+}
+
+func TestQueryPlanBoundsConcurrency(t *testing.T) {
+	profs, errs := LoadProfiles(profiles.FS, ".", nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	store := openTestStore(t)
+	loadFleet(t, store, 6)
+	for _, limit := range []int{1, 3} {
+		src := &countingSource{plannedSource: plannedSource{Source: store, plan: queryPlan{sharedQuantiles: true, concurrency: limit}}}
+		c := New(Options{Metrics: testMetrics()})
+		if err := c.ApplyConfig(config.Default(), src, profs); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Collect(context.Background(), t0.Add(45*time.Second), CollectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if src.most != limit {
+			t.Errorf("with a limit of %d, %d queries were in flight at most", limit, src.most)
 		}
 	}
 }
