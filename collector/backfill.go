@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -15,8 +17,9 @@ import (
 	"github.com/optiinfra/perfagent/signals"
 )
 
-// Backfill computes signal history over [from, to] with one range query
-// per rule and appends it, so rules and the API have history right after
+// Backfill computes signal history over [from, to] with a range query per
+// rule, or per histogram for quantile rules when the source's plan shares
+// them, and appends it, so rules and the API have history right after
 // a start. It skips time the store already holds. It returns how many
 // samples were written.
 func (c *Collector) Backfill(ctx context.Context, from, to time.Time, step time.Duration) (int, error) {
@@ -33,20 +36,21 @@ func (c *Collector) Backfill(ctx context.Context, from, to time.Time, step time.
 	src, profiles, facts := c.source, c.profiles, c.facts
 	c.mtx.RUnlock()
 
+	matrices, err := fetchHistory(ctx, src, planOf(src), profiles, from, to, step)
+	if err != nil {
+		return 0, err
+	}
+
 	type key struct {
 		instance string
 		t        int64
 	}
 	app := c.store.Appender(ctx)
 	written := 0
-	for _, p := range profiles {
+	for i, p := range profiles {
 		owned := map[key]string{} // instance and time → model
 		for j, r := range p.rules {
-			m, err := src.QueryRange(ctx, r.Query().String(), from, to, step)
-			if err != nil {
-				_ = app.Rollback()
-				return 0, fmt.Errorf("backfilling %s rule %s: %w", p.file, r.Name(), err)
-			}
+			m := matrices[i][j]
 			for _, series := range m {
 				lb := labels.NewBuilder(series.Metric)
 				lb.Set(model.MetricNameLabel, r.Name())
@@ -86,6 +90,102 @@ func (c *Collector) Backfill(ctx context.Context, from, to time.Time, step time.
 		return 0, fmt.Errorf("committing backfill: %w", err)
 	}
 	return written, nil
+}
+
+// fetchHistory asks src for every rule's range over [from, to], as plan
+// says: quantiles of one histogram from one range query of their shared
+// argument, and up to plan.concurrency queries in flight (one at a time
+// for the zero plan).
+func fetchHistory(ctx context.Context, src Source, plan queryPlan, profiles []*compiledProfile, from, to time.Time, step time.Duration) ([][]promql.Matrix, error) {
+	out := make([][]promql.Matrix, len(profiles))
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		slots = make(chan struct{}, max(plan.concurrency, 1))
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first == nil {
+			first = err
+			cancel()
+		}
+	}
+	for i, p := range profiles {
+		out[i] = make([]promql.Matrix, len(p.rules))
+		for _, s := range planSteps(p.rules, plan.sharedQuantiles) {
+			wg.Go(func() {
+				select {
+				case slots <- struct{}{}:
+					defer func() { <-slots }()
+				case <-ctx.Done():
+					return
+				}
+				r := p.rules[s.rules[0]]
+				expr := s.shared
+				if expr == "" {
+					expr = r.Query().String()
+				}
+				m, err := src.QueryRange(ctx, expr, from, to, step)
+				if err != nil {
+					fail(fmt.Errorf("backfilling %s rule %s: %w", p.file, r.Name(), err))
+					return
+				}
+				if s.shared == "" {
+					out[i][s.rules[0]] = m
+					return
+				}
+				for n, j := range s.rules {
+					out[i][j] = matrixQuantile(s.quantiles[n], m)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if first == nil && parent.Err() != nil {
+		first = fmt.Errorf("backfilling: %w", parent.Err())
+	}
+	return out, first
+}
+
+// matrixQuantile is histogram_quantile(q, m) at every step of a range
+// query's result, as the source would answer the range query of the
+// quantile.
+func matrixQuantile(q float64, m promql.Matrix) promql.Matrix {
+	byTime := map[int64]promql.Vector{}
+	var times []int64
+	for _, s := range m {
+		for _, p := range s.Floats {
+			if _, ok := byTime[p.T]; !ok {
+				times = append(times, p.T)
+			}
+			byTime[p.T] = append(byTime[p.T], promql.Sample{Metric: s.Metric, T: p.T, F: p.F})
+		}
+	}
+	slices.Sort(times)
+	series := map[string]*promql.Series{}
+	var out promql.Matrix
+	var order []string
+	for _, t := range times {
+		for _, s := range histogramQuantile(q, byTime[t]) {
+			k := s.Metric.String()
+			ss, ok := series[k]
+			if !ok {
+				ss = &promql.Series{Metric: s.Metric}
+				series[k] = ss
+				order = append(order, k)
+			}
+			ss.Floats = append(ss.Floats, promql.FPoint{T: t, F: s.F})
+		}
+	}
+	for _, k := range order {
+		out = append(out, *series[k])
+	}
+	return out
 }
 
 // appendWithStaleness appends points and, where the series stops before

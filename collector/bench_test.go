@@ -17,7 +17,7 @@ import (
 
 // loadFleet fills a store with n instances, cycling through the engine
 // fixtures of the built-in profiles, four scrapes 15 s apart each.
-func loadFleet(b *testing.B, store *signalstore.Store, n int) {
+func loadFleet(b testing.TB, store *signalstore.Store, n int) {
 	b.Helper()
 	var templates [][]string // per template: exposition text at +0, +15, +30, +45 s
 	for _, engine := range []string{"vllm", "sglang", "tgi"} {

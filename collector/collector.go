@@ -325,6 +325,8 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 	if src == nil {
 		return nil, errors.New("collector has no configuration yet")
 	}
+	// The plan is the source's own: a narrowed source is a wrapper.
+	plan := planOf(src)
 	if o.Window > 0 {
 		var err error
 		if profiles, err = rewindow(profiles, o.Window); err != nil {
@@ -337,7 +339,7 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 			return nil, err
 		}
 	}
-	ev := evaluate(ctx, src, profiles, o.Engine, now)
+	ev := evaluate(ctx, src, plan, profiles, o.Engine, now)
 	if ev.unavailable != nil {
 		return nil, fmt.Errorf("collecting signals: %w", ev.unavailable)
 	}
@@ -380,22 +382,42 @@ type evaluation struct {
 	unavailable error
 }
 
-// evaluate runs every rule and settings query of the selected profiles,
-// the profiles concurrently and the rules of one profile in order.
-func evaluate(ctx context.Context, src Source, profiles []*compiledProfile, engine string, now time.Time) *evaluation {
+// evaluate runs every rule and settings query of the selected profiles
+// as plan says: the profiles concurrently, and each profile's first rule
+// (its instances) before the others.
+func evaluate(ctx context.Context, src Source, plan queryPlan, profiles []*compiledProfile, engine string, now time.Time) *evaluation {
 	ev := &evaluation{
 		results:  make([][]promql.Vector, len(profiles)),
 		detected: make([]bool, len(profiles)),
 		settings: make([]promql.Vector, len(profiles)),
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errs := make([][]string, len(profiles))
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
 		queries atomic.Int64
+		slots   chan struct{}
 	)
+	if plan.concurrency > 0 {
+		slots = make(chan struct{}, plan.concurrency)
+	}
+	query := func(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+		if slots != nil {
+			select {
+			case slots <- struct{}{}:
+				defer func() { <-slots }()
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		queries.Add(1)
+		return src.Query(ctx, expr, ts)
+	}
 	// unavailable keeps the first error of a source that could not be
-	// reached and says whether err is one.
+	// reached, stops the rest of the cycle, which is worthless, and says
+	// whether err is one.
 	unavailable := func(err error) bool {
 		if !errors.Is(err, ErrUnavailable) {
 			return false
@@ -405,6 +427,7 @@ func evaluate(ctx context.Context, src Source, profiles []*compiledProfile, engi
 		if ev.unavailable == nil {
 			ev.unavailable = err
 		}
+		cancel()
 		return true
 	}
 	for i, p := range profiles {
@@ -413,39 +436,87 @@ func evaluate(ctx context.Context, src Source, profiles []*compiledProfile, engi
 		}
 		ev.results[i] = make([]promql.Vector, len(p.rules))
 		wg.Go(func() {
-			for j, r := range p.rules {
-				v, err := r.Eval(ctx, 0, now, src.Query, nil, 0)
-				queries.Add(1)
-				if err != nil {
-					errs[i] = append(errs[i], fmt.Sprintf("%s rule %s: %v", p.file, r.Name(), err))
-					if unavailable(err) {
-						// The rest of the cycle is worthless.
-						return
-					}
-					if j == 0 {
-						// Without its instances the profile's other
-						// signals cannot be attributed.
-						mu.Lock()
-						ev.down = err
-						mu.Unlock()
-						return
-					}
-					continue
+			steps := planSteps(p.rules, plan.sharedQuantiles)
+			// Rule errors are kept by step so that they are listed in
+			// rule order whatever order the steps end in.
+			stepErrs := make([][]string, len(steps)+1)
+			// run evaluates steps[k] and says whether the profile's
+			// evaluation may go on.
+			run := func(k int) bool {
+				var shared promql.Vector
+				var sharedErr error
+				s := steps[k]
+				if s.shared != "" {
+					shared, sharedErr = query(ctx, s.shared, now)
 				}
-				ev.results[i][j] = v
-				ev.detected[i] = ev.detected[i] || j == 0
+				for n, j := range s.rules {
+					r := p.rules[j]
+					var v promql.Vector
+					err := sharedErr
+					switch {
+					case s.shared == "":
+						v, err = r.Eval(ctx, 0, now, query, nil, 0)
+					case err == nil:
+						v, err = r.Eval(ctx, 0, now, answered(histogramQuantile(s.quantiles[n], shared)), nil, 0)
+					}
+					if err != nil {
+						stepErrs[k] = append(stepErrs[k], fmt.Sprintf("%s rule %s: %v", p.file, r.Name(), err))
+						if unavailable(err) {
+							return false
+						}
+						if j == 0 {
+							// Without its instances the profile's other
+							// signals cannot be attributed.
+							mu.Lock()
+							ev.down = err
+							mu.Unlock()
+							return false
+						}
+						continue
+					}
+					ev.results[i][j] = v
+					if j == 0 {
+						ev.detected[i] = true
+					}
+				}
+				return true
 			}
-			if p.settings == nil {
+			settings := func() {
+				v, err := query(ctx, p.settings.expr, now)
+				unavailable(err)
+				if err != nil {
+					stepErrs[len(steps)] = append(stepErrs[len(steps)], fmt.Sprintf("%s settings query: %v", p.engine, err))
+					return
+				}
+				ev.settings[i] = v
+			}
+			defer func() {
+				for _, e := range stepErrs {
+					errs[i] = append(errs[i], e...)
+				}
+			}()
+			if !run(0) {
 				return
 			}
-			v, err := src.Query(ctx, p.settings.expr, now)
-			queries.Add(1)
-			unavailable(err)
-			if err != nil {
-				errs[i] = append(errs[i], fmt.Sprintf("%s settings query: %v", p.engine, err))
+			if slots == nil {
+				for k := 1; k < len(steps); k++ {
+					if !run(k) {
+						return
+					}
+				}
+				if p.settings != nil {
+					settings()
+				}
 				return
 			}
-			ev.settings[i] = v
+			var pwg sync.WaitGroup
+			for k := 1; k < len(steps); k++ {
+				pwg.Go(func() { run(k) })
+			}
+			if p.settings != nil {
+				pwg.Go(settings)
+			}
+			pwg.Wait()
 		})
 	}
 	wg.Wait()

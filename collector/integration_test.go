@@ -40,7 +40,7 @@ type expositionLine struct {
 	base, rate float64
 }
 
-func loadLinearExposition(t *testing.T, first, second string) *linearExposition {
+func loadLinearExposition(t testing.TB, first, second string) *linearExposition {
 	t.Helper()
 	read := func(path string) []string {
 		b, err := os.ReadFile(path)

@@ -23,6 +23,7 @@ type RemoteSource struct {
 	api     promv1.API
 	cfg     config.RemoteConfig
 	metrics *Metrics
+	plan    queryPlan
 	// sleep waits between retries; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
 }
@@ -37,8 +38,15 @@ func NewRemoteSource(cfg config.RemoteConfig, m *Metrics) (*RemoteSource, error)
 	if err != nil {
 		return nil, fmt.Errorf("building Prometheus API client for %s: %w", cfg.URL, err)
 	}
-	return &RemoteSource{api: promv1.NewAPI(client), cfg: cfg, metrics: m, sleep: sleepContext}, nil
+	return &RemoteSource{api: promv1.NewAPI(client), cfg: cfg, metrics: m, plan: queryPlan{sharedQuantiles: true, concurrency: 4}, sleep: sleepContext}, nil
 }
+
+// queryPlan is how a cycle queries a remote source. Quantiles of one
+// histogram share one fetch of its bucket rates, which the source would
+// otherwise compute once per quantile. Four queries in flight keep a cycle
+// short without letting one agent take every query slot of the source
+// (Prometheus runs 20 at once by default).
+func (s *RemoteSource) queryPlan() queryPlan { return s.plan }
 
 // Query implements Source.
 func (s *RemoteSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
