@@ -252,8 +252,8 @@ func TestFaultBadInput(t *testing.T) {
 		t.Fatalf("reload with a target that does not answer = %d %s", code, body)
 	}
 	waitFor(t, "the silent target listed as down", func() bool {
-		_, h := do(t, http.MethodGet, a.url+"/api/v1/health", "alice", "")
-		return strings.Contains(h, nobody) && strings.Contains(h, `"health":"down"`)
+		_, down := do(t, http.MethodGet, a.url+"/api/v1/targets?health=down&limit=0", "alice", "")
+		return strings.Contains(down, nobody)
 	})
 	check("a target that does not answer")
 	if code, body := reload(cfg); code != http.StatusOK {
@@ -264,8 +264,8 @@ func TestFaultBadInput(t *testing.T) {
 	// history it had stays, and the others are untouched.
 	garbage.Store(true)
 	waitFor(t, "the garbage target listed as down", func() bool {
-		_, h := do(t, http.MethodGet, a.url+"/api/v1/health", "alice", "")
-		return strings.Contains(h, `"health":"down"`)
+		_, down := do(t, http.MethodGet, a.url+"/api/v1/targets?health=down&limit=0", "alice", "")
+		return strings.Contains(down, `"health":"down"`)
 	})
 	check("an exposition that is garbage", flakyInst)
 	garbage.Store(false)
