@@ -147,8 +147,8 @@ func TestFaultCrashDuringRollout(t *testing.T) {
 		}
 	})
 	var (
-		kills, succeeded, rolledBack, doubles, lost, unlisted int
-		perPoint                                              = map[string]int{}
+		kills, succeeded, rolledBack, paused, doubles, lost, unlisted int
+		perPoint                                                      = map[string]int{}
 	)
 	for _, r := range results {
 		if r.plan.point == "" {
@@ -163,6 +163,8 @@ func TestFaultCrashDuringRollout(t *testing.T) {
 			succeeded++
 		case "rolled_back":
 			rolledBack++
+		case "paused":
+			paused++
 		}
 		doubles += r.doubleApplies
 		lost += r.lostDecisions
@@ -176,8 +178,8 @@ func TestFaultCrashDuringRollout(t *testing.T) {
 	if only >= 0 {
 		runs = 1
 	}
-	figure(t, "crash safety", "%d SIGKILLs (%s): double applies %d, lost decisions %d, unlisted changes %d, %d of %d workflows finished (%d succeeded, %d rolled back)",
-		kills, strings.Join(points, ", "), doubles, lost, unlisted, succeeded+rolledBack, runs, succeeded, rolledBack)
+	figure(t, "crash safety", "%d SIGKILLs (%s): double applies %d, lost decisions %d, unlisted changes %d, %d of %d workflows finished (%d succeeded, %d rolled back, %d paused on an inconclusive verdict)",
+		kills, strings.Join(points, ", "), doubles, lost, unlisted, succeeded+rolledBack+paused, runs, succeeded, rolledBack, paused)
 }
 
 // crashReceiver is the simulator's change webhook, counting the changes
@@ -425,8 +427,14 @@ func crashRun(t *testing.T, p crashPlan) crashResult {
 		time.Sleep(250 * time.Millisecond)
 	}
 	res.state = got.State
-	if got.State != "succeeded" && got.State != "rolled_back" {
-		t.Errorf("after the restart the workflow ended %s, want succeeded or rolled_back", got.State)
+	switch {
+	case got.State == "succeeded", got.State == "rolled_back":
+	case got.State == "paused" && len(got.Events) > 0 && got.Events[len(got.Events)-1].Type == "analysis_inconclusive":
+		// The validation could not judge the stage (the simulated traffic
+		// moved between the sides) and the workflow waits for a person,
+		// as it must; what it changed is checked below all the same.
+	default:
+		t.Errorf("after the restart the workflow ended %s, want succeeded, rolled_back, or paused on an inconclusive verdict", got.State)
 	}
 	res.lostDecisions += lostDecisions(t, "after the restart", got.Decisions)
 	res.unlisted += unlisted(t, "after the restart", recv, sim.addrs, got.Instances)
