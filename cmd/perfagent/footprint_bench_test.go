@@ -110,9 +110,7 @@ func startFootprintAgent(b outliving, n int) *footprintAgent {
 	if err := os.WriteFile(cfgFile, []byte(cfg.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	web := loopbackListeners(b, 1)[0]
-	addr := web.Addr().String()
-	_ = web.Close()
+	addr := testutil.FreeAddr(b)
 	a := &footprintAgent{metrics: "http://" + addr + "/metrics"}
 	a.proc = &agentProcess{t: b, log: &testutil.SyncBuffer{}, args: []string{
 		"--config.file=" + cfgFile, "--storage.path=" + filepath.Join(dir, "data"),
