@@ -172,9 +172,9 @@ func TestRuleAndRecommendationReads(t *testing.T) {
 		{"GET", "/api/v1/bottlenecks?state=pending&instance=a:1", "", []string{`"rule":"LongQueue"`}},
 		{"GET", "/api/v1/rules", "", []string{`"name":"BusyServer"`, `"health":`, `"evaluation_time_seconds":`}},
 		{"POST", "/api/v1/analysis/detect-bottlenecks", `{"instances":["a:1"],"rules":["BusyServer"]}`, []string{`"rule":"BusyServer"`, `"time":`}},
-		{"GET", "/api/v1/recommendations", "", []string{`"id":"scale_out"`, `"skipped":`, `"cost":{"per_hour":{"current":12,`}},
+		{"GET", "/api/v1/recommendations", "", []string{`"id":"scale_out"`, `"skipped":`, `"cost":{"currency":"USD","per_hour":{"current":12,`}},
 		// b:1 has two GPUs configured at 4 an hour each.
-		{"GET", "/api/v1/instances/b:1", "", []string{`"cost":{"instance":"b:1","engine":"vllm"`, `"accelerator":"h100","gpus":2,"gpus_source":"config","per_hour":8`}},
+		{"GET", "/api/v1/instances/b:1", "", []string{`"cost":{"instance":"b:1","engine":"vllm"`, `"accelerator":"h100","gpus":2,"gpus_source":"config","currency":"USD","per_hour":8`}},
 		{"GET", "/api/v1/recommendations?engine=tgi", "", []string{`"recommendations":[]`}},
 	} {
 		code, env := do(t, r, tc.method, tc.path, tc.body)
