@@ -95,7 +95,9 @@ func pipelineOptions(t *testing.T) (Options, *agent.Pipeline) {
 		t.Fatal(err)
 	}
 	return Options{Collector: coll, History: store, Rules: mgr, Recommendations: pipe, Now: func() time.Time { return now }, Costs: pipe.Costs,
-		Forecasts: func(ctx context.Context, at time.Time) ([]rules.SaturationETA, error) { return rules.SaturationETAs(ctx, store, at) }}, pipe
+		Forecasts: func(ctx context.Context, at time.Time) ([]rules.SaturationETA, error) {
+			return rules.SaturationETAs(ctx, store, at)
+		}}, pipe
 }
 
 func TestRecommendEndpoint(t *testing.T) {
