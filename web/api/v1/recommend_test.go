@@ -79,7 +79,7 @@ func pipelineOptions(t *testing.T) (Options, *agent.Pipeline) {
 	if err := coll.ApplyConfig(cfg, store, profs); err != nil {
 		t.Fatal(err)
 	}
-	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store.DB(), Appendable: store.DB(), QueryFunc: store.QueryFunc()})
+	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store.DB(), Appendable: store.DB(), QueryFunc: store.QueryFunc(), Engine: store.Engine()})
 	if err := mgr.Update([]string{filepath.Join("testdata", "rules.yml")}); err != nil {
 		t.Fatal(err)
 	}
