@@ -152,7 +152,8 @@ func (p *Pipeline) Cycle(ctx context.Context, now time.Time) (*collector.Snapsho
 
 // Run runs a cycle every evaluation interval of the configuration in
 // force, at times of the clock now aligned to the interval, until ctx
-// ends. Failed steps are logged.
+// ends. Failed steps are logged, and so is a cycle that outlasts its
+// interval: the next one then starts late, at the interval after.
 func (p *Pipeline) Run(ctx context.Context, now func() time.Time) {
 	p.coll.Run(ctx, func() time.Duration { return p.config().Interval }, now, func(ctx context.Context, snap *collector.Snapshot) {
 		errs := p.afterCollection(ctx, snap)
@@ -163,6 +164,13 @@ func (p *Pipeline) Run(ctx context.Context, now func() time.Time) {
 		for _, err := range errs {
 			p.logger.Warn("Pipeline step failed", "err", err)
 		}
+		// A cycle starts at its snapshot's time.
+		took, interval := now().Sub(snap.Time), p.config().Interval
+		if took > interval {
+			p.logger.Warn("Cycle outlasted the evaluation interval; the next one starts late", "duration", took, "interval", interval)
+			return
+		}
+		p.logger.Debug("Cycle completed", "duration", took, "interval", interval)
 	})
 }
 
