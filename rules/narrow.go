@@ -17,7 +17,7 @@ import (
 // it would give it over the whole fleet when it reads only the series of
 // that model and those without a model label: no aggregation, vector
 // match, scalar() or absent() of it mixes series of several models, and
-// no label_replace or label_join rewrites the model label. A part of
+// no label_replace, label_join or count_values writes the model label. A part of
 // expr that reads only series without a model label (the default SLO
 // targets) may mix them freely: narrowing keeps all of them.
 func modelLocal(expr parser.Expr) bool {
@@ -26,6 +26,9 @@ func modelLocal(expr parser.Expr) bool {
 		switch n := n.(type) {
 		case *parser.AggregateExpr:
 			if slices.Contains(n.Grouping, signals.LabelModel) == n.Without && !modelless(n.Expr) {
+				local = false
+			}
+			if s, ok := n.Param.(*parser.StringLiteral); ok && n.Op == parser.COUNT_VALUES && s.Val == signals.LabelModel {
 				local = false
 			}
 		case *parser.BinaryExpr:
@@ -76,16 +79,12 @@ func sidesKept(n *parser.BinaryExpr) bool {
 func modelless(expr parser.Node) bool {
 	only := true
 	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
-		var ms []*labels.Matcher
-		switch n := n.(type) {
-		case *parser.VectorSelector:
-			ms = n.LabelMatchers
-		case *parser.MatrixSelector:
-			ms = n.VectorSelector.(*parser.VectorSelector).LabelMatchers
-		default:
+		// A range selector's vector selector is visited as its child.
+		vs, ok := n.(*parser.VectorSelector)
+		if !ok {
 			return nil
 		}
-		if !slices.ContainsFunc(ms, func(m *labels.Matcher) bool {
+		if !slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool {
 			return m.Name == signals.LabelModel && m.Type == labels.MatchEqual && m.Value == ""
 		}) {
 			only = false

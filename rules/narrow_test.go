@@ -43,6 +43,9 @@ func TestModelLocal(t *testing.T) {
 		{`absent(llm_requests_waiting{model="m"})`, false},
 		{`label_replace(llm_requests_waiting, "model", "x", "", "")`, false},
 		{`label_replace(llm_requests_waiting, "pool", "$1", "model", "(.*)")`, true},
+		{`count_values by (model) ("model", llm_requests_waiting)`, false},
+		{`max_over_time(perfagent_slo_ttft_p95_seconds{model=""}[5m]) > on () group_left () llm_requests_running`, false},
+		{`llm_requests_waiting > on () group_left () max_over_time(perfagent_slo_ttft_p95_seconds{model=""}[5m])`, true},
 	} {
 		expr, err := newParser().ParseExpr(tc.expr)
 		if err != nil {
