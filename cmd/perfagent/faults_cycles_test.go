@@ -100,16 +100,20 @@ func TestFaultCyclesUnderAPILoad(t *testing.T) {
 		}
 	}
 
-	// waitCycles waits for n cycles logged after from, and returns them.
+	// waitCycles waits for n cycles logged after from, and returns them;
+	// past a deadline it returns those logged, and a cycle cut short
+	// counts as one that outlasted its interval.
 	waitCycles := func(phase string, from, n int) []loggedCycle {
 		wait := time.Duration(n)*3*interval + time.Minute
 		deadline := time.Now().Add(wait)
 		for ; ; time.Sleep(200 * time.Millisecond) {
-			if cs := cyclesAfter(t, p.log.String(), from); len(cs) >= n {
+			cs := cyclesAfter(t, p.log.String(), from)
+			if len(cs) >= n {
 				return cs[:n]
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: fewer than %d cycles logged in %s", phase, n, wait)
+				t.Errorf("%s: %d cycles logged in %s, want %d", phase, len(cs), wait, n)
+				return append(cs, loggedCycle{took: wait, interval: interval})
 			}
 		}
 	}
@@ -150,7 +154,10 @@ func TestFaultCyclesUnderAPILoad(t *testing.T) {
 	}
 	loadStart := time.Now()
 	// The cycle under way when the load starts is not counted either.
-	loaded := waitCycles("under load", from, cycles+1)[1:]
+	loaded := waitCycles("under load", from, cycles+1)
+	if len(loaded) > 1 {
+		loaded = loaded[1:]
+	}
 	stop.Store(true)
 	wg.Wait()
 	loadTook := time.Since(loadStart)
