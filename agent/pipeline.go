@@ -152,19 +152,23 @@ func (p *Pipeline) Cycle(ctx context.Context, now time.Time) (*collector.Snapsho
 
 // Run runs a cycle every evaluation interval of the configuration in
 // force, at times of the clock now aligned to the interval, until ctx
-// ends. Failed steps are logged. With history > 0, that much signal
-// history before the first cycle is computed from the source (remote
-// mode's backfill).
+// ends. Failed steps are logged, and so is a cycle that outlasts its
+// interval: the next one then starts late, at the interval after. With
+// history > 0, that much signal history before the first cycle is
+// computed from the source (remote mode's backfill).
 func (p *Pipeline) Run(ctx context.Context, now func() time.Time, history time.Duration) {
 	// History the store holds already, from before a restart, is not
 	// computed again: it starts after the newest sample there is before
 	// the first cycle.
-	from := now().Add(-history)
-	if last, ok := p.store.MaxTime(); ok && last.After(from) {
-		from = last.Add(p.config().Interval)
+	var from time.Time
+	first := history > 0
+	if first {
+		from = now().Add(-history)
+		if last, ok := p.store.MaxTime(); ok && last.After(from) {
+			from = last.Add(p.config().Interval)
+		}
 	}
 	var backfill sync.WaitGroup
-	first := history > 0
 	p.coll.Run(ctx, func() time.Duration { return p.config().Interval }, now, func(ctx context.Context, snap *collector.Snapshot) {
 		if first {
 			// The history is computed after the first cycle and beside
@@ -182,6 +186,13 @@ func (p *Pipeline) Run(ctx context.Context, now func() time.Time, history time.D
 		for _, err := range errs {
 			p.logger.Warn("Pipeline step failed", "err", err)
 		}
+		// A cycle starts at its snapshot's time.
+		took, interval := now().Sub(snap.Time), p.config().Interval
+		if took > interval {
+			p.logger.Warn("Cycle outlasted the evaluation interval; the next one starts late", "duration", took, "interval", interval)
+			return
+		}
+		p.logger.Debug("Cycle completed", "duration", took, "interval", interval)
 	})
 	backfill.Wait()
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/internal/testutil"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/signalstore"
@@ -508,6 +511,52 @@ func TestRunBackfillsAfterTheFirstCycle(t *testing.T) {
 			t.Fatalf("history of a:1 = %v, want 21 points over the 5 minutes before the first cycle and the cycle", m)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRunLogsCycleDuration: Run logs each cycle's duration, at warning
+// level when it outlasted the interval.
+func TestRunLogsCycleDuration(t *testing.T) {
+	for _, tc := range []struct {
+		took  time.Duration
+		level string
+		msg   string
+	}{
+		{10 * time.Minute, "DEBUG", "Cycle completed"},
+		{2 * time.Hour, "WARN", "Cycle outlasted the evaluation interval"},
+	} {
+		f := newFixture(t, true, Config{Interval: time.Hour})
+		now := start.Add(5 * time.Minute)
+		f.scrape(t, start, now)
+		var buf testutil.SyncBuffer
+		f.pipe.logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		var calls atomic.Int64
+		// The cycle starts at now and ends tc.took later.
+		clock := func() time.Time {
+			if calls.Add(1) == 1 {
+				return now
+			}
+			return now.Add(tc.took)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			f.pipe.Run(ctx, clock, 0)
+			close(done)
+		}()
+		deadline := time.After(30 * time.Second)
+		for !strings.Contains(buf.String(), "duration=") {
+			select {
+			case <-deadline:
+				t.Fatalf("took %s: no cycle logged after 30 s:\n%s", tc.took, buf.String())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		cancel()
+		<-done
+		if want := "level=" + tc.level + ` msg="` + tc.msg; !strings.Contains(buf.String(), want) || !strings.Contains(buf.String(), "duration="+tc.took.String()) {
+			t.Errorf("took %s: log lacks %s and duration=%s:\n%s", tc.took, want, tc.took, buf.String())
+		}
 	}
 }
 

@@ -33,6 +33,10 @@ type ManagerOptions struct {
 	Queryable  storage.Queryable
 	Appendable storage.AppendableV2
 	QueryFunc  promrules.QueryFunc
+	// Engine evaluates, over Queryable narrowed to some models, a Detect
+	// asked for instances of those models (DetectOptions.Models); nil
+	// evaluates every Detect over the whole store with QueryFunc.
+	Engine *promql.Engine
 	// Registerer receives upstream's rule-group metrics
 	// (prometheus_rule_group_*); nil leaves them unregistered.
 	Registerer prometheus.Registerer
@@ -76,6 +80,7 @@ type Manager struct {
 	interval   time.Duration
 	extURL     string
 	promOpts   *promrules.ManagerOptions
+	engine     *promql.Engine
 
 	mtx        sync.Mutex // serializes Update and Eval
 	files      []*RuleFile
@@ -116,6 +121,7 @@ func NewManager(o ManagerOptions) *Manager {
 	}
 	m := &Manager{
 		evaluating: o.QueryFunc != nil,
+		engine:     o.Engine,
 		logger:     logger,
 		metrics:    metrics,
 		loader:     NewLoader(LoaderOptions{Disabled: o.Disabled, Logger: logger}),

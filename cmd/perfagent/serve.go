@@ -187,6 +187,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Queryable:          a.store.DB(),
 		Appendable:         a.store.DB(),
 		QueryFunc:          a.store.QueryFunc(),
+		Engine:             a.store.Engine(),
 		Registerer:         reg,
 		Logger:             logger.With("component", "rules"),
 		Metrics:            rules.NewMetrics(reg),

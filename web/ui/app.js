@@ -137,6 +137,13 @@ function historyOf(detail) {
   return out;
 }
 
+// lastCollection is the end of the histories a page asks for, in Unix
+// seconds: the last collection, which every client sees the same during a
+// cycle, so that their requests share one answer; now before the first.
+function lastCollection(health) {
+  return health.last_collection ? Date.parse(health.last_collection) / 1000 : Date.now() / 1000;
+}
+
 // ---- pages: each mounts into main and returns an update function ----
 
 const pages = {};
@@ -185,7 +192,7 @@ pages.fleet = async function () {
     // Only the targets that are not up change an instance's state.
     const targets = health.targets && health.targets.total > health.targets.up ? (await apiAll("/targets", "targets")).targets.filter(t => t.health !== "up") : [];
     data = { instances: inst.instances, bottlenecks: bn.bottlenecks, health, targets, spark: data.spark };
-    const end = Date.now() / 1000;
+    const end = lastCollection(health);
     await Promise.all(data.instances.slice(0, 50).map(async i => {
       const d = await api(`/instances/${encodeURIComponent(i.instance)}?start=${end - 900}&end=${end}`);
       data.spark[i.instance] = historyOf(d)["llm_time_to_first_token_seconds@0.95"] || [];
@@ -250,7 +257,7 @@ pages.instance = async function (name) {
     }
   }
   async function update() {
-    const end = Date.now() / 1000;
+    const end = lastCollection(await api("/health"));
     const [d, bn, recs] = await Promise.all([
       api(`/instances/${encodeURIComponent(name)}?start=${end - ranges[range]}&end=${end}`),
       api(`/bottlenecks?instance=${encodeURIComponent(name)}`),

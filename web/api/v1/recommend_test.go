@@ -31,6 +31,16 @@ import (
 // is 10m), b:1 is idle.
 func newPipelineAPI(t *testing.T) http.Handler {
 	t.Helper()
+	o, _ := pipelineOptions(t)
+	api := New(o)
+	r := mux.NewRouter()
+	api.Register(r.PathPrefix("/api/v1").Subrouter())
+	return validated(t, api, r)
+}
+
+// pipelineOptions are the options of newPipelineAPI, with its pipeline.
+func pipelineOptions(t *testing.T) (Options, *agent.Pipeline) {
+	t.Helper()
 	store, err := signalstore.Open(signalstore.Options{Path: t.TempDir(), Retention: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +79,7 @@ func newPipelineAPI(t *testing.T) http.Handler {
 	if err := coll.ApplyConfig(cfg, store, profs); err != nil {
 		t.Fatal(err)
 	}
-	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store.DB(), Appendable: store.DB(), QueryFunc: store.QueryFunc()})
+	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store.DB(), Appendable: store.DB(), QueryFunc: store.QueryFunc(), Engine: store.Engine()})
 	if err := mgr.Update([]string{filepath.Join("testdata", "rules.yml")}); err != nil {
 		t.Fatal(err)
 	}
@@ -84,10 +94,10 @@ func newPipelineAPI(t *testing.T) http.Handler {
 	if _, err := pipe.Cycle(context.Background(), now); err != nil {
 		t.Fatal(err)
 	}
-	api := New(Options{Collector: coll, History: store, Rules: mgr, Recommendations: pipe, Now: func() time.Time { return now }, Costs: pipe.Costs})
-	r := mux.NewRouter()
-	api.Register(r.PathPrefix("/api/v1").Subrouter())
-	return validated(t, api, r)
+	return Options{Collector: coll, History: store, Rules: mgr, Recommendations: pipe, Now: func() time.Time { return now }, Costs: pipe.Costs,
+		Forecasts: func(ctx context.Context, at time.Time) ([]rules.SaturationETA, error) {
+			return rules.SaturationETAs(ctx, store, at)
+		}}, pipe
 }
 
 func TestRecommendEndpoint(t *testing.T) {
