@@ -462,17 +462,19 @@ func evidence(ctx context.Context, queries *evidenceQueries, sels []*parser.Vect
 					id.Set(l, v)
 				}
 			}
-			// The query leaves out the selector's matchers on the alert's
-			// identity labels, and the alert's own series are picked from
-			// its result: one query serves every alert of the rule.
+			// The query asks for the alert's model and engine but not its
+			// instance, whose series are picked from the answer: one query
+			// serves every alert of the rule on that model's instances,
+			// and reads no other model's series.
 			ids := id.Labels()
 			var matchers []*labels.Matcher
 			for _, mt := range vs.LabelMatchers {
-				if !ids.Has(mt.Name) {
+				if mt.Name != signals.LabelInstance || !ids.Has(signals.LabelInstance) {
 					matchers = append(matchers, mt)
 				}
 			}
-			q := selectorString(name, matchers, labels.EmptyLabels())
+			pool := labels.NewBuilder(ids).Del(signals.LabelInstance).Labels()
+			q := selectorString(name, matchers, pool)
 			if k := q + ids.String(); !done[k] {
 				done[k] = true
 				add(q, ids)
