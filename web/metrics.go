@@ -47,6 +47,26 @@ type encodedFamilies struct {
 	b     []byte
 	names []string
 	ends  []int
+
+	mtx sync.Mutex
+	// runs holds runs of b compressed for gzipped pages, by their bounds.
+	runs map[[2]int]gziphttp.Deflated
+}
+
+// deflated returns b[from:to] compressed for a gzipped page, compressing
+// it the first time.
+func (ef *encodedFamilies) deflated(from, to int) gziphttp.Deflated {
+	ef.mtx.Lock()
+	defer ef.mtx.Unlock()
+	d, ok := ef.runs[[2]int{from, to}]
+	if !ok {
+		if ef.runs == nil {
+			ef.runs = map[[2]int]gziphttp.Deflated{}
+		}
+		d = gziphttp.Deflate(ef.b[from:to])
+		ef.runs[[2]int{from, to}] = d
+	}
+	return d
 }
 
 // cycleFamilies returns the per-cycle families of the current generation
@@ -104,8 +124,22 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Errors writing the page are the client's going away, not the
 	// agent's: they end the answer and nothing else.
-	out, done := h.body(w, r, format)
-	defer done()
+	setHeaders(w, format)
+	var out io.Writer = w
+	writeRun := func(from, to int) error {
+		_, err := w.Write(cycleEnc.b[from:to])
+		return err
+	}
+	if gziphttp.Accepts(r) {
+		// The per-cycle runs are compressed once a cycle, the live
+		// families per request: at a thousand instances compressing the
+		// whole page for every scrape took a core under load.
+		w.Header().Set("Content-Encoding", "gzip")
+		zs := gziphttp.NewStream(w)
+		defer zs.Close()
+		out = zs
+		writeRun = func(from, to int) error { return zs.WriteDeflated(cycleEnc.deflated(from, to)) }
+	}
 	enc := expfmt.NewEncoder(out, format)
 	// The per-cycle families are written as they were encoded, in runs
 	// between the live families that sort among them.
@@ -116,7 +150,7 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			j++
 		}
 		if j > i {
-			if _, err := out.Write(cycleEnc.b[pos:cycleEnc.ends[j-1]]); err != nil {
+			if err := writeRun(pos, cycleEnc.ends[j-1]); err != nil {
 				return
 			}
 			pos, i = cycleEnc.ends[j-1], j
@@ -125,7 +159,9 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	_, _ = out.Write(cycleEnc.b[pos:])
+	if pos < len(cycleEnc.b) {
+		_ = writeRun(pos, len(cycleEnc.b))
+	}
 }
 
 // serveMerged serves the families of a scrape in which a family is both
@@ -154,9 +190,7 @@ func (h *metricsHandler) serveMerged(w http.ResponseWriter, r *http.Request, for
 // it, gzipped when the client accepts it, and what to call when it is
 // written.
 func (h *metricsHandler) body(w http.ResponseWriter, r *http.Request, format expfmt.Format) (io.Writer, func()) {
-	w.Header().Add("Vary", "Accept")
-	w.Header().Add("Vary", "Accept-Encoding")
-	w.Header().Set("Content-Type", string(format))
+	setHeaders(w, format)
 	if !gziphttp.Accepts(r) {
 		return w, func() {}
 	}
@@ -167,6 +201,13 @@ func (h *metricsHandler) body(w http.ResponseWriter, r *http.Request, format exp
 		_ = gz.Close()
 		gzipWriters.Put(gz)
 	}
+}
+
+// setHeaders sets the headers of a page in format but its encoding.
+func setHeaders(w http.ResponseWriter, format expfmt.Format) {
+	w.Header().Add("Vary", "Accept")
+	w.Header().Add("Vary", "Accept-Encoding")
+	w.Header().Set("Content-Type", string(format))
 }
 
 func firstError(errs ...error) error {
