@@ -598,6 +598,9 @@ var expected = map[string][]want{
 			// priority="" totals at +45 s, dp_rank 0 + 1 (the priority 0/1
 			// splits would double it).
 			{signal: "llm_requests_running", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: 30 + 26},
+			// spec_accept_length at +45 s, the mean of ranks 1.3 and 1.7;
+			// sglang-b reads 0 (speculative decoding off) and has none.
+			{signal: "llm_spec_decode_acceptance_length_mean", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: (1.3 + 1.7) / 2},
 			{signal: "llm_requests_waiting", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: 5 + 3},
 			{signal: "llm_kv_cache_usage_ratio", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: 0.88}, // max(0.71, 0.88)
 			{signal: "llm_kv_cache_capacity_tokens", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: 400000},
