@@ -26,6 +26,7 @@ var strategies = map[string]strategy{
 	"raise_max_num_seqs":              concurrencyCap,
 	"raise_max_running_requests":      concurrencyCap,
 	"raise_max_concurrent_requests":   concurrencyCap,
+	"raise_tensor_parallel":           tensorParallel,
 	"raise_max_num_batched_tokens":    batchedTokens,
 	"lower_max_num_batched_tokens":    batchedTokens,
 	"long_prefill_threshold":          longPrefillThreshold,

@@ -168,7 +168,12 @@ type Settings struct {
 	LongPrefillTokenThreshold int `yaml:"long_prefill_token_threshold,omitempty" json:"long_prefill_token_threshold,omitempty"`
 	// APIServerCount is the number of API server processes (vLLM --api-server-count).
 	APIServerCount int `yaml:"api_server_count,omitempty" json:"api_server_count,omitempty"`
+	// TensorParallelSize shards the model over that many GPUs of one node
+	// (vLLM --tensor-parallel-size; 0: 1).
+	TensorParallelSize int `yaml:"tensor_parallel_size,omitempty" json:"tensor_parallel_size,omitempty"`
 	// SGLang.
+	// TPSize is SGLang's tensor-parallel degree (--tp; 0: 1).
+	TPSize                   int     `yaml:"tp_size,omitempty" json:"tp_size,omitempty"`
 	MemFractionStatic        float64 `yaml:"mem_fraction_static,omitempty" json:"mem_fraction_static,omitempty"`
 	MaxRunningRequests       int     `yaml:"max_running_requests,omitempty" json:"max_running_requests,omitempty"`
 	ChunkedPrefillSize       int     `yaml:"chunked_prefill_size,omitempty" json:"chunked_prefill_size,omitempty"`
@@ -181,13 +186,15 @@ type Settings struct {
 	MaxBatchTotalTokens   int `yaml:"max_batch_total_tokens,omitempty" json:"max_batch_total_tokens,omitempty"`
 	MaxTotalTokens        int `yaml:"max_total_tokens,omitempty" json:"max_total_tokens,omitempty"`
 	MaxInputTokens        int `yaml:"max_input_tokens,omitempty" json:"max_input_tokens,omitempty"`
+	// NumShard is TGI's tensor-parallel degree (--num-shard; 0: 1).
+	NumShard int `yaml:"num_shard,omitempty" json:"num_shard,omitempty"`
 }
 
 // engineFlags lists the settings each engine accepts, by YAML/JSON name.
 var engineFlags = map[Engine][]string{
-	EngineVLLM:   {"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "kv_cache_dtype", "block_size", "max_model_len", "long_prefill_token_threshold", "api_server_count"},
-	EngineSGLang: {"mem_fraction_static", "max_running_requests", "chunked_prefill_size", "schedule_conservativeness", "max_prefill_tokens", "disable_radix_cache"},
-	EngineTGI:    {"max_concurrent_requests", "max_batch_prefill_tokens", "max_batch_total_tokens", "max_total_tokens", "max_input_tokens", "kv_cache_dtype"},
+	EngineVLLM:   {"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "kv_cache_dtype", "block_size", "max_model_len", "long_prefill_token_threshold", "api_server_count", "tensor_parallel_size"},
+	EngineSGLang: {"mem_fraction_static", "max_running_requests", "chunked_prefill_size", "schedule_conservativeness", "max_prefill_tokens", "disable_radix_cache", "tp_size"},
+	EngineTGI:    {"max_concurrent_requests", "max_batch_prefill_tokens", "max_batch_total_tokens", "max_total_tokens", "max_input_tokens", "kv_cache_dtype", "num_shard"},
 }
 
 // Workload is the load offered to one server.

@@ -103,7 +103,7 @@ func (s *Server) serveSGLangInfo(w http.ResponseWriter, _ *http.Request) {
 		"disable_radix_cache":       !p.prefixCache,
 		"page_size":                 1,
 		"kv_cache_dtype":            "auto",
-		"tp_size":                   1,
+		"tp_size":                   tpDegree(EngineSGLang, st),
 		"dp_size":                   1,
 		"context_length":            m.ContextLength,
 		"max_total_num_tokens":      p.kvTokens,

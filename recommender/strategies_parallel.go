@@ -1,0 +1,80 @@
+package recommender
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// tpEfficiency is the share of the t-fold speed-up a tensor-parallel
+// prefill keeps: each layer ends with an all-reduce of its activations
+// that the GEMMs do not fully hide.
+const tpEfficiency = 0.9
+
+// tpDegrees are the tensor-parallel degrees considered, at most the GPUs of
+// one node (8): a shard group spanning nodes pays its all-reduces over the
+// network.
+var tpDegrees = []float64{2, 4, 8}
+
+// tensorParallel sizes raise_tensor_parallel: the smallest degree t whose
+// predicted TTFT p95, queue p95 + prefill p95 × t_now / (t × 0.9), meets the
+// TTFT target. Prefill of a long prompt is compute-bound, so only more
+// FLOP/s shortens it; a bigger per-step budget only saves step overheads.
+func tensorParallel(e *env, t *target) (Recommendation, error) {
+	b := e.newBuilder(t, t.inst)
+	cur, ok := b.number(t.action.Setting, t.action.Default)
+	if !ok {
+		return Recommendation{}, skipf("%s is not reported by %s; set it under instances[].settings", t.action.Setting, t.inst.Instance)
+	}
+	cur = math.Max(cur, 1)
+	goal := e.obj.TTFTP95Seconds
+	ttft, ok := b.signal(sigTTFT, p95)
+	if !ok {
+		return Recommendation{}, skipf("needs %s p95", sigTTFT)
+	}
+	prefill, src := 0.0, "prefill time p95"
+	if v, ok := b.signal("llm_prefill_time_seconds", p95); ok {
+		prefill = v
+	} else {
+		q, ok := b.signal(sigQueue, p95)
+		if !ok {
+			return Recommendation{}, skipf("needs the prefill time p95, or %s and %s p95", sigTTFT, sigQueue)
+		}
+		prefill, src = ttft-q, "TTFT p95 − queue p95"
+	}
+	if prefill <= goal {
+		return Recommendation{}, skipf("the %s %s s fits the TTFT target %s s: the excess is not prefill compute", src, fmtNum(round(prefill, 4)), fmtNum(goal))
+	}
+	wait := math.Max(ttft-prefill, 0)
+	predict := func(tp float64) float64 { return round(wait+prefill*cur/(tp*tpEfficiency), 4) }
+	i := slices.IndexFunc(tpDegrees, func(tp float64) bool { return tp > cur && predict(tp) <= goal })
+	proposed := 0.0
+	switch {
+	case i >= 0:
+		proposed = tpDegrees[i]
+		b.factor("method", 0.85, "prefill time scaled by the compute of the shards; all-reduce cost estimated")
+	case cur < tpDegrees[len(tpDegrees)-1]:
+		proposed = tpDegrees[len(tpDegrees)-1]
+		b.note("even %s GPUs of one node do not bring TTFT p95 under %s s (predicted %s s): shorten prompts or split prefill and decode", fmtNum(proposed), fmtNum(goal), fmtNum(predict(proposed)))
+		b.factor("method", 0.7, "the largest degree of one node still misses the TTFT target")
+	default:
+		return Recommendation{}, skipf("%s is already %s, the GPUs of one node", t.action.Setting, fmtNum(cur))
+	}
+	est := predict(proposed)
+	b.flag(fmtNum(cur), fmtNum(proposed))
+	b.effect(sigTTFT, p95, Decrease, ptr(ttft), ptr(est))
+	rationale := fmt.Sprintf("Prefill is compute-bound: the %s %s s exceeds the TTFT target %s s however the prompt is chunked. "+
+		"%s GPUs give %s × %s of the FLOP/s: TTFT p95 ≈ %s s waiting + %s s × %s / (%s × %s) = %s s (now %s s).",
+		src, fmtNum(round(prefill, 4)), fmtNum(goal),
+		fmtNum(proposed), fmtNum(proposed/cur), fmtNum(tpEfficiency),
+		fmtNum(round(wait, 4)), fmtNum(round(prefill, 4)), fmtNum(cur), fmtNum(proposed), fmtNum(tpEfficiency), fmtNum(est), fmtNum(round(ttft, 4)))
+	if n, ok := b.capacityOf(t.inst); ok {
+		// The weights are paid once over all shards, so the KV cache grows
+		// by at least the factor of the GPUs.
+		nNew := math.Floor(n * proposed / cur)
+		b.effect(sigKVCapacity, "", Increase, ptr(n), ptr(nNew))
+		rationale += fmt.Sprintf(" Weights split over the GPUs leave each more room: N_kv %s → at least %s tokens.", fmtNum(n), fmtNum(nNew))
+	}
+	rationale += fmt.Sprintf(" The instance then holds %s GPUs instead of %s: its cost per hour × %s.", fmtNum(proposed), fmtNum(cur), fmtNum(proposed/cur))
+	return b.done(rationale), nil
+}

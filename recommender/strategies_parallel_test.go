@@ -1,0 +1,58 @@
+package recommender
+
+import (
+	"testing"
+
+	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/signals"
+)
+
+func TestAnalyzeTensorParallel(t *testing.T) {
+	b4 := func(name string, prefill float64) *collector.Instance {
+		return &collector.Instance{
+			Instance: name, Engine: signals.EngineVLLM, Model: "m",
+			Settings: settings(collector.SettingFromMetrics, "max_num_batched_tokens", "16384"),
+			Signals: []signals.Value{
+				sig(sigTTFT, p95, prefill+0.1), sig(sigQueue, p95, 0.05), sig("llm_prefill_time_seconds", p95, prefill),
+				sig(sigKVCapacity, "", 100000), sig(sigRunning, "", 2), sig(sigPromptMean, "", 12000),
+			},
+		}
+	}
+	slow, slower, fits := b4("p:8000", 1.2), b4("q:8000", 6), b4("r:8000", 0.3)
+	runAnalyze(t, []analyzeCase{
+		{
+			name: "B4 compute-bound prefill: the smallest degree that meets the TTFT target",
+			cfg:  config.DefaultRecommenderConfig(),
+			in: Input{
+				Instances: []*collector.Instance{slow},
+				Findings:  []Finding{finding("B4", "LLMPrefillBoundTTFT", slow, 1.3, "raise_tensor_parallel", "raise_max_num_batched_tokens")},
+			},
+			// Waiting 1.3 − 1.2 = 0.1 s. t = 2: 0.1 + 1.2 / 1.8 = 0.767 > 0.5;
+			// t = 4: 0.1 + 1.2 / 3.6 = 0.4333 ≤ 0.5. N_kv 100000 → 400000.
+			// The budget 16384 already holds the mean prompt: no budget change.
+			golden:  "b4_tensor_parallel",
+			actions: []string{"raise_tensor_parallel 1 → 4"},
+		},
+		{
+			name: "B4 when even one node misses the target: 8 GPUs, with a note",
+			cfg:  config.DefaultRecommenderConfig(),
+			in: Input{
+				Instances: []*collector.Instance{slower},
+				Findings:  []Finding{finding("B4", "LLMPrefillBoundTTFT", slower, 6.1, "raise_tensor_parallel")},
+			},
+			// t = 8: 0.1 + 6 / 7.2 = 0.9333 > 0.5.
+			golden:  "b4_tensor_parallel_misses",
+			actions: []string{"raise_tensor_parallel 1 → 8"},
+		},
+		{
+			name: "B4 whose prefill fits the target: no more GPUs",
+			cfg:  config.DefaultRecommenderConfig(),
+			in: Input{
+				Instances: []*collector.Instance{fits},
+				Findings:  []Finding{finding("B4", "LLMPrefillBoundTTFT", fits, 0.4, "raise_tensor_parallel")},
+			},
+			golden: "b4_tensor_parallel_fits",
+		},
+	})
+}
