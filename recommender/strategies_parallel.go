@@ -32,12 +32,12 @@ func tensorParallel(e *env, t *target) (Recommendation, error) {
 	if !ok {
 		return Recommendation{}, skipf("needs %s p95", sigTTFT)
 	}
+	q, qOK := b.signal(sigQueue, p95)
 	prefill, src := 0.0, "prefill time p95"
 	if v, ok := b.signal("llm_prefill_time_seconds", p95); ok {
 		prefill = v
 	} else {
-		q, ok := b.signal(sigQueue, p95)
-		if !ok {
+		if !qOK {
 			return Recommendation{}, skipf("needs the prefill time p95, or %s and %s p95", sigTTFT, sigQueue)
 		}
 		prefill, src = ttft-q, "TTFT p95 − queue p95"
@@ -45,7 +45,13 @@ func tensorParallel(e *env, t *target) (Recommendation, error) {
 	if prefill <= goal {
 		return Recommendation{}, skipf("the %s %s s fits the TTFT target %s s: the excess is not prefill compute", src, fmtNum(round(prefill, 4)), fmtNum(goal))
 	}
+	// The queue p95 is what more GPUs leave; without it, what the prefill
+	// does not explain. Quantiles do not subtract exactly, so the queue
+	// p95 is preferred.
 	wait := math.Max(ttft-prefill, 0)
+	if qOK {
+		wait = q
+	}
 	predict := func(tp float64) float64 { return round(wait+prefill*cur/(tp*tpEfficiency), 4) }
 	i := slices.IndexFunc(tpDegrees, func(tp float64) bool { return tp > cur && predict(tp) <= goal })
 	proposed := 0.0
