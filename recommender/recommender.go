@@ -22,6 +22,7 @@ var strategies = map[string]strategy{
 	"raise_gpu_memory_utilization":    raiseMemory,
 	"raise_mem_fraction_static":       raiseMemory,
 	"fp8_kv_cache":                    fp8KVCache,
+	"fp8_weights":                     fp8Weights,
 	"lower_max_num_seqs":              concurrencyCap,
 	"raise_max_num_seqs":              concurrencyCap,
 	"raise_max_running_requests":      concurrencyCap,

@@ -17,8 +17,8 @@ const tpEfficiency = 0.9
 var tpDegrees = []float64{2, 4, 8}
 
 // tensorParallel sizes raise_tensor_parallel: the smallest degree t whose
-// predicted TTFT p95, queue p95 + prefill p95 × t_now / (t × 0.9), meets the
-// TTFT target. Prefill of a long prompt is compute-bound, so only more
+// predicted TTFT p95, TTFT p95 × t_now / (t × 0.9), meets the TTFT target,
+// once the prefill p95 alone is over the target. Prefill of a long prompt is compute-bound, so only more
 // FLOP/s shortens it; a bigger per-step budget only saves step overheads.
 func tensorParallel(e *env, t *target) (Recommendation, error) {
 	b := e.newBuilder(t, t.inst)
@@ -32,12 +32,12 @@ func tensorParallel(e *env, t *target) (Recommendation, error) {
 	if !ok {
 		return Recommendation{}, skipf("needs %s p95", sigTTFT)
 	}
-	q, qOK := b.signal(sigQueue, p95)
 	prefill, src := 0.0, "prefill time p95"
 	if v, ok := b.signal("llm_prefill_time_seconds", p95); ok {
 		prefill = v
 	} else {
-		if !qOK {
+		q, ok := b.signal(sigQueue, p95)
+		if !ok {
 			return Recommendation{}, skipf("needs the prefill time p95, or %s and %s p95", sigTTFT, sigQueue)
 		}
 		prefill, src = ttft-q, "TTFT p95 − queue p95"
@@ -45,14 +45,9 @@ func tensorParallel(e *env, t *target) (Recommendation, error) {
 	if prefill <= goal {
 		return Recommendation{}, skipf("the %s %s s fits the TTFT target %s s: the excess is not prefill compute", src, fmtNum(round(prefill, 4)), fmtNum(goal))
 	}
-	// The queue p95 is what more GPUs leave; without it, what the prefill
-	// does not explain. Quantiles do not subtract exactly, so the queue
-	// p95 is preferred.
-	wait := math.Max(ttft-prefill, 0)
-	if qOK {
-		wait = q
-	}
-	predict := func(tp float64) float64 { return round(wait+prefill*cur/(tp*tpEfficiency), 4) }
+	// Under B4 the little waiting there is, is waiting behind other
+	// prompts' prefill, which shrinks with it: the whole TTFT p95 scales.
+	predict := func(tp float64) float64 { return round(ttft*cur/(tp*tpEfficiency), 4) }
 	i := slices.IndexFunc(tpDegrees, func(tp float64) bool { return tp > cur && predict(tp) <= goal })
 	proposed := 0.0
 	switch {
@@ -70,10 +65,10 @@ func tensorParallel(e *env, t *target) (Recommendation, error) {
 	b.flag(fmtNum(cur), fmtNum(proposed))
 	b.effect(sigTTFT, p95, Decrease, ptr(ttft), ptr(est))
 	rationale := fmt.Sprintf("Prefill is compute-bound: the %s %s s exceeds the TTFT target %s s however the prompt is chunked. "+
-		"%s GPUs give %s × %s of the FLOP/s: TTFT p95 ≈ %s s waiting + %s s × %s / (%s × %s) = %s s (now %s s).",
+		"%s GPUs give %s × %s of the FLOP/s, and the waiting behind other prefills shrinks with them: TTFT p95 ≈ %s s × %s / (%s × %s) = %s s.",
 		src, fmtNum(round(prefill, 4)), fmtNum(goal),
 		fmtNum(proposed), fmtNum(proposed/cur), fmtNum(tpEfficiency),
-		fmtNum(round(wait, 4)), fmtNum(round(prefill, 4)), fmtNum(cur), fmtNum(proposed), fmtNum(tpEfficiency), fmtNum(est), fmtNum(round(ttft, 4)))
+		fmtNum(round(ttft, 4)), fmtNum(cur), fmtNum(proposed), fmtNum(tpEfficiency), fmtNum(est))
 	if n, ok := b.capacityOf(t.inst); ok {
 		// The weights are paid once over all shards, so the KV cache grows
 		// by at least the factor of the GPUs.

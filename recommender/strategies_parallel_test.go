@@ -28,8 +28,8 @@ func TestAnalyzeTensorParallel(t *testing.T) {
 				Instances: []*collector.Instance{slow},
 				Findings:  []Finding{finding("B4", "LLMPrefillBoundTTFT", slow, 1.3, "raise_tensor_parallel", "raise_max_num_batched_tokens")},
 			},
-			// Waiting: queue p95 0.05 s. t = 2: 0.05 + 1.2 / 1.8 = 0.7167 > 0.5;
-			// t = 4: 0.05 + 1.2 / 3.6 = 0.3833 ≤ 0.5. N_kv 100000 → 400000.
+			// TTFT p95 1.3 s. t = 2: 1.3 / 1.8 = 0.7222 > 0.5;
+			// t = 4: 1.3 / 3.6 = 0.3611 ≤ 0.5. N_kv 100000 → 400000.
 			// The budget 16384 already holds the mean prompt: no budget change.
 			golden:  "b4_tensor_parallel",
 			actions: []string{"raise_tensor_parallel 1 → 4"},
@@ -41,7 +41,7 @@ func TestAnalyzeTensorParallel(t *testing.T) {
 				Instances: []*collector.Instance{slower},
 				Findings:  []Finding{finding("B4", "LLMPrefillBoundTTFT", slower, 6.1, "raise_tensor_parallel")},
 			},
-			// t = 8: 0.05 + 6 / 7.2 = 0.8833 > 0.5.
+			// t = 8: 6.1 / 7.2 = 0.8472 > 0.5.
 			golden:  "b4_tensor_parallel_misses",
 			actions: []string{"raise_tensor_parallel 1 → 8"},
 		},

@@ -104,6 +104,7 @@ func (s *Server) serveSGLangInfo(w http.ResponseWriter, _ *http.Request) {
 		"page_size":                 1,
 		"kv_cache_dtype":            "auto",
 		"tp_size":                   tpDegree(EngineSGLang, st),
+		"quantization":              sglangQuantization(st),
 		"dp_size":                   1,
 		"context_length":            m.ContextLength,
 		"max_total_num_tokens":      p.kvTokens,
