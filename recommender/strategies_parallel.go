@@ -70,12 +70,33 @@ func tensorParallel(e *env, t *target) (Recommendation, error) {
 		fmtNum(proposed), fmtNum(proposed/cur), fmtNum(tpEfficiency),
 		fmtNum(round(ttft, 4)), fmtNum(cur), fmtNum(proposed), fmtNum(tpEfficiency), fmtNum(est))
 	if n, ok := b.capacityOf(t.inst); ok {
-		// The weights are paid once over all shards, so the KV cache grows
-		// by at least the factor of the GPUs.
-		nNew := math.Floor(n * proposed / cur)
-		b.effect(sigKVCapacity, "", Increase, ptr(n), ptr(nNew))
-		rationale += fmt.Sprintf(" Weights split over the GPUs leave each more room: N_kv %s → at least %s tokens.", fmtNum(n), fmtNum(nNew))
+		rationale += b.shardedCapacity(n, cur, proposed)
 	}
 	rationale += fmt.Sprintf(" The instance then holds %s GPUs instead of %s: its cost per hour × %s.", fmtNum(proposed), fmtNum(cur), fmtNum(proposed/cur))
 	return b.done(rationale), nil
+}
+
+// shardedCapacity adds the KV capacity effect of going from cur to tp
+// shards. Each GPU keeps its free memory N·kv_bytes/cur and sheds
+// W/cur − W/tp of weights, so N' = N·tp/cur + W·(tp/cur − 1)/kv_bytes
+// (kv_bytes over all shards); without a model shape, at least N·tp/cur.
+func (b *builder) shardedCapacity(n, cur, tp float64) string {
+	nNew := math.Floor(n * tp / cur)
+	m, ok := b.model()
+	if !ok || !m.Shape.Valid() || m.Shape.Parameters <= 0 {
+		b.effect(sigKVCapacity, "", Increase, ptr(n), ptr(nNew))
+		return fmt.Sprintf(" Weights split over the GPUs leave each more room: N_kv %s → at least %s tokens (no model shape for the weights).", fmtNum(n), fmtNum(nNew))
+	}
+	dt := m.Shape.DTypeBytes
+	if v, ok := b.settingOf(b.inst, dtypeSettingOf(b.t.engine), ""); ok {
+		if d, ok := dtypeBytes(v, m.Shape.DTypeBytes); ok {
+			dt = d
+		}
+	}
+	kvb := m.Shape.KVBytesPerToken(dt)
+	w := m.Shape.Parameters * m.Shape.DTypeBytes
+	nNew = math.Floor(n*tp/cur + w*(tp/cur-1)/kvb)
+	b.effect(sigKVCapacity, "", Increase, ptr(n), ptr(nNew))
+	return fmt.Sprintf(" Each GPU keeps its free memory and sheds weights: N_kv' = %s × %s / %s + %s B × (%s / %s − 1) / %s B = %s tokens.",
+		fmtNum(n), fmtNum(tp), fmtNum(cur), fmtNum(w), fmtNum(tp), fmtNum(cur), fmtNum(kvb), fmtNum(nNew))
 }

@@ -20,16 +20,20 @@ func TestAnalyzeTensorParallel(t *testing.T) {
 		}
 	}
 	slow, slower, fits := b4("p:8000", 1.2), b4("q:8000", 6), b4("r:8000", 0.3)
+	shaped := config.DefaultRecommenderConfig()
+	shaped.Models = []config.ModelConfig{{Name: "m", Parameters: 8e9, Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2, GPUMemoryBytes: 48 << 30}}
 	runAnalyze(t, []analyzeCase{
 		{
 			name: "B4 compute-bound prefill: the smallest degree that meets the TTFT target",
-			cfg:  config.DefaultRecommenderConfig(),
+			cfg:  shaped,
 			in: Input{
 				Instances: []*collector.Instance{slow},
 				Findings:  []Finding{finding("B4", "LLMPrefillBoundTTFT", slow, 1.3, "raise_tensor_parallel", "raise_max_num_batched_tokens")},
 			},
 			// TTFT p95 1.3 s. t = 2: 1.3 / 1.8 = 0.7222 > 0.5;
-			// t = 4: 1.3 / 3.6 = 0.3611 ≤ 0.5. N_kv 100000 → 400000.
+			// t = 4: 1.3 / 3.6 = 0.3611 ≤ 0.5. kv_bytes 2 × 32 × 8 × 128 × 2 = 131072 B,
+			// W = 16e9 B: N_kv 100000 × 4 + 16e9 × 3 / 131072 = 766210 tokens.
+			// Without a model shape (next case): at least N_kv × 8.
 			// The budget 16384 already holds the mean prompt: no budget change.
 			golden:  "b4_tensor_parallel",
 			actions: []string{"raise_tensor_parallel 1 → 4"},
