@@ -58,6 +58,8 @@ func resolve(e Engine, s Settings, m ModelConfig, g GPUConfig) (*params, *fieldE
 		return nil, err
 	}
 	fp8 := fp8Weights(e, s)
+	setTP(e, &s, tp)
+	setQuantization(e, &s)
 	p.weightBytes = m.ParametersB * 1e9 * weightBytesPerParam(fp8, m.DtypeBytes)
 	p.flopsToken = 2 * m.ParametersB * 1e9
 	p.bandwidth = sg.BandwidthGBps * 1e9 * g.MBU

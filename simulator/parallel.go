@@ -88,3 +88,25 @@ func allReduceOverhead(t, layers int) float64 {
 	}
 	return 2 * float64(layers) * allReduceSeconds * math.Log2(float64(t))
 }
+
+// setTP writes the resolved degree back, so a read of the setting reports
+// 1 rather than an unset 0.
+func setTP(e Engine, s *Settings, t int) {
+	switch e {
+	case EngineVLLM:
+		s.TensorParallelSize = t
+	case EngineSGLang:
+		s.TPSize = t
+	case EngineTGI:
+		s.NumShard = t
+	}
+}
+
+// flagSetting maps a flag whose name is not its setting's (SGLang --tp)
+// to the setting.
+func flagSetting(name string) string {
+	if name == "tp" {
+		return "tp_size"
+	}
+	return name
+}

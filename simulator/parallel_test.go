@@ -1,6 +1,9 @@
 package simulator
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestTensorParallelPhysics(t *testing.T) {
 	t.Parallel()
@@ -45,5 +48,29 @@ func TestTensorParallelPhysics(t *testing.T) {
 				t.Errorf("t=3: error %v, want one on %s", err, tpSettingName(tc.engine))
 			}
 		})
+	}
+}
+
+func TestParallelSettingsAreReadable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		engine      Engine
+		flag, quant string
+	}{
+		{EngineVLLM, "--tensor-parallel-size", "quantization"},
+		{EngineSGLang, "--tp", "quantization"},
+		{EngineTGI, "--num-shard", "quantize"},
+	} {
+		f, err := NewFleet(oneServer(t, "engine: "+string(tc.engine)), testStart)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := f.Servers()[0]
+		if v, ok := s.ReadSetting(flagSetting(strings.ReplaceAll(tc.flag[2:], "-", "_"))); !ok || v != "1" {
+			t.Errorf("%s %s reads %q, %v; want 1", tc.engine, tc.flag, v, ok)
+		}
+		if v, ok := s.ReadSetting(tc.quant); !ok || v != "none" {
+			t.Errorf("%s %s reads %q, %v; want none", tc.engine, tc.quant, v, ok)
+		}
 	}
 }

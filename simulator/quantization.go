@@ -61,3 +61,17 @@ func sglangQuantization(s Settings) any {
 	}
 	return s.Quantization
 }
+
+// setQuantization writes "none" for unquantized weights, as the catalog's
+// default reads it.
+func setQuantization(e Engine, s *Settings) {
+	if e == EngineTGI {
+		if s.Quantize == "" {
+			s.Quantize = "none"
+		}
+		return
+	}
+	if s.Quantization == "" {
+		s.Quantization = "none"
+	}
+}

@@ -93,7 +93,7 @@ func (f *Fleet) WebhookHandler(secret []byte, now func() time.Time) http.Handler
 			http.Error(w, fmt.Sprintf("no simulated server listens on %q", req.Instance), http.StatusNotFound)
 			return
 		}
-		setting := strings.ReplaceAll(strings.TrimLeft(req.Flag, "-"), "-", "_")
+		setting := flagSetting(strings.ReplaceAll(strings.TrimLeft(req.Flag, "-"), "-", "_"))
 		if setting == "" {
 			http.Error(w, "flag is required", http.StatusBadRequest)
 			return
