@@ -51,6 +51,8 @@ func TestCosts(t *testing.T) {
 	for _, r := range f.pipe.Latest().Recommendations {
 		if r.Cost == nil {
 			t.Errorf("%s has no cost", r.ID)
+		} else if r.Cost.Currency != config.DefaultCurrency {
+			t.Errorf("%s: cost in %q, want %s", r.ID, r.Cost.Currency, config.DefaultCurrency)
 		}
 	}
 	if _, err := f.pipe.Recommend(context.Background(), now, RecommendRequest{Objectives: config.Objectives{Prefer: "money"}}); err == nil {

@@ -152,9 +152,32 @@ func (p *Pipeline) Cycle(ctx context.Context, now time.Time) (*collector.Snapsho
 
 // Run runs a cycle every evaluation interval of the configuration in
 // force, at times of the clock now aligned to the interval, until ctx
-// ends. Failed steps are logged.
-func (p *Pipeline) Run(ctx context.Context, now func() time.Time) {
+// ends. Failed steps are logged, and so is a cycle that outlasts its
+// interval: the next one then starts late, at the interval after. With
+// history > 0, that much signal history before the first cycle is
+// computed from the source (remote mode's backfill).
+func (p *Pipeline) Run(ctx context.Context, now func() time.Time, history time.Duration) {
+	// History the store holds already, from before a restart, is not
+	// computed again: it starts after the newest sample there is before
+	// the first cycle.
+	var from time.Time
+	first := history > 0
+	if first {
+		from = now().Add(-history)
+		if last, ok := p.store.MaxTime(); ok && last.After(from) {
+			from = last.Add(p.config().Interval)
+		}
+	}
+	var backfill sync.WaitGroup
 	p.coll.Run(ctx, func() time.Duration { return p.config().Interval }, now, func(ctx context.Context, snap *collector.Snapshot) {
+		if first {
+			// The history is computed after the first cycle and beside
+			// the next ones, so the agent is ready one cycle after its
+			// start however long the history takes to compute; the
+			// store takes the older samples out of order.
+			first = false
+			backfill.Go(func() { p.backfillHistory(ctx, from, snap.Time) })
+		}
 		errs := p.afterCollection(ctx, snap)
 		if ctx.Err() != nil {
 			// Stopping: steps cut short are not failures worth a log line.
@@ -163,7 +186,29 @@ func (p *Pipeline) Run(ctx context.Context, now func() time.Time) {
 		for _, err := range errs {
 			p.logger.Warn("Pipeline step failed", "err", err)
 		}
+		// A cycle starts at its snapshot's time.
+		took, interval := now().Sub(snap.Time), p.config().Interval
+		if took > interval {
+			p.logger.Warn("Cycle outlasted the evaluation interval; the next one starts late", "duration", took, "interval", interval)
+			return
+		}
+		p.logger.Debug("Cycle completed", "duration", took, "interval", interval)
 	})
+	backfill.Wait()
+}
+
+// backfillHistory computes signal history over [from, until) at the
+// evaluation interval, until being the first cycle's time.
+func (p *Pipeline) backfillHistory(ctx context.Context, from, until time.Time) {
+	step := p.config().Interval
+	n, err := p.coll.Backfill(ctx, from, until.Add(-step), step)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		p.logger.Warn("Backfill of signal history failed; history starts at the first cycle", "err", err)
+	default:
+		p.logger.Info("Backfilled signal history", "samples", n, "from", from, "until", until)
+	}
 }
 
 // afterCollection runs the steps that follow a collection, at the
@@ -255,13 +300,6 @@ func (p *Pipeline) appendSLOTargets(ctx context.Context, t time.Time) error {
 		return fmt.Errorf("writing SLO targets: %w", err)
 	}
 	return nil
-}
-
-// Backfill computes signal history over [from, to] at the evaluation
-// interval from the source, so the rules and the API have history right
-// after a start, and returns how many samples it wrote.
-func (p *Pipeline) Backfill(ctx context.Context, from, to time.Time) (int, error) {
-	return p.coll.Backfill(ctx, from, to, p.config().Interval)
 }
 
 // EvaluateHistory brings the rules up to now over the history since from:

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/internal/testutil"
 	"github.com/optiinfra/perfagent/recommender"
 	"github.com/optiinfra/perfagent/rules"
 	"github.com/optiinfra/perfagent/signalstore"
@@ -51,6 +54,8 @@ type fixture struct {
 	// down makes the collector's source fail, as an unreachable
 	// Prometheus does.
 	down bool
+	// rangeQueried, when set, receives the end of every range query.
+	rangeQueried chan time.Time
 }
 
 // outageSource is the fixture's source, which fails while f.down.
@@ -66,6 +71,9 @@ func (s outageSource) Query(ctx context.Context, expr string, ts time.Time) (pro
 func (s outageSource) QueryRange(ctx context.Context, expr string, from, to time.Time, step time.Duration) (promql.Matrix, error) {
 	if s.f.down {
 		return nil, errors.New("connection refused")
+	}
+	if s.f.rangeQueried != nil {
+		s.f.rangeQueried <- to
 	}
 	return s.f.src.QueryRange(ctx, expr, from, to, step)
 }
@@ -438,7 +446,7 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		f.pipe.Run(ctx, func() time.Time { return now })
+		f.pipe.Run(ctx, func() time.Time { return now }, 0)
 		close(done)
 	}()
 	deadline := time.After(30 * time.Second)
@@ -453,6 +461,102 @@ func TestRun(t *testing.T) {
 	<-done
 	if r := f.pipe.LatestRecommendations()[0]; !r.Time.Equal(now) {
 		t.Errorf("recommendation at %s, want the clock's %s", r.Time, now)
+	}
+}
+
+// TestRunBackfillsAfterTheFirstCycle: Run computes the history before its
+// first cycle only after that cycle, so the agent is ready at once, and
+// the store takes the older samples.
+func TestRunBackfillsAfterTheFirstCycle(t *testing.T) {
+	f := newFixture(t, false, Config{})
+	now := start.Add(10 * time.Minute)
+	f.scrape(t, start, now)
+	f.rangeQueried = make(chan time.Time, 1000)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		f.pipe.Run(ctx, func() time.Time { return now }, 5*time.Minute)
+		close(done)
+	}()
+	select {
+	case to := <-f.rangeQueried:
+		if last, ok := f.store.MaxTime(); !ok || !last.Equal(now) {
+			t.Errorf("history was asked for before the first cycle: the store's newest sample is %v", last)
+		}
+		if want := now.Add(-interval); !to.Equal(want) {
+			t.Errorf("history asked for until %s, want %s (the interval before the first cycle)", to, want)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no history was asked for")
+	}
+	go func() { // the backfill's other queries
+		for range f.rangeQueried {
+		}
+	}()
+	defer func() {
+		cancel()
+		<-done
+		close(f.rangeQueried)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m, err := f.store.QueryRange(context.Background(), `llm_requests_running{instance="a:1"}`, now.Add(-5*time.Minute), now, interval)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m) == 1 && len(m[0].Floats) == 21 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history of a:1 = %v, want 21 points over the 5 minutes before the first cycle and the cycle", m)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRunLogsCycleDuration: Run logs each cycle's duration, at warning
+// level when it outlasted the interval.
+func TestRunLogsCycleDuration(t *testing.T) {
+	for _, tc := range []struct {
+		took  time.Duration
+		level string
+		msg   string
+	}{
+		{10 * time.Minute, "DEBUG", "Cycle completed"},
+		{2 * time.Hour, "WARN", "Cycle outlasted the evaluation interval"},
+	} {
+		f := newFixture(t, true, Config{Interval: time.Hour})
+		now := start.Add(5 * time.Minute)
+		f.scrape(t, start, now)
+		var buf testutil.SyncBuffer
+		f.pipe.logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		var calls atomic.Int64
+		// The cycle starts at now and ends tc.took later.
+		clock := func() time.Time {
+			if calls.Add(1) == 1 {
+				return now
+			}
+			return now.Add(tc.took)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			f.pipe.Run(ctx, clock, 0)
+			close(done)
+		}()
+		deadline := time.After(30 * time.Second)
+		for !strings.Contains(buf.String(), "duration=") {
+			select {
+			case <-deadline:
+				t.Fatalf("took %s: no cycle logged after 30 s:\n%s", tc.took, buf.String())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		cancel()
+		<-done
+		if want := "level=" + tc.level + ` msg="` + tc.msg; !strings.Contains(buf.String(), want) || !strings.Contains(buf.String(), "duration="+tc.took.String()) {
+			t.Errorf("took %s: log lacks %s and duration=%s:\n%s", tc.took, want, tc.took, buf.String())
+		}
 	}
 }
 

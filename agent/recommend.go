@@ -104,7 +104,7 @@ func (p *Pipeline) Recommend(ctx context.Context, now time.Time, req RecommendRe
 	in.History = hist
 	rep := p.rec.Analyze(now, in)
 	if cfg.Pricing != nil {
-		cost.Annotate(rep.Recommendations, cfg.Pricing.Instances(snap, p.underutilized()))
+		cfg.Pricing.Annotate(rep.Recommendations, cfg.Pricing.Instances(snap, p.underutilized()))
 	}
 	cost.Rank(rep.Recommendations, prefer)
 	if req.Pending {

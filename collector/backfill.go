@@ -20,14 +20,12 @@ import (
 // Backfill computes signal history over [from, to] with a range query per
 // rule, or per histogram for quantile rules when the source's plan shares
 // them, and appends it, so rules and the API have history right after
-// a start. It skips time the store already holds. It returns how many
-// samples were written.
+// a start. It returns how many samples were written. The caller leaves
+// out the time the store holds already: samples older than the store's
+// newest go in out of order, within its out-of-order window.
 func (c *Collector) Backfill(ctx context.Context, from, to time.Time, step time.Duration) (int, error) {
 	if c.store == nil {
 		return 0, nil
-	}
-	if last, ok := c.store.MaxTime(); ok && last.After(from) {
-		from = last.Add(step)
 	}
 	if !from.Before(to) {
 		return 0, nil

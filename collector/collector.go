@@ -568,10 +568,18 @@ func (c *Collector) settle(ctx context.Context, now time.Time, cfg config.Config
 		}
 	}
 	probeTargets := map[string]ProbeTarget{}
+	var bases map[string]string
+	if c.prober != nil {
+		bases = baseURLs(cfg)
+	}
 	for name, in := range instances {
 		if c.prober != nil {
 			in.Settings.merge(c.prober.Settings(name), SettingFromProbe)
-			probeTargets[name] = ProbeTarget{BaseURL: baseURL(cfg, name), Engine: in.Engine}
+			base, ok := bases[name]
+			if !ok {
+				base = "http://" + name
+			}
+			probeTargets[name] = ProbeTarget{BaseURL: base, Engine: in.Engine}
 		}
 		in.Settings.merge(facts[name].Settings, SettingFromConfig)
 		if m := facts[name].Model; m != "" {
@@ -641,17 +649,21 @@ func rewindow(profiles []*compiledProfile, window time.Duration) ([]*compiledPro
 	return out, nil
 }
 
-// baseURL is where an instance's info endpoints live: the scheme of its
-// target in embedded mode, http otherwise.
-func baseURL(cfg config.Config, instance string) string {
+// baseURLs maps each target's instance to where its info endpoints live:
+// the target's scheme and host (in embedded mode; an instance without a
+// target is reached over http). Built once a cycle: looking up each
+// instance's target parsed every target's URL per instance, a million
+// parses a cycle at a thousand instances.
+func baseURLs(cfg config.Config) map[string]string {
+	out := make(map[string]string, len(cfg.Source.Targets))
 	for _, t := range cfg.Source.Targets {
-		if t.Instance() == instance {
-			if u, err := url.Parse(t.URL.Raw()); err == nil {
-				return u.Scheme + "://" + u.Host
+		if u, err := url.Parse(t.URL.Raw()); err == nil {
+			if _, ok := out[u.Host]; !ok {
+				out[u.Host] = u.Scheme + "://" + u.Host
 			}
 		}
 	}
-	return "http://" + instance
+	return out
 }
 
 // Engines lists the engines that have a profile, in profile order.

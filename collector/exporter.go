@@ -11,9 +11,8 @@ import (
 )
 
 // SignalsExporter re-exports the latest snapshot's signals as gauges with
-// the model server's identity labels (instance, engine, model), and its
-// settings as perfagent_setting_info, to be scraped with honor_labels:
-// true, as federation is.
+// the model server's identity labels (instance, engine, model), to be
+// scraped with honor_labels: true, as federation is.
 type SignalsExporter struct {
 	c    *Collector
 	help map[string]string
@@ -81,9 +80,38 @@ func (e *SignalsExporter) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- m
 	}
+}
+
+// SettingsExporter exports the latest snapshot's engine settings as
+// perfagent_setting_info. It is apart from SignalsExporter because the
+// signals are in the local TSDB already, while the settings are written
+// there only as the agent's own metrics.
+type SettingsExporter struct {
+	c *Collector
+}
+
+// NewSettingsExporter exports the settings of c's latest snapshot.
+func NewSettingsExporter(c *Collector) *SettingsExporter {
+	return &SettingsExporter{c: c}
+}
+
+// Describe implements prometheus.Collector.
+func (e *SettingsExporter) Describe(ch chan<- *prometheus.Desc) { ch <- settingInfoDesc }
+
+// Collect implements prometheus.Collector.
+func (e *SettingsExporter) Collect(ch chan<- prometheus.Metric) {
+	snap := e.c.Latest()
+	if snap == nil || !e.c.Ready() {
+		return
+	}
 	for _, in := range snap.Instances {
 		for name, st := range in.Settings {
-			ch <- prometheus.MustNewConstMetric(settingInfoDesc, prometheus.GaugeValue, 1, in.Instance, in.Engine, in.Model, name, st.Value, st.Source)
+			// A value a server reports is not trusted to be valid UTF-8.
+			m, err := prometheus.NewConstMetric(settingInfoDesc, prometheus.GaugeValue, 1, in.Instance, in.Engine, in.Model, name, st.Value, st.Source)
+			if err != nil {
+				m = prometheus.NewInvalidMetric(settingInfoDesc, err)
+			}
+			ch <- m
 		}
 	}
 }

@@ -51,7 +51,7 @@ func TestSignalsExporterPassesLint(t *testing.T) {
 	}
 }
 
-func TestSignalsExporterExportsSettings(t *testing.T) {
+func TestSettingsExporter(t *testing.T) {
 	store := openTestStore(t)
 	scrapeText(t, store, "a:1", t0, fakeExposition(3, 0))
 	cfg := config.Default()
@@ -64,7 +64,7 @@ func TestSignalsExporterExportsSettings(t *testing.T) {
 # TYPE perfagent_setting_info gauge
 perfagent_setting_info{engine="fake",instance="a:1",model="m1",setting="max_num_seqs",source="config",value="128"} 1
 `
-	if err := testutil.CollectAndCompare(NewSignalsExporter(c), strings.NewReader(want), "perfagent_setting_info"); err != nil {
+	if err := testutil.CollectAndCompare(NewSettingsExporter(c), strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
 }

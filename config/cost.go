@@ -20,6 +20,10 @@ type CostConfig struct {
 	// generated token when an hour's cost is split between the two
 	// directions.
 	PromptTokenWeight float64 `yaml:"prompt_token_weight" json:"prompt_token_weight"`
+	// Currency is the ISO 4217 code of the prices. Every cost figure
+	// carries it, so agents that price in different currencies are
+	// not summed together unawares.
+	Currency string `yaml:"currency" json:"currency"`
 }
 
 // DefaultPromptTokenWeight makes a prompt token cost a quarter of a
@@ -27,9 +31,12 @@ type CostConfig struct {
 // per sequence (docs/cost.md).
 const DefaultPromptTokenWeight = 0.25
 
+// DefaultCurrency is the currency of prices whose section names none.
+const DefaultCurrency = "USD"
+
 // DefaultCostConfig returns what an absent cost section means: no prices.
 func DefaultCostConfig() CostConfig {
-	return CostConfig{PromptTokenWeight: DefaultPromptTokenWeight}
+	return CostConfig{PromptTokenWeight: DefaultPromptTokenWeight, Currency: DefaultCurrency}
 }
 
 // UnmarshalYAML applies the defaults before decoding.
@@ -72,6 +79,9 @@ func (c *Config) validateCost() []error {
 	if w := c.Cost.PromptTokenWeight; math.IsNaN(w) || math.IsInf(w, 0) || w < 0 {
 		errs = append(errs, fieldErr("cost.prompt_token_weight", "must be zero or greater, got %g", w))
 	}
+	if !isCurrencyCode(c.Cost.Currency) {
+		errs = append(errs, fieldErr("cost.currency", "must be an ISO 4217 code of three upper-case letters, such as USD or EUR, got %q", c.Cost.Currency))
+	}
 	gpus := func(path string, n int) {
 		if n < 0 {
 			errs = append(errs, fieldErr(path, "must not be negative, got %d", n))
@@ -88,4 +98,18 @@ func (c *Config) validateCost() []error {
 		gpus(path+".gpus", in.GPUs)
 	}
 	return errs
+}
+
+// isCurrencyCode reports whether s has the form of an ISO 4217 code. The
+// list of codes itself changes over time and is not checked.
+func isCurrencyCode(s string) bool {
+	if len(s) != 3 {
+		return false
+	}
+	for _, r := range s {
+		if r < 'A' || r > 'Z' {
+			return false
+		}
+	}
+	return true
 }

@@ -11,8 +11,11 @@ func TestCostConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Cost.PromptTokenWeight != DefaultPromptTokenWeight || !cfg.Cost.Priced() {
-		t.Errorf("cost = %+v, want the default prompt weight and a price", cfg.Cost)
+	if cfg.Cost.PromptTokenWeight != DefaultPromptTokenWeight || cfg.Cost.Currency != "USD" || !cfg.Cost.Priced() {
+		t.Errorf("cost = %+v, want the default prompt weight, USD and a price", cfg.Cost)
+	}
+	if cfg, err := Load([]byte(head+"cost:\n  gpu_hour_prices: {h100: 3.5}\n  currency: EUR\n"), "p.yml"); err != nil || cfg.Cost.Currency != "EUR" {
+		t.Errorf("currency EUR: %v, %+v", err, cfg)
 	}
 	facts := cfg.InstanceFacts()
 	if f := facts["a:1"]; f.Accelerator != "h100" || f.GPUs != 2 {
@@ -36,6 +39,10 @@ func TestCostConfig(t *testing.T) {
 		{"unpriced default", head + "cost:\n  gpu_hour_prices: {h100: 2}\n  default_accelerator: l4\n", `field cost.default_accelerator: accelerator "l4" has no price`},
 		{"negative gpus", head + "cost:\n  gpu_hour_prices: {h100: 2}\ninstances:\n  - {instance: 'b:1', gpus: -1}\n", "field instances[0].gpus: must not be negative, got -1"},
 		{"negative weight", head + "cost:\n  gpu_hour_prices: {h100: 2}\n  prompt_token_weight: -0.5\n", "field cost.prompt_token_weight: must be zero or greater, got -0.5"},
+		{"lower-case currency", head + "cost:\n  gpu_hour_prices: {h100: 2}\n  currency: eur\n", `p.yml:4: field cost.currency: must be an ISO 4217 code of three upper-case letters, such as USD or EUR, got "eur"`},
+		{"currency symbol", head + "cost:\n  gpu_hour_prices: {h100: 2}\n  currency: $\n", `field cost.currency: must be an ISO 4217 code of three upper-case letters, such as USD or EUR, got "$"`},
+		{"empty currency", head + "cost:\n  gpu_hour_prices: {h100: 2}\n  currency: ''\n", `field cost.currency: must be an ISO 4217 code`},
+		{"long currency", head + "cost:\n  currency: EURO\n", `field cost.currency: must be an ISO 4217 code`},
 		{"bad preference", head + "cost:\n  gpu_hour_prices: {h100: 2}\nrecommender:\n  objectives: {prefer: money}\n", `field recommender.objectives.prefer: "money" is neither latency nor cost`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

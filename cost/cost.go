@@ -33,6 +33,7 @@ type Pricing struct {
 	prices       map[string]float64
 	accelerator  string
 	promptWeight float64
+	currency     string
 	facts        map[string]config.InstanceConfig
 	modelTP      map[string]int
 }
@@ -47,6 +48,7 @@ func NewPricing(cfg *config.Config) *Pricing {
 		prices:       make(map[string]float64, len(cfg.Cost.GPUHourPrices)),
 		accelerator:  cfg.Cost.DefaultAccelerator,
 		promptWeight: cfg.Cost.PromptTokenWeight,
+		currency:     cfg.Cost.Currency,
 		facts:        cfg.InstanceFacts(),
 		modelTP:      map[string]int{},
 	}
@@ -71,6 +73,8 @@ type Instance struct {
 	GPUs        int    `json:"gpus"`
 	// GPUsSource is config, setting, model or assumed.
 	GPUsSource string `json:"gpus_source"`
+	// Currency is the ISO 4217 code of every figure below, cost.currency.
+	Currency string `json:"currency"`
 	// PerHour is GPUs × the accelerator's price per GPU-hour.
 	PerHour float64 `json:"per_hour"`
 	// PromptPerMillionTokens and GenerationPerMillionTokens split the
@@ -83,6 +87,10 @@ type Instance struct {
 	// TokensPerSecond is the prompt and generated tokens per second
 	// together.
 	TokensPerSecond float64 `json:"tokens_per_second"`
+	// PromptTokensPerSecond and GenerationTokensPerSecond are its two
+	// parts, the rates the directions' costs are split by.
+	PromptTokensPerSecond     float64 `json:"prompt_tokens_per_second"`
+	GenerationTokensPerSecond float64 `json:"generation_tokens_per_second"`
 	// IdlePerHour is the unused share of the hour's cost of an instance
 	// whose LLMUnderutilized (B6) bottleneck fires.
 	IdlePerHour *float64 `json:"idle_per_hour,omitempty"`
@@ -123,11 +131,12 @@ func (p *Pricing) instance(in *collector.Instance) (Instance, bool) {
 		return Instance{}, false
 	}
 	gpus, src := p.gpus(in, f)
-	c := Instance{Instance: in.Instance, Engine: in.Engine, Model: in.Model, Accelerator: accel, GPUs: gpus, GPUsSource: src, PerHour: float64(gpus) * price}
+	c := Instance{Instance: in.Instance, Engine: in.Engine, Model: in.Model, Accelerator: accel, GPUs: gpus, GPUsSource: src, Currency: p.currency, PerHour: float64(gpus) * price}
 	prompt, _ := signal(in, PromptTokensPerSecond)
 	gen, _ := signal(in, GenerationTokensPerSecond)
+	c.PromptTokensPerSecond, c.GenerationTokensPerSecond = rate(prompt), rate(gen)
 	c.PromptPerMillionTokens, c.GenerationPerMillionTokens = Split(c.PerHour, prompt, gen, p.promptWeight)
-	c.TokensPerSecond = rate(prompt) + rate(gen)
+	c.TokensPerSecond = c.PromptTokensPerSecond + c.GenerationTokensPerSecond
 	c.PerMillionTokens = PerMillion(c.PerHour, c.TokensPerSecond)
 	return c, true
 }

@@ -74,6 +74,12 @@ func TestInstances(t *testing.T) {
 	same := func(a, b float64) bool { return (math.IsNaN(a) && math.IsNaN(b)) || math.Abs(a-b) < 1e-9 }
 	for _, c := range got {
 		w := wants[c.Instance]
+		if c.Currency != config.DefaultCurrency {
+			t.Errorf("%s: currency %q, want the default %s", c.Instance, c.Currency, config.DefaultCurrency)
+		}
+		if c.PromptTokensPerSecond+c.GenerationTokensPerSecond != c.TokensPerSecond {
+			t.Errorf("%s: %g prompt and %g generated tokens/s do not add up to %g", c.Instance, c.PromptTokensPerSecond, c.GenerationTokensPerSecond, c.TokensPerSecond)
+		}
 		if c.Accelerator != w.accel || c.GPUs != w.gpus || c.GPUsSource != w.src || !same(c.PerHour, w.perHour) ||
 			!same(opt(c.PromptPerMillionTokens), w.prompt) || !same(opt(c.GenerationPerMillionTokens), w.gen) || !same(opt(c.IdlePerHour), w.idle) {
 			t.Errorf("%s: got %+v (prompt %v, generation %v, idle %v), want %+v", c.Instance, c, opt(c.PromptPerMillionTokens), opt(c.GenerationPerMillionTokens), opt(c.IdlePerHour), w)
@@ -139,19 +145,21 @@ func TestCollector(t *testing.T) {
 	snap := &collector.Snapshot{Instances: []*collector.Instance{
 		inst("a:8000", "m", nil, map[string]float64{PromptTokensPerSecond: 1000, GenerationTokensPerSecond: 250, "llm_kv_cache_usage_ratio": 0.25}),
 	}}
-	pr := NewPricing(testConfig())
+	cfg := testConfig()
+	cfg.Cost.Currency = "EUR"
+	pr := NewPricing(cfg)
 	c := NewCollector(func() []Instance { return pr.Instances(snap, func(string) bool { return true }) })
 	const want = `
-# HELP perfagent_cost_per_hour What the instance's GPUs cost per hour, from cost.gpu_hour_prices (docs/cost.md).
+# HELP perfagent_cost_per_hour What the instance's GPUs cost per hour, from cost.gpu_hour_prices, in the currency of its label (docs/cost.md).
 # TYPE perfagent_cost_per_hour gauge
-perfagent_cost_per_hour{engine="vllm",instance="a:8000",model="m"} 0.8
+perfagent_cost_per_hour{currency="EUR",engine="vllm",instance="a:8000",model="m"} 0.8
 # HELP perfagent_cost_per_million_tokens What a million prompt or generated tokens (direction) cost at the instance's token rates, the hour's cost split between the directions by weighted tokens (docs/cost.md).
 # TYPE perfagent_cost_per_million_tokens gauge
-perfagent_cost_per_million_tokens{direction="generation",engine="vllm",instance="a:8000",model="m"} 0.4444444444444445
-perfagent_cost_per_million_tokens{direction="prompt",engine="vllm",instance="a:8000",model="m"} 0.11111111111111112
+perfagent_cost_per_million_tokens{currency="EUR",direction="generation",engine="vllm",instance="a:8000",model="m"} 0.4444444444444445
+perfagent_cost_per_million_tokens{currency="EUR",direction="prompt",engine="vllm",instance="a:8000",model="m"} 0.11111111111111112
 # HELP perfagent_idle_cost_per_hour The unused share of the hour's cost of an instance whose LLMUnderutilized (B6) bottleneck fires (docs/cost.md).
 # TYPE perfagent_idle_cost_per_hour gauge
-perfagent_idle_cost_per_hour{engine="vllm",instance="a:8000",model="m"} 0.6000000000000001
+perfagent_idle_cost_per_hour{currency="EUR",engine="vllm",instance="a:8000",model="m"} 0.6000000000000001
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
 		t.Error(err)

@@ -6,6 +6,10 @@ import (
 	"github.com/optiinfra/perfagent/signals"
 )
 
+// LabelCurrency is the label of the cost metrics naming the ISO 4217 code
+// of their value, cost.currency.
+const LabelCurrency = "currency"
+
 // Collector exports the cost of every priced instance.
 type Collector struct {
 	costs                     func() []Instance
@@ -14,11 +18,13 @@ type Collector struct {
 
 // NewCollector exports what costs returns at each scrape.
 func NewCollector(costs func() []Instance) *Collector {
-	ids := []string{signals.LabelInstance, signals.LabelEngine, signals.LabelModel}
+	// The currency is a label so that a sum over agents that price in
+	// different currencies keeps them apart instead of adding them.
+	ids := []string{signals.LabelInstance, signals.LabelEngine, signals.LabelModel, LabelCurrency}
 	return &Collector{
 		costs: costs,
 		perHour: prometheus.NewDesc("perfagent_cost_per_hour",
-			"What the instance's GPUs cost per hour, from cost.gpu_hour_prices (docs/cost.md).", ids, nil),
+			"What the instance's GPUs cost per hour, from cost.gpu_hour_prices, in the currency of its label (docs/cost.md).", ids, nil),
 		perMillion: prometheus.NewDesc("perfagent_cost_per_million_tokens",
 			"What a million prompt or generated tokens (direction) cost at the instance's token rates, the hour's cost split between the directions by weighted tokens (docs/cost.md).",
 			append(ids, "direction"), nil),
@@ -37,15 +43,15 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, in := range c.costs() {
-		send(ch, c.perHour, prometheus.GaugeValue, in.PerHour, in.Instance, in.Engine, in.Model)
+		send(ch, c.perHour, prometheus.GaugeValue, in.PerHour, in.Instance, in.Engine, in.Model, in.Currency)
 		if v := in.PromptPerMillionTokens; v != nil {
-			send(ch, c.perMillion, prometheus.GaugeValue, *v, in.Instance, in.Engine, in.Model, "prompt")
+			send(ch, c.perMillion, prometheus.GaugeValue, *v, in.Instance, in.Engine, in.Model, in.Currency, "prompt")
 		}
 		if v := in.GenerationPerMillionTokens; v != nil {
-			send(ch, c.perMillion, prometheus.GaugeValue, *v, in.Instance, in.Engine, in.Model, "generation")
+			send(ch, c.perMillion, prometheus.GaugeValue, *v, in.Instance, in.Engine, in.Model, in.Currency, "generation")
 		}
 		if v := in.IdlePerHour; v != nil {
-			send(ch, c.idle, prometheus.GaugeValue, *v, in.Instance, in.Engine, in.Model)
+			send(ch, c.idle, prometheus.GaugeValue, *v, in.Instance, in.Engine, in.Model, in.Currency)
 		}
 	}
 }

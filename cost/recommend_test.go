@@ -9,25 +9,37 @@ import (
 )
 
 func TestAnnotate(t *testing.T) {
+	p := &Pricing{promptWeight: 0.25, currency: "EUR"}
 	costs := []Instance{
-		{Instance: "a", PerHour: 4, TokensPerSecond: 1000},
-		{Instance: "b", PerHour: 4, TokensPerSecond: 1000},
-		{Instance: "c", PerHour: 2},
+		{Instance: "a", Currency: "EUR", PerHour: 4, TokensPerSecond: 1000, PromptTokensPerSecond: 800, GenerationTokensPerSecond: 200},
+		{Instance: "b", Currency: "EUR", PerHour: 4, TokensPerSecond: 1000, PromptTokensPerSecond: 800, GenerationTokensPerSecond: 200},
+		{Instance: "c", Currency: "EUR", PerHour: 2},
+		{Instance: "d", Currency: "EUR", PerHour: 2, TokensPerSecond: 100, GenerationTokensPerSecond: 100},
 	}
 	scaleIn := recommender.Recommendation{ID: "scale_in", Action: recommender.Action{Kind: recommender.KindReplicas, From: 2, To: 1, Instances: []string{"a", "b"}}}
 	scaleOut := recommender.Recommendation{ID: "scale_out", Action: recommender.Action{Kind: recommender.KindReplicas, From: 2, To: 3, Instances: []string{"a", "b"}}}
 	flag := recommender.Recommendation{ID: "raise_max_num_seqs", Instance: "a", Action: recommender.Action{Kind: recommender.KindFlag}}
 	noTokens := recommender.Recommendation{ID: "fp8_kv_cache", Instance: "c", Action: recommender.Action{Kind: recommender.KindFlag}}
+	decodeOnly := recommender.Recommendation{ID: "fp8_kv_cache", Instance: "d", Action: recommender.Action{Kind: recommender.KindFlag}}
 	unpriced := recommender.Recommendation{ID: "scale_out", Action: recommender.Action{Kind: recommender.KindReplicas, From: 2, To: 3, Instances: []string{"a", "x"}}}
-	recs := []recommender.Recommendation{scaleIn, scaleOut, flag, noTokens, unpriced}
-	Annotate(recs, costs)
-	// 2 × 4/h serving 2000 tokens/s: 8/(2000×3600)×1e6 per million.
-	perM := 8.0 / 7200 * 1000
+	recs := []recommender.Recommendation{scaleIn, scaleOut, flag, noTokens, decodeOnly, unpriced}
+	p.Annotate(recs, costs)
+	// The pool: 8 per hour, 1600 prompt and 400 generated tokens/s.
+	// Blended: 8/(2000×3600)×1e6. By direction, a prompt token weighs
+	// 0.25: 8/((0.25×1600 + 400)×3600)×1e6 per million generated
+	// tokens, a quarter of it per million prompt tokens, so each
+	// direction carries 4 of the 8.
+	blend := 8.0 / (2000 * 3600) * 1e6
+	gen := 8.0 / (800 * 3600) * 1e6
+	est := func(now, after float64) *recommender.CostEstimate {
+		return &recommender.CostEstimate{Current: now, Estimate: after, Change: after - now}
+	}
 	for i, want := range []*recommender.CostChange{
-		{PerHour: recommender.CostEstimate{Current: 8, Estimate: 4, Change: -4}, PerMillionTokens: &recommender.CostEstimate{Current: round(perM), Estimate: round(perM / 2), Change: round(perM/2) - round(perM)}},
-		{PerHour: recommender.CostEstimate{Current: 8, Estimate: 12, Change: 4}, PerMillionTokens: &recommender.CostEstimate{Current: round(perM), Estimate: round(perM * 1.5), Change: round(round(perM*1.5) - perM)}},
-		{PerHour: recommender.CostEstimate{Current: 4, Estimate: 4}, PerMillionTokens: &recommender.CostEstimate{Current: round(perM), Estimate: round(perM)}},
-		{PerHour: recommender.CostEstimate{Current: 2, Estimate: 2}},
+		{PerHour: *est(8, 4), PerMillionTokens: est(blend, blend/2), PromptPerMillionTokens: est(gen/4, gen/8), GenerationPerMillionTokens: est(gen, gen/2)},
+		{PerHour: *est(8, 12), PerMillionTokens: est(blend, blend*1.5), PromptPerMillionTokens: est(gen/4, gen*1.5/4), GenerationPerMillionTokens: est(gen, gen*1.5)},
+		{PerHour: *est(4, 4), PerMillionTokens: est(blend, blend), PromptPerMillionTokens: est(gen/4, gen/4), GenerationPerMillionTokens: est(gen, gen)},
+		{PerHour: *est(2, 2)},
+		{PerHour: *est(2, 2), PerMillionTokens: est(2.0/(100*3600)*1e6, 2.0/(100*3600)*1e6), GenerationPerMillionTokens: est(2.0/(100*3600)*1e6, 2.0/(100*3600)*1e6)},
 		nil,
 	} {
 		got := recs[i].Cost
@@ -40,19 +52,32 @@ func TestAnnotate(t *testing.T) {
 		if got.Basis == "" {
 			t.Errorf("%d %s: no basis", i, recs[i].ID)
 		}
-		got.Basis = ""
-		if got.PerMillionTokens != nil && want.PerMillionTokens != nil {
-			// Rounded figures: compare within the rounding.
-			g, w := *got.PerMillionTokens, *want.PerMillionTokens
-			if abs(g.Current-w.Current) > 1e-6 || abs(g.Estimate-w.Estimate) > 1e-6 || abs(g.Change-w.Change) > 1e-5 {
-				t.Errorf("%d %s: per million got %+v, want %+v", i, recs[i].ID, g, w)
-			}
-			got.PerMillionTokens, want.PerMillionTokens = nil, nil
+		if got.Currency != "EUR" {
+			t.Errorf("%d %s: currency %q, want EUR", i, recs[i].ID, got.Currency)
 		}
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%d %s: got %+v, want %+v", i, recs[i].ID, got, want)
+		for _, f := range []struct {
+			name      string
+			got, want *recommender.CostEstimate
+		}{
+			{"per hour", &got.PerHour, &want.PerHour},
+			{"per million tokens", got.PerMillionTokens, want.PerMillionTokens},
+			{"per million prompt tokens", got.PromptPerMillionTokens, want.PromptPerMillionTokens},
+			{"per million generated tokens", got.GenerationPerMillionTokens, want.GenerationPerMillionTokens},
+		} {
+			if f.got == nil || f.want == nil {
+				if (f.got == nil) != (f.want == nil) {
+					t.Errorf("%d %s %s: got %+v, want %+v", i, recs[i].ID, f.name, f.got, f.want)
+				}
+				continue
+			}
+			// Rounded figures: compare within the rounding.
+			if abs(f.got.Current-f.want.Current) > 1e-6 || abs(f.got.Estimate-f.want.Estimate) > 1e-6 || abs(f.got.Change-f.want.Change) > 2e-6 {
+				t.Errorf("%d %s %s: got %+v, want %+v", i, recs[i].ID, f.name, *f.got, *f.want)
+			}
 		}
 	}
+	var none *Pricing
+	none.Annotate(recs, costs)
 }
 
 func abs(v float64) float64 {

@@ -59,14 +59,16 @@ func fleet() spec {
 					instantQuery(`perfagent_saturation_eta_seconds{engine=~"$engine", model=~"$model"}`)),
 			}},
 			{"Cost", []cog.Builder[dashboard.Panel]{
-				singleStat("Cost per hour", "What the chosen instances' GPUs cost per hour, in the currency of cost.gpu_hour_prices (docs/cost.md). Empty without prices.", units.Short, 8,
-					q(`sum(perfagent_cost_per_hour{`+fleetSel+`})`, "per hour")),
-				singleStat("Idle GPU cost per hour", "The unused share of the hourly cost of instances whose LLMUnderutilized (B6) bottleneck fires (docs/cost.md).", units.Short, 8,
-					q(`sum(perfagent_idle_cost_per_hour{`+fleetSel+`}) or vector(0)`, "idle per hour")),
-				labelTable("Cost per hour by instance", "Each priced instance's GPUs times the price per GPU-hour of its accelerator (docs/cost.md).", units.Short,
+				singleStat("Cost per hour", "What the chosen instances' GPUs cost per hour, from cost.gpu_hour_prices, one figure per currency (cost.currency): "+
+					"agents that price in different currencies are not added together (docs/cost.md). Empty without prices.", units.Short, 8,
+					q(`sum by (currency) (perfagent_cost_per_hour{`+fleetSel+`})`, "{{currency}} per hour")),
+				singleStat("Idle GPU cost per hour", "The unused share of the hourly cost of instances whose LLMUnderutilized (B6) bottleneck fires, "+
+					"one figure per currency; 0 when none fires (docs/cost.md).", units.Short, 8,
+					q(`sum by (currency) (perfagent_idle_cost_per_hour{`+fleetSel+`}) or sum by (currency) (perfagent_cost_per_hour{`+fleetSel+`}) * 0`, "{{currency}} idle per hour")),
+				labelTable("Cost per hour by instance", "Each priced instance's GPUs times the price per GPU-hour of its accelerator, in the currency of its currency column (docs/cost.md).", units.Short,
 					instantQuery(`perfagent_cost_per_hour{`+fleetSel+`}`)),
-				timeSeries("Cost per million tokens", "What a million prompt or generated tokens cost at each instance's token rates, the hour's cost split between the directions by weighted tokens (docs/cost.md).", units.Short,
-					q(`perfagent_cost_per_million_tokens{`+fleetSel+`}`, "{{instance}} {{direction}}")),
+				timeSeries("Cost per million tokens", "What a million prompt or generated tokens cost at each instance's token rates, the hour's cost split between the directions by weighted tokens, in the currency of the legend (docs/cost.md).", units.Short,
+					q(`perfagent_cost_per_million_tokens{`+fleetSel+`}`, "{{instance}} {{direction}} ({{currency}})")),
 			}},
 			{"Bottlenecks and recommendations", []cog.Builder[dashboard.Panel]{
 				timeSeries("Firing bottlenecks by category", "Bottleneck rules firing, counted by category (memory, latency, throughput, utilization, errors).", units.Short,

@@ -27,7 +27,7 @@ func instance() spec {
 		uid:   "perfagent-instance",
 		title: "perfagent / Instance",
 		description: "One model server: every signal over time with its SLO targets, its engine settings, " +
-			"its bottlenecks (as annotations and a table) and the recommendations for it.",
+			"its bottlenecks (as annotations and a table), the recommendations for it and what it costs.",
 		vars: []cog.Builder[dashboard.VariableModel]{
 			queryVariable("instance", "Instance", `label_values(llm_instance_info{job=~"$job"}, instance)`, false),
 		},
@@ -82,6 +82,17 @@ func instance() spec {
 					q(`llm_engine_restarts{`+instanceSel+`}`, "restarts")),
 				timeSeries("Bottlenecks", "Bottleneck rules active on this instance over time (1 while active), by rule and state.", units.Short,
 					q(`perfagent_bottleneck{`+instanceSel+`}`, "{{bottleneck}} {{state}}")),
+			}},
+			{"Cost", []cog.Builder[dashboard.Panel]{
+				timeSeries("Cost per hour", "What the instance's GPUs cost per hour: their count times the price per GPU-hour of its accelerator, "+
+					"in the currency of the legend (cost.currency); and the unused share of it while its LLMUnderutilized (B6) bottleneck fires, 0 otherwise. "+
+					"Empty when the instance's accelerator has no price (docs/cost.md).", units.Short,
+					q(`perfagent_cost_per_hour{`+instanceSel+`}`, "{{currency}} per hour"),
+					q(`perfagent_idle_cost_per_hour{`+instanceSel+`} or perfagent_cost_per_hour{`+instanceSel+`} * 0`, "{{currency}} idle per hour")),
+				timeSeries("Cost per million tokens", "What a million prompt or generated tokens cost at the instance's token rates, "+
+					"the hour's cost split between the directions by weighted tokens (cost.prompt_token_weight), in the currency of the legend. "+
+					"Highest when the instance is nearly idle; a direction without tokens has no line (docs/cost.md).", units.Short,
+					q(`perfagent_cost_per_million_tokens{`+instanceSel+`}`, "{{direction}} ({{currency}})")),
 			}},
 		},
 	}

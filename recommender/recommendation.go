@@ -48,7 +48,15 @@ type Recommendation struct {
 // CostChange is a recommendation's expected effect on cost, in the
 // currency of the configured GPU prices.
 type CostChange struct {
-	PerHour CostEstimate `json:"per_hour"`
+	// Currency is the ISO 4217 code of every figure, cost.currency.
+	Currency string       `json:"currency"`
+	PerHour  CostEstimate `json:"per_hour"`
+	// PromptPerMillionTokens and GenerationPerMillionTokens are the cost
+	// of a million tokens of each direction, the hour's cost split
+	// between them as perfagent_cost_per_million_tokens splits it; each
+	// is absent when the instances produced no tokens of its direction.
+	PromptPerMillionTokens     *CostEstimate `json:"prompt_per_million_tokens,omitempty"`
+	GenerationPerMillionTokens *CostEstimate `json:"generation_per_million_tokens,omitempty"`
 	// PerMillionTokens is over prompt and generated tokens together;
 	// absent when the instances produced no tokens.
 	PerMillionTokens *CostEstimate `json:"per_million_tokens,omitempty"`

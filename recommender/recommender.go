@@ -38,6 +38,8 @@ var strategies = map[string]strategy{
 	"raise_schedule_conservativeness": conservativeness,
 	"lower_schedule_conservativeness": conservativeness,
 	"raise_frontend_workers":          frontendWorkers,
+	"lower_num_speculative_tokens":    speculativeTokens,
+	"disable_speculative_decoding":    speculativeTokens,
 	"scale_out":                       replicas,
 	"scale_in":                        replicas,
 }

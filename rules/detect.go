@@ -20,6 +20,15 @@ type DetectOptions struct {
 	Instances []string
 	// Rules keeps the bottlenecks of these alert names; empty keeps all.
 	Rules []string
+	// Models, the models of Instances, narrows the evaluation to the
+	// series of these models and those without a model label (the
+	// default SLO targets), so that its cost is that of the instances and
+	// their peers rather than of the fleet. It is used when the manager
+	// has an Engine and no loaded rule mixes the series of several models
+	// (the built-in rules compare an instance with the other replicas of
+	// its model only): the instances' bottlenecks are then those of an
+	// evaluation over the whole fleet. Otherwise the fleet is evaluated.
+	Models []string
 }
 
 // ErrUnknownRule is returned when DetectOptions names a rule that is not
@@ -49,6 +58,14 @@ func (m *Manager) Detect(ctx context.Context, at time.Time, o DetectOptions) ([]
 		}
 	}
 	opts := *m.promOpts
+	if len(o.Models) > 0 && len(o.Instances) > 0 && m.engine != nil && modelLocalFiles(files) {
+		q, err := narrowToModels(opts.Queryable, o.Models)
+		if err != nil {
+			return nil, fmt.Errorf("narrowing to models %q: %w", o.Models, err)
+		}
+		opts.Queryable = q
+		opts.QueryFunc = promrules.EngineQueryFunc(m.engine, q)
+	}
 	opts.AppendableV2 = discardAppendable{}
 	opts.NotifyFunc = func(context.Context, string, ...*promrules.Alert) {}
 	opts.Metrics = promrules.NewGroupMetrics(nil)

@@ -18,7 +18,7 @@ import (
 // t0 is the start of simulated time in tests.
 var t0 = time.Unix(1_750_000_000, 0).UTC()
 
-func openStore(t *testing.T, dir string) *signalstore.Store {
+func openStore(t testing.TB, dir string) *signalstore.Store {
 	t.Helper()
 	s, err := signalstore.Open(signalstore.Options{Path: dir, Retention: 24 * time.Hour})
 	if err != nil {
@@ -41,7 +41,7 @@ type point struct {
 
 // appendAt appends points at ts in one transaction, with the default SLO
 // targets, as a collection cycle does.
-func appendAt(t *testing.T, s *signalstore.Store, ts time.Time, points ...point) {
+func appendAt(t testing.TB, s *signalstore.Store, ts time.Time, points ...point) {
 	t.Helper()
 	app := s.Appender(context.Background())
 	for _, p := range points {

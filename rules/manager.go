@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
@@ -32,6 +33,10 @@ type ManagerOptions struct {
 	Queryable  storage.Queryable
 	Appendable storage.AppendableV2
 	QueryFunc  promrules.QueryFunc
+	// Engine evaluates, over Queryable narrowed to some models, a Detect
+	// asked for instances of those models (DetectOptions.Models); nil
+	// evaluates every Detect over the whole store with QueryFunc.
+	Engine *promql.Engine
 	// Registerer receives upstream's rule-group metrics
 	// (prometheus_rule_group_*); nil leaves them unregistered.
 	Registerer prometheus.Registerer
@@ -75,6 +80,7 @@ type Manager struct {
 	interval   time.Duration
 	extURL     string
 	promOpts   *promrules.ManagerOptions
+	engine     *promql.Engine
 
 	mtx        sync.Mutex // serializes Update and Eval
 	files      []*RuleFile
@@ -115,6 +121,7 @@ func NewManager(o ManagerOptions) *Manager {
 	}
 	m := &Manager{
 		evaluating: o.QueryFunc != nil,
+		engine:     o.Engine,
 		logger:     logger,
 		metrics:    metrics,
 		loader:     NewLoader(LoaderOptions{Disabled: o.Disabled, Logger: logger}),
@@ -338,6 +345,7 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 // severity (highest first), state (firing first), rule and labels.
 func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules.Group, selectors map[*promrules.AlertingRule][]*parser.VectorSelector) []Bottleneck {
 	var out []Bottleneck
+	queries := &evidenceQueries{query: m.promOpts.QueryFunc, ts: ts, logger: m.logger, results: map[string]promql.Vector{}}
 	for _, g := range groups {
 		for _, ar := range g.AlertingRules() {
 			for _, a := range ar.ActiveAlerts() {
@@ -367,7 +375,7 @@ func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules
 					Description:     a.Annotations.Get(AnnotationDescription),
 					RunbookURL:      a.Annotations.Get(AnnotationRunbookURL),
 					Recommendations: Recommendations(a.Annotations.Get(AnnotationRecommend)),
-					Evidence:        m.evidence(ctx, ts, selectors[ar], a.Labels),
+					Evidence:        evidence(ctx, queries, selectors[ar], a.Labels),
 				})
 			}
 		}
@@ -385,26 +393,52 @@ func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules
 	return out
 }
 
-// evidence queries, at ts, every signal and SLO target that sels read,
-// narrowed to the alert's instance, engine and model. An SLO target falls
-// back to the default target when the model has none.
-func (m *Manager) evidence(ctx context.Context, ts time.Time, sels []*parser.VectorSelector, alert labels.Labels) []signals.Sample {
+// evidenceQueries runs each evidence query once per evaluation and keeps
+// its result: the alerts of one rule, a thousand in a large fleet, read the
+// same few selectors, each alert its own series of them.
+type evidenceQueries struct {
+	query   promrules.QueryFunc
+	ts      time.Time
+	logger  *slog.Logger
+	results map[string]promql.Vector
+}
+
+// get returns the result of q at the evaluation's time, nil when the query
+// fails.
+func (e *evidenceQueries) get(ctx context.Context, q string) promql.Vector {
+	if v, ok := e.results[q]; ok {
+		return v
+	}
+	v, err := e.query(ctx, q, e.ts)
+	if err != nil {
+		e.logger.Debug("Evidence query failed", "query", q, "err", err)
+	}
+	e.results[q] = v
+	return v
+}
+
+// evidence returns every signal and SLO target that sels read, narrowed
+// to the alert's instance, engine and model. An SLO target falls back to
+// the default target when the model has none.
+func evidence(ctx context.Context, queries *evidenceQueries, sels []*parser.VectorSelector, alert labels.Labels) []signals.Sample {
 	seen := map[string]bool{}
 	var out []signals.Sample
-	add := func(q string) bool {
-		v, err := m.promOpts.QueryFunc(ctx, q, ts)
-		if err != nil {
-			m.logger.Debug("Evidence query failed", "query", q, "err", err)
-			return false
-		}
-		for _, s := range v {
+	// add adds the series of q whose labels include id's, and says
+	// whether there were any.
+	add := func(q string, id labels.Labels) bool {
+		found := false
+		for _, s := range queries.get(ctx, q) {
+			if !hasLabels(s.Metric, id) {
+				continue
+			}
+			found = true
 			k := s.Metric.String()
 			if !seen[k] {
 				seen[k] = true
 				out = append(out, signals.Sample{Labels: s.Metric, Value: s.F})
 			}
 		}
-		return len(v) > 0
+		return found
 	}
 	done := map[string]bool{}
 	for _, vs := range sels {
@@ -418,8 +452,8 @@ func (m *Manager) evidence(ctx context.Context, ts time.Time, sels []*parser.Vec
 				continue
 			}
 			done[q] = true
-			if !add(q) {
-				add(selectorString(name, nil, labels.FromStrings(signals.LabelModel, "")))
+			if !add(q, labels.EmptyLabels()) {
+				add(selectorString(name, nil, labels.FromStrings(signals.LabelModel, "")), labels.EmptyLabels())
 			}
 		case isKnownSeries(name):
 			id := labels.NewBuilder(labels.EmptyLabels())
@@ -428,15 +462,38 @@ func (m *Manager) evidence(ctx context.Context, ts time.Time, sels []*parser.Vec
 					id.Set(l, v)
 				}
 			}
-			q := selectorString(name, vs.LabelMatchers, id.Labels())
-			if !done[q] {
-				done[q] = true
-				add(q)
+			// The query asks for the alert's model and engine but not its
+			// instance, whose series are picked from the answer: one query
+			// serves every alert of the rule on that model's instances,
+			// and reads no other model's series.
+			ids := id.Labels()
+			var matchers []*labels.Matcher
+			for _, mt := range vs.LabelMatchers {
+				if mt.Name != signals.LabelInstance || !ids.Has(signals.LabelInstance) {
+					matchers = append(matchers, mt)
+				}
+			}
+			pool := labels.NewBuilder(ids).Del(signals.LabelInstance).Labels()
+			q := selectorString(name, matchers, pool)
+			if k := q + ids.String(); !done[k] {
+				done[k] = true
+				add(q, ids)
 			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels, out[j].Labels) < 0 })
 	return out
+}
+
+// hasLabels says whether ls has every label of want, with its value.
+func hasLabels(ls, want labels.Labels) bool {
+	ok := true
+	want.Range(func(l labels.Label) {
+		if ls.Get(l.Name) != l.Value {
+			ok = false
+		}
+	})
+	return ok
 }
 
 // selectorString builds name{...} from the matchers of a selector, with

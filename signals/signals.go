@@ -39,6 +39,13 @@ const (
 	FrontendGapRatio = "llm_frontend_gap_ratio"
 )
 
+// Speculative decoding (bottleneck B11), from engines that count draft
+// and accepted tokens; absent while speculative decoding is off.
+const (
+	SpecDecodeAcceptanceRatio  = "llm_spec_decode_acceptance_ratio"
+	SpecDecodeAcceptanceLength = "llm_spec_decode_acceptance_length_mean"
+)
+
 // Signals derived from settings rather than computed by profiles.
 const (
 	MaxRunningRequests   = "llm_max_running_requests"
@@ -83,6 +90,8 @@ func All() []Signal {
 		{"llm_generation_tokens_per_second", "tokens/s", "Output tokens generated per second.", false},
 		{"llm_prompt_tokens_mean", "tokens", "Mean prompt length of finished requests.", false},
 		{"llm_generation_tokens_mean", "tokens", "Mean output length of finished requests.", false},
+		{SpecDecodeAcceptanceRatio, "ratio", "Share of speculative draft tokens the target model accepted; absent while speculative decoding is off.", false},
+		{SpecDecodeAcceptanceLength, "tokens", "Mean tokens a speculative verify step emits per sequence: 1 + accepted tokens per draft; absent while speculative decoding is off.", false},
 		{"llm_engine_restarts", "resets", "Counter resets of the instance's finished-request counter (TGI: received requests) within the rate window: a restart of the engine.", false},
 	}
 }

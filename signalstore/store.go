@@ -36,7 +36,14 @@ type Options struct {
 	// Registerer receives the TSDB's and the query engine's own metrics;
 	// nil keeps them private.
 	Registerer prometheus.Registerer
+	// OutOfOrderWindow is how far behind the newest sample a sample is
+	// still taken: history backfilled after the first cycle is that old.
+	// At least DefaultOutOfOrderWindow.
+	OutOfOrderWindow time.Duration
 }
+
+// DefaultOutOfOrderWindow is the store's smallest out-of-order window.
+const DefaultOutOfOrderWindow = 10 * time.Minute
 
 // Open opens (or creates) the TSDB under opts.Path.
 func Open(opts Options) (*Store, error) {
@@ -45,7 +52,7 @@ func Open(opts Options) (*Store, error) {
 	// Signal history is short; small blocks keep memory and start-up low.
 	topts.MinBlockDuration = (30 * time.Minute).Milliseconds()
 	topts.MaxBlockDuration = (2 * time.Hour).Milliseconds()
-	topts.OutOfOrderTimeWindow = (10 * time.Minute).Milliseconds()
+	topts.OutOfOrderTimeWindow = max(opts.OutOfOrderWindow, DefaultOutOfOrderWindow).Milliseconds()
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

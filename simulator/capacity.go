@@ -29,6 +29,8 @@ type params struct {
 	prefixCache  bool
 	kvDtype      string
 	longPrefill  int // vLLM: prompt tokens one request computes per step at most (0: no cap)
+	specK        int // vLLM: draft tokens per sequence and step (0: speculative decoding off)
+	specMethod   string
 }
 
 // kvDtypeBytes maps a kv_cache_dtype to bytes per element; 0 means unknown.
@@ -118,6 +120,11 @@ func resolve(e Engine, s Settings, m ModelConfig, g GPUConfig) (*params, *fieldE
 		p.maxModelLen = s.MaxModelLen
 		p.prefixCache = *s.EnablePrefixCaching
 		p.longPrefill = s.LongPrefillTokenThreshold
+		if s.NumSpeculativeTokens > 0 && s.SpeculativeMethod == "" {
+			s.SpeculativeMethod = specNgram
+		}
+		p.specK = s.NumSpeculativeTokens
+		p.specMethod = s.SpeculativeMethod
 		if p.kvTokens < s.MaxModelLen {
 			return nil, &fieldError{"max_model_len", fmt.Sprintf("%d tokens do not fit in the KV cache (%d tokens)", s.MaxModelLen, p.kvTokens)}
 		}

@@ -178,6 +178,11 @@ type Settings struct {
 	// Quantization is the weight format (vLLM and SGLang --quantization;
 	// "" or "none": the model dtype, "fp8": one byte per weight).
 	Quantization string `yaml:"quantization,omitempty" json:"quantization,omitempty"`
+	// NumSpeculativeTokens is num_speculative_tokens of vLLM's --speculative-config
+	// (0: speculative decoding off); SpeculativeMethod its method, ngram or
+	// draft_model (default ngram when speculative decoding is on).
+	NumSpeculativeTokens int    `yaml:"num_speculative_tokens,omitempty" json:"num_speculative_tokens,omitempty"`
+	SpeculativeMethod    string `yaml:"speculative_method,omitempty" json:"speculative_method,omitempty"`
 	// SGLang.
 	// TPSize is SGLang's tensor-parallel degree (--tp; 0: 1).
 	TPSize                   int     `yaml:"tp_size,omitempty" json:"tp_size,omitempty"`
@@ -201,7 +206,7 @@ type Settings struct {
 
 // engineFlags lists the settings each engine accepts, by YAML/JSON name.
 var engineFlags = map[Engine][]string{
-	EngineVLLM:   {"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "kv_cache_dtype", "block_size", "max_model_len", "long_prefill_token_threshold", "api_server_count", "tensor_parallel_size", "quantization"},
+	EngineVLLM:   {"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "kv_cache_dtype", "block_size", "max_model_len", "long_prefill_token_threshold", "api_server_count", "num_speculative_tokens", "speculative_method", "tensor_parallel_size", "quantization"},
 	EngineSGLang: {"mem_fraction_static", "max_running_requests", "chunked_prefill_size", "schedule_conservativeness", "max_prefill_tokens", "disable_radix_cache", "tp_size", "quantization"},
 	EngineTGI:    {"max_concurrent_requests", "max_batch_prefill_tokens", "max_batch_total_tokens", "max_total_tokens", "max_input_tokens", "kv_cache_dtype", "num_shard", "quantize"},
 }
@@ -221,6 +226,10 @@ type Workload struct {
 	SharedPrefixFraction float64 `yaml:"shared_prefix_fraction" json:"shared_prefix_fraction"`
 	// Timeout is the client timeout; older requests are aborted.
 	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// SpecAcceptance is the probability that the target model accepts one
+	// draft token of speculative decoding, a property of the prompts and the
+	// drafter (0 when speculative decoding is off).
+	SpecAcceptance float64 `yaml:"spec_acceptance,omitempty" json:"spec_acceptance,omitempty"`
 }
 
 // RatePoint is one point of a piecewise-linear arrival-rate profile.

@@ -256,6 +256,10 @@ type Counters struct {
 	GenerationTokens float64 `json:"generation_tokens"`
 	PrefixQueries    float64 `json:"prefix_queries"`
 	PrefixHits       float64 `json:"prefix_hits"`
+	// SpecDraftTokens and SpecAccepted are vLLM's speculative-decoding
+	// draft and accepted tokens (0 with speculative decoding off).
+	SpecDraftTokens float64 `json:"spec_draft_tokens,omitempty"`
+	SpecAccepted    float64 `json:"spec_accepted,omitempty"`
 }
 
 // HistogramSnapshot is a copy of a histogram.
@@ -324,6 +328,7 @@ func (s *Server) State() State {
 			Preemptions: s.st.preemptions, Retractions: s.st.retracted,
 			PromptTokens: s.st.promptTokens, GenerationTokens: s.st.genTokens,
 			PrefixQueries: s.st.prefixQueries, PrefixHits: s.st.prefixHits,
+			SpecDraftTokens: s.st.specDraftTokens, SpecAccepted: s.st.specAccepted,
 		},
 		TTFT:      s.h.ttft.snapshot(),
 		ITL:       s.h.itl.snapshot(),

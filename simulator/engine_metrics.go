@@ -70,7 +70,7 @@ func vllmV1Families(s *Server) []family {
 	h := s.h
 	p := s.p
 	zero := func() float64 { return 0 }
-	return []family{
+	return append([]family{
 		processStartTime(s),
 		{name: "vllm:num_requests_running", typ: typeGauge, help: "Number of requests in model execution batches.", series: one(base, running)},
 		{name: "vllm:num_requests_waiting", typ: typeGauge, help: "Number of requests waiting to be processed.", series: one(base, waiting)},
@@ -115,7 +115,7 @@ func vllmV1Families(s *Server) []family {
 			label{"sliding_window", "None"},
 			label{"swap_space", "4"},
 		), func() float64 { return 1 })},
-	}
+	}, vllmSpecFamilies(s, base)...)
 }
 
 func vllmV0Families(s *Server) []family {

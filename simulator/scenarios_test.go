@@ -43,6 +43,7 @@ type window struct {
 	aborted, finished, rejected  float64
 	prefixQueries, prefixHits    float64
 	maxRunningCap, kvCapacityTok int
+	specDraft, specAccepted      float64
 }
 
 func (ss samples) window(from, to time.Duration) window {
@@ -78,6 +79,8 @@ func (ss samples) window(from, to time.Duration) window {
 	w.prefixQueries = b.Counters.PrefixQueries - a.Counters.PrefixQueries
 	w.prefixHits = b.Counters.PrefixHits - a.Counters.PrefixHits
 	w.maxRunningCap = b.MaxRunning
+	w.specDraft = b.Counters.SpecDraftTokens - a.Counters.SpecDraftTokens
+	w.specAccepted = b.Counters.SpecAccepted - a.Counters.SpecAccepted
 	w.kvCapacityTok = b.KVCapacityTokens
 	return w
 }
@@ -154,6 +157,11 @@ var symptoms = map[string]symptom{
 	},
 	"B9": func(_ State, w window, _ []window) error {
 		return need(ratio(w.aborted+w.rejected, w.finished+w.aborted+w.rejected) > 0.02, "want aborted or rejected share > 2%%")
+	},
+	"B11": func(s State, w window, _ []window) error {
+		return need(s.Settings.NumSpeculativeTokens > 0 && w.specDraft > 0 && ratio(w.specAccepted, w.specDraft) < 0.5 &&
+			w.itl.Quantile(0.95) > 0.05 && w.avgWaiting < 1,
+			"want speculative decoding on with under half the draft tokens accepted, ITL p95 above 50ms and no queue")
 	},
 	"B13": func(_ State, w window, _ []window) error {
 		return need(w.frontendGap() > 0.1*w.e2e.Mean() && w.avgWaiting < 1, "want mean e2e − queue − inference > 10%% of mean e2e, no queue")

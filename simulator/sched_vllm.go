@@ -36,7 +36,7 @@ func (s *Server) stepVLLM(limit float64) float64 {
 		if !headFits {
 			// A block of tokens per request fits in the free blocks, so up to block_size
 			// decode steps run without allocation failures.
-			t0 := p.stepTime(b, s.kvRead())
+			t0 := s.decodeTokenTime(b, s.kvRead())
 			k := s.decodeSpan(limit, t0, s.waiting.len() == 0 && b < p.maxSeqs, p.unit)
 			return s.decodeRun(k)
 		}

@@ -37,6 +37,10 @@ type stats struct {
 	failValidation, failOverloaded, failDropped   float64
 	prefillSteps, decodeSteps, concat             float64
 
+	// vLLM speculative decoding (expected values, see specdecode.go).
+	specDrafts, specDraftTokens, specAccepted float64
+	specAcceptedPos                           [maxSpecTokens]float64
+
 	// SGLang log interval (gauges updated every logInterval seconds).
 	intervalStart                              float64
 	intervalGen, intervalQueries, intervalHits float64
@@ -442,7 +446,7 @@ func (s *Server) decodeRun(k int) float64 {
 		ctx += float64(r.computed)
 	}
 	mid := ctx + float64(b)*float64(k-1)/2
-	t1 := s.p.stepTime(b, mid)
+	t1 := s.decodeTokenTime(b, mid)
 	dt := float64(k) * t1
 	end := s.now + dt
 	steady, done := 0, false
@@ -470,6 +474,7 @@ func (s *Server) decodeRun(k int) float64 {
 		s.st.intervalGen += float64(n)
 	}
 	s.onDecodeSteps(b, k, t1)
+	s.onSpecTokens(float64(b * k))
 	if done {
 		s.finishDone(end)
 	}

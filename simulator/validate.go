@@ -250,6 +250,12 @@ func (s Settings) check(e Engine, m ModelConfig, g GPUConfig) []fieldError {
 		nonNeg("max_num_batched_tokens", s.MaxNumBatchedTokens)
 		nonNeg("max_model_len", s.MaxModelLen)
 		nonNeg("long_prefill_token_threshold", s.LongPrefillTokenThreshold)
+		if s.NumSpeculativeTokens < 0 || s.NumSpeculativeTokens > maxSpecTokens {
+			add("num_speculative_tokens", "must be in [0, %d], got %d", maxSpecTokens, s.NumSpeculativeTokens)
+		}
+		if s.SpeculativeMethod != "" && !slices.Contains(specMethods, s.SpeculativeMethod) {
+			add("speculative_method", "must be one of %s, got %q", strings.Join(specMethods, ", "), s.SpeculativeMethod)
+		}
 		if s.BlockSize != 0 && !slices.Contains([]int{1, 8, 16, 32, 64, 128}, s.BlockSize) {
 			add("block_size", "must be one of 1, 8, 16, 32, 64, 128, got %d", s.BlockSize)
 		}
@@ -325,6 +331,9 @@ func (w Workload) check() []fieldError {
 	}
 	if w.SharedPrefixFraction < 0 || w.SharedPrefixFraction > 1 {
 		add("shared_prefix_fraction", "must be in [0, 1]")
+	}
+	if !(w.SpecAcceptance >= 0 && w.SpecAcceptance < 1) {
+		add("spec_acceptance", "must be in [0, 1)")
 	}
 	if w.Timeout <= 0 {
 		add("timeout", "must be positive")

@@ -93,7 +93,7 @@ func (f *Fleet) WebhookHandler(secret []byte, now func() time.Time) http.Handler
 			http.Error(w, fmt.Sprintf("no simulated server listens on %q", req.Instance), http.StatusNotFound)
 			return
 		}
-		setting := flagSetting(strings.ReplaceAll(strings.TrimLeft(req.Flag, "-"), "-", "_"))
+		setting := settingOfFlag(req.Flag)
 		if setting == "" {
 			http.Error(w, "flag is required", http.StatusBadRequest)
 			return
@@ -131,6 +131,16 @@ func (f *Fleet) WebhookHandler(secret []byte, now func() time.Time) http.Handler
 		}
 		w.WriteHeader(http.StatusOK)
 	})
+}
+
+// settingOfFlag names the setting a flag changes: the flag without its
+// dashes, in snake_case, except vLLM's --speculative-config, a JSON object
+// of which perfagent's catalog changes num_speculative_tokens.
+func settingOfFlag(flag string) string {
+	if flag == "--speculative-config" {
+		return "num_speculative_tokens"
+	}
+	return flagSetting(strings.ReplaceAll(strings.TrimLeft(flag, "-"), "-", "_"))
 }
 
 // engineFlagNames are the engine's settings as command-line flags.

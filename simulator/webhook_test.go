@@ -144,6 +144,7 @@ func TestWebhookReadsCurrentValues(t *testing.T) {
 		{"127.0.0.1:18500", "--max-num-seqs", "1024"},
 		{"127.0.0.1:18500", "--enable-prefix-caching", "true"},
 		{"127.0.0.1:18500", "--kv-cache-dtype", "auto"},
+		{"127.0.0.1:18500", "--speculative-config", "0"},
 		{"127.0.0.1:18501", "--mem-fraction-static", "0.832"},
 		{"127.0.0.1:18501", "--disable-radix-cache", "false"},
 		{"127.0.0.1:18501", "--schedule-conservativeness", "1"},

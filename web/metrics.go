@@ -18,7 +18,7 @@ import (
 // metricsHandler serves /metrics as promhttp does (the format and
 // compression the scraper asks for, 500 when gathering fails), with the
 // families of Options.PerCycle gathered and encoded once per generation
-// rather than per scrape: at a thousand instances they are most of the
+// and format rather than per scrape: at a thousand instances they are most of the
 // page, and rebuilding, checking and encoding them for every scraper was
 // most of the agent's CPU under load. The live families (the agent's own
 // runtime and request metrics) are gathered per scrape, and each family is
@@ -33,9 +33,10 @@ type metricsHandler struct {
 	mtx   sync.Mutex
 	valid bool
 	gen   uint64
-	mfs   []*dto.MetricFamily
-	err   error
-	// encoded holds, per format, the per-cycle families encoded.
+	// encoded holds, per format, the per-cycle families encoded. The
+	// families themselves are not kept: at a thousand instances they take
+	// several times the memory of their encoding, and a generation is
+	// rarely asked for in more than one or two formats.
 	encoded map[expfmt.Format]*encodedFamilies
 }
 
@@ -46,11 +47,31 @@ type encodedFamilies struct {
 	b     []byte
 	names []string
 	ends  []int
+
+	mtx sync.Mutex
+	// runs holds runs of b compressed for gzipped pages, by their bounds.
+	runs map[[2]int]gziphttp.Deflated
+}
+
+// deflated returns b[from:to] compressed for a gzipped page, compressing
+// it the first time.
+func (ef *encodedFamilies) deflated(from, to int) gziphttp.Deflated {
+	ef.mtx.Lock()
+	defer ef.mtx.Unlock()
+	d, ok := ef.runs[[2]int{from, to}]
+	if !ok {
+		if ef.runs == nil {
+			ef.runs = map[[2]int]gziphttp.Deflated{}
+		}
+		d = gziphttp.Deflate(ef.b[from:to])
+		ef.runs[[2]int{from, to}] = d
+	}
+	return d
 }
 
 // cycleFamilies returns the per-cycle families of the current generation
 // encoded in format, gathering and encoding them if needed.
-func (h *metricsHandler) cycleFamilies(format expfmt.Format) ([]*dto.MetricFamily, *encodedFamilies, error) {
+func (h *metricsHandler) cycleFamilies(format expfmt.Format) (*encodedFamilies, error) {
 	// The generation is read before gathering: families newer than the
 	// generation they are kept under are replaced at its next change,
 	// while the other order could serve an old state for a whole cycle.
@@ -58,34 +79,34 @@ func (h *metricsHandler) cycleFamilies(format expfmt.Format) ([]*dto.MetricFamil
 	h.mtx.Lock()
 	defer h.mtx.Unlock()
 	if !h.valid || h.gen != gen {
-		h.mfs, h.err = h.perCycle.Gather()
 		h.gen, h.valid = gen, true
 		h.encoded = map[expfmt.Format]*encodedFamilies{}
 	}
-	if h.err != nil {
-		return h.mfs, nil, h.err
+	if ef, ok := h.encoded[format]; ok {
+		return ef, nil
 	}
-	ef, ok := h.encoded[format]
-	if !ok {
-		var buf bytes.Buffer
-		enc := expfmt.NewEncoder(&buf, format)
-		ef = &encodedFamilies{}
-		for _, mf := range h.mfs {
-			if err := enc.Encode(mf); err != nil {
-				return h.mfs, nil, fmt.Errorf("encoding metric family %s: %w", mf.GetName(), err)
-			}
-			ef.names = append(ef.names, mf.GetName())
-			ef.ends = append(ef.ends, buf.Len())
+	mfs, err := h.perCycle.Gather()
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, format)
+	ef := &encodedFamilies{}
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return nil, fmt.Errorf("encoding metric family %s: %w", mf.GetName(), err)
 		}
-		ef.b = buf.Bytes()
-		h.encoded[format] = ef
+		ef.names = append(ef.names, mf.GetName())
+		ef.ends = append(ef.ends, buf.Len())
 	}
-	return h.mfs, ef, nil
+	ef.b = bytes.Clone(buf.Bytes())
+	h.encoded[format] = ef
+	return ef, nil
 }
 
 func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
-	cycleMFs, cycleEnc, cycleErr := h.cycleFamilies(format)
+	cycleEnc, cycleErr := h.cycleFamilies(format)
 	liveMFs, liveErr := h.live.Gather()
 	if err := firstError(liveErr, cycleErr); err != nil {
 		h.fail(w, err)
@@ -95,16 +116,30 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, mf := range liveMFs {
 		names[mf.GetName()] = true
 	}
-	for _, mf := range cycleMFs {
-		if names[mf.GetName()] {
-			h.serveMerged(w, r, format, liveMFs, cycleMFs)
+	for _, name := range cycleEnc.names {
+		if names[name] {
+			h.serveMerged(w, r, format, liveMFs)
 			return
 		}
 	}
 	// Errors writing the page are the client's going away, not the
 	// agent's: they end the answer and nothing else.
-	out, done := h.body(w, r, format)
-	defer done()
+	setHeaders(w, format)
+	var out io.Writer = w
+	writeRun := func(from, to int) error {
+		_, err := w.Write(cycleEnc.b[from:to])
+		return err
+	}
+	if gziphttp.Accepts(r) {
+		// The per-cycle runs are compressed once a cycle, the live
+		// families per request: at a thousand instances compressing the
+		// whole page for every scrape took a core under load.
+		w.Header().Set("Content-Encoding", "gzip")
+		zs := gziphttp.NewStream(w)
+		defer zs.Close()
+		out = zs
+		writeRun = func(from, to int) error { return zs.WriteDeflated(cycleEnc.deflated(from, to)) }
+	}
 	enc := expfmt.NewEncoder(out, format)
 	// The per-cycle families are written as they were encoded, in runs
 	// between the live families that sort among them.
@@ -115,7 +150,7 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			j++
 		}
 		if j > i {
-			if _, err := out.Write(cycleEnc.b[pos:cycleEnc.ends[j-1]]); err != nil {
+			if err := writeRun(pos, cycleEnc.ends[j-1]); err != nil {
 				return
 			}
 			pos, i = cycleEnc.ends[j-1], j
@@ -124,16 +159,18 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	_, _ = out.Write(cycleEnc.b[pos:])
+	if pos < len(cycleEnc.b) {
+		_ = writeRun(pos, len(cycleEnc.b))
+	}
 }
 
 // serveMerged serves the families of a scrape in which a family is both
 // live and per cycle: they are merged with the checks a single registry
 // makes (a duplicate series fails), and encoded together.
-func (h *metricsHandler) serveMerged(w http.ResponseWriter, r *http.Request, format expfmt.Format, live, perCycle []*dto.MetricFamily) {
+func (h *metricsHandler) serveMerged(w http.ResponseWriter, r *http.Request, format expfmt.Format, live []*dto.MetricFamily) {
 	mfs, err := prometheus.Gatherers{
 		prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return live, nil }),
-		prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return perCycle, nil }),
+		h.perCycle,
 	}.Gather()
 	if err != nil {
 		h.fail(w, err)
@@ -153,9 +190,7 @@ func (h *metricsHandler) serveMerged(w http.ResponseWriter, r *http.Request, for
 // it, gzipped when the client accepts it, and what to call when it is
 // written.
 func (h *metricsHandler) body(w http.ResponseWriter, r *http.Request, format expfmt.Format) (io.Writer, func()) {
-	w.Header().Add("Vary", "Accept")
-	w.Header().Add("Vary", "Accept-Encoding")
-	w.Header().Set("Content-Type", string(format))
+	setHeaders(w, format)
 	if !gziphttp.Accepts(r) {
 		return w, func() {}
 	}
@@ -166,6 +201,13 @@ func (h *metricsHandler) body(w http.ResponseWriter, r *http.Request, format exp
 		_ = gz.Close()
 		gzipWriters.Put(gz)
 	}
+}
+
+// setHeaders sets the headers of a page in format but its encoding.
+func setHeaders(w http.ResponseWriter, format expfmt.Format) {
+	w.Header().Add("Vary", "Accept")
+	w.Header().Add("Vary", "Accept-Encoding")
+	w.Header().Set("Content-Type", string(format))
 }
 
 func firstError(errs ...error) error {

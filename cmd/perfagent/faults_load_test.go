@@ -25,9 +25,11 @@ import (
 
 // loadAgent runs the agent as a child process (so that its goroutines and
 // heap are its own) over the fleet, with basic auth for alice, bob and
-// mallory (password "pw"), bob the approver, and a rule that asks for
-// raise_gpu_memory_utilization on every instance.
-func loadAgent(t *testing.T, sim *simFleet, secret string) (base string, exited <-chan struct{}) {
+// mallory (password "pw"), bob the approver, a rule that asks for
+// raise_gpu_memory_utilization on every instance, a cycle every
+// interval (the validation window the 20 intervals it needs at least),
+// and logs at level.
+func loadAgent(t *testing.T, sim *simFleet, secret, level string, interval time.Duration) (p *agentProcess, base string, exited <-chan struct{}) {
 	t.Helper()
 	dir := t.TempDir()
 	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
@@ -44,7 +46,7 @@ func loadAgent(t *testing.T, sim *simFleet, secret string) (base string, exited 
 	files := map[string]string{
 		webCfg:   fmt.Sprintf("basic_auth_users:\n  alice: %[1]s\n  bob: %[1]s\n  mallory: %[1]s\n", hash),
 		ruleFile: kvRule,
-		cfgFile: "global: {scrape_interval: 5s, scrape_timeout: 4s, evaluation_interval: 5s}\ncollector: {rate_window: 20s}\nsource:\n  targets:\n" + targets.String() + fmt.Sprintf(`rules: {rule_files: [%s]}
+		cfgFile: fmt.Sprintf("global: {scrape_interval: %[1]s, scrape_timeout: %[2]s, evaluation_interval: %[1]s}\ncollector: {rate_window: %[3]s}\nsource:\n  targets:\n", interval, interval*4/5, 4*interval) + targets.String() + fmt.Sprintf(`rules: {rule_files: [%s]}
 recommender:
   models:
     - {name: meta-llama/Llama-3.1-8B-Instruct, parameters: 8.03e9, layers: 32, kv_heads: 8, head_dim: 128, dtype_bytes: 2, gpu_memory_bytes: 85899345920}
@@ -52,8 +54,8 @@ workflow:
   approvers: [bob]
   webhook: {url: %s, secret: %s}
   warmup: 5s
-  window: 1m40s
-`, ruleFile, sim.webhook.URL, secret),
+  window: %s
+`, ruleFile, sim.webhook.URL, secret, 20*interval),
 	}
 	for name, body := range files {
 		if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
@@ -61,9 +63,9 @@ workflow:
 		}
 	}
 	addr := testutil.FreeAddr(t)
-	p := &agentProcess{t: t, log: &testutil.SyncBuffer{}, args: []string{
+	p = &agentProcess{t: t, log: &testutil.SyncBuffer{}, args: []string{
 		"--config.file=" + cfgFile, "--web.listen-address=" + addr, "--web.config.file=" + webCfg,
-		"--storage.path=" + filepath.Join(dir, "data"), "--log.level=warn",
+		"--storage.path=" + filepath.Join(dir, "data"), "--log.level=" + level,
 	}}
 	p.start()
 	done := make(chan struct{})
@@ -82,7 +84,7 @@ workflow:
 			t.Logf("agent log:\n%s", p.log.String())
 		}
 	})
-	return "http://" + addr, done
+	return p, "http://" + addr, done
 }
 
 // loadClient makes the load's requests: basic auth, generous timeouts (a
@@ -229,7 +231,7 @@ func TestFaultAPILoad(t *testing.T) {
 	// fleets do: a thousand servers would otherwise take the machine's
 	// cores from the agent under test.
 	sim := vllmFleet(t, secret, instances, 2, time.Second)
-	base, exited := loadAgent(t, sim, secret)
+	_, base, exited := loadAgent(t, sim, secret, "warn", 5*time.Second)
 	c := newLoadClient(base, clients)
 
 	// Wait for every instance and for the recommendations the workflow

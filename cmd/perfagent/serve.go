@@ -164,7 +164,8 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Help: "Timestamp of the last successful configuration reload.",
 	})
 
-	a.store, err = signalstore.Open(signalstore.Options{Path: f.storagePath, Retention: time.Duration(retention), Logger: logger.With("component", "tsdb"), Registerer: reg})
+	a.store, err = signalstore.Open(signalstore.Options{Path: f.storagePath, Retention: time.Duration(retention), Logger: logger.With("component", "tsdb"), Registerer: reg,
+		OutOfOrderWindow: backfillWindow(cfg) + 2*time.Duration(cfg.Global.EvaluationInterval)})
 	if err != nil {
 		logger.Error("Error opening storage", "err", err)
 		return exitFailure
@@ -177,13 +178,16 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	a.alerts = alerting.New(alerting.Options{Logger: logger.With("component", "notifier"), QueueCapacity: f.queueCapacity})
 	gatherer := prometheus.Gatherers{reg, a.alerts.Gatherer()}
 	// The metrics that change once a cycle, a series or more per
-	// instance: /metrics serves them gathered once per cycle.
-	perCycle := prometheus.NewRegistry()
+	// instance: /metrics serves them gathered once per cycle. The signals
+	// and forecasts, in the local TSDB already, are served but not written
+	// there again as the agent's own metrics.
+	perCycle, perCycleInStore := prometheus.NewRegistry(), prometheus.NewRegistry()
 	a.rules = rules.NewManager(rules.ManagerOptions{
 		NotifyFunc:         a.sendBottleneckAlerts,
 		Queryable:          a.store.DB(),
 		Appendable:         a.store.DB(),
 		QueryFunc:          a.store.QueryFunc(),
+		Engine:             a.store.Engine(),
 		Registerer:         reg,
 		Logger:             logger.With("component", "rules"),
 		Metrics:            rules.NewMetrics(reg),
@@ -218,11 +222,14 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	a.reloadSuccess.Set(1)
 	a.reloadTimestamp.SetToCurrentTime()
 	perCycle.MustRegister(
-		collector.NewSignalsExporter(a.coll),
+		collector.NewSettingsExporter(a.coll),
 		rules.NewBottlenecksCollector(a.pipeline.Bottlenecks),
 		recommender.NewRecommendationsCollector(a.pipeline.LatestRecommendations),
-		rules.NewSaturationETACollector(a.store, a.lastCollection),
 		cost.NewCollector(a.pipeline.Costs),
+	)
+	perCycleInStore.MustRegister(
+		collector.NewSignalsExporter(a.coll),
+		rules.NewSaturationETACollector(a.store, a.lastCollection),
 	)
 	// The SLO targets change with a reload, not with a cycle.
 	reg.MustRegister(rules.NewSLOTargetsCollector(func() []config.SLOTarget { return a.config().Rules.SLO }))
@@ -272,7 +279,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	query := &prom.Options{Queryable: a.store.DB(), Engine: a.store.Engine(), LookbackDelta: signalstore.LookbackDelta, Logger: logger.With("component", "query"),
 		Target:  labels.FromStrings(model.JobLabel, collector.ScrapeJobName, model.InstanceLabel, ownInstance(f.listenAddress)),
 		Version: version.Version, Revision: version.Revision, Branch: version.Branch, BuildUser: version.BuildUser, BuildDate: version.BuildDate}
-	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: gatherer, PerCycle: perCycle, Generation: a.pipeline.Generation, Registerer: reg, API: api, Query: query, Ready: a.coll.Ready, Version: version.Version,
+	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: gatherer, PerCycle: prometheus.Gatherers{perCycle, perCycleInStore}, Generation: a.pipeline.Generation, Registerer: reg, API: api, Query: query, Ready: a.coll.Ready, Version: version.Version,
 		EnableLifecycle: f.enableLifecycle, ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, MaxConnections: f.maxConnections}
 	handler := web.New(webOpts)
 
@@ -353,8 +360,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	{
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error {
-			a.backfill(ctx, time.Now())
-			a.pipeline.Run(ctx, time.Now)
+			a.pipeline.Run(ctx, time.Now, backfillWindow(a.config()))
 			return nil
 		}, func(error) { cancel() })
 	}
@@ -420,20 +426,13 @@ func pipelineConfig(cfg *config.Config) agent.Config {
 		Pricing: cost.NewPricing(cfg), Prefer: cfg.Recommender.Objectives.Prefer}
 }
 
-// backfill computes signal history from the remote source at start.
-func (a *daemon) backfill(ctx context.Context, now time.Time) {
-	cfg := a.config()
-	p := cfg.Source.Prometheus
-	if p == nil || p.Backfill <= 0 {
-		return
+// backfillWindow is how much signal history to compute from the source
+// at start: remote mode's backfill; none in embedded mode.
+func backfillWindow(cfg *config.Config) time.Duration {
+	if cfg.Source.Prometheus == nil {
+		return 0
 	}
-	step := time.Duration(cfg.Global.EvaluationInterval)
-	n, err := a.pipeline.Backfill(ctx, now.Add(-time.Duration(p.Backfill)), now.Add(-step))
-	if err != nil {
-		a.logger.Warn("Backfill of signal history failed; history starts now", "err", err)
-		return
-	}
-	a.logger.Info("Backfilled signal history", "samples", n, "window", p.Backfill.String())
+	return time.Duration(cfg.Source.Prometheus.Backfill)
 }
 
 // lastCollection is the time of the last collection, after which the

@@ -18,6 +18,10 @@ import (
 	"github.com/optiinfra/perfagent/simulator"
 )
 
+// speculative lists the signals an engine exports only while speculative
+// decoding is on.
+var speculative = map[string]bool{signals.SpecDecodeAcceptanceRatio: true, signals.SpecDecodeAcceptanceLength: true}
+
 // TestProfilesReadSimulatorExpositions runs the demo fleet in simulated
 // time and checks that every rule of each engine's built-in profile finds
 // its metrics in that engine's exposition. The simulator takes its metric
@@ -28,6 +32,13 @@ func TestProfilesReadSimulatorExpositions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A vLLM server with speculative decoding on, whose families exist
+	// only then: the profile's speculative-decoding signals must find them.
+	spec := cfg.Servers[0]
+	spec.Name, spec.Listen = "vllm-spec", "vllm-spec.invalid:8000"
+	spec.Settings.NumSpeculativeTokens = 3
+	spec.Workload.SpecAcceptance = 0.6
+	cfg.Servers = append(cfg.Servers, spec)
 	start := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	fleet, err := simulator.NewFleet(cfg, start)
 	if err != nil {
@@ -92,8 +103,15 @@ func TestProfilesReadSimulatorExpositions(t *testing.T) {
 		for _, sv := range in.Signals {
 			have[sv.Name+"/"+sv.Quantile] = true
 		}
+		specOn := s.State().Settings.NumSpeculativeTokens > 0
 		for _, r := range byEngine[in.Engine].Rules {
 			key := r.Record + "/" + r.Labels.Get(signals.LabelQuantile)
+			if speculative[r.Record] && !specOn {
+				if have[key] {
+					t.Errorf("%s (%s): %s present with speculative decoding off", s.Name(), in.Engine, key)
+				}
+				continue
+			}
 			if !have[key] {
 				t.Errorf("%s (%s): %s is missing: the profile's expression %s finds nothing in the simulator's exposition", s.Name(), in.Engine, key, r.Expr)
 			}

@@ -61,28 +61,30 @@ var allProfiles = []profile{
 // catalogNames lists every signal an engine profile may record, and whether it is
 // a latency signal recorded once per quantile.
 var catalogNames = map[string]bool{
-	"llm_instance_info":                false,
-	"llm_time_to_first_token_seconds":  true,
-	"llm_inter_token_latency_seconds":  true,
-	"llm_request_latency_seconds":      true,
-	"llm_queue_time_seconds":           true,
-	"llm_prefill_time_seconds":         true,
-	"llm_decode_time_seconds":          true,
-	"llm_frontend_gap_seconds_mean":    false,
-	"llm_frontend_gap_ratio":           false,
-	"llm_requests_running":             false,
-	"llm_requests_waiting":             false,
-	"llm_kv_cache_usage_ratio":         false,
-	"llm_kv_cache_capacity_tokens":     false,
-	"llm_preemptions_per_second":       false,
-	"llm_prefix_cache_hit_ratio":       false,
-	"llm_requests_per_second":          false,
-	"llm_request_error_ratio":          false,
-	"llm_prompt_tokens_per_second":     false,
-	"llm_generation_tokens_per_second": false,
-	"llm_prompt_tokens_mean":           false,
-	"llm_generation_tokens_mean":       false,
-	"llm_engine_restarts":              false,
+	"llm_instance_info":                      false,
+	"llm_time_to_first_token_seconds":        true,
+	"llm_inter_token_latency_seconds":        true,
+	"llm_request_latency_seconds":            true,
+	"llm_queue_time_seconds":                 true,
+	"llm_prefill_time_seconds":               true,
+	"llm_decode_time_seconds":                true,
+	"llm_frontend_gap_seconds_mean":          false,
+	"llm_frontend_gap_ratio":                 false,
+	"llm_requests_running":                   false,
+	"llm_requests_waiting":                   false,
+	"llm_kv_cache_usage_ratio":               false,
+	"llm_kv_cache_capacity_tokens":           false,
+	"llm_preemptions_per_second":             false,
+	"llm_prefix_cache_hit_ratio":             false,
+	"llm_requests_per_second":                false,
+	"llm_request_error_ratio":                false,
+	"llm_prompt_tokens_per_second":           false,
+	"llm_generation_tokens_per_second":       false,
+	"llm_prompt_tokens_mean":                 false,
+	"llm_generation_tokens_mean":             false,
+	"llm_engine_restarts":                    false,
+	"llm_spec_decode_acceptance_ratio":       false,
+	"llm_spec_decode_acceptance_length_mean": false,
 }
 
 var quantiles = []string{"0.5", "0.95", "0.99"}
@@ -483,6 +485,11 @@ var expected = map[string][]want{
 			// Restarted after +30 s: every request_success_total series (both
 			// engines, every reason that had counted) drops once.
 			{signal: "llm_engine_restarts", instance: "vllm-a:8000", model: "meta-llama/Llama-3.1-8B-Instruct", value: 1},
+			// Speculative decoding on engine 0 only, restarted like the rest:
+			// draft tokens 40000→40800 then 400 (gain 1200), accepted 18000→18360
+			// then 180 (gain 540), drafts 10000→10200 then 100 (gain 300).
+			{signal: "llm_spec_decode_acceptance_ratio", instance: "vllm-a:8000", model: "meta-llama/Llama-3.1-8B-Instruct", value: 540.0 / 1200},
+			{signal: "llm_spec_decode_acceptance_length_mean", instance: "vllm-a:8000", model: "meta-llama/Llama-3.1-8B-Instruct", value: 1 + 540.0/300},
 		},
 
 		// vllm-b: old names only, no engine label, no finished_reason="abort" series.
@@ -591,6 +598,9 @@ var expected = map[string][]want{
 			// priority="" totals at +45 s, dp_rank 0 + 1 (the priority 0/1
 			// splits would double it).
 			{signal: "llm_requests_running", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: 30 + 26},
+			// spec_accept_length at +45 s, the mean of ranks 1.3 and 1.7;
+			// sglang-b reads 0 (speculative decoding off) and has none.
+			{signal: "llm_spec_decode_acceptance_length_mean", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: (1.3 + 1.7) / 2},
 			{signal: "llm_requests_waiting", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: 5 + 3},
 			{signal: "llm_kv_cache_usage_ratio", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: 0.88}, // max(0.71, 0.88)
 			{signal: "llm_kv_cache_capacity_tokens", instance: "sglang-a:30000", model: "Qwen/Qwen3-8B", value: 400000},

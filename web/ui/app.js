@@ -137,6 +137,13 @@ function historyOf(detail) {
   return out;
 }
 
+// lastCollection is the end of the histories a page asks for, in Unix
+// seconds: the last collection, which every client sees the same during a
+// cycle, so that their requests share one answer; now before the first.
+function lastCollection(health) {
+  return health.last_collection ? Date.parse(health.last_collection) / 1000 : Date.now() / 1000;
+}
+
 // ---- pages: each mounts into main and returns an update function ----
 
 const pages = {};
@@ -185,7 +192,7 @@ pages.fleet = async function () {
     // Only the targets that are not up change an instance's state.
     const targets = health.targets && health.targets.total > health.targets.up ? (await apiAll("/targets", "targets")).targets.filter(t => t.health !== "up") : [];
     data = { instances: inst.instances, bottlenecks: bn.bottlenecks, health, targets, spark: data.spark };
-    const end = Date.now() / 1000;
+    const end = lastCollection(health);
     await Promise.all(data.instances.slice(0, 50).map(async i => {
       const d = await api(`/instances/${encodeURIComponent(i.instance)}?start=${end - 900}&end=${end}`);
       data.spark[i.instance] = historyOf(d)["llm_time_to_first_token_seconds@0.95"] || [];
@@ -203,22 +210,27 @@ function forecastList(fs) {
 }
 
 // costList says what the instance costs, when its GPUs are priced
-// (docs/cost.md).
+// (docs/cost.md), in the currency of the prices.
 function costList(c) {
   if (!c) return el("p", { class: "muted" }, "Not priced: cost.gpu_hour_prices names no price for this instance's accelerator.");
-  const items = [`${fmt.num(c.per_hour)} per hour: ${c.gpus} × ${c.accelerator} (GPU count from ${c.gpus_source})`];
-  if (c.prompt_per_million_tokens !== undefined) items.push(`${fmt.num(c.prompt_per_million_tokens)} per million prompt tokens`);
-  if (c.generation_per_million_tokens !== undefined) items.push(`${fmt.num(c.generation_per_million_tokens)} per million generated tokens`);
-  if (c.idle_per_hour !== undefined) items.push(`${fmt.num(c.idle_per_hour)} per hour idle (under-utilised, B6)`);
+  const cur = c.currency;
+  const items = [`${fmt.num(c.per_hour)} ${cur} per hour: ${c.gpus} × ${c.accelerator} (GPU count from ${c.gpus_source})`];
+  if (c.prompt_per_million_tokens !== undefined) items.push(`${fmt.num(c.prompt_per_million_tokens)} ${cur} per million prompt tokens`);
+  if (c.generation_per_million_tokens !== undefined) items.push(`${fmt.num(c.generation_per_million_tokens)} ${cur} per million generated tokens`);
+  if (c.idle_per_hour !== undefined) items.push(`${fmt.num(c.idle_per_hour)} ${cur} per hour idle (under-utilised, B6)`);
   return el("ul", {}, items.map(i => el("li", {}, i)));
 }
 
-// costChange is a recommendation's expected cost change.
+// costChange is a recommendation's expected cost change: per hour, and
+// per million tokens of each direction the instances produced.
 function costChange(r) {
   if (!r.cost) return "";
+  const c = r.cost;
   const signed = v => (v > 0 ? "+" : "") + fmt.num(v);
-  const m = r.cost.per_million_tokens;
-  return el("span", { title: r.cost.basis }, `${signed(r.cost.per_hour.change)} per hour${m ? `, ${signed(m.change)} per million tokens` : ""}`);
+  const items = [`${signed(c.per_hour.change)} ${c.currency} per hour`];
+  if (c.prompt_per_million_tokens) items.push(`${signed(c.prompt_per_million_tokens.change)} per million prompt tokens`);
+  if (c.generation_per_million_tokens) items.push(`${signed(c.generation_per_million_tokens.change)} per million generated tokens`);
+  return el("ul", { title: c.basis }, items.map(i => el("li", {}, i)));
 }
 
 pages.instance = async function (name) {
@@ -245,7 +257,7 @@ pages.instance = async function (name) {
     }
   }
   async function update() {
-    const end = Date.now() / 1000;
+    const end = lastCollection(await api("/health"));
     const [d, bn, recs] = await Promise.all([
       api(`/instances/${encodeURIComponent(name)}?start=${end - ranges[range]}&end=${end}`),
       api(`/bottlenecks?instance=${encodeURIComponent(name)}`),

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -319,6 +320,45 @@ func TestTargetsListed(t *testing.T) {
 		}
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) || (resp.NextPageToken != "") != tc.next {
 			t.Errorf("GET /targets%s = %v next %q, want %v (next page: %v)", tc.query, got, resp.NextPageToken, tc.want, tc.next)
+		}
+	}
+}
+
+// TestCachedAnswersAreTheFreshOnes: every read endpoint answers from the
+// per-generation cache with the bytes an API without the cache builds
+// from the same state, filters, pages and errors included, and a second
+// request is served the first one's answer.
+func TestCachedAnswersAreTheFreshOnes(t *testing.T) {
+	o, pipe := pipelineOptions(t)
+	o.Health = func() Health { return Health{Status: "ok", Instances: 2} }
+	o.Targets = targetHealths
+	fresh := rawAPI(o)
+	o.Generation = pipe.Generation
+	cached := rawAPI(o)
+	for _, path := range []string{
+		"/api/v1/health",
+		"/api/v1/signals",
+		"/api/v1/instances",
+		"/api/v1/instances?engine=vllm&limit=1",
+		"/api/v1/instances/a:1",
+		"/api/v1/instances/b:1?start=" + fmt.Sprint(now.Add(-2*time.Minute).Unix()) + "&end=" + fmt.Sprint(now.Unix()) + "&step=30s",
+		"/api/v1/instances/nope:1",
+		"/api/v1/instances/a:1?step=0",
+		"/api/v1/targets?health=down",
+		"/api/v1/forecasts",
+		"/api/v1/forecasts?instance=a:1",
+		"/api/v1/bottlenecks?instance=a:1",
+		"/api/v1/bottlenecks?limit=1",
+		"/api/v1/rules",
+		"/api/v1/recommendations",
+		"/api/v1/recommendations?instance=b:1",
+	} {
+		want := get(fresh, path)
+		for i := range 2 {
+			got := get(cached, path)
+			if got.Code != want.Code || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
+				t.Errorf("GET %s, request %d: cached answer differs from the fresh one:\n%d %s\n%d %s", path, i+1, got.Code, got.Body, want.Code, want.Body)
+			}
 		}
 	}
 }

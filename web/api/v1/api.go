@@ -108,10 +108,11 @@ type Options struct {
 	// Targets reports the scrape targets (embedded mode); nil leaves GET
 	// /targets out, and the targets out of GET /health.
 	Targets func() []collector.TargetHealth
-	// Generation numbers the state the read endpoints (health, instances,
-	// targets, bottlenecks, recommendations) answer from; each of their
-	// answers is built and encoded once per generation and served from
-	// memory until it changes. nil builds every answer per request.
+	// Generation numbers the state the read endpoints (health, signals,
+	// instances and one instance, targets, forecasts, bottlenecks, rules,
+	// recommendations) answer from; each of their answers is built and
+	// encoded once per generation and served from memory until it
+	// changes. nil builds every answer per request.
 	Generation func() uint64
 	// MaxExpensive caps the expensive requests (collections, rule
 	// evaluations and recommendation passes on demand) served at once;
@@ -208,7 +209,10 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, rt route) {
 		// newer state than its generation is rebuilt at the next change,
 		// while the other order could keep an old one for a whole cycle.
 		gen := a.o.Generation()
-		a.answers.get(gen, cacheKey(r, rt.doc.query), func() *answer { return newAnswer(rt.f(r)) }).serve(w, r)
+		// The answer is everyone's: a client that goes away while it is
+		// built must not leave the others its cancelled query's error.
+		shared := r.WithContext(context.WithoutCancel(r.Context()))
+		a.answers.get(gen, cacheKey(r, rt.doc.query), func() *answer { return newAnswer(rt.f(shared)) }).serve(w, r)
 		return
 	case rt.expensive:
 		select {
@@ -245,18 +249,18 @@ func (a *API) routes() []route {
 			query: append([]param{targetFilters[0].param, targetFilters[1].param}, pageParams...)}})
 	}
 	routes = append(routes, []route{
-		{path: "/signals", method: http.MethodGet, f: a.signals, doc: op{summary: "The signal catalog with each engine's expressions", resp: []SignalInfo{}}},
+		{path: "/signals", method: http.MethodGet, f: a.signals, cached: true, doc: op{summary: "The signal catalog with each engine's expressions", resp: []SignalInfo{}}},
 		{path: "/instances", method: http.MethodGet, f: a.instances, cached: true, doc: op{summary: "The instances of the last collection, by name, with engine, model, settings and signals; paginated", resp: InstancesResponse{},
 			query: append([]param{engineParam, modelParam}, pageParams...)}},
-		{path: "/instances/{instance}", method: http.MethodGet, f: a.instance, doc: op{summary: "One instance with its signal history", resp: InstanceDetail{}, query: []param{
+		{path: "/instances/{instance}", method: http.MethodGet, f: a.instance, cached: true, doc: op{summary: "One instance with its signal history, as of the last cycle", resp: InstanceDetail{}, query: []param{
 			{name: "start", description: "start of the history, RFC 3339 or Unix seconds (default: 15 minutes before end)"},
-			{name: "end", description: "end of the history, RFC 3339 or Unix seconds (default: now)"},
+			{name: "end", description: "end of the history, RFC 3339 or Unix seconds (default: the last collection, the newest point of every signal)"},
 			{name: "step", description: "resolution, a duration (15s) or seconds (default: the range over 250 points)"},
 		}}},
 		{path: "/metrics/collect", method: http.MethodPost, f: a.collect, expensive: true, doc: op{summary: "Collect now and return the snapshot (not stored); 429 while too many expensive requests run", body: CollectRequest{}, resp: collector.Snapshot{}}},
 	}...)
 	if a.o.Forecasts != nil {
-		routes = append(routes, route{path: "/forecasts", method: http.MethodGet, f: a.forecasts, doc: op{summary: "Time until each instance's and model pool's KV cache or queue saturates at its current growth, where saturation is ahead (docs/forecasts.md)", resp: ForecastsResponse{}, query: []param{
+		routes = append(routes, route{path: "/forecasts", method: http.MethodGet, f: a.forecasts, cached: true, doc: op{summary: "Time until each instance's and model pool's KV cache or queue saturates at its current growth, where saturation is ahead (docs/forecasts.md)", resp: ForecastsResponse{}, query: []param{
 			instanceParam, engineParam, modelParam,
 			{name: "resource", description: "kv_cache or queue"},
 		}}})
@@ -269,7 +273,7 @@ func (a *API) routes() []route {
 				{name: "severity", description: "info, warning or critical"},
 				{name: "state", description: "pending or firing"},
 			}, pageParams...)}},
-			route{path: "/rules", method: http.MethodGet, f: a.rules, doc: op{summary: "Rule groups and rules with health, last error and evaluation time", resp: RulesResponse{}}},
+			route{path: "/rules", method: http.MethodGet, f: a.rules, cached: true, doc: op{summary: "Rule groups and rules with health, last error and evaluation time, as of the last cycle", resp: RulesResponse{}}},
 			route{path: "/analysis/detect-bottlenecks", method: http.MethodPost, f: a.detect, expensive: true, doc: op{summary: "Evaluate the rules now or at a past time without changing live state; 429 while too many expensive requests run", body: DetectRequest{}, resp: DetectResponse{}}},
 		)
 	}
@@ -460,7 +464,10 @@ func (a *API) instance(r *http.Request) (any, *apiError) {
 		return nil, notFound("instance %q is not known; GET /api/v1/instances lists the instances seen in the last collection", name)
 	}
 	q := r.URL.Query()
-	end := a.o.Now()
+	// The history ends at the last collection: signals are written by
+	// collections only, so a later end adds no point, and an end that
+	// moves with the clock would make every request's answer its own.
+	end := snap.Time
 	if v := q.Get("end"); v != "" {
 		t, err := parseTime(v)
 		if err != nil {

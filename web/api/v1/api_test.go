@@ -107,7 +107,7 @@ func newTestAPI(t *testing.T, opts ...func(*Options)) (http.Handler, *fakeCollec
 		Now:          func() time.Time { return now },
 		MaxBodyBytes: 256,
 		Costs: func() []cost.Instance {
-			return []cost.Instance{{Instance: "a:1", Engine: "vllm", Model: "m", Accelerator: "h100", GPUs: 2, GPUsSource: cost.GPUsFromConfig, PerHour: 8, TokensPerSecond: 100, PerMillionTokens: new(22.222222)}}
+			return []cost.Instance{{Instance: "a:1", Engine: "vllm", Model: "m", Accelerator: "h100", GPUs: 2, GPUsSource: cost.GPUsFromConfig, Currency: "EUR", PerHour: 8, TokensPerSecond: 100, GenerationTokensPerSecond: 100, PerMillionTokens: new(22.222222), GenerationPerMillionTokens: new(22.222222)}}
 		},
 		Forecasts: func(_ context.Context, at time.Time) ([]rules.SaturationETA, error) {
 			if !at.Equal(now) {
@@ -165,7 +165,7 @@ func TestEndpointsSucceed(t *testing.T) {
 		{"GET", "/api/v1/instances/a:1?start=1793620800&end=1793621400&step=30s", "", []string{`"name":"llm_time_to_first_token_seconds"`, `"quantile":"0.95"`, `["1793620800","0.25"]`, `"llm_requests_running"`,
 			`"bottlenecks":[{"rule":"KVTest","id":"B1","severity":"warning","from":"2026-11-02T12:02:30Z","to":"2026-11-02T12:02:30Z"},{"rule":"KVTest","id":"B1","severity":"warning","from":"2026-11-02T12:00:00Z","to":"2026-11-02T12:00:30Z"}]`,
 			`"forecasts":[{"instance":"a:1","engine":"vllm","model":"m","resource":"kv_cache","seconds":1500},{"engine":"vllm","model":"m","resource":"kv_cache","seconds":2400}]`,
-			`"cost":{"instance":"a:1","engine":"vllm","model":"m","accelerator":"h100","gpus":2,"gpus_source":"config","per_hour":8,"per_million_tokens":22.222222,"tokens_per_second":100}`}},
+			`"cost":{"instance":"a:1","engine":"vllm","model":"m","accelerator":"h100","gpus":2,"gpus_source":"config","currency":"EUR","per_hour":8,"generation_per_million_tokens":22.222222,"per_million_tokens":22.222222,"tokens_per_second":100,"prompt_tokens_per_second":0,"generation_tokens_per_second":100}`}},
 		{"GET", "/api/v1/forecasts", "", []string{`"time":"2026-11-01T12:00:00Z"`, `"instance":"b:1"`, `"seconds":2400`}},
 		// The pool of a:1 comes with it; b:1's forecast does not.
 		{"GET", "/api/v1/forecasts?instance=a:1&resource=kv_cache", "", []string{`"forecasts":[{"instance":"a:1","engine":"vllm","model":"m","resource":"kv_cache","seconds":1500},{"engine":"vllm","model":"m","resource":"kv_cache","seconds":2400}]`}},

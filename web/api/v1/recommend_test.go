@@ -31,6 +31,16 @@ import (
 // is 10m), b:1 is idle.
 func newPipelineAPI(t *testing.T) http.Handler {
 	t.Helper()
+	o, _ := pipelineOptions(t)
+	api := New(o)
+	r := mux.NewRouter()
+	api.Register(r.PathPrefix("/api/v1").Subrouter())
+	return validated(t, api, r)
+}
+
+// pipelineOptions are the options of newPipelineAPI, with its pipeline.
+func pipelineOptions(t *testing.T) (Options, *agent.Pipeline) {
+	t.Helper()
 	store, err := signalstore.Open(signalstore.Options{Path: t.TempDir(), Retention: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +79,7 @@ func newPipelineAPI(t *testing.T) http.Handler {
 	if err := coll.ApplyConfig(cfg, store, profs); err != nil {
 		t.Fatal(err)
 	}
-	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store.DB(), Appendable: store.DB(), QueryFunc: store.QueryFunc()})
+	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store.DB(), Appendable: store.DB(), QueryFunc: store.QueryFunc(), Engine: store.Engine()})
 	if err := mgr.Update([]string{filepath.Join("testdata", "rules.yml")}); err != nil {
 		t.Fatal(err)
 	}
@@ -84,10 +94,10 @@ func newPipelineAPI(t *testing.T) http.Handler {
 	if _, err := pipe.Cycle(context.Background(), now); err != nil {
 		t.Fatal(err)
 	}
-	api := New(Options{Collector: coll, History: store, Rules: mgr, Recommendations: pipe, Now: func() time.Time { return now }, Costs: pipe.Costs})
-	r := mux.NewRouter()
-	api.Register(r.PathPrefix("/api/v1").Subrouter())
-	return validated(t, api, r)
+	return Options{Collector: coll, History: store, Rules: mgr, Recommendations: pipe, Now: func() time.Time { return now }, Costs: pipe.Costs,
+		Forecasts: func(ctx context.Context, at time.Time) ([]rules.SaturationETA, error) {
+			return rules.SaturationETAs(ctx, store, at)
+		}}, pipe
 }
 
 func TestRecommendEndpoint(t *testing.T) {
@@ -172,9 +182,9 @@ func TestRuleAndRecommendationReads(t *testing.T) {
 		{"GET", "/api/v1/bottlenecks?state=pending&instance=a:1", "", []string{`"rule":"LongQueue"`}},
 		{"GET", "/api/v1/rules", "", []string{`"name":"BusyServer"`, `"health":`, `"evaluation_time_seconds":`}},
 		{"POST", "/api/v1/analysis/detect-bottlenecks", `{"instances":["a:1"],"rules":["BusyServer"]}`, []string{`"rule":"BusyServer"`, `"time":`}},
-		{"GET", "/api/v1/recommendations", "", []string{`"id":"scale_out"`, `"skipped":`, `"cost":{"per_hour":{"current":12,`}},
+		{"GET", "/api/v1/recommendations", "", []string{`"id":"scale_out"`, `"skipped":`, `"cost":{"currency":"USD","per_hour":{"current":12,`}},
 		// b:1 has two GPUs configured at 4 an hour each.
-		{"GET", "/api/v1/instances/b:1", "", []string{`"cost":{"instance":"b:1","engine":"vllm"`, `"accelerator":"h100","gpus":2,"gpus_source":"config","per_hour":8`}},
+		{"GET", "/api/v1/instances/b:1", "", []string{`"cost":{"instance":"b:1","engine":"vllm"`, `"accelerator":"h100","gpus":2,"gpus_source":"config","currency":"USD","per_hour":8`}},
 		{"GET", "/api/v1/recommendations?engine=tgi", "", []string{`"recommendations":[]`}},
 	} {
 		code, env := do(t, r, tc.method, tc.path, tc.body)

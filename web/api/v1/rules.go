@@ -9,6 +9,7 @@ import (
 
 	promrules "github.com/prometheus/prometheus/rules"
 
+	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/rules"
 )
 
@@ -48,15 +49,25 @@ func (a *API) detect(r *http.Request) (any, *apiError) {
 		}
 		at = t
 	}
+	// The instances' models bound the evaluation: the rules compare an
+	// instance with the other replicas of its model, never with others.
+	var models []string
 	if len(req.Instances) > 0 {
 		snap := a.o.Collector.Latest()
-		for _, in := range req.Instances {
-			if snap == nil || snap.Instance(in) == nil {
-				return nil, notFound("instances: %q is not known; GET /api/v1/instances lists the instances", in)
+		for _, name := range req.Instances {
+			var in *collector.Instance
+			if snap != nil {
+				in = snap.Instance(name)
+			}
+			if in == nil {
+				return nil, notFound("instances: %q is not known; GET /api/v1/instances lists the instances", name)
+			}
+			if !slices.Contains(models, in.Model) {
+				models = append(models, in.Model)
 			}
 		}
 	}
-	bs, err := a.o.Rules.Detect(r.Context(), at, rules.DetectOptions{Instances: req.Instances, Rules: req.Rules})
+	bs, err := a.o.Rules.Detect(r.Context(), at, rules.DetectOptions{Instances: req.Instances, Rules: req.Rules, Models: models})
 	if errors.Is(err, rules.ErrUnknownRule) {
 		return nil, badData("rules", "%v; GET /api/v1/rules lists the rules", err)
 	}
