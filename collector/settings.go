@@ -187,7 +187,7 @@ func builtinInfoProbes() map[string]infoProbe {
 			"max_total_num_tokens": "max_total_num_tokens", "max_prefill_tokens": "max_prefill_tokens",
 			"context_length": "context_length", "tp_size": "tp_size", "page_size": "page_size",
 			"schedule_policy": "schedule_policy", "kv_cache_dtype": "kv_cache_dtype",
-			"disable_radix_cache": "disable_radix_cache",
+			"disable_radix_cache": "disable_radix_cache", "quantization": "quantization",
 		}},
 		signals.EngineTGI: {path: "/info", keys: map[string]string{
 			"model_id": "served_model_name", "max_concurrent_requests": "max_concurrent_requests",

@@ -11,7 +11,8 @@ import (
 // Annotate sets the expected cost change of every recommendation whose
 // instances are all priced in costs. A replica change adds or removes
 // replicas at the pool's mean cost per replica and serves the same tokens;
-// any other change keeps the GPUs, so the hour's cost, and the tokens
+// a tensor-parallel change multiplies the GPUs (GPUScale); any other
+// change keeps the GPUs, so the hour's cost, and the tokens
 // (their change is not estimated), so the cost per million tokens. The
 // hour's cost is split between prompt and generated tokens as the
 // instances' own costs are, by prompt_token_weight.
@@ -52,6 +53,10 @@ func (p *Pricing) change(r recommender.Recommendation, by map[string]Instance) *
 	if r.Action.Kind == recommender.KindReplicas && r.Action.From > 0 {
 		after = perHour / float64(r.Action.From) * float64(r.Action.To)
 		basis = fmt.Sprintf("%d → %d replicas at the pool's mean %s %s per replica-hour, serving the same %s prompt and %s generated tokens/s", r.Action.From, r.Action.To, num(perHour/float64(r.Action.From)), p.currency, num(prompt), num(generation))
+	}
+	if f := GPUScale(r.Action); f != 1 {
+		after = perHour * f
+		basis = fmt.Sprintf("%s %s → %s shards the model over that many GPUs, so the hour costs × %s; its effect on the token rate is not estimated", r.Action.Setting, r.Action.Current, r.Action.Proposed, num(f))
 	}
 	cc := &recommender.CostChange{Currency: p.currency, PerHour: estimate(perHour, after), Basis: basis}
 	cc.PerMillionTokens = estimateOf(PerMillion(perHour, tokens), PerMillion(after, tokens))

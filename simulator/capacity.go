@@ -49,12 +49,25 @@ func kvDtypeBytes(dtype string, model float64) float64 {
 // resolve fills engine defaults (the engines' documented defaults) and computes capacity (docs/recommendations.md, Formulas).
 func resolve(e Engine, s Settings, m ModelConfig, g GPUConfig) (*params, *fieldError) {
 	p := &params{engine: e}
-	p.weightBytes = m.ParametersB * 1e9 * m.DtypeBytes
+	if err := checkTP(e, s); err != nil {
+		return nil, err
+	}
+	// Engine defaults follow one GPU's memory (g); capacity and speed follow
+	// all tensor-parallel shards together (sg).
+	tp := tpDegree(e, s)
+	sg := shardGPU(g, tp)
+	if err := checkQuantization(e, s); err != nil {
+		return nil, err
+	}
+	fp8 := fp8Weights(e, s)
+	setTP(e, &s, tp)
+	setQuantization(e, &s)
+	p.weightBytes = m.ParametersB * 1e9 * weightBytesPerParam(fp8, m.DtypeBytes)
 	p.flopsToken = 2 * m.ParametersB * 1e9
-	p.bandwidth = g.BandwidthGBps * 1e9 * g.MBU
-	p.compute = g.TFLOPS * 1e12 * g.MFU
-	p.overhead = g.StepOverheadMs / 1000
-	mem := g.MemoryGiB * gib
+	p.bandwidth = sg.BandwidthGBps * 1e9 * g.MBU
+	p.compute = sg.TFLOPS * 1e12 * g.MFU * fp8ComputeGain(fp8, g.FP8)
+	p.overhead = g.StepOverheadMs/1000 + allReduceOverhead(tp, m.Layers)
+	mem := sg.MemoryGiB * gib
 	big := g.MemoryGiB >= 70
 	switch e {
 	case EngineVLLM:
@@ -94,7 +107,7 @@ func resolve(e Engine, s Settings, m ModelConfig, g GPUConfig) (*params, *fieldE
 		}
 		p.kvDtype = s.KVCacheDtype
 		p.kvBytesToken = 2 * float64(m.Layers*m.KVHeads*m.HeadDim) * kvDtypeBytes(s.KVCacheDtype, m.DtypeBytes)
-		free := mem*s.GPUMemoryUtilization - p.weightBytes - g.ReservedGiB*gib
+		free := mem*s.GPUMemoryUtilization - p.weightBytes - sg.ReservedGiB*gib
 		blocks := int(free / (p.kvBytesToken * float64(s.BlockSize)))
 		if blocks <= 0 {
 			return nil, &fieldError{"gpu_memory_utilization", fmt.Sprintf("no memory left for the KV cache (%.1f GiB x %v minus %.1f GiB weights and %.1f GiB reserved)", g.MemoryGiB, s.GPUMemoryUtilization, p.weightBytes/gib, g.ReservedGiB)}
@@ -192,7 +205,7 @@ func resolve(e Engine, s Settings, m ModelConfig, g GPUConfig) (*params, *fieldE
 			p.kvDtype = s.KVCacheDtype
 		}
 		p.kvBytesToken = 2 * float64(m.Layers*m.KVHeads*m.HeadDim) * kvDtypeBytes(p.kvDtype, m.DtypeBytes)
-		tokens := int((mem - p.weightBytes - g.ReservedGiB*gib) / p.kvBytesToken)
+		tokens := int((mem - p.weightBytes - sg.ReservedGiB*gib) / p.kvBytesToken)
 		if tokens <= 0 {
 			return nil, &fieldError{"max_batch_total_tokens", "no memory left for the KV cache after weights"}
 		}

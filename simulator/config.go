@@ -150,6 +150,10 @@ type GPUConfig struct {
 	// outside the engine (HTTP, tokenization, detokenization); 0: none.
 	// vLLM shares it among --api-server-count processes.
 	FrontendMs float64 `yaml:"frontend_ms,omitempty" json:"frontend_ms,omitempty"`
+	// FP8 is true for a GPU with FP8 tensor cores (compute capability
+	// 8.9 or more: L4, L40S, H100, H200; MI300): FP8 weights then compute
+	// faster, not only take less memory.
+	FP8 bool `yaml:"fp8,omitempty" json:"fp8,omitempty"`
 }
 
 // Settings holds engine flags under their real names. Only the engine's own flags are accepted.
@@ -168,12 +172,20 @@ type Settings struct {
 	LongPrefillTokenThreshold int `yaml:"long_prefill_token_threshold,omitempty" json:"long_prefill_token_threshold,omitempty"`
 	// APIServerCount is the number of API server processes (vLLM --api-server-count).
 	APIServerCount int `yaml:"api_server_count,omitempty" json:"api_server_count,omitempty"`
+	// TensorParallelSize shards the model over that many GPUs of one node
+	// (vLLM --tensor-parallel-size; 0: 1).
+	TensorParallelSize int `yaml:"tensor_parallel_size,omitempty" json:"tensor_parallel_size,omitempty"`
+	// Quantization is the weight format (vLLM and SGLang --quantization;
+	// "" or "none": the model dtype, "fp8": one byte per weight).
+	Quantization string `yaml:"quantization,omitempty" json:"quantization,omitempty"`
 	// NumSpeculativeTokens is num_speculative_tokens of vLLM's --speculative-config
 	// (0: speculative decoding off); SpeculativeMethod its method, ngram or
 	// draft_model (default ngram when speculative decoding is on).
 	NumSpeculativeTokens int    `yaml:"num_speculative_tokens,omitempty" json:"num_speculative_tokens,omitempty"`
 	SpeculativeMethod    string `yaml:"speculative_method,omitempty" json:"speculative_method,omitempty"`
 	// SGLang.
+	// TPSize is SGLang's tensor-parallel degree (--tp; 0: 1).
+	TPSize                   int     `yaml:"tp_size,omitempty" json:"tp_size,omitempty"`
 	MemFractionStatic        float64 `yaml:"mem_fraction_static,omitempty" json:"mem_fraction_static,omitempty"`
 	MaxRunningRequests       int     `yaml:"max_running_requests,omitempty" json:"max_running_requests,omitempty"`
 	ChunkedPrefillSize       int     `yaml:"chunked_prefill_size,omitempty" json:"chunked_prefill_size,omitempty"`
@@ -186,13 +198,17 @@ type Settings struct {
 	MaxBatchTotalTokens   int `yaml:"max_batch_total_tokens,omitempty" json:"max_batch_total_tokens,omitempty"`
 	MaxTotalTokens        int `yaml:"max_total_tokens,omitempty" json:"max_total_tokens,omitempty"`
 	MaxInputTokens        int `yaml:"max_input_tokens,omitempty" json:"max_input_tokens,omitempty"`
+	// NumShard is TGI's tensor-parallel degree (--num-shard; 0: 1).
+	NumShard int `yaml:"num_shard,omitempty" json:"num_shard,omitempty"`
+	// Quantize is TGI's weight format (--quantize; "" or "none", "fp8").
+	Quantize string `yaml:"quantize,omitempty" json:"quantize,omitempty"`
 }
 
 // engineFlags lists the settings each engine accepts, by YAML/JSON name.
 var engineFlags = map[Engine][]string{
-	EngineVLLM:   {"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "kv_cache_dtype", "block_size", "max_model_len", "long_prefill_token_threshold", "api_server_count", "num_speculative_tokens", "speculative_method"},
-	EngineSGLang: {"mem_fraction_static", "max_running_requests", "chunked_prefill_size", "schedule_conservativeness", "max_prefill_tokens", "disable_radix_cache"},
-	EngineTGI:    {"max_concurrent_requests", "max_batch_prefill_tokens", "max_batch_total_tokens", "max_total_tokens", "max_input_tokens", "kv_cache_dtype"},
+	EngineVLLM:   {"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "kv_cache_dtype", "block_size", "max_model_len", "long_prefill_token_threshold", "api_server_count", "num_speculative_tokens", "speculative_method", "tensor_parallel_size", "quantization"},
+	EngineSGLang: {"mem_fraction_static", "max_running_requests", "chunked_prefill_size", "schedule_conservativeness", "max_prefill_tokens", "disable_radix_cache", "tp_size", "quantization"},
+	EngineTGI:    {"max_concurrent_requests", "max_batch_prefill_tokens", "max_batch_total_tokens", "max_total_tokens", "max_input_tokens", "kv_cache_dtype", "num_shard", "quantize"},
 }
 
 // Workload is the load offered to one server.

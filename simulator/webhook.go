@@ -140,7 +140,7 @@ func settingOfFlag(flag string) string {
 	if flag == "--speculative-config" {
 		return "num_speculative_tokens"
 	}
-	return strings.ReplaceAll(strings.TrimLeft(flag, "-"), "-", "_")
+	return flagSetting(strings.ReplaceAll(strings.TrimLeft(flag, "-"), "-", "_"))
 }
 
 // engineFlagNames are the engine's settings as command-line flags.

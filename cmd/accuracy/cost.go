@@ -94,6 +94,8 @@ func (r *replay) measureCostAfter(ctx context.Context, rec *recommender.Recommen
 		tokens *= float64(a.To) / float64(a.From)
 		perHour *= float64(a.To) / float64(a.From)
 	}
+	// A tensor-parallel change holds more GPUs from now on.
+	perHour *= cost.GPUScale(rec.Action)
 	res := &CostResult{Predicted: rec.Cost.PerMillionTokens.Estimate, Before: perMillion(before.perHour, before.tokens), After: perMillion(perHour, tokens)}
 	res.Error = math.Abs(res.After-res.Predicted) / res.Predicted
 	return res, nil

@@ -1,0 +1,65 @@
+package recommender
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// fp8GEMMSpeedup is the prefill speed-up FP8 weights give on a GPU with
+// FP8 tensor cores; perfagent does not know the GPU, so it is stated as a
+// condition.
+const fp8GEMMSpeedup = 1.6
+
+// fp8Weights sizes fp8_weights: the weights shrink from the model dtype to
+// one byte per parameter. For B1 the freed bytes become KV tokens; for B4
+// the prefill time shrinks by the FP8 GEMM speed-up; for B5 each decode
+// step reads half the weight bytes.
+func fp8Weights(e *env, t *target) (Recommendation, error) {
+	b := e.newBuilder(t, t.inst)
+	cur, _ := b.settingOf(t.inst, t.action.Setting, t.action.Default)
+	if cur != "" && !strings.EqualFold(cur, "none") {
+		return Recommendation{}, skipf("the weights are already quantized (%s %s)", t.action.Setting, cur)
+	}
+	m, ok := b.model()
+	if !ok || m.Shape.Parameters <= 0 || m.Shape.DTypeBytes <= 0 {
+		return Recommendation{}, skipf("needs the parameters and dtype of model %q (recommender.models)", t.model)
+	}
+	if m.Shape.DTypeBytes <= 1 {
+		return Recommendation{}, skipf("model %q already has %s byte per weight", t.model, fmtNum(m.Shape.DTypeBytes))
+	}
+	b.flag(cur, t.action.Value)
+	b.factor("method", 0.7, "the GPU's FP8 support is not known: the speed-up holds on FP8 tensor cores only")
+	b.note("FP8 weights lose a little accuracy: validate on your eval set")
+	tp := float64(max(1, m.TensorParallelSize))
+	freed := m.Shape.Parameters * (m.Shape.DTypeBytes - 1) / tp
+	rationale := fmt.Sprintf("Weights %s × %s B → 1 B per parameter free %s GiB per GPU (TP %s).",
+		fmtNum(m.Shape.Parameters), fmtNum(m.Shape.DTypeBytes), fmtNum(round(freed/gib, 3)), fmtNum(tp))
+	if t.has("B1") {
+		if kvb, kvWhy, ok := b.kvBytesPerDevice(m, dtypeSettingOf(t.engine)); ok {
+			extra := math.Floor(freed / kvb)
+			rationale += fmt.Sprintf(" %s; extra tokens = ⌊%s B / %s B⌋ = %s.", kvWhy, fmtNum(freed), fmtNum(kvb), fmtNum(extra))
+			if n, ok := b.capacityOf(t.inst); ok {
+				rationale += b.capacityEffects(n, n+extra)
+			}
+		}
+	}
+	if t.has("B4") {
+		if ttft, ok := b.signal(sigTTFT, p95); ok {
+			est := ttft / fp8GEMMSpeedup
+			if pf, ok := b.signal("llm_prefill_time_seconds", p95); ok && pf < ttft {
+				est = ttft - pf + pf/fp8GEMMSpeedup
+			}
+			est = round(est, 4)
+			b.effect(sigTTFT, p95, Decrease, ptr(ttft), ptr(est))
+			rationale += fmt.Sprintf(" On FP8 tensor cores the prefill GEMMs run about %s× faster: TTFT p95 %s → %s s.", fmtNum(fp8GEMMSpeedup), fmtNum(round(ttft, 4)), fmtNum(est))
+		}
+	}
+	if t.has("B5") {
+		if itl, ok := b.signal(sigITL, p95); ok {
+			b.effect(sigITL, p95, Decrease, ptr(itl), nil)
+			rationale += " A decode step reads every weight once: half the weight bytes shorten it."
+		}
+	}
+	return b.done(rationale), nil
+}

@@ -1,0 +1,51 @@
+package recommender
+
+import (
+	"testing"
+
+	"github.com/optiinfra/perfagent/collector"
+	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/signals"
+)
+
+func TestAnalyzeFP8Weights(t *testing.T) {
+	cfg := config.DefaultRecommenderConfig()
+	cfg.Models = []config.ModelConfig{{Name: "m", Parameters: 8e9, Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2, GPUMemoryBytes: 48 << 30}}
+	inst := func(name, quant string) *collector.Instance {
+		in := &collector.Instance{
+			Instance: name, Engine: signals.EngineSGLang, Model: "m",
+			Signals: []signals.Value{sig(sigKVCapacity, "", 100000), sig(sigKVUsage, "", 0.95), sig(sigTTFT, p95, 1.2)},
+		}
+		if quant != "" {
+			in.Settings = settings(collector.SettingFromProbe, "quantization", quant)
+		}
+		return in
+	}
+	bf16, fp8 := inst("a:30000", ""), inst("b:30000", "fp8")
+	runAnalyze(t, []analyzeCase{
+		{
+			name: "B1 and B4: the freed weight bytes become KV tokens, prefill runs 1.6× faster",
+			cfg:  cfg,
+			in: Input{
+				Instances: []*collector.Instance{bf16},
+				Findings: []Finding{
+					finding("B1", "LLMKVCachePressure", bf16, 0.95, "fp8_weights"),
+					finding("B4", "LLMPrefillBoundTTFT", bf16, 1.2, "fp8_weights"),
+				},
+			},
+			// Freed 8e9 × (2 − 1) B; kv_bytes/token = 2 × 32 × 8 × 128 × 2 = 131072 B;
+			// extra ⌊8e9 / 131072⌋ = 61035 tokens. TTFT 1.2 / 1.6 = 0.75 s.
+			golden:  "fp8_weights",
+			actions: []string{"fp8_weights none → fp8"},
+		},
+		{
+			name: "already quantized: nothing to do",
+			cfg:  cfg,
+			in: Input{
+				Instances: []*collector.Instance{fp8},
+				Findings:  []Finding{finding("B1", "LLMKVCachePressure", fp8, 0.95, "fp8_weights")},
+			},
+			golden: "fp8_weights_quantized",
+		},
+	})
+}
