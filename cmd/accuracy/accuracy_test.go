@@ -173,8 +173,8 @@ func TestScoreMatchesEpisodesToTruth(t *testing.T) {
 
 // The closed-loop floor: scenarios whose bottleneck cleared with the
 // targeted signal moving the predicted way, as last measured by `make
-// closed-loop`.
-const minImproved = 13
+// closed-loop` (16 of 17), less one for a borderline scenario.
+const minImproved = 15
 
 func TestClosedLoopFloor(t *testing.T) {
 	if testing.Short() || raceEnabled {
