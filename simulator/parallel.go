@@ -25,16 +25,20 @@ const (
 
 // tpDegree is the tensor-parallel degree the engine's setting asks for (1 when unset).
 func tpDegree(e Engine, s Settings) int {
-	var t int
+	return max(tpSetting(e, s), 1)
+}
+
+// tpSetting is the engine's tensor-parallel setting as written (0 when unset).
+func tpSetting(e Engine, s Settings) int {
 	switch e {
 	case EngineVLLM:
-		t = s.TensorParallelSize
+		return s.TensorParallelSize
 	case EngineSGLang:
-		t = s.TPSize
+		return s.TPSize
 	case EngineTGI:
-		t = s.NumShard
+		return s.NumShard
 	}
-	return max(t, 1)
+	return 0
 }
 
 // tpSettingName is the setting that holds an engine's tensor-parallel degree.
@@ -50,15 +54,7 @@ func tpSettingName(e Engine) string {
 
 // checkTP rejects a degree the simulator cannot place on one node.
 func checkTP(e Engine, s Settings) *fieldError {
-	var t int
-	switch e {
-	case EngineVLLM:
-		t = s.TensorParallelSize
-	case EngineSGLang:
-		t = s.TPSize
-	case EngineTGI:
-		t = s.NumShard
-	}
+	t := tpSetting(e, s)
 	if t < 0 || t > maxTP || t&(t-1) != 0 {
 		return &fieldError{tpSettingName(e), fmt.Sprintf("must be 1, 2, 4 or 8 (GPUs of one node), got %d", t)}
 	}
