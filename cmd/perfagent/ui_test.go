@@ -190,9 +190,9 @@ func TestUIInBrowser(t *testing.T) {
 		waitText("main", "KVTest"),
 		waitText("main", "--gpu-memory-utilization"),
 		// The test's configuration prices every GPU at 2.5 an hour.
-		waitText("main", "2.5 per hour: 1 × h100"),
-		waitText("main", "per million generated tokens"),
-		waitText("main", "0 per hour, "),
+		waitText("main", "2.5 USD per hour: 1 × h100"),
+		waitText("main", "USD per million generated tokens"),
+		waitText("main", "0 USD per hour"),
 	)
 	alice.screenshot("instance")
 	alice.run("the range picker and the refresh in place",
