@@ -160,22 +160,20 @@ func (p *Pipeline) Run(ctx context.Context, now func() time.Time, history time.D
 	// History the store holds already, from before a restart, is not
 	// computed again: it starts after the newest sample there is before
 	// the first cycle.
-	var from time.Time
+	held, holds := p.store.MaxTime()
 	first := history > 0
-	if first {
-		from = now().Add(-history)
-		if last, ok := p.store.MaxTime(); ok && last.After(from) {
-			from = last.Add(p.config().Interval)
-		}
-	}
 	var backfill sync.WaitGroup
 	p.coll.Run(ctx, func() time.Duration { return p.config().Interval }, now, func(ctx context.Context, snap *collector.Snapshot) {
 		if first {
-			// The history is computed after the first cycle and beside
-			// the next ones, so the agent is ready one cycle after its
-			// start however long the history takes to compute; the
-			// store takes the older samples out of order.
+			// The history is computed after the first cycle that reached
+			// the source, beside the next ones, so the agent is ready one
+			// cycle after its start however long the history takes to
+			// compute; the store takes the older samples out of order.
 			first = false
+			from := snap.Time.Add(-history)
+			if holds && held.After(from) {
+				from = held.Add(p.config().Interval)
+			}
 			backfill.Go(func() { p.backfillHistory(ctx, from, snap.Time) })
 		}
 		errs := p.afterCollection(ctx, snap)
