@@ -66,7 +66,7 @@ func underused(instance string, running float64) []point {
 
 // referenceGroups builds groups as upstream would from files: every
 // annotation on the upstream rule, expanded at each evaluation.
-func referenceGroups(t testing.TB, files []*RuleFile, interval time.Duration, opts *promrules.ManagerOptions) []*promrules.Group {
+func referenceGroups(t testing.TB, files []*RuleFile, interval time.Duration, opts *promrules.ManagerOptions, extURL string) []*promrules.Group {
 	t.Helper()
 	var out []*promrules.Group
 	for _, f := range files {
@@ -83,7 +83,7 @@ func referenceGroups(t testing.TB, files []*RuleFile, interval time.Duration, op
 					continue
 				}
 				rs = append(rs, promrules.NewAlertingRule(r.Alert, expr, time.Duration(r.For), time.Duration(r.KeepFiringFor),
-					lset, labels.FromMap(r.Annotations), labels.EmptyLabels(), opts.ExternalURL.String(), true, opts.Logger))
+					lset, labels.FromMap(r.Annotations), labels.EmptyLabels(), extURL, true, opts.Logger))
 			}
 			out = append(out, promrules.NewGroup(promrules.GroupOptions{Name: g.Name, File: f.Name, Interval: interval, Rules: rs, Opts: opts}))
 		}
@@ -165,7 +165,7 @@ func TestPlainAnnotationsUnchanged(t *testing.T) {
 		}
 	}
 	opts.Metrics = promrules.NewGroupMetrics(nil)
-	ref := referenceGroups(t, loaded, time.Minute, &opts)
+	ref := referenceGroups(t, loaded, time.Minute, &opts, m.extURL)
 
 	for i := range 8 {
 		ts := t0.Add(time.Duration(i) * time.Minute)
@@ -264,7 +264,7 @@ func BenchmarkAlertEval(b *testing.B) {
 		opts := *m.promOpts
 		opts.AppendableV2 = discardAppendable{}
 		opts.Metrics = promrules.NewGroupMetrics(nil)
-		ref := referenceGroups(b, loaded, 15*time.Second, &opts)
+		ref := referenceGroups(b, loaded, 15*time.Second, &opts, m.extURL)
 		groups, static, err := buildGroups(loaded, 15*time.Second, &opts, true, labels.EmptyLabels(), "", m.logger)
 		if err != nil {
 			b.Fatal(err)
