@@ -85,7 +85,7 @@ type Manager struct {
 	mtx        sync.Mutex // serializes Update and Eval
 	files      []*RuleFile
 	groups     []*promrules.Group
-	static     staticAnnotations // of groups and tombstones
+	static     staticAnnotations // of groups
 	selectors  map[*promrules.AlertingRule][]*parser.VectorSelector
 	restoring  map[*promrules.Group]int // evaluations done before RestoreForState
 	tombstones []*promrules.Group       // removed groups whose series go stale at the next Eval
@@ -243,16 +243,6 @@ func (m *Manager) install(loader *Loader, loaded []*RuleFile, interval time.Dura
 		tomb := promrules.NewGroup(promrules.GroupOptions{Name: og.Name(), File: og.File(), Interval: og.Interval(), Opts: m.promOpts})
 		tomb.CopyState(og)
 		m.tombstones = append(m.tombstones, tomb)
-		// The tombstone's resolved alerts are sent with their plain
-		// annotations.
-		for _, ar := range og.AlertingRules() {
-			key := ruleKey(ar.Name(), ar.Query().String())
-			if _, ok := static[key]; !ok {
-				if fixed, ok := m.static[key]; ok {
-					static[key] = fixed
-				}
-			}
-		}
 	}
 	lastRun := map[*promrules.Group]time.Time{}
 	for _, g := range next {
