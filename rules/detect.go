@@ -69,7 +69,7 @@ func (m *Manager) Detect(ctx context.Context, at time.Time, o DetectOptions) ([]
 	opts.AppendableV2 = discardAppendable{}
 	opts.NotifyFunc = func(context.Context, string, ...*promrules.Alert) {}
 	opts.Metrics = promrules.NewGroupMetrics(nil)
-	groups, err := buildGroups(files, m.interval, &opts, true, labels.EmptyLabels(), m.extURL, m.logger)
+	groups, static, err := buildGroups(files, m.interval, &opts, true, labels.EmptyLabels(), m.extURL, m.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func (m *Manager) Detect(ctx context.Context, at time.Time, o DetectOptions) ([]
 		}
 	}
 	var out []Bottleneck
-	for _, b := range m.collect(ctx, at, groups, selectors) {
+	for _, b := range m.collect(ctx, at, groups, static, selectors) {
 		if (len(o.Instances) == 0 || slices.Contains(o.Instances, b.Instance)) && (len(o.Rules) == 0 || slices.Contains(o.Rules, b.Rule)) {
 			out = append(out, b)
 		}

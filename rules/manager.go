@@ -85,6 +85,7 @@ type Manager struct {
 	mtx        sync.Mutex // serializes Update and Eval
 	files      []*RuleFile
 	groups     []*promrules.Group
+	static     staticAnnotations // of groups
 	selectors  map[*promrules.AlertingRule][]*parser.VectorSelector
 	restoring  map[*promrules.Group]int // evaluations done before RestoreForState
 	tombstones []*promrules.Group       // removed groups whose series go stale at the next Eval
@@ -94,6 +95,7 @@ type Manager struct {
 
 	snapMtx     sync.RWMutex
 	published   []*promrules.Group
+	pubStatic   staticAnnotations
 	bottlenecks []Bottleneck
 }
 
@@ -202,7 +204,7 @@ func (m *Manager) install(loader *Loader, loaded []*RuleFile, interval time.Dura
 	m.mtx.Lock()
 	defer m.mtx.Unlock()
 	restore := !m.evaluated
-	groups, err := buildGroups(loaded, interval, m.promOpts, !restore, labels.EmptyLabels(), m.extURL, m.logger)
+	groups, static, err := buildGroups(loaded, interval, m.promOpts, !restore, labels.EmptyLabels(), m.extURL, m.logger)
 	if err != nil {
 		// The loader parsed the same expressions with the same parser.
 		m.logger.Error("Bottleneck rules that were checked failed to build; previous rules kept", "err", err)
@@ -222,7 +224,7 @@ func (m *Manager) install(loader *Loader, loaded []*RuleFile, interval time.Dura
 		key := promrules.GroupKey(ng.File(), ng.Name())
 		og, ok := old[key]
 		delete(old, key)
-		if ok && og.Equals(ng) {
+		if ok && og.Equals(ng) && sameStatic(og, m.static, static) {
 			next = append(next, og)
 			if n, pending := m.restoring[og]; pending {
 				restoring[og] = n
@@ -250,6 +252,7 @@ func (m *Manager) install(loader *Loader, loaded []*RuleFile, interval time.Dura
 	}
 	m.files = loaded
 	m.groups = next
+	m.static = static
 	m.restoring = restoring
 	m.lastRun = lastRun
 	m.selectors = map[*promrules.AlertingRule][]*parser.VectorSelector{}
@@ -260,6 +263,7 @@ func (m *Manager) install(loader *Loader, loaded []*RuleFile, interval time.Dura
 	}
 	m.snapMtx.Lock()
 	m.published = slices.Clone(next)
+	m.pubStatic = static
 	m.snapMtx.Unlock()
 	m.logger.Info("Bottleneck rules loaded", "files", files, "groups", len(next), "alerts", len(m.selectors))
 }
@@ -321,7 +325,7 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 	m.tombstones = nil
 	m.evaluated = true
 
-	bs := m.collect(ctx, ts, m.groups, m.selectors)
+	bs := m.collect(ctx, ts, m.groups, m.static, m.selectors)
 	firing := map[string]bool{}
 	for _, b := range bs {
 		if b.State != StateFiring {
@@ -343,11 +347,12 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 
 // collect turns the active alerts of groups into bottlenecks, sorted by
 // severity (highest first), state (firing first), rule and labels.
-func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules.Group, selectors map[*promrules.AlertingRule][]*parser.VectorSelector) []Bottleneck {
+func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules.Group, static staticAnnotations, selectors map[*promrules.AlertingRule][]*parser.VectorSelector) []Bottleneck {
 	var out []Bottleneck
 	queries := &evidenceQueries{query: m.promOpts.QueryFunc, ts: ts, logger: m.logger, results: map[string]promql.Vector{}}
 	for _, g := range groups {
 		for _, ar := range g.AlertingRules() {
+			key := ruleKey(ar.Name(), ar.Query().String())
 			for _, a := range ar.ActiveAlerts() {
 				var st State
 				switch a.State {
@@ -371,10 +376,10 @@ func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules
 					ActiveAt:        a.ActiveAt,
 					FiredAt:         a.FiredAt,
 					Value:           a.Value,
-					Summary:         a.Annotations.Get(AnnotationSummary),
-					Description:     a.Annotations.Get(AnnotationDescription),
-					RunbookURL:      a.Annotations.Get(AnnotationRunbookURL),
-					Recommendations: Recommendations(a.Annotations.Get(AnnotationRecommend)),
+					Summary:         static.get(key, a.Annotations, AnnotationSummary),
+					Description:     static.get(key, a.Annotations, AnnotationDescription),
+					RunbookURL:      static.get(key, a.Annotations, AnnotationRunbookURL),
+					Recommendations: Recommendations(static.get(key, a.Annotations, AnnotationRecommend)),
 					Evidence:        evidence(ctx, queries, selectors[ar], a.Labels),
 				})
 			}
@@ -526,6 +531,26 @@ func (m *Manager) HistoryNeeded() time.Duration {
 		}
 	}
 	return longest
+}
+
+// Annotations returns the annotation templates of ar, a rule of
+// RuleGroups.
+func (m *Manager) Annotations(ar *promrules.AlertingRule) labels.Labels {
+	m.snapMtx.RLock()
+	defer m.snapMtx.RUnlock()
+	return m.pubStatic.merge(ruleKey(ar.Name(), ar.Query().String()), ar.Annotations())
+}
+
+// sameStatic says whether the alerting rules of g have the same plain
+// annotations in old and next.
+func sameStatic(g *promrules.Group, old, next staticAnnotations) bool {
+	for _, ar := range g.AlertingRules() {
+		key := ruleKey(ar.Name(), ar.Query().String())
+		if !labels.Equal(old[key], next[key]) {
+			return false
+		}
+	}
+	return true
 }
 
 // Bottlenecks returns the active bottlenecks of the last Eval.

@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/notifier"
 	promrules "github.com/prometheus/prometheus/rules"
 )
@@ -20,7 +21,7 @@ type NotifyFunc func(ctx context.Context, alerts ...*notifier.Alert)
 
 // sendAlerts adapts the upstream rule seam to NotifyFunc, as upstream's
 // rules.SendAlerts does for its notifier.
-func (m *Manager) sendAlerts(ctx context.Context, _ string, alerts ...*promrules.Alert) {
+func (m *Manager) sendAlerts(ctx context.Context, expr string, alerts ...*promrules.Alert) {
 	if m.notify == nil || len(alerts) == 0 {
 		return
 	}
@@ -29,7 +30,7 @@ func (m *Manager) sendAlerts(ctx context.Context, _ string, alerts ...*promrules
 		na := &notifier.Alert{
 			StartsAt:    a.FiredAt,
 			Labels:      a.Labels,
-			Annotations: a.Annotations,
+			Annotations: m.static.merge(ruleKey(a.Labels.Get(labels.AlertName), expr), a.Annotations),
 		}
 		if !a.ResolvedAt.IsZero() {
 			na.EndsAt = a.ResolvedAt

@@ -214,7 +214,7 @@ func (tg *testGroup) run(evalInterval time.Duration, order map[string]int, files
 		Metrics:      promrules.NewGroupMetrics(nil),
 		Parser:       p,
 	}
-	groups, err := buildGroups(files, time.Duration(tg.Interval), opts, true, labels.FromMap(tg.ExternalLabels), tg.ExternalURL, opts.Logger)
+	groups, static, err := buildGroups(files, time.Duration(tg.Interval), opts, true, labels.FromMap(tg.ExternalLabels), tg.ExternalURL, opts.Logger)
 	if err != nil {
 		return []error{err}
 	}
@@ -258,7 +258,7 @@ func (tg *testGroup) run(evalInterval time.Duration, order map[string]int, files
 		// this evaluation.
 		for next < len(times) && time.Duration(times[next]) < ts.Add(evalInterval).Sub(mint) {
 			for _, tc := range byTime[times[next]] {
-				if err := tc.compare(groups); err != nil {
+				if err := tc.compare(groups, static); err != nil {
 					errs = append(errs, err)
 				}
 			}
@@ -420,16 +420,17 @@ func (s alertSet) String() string {
 }
 
 // compare checks the firing alerts of tc.Alertname against the expected.
-func (tc alertTestCase) compare(groups []*promrules.Group) error {
+func (tc alertTestCase) compare(groups []*promrules.Group, static staticAnnotations) error {
 	var got alertSet
 	for _, g := range groups {
 		for _, ar := range g.AlertingRules() {
 			if ar.Name() != tc.Alertname {
 				continue
 			}
+			key := ruleKey(ar.Name(), ar.Query().String())
 			for _, a := range ar.ActiveAlerts() {
 				if a.State == promrules.StateFiring {
-					got = append(got, labelsAndAnnotations{a.Labels.Copy(), a.Annotations.Copy()})
+					got = append(got, labelsAndAnnotations{a.Labels.Copy(), static.merge(key, a.Annotations).Copy()})
 				}
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	promrules "github.com/prometheus/prometheus/rules"
 
 	"github.com/optiinfra/perfagent/collector"
@@ -17,6 +18,9 @@ import (
 type Rules interface {
 	Bottlenecks() []rules.Bottleneck
 	RuleGroups() []*promrules.Group
+	// Annotations returns the annotation templates of an alerting rule
+	// of RuleGroups.
+	Annotations(ar *promrules.AlertingRule) labels.Labels
 	Detect(ctx context.Context, at time.Time, o rules.DetectOptions) ([]rules.Bottleneck, error)
 }
 
@@ -192,7 +196,7 @@ func (a *API) rules(*http.Request) (any, *apiError) {
 				ri.Type = "alerting"
 				ri.Duration = ar.HoldDuration().Seconds()
 				ri.KeepFiringFor = ar.KeepFiringFor().Seconds()
-				ri.Annotations = ar.Annotations().Map()
+				ri.Annotations = a.o.Rules.Annotations(ar).Map()
 				ri.ActiveAlerts = len(ar.ActiveAlerts())
 			}
 			rg.Rules = append(rg.Rules, ri)
