@@ -611,3 +611,36 @@ func labelsData(t *testing.T, l labels.Labels) uintptr {
 	}
 	return uintptr(unsafe.Pointer(unsafe.StringData(v.Field(0).String())))
 }
+
+func TestSeriesSetKeepsCollidingSetsApart(t *testing.T) {
+	a, b := labels.FromStrings("__name__", "a"), labels.FromStrings("__name__", "b")
+	// Both sets are added under one hash, as if their hashes collided.
+	s := seriesSet{}
+	s.add(1, a)
+	s.add(1, b)
+	s.add(1, labels.FromStrings("__name__", "a"))
+	if n := len(s[1]); n != 2 {
+		t.Errorf("a hash holds %d sets after adding a, b and a again, want 2", n)
+	}
+	for _, tc := range []struct {
+		name string
+		hash uint64
+		l    labels.Labels
+		want bool
+	}{
+		{"first of the bucket", 1, a, true},
+		{"second of the bucket", 1, b, true},
+		{"equal set under another hash", 2, a, false},
+		{"other set under the same hash", 1, labels.FromStrings("__name__", "c"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := s.get(tc.hash, tc.l)
+			if ok != tc.want {
+				t.Fatalf("found %v, want %v", ok, tc.want)
+			}
+			if ok && !labels.Equal(got, tc.l) {
+				t.Errorf("got %s, want %s", got, tc.l)
+			}
+		})
+	}
+}
