@@ -47,7 +47,7 @@ type Collector struct {
 	facts    map[string]config.InstanceConfig
 	settings map[string]Settings // from metrics, by instance, last cycle
 	latest   *Snapshot
-	lastSeen map[string]labels.Labels // series appended in the last cycle
+	lastSeen seriesSet // series appended in the last cycle
 	ready    bool
 	failed   bool      // the last cycle failed
 	backAt   time.Time // the first cycle that succeeded after a failed one
@@ -83,7 +83,7 @@ func New(o Options) *Collector {
 		store:    o.Store,
 		prober:   o.Prober,
 		settings: map[string]Settings{},
-		lastSeen: map[string]labels.Labels{},
+		lastSeen: seriesSet{},
 	}
 }
 
@@ -251,38 +251,72 @@ func (c *Collector) profileEngines() []string {
 
 // append writes a snapshot in one transaction, with staleness markers for
 // the series of the previous cycle that are gone, as Prometheus's rule
-// groups do.
+// groups do. A sample whose series the previous cycle appended takes that
+// cycle's label set, which is the one the store's series holds: the
+// snapshot then shares it, rather than keeping a copy of every series'
+// labels per cycle (most of the snapshot's memory at a thousand instances).
 func (c *Collector) append(ctx context.Context, snap *Snapshot) error {
 	if c.store == nil {
 		return nil
 	}
 	ts := snap.Time.UnixMilli()
 	app := c.store.Appender(ctx)
-	seen := make(map[string]labels.Labels, len(snap.Samples))
-	for _, s := range snap.Samples {
+	c.mtx.RLock()
+	last := c.lastSeen
+	c.mtx.RUnlock()
+	seen := make(seriesSet, len(snap.Samples))
+	for i := range snap.Samples {
+		s := &snap.Samples[i]
+		h := s.Labels.Hash()
+		if prev, ok := last.get(h, s.Labels); ok {
+			s.Labels = prev
+		}
 		if _, err := app.Append(0, s.Labels, ts, s.Value); err != nil {
 			_ = app.Rollback()
 			return fmt.Errorf("appending %s at %s: %w", s.Labels, snap.Time.Format(time.RFC3339), err)
 		}
-		seen[s.Labels.String()] = s.Labels
+		seen.add(h, s.Labels)
 	}
 	c.mtx.Lock()
-	last := c.lastSeen
 	c.lastSeen = seen
 	c.mtx.Unlock()
-	for k, l := range last {
-		if _, ok := seen[k]; ok {
-			continue
-		}
-		if _, err := app.Append(0, l, ts, math.Float64frombits(value.StaleNaN)); err != nil && !errors.Is(err, storage.ErrOutOfOrderSample) {
-			_ = app.Rollback()
-			return fmt.Errorf("marking %s stale: %w", l, err)
+	for h, ls := range last {
+		for _, l := range ls {
+			if _, ok := seen.get(h, l); ok {
+				continue
+			}
+			if _, err := app.Append(0, l, ts, math.Float64frombits(value.StaleNaN)); err != nil && !errors.Is(err, storage.ErrOutOfOrderSample) {
+				_ = app.Rollback()
+				return fmt.Errorf("marking %s stale: %w", l, err)
+			}
 		}
 	}
 	if err := app.Commit(); err != nil {
 		return fmt.Errorf("committing signals at %s: %w", snap.Time.Format(time.RFC3339), err)
 	}
 	return nil
+}
+
+// seriesSet holds label sets by their hash, so that finding a series of
+// the last cycle costs no string key per series; sets whose hashes
+// collide share a bucket.
+type seriesSet map[uint64][]labels.Labels
+
+// add adds l, whose hash is h, unless s holds it already.
+func (s seriesSet) add(h uint64, l labels.Labels) {
+	if _, ok := s.get(h, l); !ok {
+		s[h] = append(s[h], l)
+	}
+}
+
+// get returns the set equal to l, whose hash is h, if s holds one.
+func (s seriesSet) get(h uint64, l labels.Labels) (labels.Labels, bool) {
+	for _, o := range s[h] {
+		if labels.Equal(o, l) {
+			return o, true
+		}
+	}
+	return labels.EmptyLabels(), false
 }
 
 // markStale ends every series of the last cycle at ts, as Prometheus
@@ -297,16 +331,18 @@ func (c *Collector) markStale(ctx context.Context, ts time.Time) error {
 	}
 	c.mtx.Lock()
 	last := c.lastSeen
-	c.lastSeen = map[string]labels.Labels{}
+	c.lastSeen = seriesSet{}
 	c.mtx.Unlock()
 	if len(last) == 0 {
 		return nil
 	}
 	app := c.store.Appender(ctx)
-	for _, l := range last {
-		if _, err := app.Append(0, l, ts.UnixMilli(), math.Float64frombits(value.StaleNaN)); err != nil && !errors.Is(err, storage.ErrOutOfOrderSample) {
-			_ = app.Rollback()
-			return fmt.Errorf("marking %s stale after a failed collection: %w", l, err)
+	for _, ls := range last {
+		for _, l := range ls {
+			if _, err := app.Append(0, l, ts.UnixMilli(), math.Float64frombits(value.StaleNaN)); err != nil && !errors.Is(err, storage.ErrOutOfOrderSample) {
+				_ = app.Rollback()
+				return fmt.Errorf("marking %s stale after a failed collection: %w", l, err)
+			}
 		}
 	}
 	if err := app.Commit(); err != nil {

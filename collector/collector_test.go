@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
@@ -552,6 +554,92 @@ groups:
 			all := fmt.Sprint(errs)
 			if !strings.Contains(all, tc.want) {
 				t.Errorf("errors %q do not contain %q", all, tc.want)
+			}
+		})
+	}
+}
+
+// TestCycleKeepsOneCopyOfEachSeriesLabels holds the snapshot's share of
+// the agent's memory: a series appended again takes the label set of the
+// cycle before, the one the store holds, so at a thousand instances the
+// latest snapshot does not keep a second copy of every series' labels.
+func TestCycleKeepsOneCopyOfEachSeriesLabels(t *testing.T) {
+	store := openTestStore(t)
+	c := newTestCollector(t, store, config.Default(), mustProfile(t, "fake.yml", fakeProfile))
+	ctx := context.Background()
+	var snaps []*Snapshot
+	for i := range 3 {
+		ts := t0.Add(time.Duration(i) * 15 * time.Second)
+		scrapeText(t, store, "a:1", ts, fakeExposition(3, float64(i)))
+		scrapeText(t, store, "b:1", ts, fakeExposition(6, float64(i)))
+		snap, err := c.Cycle(ctx, ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snaps = append(snaps, snap)
+	}
+	shared := 0
+	for i := 1; i < len(snaps); i++ {
+		before := map[string]uintptr{}
+		for _, s := range snaps[i-1].Samples {
+			before[s.Labels.String()] = labelsData(t, s.Labels)
+		}
+		for _, s := range snaps[i].Samples {
+			want, ok := before[s.Labels.String()]
+			if !ok {
+				continue
+			}
+			if got := labelsData(t, s.Labels); got != want {
+				t.Errorf("cycle %d: %s is a copy of the label set of the cycle before, want the same set", i+1, s.Labels)
+			}
+			shared++
+		}
+	}
+	if shared == 0 {
+		t.Fatal("no series was appended by two cycles")
+	}
+}
+
+// labelsData is where l's labels are kept, to tell a shared label set
+// from an equal copy. It reads the string that holds the labels in
+// Prometheus's default (stringlabels) build.
+func labelsData(t *testing.T, l labels.Labels) uintptr {
+	t.Helper()
+	v := reflect.ValueOf(l)
+	if v.Kind() != reflect.Struct || v.NumField() != 1 || v.Field(0).Kind() != reflect.String {
+		t.Skip("labels are not kept in one string in this build")
+	}
+	return uintptr(unsafe.Pointer(unsafe.StringData(v.Field(0).String())))
+}
+
+func TestSeriesSetKeepsCollidingSetsApart(t *testing.T) {
+	a, b := labels.FromStrings("__name__", "a"), labels.FromStrings("__name__", "b")
+	// Both sets are added under one hash, as if their hashes collided.
+	s := seriesSet{}
+	s.add(1, a)
+	s.add(1, b)
+	s.add(1, labels.FromStrings("__name__", "a"))
+	if n := len(s[1]); n != 2 {
+		t.Errorf("a hash holds %d sets after adding a, b and a again, want 2", n)
+	}
+	for _, tc := range []struct {
+		name string
+		hash uint64
+		l    labels.Labels
+		want bool
+	}{
+		{"first of the bucket", 1, a, true},
+		{"second of the bucket", 1, b, true},
+		{"equal set under another hash", 2, a, false},
+		{"other set under the same hash", 1, labels.FromStrings("__name__", "c"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := s.get(tc.hash, tc.l)
+			if ok != tc.want {
+				t.Fatalf("found %v, want %v", ok, tc.want)
+			}
+			if ok && !labels.Equal(got, tc.l) {
+				t.Errorf("got %s, want %s", got, tc.l)
 			}
 		})
 	}
