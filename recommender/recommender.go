@@ -154,6 +154,12 @@ func (r *Recommender) Analyze(now time.Time, in Input) Report {
 		if ma, mb := recs[i].Action.Kind == KindManual, recs[j].Action.Kind == KindManual; ma != mb {
 			return mb
 		}
+		// A change that its own estimate says falls short (preemptions
+		// fall but do not stop) comes after one that is expected to end
+		// the bottleneck: applying the first would leave it firing.
+		if a.short != b.short {
+			return b.short
+		}
 		if a.order != b.order {
 			return a.order < b.order
 		}
