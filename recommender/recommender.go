@@ -337,9 +337,13 @@ func proposal(r Recommendation) string {
 func configuredModels(c config.RecommenderConfig) map[string]Model {
 	out := make(map[string]Model, len(c.Models))
 	for _, m := range c.Models {
+		gpu := GPU{MemoryBytes: m.GPUMemoryBytes, Type: m.GPU}
+		if fp8, known := config.GPUHasFP8(m.GPU); known {
+			gpu.FP8 = &fp8
+		}
 		out[m.Name] = Model{
 			Shape:              ModelShape{Parameters: m.Parameters, Layers: m.Layers, KVHeads: m.KVHeads, HeadDim: m.HeadDim, DTypeBytes: m.DTypeBytes},
-			GPU:                GPU{MemoryBytes: m.GPUMemoryBytes},
+			GPU:                gpu,
 			TensorParallelSize: m.TensorParallelSize,
 		}
 	}
