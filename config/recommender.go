@@ -28,6 +28,10 @@ type ModelConfig struct {
 	TensorParallelSize int     `yaml:"tensor_parallel_size,omitempty" json:"tensor_parallel_size,omitempty"`
 	// GPUMemoryBytes is the memory of one device the model runs on.
 	GPUMemoryBytes float64 `yaml:"gpu_memory_bytes,omitempty" json:"gpu_memory_bytes,omitempty"`
+	// GPU is the accelerator type the model runs on, named as in
+	// cost.gpu_hour_prices (a100-40gb, h100-80gb); GPUHasFP8 tells from it
+	// whether FP8 weights compute faster. Empty: not known.
+	GPU string `yaml:"gpu,omitempty" json:"gpu,omitempty"`
 }
 
 // MemoryConfig bounds GPU memory recommendations (docs/bottlenecks.md B1, B12).

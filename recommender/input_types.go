@@ -61,6 +61,10 @@ func (s ModelShape) Valid() bool {
 // GPU is the accelerator one instance runs on (per device).
 type GPU struct {
 	MemoryBytes float64 `json:"memory_bytes"`
+	// Type is the accelerator type (h100-80gb, a100-40gb), when known.
+	Type string `json:"type,omitempty"`
+	// FP8 tells whether the GPU has FP8 tensor cores; nil when not known.
+	FP8 *bool `json:"fp8,omitempty"`
 }
 
 // Model is what is known about a served model where the engine does not

@@ -154,6 +154,12 @@ func (r *Recommender) Analyze(now time.Time, in Input) Report {
 		if ma, mb := recs[i].Action.Kind == KindManual, recs[j].Action.Kind == KindManual; ma != mb {
 			return mb
 		}
+		// A change that its own estimate says falls short (preemptions
+		// fall but do not stop) comes after one that is expected to end
+		// the bottleneck: applying the first would leave it firing.
+		if a.short != b.short {
+			return b.short
+		}
 		if a.order != b.order {
 			return a.order < b.order
 		}
@@ -331,9 +337,13 @@ func proposal(r Recommendation) string {
 func configuredModels(c config.RecommenderConfig) map[string]Model {
 	out := make(map[string]Model, len(c.Models))
 	for _, m := range c.Models {
+		gpu := GPU{MemoryBytes: m.GPUMemoryBytes, Type: m.GPU}
+		if fp8, known := config.GPUHasFP8(m.GPU); known {
+			gpu.FP8 = &fp8
+		}
 		out[m.Name] = Model{
 			Shape:              ModelShape{Parameters: m.Parameters, Layers: m.Layers, KVHeads: m.KVHeads, HeadDim: m.HeadDim, DTypeBytes: m.DTypeBytes},
-			GPU:                GPU{MemoryBytes: m.GPUMemoryBytes},
+			GPU:                gpu,
 			TensorParallelSize: m.TensorParallelSize,
 		}
 	}

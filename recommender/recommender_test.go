@@ -76,6 +76,8 @@ func TestAnalyze(t *testing.T) {
 			sig(sigRunning, "", 250), sig(sigWaiting, "", 40), sig(sigPromptMean, "", 1000), sig(sigGenMean, "", 400),
 		},
 	}
+	peakB1 := vllmB1()
+	peakB1.Signals = append(peakB1.Signals[:4:4], sig(sigWaiting, "", 70), sig(sigPromptMean, "", 1000), sig(sigGenMean, "", 400))
 	runAnalyze(t, []analyzeCase{
 		{
 			name: "B1 raise gpu_memory_utilization of Llama-3.1-8B on 80 GiB",
@@ -92,6 +94,20 @@ func TestAnalyze(t *testing.T) {
 			// Confidence: method 1 × inputs 0.9 (model shape from the configuration) = 0.9.
 			golden:  "b1_raise_gpu_memory_utilization",
 			actions: []string{"raise_gpu_memory_utilization 0.9 → 0.95"},
+		},
+		{
+			name: "B1 whose peak outgrows the raised memory: FP8 KV first",
+			cfg:  llamaConfig(),
+			in: Input{
+				Instances: []*collector.Instance{peakB1},
+				Findings:  []Finding{finding("B1", "LLMKVCachePressure", peakB1, 2, "raise_gpu_memory_utilization", "fp8_kv_cache")},
+			},
+			// Raise: N' = 360448 as above; n = 200 + 70 = 270, demand 270 × 1200 =
+			// 324000 ≤ 0.9 × 360448 = 324403.2, but the peak (270 + 2√270) × 1200 =
+			// 363436 > 360448: short, so it ranks after FP8 KV although the rule
+			// lists it first. FP8: N' = 655360, peak 363436 fits.
+			golden:  "b1_peak_outgrows_memory",
+			actions: []string{"fp8_kv_cache auto → fp8", "raise_gpu_memory_utilization 0.9 → 0.95"},
 		},
 		{
 			name: "B3 raise max_num_seqs to min(C_kv, B*) from the ITL fit",

@@ -35,8 +35,11 @@ func (b *builder) memoryGrowth() (f, fNew, gpu float64, why string, ok bool) {
 	return f, fNew, gpu, why, true
 }
 
-// preemptionEffect expects preemptions to stop when every present request
-// fits 90 % of the new capacity: (R + W) × r̄ ≤ 0.9 × N'.
+// preemptionEffect expects preemptions to stop when the present requests
+// fit 90 % of the new capacity, (R + W) × r̄ ≤ 0.9 × N', and their peak
+// fits all of it, (n + 2√n) × r̄ ≤ N' with n = R + W: the number of
+// requests in a server is Poisson-like (M/G/∞), so a mean that fits
+// with only a few percent to spare overflows on the next busy minute.
 func (b *builder) preemptionEffect(capNew float64) string {
 	cur, ok := b.signal(sigPreemptions, "")
 	if !ok {
@@ -49,13 +52,17 @@ func (b *builder) preemptionEffect(capNew float64) string {
 		b.effect(sigPreemptions, "", Decrease, ptr(cur), nil)
 		return ""
 	}
-	demand := (r + w) * rb
-	if demand <= kvTarget*capNew {
+	n := r + w
+	demand, peak := n*rb, (n+2*math.Sqrt(n))*rb
+	if demand <= kvTarget*capNew && peak <= capNew {
 		b.effect(sigPreemptions, "", Decrease, ptr(cur), ptr(0))
-		return fmt.Sprintf(" Present demand (R %s + W %s) × r̄ %s = %s tokens fits 0.9 × %s, so preemptions should stop.", fmtNum(r), fmtNum(w), fmtNum(rb), fmtNum(demand), fmtNum(capNew))
+		return fmt.Sprintf(" Present demand (R %s + W %s) × r̄ %s = %s tokens fits 0.9 × %s, and its peak (n + 2√n) × r̄ = %s fits %s, so preemptions should stop.",
+			fmtNum(r), fmtNum(w), fmtNum(rb), fmtNum(demand), fmtNum(capNew), fmtNum(round(peak, 0)), fmtNum(capNew))
 	}
 	b.effect(sigPreemptions, "", Decrease, ptr(cur), nil)
-	return fmt.Sprintf(" Present demand %s tokens still exceeds 0.9 × %s: preemptions fall but do not stop.", fmtNum(demand), fmtNum(capNew))
+	b.t.short = true
+	return fmt.Sprintf(" Present demand (R %s + W %s) × r̄ %s = %s tokens, peak (n + 2√n) × r̄ = %s, does not fit 0.9 × %s and %s: preemptions fall but do not stop.",
+		fmtNum(r), fmtNum(w), fmtNum(rb), fmtNum(demand), fmtNum(round(peak, 0)), fmtNum(capNew), fmtNum(capNew))
 }
 
 // capacityEffects adds the KV capacity and usage effects of growing N to

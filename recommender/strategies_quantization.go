@@ -7,8 +7,8 @@ import (
 )
 
 // fp8GEMMSpeedup is the prefill speed-up FP8 weights give on a GPU with
-// FP8 tensor cores; perfagent does not know the GPU, so it is stated as a
-// condition.
+// FP8 tensor cores (recommender.models[].gpu says which GPU; without it
+// the speed-up is stated as a condition).
 const fp8GEMMSpeedup = 1.6
 
 // fp8Weights sizes fp8_weights: the weights shrink from the model dtype to
@@ -28,8 +28,19 @@ func fp8Weights(e *env, t *target) (Recommendation, error) {
 	if m.Shape.DTypeBytes <= 1 {
 		return Recommendation{}, skipf("model %q already has %s byte per weight", t.model, fmtNum(m.Shape.DTypeBytes))
 	}
+	fp8 := m.GPU.FP8
+	if fp8 != nil && !*fp8 && !t.has("B1") && !t.has("B5") {
+		return Recommendation{}, skipf("GPU %s has no FP8 tensor cores: FP8 weights would not speed up prefill", m.GPU.Type)
+	}
 	b.flag(cur, t.action.Value)
-	b.factor("method", 0.7, "the GPU's FP8 support is not known: the speed-up holds on FP8 tensor cores only")
+	switch {
+	case fp8 == nil:
+		b.factor("method", 0.7, "the GPU's FP8 support is not known: the speed-up holds on FP8 tensor cores only")
+	case *fp8:
+		b.factor("method", 0.8, fmt.Sprintf("GPU %s has FP8 tensor cores; the %s× GEMM speed-up is a typical figure, not measured here", m.GPU.Type, fmtNum(fp8GEMMSpeedup)))
+	default:
+		b.factor("method", 0.8, fmt.Sprintf("GPU %s has no FP8 tensor cores: only memory and weight reads are saved", m.GPU.Type))
+	}
 	b.note("FP8 weights lose a little accuracy: validate on your eval set")
 	tp := float64(max(1, m.TensorParallelSize))
 	freed := m.Shape.Parameters * (m.Shape.DTypeBytes - 1) / tp
@@ -44,7 +55,7 @@ func fp8Weights(e *env, t *target) (Recommendation, error) {
 			}
 		}
 	}
-	if t.has("B4") {
+	if t.has("B4") && (fp8 == nil || *fp8) {
 		if ttft, ok := b.signal(sigTTFT, p95); ok {
 			est := ttft / fp8GEMMSpeedup
 			if pf, ok := b.signal("llm_prefill_time_seconds", p95); ok && pf < ttft {
@@ -52,7 +63,11 @@ func fp8Weights(e *env, t *target) (Recommendation, error) {
 			}
 			est = round(est, 4)
 			b.effect(sigTTFT, p95, Decrease, ptr(ttft), ptr(est))
-			rationale += fmt.Sprintf(" On FP8 tensor cores the prefill GEMMs run about %s× faster: TTFT p95 %s → %s s.", fmtNum(fp8GEMMSpeedup), fmtNum(round(ttft, 4)), fmtNum(est))
+			on := "On FP8 tensor cores"
+			if fp8 != nil {
+				on = "On the FP8 tensor cores of " + m.GPU.Type
+			}
+			rationale += fmt.Sprintf(" %s the prefill GEMMs run about %s× faster: TTFT p95 %s → %s s.", on, fmtNum(fp8GEMMSpeedup), fmtNum(round(ttft, 4)), fmtNum(est))
 		}
 	}
 	if t.has("B5") {

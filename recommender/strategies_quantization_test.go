@@ -22,6 +22,12 @@ func TestAnalyzeFP8Weights(t *testing.T) {
 		return in
 	}
 	bf16, fp8 := inst("a:30000", ""), inst("b:30000", "fp8")
+	onGPU := func(gpu string) config.RecommenderConfig {
+		c := config.DefaultRecommenderConfig()
+		c.Models = []config.ModelConfig{cfg.Models[0]}
+		c.Models[0].GPU = gpu
+		return c
+	}
 	runAnalyze(t, []analyzeCase{
 		{
 			name: "B1 and B4: the freed weight bytes become KV tokens, prefill runs 1.6× faster",
@@ -46,6 +52,26 @@ func TestAnalyzeFP8Weights(t *testing.T) {
 				Findings:  []Finding{finding("B1", "LLMKVCachePressure", fp8, 0.95, "fp8_weights")},
 			},
 			golden: "fp8_weights_quantized",
+		},
+		{
+			name: "B4 on an H100: FP8 tensor cores known, prefill 1.6× faster with method 0.8",
+			cfg:  onGPU("h100-80gb"),
+			in: Input{
+				Instances: []*collector.Instance{bf16},
+				Findings:  []Finding{finding("B4", "LLMPrefillBoundTTFT", bf16, 1.2, "fp8_weights")},
+			},
+			// TTFT 1.2 / 1.6 = 0.75 s; confidence method 0.8 × inputs 0.7 (quantization from the catalog default) = 0.56.
+			golden:  "fp8_weights_fp8_gpu",
+			actions: []string{"fp8_weights none → fp8"},
+		},
+		{
+			name: "B4 on an A100: no FP8 tensor cores, so no prefill speed-up to recommend",
+			cfg:  onGPU("a100-40gb"),
+			in: Input{
+				Instances: []*collector.Instance{bf16},
+				Findings:  []Finding{finding("B4", "LLMPrefillBoundTTFT", bf16, 1.2, "fp8_weights")},
+			},
+			golden: "fp8_weights_no_fp8_gpu",
 		},
 	})
 }

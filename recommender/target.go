@@ -70,6 +70,11 @@ type target struct {
 	// order is the best position of the id in the findings' lists.
 	order int
 	rank  int
+	// short is set by a strategy whose own estimate says the change eases
+	// the bottleneck without ending it (present demand still exceeds the
+	// new capacity), so a sufficient change for the same bottleneck ranks
+	// first.
+	short bool
 }
 
 func (t *target) has(b string) bool { return slices.Contains(t.bottlenecks, b) }

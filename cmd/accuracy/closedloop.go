@@ -232,12 +232,21 @@ func (r *replay) average(ctx context.Context, e recommender.Effect, instance str
 	return v[0].F, nil
 }
 
+// simulatorSetting names the simulator's setting where the recommender's
+// differs: the recommender reads vLLM's KV dtype as the cache_config_info
+// label cache_dtype, the simulator takes it as its flag, kv_cache_dtype.
+var simulatorSetting = map[string]string{"cache_dtype": "kv_cache_dtype"}
+
 // apply changes the simulated server as the recommendation says.
 func (r *replay) apply(rec *recommender.Recommendation, instance string) error {
 	s := r.servers[instance]
 	switch rec.Action.Kind {
 	case recommender.KindFlag:
-		body, err := json.Marshal(map[string]any{rec.Action.Setting: settingValue(rec.Action.Proposed)})
+		setting := rec.Action.Setting
+		if name, ok := simulatorSetting[setting]; ok {
+			setting = name
+		}
+		body, err := json.Marshal(map[string]any{setting: settingValue(rec.Action.Proposed)})
 		if err != nil {
 			return err
 		}
