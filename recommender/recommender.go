@@ -40,6 +40,7 @@ var strategies = map[string]strategy{
 	"raise_frontend_workers":          frontendWorkers,
 	"lower_num_speculative_tokens":    speculativeTokens,
 	"disable_speculative_decoding":    speculativeTokens,
+	"enable_speculative_decoding":     enableSpeculative,
 	"scale_out":                       replicas,
 	"scale_in":                        replicas,
 }

@@ -16,7 +16,7 @@ var catalog = map[string]bool{
 	"lower_schedule_conservativeness": true, "raise_mem_fraction_static": true,
 	"raise_max_concurrent_requests": true, "raise_max_running_requests": true,
 	"load_aware_routing": true, "investigate_errors": true, "raise_frontend_workers": true,
-	"lower_num_speculative_tokens": true, "disable_speculative_decoding": true,
+	"lower_num_speculative_tokens": true, "disable_speculative_decoding": true, "enable_speculative_decoding": true,
 }
 
 func errorStrings(errs []error) []string {
