@@ -23,6 +23,7 @@ var strategies = map[string]strategy{
 	"raise_mem_fraction_static":       raiseMemory,
 	"fp8_kv_cache":                    fp8KVCache,
 	"fp8_weights":                     fp8Weights,
+	"int4_awq_weights":                int4AWQWeights,
 	"lower_max_num_seqs":              concurrencyCap,
 	"raise_max_num_seqs":              concurrencyCap,
 	"raise_max_running_requests":      concurrencyCap,

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // fp8GEMMSpeedup is the prefill speed-up FP8 weights give on a GPU with
@@ -74,6 +76,55 @@ func fp8Weights(e *env, t *target) (Recommendation, error) {
 		if itl, ok := b.signal(sigITL, p95); ok {
 			b.effect(sigITL, p95, Decrease, ptr(itl), nil)
 			rationale += " A decode step reads every weight once: half the weight bytes shorten it."
+		}
+	}
+	return b.done(rationale), nil
+}
+
+// awqBytesPerParam is what an AWQ checkpoint stores per weight: four bits,
+// plus a 16-bit scale and a 4-bit zero point for each group of 128 weights.
+const awqBytesPerParam = 0.5 + 2.5/128
+
+// int4AWQWeights sizes int4_awq_weights, a manual action: AWQ needs a
+// checkpoint quantized offline, which no flag produces, so the engine
+// flag that loads it is a note. For B1 the freed bytes become KV tokens;
+// for B5 a decode step reads about a quarter of the 16-bit weight bytes.
+func int4AWQWeights(e *env, t *target) (Recommendation, error) {
+	b := e.newBuilder(t, t.inst)
+	setting := "quantization"
+	if t.engine == signals.EngineTGI {
+		setting = "quantize"
+	}
+	if cur, _ := b.settingOf(t.inst, setting, "none"); cur != "" && !strings.EqualFold(cur, "none") {
+		return Recommendation{}, skipf("the weights are already quantized (%s %s)", setting, cur)
+	}
+	m, ok := b.model()
+	if !ok || m.Shape.Parameters <= 0 || m.Shape.DTypeBytes <= 0 {
+		return Recommendation{}, skipf("needs the parameters and dtype of model %q (recommender.models)", t.model)
+	}
+	if m.Shape.DTypeBytes <= awqBytesPerParam {
+		return Recommendation{}, skipf("model %q already has %s byte per weight", t.model, fmtNum(m.Shape.DTypeBytes))
+	}
+	b.r.Action = Action{Kind: KindManual, Note: t.action.Note}
+	b.factor("method", 0.5, "manual action: needs an AWQ checkpoint of the model, and its accuracy is not known until evaluated")
+	b.note("INT4 weights lose more accuracy than FP8, most on long reasoning and code: evaluate the AWQ checkpoint on your eval set first")
+	tp := float64(max(1, m.TensorParallelSize))
+	freed := m.Shape.Parameters * (m.Shape.DTypeBytes - awqBytesPerParam) / tp
+	rationale := fmt.Sprintf("Weights %s × %s B → %s B per parameter (4 bits and a scale per 128) free %s GiB per GPU (TP %s).",
+		fmtNum(m.Shape.Parameters), fmtNum(m.Shape.DTypeBytes), fmtNum(round(awqBytesPerParam, 3)), fmtNum(round(freed/gib, 3)), fmtNum(tp))
+	if t.has("B1") {
+		if kvb, kvWhy, ok := b.kvBytesPerDevice(m, dtypeSettingOf(t.engine)); ok {
+			extra := math.Floor(freed / kvb)
+			rationale += fmt.Sprintf(" %s; extra tokens = ⌊%s B / %s B⌋ = %s.", kvWhy, fmtNum(freed), fmtNum(kvb), fmtNum(extra))
+			if n, ok := b.capacityOf(t.inst); ok {
+				rationale += b.capacityEffects(n, n+extra)
+			}
+		}
+	}
+	if t.has("B5") {
+		if itl, ok := b.signal(sigITL, p95); ok {
+			b.effect(sigITL, p95, Decrease, ptr(itl), nil)
+			rationale += " A decode step reads every weight once: a quarter of the 16-bit bytes shortens it; prefill GEMMs do not speed up."
 		}
 	}
 	return b.done(rationale), nil

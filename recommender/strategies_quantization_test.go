@@ -75,3 +75,53 @@ func TestAnalyzeFP8Weights(t *testing.T) {
 		},
 	})
 }
+
+func TestAnalyzeINT4AWQWeights(t *testing.T) {
+	cfg := config.DefaultRecommenderConfig()
+	cfg.Models = []config.ModelConfig{{Name: "m", Parameters: 8e9, Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2, GPUMemoryBytes: 48 << 30, GPU: "h100-80gb"}}
+	inst := func(name, quant string) *collector.Instance {
+		in := &collector.Instance{
+			Instance: name, Engine: signals.EngineVLLM, Model: "m",
+			Signals: []signals.Value{sig(sigKVCapacity, "", 100000), sig(sigKVUsage, "", 0.95), sig(sigITL, p95, 0.08)},
+		}
+		if quant != "" {
+			in.Settings = settings(collector.SettingFromProbe, "quantization", quant)
+		}
+		return in
+	}
+	bf16, fp8 := inst("a:8000", ""), inst("b:8000", "fp8")
+	both := []string{"fp8_weights", "int4_awq_weights"}
+	runAnalyze(t, []analyzeCase{
+		{
+			name: "B1: a manual action ranked after fp8_weights, freeing about 1.48 B per parameter",
+			cfg:  cfg,
+			in: Input{
+				Instances: []*collector.Instance{bf16},
+				Findings:  []Finding{finding("B1", "LLMKVCachePressure", bf16, 0.95, both...)},
+			},
+			// Freed 8e9 × (2 − 0.5 − 2.5/128) B = 11843750000 B; kv_bytes/token 131072 B;
+			// extra ⌊11843750000 / 131072⌋ = 90360 tokens (fp8_weights: 61035).
+			golden:  "int4_awq_weights",
+			actions: []string{"fp8_weights none → fp8", "int4_awq_weights"},
+		},
+		{
+			name: "B5: decode reads fewer weight bytes, no estimate",
+			cfg:  cfg,
+			in: Input{
+				Instances: []*collector.Instance{bf16},
+				Findings:  []Finding{finding("B5", "LLMDecodeBoundITL", bf16, 0.08, "int4_awq_weights")},
+			},
+			golden:  "int4_awq_weights_b5",
+			actions: []string{"int4_awq_weights"},
+		},
+		{
+			name: "already quantized: no AWQ on top of FP8",
+			cfg:  cfg,
+			in: Input{
+				Instances: []*collector.Instance{fp8},
+				Findings:  []Finding{finding("B1", "LLMKVCachePressure", fp8, 0.95, "int4_awq_weights")},
+			},
+			golden: "int4_awq_weights_quantized",
+		},
+	})
+}

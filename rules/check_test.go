@@ -11,7 +11,7 @@ import (
 var catalog = map[string]bool{
 	"raise_gpu_memory_utilization": true, "lower_max_num_seqs": true, "raise_max_num_seqs": true,
 	"fp8_kv_cache": true, "raise_max_num_batched_tokens": true, "lower_max_num_batched_tokens": true,
-	"long_prefill_threshold": true, "enable_prefix_caching": true, "raise_tensor_parallel": true, "fp8_weights": true, "prefix_aware_routing": true,
+	"long_prefill_threshold": true, "enable_prefix_caching": true, "raise_tensor_parallel": true, "fp8_weights": true, "int4_awq_weights": true, "prefix_aware_routing": true,
 	"scale_out": true, "scale_in": true, "raise_schedule_conservativeness": true,
 	"lower_schedule_conservativeness": true, "raise_mem_fraction_static": true,
 	"raise_max_concurrent_requests": true, "raise_max_running_requests": true,

@@ -88,7 +88,7 @@ func TestManagerBottleneckLifecycle(t *testing.T) {
 		ActiveAt: t0, FiredAt: t0.Add(5 * time.Minute), Value: 0.95,
 		Summary:         "KV cache of a:8000 is full (95%) and requests are preempted.",
 		RunbookURL:      "https://github.com/optiinfra/perfagent/blob/main/docs/rules.md#llmkvcachepressure",
-		Recommendations: []string{"raise_gpu_memory_utilization", "raise_mem_fraction_static", "fp8_kv_cache", "lower_max_num_seqs", "raise_schedule_conservativeness", "fp8_weights", "scale_out"},
+		Recommendations: []string{"raise_gpu_memory_utilization", "raise_mem_fraction_static", "fp8_kv_cache", "lower_max_num_seqs", "raise_schedule_conservativeness", "fp8_weights", "int4_awq_weights", "scale_out"},
 	}
 	if b.Rule != want.Rule || b.ID != want.ID || b.Category != want.Category || b.Severity != want.Severity || b.State != want.State ||
 		b.Instance != want.Instance || b.Engine != want.Engine || b.Model != want.Model ||

@@ -133,6 +133,10 @@ type ModelConfig struct {
 
 // GPUConfig is the accelerator.
 type GPUConfig struct {
+	// Name is the accelerator type, named as in cost.gpu_hour_prices and
+	// recommender.models[].gpu ("h100-80gb"); optional, it only tells the
+	// closed loop's recommender which GPU the model runs on.
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
 	// MemoryGiB is the device memory.
 	MemoryGiB float64 `yaml:"memory_gib" json:"memory_gib"`
 	// BandwidthGBps is the peak memory bandwidth in GB/s.

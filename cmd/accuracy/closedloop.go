@@ -185,7 +185,9 @@ func topRecommendation(rep recommender.Report, instance string) *recommender.Rec
 	return nil
 }
 
-// modelConfigs give the recommender each served model's shape and GPU, as
+// modelConfigs give the recommender each served model's shape, GPU type
+// (the simulator's gpu.name, which says whether it has FP8 tensor cores)
+// and tensor-parallel size, as
 // the recommender section of an operator's configuration does
 // (docs/recommendations.md, Configuration): without them the memory
 // recommendations (raise_gpu_memory_utilization, raise_mem_fraction_static)
@@ -202,7 +204,8 @@ func modelConfigs(sc simulator.Scenario) []config.ModelConfig {
 			continue
 		}
 		mc := config.ModelConfig{Name: m.Name, Parameters: m.ParametersB * 1e9, Layers: m.Layers, KVHeads: m.KVHeads, HeadDim: m.HeadDim,
-			DTypeBytes: m.DtypeBytes, GPUMemoryBytes: s.GPU.MemoryGiB * (1 << 30)}
+			DTypeBytes: m.DtypeBytes, GPUMemoryBytes: s.GPU.MemoryGiB * (1 << 30), GPU: s.GPU.Name,
+			TensorParallelSize: s.Settings.TensorParallelSize}
 		if i, ok := at[m.Name]; ok {
 			out[i] = mc
 			continue
