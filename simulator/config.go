@@ -91,6 +91,11 @@ type Truth struct {
 	// From and To bound the interval, relative to the start of the run.
 	From Duration `yaml:"from"`
 	To   Duration `yaml:"to"`
+	// FromEvent, instead of From, starts the interval at a physical event of
+	// the server (EventFirstPreemption, EventFirstRetraction) in each replay,
+	// so the truth stays right at every seed. When the event never happens
+	// before To, the bottleneck was not present in that replay.
+	FromEvent string `yaml:"from_event,omitempty"`
 }
 
 // ServerConfig describes one simulated server.

@@ -111,6 +111,7 @@ func (s *Server) retract() {
 	}
 	r := s.running[v]
 	s.st.retracted++
+	s.observe(EventFirstRetraction)
 	s.st.intervalRetracted++
 	s.st.retractedIn += float64(r.prompt)
 	s.st.retractedOut += float64(r.generated)

@@ -54,6 +54,7 @@ func (s *Server) stepVLLM(limit float64) float64 {
 			victim := len(s.running) - 1
 			s.requeue(victim)
 			s.st.preemptions++
+			s.observe(EventFirstPreemption)
 			preempted = true
 			if victim == i {
 				preemptedSelf = true

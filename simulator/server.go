@@ -73,8 +73,11 @@ type Server struct {
 
 	newTokenRatio float64 // SGLang admission estimate
 	st            stats
-	h             *hists
-	families      []family
+	// observed holds when each physical event (EventFirstPreemption, ...)
+	// first happened, seconds since start, so scenario truth can start there.
+	observed map[string]float64
+	h        *hists
+	families []family
 }
 
 func newServer(cfg ServerConfig, index int, seed int64, start time.Time) (*Server, error) {
@@ -83,6 +86,7 @@ func newServer(cfg ServerConfig, index int, seed int64, start time.Time) (*Serve
 		return nil, fmt.Errorf("server %s: settings.%s: %s", cfg.Name, ferr.field, ferr.msg)
 	}
 	s := &Server{
+		observed:     map[string]float64{},
 		cfg:          cfg,
 		user:         cfg.Settings,
 		p:            p,

@@ -93,7 +93,12 @@ func (v *validator) fleet(c *FleetConfig) {
 		if !names[t.Server] {
 			v.errorf(append(p, "server"), "unknown server %q", t.Server)
 		}
-		if t.To <= t.From {
+		switch {
+		case t.FromEvent != "" && !knownEvent(t.FromEvent):
+			v.errorf(append(p, "from_event"), "must be %s or %s, got %q", EventFirstPreemption, EventFirstRetraction, t.FromEvent)
+		case t.FromEvent != "" && t.From != 0:
+			v.errorf(append(p, "from"), "set from or from_event, not both")
+		case t.To <= t.From:
 			v.errorf(append(p, "to"), "must be after from")
 		}
 		if c.Duration > 0 && t.To > c.Duration {

@@ -245,6 +245,16 @@ func Replay(ctx context.Context, sc simulator.Scenario, o Options) (*ScenarioRes
 	return r.score(), nil
 }
 
+// observed returns when a server's physical event first happened in this replay.
+func (r *replay) observed(server, event string) (time.Duration, bool) {
+	for _, s := range r.servers {
+		if s.Name() == server {
+			return s.Observed(event)
+		}
+	}
+	return 0, false
+}
+
 // score matches firing episodes to truth intervals.
 func (r *replay) score() *ScenarioResult {
 	res := &ScenarioResult{Name: r.sc.Name, Seed: r.sc.Fleet.Seed}
@@ -254,6 +264,14 @@ func (r *replay) score() *ScenarioResult {
 	}
 	holds := r.holdDurations()
 	for _, tr := range r.sc.Fleet.Truth {
+		if tr.FromEvent != "" {
+			at, ok := r.observed(tr.Server, tr.FromEvent)
+			if !ok || at >= time.Duration(tr.To) {
+				// The bottleneck never physically began in this replay.
+				continue
+			}
+			tr.From = simulator.Duration(at)
+		}
 		res.Truths = append(res.Truths, TruthResult{Truth: tr, Instance: instanceOf[tr.Server], Deadline: holds[tr.Bottleneck] + 2*r.o.Interval})
 	}
 	for _, d := range sortedDetections(r.firing) {
