@@ -30,6 +30,21 @@ func runFleet(t testing.TB, cfg *FleetConfig, d time.Duration) map[string]sample
 	return out
 }
 
+// firstEvent is the time of the first sample after the named event (the
+// truth's from_event) happened, as the harness places the truth.
+func (ss samples) firstEvent(t *testing.T, event string) time.Duration {
+	t.Helper()
+	for i, s := range ss {
+		switch {
+		case event == EventFirstPreemption && s.Counters.Preemptions > 0,
+			event == EventFirstRetraction && s.Counters.Retractions > 0:
+			return time.Duration(i) * sampleStep
+		}
+	}
+	t.Fatalf("no %s in the run", event)
+	return 0
+}
+
 // window summarises a server's samples between from and to.
 type window struct {
 	first, last                  State
@@ -244,6 +259,9 @@ func TestScenariosShowTheirBottlenecks(t *testing.T) {
 			for _, tr := range sc.Fleet.Truth {
 				ss := runs[tr.Server]
 				from, to := time.Duration(tr.From), time.Duration(tr.To)
+				if tr.FromEvent != "" {
+					from = ss.firstEvent(t, tr.FromEvent)
+				}
 				w := ss.window(from, to)
 				var peers []window
 				for name, other := range runs {
