@@ -49,13 +49,7 @@ func fp8Weights(e *env, t *target) (Recommendation, error) {
 	rationale := fmt.Sprintf("Weights %s × %s B → 1 B per parameter free %s GiB per GPU (TP %s).",
 		fmtNum(m.Shape.Parameters), fmtNum(m.Shape.DTypeBytes), fmtNum(round(freed/gib, 3)), fmtNum(tp))
 	if t.has("B1") {
-		if kvb, kvWhy, ok := b.kvBytesPerDevice(m, dtypeSettingOf(t.engine)); ok {
-			extra := math.Floor(freed / kvb)
-			rationale += fmt.Sprintf(" %s; extra tokens = ⌊%s B / %s B⌋ = %s.", kvWhy, fmtNum(freed), fmtNum(kvb), fmtNum(extra))
-			if n, ok := b.capacityOf(t.inst); ok {
-				rationale += b.capacityEffects(n, n+extra)
-			}
-		}
+		rationale += b.freedKV(m, t, freed)
 	}
 	if t.has("B4") && (fp8 == nil || *fp8) {
 		if ttft, ok := b.signal(sigTTFT, p95); ok {
@@ -113,13 +107,7 @@ func int4AWQWeights(e *env, t *target) (Recommendation, error) {
 	rationale := fmt.Sprintf("Weights %s × %s B → %s B per parameter (4 bits and a scale per 128) free %s GiB per GPU (TP %s).",
 		fmtNum(m.Shape.Parameters), fmtNum(m.Shape.DTypeBytes), fmtNum(round(awqBytesPerParam, 3)), fmtNum(round(freed/gib, 3)), fmtNum(tp))
 	if t.has("B1") {
-		if kvb, kvWhy, ok := b.kvBytesPerDevice(m, dtypeSettingOf(t.engine)); ok {
-			extra := math.Floor(freed / kvb)
-			rationale += fmt.Sprintf(" %s; extra tokens = ⌊%s B / %s B⌋ = %s.", kvWhy, fmtNum(freed), fmtNum(kvb), fmtNum(extra))
-			if n, ok := b.capacityOf(t.inst); ok {
-				rationale += b.capacityEffects(n, n+extra)
-			}
-		}
+		rationale += b.freedKV(m, t, freed)
 	}
 	if t.has("B5") {
 		if itl, ok := b.signal(sigITL, p95); ok {
@@ -128,4 +116,19 @@ func int4AWQWeights(e *env, t *target) (Recommendation, error) {
 		}
 	}
 	return b.done(rationale), nil
+}
+
+// freedKV turns the bytes per GPU that smaller weights free into KV tokens,
+// states the capacity effects and says how.
+func (b *builder) freedKV(m Model, t *target, freed float64) string {
+	kvb, kvWhy, ok := b.kvBytesPerDevice(m, dtypeSettingOf(t.engine))
+	if !ok {
+		return ""
+	}
+	extra := math.Floor(freed / kvb)
+	why := fmt.Sprintf(" %s; extra tokens = ⌊%s B / %s B⌋ = %s.", kvWhy, fmtNum(freed), fmtNum(kvb), fmtNum(extra))
+	if n, ok := b.capacityOf(t.inst); ok {
+		why += b.capacityEffects(n, n+extra)
+	}
+	return why
 }
