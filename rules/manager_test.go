@@ -86,7 +86,7 @@ func TestManagerBottleneckLifecycle(t *testing.T) {
 		Rule: "LLMKVCachePressure", ID: "B1", Category: CategoryMemory, Severity: SeverityWarning, State: StateFiring,
 		Instance: "a:8000", Engine: "vllm", Model: "m",
 		ActiveAt: t0, FiredAt: t0.Add(5 * time.Minute), Value: 0.95,
-		Summary:         "KV cache of a:8000 is full (95%) and requests are preempted.",
+		Summary:         "KV cache of a:8000 runs out (usage peaks at 95%) and requests are preempted.",
 		RunbookURL:      "https://github.com/optiinfra/perfagent/blob/main/docs/rules.md#llmkvcachepressure",
 		Recommendations: []string{"raise_gpu_memory_utilization", "raise_mem_fraction_static", "fp8_kv_cache", "lower_max_num_seqs", "raise_schedule_conservativeness", "fp8_weights", "int4_awq_weights", "scale_out"},
 	}
@@ -96,7 +96,7 @@ func TestManagerBottleneckLifecycle(t *testing.T) {
 		b.Summary != want.Summary || b.RunbookURL != want.RunbookURL || !slices.Equal(b.Recommendations, want.Recommendations) {
 		t.Errorf("bottleneck:\n got  %+v\n want %+v", b, want)
 	}
-	if !strings.HasPrefix(b.Description, "KV-cache usage on a:8000 (vllm, model m) peaks at 95%") {
+	if !strings.HasPrefix(b.Description, "Running requests on a:8000 (vllm, model m) are preempted") {
 		t.Errorf("description not rendered: %q", b.Description)
 	}
 	var evidence []string
