@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,9 @@ import (
 type Store struct {
 	db     *tsdb.DB
 	engine *promql.Engine
+	// subqueryStep is the step, in milliseconds, of a subquery written
+	// without one (`x[15m:]`): the evaluation interval, as in Prometheus.
+	subqueryStep atomic.Int64
 }
 
 // LookbackDelta is how far back the query engine looks for a sample of
@@ -40,7 +44,13 @@ type Options struct {
 	// still taken: history backfilled after the first cycle is that old.
 	// At least DefaultOutOfOrderWindow.
 	OutOfOrderWindow time.Duration
+	// EvaluationInterval is the step of subqueries written without one;
+	// DefaultEvaluationInterval when zero. SetEvaluationInterval changes it.
+	EvaluationInterval time.Duration
 }
+
+// DefaultEvaluationInterval is Prometheus's default evaluation interval.
+const DefaultEvaluationInterval = time.Minute
 
 // DefaultOutOfOrderWindow is the store's smallest out-of-order window.
 const DefaultOutOfOrderWindow = 10 * time.Minute
@@ -61,7 +71,9 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening TSDB at %s: %w", opts.Path, err)
 	}
-	engine := promql.NewEngine(promql.EngineOpts{
+	s := &Store{db: db}
+	s.SetEvaluationInterval(opts.EvaluationInterval)
+	s.engine = promql.NewEngine(promql.EngineOpts{
 		Logger:               logger,
 		Reg:                  opts.Registerer,
 		MaxSamples:           50_000_000,
@@ -69,8 +81,19 @@ func Open(opts Options) (*Store, error) {
 		LookbackDelta:        LookbackDelta,
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
+		// Without it the engine dereferences a nil function on `x[15m:]`.
+		NoStepSubqueryIntervalFn: func(int64) int64 { return s.subqueryStep.Load() },
 	})
-	return &Store{db: db, engine: engine}, nil
+	return s, nil
+}
+
+// SetEvaluationInterval sets the step of subqueries written without one;
+// zero means DefaultEvaluationInterval.
+func (s *Store) SetEvaluationInterval(d time.Duration) {
+	if d <= 0 {
+		d = DefaultEvaluationInterval
+	}
+	s.subqueryStep.Store(d.Milliseconds())
 }
 
 // QueryFunc evaluates instant queries on the TSDB with its engine, as

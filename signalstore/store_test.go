@@ -60,3 +60,36 @@ func TestQueryResultsOutliveTheQuery(t *testing.T) {
 		t.Errorf("MaxTime = %v, %v; want %v", got, ok, t0.Add(time.Minute))
 	}
 }
+
+// TestSubqueryWithoutStep checks that `x[5m:]` steps at the evaluation
+// interval, as in Prometheus, and follows a change of it.
+func TestSubqueryWithoutStep(t *testing.T) {
+	store := openTestStore(t)
+	ctx := context.Background()
+	series := labels.FromStrings("__name__", "fake_running", "instance", "a:1")
+	app := store.Appender(ctx)
+	for i := range 41 {
+		if _, err := app.Append(0, series, t0.Add(time.Duration(i)*15*time.Second).UnixMilli(), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		interval time.Duration
+		want     float64
+	}{
+		{0, 5},                 // the default minute: 6m, 7m, 8m, 9m, 10m
+		{15 * time.Second, 20}, // 5m15s … 10m
+	} {
+		store.SetEvaluationInterval(tt.interval)
+		v, err := store.Query(ctx, "count_over_time(fake_running[5m:])", t0.Add(10*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v) != 1 || v[0].F != tt.want {
+			t.Errorf("interval %s: count_over_time over a subquery = %v, want %g steps", tt.interval, v, tt.want)
+		}
+	}
+}

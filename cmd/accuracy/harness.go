@@ -110,7 +110,7 @@ func newReplay(sc simulator.Scenario, o Options, rec *recommender.Recommender) (
 	if err != nil {
 		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
-	store, err := signalstore.Open(signalstore.Options{Path: o.Dir, Retention: 24 * time.Hour})
+	store, err := signalstore.Open(signalstore.Options{Path: o.Dir, Retention: 24 * time.Hour, EvaluationInterval: o.Interval})
 	if err != nil {
 		return nil, err
 	}

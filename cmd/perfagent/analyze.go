@@ -99,13 +99,13 @@ func runAnalysis(ctx context.Context, cfg *config.Config, profs []*collector.Pro
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	store, err := signalstore.Open(signalstore.Options{Path: dir, Retention: 24 * time.Hour})
+	interval := time.Duration(cfg.Global.EvaluationInterval)
+	store, err := signalstore.Open(signalstore.Options{Path: dir, Retention: 24 * time.Hour, EvaluationInterval: interval})
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
 	metrics := collector.NewMetrics(prometheus.NewRegistry())
-	interval := time.Duration(cfg.Global.EvaluationInterval)
 
 	var (
 		src collector.Source

@@ -155,7 +155,14 @@ func (a *daemon) prepareRules(cfg *config.Config) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.rules.Prepare(rules.Config{Files: files, Interval: time.Duration(cfg.Global.EvaluationInterval), Disabled: cfg.Rules.Disabled})
+	commit, err := a.rules.Prepare(rules.Config{Files: files, Interval: time.Duration(cfg.Global.EvaluationInterval), Disabled: cfg.Rules.Disabled})
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		commit()
+		a.store.SetEvaluationInterval(time.Duration(cfg.Global.EvaluationInterval))
+	}, nil
 }
 
 // prepareWorkflows builds the executor and the reloadable workflow

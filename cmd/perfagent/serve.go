@@ -165,7 +165,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	})
 
 	a.store, err = signalstore.Open(signalstore.Options{Path: f.storagePath, Retention: time.Duration(retention), Logger: logger.With("component", "tsdb"), Registerer: reg,
-		OutOfOrderWindow: backfillWindow(cfg) + 2*time.Duration(cfg.Global.EvaluationInterval)})
+		OutOfOrderWindow: backfillWindow(cfg) + 2*time.Duration(cfg.Global.EvaluationInterval), EvaluationInterval: time.Duration(cfg.Global.EvaluationInterval)})
 	if err != nil {
 		logger.Error("Error opening storage", "err", err)
 		return exitFailure
