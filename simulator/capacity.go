@@ -162,8 +162,13 @@ func resolve(e Engine, s Settings, m ModelConfig, g GPUConfig) (*params, *fieldE
 			f := false
 			s.DisableRadixCache = &f
 		}
-		p.kvDtype = "auto"
-		p.kvBytesToken = 2 * float64(m.Layers*m.KVHeads*m.HeadDim) * m.DtypeBytes
+		// SGLang's --kv-cache-dtype (fp8_e4m3, fp8_e5m2) halves the bytes
+		// per token of the pool that mem_fraction_static leaves.
+		if s.KVCacheDtype == "" {
+			s.KVCacheDtype = "auto"
+		}
+		p.kvDtype = s.KVCacheDtype
+		p.kvBytesToken = 2 * float64(m.Layers*m.KVHeads*m.HeadDim) * kvDtypeBytes(s.KVCacheDtype, m.DtypeBytes)
 		tokens := int((mem*s.MemFractionStatic - p.weightBytes) / p.kvBytesToken)
 		if tokens <= 0 {
 			return nil, &fieldError{"mem_fraction_static", fmt.Sprintf("no memory left for the KV pool (%.1f GiB x %v minus %.1f GiB weights)", g.MemoryGiB, s.MemFractionStatic, p.weightBytes/gib)}

@@ -92,7 +92,8 @@ type Truth struct {
 	From Duration `yaml:"from"`
 	To   Duration `yaml:"to"`
 	// FromEvent, instead of From, starts the interval at a physical event of
-	// the server (EventFirstPreemption, EventFirstRetraction) in each replay,
+	// the server (EventFirstPreemption, EventFirstRetraction,
+	// EventSustainedRetraction) in each replay,
 	// so the truth stays right at every seed. When the event never happens
 	// before To, the bottleneck was not present in that replay.
 	FromEvent string `yaml:"from_event,omitempty"`
@@ -173,7 +174,7 @@ type Settings struct {
 	MaxNumSeqs           int     `yaml:"max_num_seqs,omitempty" json:"max_num_seqs,omitempty"`
 	MaxNumBatchedTokens  int     `yaml:"max_num_batched_tokens,omitempty" json:"max_num_batched_tokens,omitempty"`
 	EnablePrefixCaching  *bool   `yaml:"enable_prefix_caching,omitempty" json:"enable_prefix_caching,omitempty"`
-	KVCacheDtype         string  `yaml:"kv_cache_dtype,omitempty" json:"kv_cache_dtype,omitempty"` // also TGI (--kv-cache-dtype fp8_e4m3fn, fp8_e5m2)
+	KVCacheDtype         string  `yaml:"kv_cache_dtype,omitempty" json:"kv_cache_dtype,omitempty"` // also SGLang (fp8_e4m3, fp8_e5m2) and TGI (fp8_e4m3fn, fp8_e5m2)
 	BlockSize            int     `yaml:"block_size,omitempty" json:"block_size,omitempty"`
 	MaxModelLen          int     `yaml:"max_model_len,omitempty" json:"max_model_len,omitempty"`
 	// LongPrefillTokenThreshold caps the prompt tokens one request computes per step
@@ -216,7 +217,7 @@ type Settings struct {
 // engineFlags lists the settings each engine accepts, by YAML/JSON name.
 var engineFlags = map[Engine][]string{
 	EngineVLLM:   {"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "kv_cache_dtype", "block_size", "max_model_len", "long_prefill_token_threshold", "api_server_count", "num_speculative_tokens", "speculative_method", "tensor_parallel_size", "quantization"},
-	EngineSGLang: {"mem_fraction_static", "max_running_requests", "chunked_prefill_size", "schedule_conservativeness", "max_prefill_tokens", "disable_radix_cache", "tp_size", "quantization"},
+	EngineSGLang: {"mem_fraction_static", "max_running_requests", "chunked_prefill_size", "schedule_conservativeness", "max_prefill_tokens", "disable_radix_cache", "kv_cache_dtype", "tp_size", "quantization"},
 	EngineTGI:    {"max_concurrent_requests", "max_batch_prefill_tokens", "max_batch_total_tokens", "max_total_tokens", "max_input_tokens", "kv_cache_dtype", "num_shard", "quantize"},
 }
 

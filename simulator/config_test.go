@@ -53,7 +53,7 @@ func TestLoadFleetErrors(t *testing.T) {
 			`testdata/bad-truth.bad.yml:9: truth.0.bottleneck: must be one of B1..B13, got "B14"`,
 			`testdata/bad-truth.bad.yml:9: truth.0.server: unknown server "y"`,
 			"testdata/bad-truth.bad.yml:9: truth.0.to: must be after from",
-			`testdata/bad-truth.bad.yml:10: truth.1.from_event: must be first_preemption or first_retraction, got "first_oom"`,
+			`testdata/bad-truth.bad.yml:10: truth.1.from_event: must be first_preemption, first_retraction or sustained_retraction, got "first_oom"`,
 			"testdata/bad-truth.bad.yml:11: truth.2.from: set from or from_event, not both",
 		}},
 	}
@@ -103,6 +103,8 @@ func TestCapacityFromMemory(t *testing.T) {
 		{"vllm fp8 kv", EngineVLLM, Settings{KVCacheDtype: "fp8"}, 54315 * 16},
 		// (80 GiB x 0.85 - 16.06e9 B) / 131072 B.
 		{"sglang 0.85", EngineSGLang, Settings{MemFractionStatic: 0.85}, 434527},
+		// (80 GiB x 0.85 - 16.06e9 B) / 65536 B.
+		{"sglang 0.85 fp8 kv", EngineSGLang, Settings{MemFractionStatic: 0.85, KVCacheDtype: "fp8_e4m3"}, 869055},
 		// (80 GiB - 16.06e9 B - 4 GiB) / 131072 B.
 		{"tgi", EngineTGI, Settings{}, 500063},
 	}

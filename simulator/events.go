@@ -10,11 +10,39 @@ const (
 	EventFirstPreemption = "first_preemption"
 	// EventFirstRetraction is SGLang's first retraction: the KV cache ran out.
 	EventFirstRetraction = "first_retraction"
+	// EventSustainedRetraction is the first time SGLang has retracted more
+	// than sustainedRetractions requests within sustainedRetractionSpan: twice
+	// the one a minute that SGLang's tuning guide calls normal. A lone
+	// retraction at the onset of a ramp is not yet the bottleneck.
+	EventSustainedRetraction = "sustained_retraction"
+)
+
+const (
+	sustainedRetractions    = 10
+	sustainedRetractionSpan = 300.0 // seconds
 )
 
 // knownEvent reports whether name is an event the simulator observes.
 func knownEvent(name string) bool {
-	return name == EventFirstPreemption || name == EventFirstRetraction
+	switch name {
+	case EventFirstPreemption, EventFirstRetraction, EventSustainedRetraction:
+		return true
+	}
+	return false
+}
+
+// observeRetraction records a retraction at the current time and the events
+// it completes.
+func (s *Server) observeRetraction() {
+	s.observe(EventFirstRetraction)
+	cut := 0
+	for cut < len(s.retractedAt) && s.retractedAt[cut] <= s.now-sustainedRetractionSpan {
+		cut++
+	}
+	s.retractedAt = append(s.retractedAt[cut:], s.now)
+	if len(s.retractedAt) > sustainedRetractions {
+		s.observe(EventSustainedRetraction)
+	}
 }
 
 // observe records the first time an event happens.

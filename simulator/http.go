@@ -102,7 +102,7 @@ func (s *Server) serveSGLangInfo(w http.ResponseWriter, _ *http.Request) {
 		"schedule_policy":           "fcfs",
 		"disable_radix_cache":       !p.prefixCache,
 		"page_size":                 1,
-		"kv_cache_dtype":            "auto",
+		"kv_cache_dtype":            st.KVCacheDtype,
 		"tp_size":                   tpDegree(EngineSGLang, st),
 		"quantization":              sglangQuantization(st),
 		"dp_size":                   1,

@@ -34,10 +34,12 @@ func runFleet(t testing.TB, cfg *FleetConfig, d time.Duration) map[string]sample
 // truth's from_event) happened, as the harness places the truth.
 func (ss samples) firstEvent(t *testing.T, event string) time.Duration {
 	t.Helper()
+	span := int(sustainedRetractionSpan * float64(time.Second) / float64(sampleStep))
 	for i, s := range ss {
 		switch {
 		case event == EventFirstPreemption && s.Counters.Preemptions > 0,
-			event == EventFirstRetraction && s.Counters.Retractions > 0:
+			event == EventFirstRetraction && s.Counters.Retractions > 0,
+			event == EventSustainedRetraction && s.Counters.Retractions-ss[max(i-span, 0)].Counters.Retractions > sustainedRetractions:
 			return time.Duration(i) * sampleStep
 		}
 	}
@@ -131,7 +133,9 @@ var symptoms = map[string]symptom{
 		case EngineVLLM:
 			return need(w.preemptions > 0 && w.maxKV >= 0.9, "want preemptions > 0 and KV usage >= 0.9")
 		case EngineSGLang:
-			return need(w.retractions > 0 && w.maxKV >= 0.9, "want retractions > 0 and token usage >= 0.9")
+			// SGLang calls about one retraction a minute normal.
+			minutes := w.last.Time.Sub(w.first.Time).Minutes()
+			return need(w.retractions > minutes && w.maxKV >= 0.9, "want more than one retraction a minute and token usage >= 0.9")
 		default:
 			return need(w.avgWaiting >= 1 && w.maxKV >= 0.9 && w.preemptions == 0,
 				"want a queue while reserved tokens fill max_batch_total_tokens (>= 0.9), without preemption")

@@ -111,7 +111,7 @@ func (s *Server) retract() {
 	}
 	r := s.running[v]
 	s.st.retracted++
-	s.observe(EventFirstRetraction)
+	s.observeRetraction()
 	s.st.intervalRetracted++
 	s.st.retractedIn += float64(r.prompt)
 	s.st.retractedOut += float64(r.generated)

@@ -76,8 +76,11 @@ type Server struct {
 	// observed holds when each physical event (EventFirstPreemption, ...)
 	// first happened, seconds since start, so scenario truth can start there.
 	observed map[string]float64
-	h        *hists
-	families []family
+	// retractedAt holds the times of SGLang's retractions in the last
+	// sustainedRetractionSpan, for EventSustainedRetraction.
+	retractedAt []float64
+	h           *hists
+	families    []family
 }
 
 func newServer(cfg ServerConfig, index int, seed int64, start time.Time) (*Server, error) {

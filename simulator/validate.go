@@ -95,7 +95,7 @@ func (v *validator) fleet(c *FleetConfig) {
 		}
 		switch {
 		case t.FromEvent != "" && !knownEvent(t.FromEvent):
-			v.errorf(append(p, "from_event"), "must be %s or %s, got %q", EventFirstPreemption, EventFirstRetraction, t.FromEvent)
+			v.errorf(append(p, "from_event"), "must be %s, %s or %s, got %q", EventFirstPreemption, EventFirstRetraction, EventSustainedRetraction, t.FromEvent)
 		case t.FromEvent != "" && t.From != 0:
 			v.errorf(append(p, "from"), "set from or from_event, not both")
 		case t.To <= t.From:
@@ -278,6 +278,9 @@ func (s Settings) check(e Engine, m ModelConfig, g GPUConfig) []fieldError {
 		}
 		if s.ScheduleConservativeness < 0 || math.IsInf(s.ScheduleConservativeness, 0) || math.IsNaN(s.ScheduleConservativeness) {
 			add("schedule_conservativeness", "must be positive")
+		}
+		if s.KVCacheDtype != "" && kvDtypeBytes(s.KVCacheDtype, 2) == 0 {
+			add("kv_cache_dtype", "must be auto, fp8_e4m3, fp8_e5m2, bfloat16 or float16, got %q", s.KVCacheDtype)
 		}
 	case EngineTGI:
 		nonNeg("max_concurrent_requests", s.MaxConcurrentRequests)
