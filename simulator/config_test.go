@@ -53,7 +53,7 @@ func TestLoadFleetErrors(t *testing.T) {
 			`testdata/bad-truth.bad.yml:9: truth.0.bottleneck: must be one of B1..B13, got "B14"`,
 			`testdata/bad-truth.bad.yml:9: truth.0.server: unknown server "y"`,
 			"testdata/bad-truth.bad.yml:9: truth.0.to: must be after from",
-			`testdata/bad-truth.bad.yml:10: truth.1.from_event: must be first_preemption, first_retraction or sustained_retraction, got "first_oom"`,
+			`testdata/bad-truth.bad.yml:10: truth.1.from_event: must be one of first_preemption, first_retraction, sustained_retraction, cap_bound, got "first_oom"`,
 			"testdata/bad-truth.bad.yml:11: truth.2.from: set from or from_event, not both",
 		}},
 	}

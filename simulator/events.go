@@ -1,6 +1,9 @@
 package simulator
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Physical events a truth interval can start at (Truth.FromEvent). Each is
 // observed exactly by the simulator, so the harness can place the start of a
@@ -10,38 +13,87 @@ const (
 	EventFirstPreemption = "first_preemption"
 	// EventFirstRetraction is SGLang's first retraction: the KV cache ran out.
 	EventFirstRetraction = "first_retraction"
-	// EventSustainedRetraction is the first time SGLang has retracted more
-	// than sustainedRetractions requests within sustainedRetractionSpan: twice
-	// the one a minute that SGLang's tuning guide calls normal. A lone
-	// retraction at the onset of a ramp is not yet the bottleneck.
+	// EventSustainedRetraction is the first time SGLang's retraction rate,
+	// as a one-minute rate averaged over five minutes, exceeded two a minute:
+	// twice the one a minute that SGLang's tuning guide calls normal. A lone
+	// retraction at the onset of a ramp is not yet the bottleneck. The rate
+	// is the one-minute rate a monitoring system reads, computed here from
+	// the exact retraction times rather than from scrapes.
 	EventSustainedRetraction = "sustained_retraction"
+	// EventCapBound (vLLM) is the end of the first minute in which the running
+	// batch stayed at its cap (max_num_seqs, max_running_requests,
+	// max_concurrent_requests) with requests waiting: the cap, not memory or
+	// compute, has started to hold the batch. A batch that touches the cap
+	// now and then is not yet bound by it.
+	EventCapBound = "cap_bound"
 )
 
 const (
-	sustainedRetractions    = 10
-	sustainedRetractionSpan = 300.0 // seconds
+	sustainedRetractionRate   = 2.0   // per minute
+	sustainedRetractionWindow = 300.0 // seconds the one-minute rate is averaged over
+	rateWindow                = 60.0  // seconds
+	capBoundSpan              = 60.0  // seconds
 )
 
-// knownEvent reports whether name is an event the simulator observes.
-func knownEvent(name string) bool {
-	switch name {
-	case EventFirstPreemption, EventFirstRetraction, EventSustainedRetraction:
-		return true
-	}
-	return false
+// events lists the events a truth interval can start at.
+func events() []string {
+	return []string{EventFirstPreemption, EventFirstRetraction, EventSustainedRetraction, EventCapBound}
 }
 
-// observeRetraction records a retraction at the current time and the events
-// it completes.
+// knownEvent reports whether name is an event the simulator observes.
+func knownEvent(name string) bool { return slices.Contains(events(), name) }
+
+// observeRetraction records a retraction at the current time.
 func (s *Server) observeRetraction() {
 	s.observe(EventFirstRetraction)
+	if _, ok := s.observed[EventSustainedRetraction]; !ok {
+		s.retractedAt = append(s.retractedAt, s.now)
+	}
+}
+
+// observeRetractionRate checks, after each step, whether the retraction rate
+// has become sustained. A retraction at x adds 1/rateWindow to the
+// one-minute rate during [x, x+rateWindow), so its share of the rate's mean
+// over (now-window, now] is the overlap of the two spans over rateWindow.
+func (s *Server) observeRetractionRate() {
+	if len(s.retractedAt) == 0 {
+		return
+	}
+	from := s.now - sustainedRetractionWindow
 	cut := 0
-	for cut < len(s.retractedAt) && s.retractedAt[cut] <= s.now-sustainedRetractionSpan {
+	for cut < len(s.retractedAt) && s.retractedAt[cut]+rateWindow <= from {
 		cut++
 	}
-	s.retractedAt = append(s.retractedAt[cut:], s.now)
-	if len(s.retractedAt) > sustainedRetractions {
+	s.retractedAt = s.retractedAt[cut:]
+	counted := 0.0
+	for _, x := range s.retractedAt {
+		counted += (min(x+rateWindow, s.now) - max(x, from)) / rateWindow
+	}
+	if counted > sustainedRetractionRate*sustainedRetractionWindow/60 {
 		s.observe(EventSustainedRetraction)
+		s.retractedAt = nil
+	}
+}
+
+// noteCap records, once a step's batch is formed, whether the cap held
+// requests back. Only vLLM's scheduler calls it.
+func (s *Server) noteCap() {
+	s.capHeld = s.waiting.len() > 0 && len(s.running) >= s.p.maxSeqs
+}
+
+// observeCap follows the batch against its cap after each step.
+func (s *Server) observeCap() {
+	held := s.capHeld
+	s.capHeld = false
+	if !held {
+		s.capSince = -1
+		return
+	}
+	if s.capSince < 0 {
+		s.capSince = s.now
+	}
+	if _, ok := s.observed[EventCapBound]; !ok && s.now-s.capSince >= capBoundSpan {
+		s.observed[EventCapBound] = s.capSince + capBoundSpan
 	}
 }
 

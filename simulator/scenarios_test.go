@@ -16,6 +16,14 @@ const sampleStep = 15 * time.Second
 
 func runFleet(t testing.TB, cfg *FleetConfig, d time.Duration) map[string]samples {
 	t.Helper()
+	out, _ := runFleetEvents(t, cfg, d)
+	return out
+}
+
+// runFleetEvents is runFleet that also returns, per server, when each
+// physical event a truth can start at first happened.
+func runFleetEvents(t testing.TB, cfg *FleetConfig, d time.Duration) (map[string]samples, map[string]map[string]time.Duration) {
+	t.Helper()
 	f, err := NewFleet(cfg, testStart)
 	if err != nil {
 		t.Fatal(err)
@@ -27,24 +35,16 @@ func runFleet(t testing.TB, cfg *FleetConfig, d time.Duration) map[string]sample
 			out[s.Name()] = append(out[s.Name()], s.State())
 		}
 	}
-	return out
-}
-
-// firstEvent is the time of the first sample after the named event (the
-// truth's from_event) happened, as the harness places the truth.
-func (ss samples) firstEvent(t *testing.T, event string) time.Duration {
-	t.Helper()
-	span := int(sustainedRetractionSpan * float64(time.Second) / float64(sampleStep))
-	for i, s := range ss {
-		switch {
-		case event == EventFirstPreemption && s.Counters.Preemptions > 0,
-			event == EventFirstRetraction && s.Counters.Retractions > 0,
-			event == EventSustainedRetraction && s.Counters.Retractions-ss[max(i-span, 0)].Counters.Retractions > sustainedRetractions:
-			return time.Duration(i) * sampleStep
+	observed := map[string]map[string]time.Duration{}
+	for _, s := range f.Servers() {
+		observed[s.Name()] = map[string]time.Duration{}
+		for _, name := range events() {
+			if at, ok := s.Observed(name); ok {
+				observed[s.Name()][name] = at
+			}
 		}
 	}
-	t.Fatalf("no %s in the run", event)
-	return 0
+	return out, observed
 }
 
 // window summarises a server's samples between from and to.
@@ -246,7 +246,7 @@ func TestScenariosShowTheirBottlenecks(t *testing.T) {
 		t.Run(sc.Name, func(t *testing.T) {
 			t.Parallel()
 			d := time.Duration(sc.Fleet.Duration)
-			runs := runFleet(t, sc.Fleet, d)
+			runs, events := runFleetEvents(t, sc.Fleet, d)
 			models := map[string]string{}
 			for _, s := range sc.Fleet.Servers {
 				models[s.Name] = s.Model.Name
@@ -264,7 +264,11 @@ func TestScenariosShowTheirBottlenecks(t *testing.T) {
 				ss := runs[tr.Server]
 				from, to := time.Duration(tr.From), time.Duration(tr.To)
 				if tr.FromEvent != "" {
-					from = ss.firstEvent(t, tr.FromEvent)
+					at, ok := events[tr.Server][tr.FromEvent]
+					if !ok {
+						t.Fatalf("%s on %s: no %s in the run", tr.Bottleneck, tr.Server, tr.FromEvent)
+					}
+					from = at
 				}
 				w := ss.window(from, to)
 				var peers []window

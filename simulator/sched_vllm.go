@@ -34,6 +34,7 @@ func (s *Server) stepVLLM(limit float64) float64 {
 		headFits := s.waiting.len() > 0 && b < p.maxSeqs && budget > 0 &&
 			p.units(min(s.waiting.front().prompt+s.waiting.front().generated, budget)) <= p.kvUnits-s.used-b
 		if !headFits {
+			s.noteCap()
 			// A block of tokens per request fits in the free blocks, so up to block_size
 			// decode steps run without allocation failures.
 			t0 := s.decodeTokenTime(b, s.kvRead())
@@ -88,6 +89,7 @@ func (s *Server) stepVLLM(limit float64) float64 {
 		tokens += n
 		ctx += float64(hit) + float64(n)/2
 	}
+	s.noteCap()
 	if tokens == 0 {
 		return 0
 	}

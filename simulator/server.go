@@ -76,11 +76,16 @@ type Server struct {
 	// observed holds when each physical event (EventFirstPreemption, ...)
 	// first happened, seconds since start, so scenario truth can start there.
 	observed map[string]float64
-	// retractedAt holds the times of SGLang's retractions in the last
-	// sustainedRetractionSpan, for EventSustainedRetraction.
+	// retractedAt holds the times of SGLang's retractions that still count
+	// towards EventSustainedRetraction, until it happens.
 	retractedAt []float64
-	h           *hists
-	families    []family
+	// capSince is when the batch last reached its cap with requests
+	// waiting, -1 while it is below, for EventCapBound; capHeld says
+	// whether the step just formed held requests back at the cap.
+	capSince float64
+	capHeld  bool
+	h        *hists
+	families []family
 }
 
 func newServer(cfg ServerConfig, index int, seed int64, start time.Time) (*Server, error) {
@@ -90,6 +95,7 @@ func newServer(cfg ServerConfig, index int, seed int64, start time.Time) (*Serve
 	}
 	s := &Server{
 		observed:     map[string]float64{},
+		capSince:     -1,
 		cfg:          cfg,
 		user:         cfg.Settings,
 		p:            p,
@@ -151,6 +157,8 @@ func (s *Server) advance(target float64) {
 		}
 		if dt > 0 {
 			s.now += dt
+			s.observeCap()
+			s.observeRetractionRate()
 			continue
 		}
 		// Nothing to compute: jump to the next thing that can change the state.
@@ -162,6 +170,7 @@ func (s *Server) advance(target float64) {
 			next = limit
 		}
 		s.now = next
+		s.observeRetractionRate()
 	}
 }
 

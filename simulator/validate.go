@@ -95,7 +95,7 @@ func (v *validator) fleet(c *FleetConfig) {
 		}
 		switch {
 		case t.FromEvent != "" && !knownEvent(t.FromEvent):
-			v.errorf(append(p, "from_event"), "must be %s, %s or %s, got %q", EventFirstPreemption, EventFirstRetraction, EventSustainedRetraction, t.FromEvent)
+			v.errorf(append(p, "from_event"), "must be one of %s, got %q", strings.Join(events(), ", "), t.FromEvent)
 		case t.FromEvent != "" && t.From != 0:
 			v.errorf(append(p, "from"), "set from or from_event, not both")
 		case t.To <= t.From:
