@@ -106,13 +106,13 @@ type Truth struct {
 // Lever is the recommendation a scenario has the closed loop apply.
 type Lever struct {
 	// ID is its catalog id (int4_awq_weights).
-	ID string `yaml:"id"`
+	ID string `yaml:"id" json:"id"`
 	// Flag and Value are how an operator carries out a manual action on
 	// the server once its work is done, as an engine flag and its value
 	// (serving the AWQ checkpoint: --quantization awq_marlin). A flag
 	// action brings its own, and leaves them empty.
-	Flag  string `yaml:"flag,omitempty"`
-	Value string `yaml:"value,omitempty"`
+	Flag  string `yaml:"flag,omitempty" json:"flag,omitempty"`
+	Value string `yaml:"value,omitempty" json:"value,omitempty"`
 }
 
 // ServerConfig describes one simulated server.

@@ -48,6 +48,9 @@ type LoopResult struct {
 	Instance   string                      `json:"instance"`
 	Applied    *recommender.Recommendation `json:"applied,omitempty"`
 	AppliedAt  time.Duration               `json:"applied_at"`
+	// Lever is the recommendation the scenario's truth named to apply
+	// instead of the top-ranked one, with how a manual one was carried out.
+	Lever *simulator.Lever `json:"lever,omitempty"`
 	// Reason says why nothing was applied.
 	Reason   string         `json:"reason,omitempty"`
 	Cleared  bool           `json:"cleared"`
@@ -82,7 +85,7 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 		return nil, err
 	}
 	truth := sc.Fleet.Truth[0]
-	res := &LoopResult{Scenario: sc.Name, Bottleneck: truth.Bottleneck}
+	res := &LoopResult{Scenario: sc.Name, Bottleneck: truth.Bottleneck, Lever: truth.Lever}
 	for listen, s := range r.servers {
 		if s.Name() == truth.Server {
 			res.Instance = listen
