@@ -40,8 +40,8 @@ type EffectResult struct {
 }
 
 // LoopResult is the closed loop of one scenario: the top recommendation
-// for its first injected bottleneck, applied to the simulated server, and
-// what followed.
+// for its first injected bottleneck (or the lever that truth names),
+// applied to the simulated server, and what followed.
 type LoopResult struct {
 	Scenario   string                      `json:"scenario"`
 	Bottleneck string                      `json:"bottleneck"`
@@ -62,10 +62,11 @@ type LoopResult struct {
 }
 
 // ClosedLoop replays a scenario until its first truth bottleneck fires,
-// applies the top recommendation for that instance through the simulated
-// server's control path (flags as a restart with new flags; replica
-// changes as the arrival rate divided among the new replica count), runs
-// on, and measures the targeted signals against the prediction.
+// applies the top recommendation for that instance (or the truth's lever)
+// through the simulated server's control path (flags as a restart with new
+// flags; replica changes as the arrival rate divided among the new replica
+// count), runs on, and measures the targeted signals against the
+// prediction.
 func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopResult, error) {
 	if len(sc.Fleet.Truth) == 0 {
 		return nil, nil
