@@ -59,13 +59,13 @@ func resolve(e Engine, s Settings, m ModelConfig, g GPUConfig) (*params, *fieldE
 	if err := checkQuantization(e, s); err != nil {
 		return nil, err
 	}
-	fp8 := fp8Weights(e, s)
+	wf := weightFormatOf(e, s)
 	setTP(e, &s, tp)
 	setQuantization(e, &s)
-	p.weightBytes = m.ParametersB * 1e9 * weightBytesPerParam(fp8, m.DtypeBytes)
+	p.weightBytes = m.ParametersB * 1e9 * weightBytesPerParam(wf, m.DtypeBytes)
 	p.flopsToken = 2 * m.ParametersB * 1e9
 	p.bandwidth = sg.BandwidthGBps * 1e9 * g.MBU
-	p.compute = sg.TFLOPS * 1e12 * g.MFU * fp8ComputeGain(fp8, g.FP8)
+	p.compute = sg.TFLOPS * 1e12 * g.MFU * computeGain(wf, g.FP8)
 	p.overhead = g.StepOverheadMs/1000 + allReduceOverhead(tp, m.Layers)
 	mem := sg.MemoryGiB * gib
 	big := g.MemoryGiB >= 70

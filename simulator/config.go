@@ -97,6 +97,23 @@ type Truth struct {
 	// so the truth stays right at every seed. When the event never happens
 	// before To, the bottleneck was not present in that replay.
 	FromEvent string `yaml:"from_event,omitempty"`
+	// Lever, when set, names the recommendation the closed loop applies
+	// for this bottleneck instead of the top-ranked one. The recommender
+	// ranks a manual action after every flag or replica change, so a
+	// manual action is judged only when a scenario names it.
+	Lever *Lever `yaml:"lever,omitempty"`
+}
+
+// Lever is the recommendation a scenario has the closed loop apply.
+type Lever struct {
+	// ID is its catalog id (int4_awq_weights).
+	ID string `yaml:"id" json:"id"`
+	// Flag and Value are how an operator carries out a manual action on
+	// the server once its work is done, as an engine flag and its value
+	// (serving the AWQ checkpoint: --quantization awq_marlin). A flag
+	// action brings its own, and leaves them empty.
+	Flag  string `yaml:"flag,omitempty" json:"flag,omitempty"`
+	Value string `yaml:"value,omitempty" json:"value,omitempty"`
 }
 
 // ServerConfig describes one simulated server.
@@ -186,7 +203,8 @@ type Settings struct {
 	// (vLLM --tensor-parallel-size; 0: 1).
 	TensorParallelSize int `yaml:"tensor_parallel_size,omitempty" json:"tensor_parallel_size,omitempty"`
 	// Quantization is the weight format (vLLM and SGLang --quantization;
-	// "" or "none": the model dtype, "fp8": one byte per weight).
+	// "" or "none": the model dtype, "fp8": one byte per weight, "awq" or
+	// "awq_marlin": an AWQ checkpoint, 4 bits and a scale per 128 weights).
 	Quantization string `yaml:"quantization,omitempty" json:"quantization,omitempty"`
 	// NumSpeculativeTokens is num_speculative_tokens of vLLM's --speculative-config
 	// (0: speculative decoding off); SpeculativeMethod its method, ngram or
@@ -210,7 +228,7 @@ type Settings struct {
 	MaxInputTokens        int `yaml:"max_input_tokens,omitempty" json:"max_input_tokens,omitempty"`
 	// NumShard is TGI's tensor-parallel degree (--num-shard; 0: 1).
 	NumShard int `yaml:"num_shard,omitempty" json:"num_shard,omitempty"`
-	// Quantize is TGI's weight format (--quantize; "" or "none", "fp8").
+	// Quantize is TGI's weight format (--quantize; "" or "none", "fp8", "awq").
 	Quantize string `yaml:"quantize,omitempty" json:"quantize,omitempty"`
 }
 

@@ -56,6 +56,11 @@ func TestLoadFleetErrors(t *testing.T) {
 			`testdata/bad-truth.bad.yml:10: truth.1.from_event: must be one of first_preemption, first_retraction, sustained_retraction, cap_bound, got "first_oom"`,
 			"testdata/bad-truth.bad.yml:11: truth.2.from: set from or from_event, not both",
 		}},
+		{"bad-lever.bad.yml", []string{
+			"testdata/bad-lever.bad.yml:6: truth.0.lever.flag: set flag and value together, or neither",
+			"testdata/bad-lever.bad.yml:7: truth.1.lever.flag: is not a vllm flag",
+			"testdata/bad-lever.bad.yml:8: truth.2.lever.id: is required",
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {

@@ -101,8 +101,31 @@ func (v *validator) fleet(c *FleetConfig) {
 		case t.To <= t.From:
 			v.errorf(append(p, "to"), "must be after from")
 		}
+		if l := t.Lever; l != nil {
+			v.lever(append(p, "lever"), l, c.Servers, t.Server)
+		}
 		if c.Duration > 0 && t.To > c.Duration {
 			v.errorf(append(p, "to"), "is after the end of the run (duration %v)", time.Duration(c.Duration))
+		}
+	}
+}
+
+// lever checks a truth's lever: an id, and a flag of the server's engine
+// with a value, or neither.
+func (v *validator) lever(p []string, l *Lever, servers []ServerConfig, server string) {
+	if l.ID == "" {
+		v.errorf(append(p, "id"), "is required (a catalog id)")
+	}
+	if (l.Flag == "") != (l.Value == "") {
+		v.errorf(append(p, "flag"), "set flag and value together, or neither")
+		return
+	}
+	if l.Flag == "" {
+		return
+	}
+	for _, s := range servers {
+		if s.Name == server && !slices.Contains(engineFlags[s.Engine], settingOfFlag(l.Flag)) {
+			v.errorf(append(p, "flag"), "is not a %s flag (valid: %s)", s.Engine, strings.Join(engineFlagNames(s.Engine), ", "))
 		}
 	}
 }

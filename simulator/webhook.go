@@ -117,13 +117,8 @@ func (f *Fleet) WebhookHandler(secret []byte, now func() time.Time) http.Handler
 			http.Error(w, "to is required", http.StatusBadRequest)
 			return
 		}
-		change, err := json.Marshal(map[string]any{setting: flagValue(req.To)})
-		if err != nil {
+		if err := s.ApplyFlag(req.Flag, req.To); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if err := s.UpdateSettings(change); err != nil {
-			http.Error(w, fmt.Sprintf("setting %s to %q: %v", req.Flag, req.To, err), http.StatusBadRequest)
 			return
 		}
 		if req.IdempotencyKey != "" {
@@ -131,6 +126,25 @@ func (f *Fleet) WebhookHandler(secret []byte, now func() time.Time) http.Handler
 		}
 		w.WriteHeader(http.StatusOK)
 	})
+}
+
+// ApplyFlag changes one engine flag to value, as a restart with the new
+// flag would: the flag as on the engine's command line (--kv-cache-dtype,
+// --tp), the value as it would follow the flag. It is how the webhook and
+// the closed loop change a server, so both name a setting the same way.
+func (s *Server) ApplyFlag(flag, value string) error {
+	setting := settingOfFlag(flag)
+	if setting == "" {
+		return fmt.Errorf("setting %s to %q: the flag is empty", flag, value)
+	}
+	change, err := json.Marshal(map[string]any{setting: flagValue(value)})
+	if err != nil {
+		return fmt.Errorf("setting %s to %q: %w", flag, value, err)
+	}
+	if err := s.UpdateSettings(change); err != nil {
+		return fmt.Errorf("setting %s to %q: %w", flag, value, err)
+	}
+	return nil
 }
 
 // settingOfFlag names the setting a flag changes: the flag without its

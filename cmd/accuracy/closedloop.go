@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -43,14 +40,17 @@ type EffectResult struct {
 }
 
 // LoopResult is the closed loop of one scenario: the top recommendation
-// for its first injected bottleneck, applied to the simulated server, and
-// what followed.
+// for its first injected bottleneck (or the lever that truth names),
+// applied to the simulated server, and what followed.
 type LoopResult struct {
 	Scenario   string                      `json:"scenario"`
 	Bottleneck string                      `json:"bottleneck"`
 	Instance   string                      `json:"instance"`
 	Applied    *recommender.Recommendation `json:"applied,omitempty"`
 	AppliedAt  time.Duration               `json:"applied_at"`
+	// Lever is the recommendation the scenario's truth named to apply
+	// instead of the top-ranked one, with how a manual one was carried out.
+	Lever *simulator.Lever `json:"lever,omitempty"`
 	// Reason says why nothing was applied.
 	Reason   string         `json:"reason,omitempty"`
 	Cleared  bool           `json:"cleared"`
@@ -62,10 +62,11 @@ type LoopResult struct {
 }
 
 // ClosedLoop replays a scenario until its first truth bottleneck fires,
-// applies the top recommendation for that instance through the simulated
-// server's control path (flags as a restart with new flags; replica
-// changes as the arrival rate divided among the new replica count), runs
-// on, and measures the targeted signals against the prediction.
+// applies the top recommendation for that instance (or the truth's lever)
+// through the simulated server's control path (flags as a restart with new
+// flags; replica changes as the arrival rate divided among the new replica
+// count), runs on, and measures the targeted signals against the
+// prediction.
 func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopResult, error) {
 	if len(sc.Fleet.Truth) == 0 {
 		return nil, nil
@@ -85,7 +86,7 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 		return nil, err
 	}
 	truth := sc.Fleet.Truth[0]
-	res := &LoopResult{Scenario: sc.Name, Bottleneck: truth.Bottleneck}
+	res := &LoopResult{Scenario: sc.Name, Bottleneck: truth.Bottleneck, Lever: truth.Lever}
 	for listen, s := range r.servers {
 		if s.Name() == truth.Server {
 			res.Instance = listen
@@ -101,7 +102,7 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 		if res.Applied != nil || !firing(r.pipe.Bottlenecks(), truth.Bottleneck, res.Instance) {
 			continue
 		}
-		top := topRecommendation(r.pipe.Latest(), res.Instance)
+		top := chosenRecommendation(r.pipe.Latest(), res.Instance, truth.Lever)
 		if top == nil {
 			continue
 		}
@@ -116,7 +117,7 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 		if costAt, priced, err = r.measureCostBefore(ctx, top, res.Instance, off); err != nil {
 			return nil, err
 		}
-		if err := r.apply(top, res.Instance); err != nil {
+		if err := r.apply(top, res.Instance, truth.Lever); err != nil {
 			res.Reason = err.Error()
 			return res, nil
 		}
@@ -127,6 +128,9 @@ func ClosedLoop(ctx context.Context, sc simulator.Scenario, o Options) (*LoopRes
 	}
 	if res.Applied == nil {
 		res.Reason = fmt.Sprintf("%s never fired on %s with a recommendation", truth.Bottleneck, res.Instance)
+		if truth.Lever != nil {
+			res.Reason = fmt.Sprintf("%s never fired on %s with recommendation %s", truth.Bottleneck, res.Instance, truth.Lever.ID)
+		}
 		return res, nil
 	}
 	res.Cleared = !firing(r.pipe.Bottlenecks(), truth.Bottleneck, res.Instance)
@@ -174,10 +178,14 @@ func firing(bs []rules.Bottleneck, id, instance string) bool {
 	return false
 }
 
-// topRecommendation is the best-ranked recommendation of the cycle's
-// report that concerns the instance.
-func topRecommendation(rep recommender.Report, instance string) *recommender.Recommendation {
+// chosenRecommendation is the best-ranked recommendation of the cycle's
+// report that concerns the instance, or, when the scenario names a lever,
+// the best-ranked one of that id.
+func chosenRecommendation(rep recommender.Report, instance string, lever *simulator.Lever) *recommender.Recommendation {
 	for _, x := range rep.Recommendations {
+		if lever != nil && x.ID != lever.ID {
+			continue
+		}
 		if x.Instance == instance || slices.Contains(x.Action.Instances, instance) {
 			return &x
 		}
@@ -235,25 +243,15 @@ func (r *replay) average(ctx context.Context, e recommender.Effect, instance str
 	return v[0].F, nil
 }
 
-// simulatorSetting names the simulator's setting where the recommender's
-// differs: the recommender reads vLLM's KV dtype as the cache_config_info
-// label cache_dtype, the simulator takes it as its flag, kv_cache_dtype.
-var simulatorSetting = map[string]string{"cache_dtype": "kv_cache_dtype"}
-
-// apply changes the simulated server as the recommendation says.
-func (r *replay) apply(rec *recommender.Recommendation, instance string) error {
+// apply changes the simulated server as the recommendation says: a flag
+// through the server's own flag path, as the webhook executor changes it;
+// a manual action through the flag and value the scenario's lever names
+// for it.
+func (r *replay) apply(rec *recommender.Recommendation, instance string, lever *simulator.Lever) error {
 	s := r.servers[instance]
 	switch rec.Action.Kind {
 	case recommender.KindFlag:
-		setting := rec.Action.Setting
-		if name, ok := simulatorSetting[setting]; ok {
-			setting = name
-		}
-		body, err := json.Marshal(map[string]any{setting: settingValue(rec.Action.Proposed)})
-		if err != nil {
-			return err
-		}
-		return s.UpdateSettings(body)
+		return s.ApplyFlag(rec.Action.Flag, rec.Action.Proposed)
 	case recommender.KindReplicas:
 		if rec.Action.From <= 0 || rec.Action.To <= 0 {
 			return fmt.Errorf("replica change %d → %d cannot be simulated", rec.Action.From, rec.Action.To)
@@ -268,23 +266,11 @@ func (r *replay) apply(rec *recommender.Recommendation, instance string) error {
 		}
 		return nil
 	default:
-		return fmt.Errorf("%s is a manual action (%s); the simulator cannot apply it", rec.ID, rec.Action.Note)
+		if lever != nil && lever.ID == rec.ID && lever.Flag != "" {
+			return s.ApplyFlag(lever.Flag, lever.Value)
+		}
+		return fmt.Errorf("%s is a manual action (%s); the simulator cannot apply it unless the scenario's truth names it as its lever with a flag", rec.ID, rec.Action.Note)
 	}
-}
-
-// settingValue turns an engine setting as the recommender writes it into
-// the JSON value the simulator's control endpoint takes.
-func settingValue(s string) any {
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		return f
-	}
-	switch strings.ToLower(s) {
-	case "true":
-		return true
-	case "false":
-		return false
-	}
-	return s
 }
 
 // LoopSummary is the closed-loop outcome over the library.

@@ -35,7 +35,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	report := app.Flag("report", "Write the JSON report to this file.").Default("accuracy.json").String()
 	only := app.Flag("scenario", "Replay only these scenarios (repeatable).").Strings()
 	seeds := app.Flag("seeds", "Replay the ramp scenarios and the healthy fleets at this many seeds (their own and the next ones) for the forecast figures.").Default("5").Int()
-	closedLoop := app.Flag("closed-loop", "Apply the top recommendation for each scenario's bottleneck to the simulated server and measure its effect.").Bool()
+	closedLoop := app.Flag("closed-loop", "Apply the top recommendation for each scenario's bottleneck (or the lever its truth names) to the simulated server and measure its effect.").Bool()
 	if _, err := app.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "accuracy: %v\n", err)
 		return 2

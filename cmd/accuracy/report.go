@@ -11,6 +11,7 @@ import (
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/recommender"
+	"github.com/optiinfra/perfagent/simulator"
 )
 
 func builtinProfiles() ([]*collector.Profile, error) {
@@ -163,7 +164,7 @@ func writeLoopTable(w io.Writer, results []*LoopResult) {
 			fmt.Fprintf(tw, "%s\t%s\t-\t\t\tno\t%s\n", r.Scenario, r.Bottleneck, r.Reason)
 			continue
 		}
-		action := r.Applied.ID + " " + actionText(r.Applied.Action)
+		action := r.Applied.ID + " " + actionText(r.Applied.Action, r.Lever)
 		for i, e := range r.Effects {
 			predicted, errText := "?", ""
 			if e.Estimate != nil {
@@ -203,7 +204,9 @@ func writeEffectTable(w io.Writer, effects []EffectSummary) {
 	_ = tw.Flush()
 }
 
-func actionText(a recommender.Action) string {
+// actionText is what was changed: a manual action by the flag its lever
+// named, since its note is prose for an operator.
+func actionText(a recommender.Action, lever *simulator.Lever) string {
 	switch a.Kind {
 	case recommender.KindFlag:
 		cur := a.Current
@@ -214,6 +217,9 @@ func actionText(a recommender.Action) string {
 	case recommender.KindReplicas:
 		return fmt.Sprintf("replicas %d→%d", a.From, a.To)
 	default:
+		if lever != nil && lever.Flag != "" {
+			return fmt.Sprintf("(manual, as %s %s)", lever.Flag, lever.Value)
+		}
 		return a.Note
 	}
 }
