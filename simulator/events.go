@@ -20,11 +20,10 @@ const (
 	// is the one-minute rate a monitoring system reads, computed here from
 	// the exact retraction times rather than from scrapes.
 	EventSustainedRetraction = "sustained_retraction"
-	// EventCapBound (vLLM) is the end of the first minute in which the running
-	// batch stayed at its cap (max_num_seqs, max_running_requests,
-	// max_concurrent_requests) with requests waiting: the cap, not memory or
-	// compute, has started to hold the batch. A batch that touches the cap
-	// now and then is not yet bound by it.
+	// EventCapBound is vLLM's end of the first minute in which every step's
+	// batch was at max_num_seqs with requests left waiting: the cap, not
+	// memory or compute, has started to hold the batch. A batch that
+	// touches the cap now and then is not yet bound by it.
 	EventCapBound = "cap_bound"
 )
 
