@@ -47,10 +47,12 @@ demo: build
 	./examples/demo/run.sh $(BIN)
 
 # Benchmarks write a JSON report (bench.json) with each result and its
-# ratio to the smallest case of its family, measured in the same run.
+# ratio to the smallest case of its family, measured in the same run, and
+# the README's "Measured" table is written from it.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./... | tee bench.txt
 	$(GO) run ./internal/benchreport < bench.txt > bench.json
+	$(GO) run ./internal/benchreport readme bench.json README.md
 
 # Replays every simulator scenario through the collector and the built-in
 # rules and scores the detections against the scenarios' ground truth.

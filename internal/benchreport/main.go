@@ -2,7 +2,8 @@
 // the JSON report that `make bench` writes: every result with its metrics,
 // and its time per operation as a ratio to the first case of its family
 // measured in the same run, since absolute times on shared machines mean
-// little.
+// little. `benchreport readme bench.json README.md` writes the README's
+// "Measured" table from the report.
 package main
 
 import (
@@ -27,18 +28,36 @@ type Result struct {
 	RatioToBaseline float64 `json:"ratio_to_baseline"`
 }
 
+// report is the JSON document benchreport writes.
+type report struct {
+	Benchmarks []Result `json:"benchmarks"`
+}
+
+// usage is how to run benchreport.
+const usage = `usage: benchreport < bench.txt > bench.json
+       benchreport readme bench.json README.md`
+
 func main() {
-	results, err := parse(os.Stdin)
-	if err != nil {
+	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(map[string]any{"benchmarks": results}); err != nil {
-		fmt.Fprintln(os.Stderr, "benchreport:", err)
-		os.Exit(1)
+}
+
+func run(args []string) error {
+	switch {
+	case len(args) == 0:
+		results, err := parse(os.Stdin)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(report{Benchmarks: results})
+	case len(args) == 3 && args[0] == "readme":
+		return updateReadme(args[1], args[2])
 	}
+	return fmt.Errorf("unexpected arguments %q\n%s", args, usage)
 }
 
 func parse(r io.Reader) ([]Result, error) {
