@@ -41,7 +41,8 @@ func TestObjectivesOverride(t *testing.T) {
 func TestB1B3Consistent(t *testing.T) {
 	inst := vllmB1()
 	inst.Settings["max_num_seqs"] = collector.Setting{Value: "256", Source: collector.SettingFromMetrics}
-	// C_kv = ⌊0.9 × 327680 / 1200⌋ = 245 < 256: B1 lowers to 245, B3 has nothing to raise.
+	// C_kv = min(⌊0.9 × 327680 / 1200⌋ = 245, ⌊(√(327680 / 1200 + 1) − 1)²⌋ = 241)
+	// = 241 < 256: B1 lowers to 241, B3 has nothing to raise.
 	rep := newTestRecommender(t, config.DefaultRecommenderConfig()).Analyze(testNow, Input{
 		Instances: []*collector.Instance{inst},
 		Findings: []Finding{
@@ -49,10 +50,10 @@ func TestB1B3Consistent(t *testing.T) {
 			finding("B1", "LLMKVCachePressure", inst, 2, "lower_max_num_seqs"),
 		},
 	})
-	if len(rep.Recommendations) != 1 || rep.Recommendations[0].ID != "lower_max_num_seqs" || rep.Recommendations[0].Action.Proposed != "245" {
+	if len(rep.Recommendations) != 1 || rep.Recommendations[0].ID != "lower_max_num_seqs" || rep.Recommendations[0].Action.Proposed != "241" {
 		t.Fatalf("got %+v", rep.Recommendations)
 	}
-	wantSkip := []Skip{{ID: "raise_max_num_seqs", Instance: "gpu-0:8000", Engine: "vllm", Model: llama, Reason: "the computed cap 245 is not above the current 256"}}
+	wantSkip := []Skip{{ID: "raise_max_num_seqs", Instance: "gpu-0:8000", Engine: "vllm", Model: llama, Reason: "the computed cap 241 is not above the current 256"}}
 	if !reflect.DeepEqual(rep.Skipped, wantSkip) {
 		t.Errorf("skipped %+v, want %+v", rep.Skipped, wantSkip)
 	}

@@ -117,9 +117,10 @@ func TestAnalyze(t *testing.T) {
 				History:   map[string][]Point{"gpu-1:8000": linearHistory(0.01, 0.0003, 20, 40, 60, 80, 100, 120, 140, 160, 180, 200)},
 				Findings:  []Finding{finding("B3", "LLMConcurrencyCapBound", vllmB3, 128, "raise_max_num_seqs", "raise_max_running_requests")},
 			},
-			// C_kv = ⌊0.9 × 327680 / (1000 + 400/2)⌋ = ⌊245.76⌋ = 245.
+			// C_kv = min(⌊0.9 × 327680 / (1000 + 400/2)⌋ = ⌊245.76⌋ = 245,
+			// ⌊(√(327680 / 1200 + 1) − 1)²⌋ = 241) = 241, the peak bound.
 			// Fit: α = 0.01, β = 0.0003, R² = 1 over 10 points; B* = ⌊0.04 / 0.0003⌋ = 133, inside 20..200.
-			// Proposed min(245, 133) = 133 > 128. Running min(128 + 30, 133) = 133, waiting 158 − 133 = 25,
+			// Proposed min(241, 133) = 133 > 128. Running min(128 + 30, 133) = 133, waiting 158 − 133 = 25,
 			// ITL 0.01 + 0.0003 × 133 = 0.0499.
 			// Confidence: data 1 × 10/30 = 0.3333, range 1, method 1, inputs 0.9 (max_num_seqs from the
 			// configuration file): 0.3333 × 0.9 = 0.29997 → 0.3.
@@ -168,10 +169,10 @@ func TestAnalyze(t *testing.T) {
 				Instances: []*collector.Instance{vllmB1()},
 				Findings:  []Finding{finding("B1", "LLMKVCachePressure", vllmB1(), 2, "raise_gpu_memory_utilization", "fp8_kv_cache", "lower_max_num_seqs")},
 			},
-			// C_kv = ⌊0.9 × 327680 / 1200⌋ = 245; max_num_seqs unknown → factor 0.7.
+			// C_kv = min(245, 241) = 241, the busy-minute peak; max_num_seqs unknown → factor 0.7.
 			// Confidence: current 0.7 × method 1 × inputs 1 = 0.7.
 			golden:  "b1_no_model_shape",
-			actions: []string{"lower_max_num_seqs unknown → 245"},
+			actions: []string{"lower_max_num_seqs unknown → 241"},
 		},
 		{
 			name: "SGLang B1: more static memory, FP8 KV, more conservative admission",

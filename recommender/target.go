@@ -269,7 +269,8 @@ func (b *builder) tokensPerRequestOf(inst *collector.Instance) (float64, string,
 	return p + g/2, fmt.Sprintf("r̄ = prompt %s + output %s/2 = %s tokens", fmtNum(p), fmtNum(g), fmtNum(p+g/2)), true
 }
 
-// kvConcurrency is C_kv = ⌊0.9 × N_kv / r̄⌋.
+// kvConcurrencyOf is C_kv, the batch the KV cache holds: ⌊0.9 × N_kv / r̄⌋,
+// and on engines that preempt also ⌊(√(N_kv / r̄ + 1) − 1)²⌋.
 func (b *builder) kvConcurrencyOf(inst *collector.Instance) (float64, string, bool) {
 	n, ok := b.capacityOf(inst)
 	if !ok {
@@ -280,7 +281,21 @@ func (b *builder) kvConcurrencyOf(inst *collector.Instance) (float64, string, bo
 		return 0, "", false
 	}
 	c := math.Floor(kvTarget * n / r)
-	return c, fmt.Sprintf("C_kv = ⌊0.9 × N_kv %s / r̄ %s⌋ = %s, %s", fmtNum(n), fmtNum(r), fmtNum(c), why), true
+	if inst.Engine == signals.EngineTGI {
+		return c, fmt.Sprintf("C_kv = ⌊0.9 × N_kv %s / r̄ %s⌋ = %s, %s", fmtNum(n), fmtNum(r), fmtNum(c), why), true
+	}
+	// A batch held at its cap has requests of every age, whose resident
+	// tokens add up to more than n × r̄ about as often as a Poisson count
+	// exceeds n, and an engine that grows requests in place preempts when
+	// they do: the busy-minute peak (n + 2√n) × r̄ must fit too, as for
+	// memory changes (preemptionEffect). Below about 390 mean-size
+	// requests it is the tighter bound. TGI reserves whole requests up
+	// front, so a peak only queues there.
+	peak := math.Floor(math.Pow(math.Sqrt(n/r+1)-1, 2))
+	if peak >= c {
+		return c, fmt.Sprintf("C_kv = ⌊0.9 × N_kv %s / r̄ %s⌋ = %s (its peak fits), %s", fmtNum(n), fmtNum(r), fmtNum(c), why), true
+	}
+	return peak, fmt.Sprintf("C_kv = ⌊(√(N_kv %s / r̄ %s + 1) − 1)²⌋ = %s, so that the busy-minute peak (n + 2√n) × r̄ fits (0.9 × N_kv / r̄ allows %s), %s", fmtNum(n), fmtNum(r), fmtNum(peak), fmtNum(c), why), true
 }
 
 // fit fits the instance's history and records its quality as a factor.
