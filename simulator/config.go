@@ -93,7 +93,7 @@ type Truth struct {
 	To   Duration `yaml:"to"`
 	// FromEvent, instead of From, starts the interval at a physical event of
 	// the server (EventFirstPreemption, EventFirstRetraction,
-	// EventSustainedRetraction) in each replay,
+	// EventSustainedRetraction, EventCapBound) in each replay,
 	// so the truth stays right at every seed. When the event never happens
 	// before To, the bottleneck was not present in that replay.
 	FromEvent string `yaml:"from_event,omitempty"`

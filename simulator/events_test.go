@@ -37,14 +37,21 @@ func TestSustainedRetraction(t *testing.T) {
 			if !ok || first != time.Duration(tt.times[0]*float64(time.Second)) {
 				t.Errorf("first_retraction at %s (%v), want %gs", first, ok, tt.times[0])
 			}
-			got, ok := s.Observed(EventSustainedRetraction)
-			switch {
-			case tt.want == 0 && ok:
-				t.Errorf("sustained_retraction at %s, want none", got)
-			case tt.want != 0 && got != time.Duration(tt.want*float64(time.Second)):
-				t.Errorf("sustained_retraction at %s (%v), want %gs", got, ok, tt.want)
-			}
+			checkObserved(t, s, EventSustainedRetraction, tt.want)
 		})
+	}
+}
+
+// checkObserved checks that event happened at want seconds, or never when
+// want is 0.
+func checkObserved(t *testing.T, s *Server, event string, want float64) {
+	t.Helper()
+	got, ok := s.Observed(event)
+	switch {
+	case want == 0 && ok:
+		t.Errorf("%s at %s, want none", event, got)
+	case want != 0 && got != time.Duration(want*float64(time.Second)):
+		t.Errorf("%s at %s (%v), want %gs", event, got, ok, want)
 	}
 }
 
@@ -79,13 +86,7 @@ func TestCapBound(t *testing.T) {
 				s.now, s.capHeld = st.at, st.held
 				s.observeCap()
 			}
-			got, ok := s.Observed(EventCapBound)
-			switch {
-			case tt.want == 0 && ok:
-				t.Errorf("cap_bound at %s, want none", got)
-			case tt.want != 0 && got != time.Duration(tt.want*float64(time.Second)):
-				t.Errorf("cap_bound at %s (%v), want %gs", got, ok, tt.want)
-			}
+			checkObserved(t, s, EventCapBound, tt.want)
 		})
 	}
 }

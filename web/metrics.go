@@ -21,9 +21,9 @@ import (
 // and format rather than per scrape: at a thousand instances they are most of the
 // page, and rebuilding, checking and encoding them for every scraper was
 // most of the agent's CPU under load. The live families (the agent's own
-// runtime and request metrics) are gathered per scrape, and each family is
-// written in name order, so the page is the one a single registry would
-// serve.
+// runtime and request metrics) are gathered and encoded once for the
+// scrapes that arrive together, and each family is written in name order,
+// so the page is the one a single registry would serve.
 type metricsHandler struct {
 	live       *sharedGatherer
 	perCycle   prometheus.Gatherer
@@ -89,6 +89,16 @@ func (h *metricsHandler) cycleFamilies(format expfmt.Format) (*encodedFamilies, 
 	if err != nil {
 		return nil, err
 	}
+	ef, err := encodeFamilies(mfs, format)
+	if err != nil {
+		return nil, err
+	}
+	h.encoded[format] = ef
+	return ef, nil
+}
+
+// encodeFamilies encodes mfs, in name order, in format.
+func encodeFamilies(mfs []*dto.MetricFamily, format expfmt.Format) (*encodedFamilies, error) {
 	var buf bytes.Buffer
 	enc := expfmt.NewEncoder(&buf, format)
 	ef := &encodedFamilies{}
@@ -100,68 +110,80 @@ func (h *metricsHandler) cycleFamilies(format expfmt.Format) (*encodedFamilies, 
 		ef.ends = append(ef.ends, buf.Len())
 	}
 	ef.b = bytes.Clone(buf.Bytes())
-	h.encoded[format] = ef
 	return ef, nil
+}
+
+// start is where the i-th family begins.
+func (ef *encodedFamilies) start(i int) int {
+	if i == 0 {
+		return 0
+	}
+	return ef.ends[i-1]
+}
+
+// writeInOrder writes the families of a and b, which share no name, in
+// name order: each run of one's families between two of the other's at
+// once.
+func writeInOrder(write func(ef *encodedFamilies, from, to int) error, a, b *encodedFamilies) error {
+	i, j := 0, 0
+	for i < len(a.names) || j < len(b.names) {
+		if j == len(b.names) || (i < len(a.names) && a.names[i] < b.names[j]) {
+			k := i + 1
+			for k < len(a.names) && (j == len(b.names) || a.names[k] < b.names[j]) {
+				k++
+			}
+			if err := write(a, a.start(i), a.ends[k-1]); err != nil {
+				return err
+			}
+			i = k
+			continue
+		}
+		a, b, i, j = b, a, j, i
+	}
+	return nil
 }
 
 func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
 	cycleEnc, cycleErr := h.cycleFamilies(format)
-	liveMFs, liveErr := h.live.Gather()
-	if err := firstError(liveErr, cycleErr); err != nil {
+	live := h.live.gather()
+	if err := firstError(live.err, cycleErr); err != nil {
 		h.fail(w, err)
 		return
 	}
-	names := make(map[string]bool, len(liveMFs))
-	for _, mf := range liveMFs {
-		names[mf.GetName()] = true
+	liveEnc, err := live.encoded(format)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	names := make(map[string]bool, len(liveEnc.names))
+	for _, name := range liveEnc.names {
+		names[name] = true
 	}
 	for _, name := range cycleEnc.names {
 		if names[name] {
-			h.serveMerged(w, r, format, liveMFs)
+			h.serveMerged(w, r, format, live.mfs)
 			return
 		}
 	}
 	// Errors writing the page are the client's going away, not the
 	// agent's: they end the answer and nothing else.
 	setHeaders(w, format)
-	var out io.Writer = w
-	writeRun := func(from, to int) error {
-		_, err := w.Write(cycleEnc.b[from:to])
+	write := func(ef *encodedFamilies, from, to int) error {
+		_, err := w.Write(ef.b[from:to])
 		return err
 	}
 	if gziphttp.Accepts(r) {
-		// The per-cycle runs are compressed once a cycle, the live
-		// families per request: at a thousand instances compressing the
-		// whole page for every scrape took a core under load.
+		// Runs are compressed once, the per-cycle ones once a cycle and
+		// the live ones once a gathering, which concurrent scrapes share:
+		// at a thousand instances compressing the whole page for every
+		// scrape took a core under load.
 		w.Header().Set("Content-Encoding", "gzip")
 		zs := gziphttp.NewStream(w)
 		defer zs.Close()
-		out = zs
-		writeRun = func(from, to int) error { return zs.WriteDeflated(cycleEnc.deflated(from, to)) }
+		write = func(ef *encodedFamilies, from, to int) error { return zs.WriteDeflated(ef.deflated(from, to)) }
 	}
-	enc := expfmt.NewEncoder(out, format)
-	// The per-cycle families are written as they were encoded, in runs
-	// between the live families that sort among them.
-	pos, i := 0, 0
-	for _, mf := range liveMFs {
-		j := i
-		for j < len(cycleEnc.names) && cycleEnc.names[j] < mf.GetName() {
-			j++
-		}
-		if j > i {
-			if err := writeRun(pos, cycleEnc.ends[j-1]); err != nil {
-				return
-			}
-			pos, i = cycleEnc.ends[j-1], j
-		}
-		if err := enc.Encode(mf); err != nil {
-			return
-		}
-	}
-	if pos < len(cycleEnc.b) {
-		_ = writeRun(pos, len(cycleEnc.b))
-	}
+	_ = writeInOrder(write, cycleEnc, liveEnc)
 }
 
 // serveMerged serves the families of a scrape in which a family is both
@@ -249,9 +271,36 @@ type gathering struct {
 	done chan struct{}
 	mfs  []*dto.MetricFamily
 	err  error
+
+	mtx sync.Mutex
+	// enc holds the families encoded per format, for the scrapes that
+	// share the gathering: encoding them took more of a scrape than
+	// writing the whole page.
+	enc map[expfmt.Format]*encodedFamilies
 }
 
-func (s *sharedGatherer) Gather() ([]*dto.MetricFamily, error) {
+// encoded returns the gathered families encoded in format, encoding them
+// the first time.
+func (g *gathering) encoded(format expfmt.Format) (*encodedFamilies, error) {
+	g.mtx.Lock()
+	defer g.mtx.Unlock()
+	if ef, ok := g.enc[format]; ok {
+		return ef, nil
+	}
+	ef, err := encodeFamilies(g.mfs, format)
+	if err != nil {
+		return nil, err
+	}
+	if g.enc == nil {
+		g.enc = map[expfmt.Format]*encodedFamilies{}
+	}
+	g.enc[format] = ef
+	return ef, nil
+}
+
+// gather returns the gathering that began after the call, shared with the
+// calls that arrived meanwhile.
+func (s *sharedGatherer) gather() *gathering {
 	s.mtx.Lock()
 	if s.next == nil {
 		s.next = &gathering{done: make(chan struct{})}
@@ -265,7 +314,7 @@ func (s *sharedGatherer) Gather() ([]*dto.MetricFamily, error) {
 		s.mtx.Unlock()
 	}
 	<-g.done
-	return g.mfs, g.err
+	return g
 }
 
 // run gathers for g, then starts the gathering the calls that arrived

@@ -240,20 +240,20 @@ func TestSharedGathering(t *testing.T) {
 		name, typ := "x", dto.MetricType_GAUGE
 		return []*dto.MetricFamily{{Name: &name, Type: &typ, Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: &v}}}}}, nil
 	})}
-	got := func(mfs []*dto.MetricFamily, err error) float64 {
-		if err != nil {
-			t.Error(err)
+	got := func(g *gathering) float64 {
+		if g.err != nil {
+			t.Error(g.err)
 			return 0
 		}
-		return mfs[0].GetMetric()[0].GetGauge().GetValue()
+		return g.mfs[0].GetMetric()[0].GetGauge().GetValue()
 	}
 	first := make(chan float64)
-	go func() { first <- got(s.Gather()) }()
+	go func() { first <- got(s.gather()) }()
 	<-entered
 	value.Store(2)
 	later := make(chan float64)
 	for range 3 {
-		go func() { later <- got(s.Gather()) }()
+		go func() { later <- got(s.gather()) }()
 	}
 	// Let the three calls queue behind the gathering under way.
 	for {
@@ -278,7 +278,7 @@ func TestSharedGathering(t *testing.T) {
 	if n := gathers.Load(); n != 2 {
 		t.Errorf("four calls, three of them at once, gathered %d times, want 2", n)
 	}
-	if v := got(s.Gather()); v != 2 || gathers.Load() != 3 {
+	if v := got(s.gather()); v != 2 || gathers.Load() != 3 {
 		t.Errorf("a call alone got %g after %d gatherings, want 2 after 3", v, gathers.Load())
 	}
 }
