@@ -128,14 +128,16 @@ func TestScoreForecasts(t *testing.T) {
 		t.Fatalf("warnings = %+v, want 3 confirmed and 1 false alarm", ws)
 	}
 	res := []*ScenarioResult{
-		{Name: "x-ramp", Truths: []TruthResult{{}}, Leads: []Lead{{Warned: true, Lead: 15 * m}, {Warned: true, Lead: 5 * m}, {}}, Warnings: ws},
+		{Name: "x-ramp", Truths: []TruthResult{{}}, ForecastTruths: 1, Leads: []Lead{{Warned: true, Lead: 15 * m}, {Warned: true, Lead: 5 * m}, {}}, Warnings: ws},
 		{Name: "healthy", Warnings: []Warning{{Bottleneck: "B1"}}},
 		// Leads of scenarios that are not ramps do not count.
-		{Name: "step", Truths: []TruthResult{{}}, Leads: []Lead{{Warned: true, Lead: time.Hour}}},
+		{Name: "step", Truths: []TruthResult{{}}, ForecastTruths: 1, Leads: []Lead{{Warned: true, Lead: time.Hour}}},
+		// A ramp of a bottleneck no forecast watches is not a replay of theirs.
+		{Name: "y-ramp", Truths: []TruthResult{{}}},
 	}
 	f := summarizeForecasts(res, isRamp)
-	if f.Detections != 3 || f.Warned != 2 || f.MedianLead != 5*m || f.WorstLead != 0 {
-		t.Errorf("leads: %+v, want 2 of 3 warned, median 5m, worst 0", f)
+	if f.Replays != 1 || f.Detections != 3 || f.Warned != 2 || f.MedianLead != 5*m || f.WorstLead != 0 {
+		t.Errorf("leads: %+v, want 2 of 3 warned on 1 replay, median 5m, worst 0", f)
 	}
 	if f.Warnings != 5 || f.FalseAlarms != 2 || f.HealthyFalseAlarms != 1 || f.HealthyReplays != 1 {
 		t.Errorf("alarms: %+v, want 2 of 5 false, 1 on the one healthy replay", f)

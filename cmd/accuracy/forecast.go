@@ -48,6 +48,9 @@ func (r *replay) scoreForecasts(res *ScenarioResult) {
 	}
 	res.Warnings = scoreWarnings(res.Episodes, r.forecasts, r.o.Interval)
 	for i, tr := range res.Truths {
+		if forecast[tr.Bottleneck] {
+			res.ForecastTruths++
+		}
 		if !tr.Detected || !forecast[tr.Bottleneck] {
 			continue
 		}
@@ -91,7 +94,8 @@ func scoreWarnings(detections []Episode, forecasts map[Detection][]time.Duration
 // any bottleneck).
 type ForecastSummary struct {
 	// Replays are the ramp scenarios' replays (each scenario at several
-	// seeds) the leads are taken from.
+	// seeds) the leads are taken from: those of a bottleneck a forecast
+	// rule watches.
 	Replays int `json:"replays"`
 	// Detections are the detected truths of forecast bottlenecks on
 	// them, Warned those a warning came before.
@@ -129,7 +133,7 @@ func summarizeForecasts(results []*ScenarioResult, ramp func(name string) bool) 
 				}
 			}
 		}
-		if !ramp(r.Name) {
+		if !ramp(r.Name) || r.ForecastTruths == 0 {
 			continue
 		}
 		s.Replays++

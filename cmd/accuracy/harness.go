@@ -82,6 +82,9 @@ type ScenarioResult struct {
 	// forecast bottleneck, how long before the detection it was announced.
 	Warnings []Warning `json:"warnings"`
 	Leads    []Lead    `json:"leads"`
+	// ForecastTruths counts the truths of a bottleneck a forecast rule
+	// watches, detected or not.
+	ForecastTruths int `json:"forecast_truths"`
 }
 
 // replay is one scenario running through the simulator and the agent's
