@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
 
@@ -368,6 +369,9 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 		if profiles, err = rewindow(profiles, o.Window); err != nil {
 			return nil, err
 		}
+		if err := withinRetention(src, profiles, o.Window); err != nil {
+			return nil, err
+		}
 	}
 	if len(o.Instances) > 0 {
 		var err error
@@ -667,6 +671,31 @@ func signalSamples(ev *evaluation, profiles []*compiledProfile, instances map[st
 	}
 	sort.Slice(samples, func(i, j int) bool { return labels.Compare(samples[i].Labels, samples[j].Labels) < 0 })
 	return samples
+}
+
+// ErrWindowTooLong is returned by Collect for a window whose queries
+// reach further back than the source keeps samples.
+var ErrWindowTooLong = errors.New("window reaches further back than the scraped samples are kept")
+
+// withinRetention checks that profiles' queries, at window, read only
+// samples src still has: in embedded mode the scraped samples are kept
+// only as long as the configured rate window needs them.
+func withinRetention(src Source, profiles []*compiledProfile, window time.Duration) error {
+	kept, ok := src.(interface{ RawRetention() time.Duration })
+	if !ok {
+		return nil
+	}
+	var queries []parser.Expr
+	for _, p := range profiles {
+		for _, r := range p.rules {
+			queries = append(queries, r.Query())
+		}
+	}
+	if need, have := reach(queries), kept.RawRetention(); need > have {
+		return fmt.Errorf("%w: a window of %s reads the last %s of scraped samples, and the embedded scrape keeps %s (what the configured collector.rate_window needs); ask for a window of at most %s",
+			ErrWindowTooLong, model.Duration(window), model.Duration(need), model.Duration(have), model.Duration(have))
+	}
+	return nil
 }
 
 func rewindow(profiles []*compiledProfile, window time.Duration) ([]*compiledProfile, error) {

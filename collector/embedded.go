@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,7 +30,9 @@ const ScrapeJobName = "perfagent"
 // EmbeddedSource scrapes model servers itself with Prometheus's scrape
 // manager into the local store and answers queries from it. Target health
 // and staleness work as in Prometheus: a target that stops answering gets
-// staleness markers, so its series end at once.
+// staleness markers, so its series end at once. The store keeps the
+// scraped samples only as long as the profiles' queries reach back
+// (RawRetention); the source drops older ones once a cycle.
 type EmbeddedSource struct {
 	store   *signalstore.Store
 	logger  *slog.Logger
@@ -46,6 +49,13 @@ type EmbeddedSource struct {
 	// upCheckedAt is the evaluation time whose queries last set
 	// SourceUp from the targets' health: once per cycle, not per query.
 	upCheckedAt time.Time
+	// retention is how long scraped samples are kept: see RawRetention.
+	retention time.Duration
+
+	// trims runs one trim of the raw samples at a time, beside the
+	// queries: a trim waits for the reads of what it drops.
+	trimming atomic.Bool
+	trims    sync.WaitGroup
 }
 
 // NewEmbeddedSource builds a scrape manager that appends to store. The
@@ -58,7 +68,7 @@ func NewEmbeddedSource(store *signalstore.Store, logger *slog.Logger, m *Metrics
 	mgr, err := scrape.NewManager(&scrape.Options{
 		DiscoveryReloadInterval:  model.Duration(100 * time.Millisecond),
 		DiscoveryReloadOnStartup: true,
-	}, logger, nil, nil, store.DB(), reg)
+	}, logger, nil, nil, store.RawAppendable(), reg)
 	if err != nil {
 		return nil, fmt.Errorf("creating scrape manager: %w", err)
 	}
@@ -96,6 +106,10 @@ func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (
 	if classic != nil {
 		e.logger.Info("The embedded scrape keeps classic histograms as exposed", "reason", classic)
 	}
+	retention, err := rawRetention(queries, cfg)
+	if err != nil {
+		return nil, err
+	}
 	keep, _ := readFamilies(queries)
 	pcfg, err := scrapeConfig(cfg.Global, keep, native != nil, e.shard)
 	if err != nil {
@@ -120,6 +134,7 @@ func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (
 		e.mtx.Lock()
 		e.targets = targets
 		e.native = native
+		e.retention = retention
 		e.mtx.Unlock()
 		// Keep only the newest target list if the manager has not taken
 		// the previous one yet.
@@ -158,8 +173,37 @@ func embeddedQueries(profiles []*Profile) (queries []parser.Expr, native *native
 // Run scrapes until Stop is called.
 func (e *EmbeddedSource) Run() error { return e.manager.Run(e.tsets) }
 
-// Stop ends all scrapes; the targets' series get staleness markers.
-func (e *EmbeddedSource) Stop() { e.manager.Stop() }
+// Stop ends all scrapes, the targets' series get staleness markers, and
+// waits for a trim of the raw samples under way.
+func (e *EmbeddedSource) Stop() {
+	e.manager.Stop()
+	e.trims.Wait()
+}
+
+// rawRetention is how long the embedded source keeps scraped samples:
+// as far back as any of queries reads (its range at the configured rate
+// window, or the lookback of an instant selector), and two scrape
+// intervals more, so that a scrape late by up to an interval still finds
+// the samples before it.
+func rawRetention(queries []parser.Expr, cfg config.Config) (time.Duration, error) {
+	windowed := make([]parser.Expr, len(queries))
+	for i, q := range queries {
+		var err error
+		if windowed[i], err = WithRange(q, time.Duration(cfg.Collector.RateWindow)); err != nil {
+			return 0, err
+		}
+	}
+	return reach(windowed) + 2*time.Duration(cfg.Global.ScrapeInterval), nil
+}
+
+// RawRetention is how long the store keeps the scraped samples: the
+// profiles' queries at the configured rate window reach no further back.
+// A collection over a longer window (CollectOptions.Window) is refused.
+func (e *EmbeddedSource) RawRetention() time.Duration {
+	e.mtx.Lock()
+	defer e.mtx.Unlock()
+	return e.retention
+}
 
 // Query implements Source.
 func (e *EmbeddedSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
@@ -168,8 +212,23 @@ func (e *EmbeddedSource) Query(ctx context.Context, expr string, ts time.Time) (
 	e.observe(start, err)
 	if err == nil && e.firstQueryAt(ts) {
 		e.metrics.SourceUp.Set(e.anyTargetUp())
+		e.trimRaw(ts.Add(-e.RawRetention()))
 	}
 	return v, err
+}
+
+// trimRaw drops the scraped samples older than before, beside the
+// queries; a trim still under way makes this one unnecessary.
+func (e *EmbeddedSource) trimRaw(before time.Time) {
+	if !e.trimming.CompareAndSwap(false, true) {
+		return
+	}
+	e.trims.Go(func() {
+		defer e.trimming.Store(false)
+		if err := e.store.TrimRaw(before); err != nil {
+			e.logger.Warn("Dropping old scraped samples failed; they stay in memory until the next cycle", "err", err)
+		}
+	})
 }
 
 // stored is expr in the form that reads the store as scraped.

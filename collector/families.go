@@ -5,10 +5,14 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/optiinfra/perfagent/signalstore"
 )
 
 // profileQueries parses fresh copies of the profiles' queries and the
@@ -78,4 +82,24 @@ func metricNameMatcher(ms []*labels.Matcher) string {
 		}
 	}
 	return ""
+}
+
+// reach is how far before its evaluation time the furthest-reaching of
+// exprs reads, as Prometheus's engine selects samples: a range and its
+// offset, a subquery's range, or the lookback of an instant selector.
+func reach(exprs []parser.Expr) time.Duration {
+	// Any evaluation time does; this one keeps the arithmetic far from
+	// either end of int64.
+	at := time.UnixMilli(1 << 40)
+	var longest time.Duration
+	for _, e := range exprs {
+		mint, maxt := promql.FindMinMaxTime(&parser.EvalStmt{Expr: e, Start: at, End: at, LookbackDelta: signalstore.LookbackDelta})
+		if mint == 0 && maxt == 0 {
+			continue // no selector: the engine's answer for reading nothing
+		}
+		// mint is the oldest millisecond read: a window excludes its
+		// own start.
+		longest = max(longest, at.Sub(time.UnixMilli(mint))+time.Millisecond)
+	}
+	return longest
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/optiinfra/perfagent/internal/testutil"
 	"github.com/optiinfra/perfagent/shard"
 	"github.com/optiinfra/perfagent/signals"
+	"github.com/optiinfra/perfagent/signalstore"
 )
 
 // linearExposition serves a fixture whose counters and histograms grow
@@ -155,8 +156,13 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 	targets, addrs := startFixtureServers(t)
 	promURL := testutil.StartPrometheus(t, fixtureScrapeConfig(addrs))
 
-	// The embedded source scrapes the same servers on the same clock.
-	store := openTestStore(t)
+	// The embedded source scrapes the same servers on the same clock, into
+	// the store's raw samples as the agent does.
+	store, err := signalstore.Open(signalstore.Options{Path: t.TempDir(), Retention: 24 * time.Hour, Raw: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
 	m := testMetrics()
 	embedded, err := NewEmbeddedSource(store, nil, m, nil, shard.Shard{})
 	if err != nil {

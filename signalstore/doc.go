@@ -1,6 +1,8 @@
 // Package signalstore is perfagent's local TSDB: the upstream Prometheus
-// TSDB and PromQL engine that keep signal history, rule state and, in
-// embedded mode, the raw metrics scraped from model servers.
+// TSDB and PromQL engine that keep signal history and rule state and, in
+// embedded mode, hold the raw metrics scraped from model servers in memory
+// beside it for as long as they are read (raw.go). One engine answers
+// queries over both.
 //
 // It stores and answers queries; it knows nothing of engines, signals or
 // rules.

@@ -2,9 +2,11 @@ package signalstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -17,11 +19,13 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 )
 
-// Store is the agent's local TSDB. It keeps signal history, rule state and,
-// in embedded mode, the raw metrics scraped from model servers. It answers
-// PromQL with the upstream engine.
+// Store is the agent's local TSDB. It keeps signal history and rule state
+// and, when opened with Raw, the raw metrics scraped from model servers
+// for as long as they are read. It answers PromQL with the upstream
+// engine over both.
 type Store struct {
 	db     *tsdb.DB
+	raw    *rawHead // nil unless Options.Raw
 	engine *promql.Engine
 	// subqueryStep is the step, in milliseconds, of a subquery written
 	// without one (`x[15m:]`): the evaluation interval, as in Prometheus.
@@ -47,6 +51,12 @@ type Options struct {
 	// EvaluationInterval is the step of subqueries written without one;
 	// DefaultEvaluationInterval when zero. SetEvaluationInterval changes it.
 	EvaluationInterval time.Duration
+	// Raw keeps the samples appended through RawAppendable in memory
+	// beside the TSDB, queryable with it, until TrimRaw drops them. They
+	// are never written to the write-ahead log or to blocks: a model
+	// server's raw metrics matter only for the length of a rate window,
+	// the signals derived from them are the history.
+	Raw bool
 }
 
 // DefaultEvaluationInterval is Prometheus's default evaluation interval.
@@ -72,6 +82,12 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("opening TSDB at %s: %w", opts.Path, err)
 	}
 	s := &Store{db: db}
+	if opts.Raw {
+		if s.raw, err = openRawHead(filepath.Join(opts.Path, "raw"), logger.With("storage", "raw")); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
 	s.SetEvaluationInterval(opts.EvaluationInterval)
 	s.engine = promql.NewEngine(promql.EngineOpts{
 		Logger:               logger,
@@ -96,16 +112,69 @@ func (s *Store) SetEvaluationInterval(d time.Duration) {
 	s.subqueryStep.Store(d.Milliseconds())
 }
 
-// QueryFunc evaluates instant queries on the TSDB with its engine, as
+// QueryFunc evaluates instant queries on the store with its engine, as
 // upstream's rule manager wants them.
-func (s *Store) QueryFunc() rules.QueryFunc { return rules.EngineQueryFunc(s.engine, s.db) }
+func (s *Store) QueryFunc() rules.QueryFunc { return rules.EngineQueryFunc(s.engine, s) }
 
-// Close flushes and closes the TSDB.
-func (s *Store) Close() error { return s.db.Close() }
+// Querier implements storage.Queryable over the TSDB and the raw samples.
+func (s *Store) Querier(mint, maxt int64) (storage.Querier, error) {
+	q, err := s.db.Querier(mint, maxt)
+	if err != nil || s.raw == nil {
+		return q, err
+	}
+	rq, err := s.raw.querier(mint, maxt)
+	if err != nil {
+		_ = q.Close()
+		return nil, err
+	}
+	return storage.NewMergeQuerier([]storage.Querier{q, rq}, nil, storage.ChainedSeriesMerge), nil
+}
+
+// ChunkQuerier implements storage.ChunkQueryable over the TSDB and the raw
+// samples.
+func (s *Store) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, error) {
+	q, err := s.db.ChunkQuerier(mint, maxt)
+	if err != nil || s.raw == nil {
+		return q, err
+	}
+	rq, err := s.raw.chunkQuerier(mint, maxt)
+	if err != nil {
+		_ = q.Close()
+		return nil, err
+	}
+	return storage.NewMergeChunkQuerier([]storage.ChunkQuerier{q, rq}, nil, storage.NewCompactingChunkSeriesMerger(storage.ChainedSeriesMerge)), nil
+}
+
+// Close flushes and closes the TSDB and drops the raw samples.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if s.raw != nil {
+		err = errors.Join(err, s.raw.close())
+	}
+	return err
+}
 
 // DB is the underlying TSDB, for components that need the upstream types
-// (the rule manager, the scrape manager).
+// (the rule manager).
 func (s *Store) DB() *tsdb.DB { return s.db }
+
+// RawAppendable is where scraped samples go: the raw samples when the
+// store keeps them apart (Options.Raw), else the TSDB.
+func (s *Store) RawAppendable() storage.AppendableV2 {
+	if s.raw != nil {
+		return s.raw.head
+	}
+	return s.db
+}
+
+// TrimRaw drops the raw samples older than before; without Options.Raw it
+// does nothing (the TSDB's retention applies).
+func (s *Store) TrimRaw(before time.Time) error {
+	if s.raw == nil {
+		return nil
+	}
+	return s.raw.trim(before)
+}
 
 // Engine is the PromQL engine that answers queries over the store.
 func (s *Store) Engine() *promql.Engine { return s.engine }
@@ -124,7 +193,7 @@ func (s *Store) MaxTime() (time.Time, bool) {
 
 // Query evaluates an instant query over the store.
 func (s *Store) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
-	q, err := s.engine.NewInstantQuery(ctx, s.db, nil, expr, ts)
+	q, err := s.engine.NewInstantQuery(ctx, s, nil, expr, ts)
 	if err != nil {
 		return nil, fmt.Errorf("parsing %q: %w", expr, err)
 	}
@@ -147,7 +216,7 @@ func (s *Store) Query(ctx context.Context, expr string, ts time.Time) (promql.Ve
 
 // QueryRange evaluates a range query over the store.
 func (s *Store) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
-	q, err := s.engine.NewRangeQuery(ctx, s.db, nil, expr, start, end, step)
+	q, err := s.engine.NewRangeQuery(ctx, s, nil, expr, start, end, step)
 	if err != nil {
 		return nil, fmt.Errorf("parsing %q: %w", expr, err)
 	}

@@ -127,7 +127,7 @@ func newReplay(sc simulator.Scenario, o Options, rec *recommender.Recommender) (
 	cfg.Global.EvaluationInterval = config.Duration(o.Interval)
 	cfg.Collector.RateWindow = config.Duration(o.RateWindow)
 	coll := collector.New(collector.Options{Metrics: collector.NewMetrics(prometheus.NewRegistry()), Store: store})
-	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store.DB(), Appendable: store.DB(), QueryFunc: store.QueryFunc(), EvaluationInterval: o.Interval})
+	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store, Appendable: store.DB(), QueryFunc: store.QueryFunc(), EvaluationInterval: o.Interval})
 	if err := mgr.Update(rules.BuiltinFiles()); err != nil {
 		_ = store.Close()
 		return nil, fmt.Errorf("loading the built-in rules: %w", err)

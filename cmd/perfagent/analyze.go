@@ -142,7 +142,7 @@ func runAnalysis(ctx context.Context, cfg *config.Config, profs []*collector.Pro
 	if err := coll.ApplyConfig(*cfg, src, profs); err != nil {
 		return nil, err
 	}
-	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store.DB(), Appendable: store.DB(), QueryFunc: store.QueryFunc(), EvaluationInterval: interval, Disabled: cfg.Rules.Disabled})
+	mgr := rules.NewManager(rules.ManagerOptions{Queryable: store, Appendable: store.DB(), QueryFunc: store.QueryFunc(), EvaluationInterval: interval, Disabled: cfg.Rules.Disabled})
 	if err := mgr.Update(ruleFiles); err != nil {
 		return nil, err
 	}

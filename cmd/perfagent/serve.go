@@ -165,7 +165,8 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	})
 
 	a.store, err = signalstore.Open(signalstore.Options{Path: f.storagePath, Retention: time.Duration(retention), Logger: logger.With("component", "tsdb"), Registerer: reg,
-		OutOfOrderWindow: backfillWindow(cfg) + 2*time.Duration(cfg.Global.EvaluationInterval), EvaluationInterval: time.Duration(cfg.Global.EvaluationInterval)})
+		OutOfOrderWindow: backfillWindow(cfg) + 2*time.Duration(cfg.Global.EvaluationInterval), EvaluationInterval: time.Duration(cfg.Global.EvaluationInterval),
+		Raw: cfg.Source.Prometheus == nil})
 	if err != nil {
 		logger.Error("Error opening storage", "err", err)
 		return exitFailure
@@ -184,7 +185,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	perCycle, perCycleInStore := prometheus.NewRegistry(), prometheus.NewRegistry()
 	a.rules = rules.NewManager(rules.ManagerOptions{
 		NotifyFunc:         a.sendBottleneckAlerts,
-		Queryable:          a.store.DB(),
+		Queryable:          a.store,
 		Appendable:         a.store.DB(),
 		QueryFunc:          a.store.QueryFunc(),
 		Engine:             a.store.Engine(),
@@ -276,7 +277,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		Shard:      sh,
 		Costs:      a.pipeline.Costs,
 	})
-	query := &prom.Options{Queryable: a.store.DB(), Engine: a.store.Engine(), LookbackDelta: signalstore.LookbackDelta, Logger: logger.With("component", "query"),
+	query := &prom.Options{Queryable: a.store, Engine: a.store.Engine(), LookbackDelta: signalstore.LookbackDelta, Logger: logger.With("component", "query"),
 		Target:  labels.FromStrings(model.JobLabel, collector.ScrapeJobName, model.InstanceLabel, ownInstance(f.listenAddress)),
 		Version: version.Version, Revision: version.Revision, Branch: version.Branch, BuildUser: version.BuildUser, BuildDate: version.BuildDate}
 	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: gatherer, PerCycle: prometheus.Gatherers{perCycle, perCycleInStore}, Generation: a.pipeline.Generation, Registerer: reg, API: api, Query: query, Ready: a.coll.Ready, Version: version.Version,

@@ -651,6 +651,9 @@ func (a *API) collect(r *http.Request) (any, *apiError) {
 		Engine:    req.Engine,
 		Window:    window,
 	})
+	if errors.Is(err, collector.ErrWindowTooLong) {
+		return nil, badData("window", "%v", err)
+	}
 	if err != nil {
 		return nil, &apiError{typ: ErrUnavailable, status: http.StatusServiceUnavailable, err: err}
 	}

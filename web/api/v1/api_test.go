@@ -49,6 +49,9 @@ func (f *fakeCollector) Collect(_ context.Context, at time.Time, o collector.Col
 	if f.err != nil {
 		return nil, f.err
 	}
+	if o.Window > time.Hour {
+		return nil, fmt.Errorf("%w: the scrape keeps an hour", collector.ErrWindowTooLong)
+	}
 	snap := &collector.Snapshot{Time: at}
 	for _, in := range f.latest.Instances {
 		if len(o.Instances) == 0 || in.Instance == o.Instances[0] {
@@ -226,6 +229,7 @@ func TestBadRequests(t *testing.T) {
 		{"wrong type", "POST", "/api/v1/metrics/collect", `{"instances":"a:1"}`, 400, ErrBadData, "instances: expected []string"},
 		{"bad window", "POST", "/api/v1/metrics/collect", `{"window":"5 minutes"}`, 400, ErrBadData, "not a duration"},
 		{"negative window", "POST", "/api/v1/metrics/collect", `{"window":"-5m"}`, 400, ErrBadData, "window"},
+		{"window beyond the kept samples", "POST", "/api/v1/metrics/collect", `{"window":"2h"}`, 400, ErrBadData, "window: window reaches further back than the scraped samples are kept: the scrape keeps an hour"},
 		{"unknown engine", "POST", "/api/v1/metrics/collect", `{"engine":"triton"}`, 400, ErrBadData, `engine: "triton" has no profile`},
 		{"unknown instance in collect", "POST", "/api/v1/metrics/collect", `{"instances":["z:9"]}`, 404, ErrNotFound, `instances: "z:9" is not serving`},
 		{"two values", "POST", "/api/v1/metrics/collect", `{} {}`, 400, ErrBadData, "more than one JSON value"},

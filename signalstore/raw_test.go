@@ -1,0 +1,124 @@
+package signalstore
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// appendRaw appends one sample a scrape interval for minutes to the raw
+// samples, and one to the TSDB at the same times.
+func appendRaw(t *testing.T, s *Store, minutes int) {
+	t.Helper()
+	raw := labels.FromStrings("__name__", "vllm:num_requests_running", "instance", "a:1")
+	derived := labels.FromStrings("__name__", "llm_requests_running", "instance", "a:1")
+	ctx := context.Background()
+	for i := range minutes*4 + 1 {
+		ts := t0.Add(time.Duration(i) * 15 * time.Second).UnixMilli()
+		rapp := s.RawAppendable().AppenderV2(ctx)
+		if _, err := rapp.Append(0, raw, 0, ts, float64(i), nil, nil, storage.AOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := rapp.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		app := s.Appender(ctx)
+		if _, err := app.Append(0, derived, ts, float64(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRawSamplesAnswerBesideTheTSDBAndAreTrimmed(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, "raw", "chunks_head", "000001")
+	if err := os.MkdirAll(filepath.Dir(stale), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stale, []byte("from a previous run"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(Options{Path: dir, Retention: 24 * time.Hour, Raw: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("a raw chunk file of a previous run is still there: %v", err)
+	}
+	appendRaw(t, s, 20)
+	ctx := context.Background()
+	end := t0.Add(20 * time.Minute)
+
+	count := func(expr string, at time.Time) float64 {
+		t.Helper()
+		v, err := s.Query(ctx, expr, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v) == 0 {
+			return 0
+		}
+		return v[0].F
+	}
+	// One query reads both: the engine sees one store.
+	if got := count("vllm:num_requests_running - on (instance) llm_requests_running", end); got != 0 {
+		t.Errorf("raw minus derived at the end = %g, want 0", got)
+	}
+	if got := count("count_over_time(vllm:num_requests_running[20m])", end); got != 80 {
+		t.Errorf("raw samples over 20m = %g, want 80", got)
+	}
+	// The TSDB itself holds none of them.
+	q, err := s.DB().Querier(t0.UnixMilli(), end.UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "vllm:num_requests_running"))
+	if ss.Next() {
+		t.Errorf("the TSDB holds raw series %s", ss.At().Labels())
+	}
+	_ = q.Close()
+
+	if err := s.TrimRaw(end.Add(-5 * time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// Whole chunks go: the one that holds the horizon (10m–20m) stays.
+	if got := count("count_over_time(vllm:num_requests_running[5m])", end); got != 20 {
+		t.Errorf("raw samples of the last 5m after the trim = %g, want all 20", got)
+	}
+	if got := count("count_over_time(vllm:num_requests_running[5m])", t0.Add(9*time.Minute)); got != 0 {
+		t.Errorf("raw samples of 4m–9m after the trim = %g, want none", got)
+	}
+	if got := count("count_over_time(llm_requests_running[20m])", end); got != 80 {
+		t.Errorf("derived samples over 20m after the trim = %g, want all 80", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "raw")); !os.IsNotExist(err) {
+		t.Errorf("the raw samples' directory outlives the store: %v", err)
+	}
+}
+
+func TestWithoutRawScrapedSamplesGoToTheTSDB(t *testing.T) {
+	s := openTestStore(t)
+	appendRaw(t, s, 1)
+	if err := s.TrimRaw(t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.Query(context.Background(), "count_over_time(vllm:num_requests_running[1m])", t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 1 || v[0].F != 4 {
+		t.Errorf("raw samples in the TSDB = %v, want 4 kept past TrimRaw", v)
+	}
+}
