@@ -2,7 +2,9 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -134,9 +137,9 @@ func (a relabelAppender) Append(ref storage.SeriesRef, l labels.Labels, t int64,
 	return a.Appender.Append(ref, lb.Labels(), t, v)
 }
 
-// loadFixtureFleet fills a store with n instances of the engine fixtures,
-// four scrapes 15 s apart, relabelled by rules.
-func loadFixtureFleet(t testing.TB, store *signalstore.Store, n int, rules []*relabel.Config) {
+// fixtureTemplates are the fixture pages of every engine: per server, its
+// page at +0, +15, +30 and +45 s.
+func fixtureTemplates(t testing.TB) [][]string {
 	t.Helper()
 	var templates [][]string
 	for _, engine := range []string{"vllm", "sglang", "tgi", "trtllm", "llamacpp"} {
@@ -157,6 +160,14 @@ func loadFixtureFleet(t testing.TB, store *signalstore.Store, n int, rules []*re
 	if len(templates) == 0 {
 		t.Fatal("no fixtures")
 	}
+	return templates
+}
+
+// loadFixtureFleet fills a store with n instances of the engine fixtures,
+// four scrapes 15 s apart, relabelled by rules.
+func loadFixtureFleet(t testing.TB, store *signalstore.Store, n int, rules []*relabel.Config) {
+	t.Helper()
+	templates := fixtureTemplates(t)
 	for i := range n {
 		tpl := templates[i%len(templates)]
 		target := labels.FromStrings("instance", fmt.Sprintf("10.0.%d.%d:8000", i/250, i%250), "job", "test")
@@ -262,13 +273,75 @@ func TestRenamedQueriesAnswerAlike(t *testing.T) {
 	}
 }
 
+// appendNative appends a text exposition as the embedded scrape stores
+// it: classic histograms as native ones, relabelled by rules.
+func appendNative(t testing.TB, store *signalstore.Store, text string, ts time.Time, target labels.Labels, rules []*relabel.Config) {
+	t.Helper()
+	st := labels.NewSymbolTable()
+	p := textparse.NewNHCBParser(textparse.NewPromParser([]byte(text), st, false), st, false, false)
+	app := store.Appender(context.Background())
+	for {
+		e, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e != textparse.EntrySeries && e != textparse.EntryHistogram {
+			continue
+		}
+		var l labels.Labels
+		p.Labels(&l)
+		lb := labels.NewBuilder(l)
+		target.Range(func(t labels.Label) { lb.Set(t.Name, t.Value) })
+		if !relabel.ProcessBuilder(lb, rules...) {
+			continue
+		}
+		if e == textparse.EntryHistogram {
+			_, _, h, fh := p.Histogram()
+			_, err = app.AppendHistogram(0, lb.Labels(), ts.UnixMilli(), h, fh)
+		} else {
+			_, _, v := p.Series()
+			_, err = app.Append(0, lb.Labels(), ts.UnixMilli(), v)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // BenchmarkRenamedQueries evaluates every built-in profile query once per
-// iteration over a relabelled store of 1000 instances, with the rename
-// calls (off) and without them (on).
+// iteration, as the embedded source sends it (over native histograms),
+// over a store of 1000 instances of the engine fixtures relabelled at
+// scrape time: with the rename calls (rewrite=false) and without them
+// (rewrite=true).
 func BenchmarkRenamedQueries(b *testing.B) {
-	r, rules, queries := builtinRenames(b)
+	profs, errs := LoadProfiles(profiles.FS, ".", nil)
+	if len(errs) > 0 {
+		b.Fatal(errs)
+	}
+	queries, native, classic := embeddedQueries(profs)
+	if native == nil {
+		b.Fatal(classic)
+	}
+	r := renamesOf(queries)
+	pcfg, err := scrapeConfig(config.Default().Global, "", r.relabelConfigs(), true, shard.Shard{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rules := pcfg.ScrapeConfigs[0].MetricRelabelConfigs
 	store := openTestStore(b)
-	loadFixtureFleet(b, store, 1000, rules)
+	templates := fixtureTemplates(b)
+	for i := range 1000 {
+		target := labels.FromStrings("instance", fmt.Sprintf("10.0.%d.%d:8000", i/250, i%250), "job", ScrapeJobName)
+		for j, text := range templates[i%len(templates)] {
+			appendNative(b, store, text, t0.Add(time.Duration(j)*15*time.Second), target, rules)
+		}
+	}
 	q := &renameQueries{renames: r}
 	ctx := context.Background()
 	at := t0.Add(45 * time.Second)
