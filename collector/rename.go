@@ -32,7 +32,10 @@ import (
 // whose argument is label-transparent (selectors of such names that do not
 // mention `model`, functions that work series by series, binary operators
 // that match on all labels) is removed, because then renaming before or
-// after the argument gives the same series.
+// after the argument gives the same series. That holds as long as no two
+// series of a renamed family, names aside, differ only in a `model` label
+// of their own (the rename would make them one); vLLM and SGLang have no
+// such label.
 
 // renameStep is label_replace(X, "model", "$1", source, regex).
 type renameStep struct{ source, regex string }
