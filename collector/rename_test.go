@@ -365,3 +365,93 @@ func BenchmarkRenamedQueries(b *testing.B) {
 		})
 	}
 }
+
+// TestRenameComposesWithNativeHistograms sends every query of the
+// built-in profiles and of a user's profile as the embedded source sends
+// it (rewritten for native histograms, then without the rename calls) to
+// native histograms relabelled at scrape time, and checks it against the
+// native form alone over native histograms as exposed. The user's profile
+// reads two families the built-in profiles rename with calls the scrape
+// cannot stand in for; those must stay as written and the families must
+// not be relabelled.
+func TestRenameComposesWithNativeHistograms(t *testing.T) {
+	profs, errs := LoadProfiles(profiles.FS, ".", nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	const (
+		otherRegex  = `label_replace(vllm:num_requests_waiting, "model", "$1", "model_name", "(.+)")`
+		otherTarget = `label_replace(rate(vllm:prompt_tokens_total[1m]), "served", "$1", "model_name", "(.*)")`
+	)
+	user := mustProfile(t, "user.yml", "groups:\n  - name: mine\n    rules:\n"+
+		"      - record: llm_instance_info\n        expr: group by (instance, model) ("+otherRegex+")\n        labels: {engine: mine}\n"+
+		"      - record: llm_prompt_tokens_per_second\n        expr: sum by (instance, served) ("+otherTarget+")\n        labels: {engine: mine}\n")
+	profs = append(profs, user)
+	queries, native, classic := embeddedQueries(profs)
+	if native == nil {
+		t.Fatal(classic)
+	}
+	r := renamesOf(queries)
+	if r == nil {
+		t.Fatal("nothing renamed at scrape time")
+	}
+	for _, name := range []string{"vllm:num_requests_waiting", "vllm:prompt_tokens_total"} {
+		if _, ok := r.chain[name]; ok {
+			t.Errorf("%s is relabelled although the user's profile reads it with a call of another form", name)
+		}
+	}
+	pcfg, err := scrapeConfig(config.Default().Global, "", r.relabelConfigs(), true, shard.Shard{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := pcfg.ScrapeConfigs[0].MetricRelabelConfigs
+	plain, relabelled := openTestStore(t), openTestStore(t)
+	templates := fixtureTemplates(t)
+	for i := range 2 * len(templates) {
+		target := labels.FromStrings("instance", fmt.Sprintf("10.0.0.%d:8000", i), "job", ScrapeJobName)
+		for j, text := range templates[i%len(templates)] {
+			ts := t0.Add(time.Duration(j) * 15 * time.Second)
+			appendNative(t, plain, text, ts, target, nil)
+			appendNative(t, relabelled, text, ts, target, rules)
+		}
+	}
+	e := &EmbeddedSource{native: native, renamed: &renameQueries{renames: r}}
+	written, err := profileQueries(profs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	at := t0.Add(45 * time.Second)
+	removed, answered := 0, 0
+	for _, q := range written {
+		expr := q.String()
+		nativeOnly := native.rewrite(expr)
+		sent := e.stored(expr)
+		removed += strings.Count(nativeOnly, "label_replace") - strings.Count(sent, "label_replace")
+		want, err := plain.Query(ctx, nativeOnly, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := relabelled.Query(ctx, sent, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, g := vectorText(want), vectorText(got); !slices.Equal(w, g) {
+			t.Errorf("%s\n native only:    %v\n native renamed: %v", expr, w, g)
+		}
+		if len(want) > 0 {
+			answered++
+		}
+	}
+	for _, call := range []string{otherRegex, otherTarget} {
+		if sent := e.stored(call); sent != call {
+			t.Errorf("the embedded source sends %s for %s", sent, call)
+		}
+	}
+	if removed < 100 {
+		t.Errorf("only %d rename calls removed from the native queries", removed)
+	}
+	if answered < len(written)/2 {
+		t.Errorf("only %d of %d queries answered anything; the comparison shows little", answered, len(written))
+	}
+}
