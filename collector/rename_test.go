@@ -144,6 +144,9 @@ func fixtureTemplates(t testing.TB) [][]string {
 	var templates [][]string
 	for _, engine := range []string{"vllm", "sglang", "tgi", "trtllm", "llamacpp"} {
 		firsts, _ := filepath.Glob(filepath.Join("profiles", "testdata", engine, "*_t00.prom"))
+		if len(firsts) == 0 {
+			t.Fatalf("no %s fixtures", engine)
+		}
 		sort.Strings(firsts)
 		for _, f := range firsts {
 			var scrapes []string
@@ -156,9 +159,6 @@ func fixtureTemplates(t testing.TB) [][]string {
 			}
 			templates = append(templates, scrapes)
 		}
-	}
-	if len(templates) == 0 {
-		t.Fatal("no fixtures")
 	}
 	return templates
 }
