@@ -46,6 +46,9 @@ type EmbeddedSource struct {
 	// native rewrites queries for native histograms; nil when the scrape
 	// keeps classic ones.
 	native *nativeQueries
+	// renamed removes the rename calls the scrape does instead (rename.go);
+	// nil when it renames nothing.
+	renamed *renameQueries
 	// upCheckedAt is the evaluation time whose queries last set
 	// SourceUp from the targets' health: once per cycle, not per query.
 	upCheckedAt time.Time
@@ -99,8 +102,9 @@ func (e *EmbeddedSource) ApplyConfig(cfg config.Config, profiles []*Profile) err
 // profiles and the settings queries read: the rest of a model server's
 // page would take memory in the store and never be read. It stores
 // classic histograms as native ones when every query can read them so
-// (native.go). Targets of other shards are dropped by a relabelling
-// rule, as in a Prometheus sharded with hashmod.
+// (native.go), and renames model_name to model where the profiles would
+// in every query (rename.go). Targets of other shards are dropped by a
+// relabelling rule, as in a Prometheus sharded with hashmod.
 func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (commit func(), err error) {
 	queries, native, classic := embeddedQueries(profiles)
 	if classic != nil {
@@ -111,7 +115,14 @@ func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (
 		return nil, err
 	}
 	keep, _ := readFamilies(queries)
-	pcfg, err := scrapeConfig(cfg.Global, keep, native != nil, e.shard)
+	var (
+		renamed *renameQueries
+		rename  []any
+	)
+	if r := renamesOf(queries); r != nil {
+		renamed, rename = &renameQueries{renames: r}, r.relabelConfigs()
+	}
+	pcfg, err := scrapeConfig(cfg.Global, keep, rename, native != nil, e.shard)
 	if err != nil {
 		return nil, err
 	}
@@ -135,6 +146,7 @@ func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (
 		e.targets = targets
 		e.native = native
 		e.retention = retention
+		e.renamed = renamed
 		e.mtx.Unlock()
 		// Keep only the newest target list if the manager has not taken
 		// the previous one yet.
@@ -234,12 +246,15 @@ func (e *EmbeddedSource) trimRaw(before time.Time) {
 // stored is expr in the form that reads the store as scraped.
 func (e *EmbeddedSource) stored(expr string) string {
 	e.mtx.Lock()
-	native := e.native
+	native, renamed := e.native, e.renamed
 	e.mtx.Unlock()
-	if native == nil {
-		return expr
+	if native != nil {
+		expr = native.rewrite(expr)
 	}
-	return native.rewrite(expr)
+	if renamed != nil {
+		expr = renamed.rewrite(expr)
+	}
+	return expr
 }
 
 // firstQueryAt reports whether ts is a new evaluation time.
@@ -329,10 +344,10 @@ func (e *EmbeddedSource) Targets() []TargetHealth {
 // it with Prometheus's own loader, so every scrape default is upstream's.
 // keep, when not empty, is the regular expression of the metric names a
 // scrape keeps (a metric relabelling rule, as a Prometheus user writes it);
-// native stores classic histograms as native histograms with custom
+// rename are more metric relabelling rules, applied after it; native stores classic histograms as native histograms with custom
 // buckets; the target relabelling rules of sh drop the targets of other
 // shards.
-func scrapeConfig(g config.GlobalConfig, keep string, native bool, sh shard.Shard) (*promconfig.Config, error) {
+func scrapeConfig(g config.GlobalConfig, keep string, rename []any, native bool, sh shard.Shard) (*promconfig.Config, error) {
 	// Model servers answer with text/plain and sometimes with no content
 	// type at all; read those as the classic text format.
 	job := map[string]any{"job_name": ScrapeJobName, "fallback_scrape_protocol": "PrometheusText0.0.4"}
@@ -342,8 +357,12 @@ func scrapeConfig(g config.GlobalConfig, keep string, native bool, sh shard.Shar
 	if rc := sh.RelabelConfigs(); rc != nil {
 		job["relabel_configs"] = rc
 	}
+	var metricRelabel []any
 	if keep != "" {
-		job["metric_relabel_configs"] = []any{map[string]any{"source_labels": []string{model.MetricNameLabel}, "regex": keep, "action": "keep"}}
+		metricRelabel = append(metricRelabel, map[string]any{"source_labels": []string{model.MetricNameLabel}, "regex": keep, "action": "keep"})
+	}
+	if metricRelabel = append(metricRelabel, rename...); metricRelabel != nil {
+		job["metric_relabel_configs"] = metricRelabel
 	}
 	doc := map[string]any{
 		"global": map[string]any{

@@ -304,6 +304,29 @@ func TestRemoteAndEmbeddedModesAgree(t *testing.T) {
 		t.Error("the fixtures have no family the profiles do not read; the test shows nothing")
 	}
 	t.Logf("kept %d of %d families", len(kept), len(scraped))
+
+	// The signals above came without the rename calls, from series the
+	// scrape renamed itself (rename.go).
+	for _, q := range []string{
+		`label_replace(rate(vllm:prompt_tokens_total[1m]), "model", "$1", "model_name", "(.*)")`,
+		`label_replace(label_replace(sglang:num_running_reqs, "model", "$1", "name", "(.+)"), "model", "$1", "model_name", "(.+)")`,
+	} {
+		if got := embedded.stored(q); strings.Contains(got, "label_replace") {
+			t.Errorf("the embedded source sends %s", got)
+		}
+	}
+	renamed, err := store.Query(ctx, `{__name__=~"vllm:num_requests_running|sglang:num_running_reqs", model_name!=""}`, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range renamed {
+		if s.Metric.Get("model") != s.Metric.Get("model_name") {
+			t.Errorf("stored series %s: want model as model_name", s.Metric)
+		}
+	}
+	if len(renamed) == 0 {
+		t.Error("no stored vLLM or SGLang series with model_name; the check shows nothing")
+	}
 }
 
 // TestVictoriaMetricsAgreesWithPrometheus runs the remote source against

@@ -78,7 +78,22 @@ func TestEmbeddedSourceKeepsWhatTheProfilesRead(t *testing.T) {
 
 	// An hour of scrapes of one server, at a one-minute rate window.
 	cfg.Collector.RateWindow = config.Duration(time.Minute)
-	fake := mustProfile(t, "fake.yml", fakeProfile)
+	// No label_replace: the embedded source would take the scrape to rename
+	// model_name, and these samples are appended without one.
+	fake := mustProfile(t, "plain.yml", `
+groups:
+  - name: plain
+    rules:
+      - record: llm_instance_info
+        expr: group by (instance) (fake_running)
+        labels: {engine: plain}
+      - record: llm_requests_running
+        expr: sum by (instance) (fake_running)
+        labels: {engine: plain}
+      - record: llm_generation_tokens_per_second
+        expr: sum by (instance) (rate(fake_tokens_total[1m]))
+        labels: {engine: plain}
+`)
 	raw, err := signalstore.Open(signalstore.Options{Path: t.TempDir(), Retention: 24 * time.Hour, Raw: true})
 	if err != nil {
 		t.Fatal(err)
