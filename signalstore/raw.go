@@ -1,12 +1,14 @@
 package signalstore
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 )
@@ -77,6 +79,17 @@ func readHead[Q interface{ Close() error }](head *tsdb.Head, mint, maxt int64, o
 		return none, nil
 	}
 	return readHead(head, newMint, maxt, open, none)
+}
+
+// has reports whether the head holds a series of metric.
+func (r *rawHead) has(ctx context.Context, metric string) bool {
+	ir, err := r.head.Index()
+	if err != nil {
+		return false
+	}
+	defer ir.Close()
+	p, err := ir.Postings(ctx, labels.MetricName, metric)
+	return err == nil && p.Next()
 }
 
 // trim drops the samples older than before.

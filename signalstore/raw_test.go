@@ -76,6 +76,10 @@ func TestRawSamplesAnswerBesideTheTSDBAndAreTrimmed(t *testing.T) {
 	if got := count("count_over_time(vllm:num_requests_running[20m])", end); got != 80 {
 		t.Errorf("raw samples over 20m = %g, want 80", got)
 	}
+	// A selector without a metric name reads both sides.
+	if got := count(`count({__name__=~"vllm:num_requests_running|llm_requests_running"})`, end); got != 2 {
+		t.Errorf("series of both sides = %g, want 2", got)
+	}
 	// The TSDB itself holds none of them.
 	q, err := s.DB().Querier(t0.UnixMilli(), end.UnixMilli())
 	if err != nil {
@@ -86,6 +90,18 @@ func TestRawSamplesAnswerBesideTheTSDBAndAreTrimmed(t *testing.T) {
 		t.Errorf("the TSDB holds raw series %s", ss.At().Labels())
 	}
 	_ = q.Close()
+	// A raw metric's samples in the TSDB (from a version that kept them
+	// there) are not read beside the raw samples.
+	app := s.Appender(ctx)
+	if _, err := app.Append(0, labels.FromStrings("__name__", "vllm:num_requests_running", "instance", "a:1"), end.Add(-time.Minute-time.Second).UnixMilli(), 1e6); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := count("max_over_time(vllm:num_requests_running[2m])", end); got != 80 {
+		t.Errorf("the raw metric's maximum over 2m = %g, want 80 from the raw samples alone", got)
+	}
 
 	if err := s.TrimRaw(end.Add(-5 * time.Minute)); err != nil {
 		t.Fatal(err)
