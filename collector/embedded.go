@@ -217,6 +217,11 @@ func (e *EmbeddedSource) RawRetention() time.Duration {
 	return e.retention
 }
 
+// queryPlan shares the argument of a histogram's quantiles among them: the
+// rate of every native histogram of the fleet is computed once, not once
+// per quantile.
+func (e *EmbeddedSource) queryPlan() queryPlan { return queryPlan{sharedQuantiles: true} }
+
 // Query implements Source.
 func (e *EmbeddedSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
 	start := time.Now()

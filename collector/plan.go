@@ -10,13 +10,13 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/promql/parser/posrange"
 	"github.com/prometheus/prometheus/rules"
 )
 
 // queryPlan says how a cycle puts the profile rules to its source. The
 // zero plan sends every rule's expression as it is, the rules of one
-// profile in order and the profiles concurrently; it suits a source in
-// the agent's own process, where a query costs no round trip.
+// profile in order and the profiles concurrently.
 type queryPlan struct {
 	// sharedQuantiles fetches the argument of histogram_quantile once for
 	// all the rules of a profile that take quantiles of the same
@@ -110,11 +110,12 @@ func quantileOf(e parser.Expr) (float64, string, bool) {
 	return n.Val, call.Args[1].String(), true
 }
 
-// histogramQuantile is histogram_quantile(q, in) over float samples, as
-// Prometheus's engine computes it for classic histograms: the samples are
-// grouped by their labels other than le, a sample whose le is not a number
-// is left out, and each group's quantile comes from promql.BucketQuantile.
-// The result carries the group's labels without le and the metric name.
+// histogramQuantile is histogram_quantile(q, in), as Prometheus's engine
+// computes it. A native histogram's quantile comes from
+// promql.HistogramQuantile. Classic histograms' float samples are grouped
+// by their labels other than le, a sample whose le is not a number is left
+// out, and each group's quantile comes from promql.BucketQuantile. The
+// result carries each histogram's labels without le and the metric name.
 func histogramQuantile(q float64, in promql.Vector) promql.Vector {
 	type group struct {
 		metric  labels.Labels
@@ -124,9 +125,12 @@ func histogramQuantile(q float64, in promql.Vector) promql.Vector {
 		groups = map[string]*group{}
 		order  []*group
 		buf    []byte
+		out    promql.Vector
 	)
 	for _, s := range in {
 		if s.H != nil {
+			v, _ := promql.HistogramQuantile(q, s.H, "", posrange.PositionRange{})
+			out = append(out, promql.Sample{Metric: s.Metric.DropMetricName(), T: s.T, F: v})
 			continue
 		}
 		upper, err := strconv.ParseFloat(s.Metric.Get(labels.BucketLabel), 64)
@@ -142,7 +146,6 @@ func histogramQuantile(q float64, in promql.Vector) promql.Vector {
 		}
 		g.buckets = append(g.buckets, promql.Bucket{UpperBound: upper, Count: s.F})
 	}
-	out := make(promql.Vector, 0, len(order))
 	for _, g := range order {
 		v, _, _, _, _, _ := promql.BucketQuantile(q, g.buckets)
 		out = append(out, promql.Sample{Metric: g.metric, T: in[0].T, F: v})

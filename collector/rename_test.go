@@ -320,29 +320,9 @@ func appendNative(t testing.TB, store *signalstore.Store, text string, ts time.T
 // scrape time: with the rename calls (rewrite=false) and without them
 // (rewrite=true).
 func BenchmarkRenamedQueries(b *testing.B) {
-	profs, errs := LoadProfiles(profiles.FS, ".", nil)
-	if len(errs) > 0 {
-		b.Fatal(errs)
-	}
-	queries, native, classic := embeddedQueries(profs)
-	if native == nil {
-		b.Fatal(classic)
-	}
-	r := renamesOf(queries)
-	pcfg, err := scrapeConfig(config.Default().Global, "", r.relabelConfigs(), true, shard.Shard{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	rules := pcfg.ScrapeConfigs[0].MetricRelabelConfigs
-	store := openTestStore(b)
-	templates := fixtureTemplates(b)
-	for i := range 1000 {
-		target := labels.FromStrings("instance", fmt.Sprintf("10.0.%d.%d:8000", i/250, i%250), "job", ScrapeJobName)
-		for j, text := range templates[i%len(templates)] {
-			appendNative(b, store, text, t0.Add(time.Duration(j)*15*time.Second), target, rules)
-		}
-	}
-	q := &renameQueries{renames: r}
+	src, profs := nativeFleet(b, 1000)
+	queries, _, _ := embeddedQueries(profs)
+	store, q := src.store, src.renamed
 	ctx := context.Background()
 	at := t0.Add(45 * time.Second)
 	for _, rewrite := range []bool{false, true} {

@@ -1,0 +1,120 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/optiinfra/perfagent/collector/profiles"
+	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/shard"
+)
+
+// nativeFleet is an embedded source over n instances of the engine
+// fixtures, stored as its scrape stores them (native histograms,
+// model_name renamed), with the built-in profiles.
+func nativeFleet(t testing.TB, n int) (*EmbeddedSource, []*Profile) {
+	t.Helper()
+	profs, errs := LoadProfiles(profiles.FS, ".", nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	queries, native, classic := embeddedQueries(profs)
+	if native == nil {
+		t.Fatal(classic)
+	}
+	r := renamesOf(queries)
+	pcfg, err := scrapeConfig(config.Default().Global, "", r.relabelConfigs(), true, shard.Shard{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := pcfg.ScrapeConfigs[0].MetricRelabelConfigs
+	store := openTestStore(t)
+	templates := fixtureTemplates(t)
+	for i := range n {
+		target := labels.FromStrings("instance", fmt.Sprintf("10.0.%d.%d:8000", i/250, i%250), "job", ScrapeJobName)
+		for j, text := range templates[i%len(templates)] {
+			appendNative(t, store, text, t0.Add(time.Duration(j)*15*time.Second), target, rules)
+		}
+	}
+	src, err := NewEmbeddedSource(store, nil, testMetrics(), nil, shard.Shard{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.native, src.renamed = native, &renameQueries{renames: r}
+	return src, profs
+}
+
+// unplanned is a source whose plan is the zero one: every rule's query
+// sent as written.
+type unplanned struct{ Source }
+
+func TestEmbeddedQuantilesShareOneFetch(t *testing.T) {
+	src, profs := nativeFleet(t, 2*len(fixtureTemplates(t)))
+	collect := func(s Source) *Snapshot {
+		c := New(Options{Metrics: testMetrics()})
+		if err := c.ApplyConfig(config.Default(), s, profs); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := c.Collect(context.Background(), t0.Add(45*time.Second), CollectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap
+	}
+	shared, each := collect(src), collect(unplanned{src})
+	if shared.Queries >= each.Queries {
+		t.Errorf("%d queries with shared quantiles, %d without", shared.Queries, each.Queries)
+	}
+	quantiles := 0
+	if len(shared.Samples) != len(each.Samples) {
+		t.Fatalf("%d signals with shared quantiles, %d without", len(shared.Samples), len(each.Samples))
+	}
+	for i, w := range each.Samples {
+		g := shared.Samples[i]
+		same := g.Value == w.Value || math.IsNaN(g.Value) && math.IsNaN(w.Value)
+		if !labels.Equal(g.Labels, w.Labels) || !same {
+			t.Errorf("%s = %g shared, %s = %g each", g.Labels, g.Value, w.Labels, w.Value)
+		}
+		if w.Labels.Has("quantile") && !math.IsNaN(w.Value) {
+			quantiles++
+		}
+	}
+	if quantiles < 20 {
+		t.Errorf("only %d quantiles compared; the fixtures should give many more", quantiles)
+	}
+	t.Logf("%d queries instead of %d; %d quantiles compared", shared.Queries, each.Queries, quantiles)
+}
+
+// BenchmarkEmbeddedCollection is one collection over 1000 instances stored
+// as the embedded scrape stores them, with each quantile asked on its own
+// (shared=false) and with a histogram's quantiles computed from one fetch
+// of their argument (shared=true, the embedded source's plan).
+func BenchmarkEmbeddedCollection(b *testing.B) {
+	src, profs := nativeFleet(b, 1000)
+	for _, shared := range []bool{false, true} {
+		var s Source = unplanned{src}
+		if shared {
+			s = src
+		}
+		c := New(Options{Metrics: testMetrics()})
+		if err := c.ApplyConfig(config.Default(), s, profs); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("shared=%v", shared), func(b *testing.B) {
+			var snap *Snapshot
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if snap, err = c.Collect(context.Background(), t0.Add(45*time.Second), CollectOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(snap.Queries), "queries/cycle")
+		})
+	}
+}
