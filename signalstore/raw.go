@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
@@ -30,7 +31,7 @@ type rawHead struct {
 	dir  string
 }
 
-func openRawHead(dir string, logger *slog.Logger) (*rawHead, error) {
+func openRawHead(dir string, logger *slog.Logger, reg prometheus.Registerer) (*rawHead, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("clearing the raw samples of a previous run at %s: %w", dir, err)
 	}
@@ -45,7 +46,29 @@ func openRawHead(dir string, logger *slog.Logger) (*rawHead, error) {
 		_ = head.Close()
 		return nil, fmt.Errorf("initializing the raw sample head at %s: %w", dir, err)
 	}
+	// The head's own metrics would share the TSDB's names; these two say
+	// what the raw samples hold.
+	if reg != nil {
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "perfagent_raw_series",
+				Help: "Series of scraped samples held in memory, beside the TSDB's prometheus_tsdb_head_series.",
+			}, func() float64 { return float64(head.NumSeries()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "perfagent_raw_min_time_seconds",
+				Help: "Time from which scraped samples are kept, as a Unix timestamp: the last trim, or the first sample before one; 0 while there is none.",
+			}, func() float64 { return rawMinTime(head.MinTime()) }),
+		)
+	}
 	return &rawHead{head: head, dir: dir}, nil
+}
+
+// rawMinTime is a head's minimum time in seconds, 0 while it has none.
+func rawMinTime(ms int64) float64 {
+	if ms == math.MinInt64 || ms == math.MaxInt64 {
+		return 0
+	}
+	return float64(ms) / 1000
 }
 
 // querier reads [mint, maxt] of the head.

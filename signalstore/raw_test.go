@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 )
@@ -46,7 +47,8 @@ func TestRawSamplesAnswerBesideTheTSDBAndAreTrimmed(t *testing.T) {
 	if err := os.WriteFile(stale, []byte("from a previous run"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(Options{Path: dir, Retention: 24 * time.Hour, Raw: true})
+	reg := prometheus.NewRegistry()
+	s, err := Open(Options{Path: dir, Retention: 24 * time.Hour, Raw: true, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +108,14 @@ func TestRawSamplesAnswerBesideTheTSDBAndAreTrimmed(t *testing.T) {
 	if err := s.TrimRaw(end.Add(-5 * time.Minute)); err != nil {
 		t.Fatal(err)
 	}
+	for name, want := range map[string]float64{
+		"perfagent_raw_series":           1,
+		"perfagent_raw_min_time_seconds": float64(end.Add(-5*time.Minute).Unix()),
+	} {
+		if got := gathered(t, reg, name); got != want {
+			t.Errorf("%s = %g, want %g", name, got, want)
+		}
+	}
 	// Whole chunks go: the one that holds the horizon (10m–20m) stays.
 	if got := count("count_over_time(vllm:num_requests_running[5m])", end); got != 20 {
 		t.Errorf("raw samples of the last 5m after the trim = %g, want all 20", got)
@@ -122,6 +132,22 @@ func TestRawSamplesAnswerBesideTheTSDBAndAreTrimmed(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "raw")); !os.IsNotExist(err) {
 		t.Errorf("the raw samples' directory outlives the store: %v", err)
 	}
+}
+
+// gathered is the value of the one sample of family name in reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("%s not gathered", name)
+	return 0
 }
 
 func TestWithoutRawScrapedSamplesGoToTheTSDB(t *testing.T) {

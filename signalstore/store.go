@@ -83,7 +83,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{db: db}
 	if opts.Raw {
-		if s.raw, err = openRawHead(filepath.Join(opts.Path, "raw"), logger.With("storage", "raw")); err != nil {
+		if s.raw, err = openRawHead(filepath.Join(opts.Path, "raw"), logger.With("storage", "raw"), opts.Registerer); err != nil {
 			_ = db.Close()
 			return nil, err
 		}
