@@ -206,6 +206,12 @@ func (p *Pipeline) backfillHistory(ctx context.Context, from, until time.Time) {
 		p.logger.Warn("Backfill of signal history failed; history starts at the first cycle", "err", err)
 	default:
 		p.logger.Info("Backfilled signal history", "samples", n, "from", from, "until", until)
+		// The history came out of order; held in memory it would cost as
+		// much as the signals of the backfill window until the head's next
+		// compaction.
+		if err := p.store.CompactOutOfOrder(ctx); err != nil && ctx.Err() == nil {
+			p.logger.Warn("Writing the backfilled history to disk failed; it stays in memory until the next compaction", "err", err)
+		}
 	}
 }
 

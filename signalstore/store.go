@@ -209,6 +209,16 @@ func (s *Store) TrimRaw(before time.Time) error {
 // Engine is the PromQL engine that answers queries over the store.
 func (s *Store) Engine() *promql.Engine { return s.engine }
 
+// CompactOutOfOrder writes the samples taken out of order (a backfill's
+// history) to blocks, so that they leave memory now rather than at the
+// head's next compaction.
+func (s *Store) CompactOutOfOrder(ctx context.Context) error {
+	if err := s.db.CompactOOOHead(ctx); err != nil {
+		return fmt.Errorf("compacting out-of-order samples: %w", err)
+	}
+	return nil
+}
+
 // Appender starts a transaction.
 func (s *Store) Appender(ctx context.Context) storage.Appender { return s.db.Appender(ctx) }
 
