@@ -110,7 +110,7 @@ func TestRawSamplesAnswerBesideTheTSDBAndAreTrimmed(t *testing.T) {
 	}
 	for name, want := range map[string]float64{
 		"perfagent_raw_series":           1,
-		"perfagent_raw_min_time_seconds": float64(end.Add(-5*time.Minute).Unix()),
+		"perfagent_raw_min_time_seconds": float64(end.Add(-5 * time.Minute).Unix()),
 	} {
 		if got := gathered(t, reg, name); got != want {
 			t.Errorf("%s = %g, want %g", name, got, want)
