@@ -349,9 +349,9 @@ func (e *EmbeddedSource) Targets() []TargetHealth {
 // it with Prometheus's own loader, so every scrape default is upstream's.
 // keep, when not empty, is the regular expression of the metric names a
 // scrape keeps (a metric relabelling rule, as a Prometheus user writes it);
-// rename are more metric relabelling rules, applied after it; native stores classic histograms as native histograms with custom
-// buckets; the target relabelling rules of sh drop the targets of other
-// shards.
+// rename are more metric relabelling rules, applied after it; native
+// stores classic histograms as native histograms with custom buckets; the
+// target relabelling rules of sh drop the targets of other shards.
 func scrapeConfig(g config.GlobalConfig, keep string, rename []any, native bool, sh shard.Shard) (*promconfig.Config, error) {
 	// Model servers answer with text/plain and sometimes with no content
 	// type at all; read those as the classic text format.

@@ -23,7 +23,7 @@ const rawChunkRange = 10 * time.Minute
 
 // rawHead keeps the samples of the embedded scrape in memory for as long
 // as the profiles read them: a TSDB head that is never compacted into
-// blocks and has no write-ahead log. Trim drops what is older than the
+// blocks and has no write-ahead log; trim drops what is older than the
 // window. Its memory-mapped chunk files live under a directory of their
 // own, emptied at start: raw samples do not survive a restart.
 type rawHead struct {
