@@ -3,10 +3,6 @@ package collector
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,22 +15,7 @@ import (
 // fixtures of the built-in profiles, four scrapes 15 s apart each.
 func loadFleet(b testing.TB, store *signalstore.Store, n int) {
 	b.Helper()
-	var templates [][]string // per template: exposition text at +0, +15, +30, +45 s
-	for _, engine := range []string{"vllm", "sglang", "tgi"} {
-		firsts, _ := filepath.Glob(filepath.Join("profiles", "testdata", engine, "*_t00.prom"))
-		sort.Strings(firsts)
-		for _, f := range firsts {
-			var scrapes []string
-			for _, suffix := range []string{"_t00", "_t15", "_t30", "_t45"} {
-				data, err := os.ReadFile(strings.Replace(f, "_t00", suffix, 1))
-				if err != nil {
-					b.Fatal(err)
-				}
-				scrapes = append(scrapes, string(data))
-			}
-			templates = append(templates, scrapes)
-		}
-	}
+	templates := fixtureTemplates(b, "vllm", "sglang", "tgi")
 	for i := range n {
 		tpl := templates[i%len(templates)]
 		inst := fmt.Sprintf("10.0.%d.%d:8000", i/250, i%250)

@@ -254,9 +254,20 @@ func orOriginal(native, original parser.Expr) parser.Expr {
 
 func isLe(name string) bool { return name == model.BucketLabel }
 
-// nativeQueries rewrites the queries the embedded source receives, each
-// once: the profiles send the same few dozen every cycle.
-type nativeQueries struct {
+// nativeQueries rewrites the queries the embedded source receives for
+// native histograms.
+type nativeQueries struct{ rewriteCache }
+
+// rewrite returns the native form of expr, or expr itself when it does
+// not parse or cannot be rewritten: the store then answers (or reports)
+// as it would have.
+func (q *nativeQueries) rewrite(expr string) string {
+	return q.get(expr, toNativeHistograms)
+}
+
+// rewriteCache remembers the rewritten form of each query it was given:
+// the profiles send the same few dozen every cycle.
+type rewriteCache struct {
 	mtx   sync.Mutex
 	cache map[string]string
 }
@@ -265,27 +276,26 @@ type nativeQueries struct {
 // queries (one instance's filter, a window of their own).
 const maxCachedQueries = 4096
 
-// rewrite returns the native form of expr, or expr itself when it does
-// not parse or cannot be rewritten: the store then answers (or reports)
-// as it would have.
-func (q *nativeQueries) rewrite(expr string) string {
-	q.mtx.Lock()
-	defer q.mtx.Unlock()
-	if out, ok := q.cache[expr]; ok {
+// get returns expr rewritten by f, or expr itself when it does not parse
+// or f refuses it.
+func (c *rewriteCache) get(expr string, f func(parser.Expr) (parser.Expr, error)) string {
+	c.mtx.Lock()
+	defer c.mtx.Unlock()
+	if out, ok := c.cache[expr]; ok {
 		return out
 	}
 	out := expr
 	if e, err := NewParser().ParseExpr(expr); err == nil {
-		if n, err := toNativeHistograms(e); err == nil {
+		if n, err := f(e); err == nil {
 			out = n.String()
 		}
 	}
-	if len(q.cache) >= maxCachedQueries {
-		clear(q.cache)
+	if len(c.cache) >= maxCachedQueries {
+		clear(c.cache)
 	}
-	if q.cache == nil {
-		q.cache = map[string]string{}
+	if c.cache == nil {
+		c.cache = map[string]string{}
 	}
-	q.cache[expr] = out
+	c.cache[expr] = out
 	return out
 }

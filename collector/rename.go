@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -298,31 +297,14 @@ func (r *renames) covers(names []string, steps []renameStep) bool {
 }
 
 // renameQueries removes the rename calls from the queries the embedded
-// source receives, each once.
+// source receives.
 type renameQueries struct {
 	renames *renames
-	mtx     sync.Mutex
-	cache   map[string]string
+	rewriteCache
 }
 
 // rewrite returns expr without its removable rename calls, or expr itself
 // when it does not parse.
 func (q *renameQueries) rewrite(expr string) string {
-	q.mtx.Lock()
-	defer q.mtx.Unlock()
-	if out, ok := q.cache[expr]; ok {
-		return out
-	}
-	out := expr
-	if e, err := NewParser().ParseExpr(expr); err == nil {
-		out = q.renames.remove(e).String()
-	}
-	if len(q.cache) >= maxCachedQueries {
-		clear(q.cache)
-	}
-	if q.cache == nil {
-		q.cache = map[string]string{}
-	}
-	q.cache[expr] = out
-	return out
+	return q.get(expr, func(e parser.Expr) (parser.Expr, error) { return q.renames.remove(e), nil })
 }

@@ -137,12 +137,15 @@ func (a relabelAppender) Append(ref storage.SeriesRef, l labels.Labels, t int64,
 	return a.Appender.Append(ref, lb.Labels(), t, v)
 }
 
-// fixtureTemplates are the fixture pages of every engine: per server, its
-// page at +0, +15, +30 and +45 s.
-func fixtureTemplates(t testing.TB) [][]string {
+// fixtureTemplates are the fixture pages of engines (every engine's when
+// none is named): per server, its page at +0, +15, +30 and +45 s.
+func fixtureTemplates(t testing.TB, engines ...string) [][]string {
 	t.Helper()
+	if len(engines) == 0 {
+		engines = []string{"vllm", "sglang", "tgi", "trtllm", "llamacpp"}
+	}
 	var templates [][]string
-	for _, engine := range []string{"vllm", "sglang", "tgi", "trtllm", "llamacpp"} {
+	for _, engine := range engines {
 		firsts, _ := filepath.Glob(filepath.Join("profiles", "testdata", engine, "*_t00.prom"))
 		if len(firsts) == 0 {
 			t.Fatalf("no %s fixtures", engine)

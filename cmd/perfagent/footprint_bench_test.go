@@ -25,8 +25,10 @@ const footprintWarmup = 6
 // mode against simulated fleets of 100 and 1000 servers (60 % vLLM,
 // 20 % SGLang, 20 % TGI) at a 15 s interval. One iteration is one
 // collection cycle, after a warm-up. It reports the agent's resident
-// memory and Go heap in use, each also per 100 servers, its CPU as a
-// share of one core over the measured cycles, and the mean cycle time.
+// memory (and its anonymous part, without the file-backed pages the
+// kernel can reclaim) and Go heap in use, each also per 100 servers, its
+// CPU as a share of one core over the measured cycles, the mean cycle
+// time, and the series in the TSDB's head and in the raw samples.
 // The 1000-server case is compared with the 100-server one in bench.json.
 func BenchmarkFleetFootprint(b *testing.B) {
 	if testing.Short() {
@@ -54,13 +56,16 @@ func BenchmarkFleetFootprint(b *testing.B) {
 			elapsed := time.Since(began).Seconds()
 			cycles := end.cycles - start.cycles
 			per100 := float64(n) / 100
-			b.ReportMetric(a.rss(b)/1e6, "rss-MB")
-			b.ReportMetric(a.rss(b)/1e6/per100, "rss-MB/100servers")
+			rss, anon := a.rss(b)
+			b.ReportMetric(rss/1e6, "rss-MB")
+			b.ReportMetric(rss/1e6/per100, "rss-MB/100servers")
+			b.ReportMetric(anon/1e6, "rss-anon-MB")
 			b.ReportMetric(end.heapInuse/1e6, "heap-MB")
 			b.ReportMetric(end.heapInuse/1e6/per100, "heap-MB/100servers")
 			b.ReportMetric((end.cpu-start.cpu)/elapsed, "cpu-cores")
 			b.ReportMetric((end.cycleSeconds-start.cycleSeconds)/cycles, "cycle-s")
 			b.ReportMetric(end.series, "head-series")
+			b.ReportMetric(end.rawSeries, "raw-series")
 		})
 	}
 }
@@ -83,7 +88,7 @@ type footprintAgent struct {
 
 // footprintSample is what the agent's /metrics says at one moment.
 type footprintSample struct {
-	cycles, cycleSeconds, cpu, heapInuse, series float64
+	cycles, cycleSeconds, cpu, heapInuse, series, rawSeries float64
 }
 
 func startFootprintAgent(b outliving, n int) *footprintAgent {
@@ -153,24 +158,29 @@ func (a *footprintAgent) read(b testing.TB) footprintSample {
 		cpu:          metricValue(page, "process_cpu_seconds_total"),
 		heapInuse:    metricValue(page, "go_memstats_heap_inuse_bytes"),
 		series:       metricValue(page, "prometheus_tsdb_head_series "),
+		rawSeries:    metricValue(page, "perfagent_raw_series "),
 	}
 }
 
-// rss is the agent's resident memory in bytes.
-func (a *footprintAgent) rss(b *testing.B) float64 {
+// rss is the agent's resident memory in bytes, and the anonymous part of
+// it.
+func (a *footprintAgent) rss(b *testing.B) (total, anon float64) {
 	b.Helper()
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.proc.cmd.Process.Pid))
 	if err != nil {
 		b.Fatalf("reading the agent's memory: %v", err)
 	}
-	for line := range strings.Lines(string(status)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb float64
-			if _, err := fmt.Sscan(rest, &kb); err == nil {
-				return kb * 1024
+	kB := func(field string) float64 {
+		for line := range strings.Lines(string(status)) {
+			if rest, ok := strings.CutPrefix(line, field+":"); ok {
+				var kb float64
+				if _, err := fmt.Sscan(rest, &kb); err == nil {
+					return kb * 1024
+				}
 			}
 		}
+		b.Fatalf("no %s in the agent's /proc status", field)
+		return 0
 	}
-	b.Fatal("no VmRSS in the agent's /proc status")
-	return 0
+	return kB("VmRSS"), kB("RssAnon")
 }
