@@ -32,6 +32,11 @@ type Store struct {
 	subqueryStep atomic.Int64
 }
 
+// stripeSize is how many locked parts a head's series map has. Upstream's
+// 16,384 are sized for Prometheus servers of millions of series and cost
+// 3.5 MB each; a fleet's signals are tens of thousands of series.
+const stripeSize = 4096
+
 // LookbackDelta is how far back the query engine looks for a sample of
 // an instant vector, Prometheus's default.
 const LookbackDelta = 5 * time.Minute
@@ -73,6 +78,7 @@ func Open(opts Options) (*Store, error) {
 	topts.MinBlockDuration = (30 * time.Minute).Milliseconds()
 	topts.MaxBlockDuration = (2 * time.Hour).Milliseconds()
 	topts.OutOfOrderTimeWindow = max(opts.OutOfOrderWindow, DefaultOutOfOrderWindow).Milliseconds()
+	topts.StripeSize = stripeSize
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
