@@ -130,7 +130,7 @@ func histogramQuantile(q float64, in promql.Vector) promql.Vector {
 	for _, s := range in {
 		if s.H != nil {
 			v, _ := promql.HistogramQuantile(q, s.H, "", posrange.PositionRange{})
-			out = append(out, promql.Sample{Metric: s.Metric.DropMetricName(), T: s.T, F: v})
+			out = append(out, promql.Sample{Metric: labels.NewBuilder(s.Metric).Del(model.MetricNameLabel).Labels(), T: s.T, F: v})
 			continue
 		}
 		upper, err := strconv.ParseFloat(s.Metric.Get(labels.BucketLabel), 64)

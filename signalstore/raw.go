@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 )
@@ -112,7 +112,7 @@ func (r *rawHead) has(ctx context.Context, metric string) bool {
 		return false
 	}
 	defer ir.Close()
-	p, err := ir.Postings(ctx, labels.MetricName, metric)
+	p, err := ir.Postings(ctx, model.MetricNameLabel, metric)
 	return err == nil && p.Next()
 }
 
