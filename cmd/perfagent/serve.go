@@ -165,7 +165,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	})
 
 	a.store, err = signalstore.Open(signalstore.Options{Path: f.storagePath, Retention: time.Duration(retention), Logger: logger.With("component", "tsdb"), Registerer: reg,
-		OutOfOrderWindow: backfillWindow(cfg) + 2*time.Duration(cfg.Global.EvaluationInterval), EvaluationInterval: time.Duration(cfg.Global.EvaluationInterval),
+		OutOfOrderWindow: backfillWindow(cfg) + backfillGrace, EvaluationInterval: time.Duration(cfg.Global.EvaluationInterval),
 		Raw: cfg.Source.Prometheus == nil})
 	if err != nil {
 		logger.Error("Error opening storage", "err", err)
@@ -426,6 +426,13 @@ func pipelineConfig(cfg *config.Config) agent.Config {
 	return agent.Config{SLO: cfg.Rules.SLO, Interval: time.Duration(cfg.Global.EvaluationInterval), Settle: time.Duration(cfg.Collector.RateWindow),
 		Pricing: cost.NewPricing(cfg), Prefer: cfg.Recommender.Objectives.Prefer}
 }
+
+// backfillGrace is how long after the first cycle the backfill may append
+// its history: it runs beside the cycles, which move the store's newest
+// sample on, and appends once its queries are answered. Against a
+// Prometheus scraping 1000 servers those took longer than two cycles, and
+// a window of two intervals refused the whole history as too old.
+const backfillGrace = 10 * time.Minute
 
 // backfillWindow is how much signal history to compute from the source
 // at start: remote mode's backfill; none in embedded mode.
