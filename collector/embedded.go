@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,9 +54,12 @@ type EmbeddedSource struct {
 	// retention is how long scraped samples are kept: see RawRetention.
 	retention time.Duration
 
-	// trims runs one trim of the raw samples at a time, beside the
-	// queries: a trim waits for the reads of what it drops.
-	trimming atomic.Bool
+	// One trim of the raw samples runs at a time, beside the queries (a
+	// trim waits for the reads of what it drops); none starts once Stop
+	// has been called. trimMtx guards trimming and stopped.
+	trimMtx  sync.Mutex
+	trimming bool
+	stopped  bool
 	trims    sync.WaitGroup
 }
 
@@ -189,6 +191,9 @@ func (e *EmbeddedSource) Run() error { return e.manager.Run(e.tsets) }
 // waits for a trim of the raw samples under way.
 func (e *EmbeddedSource) Stop() {
 	e.manager.Stop()
+	e.trimMtx.Lock()
+	e.stopped = true
+	e.trimMtx.Unlock()
 	e.trims.Wait()
 }
 
@@ -237,14 +242,19 @@ func (e *EmbeddedSource) Query(ctx context.Context, expr string, ts time.Time) (
 // trimRaw drops the scraped samples older than before, beside the
 // queries; a trim still under way makes this one unnecessary.
 func (e *EmbeddedSource) trimRaw(before time.Time) {
-	if !e.trimming.CompareAndSwap(false, true) {
+	e.trimMtx.Lock()
+	defer e.trimMtx.Unlock()
+	if e.trimming || e.stopped {
 		return
 	}
+	e.trimming = true
 	e.trims.Go(func() {
-		defer e.trimming.Store(false)
 		if err := e.store.TrimRaw(before); err != nil {
 			e.logger.Warn("Dropping old scraped samples failed; they stay in memory until the next cycle", "err", err)
 		}
+		e.trimMtx.Lock()
+		e.trimming = false
+		e.trimMtx.Unlock()
 	})
 }
 

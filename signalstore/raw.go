@@ -107,7 +107,12 @@ func readHead[Q interface{ Close() error }](head *tsdb.Head, mint, maxt int64, o
 
 // has reports whether the head holds a series of metric.
 func (r *rawHead) has(ctx context.Context, metric string) bool {
-	ir, err := r.head.Index()
+	return headHas(ctx, r.head, metric)
+}
+
+// headHas reports whether head holds a series of metric.
+func headHas(ctx context.Context, head *tsdb.Head, metric string) bool {
+	ir, err := head.Index()
 	if err != nil {
 		return false
 	}

@@ -139,18 +139,21 @@ func (s *Store) Querier(mint, maxt int64) (storage.Querier, error) {
 		db:      q,
 		raw:     rq,
 		rawHas:  s.raw.has,
+		dbHas:   func(ctx context.Context, metric string) bool { return headHas(ctx, s.db.Head(), metric) },
 	}, nil
 }
 
 // routedQuerier reads the TSDB and the raw samples as one store. A
 // selector that names its metric reads only the side that holds the
-// name: the scrape writes the raw samples and the agent its signals and
-// rule state, so a metric lives on one side, and merging the two sides'
-// series costs every query a few percent of its time.
+// name, and both merged only when both do (the agent's own `up` beside
+// the targets'): the scrape writes the raw samples and the agent its
+// signals and rule state, and merging the two sides' series costs every
+// query a few percent of its time. The TSDB's side is known from its
+// head, which holds every metric written in the last hour or more.
 type routedQuerier struct {
 	storage.Querier // both sides merged: labels, selectors without a name; closes both
 	db, raw         storage.Querier
-	rawHas          func(ctx context.Context, metric string) bool
+	rawHas, dbHas   func(ctx context.Context, metric string) bool
 }
 
 // Select implements storage.Querier.
@@ -159,10 +162,13 @@ func (q *routedQuerier) Select(ctx context.Context, sortSeries bool, hints *stor
 		if m.Name != model.MetricNameLabel || m.Type != labels.MatchEqual {
 			continue
 		}
-		if q.rawHas(ctx, m.Value) {
+		switch {
+		case !q.rawHas(ctx, m.Value):
+			return q.db.Select(ctx, sortSeries, hints, ms...)
+		case !q.dbHas(ctx, m.Value):
 			return q.raw.Select(ctx, sortSeries, hints, ms...)
 		}
-		return q.db.Select(ctx, sortSeries, hints, ms...)
+		break
 	}
 	return q.Querier.Select(ctx, sortSeries, hints, ms...)
 }
