@@ -28,6 +28,10 @@ func (c *Config) validateAlerting() []error {
 		}
 	}
 	for i, am := range c.Alerting.AlertmanagerConfigs {
+		if am == nil {
+			errs = append(errs, fieldErr(fmt.Sprintf("alerting.alertmanagers[%d]", i), "is empty: give it static_configs: [{targets: [\"host:9093\"]}]"))
+			continue
+		}
 		if err := am.Validate(model.UTF8Validation); err != nil {
 			errs = append(errs, fieldErr(fmt.Sprintf("alerting.alertmanagers[%d]", i), "%v", err))
 		}
