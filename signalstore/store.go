@@ -158,19 +158,25 @@ type routedQuerier struct {
 
 // Select implements storage.Querier.
 func (q *routedQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
-	for _, m := range ms {
-		if m.Name != model.MetricNameLabel || m.Type != labels.MatchEqual {
-			continue
-		}
+	if name, ok := metricName(ms); ok {
 		switch {
-		case !q.rawHas(ctx, m.Value):
+		case !q.rawHas(ctx, name):
 			return q.db.Select(ctx, sortSeries, hints, ms...)
-		case !q.dbHas(ctx, m.Value):
+		case !q.dbHas(ctx, name):
 			return q.raw.Select(ctx, sortSeries, hints, ms...)
 		}
-		break
 	}
 	return q.Querier.Select(ctx, sortSeries, hints, ms...)
+}
+
+// metricName is the metric a selector names with an equality matcher.
+func metricName(ms []*labels.Matcher) (string, bool) {
+	for _, m := range ms {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
+			return m.Value, true
+		}
+	}
+	return "", false
 }
 
 // ChunkQuerier implements storage.ChunkQueryable over the TSDB and the raw
