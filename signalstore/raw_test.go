@@ -2,8 +2,11 @@ package signalstore
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,5 +165,102 @@ func TestWithoutRawScrapedSamplesGoToTheTSDB(t *testing.T) {
 	}
 	if len(v) != 1 || v[0].F != 4 {
 		t.Errorf("raw samples in the TSDB = %v, want 4 kept past TrimRaw", v)
+	}
+}
+
+// TestReadsDuringTrimsAndChurnNeverFail reads both sides with selectors
+// that name no metric, as the instance history does, while samples are
+// appended, series come and go and the raw samples are trimmed once a
+// cycle, all at once as in the agent: no read may fail.
+func TestReadsDuringTrimsAndChurnNeverFail(t *testing.T) {
+	s, err := Open(Options{Path: t.TempDir(), Retention: 24 * time.Hour, Raw: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	const (
+		steps    = 600 // 2.5 hours of 15 s scrapes
+		series   = 40
+		interval = 15 * time.Second
+	)
+	ctx := context.Background()
+	var latest atomic.Int64
+	latest.Store(t0.UnixMilli())
+	done := make(chan struct{})
+	trims := make(chan time.Time, 1)
+	errs := make(chan error, 16)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(done)
+		defer close(trims)
+		for i := range steps {
+			ts := t0.Add(time.Duration(i) * interval)
+			rapp := s.RawAppendable().AppenderV2(ctx)
+			app := s.Appender(ctx)
+			for j := range series {
+				// Half the series are replaced every ten minutes, so
+				// that trims drop whole series as well as chunks.
+				gen := 0
+				if j%2 == 1 {
+					gen = i / 40
+				}
+				inst := fmt.Sprintf("a:%d-%d", j, gen)
+				if _, err := rapp.Append(0, labels.FromStrings("__name__", "vllm:num_requests_running", "instance", inst), 0, ts.UnixMilli(), float64(i), nil, nil, storage.AOptions{}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := app.Append(0, labels.FromStrings("__name__", "llm_requests_running", "instance", inst), ts.UnixMilli(), float64(i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			if err := rapp.Commit(); err != nil {
+				errs <- err
+				return
+			}
+			if err := app.Commit(); err != nil {
+				errs <- err
+				return
+			}
+			latest.Store(ts.UnixMilli())
+			if i%4 == 3 {
+				select {
+				case trims <- ts.Add(-5*time.Minute - 30*time.Second):
+				default:
+				}
+			}
+		}
+	})
+	wg.Go(func() {
+		for before := range trims {
+			if err := s.TrimRaw(before); err != nil {
+				errs <- err
+			}
+		}
+	})
+	for range 3 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				end := time.UnixMilli(latest.Load())
+				if _, err := s.QueryRange(ctx, `{__name__=~"vllm:.+|llm_.+", instance=~"a:.*"}`, end.Add(-15*time.Minute), end, interval); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := s.Query(ctx, `count_over_time({__name__=~"vllm:.+"}[6m])`, end); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
