@@ -188,7 +188,9 @@ func TestReadsDuringTrimsAndChurnNeverFail(t *testing.T) {
 	latest.Store(t0.UnixMilli())
 	done := make(chan struct{})
 	trims := make(chan time.Time, 1)
-	errs := make(chan error, 16)
+	// Each goroutine sends at most one error and stops, so sends never
+	// block.
+	errs := make(chan error, 5)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer close(done)
@@ -235,6 +237,7 @@ func TestReadsDuringTrimsAndChurnNeverFail(t *testing.T) {
 		for before := range trims {
 			if err := s.TrimRaw(before); err != nil {
 				errs <- err
+				return
 			}
 		}
 	})
