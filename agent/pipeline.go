@@ -384,7 +384,8 @@ func (p *Pipeline) Rules() []Rule {
 	var out []Rule
 	for _, g := range p.rules.RuleGroups() {
 		for _, ar := range g.AlertingRules() {
-			out = append(out, Rule{Name: ar.Name(), Bottleneck: ar.Labels().Get(rules.LabelBottleneck), Forecast: ar.Labels().Get(rules.LabelForecast), For: ar.HoldDuration()})
+			_, lset := p.rules.Rule(ar)
+			out = append(out, Rule{Name: ar.Name(), Bottleneck: lset.Get(rules.LabelBottleneck), Forecast: lset.Get(rules.LabelForecast), For: ar.HoldDuration()})
 		}
 	}
 	return out

@@ -85,7 +85,7 @@ type Manager struct {
 	mtx        sync.Mutex // serializes Update and Eval
 	files      []*RuleFile
 	groups     []*promrules.Group
-	static     staticAnnotations // of groups
+	static     ruleStatics // of groups
 	selectors  map[*promrules.AlertingRule][]*parser.VectorSelector
 	restoring  map[*promrules.Group]int // evaluations done before RestoreForState
 	tombstones []*promrules.Group       // removed groups whose series go stale at the next Eval
@@ -95,7 +95,7 @@ type Manager struct {
 
 	snapMtx     sync.RWMutex
 	published   []*promrules.Group
-	pubStatic   staticAnnotations
+	pubStatic   ruleStatics
 	bottlenecks []Bottleneck
 }
 
@@ -347,7 +347,7 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 
 // collect turns the active alerts of groups into bottlenecks, sorted by
 // severity (highest first), state (firing first), rule and labels.
-func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules.Group, static staticAnnotations, selectors map[*promrules.AlertingRule][]*parser.VectorSelector) []Bottleneck {
+func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules.Group, static ruleStatics, selectors map[*promrules.AlertingRule][]*parser.VectorSelector) []Bottleneck {
 	var out []Bottleneck
 	queries := &evidenceQueries{query: m.promOpts.QueryFunc, ts: ts, logger: m.logger, results: map[string]promql.Vector{}}
 	for _, g := range groups {
@@ -541,12 +541,20 @@ func (m *Manager) Annotations(ar *promrules.AlertingRule) labels.Labels {
 	return m.pubStatic.merge(ruleKey(ar.Name(), ar.Query().String()), ar.Annotations())
 }
 
+// Rule returns the expression and labels of ar, a rule of RuleGroups, as
+// its file gives them.
+func (m *Manager) Rule(ar *promrules.AlertingRule) (expr string, lset labels.Labels) {
+	m.snapMtx.RLock()
+	defer m.snapMtx.RUnlock()
+	return m.pubStatic.rule(ar)
+}
+
 // sameStatic says whether the alerting rules of g have the same plain
-// annotations in old and next.
-func sameStatic(g *promrules.Group, old, next staticAnnotations) bool {
+// annotations in old and next. Their plain labels are in their keys.
+func sameStatic(g *promrules.Group, old, next ruleStatics) bool {
 	for _, ar := range g.AlertingRules() {
 		key := ruleKey(ar.Name(), ar.Query().String())
-		if !labels.Equal(old[key], next[key]) {
+		if !labels.Equal(old[key].annotations, next[key].annotations) {
 			return false
 		}
 	}

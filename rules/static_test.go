@@ -18,16 +18,20 @@ import (
 	"github.com/optiinfra/perfagent/signalstore"
 )
 
-// templatedRules exercise every kind of annotation: templates reading
-// $value, $labels and $externalURL, plain text, and two rules with the
-// same name and expression, whose plain annotations stay upstream.
+// templatedRules exercise every kind of label and annotation: templates
+// reading $value, $labels and $externalURL, plain text (with a "$" that
+// label_replace must not expand), two rules with the same name and
+// expression that their plain labels tell apart, two that only a
+// templated label tells apart, whose plain labels and annotations stay
+// upstream, and two whose templates read the labels that the rules set,
+// whose labels stay upstream.
 const templatedRules = `groups:
   - name: templated
     rules:
       - alert: TestUnderused
         expr: avg_over_time(llm_requests_running[5m]) < 4
         for: 2m
-        labels: {bottleneck: B6, category: utilization, severity: info}
+        labels: {bottleneck: B6, category: utilization, severity: info, owner: '{{ $labels.model }}-team', cost: '$1 a $name', empty: ''}
         annotations:
           summary: '{{ $labels.instance }} runs {{ $value | printf "%.1f" }} requests.'
           description: 'Value {{ $value }} on {{ $labels.model }} ({{ $labels.engine }}), see {{ $externalURL }}.'
@@ -52,6 +56,30 @@ const templatedRules = `groups:
           description: twin b
           runbook_url: https://example.com/b
           recommend: scale_in
+      - alert: TestReadsLabels
+        expr: label_replace(avg_over_time(llm_requests_running[5m]) < 4, "severity", "from the series", "", "")
+        labels: {bottleneck: B6, category: utilization, severity: info}
+        annotations:
+          summary: 'severity {{ $labels.severity }}'
+          description: 'all {{ $labels }}'
+          runbook_url: https://example.com/reads
+          recommend: scale_in
+      - alert: TestReadsAll
+        expr: avg_over_time(llm_requests_running[5m]) < 4
+        labels: {bottleneck: B6, category: utilization, severity: info}
+        annotations:
+          summary: '{{ range $k, $v := $labels }}{{ $k }} {{ end }}'
+          description: reads all
+          runbook_url: https://example.com/all
+          recommend: scale_in
+      - alert: TestSame
+        expr: avg_over_time(llm_requests_running[5m]) < 4
+        labels: {bottleneck: B6, category: utilization, severity: info, side: '{{ "left" }}'}
+        annotations: {summary: left, description: left, runbook_url: https://example.com/left, recommend: scale_in}
+      - alert: TestSame
+        expr: avg_over_time(llm_requests_running[5m]) < 4
+        labels: {bottleneck: B6, category: utilization, severity: info, side: '{{ "right" }}'}
+        annotations: {summary: right, description: right, runbook_url: https://example.com/right, recommend: scale_in}
 `
 
 // underused is a server with a small batch and nothing waiting
@@ -128,10 +156,10 @@ func (s *sentAlerts) take() []string {
 }
 
 // TestPlainAnnotationsUnchanged evaluates the built-in rules and
-// templatedRules both as the manager does, with plain annotations kept
-// out of the upstream rules, and as upstream does, and checks that the
-// alerts, their annotations, the rules' annotations and the
-// notifications are the same.
+// templatedRules both as the manager does, with plain labels and
+// annotations kept out of the upstream rules, and as upstream does, and
+// checks that the alerts, their labels and annotations, the rules as
+// listed and the notifications are the same.
 func TestPlainAnnotationsUnchanged(t *testing.T) {
 	ctx := context.Background()
 	store := openStore(t, t.TempDir())
@@ -201,15 +229,38 @@ func TestPlainAnnotationsUnchanged(t *testing.T) {
 			}
 		}
 	}
+	// The comparison above covers both paths: plain labels left the
+	// upstream rules, except where only a templated label tells two
+	// rules apart.
+	upstreamLabels := map[string][]string{}
+	for _, g := range m.RuleGroups() {
+		for _, ar := range g.AlertingRules() {
+			upstreamLabels[ar.Name()] = append(upstreamLabels[ar.Name()], ar.Labels().String())
+		}
+	}
+	for name, got := range upstreamLabels {
+		if strings.HasPrefix(name, "LLM") && !slices.Equal(got, []string{"{}"}) {
+			t.Errorf("upstream labels of the built-in %s = %v, want none", name, got)
+		}
+	}
+	if got := upstreamLabels["TestUnderused"]; !slices.Equal(got, []string{`{owner="{{ $labels.model }}-team"}`}) {
+		t.Errorf("upstream labels of TestUnderused = %v, want only the templated one", got)
+	}
+	for _, name := range []string{"TestSame", "TestReadsLabels", "TestReadsAll"} {
+		if got := upstreamLabels[name]; len(got) == 0 || !strings.Contains(got[0], "severity") {
+			t.Errorf("upstream labels of %s = %v, want all of them", name, got)
+		}
+	}
 	var gotRules, wantRules []string
 	for _, g := range m.RuleGroups() {
 		for _, ar := range g.AlertingRules() {
-			gotRules = append(gotRules, ar.Name()+" "+m.Annotations(ar).String())
+			expr, lset := m.Rule(ar)
+			gotRules = append(gotRules, ar.Name()+" "+expr+" "+lset.String()+" "+m.Annotations(ar).String())
 		}
 	}
 	for _, g := range ref {
 		for _, ar := range g.AlertingRules() {
-			wantRules = append(wantRules, ar.Name()+" "+ar.Annotations().String())
+			wantRules = append(wantRules, ar.Name()+" "+ar.Query().String()+" "+ar.Labels().String()+" "+ar.Annotations().String())
 		}
 	}
 	sort.Strings(gotRules)

@@ -420,7 +420,7 @@ func (s alertSet) String() string {
 }
 
 // compare checks the firing alerts of tc.Alertname against the expected.
-func (tc alertTestCase) compare(groups []*promrules.Group, static staticAnnotations) error {
+func (tc alertTestCase) compare(groups []*promrules.Group, static ruleStatics) error {
 	var got alertSet
 	for _, g := range groups {
 		for _, ar := range g.AlertingRules() {

@@ -96,14 +96,20 @@ func All() []Signal {
 	}
 }
 
+// catalogByName indexes All by name. It is built once and only read:
+// rules look signals up for every alert of every evaluation.
+var catalogByName = func() map[string]Signal {
+	m := map[string]Signal{}
+	for _, s := range All() {
+		m[s.Name] = s
+	}
+	return m
+}()
+
 // Lookup returns the catalog entry of a signal name.
 func Lookup(name string) (Signal, bool) {
-	for _, s := range All() {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return Signal{}, false
+	s, ok := catalogByName[name]
+	return s, ok
 }
 
 // Sample is one signal series and its value.

@@ -21,6 +21,9 @@ type Rules interface {
 	// Annotations returns the annotation templates of an alerting rule
 	// of RuleGroups.
 	Annotations(ar *promrules.AlertingRule) labels.Labels
+	// Rule returns the expression and labels of an alerting rule of
+	// RuleGroups as its file gives them.
+	Rule(ar *promrules.AlertingRule) (expr string, lset labels.Labels)
 	Detect(ctx context.Context, at time.Time, o rules.DetectOptions) ([]rules.Bottleneck, error)
 }
 
@@ -197,6 +200,8 @@ func (a *API) rules(*http.Request) (any, *apiError) {
 				ri.Duration = ar.HoldDuration().Seconds()
 				ri.KeepFiringFor = ar.KeepFiringFor().Seconds()
 				ri.Annotations = a.o.Rules.Annotations(ar).Map()
+				expr, lset := a.o.Rules.Rule(ar)
+				ri.Query, ri.Labels = expr, lset.Map()
 				ri.ActiveAlerts = len(ar.ActiveAlerts())
 			}
 			rg.Rules = append(rg.Rules, ri)
