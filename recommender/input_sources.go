@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql"
 
 	"github.com/optiinfra/perfagent/collector"
 	"github.com/optiinfra/perfagent/rules"
@@ -41,20 +42,22 @@ func ReadHistory(ctx context.Context, src collector.Source, now time.Time, windo
 	if err != nil {
 		return nil, fmt.Errorf("reading inter-token latency history: %w", err)
 	}
-	batch := map[string]map[int64]float64{}
+	batch := make(map[string][]promql.FPoint, len(running))
 	for _, s := range running {
-		m := map[int64]float64{}
-		for _, p := range s.Floats {
-			m[p.T] = p.F
-		}
-		batch[s.Metric.Get(model.InstanceLabel)] = m
+		batch[s.Metric.Get(model.InstanceLabel)] = s.Floats
 	}
-	out := map[string][]Point{}
+	// Both queries step through the same times, oldest first, so a merge
+	// joins them without an index per instance.
+	out := make(map[string][]Point, len(itl))
 	for _, s := range itl {
 		inst := s.Metric.Get(model.InstanceLabel)
+		runs := batch[inst]
 		for _, p := range s.Floats {
-			if r, ok := batch[inst][p.T]; ok {
-				out[inst] = append(out[inst], Point{Time: time.UnixMilli(p.T), Running: r, ITL: p.F})
+			for len(runs) > 0 && runs[0].T < p.T {
+				runs = runs[1:]
+			}
+			if len(runs) > 0 && runs[0].T == p.T {
+				out[inst] = append(out[inst], Point{Time: time.UnixMilli(p.T), Running: runs[0].F, ITL: p.F})
 			}
 		}
 	}

@@ -40,6 +40,14 @@ func TestReadHistoryJoinsBatchAndITL(t *testing.T) {
 		_, _ = app.Append(0, labels.FromStrings("__name__", "llm_requests_running", "instance", "a:1"), ts, float64(10*i))
 		_, _ = app.Append(0, labels.FromStrings("__name__", "llm_inter_token_latency_seconds", "instance", "a:1", "quantile", "0.95"), ts, 0.02+0.001*float64(i))
 		_, _ = app.Append(0, labels.FromStrings("__name__", "llm_inter_token_latency_seconds", "instance", "a:1", "quantile", "0.5"), ts, 1)
+		// b:1 has a batch size from the third step on and an ITL until
+		// the fourth: the two meet at the third and the fourth.
+		if i >= 2 {
+			_, _ = app.Append(0, labels.FromStrings("__name__", "llm_requests_running", "instance", "b:1"), ts, float64(i))
+		}
+		if i <= 3 {
+			_, _ = app.Append(0, labels.FromStrings("__name__", "llm_inter_token_latency_seconds", "instance", "b:1", "quantile", "0.95"), ts, float64(i)/100)
+		}
 	}
 	if err := app.Commit(); err != nil {
 		t.Fatal(err)
@@ -55,5 +63,11 @@ func TestReadHistoryJoinsBatchAndITL(t *testing.T) {
 	}
 	if pts[4].Running != 40 || pts[4].ITL != 0.024 || !pts[4].Time.Equal(now) {
 		t.Errorf("last point = %+v, want running 40, ITL 0.024 (the p95 series) at %s", pts[4], now)
+	}
+	// ITL's last sample stays current for the lookback, so the fifth step
+	// joins too.
+	b := h["b:1"]
+	if len(b) != 3 || b[0].Running != 2 || b[0].ITL != 0.02 || b[1].Running != 3 || b[2].Running != 4 || b[2].ITL != 0.03 {
+		t.Errorf("points of b:1 = %+v, want running 2, 3, 4 with ITL 0.02, 0.03, 0.03", b)
 	}
 }
