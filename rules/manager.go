@@ -349,7 +349,7 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 // severity (highest first), state (firing first), rule and labels.
 func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules.Group, static ruleStatics, selectors map[*promrules.AlertingRule][]*parser.VectorSelector) []Bottleneck {
 	var out []Bottleneck
-	queries := &evidenceQueries{query: m.promOpts.QueryFunc, ts: ts, logger: m.logger, results: map[string]promql.Vector{}}
+	queries := &evidenceQueries{query: m.promOpts.QueryFunc, ts: ts, logger: m.logger, results: map[string]evidenceResult{}}
 	for _, g := range groups {
 		for _, ar := range g.AlertingRules() {
 			key := ruleKey(ar.Name(), ar.Query().String())
@@ -399,27 +399,43 @@ func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules
 }
 
 // evidenceQueries runs each evidence query once per evaluation and keeps
-// its result: the alerts of one rule, a thousand in a large fleet, read the
-// same few selectors, each alert its own series of them.
+// its result, by instance: the alerts of one rule, a thousand in a large
+// fleet, read the same few selectors, each alert its own series of them,
+// and a query answers for every instance of a model.
 type evidenceQueries struct {
 	query   promrules.QueryFunc
 	ts      time.Time
 	logger  *slog.Logger
-	results map[string]promql.Vector
+	results map[string]evidenceResult
 }
 
-// get returns the result of q at the evaluation's time, nil when the query
-// fails.
-func (e *evidenceQueries) get(ctx context.Context, q string) promql.Vector {
-	if v, ok := e.results[q]; ok {
-		return v
+// evidenceResult is the answer to one evidence query.
+type evidenceResult struct {
+	all        promql.Vector
+	byInstance map[string]promql.Vector
+}
+
+// get returns the series of the result of q at the evaluation's time
+// that have the given instance label, every series when instance is "",
+// and nil when the query fails.
+func (e *evidenceQueries) get(ctx context.Context, q, instance string) promql.Vector {
+	r, ok := e.results[q]
+	if !ok {
+		v, err := e.query(ctx, q, e.ts)
+		if err != nil {
+			e.logger.Debug("Evidence query failed", "query", q, "err", err)
+		}
+		r = evidenceResult{all: v, byInstance: map[string]promql.Vector{}}
+		for _, s := range v {
+			inst := s.Metric.Get(signals.LabelInstance)
+			r.byInstance[inst] = append(r.byInstance[inst], s)
+		}
+		e.results[q] = r
 	}
-	v, err := e.query(ctx, q, e.ts)
-	if err != nil {
-		e.logger.Debug("Evidence query failed", "query", q, "err", err)
+	if instance == "" {
+		return r.all
 	}
-	e.results[q] = v
-	return v
+	return r.byInstance[instance]
 }
 
 // evidence returns every signal and SLO target that sels read, narrowed
@@ -432,7 +448,7 @@ func evidence(ctx context.Context, queries *evidenceQueries, sels []*parser.Vect
 	// whether there were any.
 	add := func(q string, id labels.Labels) bool {
 		found := false
-		for _, s := range queries.get(ctx, q) {
+		for _, s := range queries.get(ctx, q, id.Get(signals.LabelInstance)) {
 			if !hasLabels(s.Metric, id) {
 				continue
 			}

@@ -374,3 +374,31 @@ func openBenchStore(b *testing.B, n int) *signalstore.Store {
 	}
 	return store
 }
+
+// BenchmarkBottlenecks builds the bottlenecks of n under-used servers of
+// one model, each with a pending LLMUnderutilized alert, from rules
+// already evaluated: the summaries and the evidence of every alert, whose
+// queries answer for all n servers at once.
+func BenchmarkBottlenecks(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
+			store := openBenchStore(b, n)
+			m := NewManager(onStore(store, ManagerOptions{EvaluationInterval: 15 * time.Second}))
+			if err := m.Update(BuiltinFiles()); err != nil {
+				b.Fatal(err)
+			}
+			ctx, ts := context.Background(), t0.Add(30*time.Minute)
+			for _, g := range m.groups {
+				g.Eval(ctx, ts)
+			}
+			var bs []Bottleneck
+			for b.Loop() {
+				bs = m.collect(ctx, ts, m.groups, m.static, m.selectors)
+			}
+			if len(bs) < n || len(bs[0].Evidence) == 0 {
+				b.Fatalf("%d bottlenecks, want %d with evidence", len(bs), n)
+			}
+			b.ReportMetric(float64(len(bs)), "bottlenecks")
+		})
+	}
+}
