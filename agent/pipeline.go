@@ -85,6 +85,9 @@ type Pipeline struct {
 	latest recommender.Report
 	// cycles counts the cycles whose every step has run (Generation).
 	cycles atomic.Uint64
+	// ownPageSize is the size of the last cycle's own-metrics page, so the
+	// next one (megabytes in a large fleet) is written without regrowing.
+	ownPageSize atomic.Int64
 }
 
 // New returns a Pipeline over the components of o, configured with cfg.
@@ -270,7 +273,8 @@ func (p *Pipeline) appendOwnMetrics(ctx context.Context, snap *collector.Snapsho
 	mfs, gatherErr := p.own.Gather()
 	// The up series a Prometheus scraping the agent would write: the
 	// agent that writes it is up.
-	page := bytes.NewBufferString("up 1\n")
+	page := bytes.NewBuffer(make([]byte, 0, p.ownPageSize.Load()))
+	page.WriteString("up 1\n")
 	enc := expfmt.NewEncoder(page, expfmt.NewFormat(expfmt.TypeTextPlain))
 	for _, mf := range mfs {
 		if written[mf.GetName()] {
@@ -280,6 +284,7 @@ func (p *Pipeline) appendOwnMetrics(ctx context.Context, snap *collector.Snapsho
 			return fmt.Errorf("encoding the agent's own metric %s: %w", mf.GetName(), err)
 		}
 	}
+	p.ownPageSize.Store(int64(page.Len()))
 	app := p.store.Appender(ctx)
 	if err := collector.AppendExposition(app, page.Bytes(), snap.Time, labels.EmptyLabels()); err != nil {
 		_ = app.Rollback()
