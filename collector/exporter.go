@@ -1,7 +1,9 @@
 package collector
 
 import (
+	"maps"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
@@ -88,11 +90,24 @@ func (e *SignalsExporter) Collect(ch chan<- prometheus.Metric) {
 // there only as the agent's own metrics.
 type SettingsExporter struct {
 	c *Collector
+
+	mtx sync.Mutex
+	// exported holds, by instance, the metrics of the last Collect. An
+	// instance's settings rarely change, and a large fleet has tens of
+	// thousands of them to export at every gathering.
+	exported map[string]exportedSettings
+}
+
+// exportedSettings are the metrics of one instance's settings.
+type exportedSettings struct {
+	engine, model string
+	settings      Settings
+	metrics       []prometheus.Metric
 }
 
 // NewSettingsExporter exports the settings of c's latest snapshot.
 func NewSettingsExporter(c *Collector) *SettingsExporter {
-	return &SettingsExporter{c: c}
+	return &SettingsExporter{c: c, exported: map[string]exportedSettings{}}
 }
 
 // Describe implements prometheus.Collector.
@@ -104,16 +119,28 @@ func (e *SettingsExporter) Collect(ch chan<- prometheus.Metric) {
 	if snap == nil || !e.c.Ready() {
 		return
 	}
+	e.mtx.Lock()
+	defer e.mtx.Unlock()
+	next := make(map[string]exportedSettings, len(snap.Instances))
 	for _, in := range snap.Instances {
-		for name, st := range in.Settings {
-			// A value a server reports is not trusted to be valid UTF-8.
-			m, err := prometheus.NewConstMetric(settingInfoDesc, prometheus.GaugeValue, 1, in.Instance, in.Engine, in.Model, name, st.Value, st.Source)
-			if err != nil {
-				m = prometheus.NewInvalidMetric(settingInfoDesc, err)
+		ex, ok := e.exported[in.Instance]
+		if !ok || ex.engine != in.Engine || ex.model != in.Model || !maps.Equal(ex.settings, in.Settings) {
+			ex = exportedSettings{engine: in.Engine, model: in.Model, settings: maps.Clone(in.Settings)}
+			for name, st := range in.Settings {
+				// A value a server reports is not trusted to be valid UTF-8.
+				m, err := prometheus.NewConstMetric(settingInfoDesc, prometheus.GaugeValue, 1, in.Instance, in.Engine, in.Model, name, st.Value, st.Source)
+				if err != nil {
+					m = prometheus.NewInvalidMetric(settingInfoDesc, err)
+				}
+				ex.metrics = append(ex.metrics, m)
 			}
+		}
+		next[in.Instance] = ex
+		for _, m := range ex.metrics {
 			ch <- m
 		}
 	}
+	e.exported = next
 }
 
 // settingInfoDesc is the info metric of the engine settings the collector

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -64,7 +65,24 @@ func TestSettingsExporter(t *testing.T) {
 # TYPE perfagent_setting_info gauge
 perfagent_setting_info{engine="fake",instance="a:1",model="m1",setting="max_num_seqs",source="config",value="128"} 1
 `
-	if err := testutil.CollectAndCompare(NewSettingsExporter(c), strings.NewReader(want)); err != nil {
+	e := NewSettingsExporter(c)
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	// The exporter keeps what it exported: a changed setting and a new
+	// one must still show at the next gathering, and nothing else.
+	cfg.Instances[0].Settings = map[string]string{"max_num_seqs": "256", "block_size": "32"}
+	if err := c.ApplyConfig(cfg, store, []*Profile{mustProfile(t, "fake.yml", fakeProfile)}); err != nil {
+		t.Fatal(err)
+	}
+	scrapeText(t, store, "a:1", t0.Add(15*time.Second), fakeExposition(3, 0))
+	if _, err := c.Cycle(context.Background(), t0.Add(15*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	want = strings.Replace(want, `setting="max_num_seqs",source="config",value="128"`, `setting="max_num_seqs",source="config",value="256"`, 1) +
+		`perfagent_setting_info{engine="fake",instance="a:1",model="m1",setting="block_size",source="config",value="32"} 1
+`
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
 }
