@@ -11,7 +11,7 @@ DEADCODE    := golang.org/x/tools/cmd/deadcode@v0.52.0
 ARCHS       ?= amd64 arm64
 DIST        ?= dist
 
-.PHONY: all build test test-short lint run demo bench accuracy closed-loop dashboards mixin release docker ui-screenshots fuzz faults clean
+.PHONY: all build test test-short lint run demo bench soak accuracy closed-loop dashboards mixin release docker ui-screenshots fuzz faults clean
 
 all: lint test build
 
@@ -53,6 +53,15 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./... | tee bench.txt
 	$(GO) run ./internal/benchreport < bench.txt > bench.json
 	$(GO) run ./internal/benchreport readme bench.json README.md
+
+# A soak: the agent beside SOAK_SERVERS simulated servers for SOAK_CYCLES
+# cycles of 15 s (two hours), to see that its memory stays flat.
+# soak.txt has a line for every ten minutes; soak.json the figures.
+SOAK_SERVERS ?= 1000
+SOAK_CYCLES ?= 480
+soak:
+	PERFAGENT_SOAK=$(SOAK_SERVERS) $(GO) test -run '^$$' -bench BenchmarkFleetSoak -benchtime $(SOAK_CYCLES)x -timeout 0 ./cmd/perfagent | tee soak.txt
+	$(GO) run ./internal/benchreport < soak.txt > soak.json
 
 # Replays every simulator scenario through the collector and the built-in
 # rules and scores the detections against the scenarios' ground truth.
@@ -119,4 +128,4 @@ faults:
 	@cat faults.txt
 
 clean:
-	rm -rf $(BIN) dist .build data bench.txt bench.json accuracy.json closed-loop.json faults.txt faults.log
+	rm -rf $(BIN) dist .build data bench.txt bench.json soak.txt soak.json accuracy.json closed-loop.json faults.txt faults.log

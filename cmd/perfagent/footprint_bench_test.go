@@ -89,7 +89,7 @@ type footprintAgent struct {
 
 // footprintSample is what the agent's /metrics says at one moment.
 type footprintSample struct {
-	cycles, cycleSeconds, cpu, heapInuse, series, rawSeries float64
+	cycles, cycleSeconds, cpu, heapInuse, series, rawSeries, compactions float64
 }
 
 func startFootprintAgent(b outliving, n int) *footprintAgent {
@@ -191,6 +191,7 @@ func (a *footprintAgent) read(b testing.TB) footprintSample {
 		heapInuse:    metricValue(page, "go_memstats_heap_inuse_bytes"),
 		series:       metricValue(page, "prometheus_tsdb_head_series "),
 		rawSeries:    metricValue(page, "perfagent_raw_series "),
+		compactions:  metricValue(page, "prometheus_tsdb_compactions_total "),
 	}
 }
 
