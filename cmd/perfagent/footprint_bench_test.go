@@ -135,14 +135,15 @@ func startFootprintAgent(b outliving, n int) *footprintAgent {
 // first). Reading /metrics every second instead would add the work of a
 // scrape of the agent fifteen times a cycle to the CPU measured (0.013 of
 // a core at 100 servers, a third of the agent's own), where the
-// Prometheus that scrapes the agent adds it once an interval.
-func (a *footprintAgent) waitCycle(b testing.TB, cycles float64) {
+// Prometheus that scrapes the agent adds it once an interval. It returns
+// the reading of /metrics that saw the count reached.
+func (a *footprintAgent) waitCycle(b testing.TB, cycles float64) footprintSample {
 	b.Helper()
 	deadline := time.Now().Add(time.Duration(cycles+4) * footprintInterval)
 	for {
 		seen := a.lastCollection()
-		if a.read(b).cycles >= cycles {
-			return
+		if s := a.read(b); s.cycles >= cycles {
+			return s
 		}
 		for a.lastCollection() == seen {
 			if time.Now().After(deadline) {

@@ -45,10 +45,9 @@ func BenchmarkFleetSoak(b *testing.B) {
 		var rss, anon, heap []float64
 		b.ResetTimer()
 		for i := range b.N {
-			a.waitCycle(b, start.cycles+float64(i+1))
+			s := a.waitCycle(b, start.cycles+float64(i+1))
 			r, an := a.rss(b)
-			rss, anon = append(rss, r/1e6), append(anon, an/1e6)
-			heap = append(heap, a.read(b).heapInuse/1e6)
+			rss, anon, heap = append(rss, r/1e6), append(anon, an/1e6), append(heap, s.heapInuse/1e6)
 			if (i+1)%soakWindowCycles == 0 {
 				w := i + 1 - soakWindowCycles
 				b.Logf("cycles %d-%d: resident %.0f MB, anonymous %.0f MB, heap %.0f MB", w+1, i+1, mean(rss[w:]), mean(anon[w:]), mean(heap[w:]))
