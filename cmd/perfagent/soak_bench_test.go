@@ -42,19 +42,21 @@ func BenchmarkFleetSoak(b *testing.B) {
 		}
 		start := a.read(b)
 		began := time.Now()
-		var rss, anon, heap []float64
+		var (
+			rss, anon, heap []float64
+			end             footprintSample
+		)
 		b.ResetTimer()
 		for i := range b.N {
-			s := a.waitCycle(b, start.cycles+float64(i+1))
+			end = a.waitCycle(b, start.cycles+float64(i+1))
 			r, an := a.rss(b)
-			rss, anon, heap = append(rss, r/1e6), append(anon, an/1e6), append(heap, s.heapInuse/1e6)
+			rss, anon, heap = append(rss, r/1e6), append(anon, an/1e6), append(heap, end.heapInuse/1e6)
 			if (i+1)%soakWindowCycles == 0 {
 				w := i + 1 - soakWindowCycles
 				b.Logf("cycles %d-%d: resident %.0f MB, anonymous %.0f MB, heap %.0f MB", w+1, i+1, mean(rss[w:]), mean(anon[w:]), mean(heap[w:]))
 			}
 		}
 		b.StopTimer()
-		end := a.read(b)
 		tenth := max(1, b.N/10)
 		first, last := mean(rss[:tenth]), mean(rss[len(rss)-tenth:])
 		b.ReportMetric(first, "rss-first-MB")
