@@ -7,20 +7,17 @@ import (
 	"net"
 	"time"
 
-	"github.com/prometheus/client_golang/api"
-	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	commonconfig "github.com/prometheus/common/config"
-	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/internal/promapi"
 )
 
 // RemoteSource queries anything that serves the Prometheus HTTP query API:
 // Prometheus, Thanos, Mimir, Cortex, VictoriaMetrics.
 type RemoteSource struct {
-	api     promv1.API
+	api     *promapi.Client
 	cfg     config.RemoteConfig
 	metrics *Metrics
 	plan    queryPlan
@@ -30,15 +27,15 @@ type RemoteSource struct {
 
 // NewRemoteSource builds a client from cfg's HTTP settings.
 func NewRemoteSource(cfg config.RemoteConfig, m *Metrics) (*RemoteSource, error) {
-	rt, err := commonconfig.NewRoundTripperFromConfig(cfg.HTTPClientConfig, "perfagent")
+	hc, err := commonconfig.NewClientFromConfig(cfg.HTTPClientConfig, "perfagent")
 	if err != nil {
 		return nil, fmt.Errorf("building HTTP client for %s: %w", cfg.URL, err)
 	}
-	client, err := api.NewClient(api.Config{Address: cfg.URL.Raw(), RoundTripper: rt})
+	client, err := promapi.NewClient(cfg.URL.Raw(), hc)
 	if err != nil {
 		return nil, fmt.Errorf("building Prometheus API client for %s: %w", cfg.URL, err)
 	}
-	return &RemoteSource{api: promv1.NewAPI(client), cfg: cfg, metrics: m, plan: queryPlan{sharedQuantiles: true, concurrency: 4}, sleep: sleepContext}, nil
+	return &RemoteSource{api: client, cfg: cfg, metrics: m, plan: queryPlan{sharedQuantiles: true, concurrency: 4}, sleep: sleepContext}, nil
 }
 
 // queryPlan is how a cycle queries a remote source. Quantiles of one
@@ -52,11 +49,8 @@ func (s *RemoteSource) queryPlan() queryPlan { return s.plan }
 func (s *RemoteSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
 	var out promql.Vector
 	err := s.do(ctx, expr, func(ctx context.Context) error {
-		v, _, _, err := s.api.Query(ctx, expr, ts, promv1.WithTimeout(time.Duration(s.cfg.QueryTimeout)))
-		if err != nil {
-			return err
-		}
-		out, err = toVector(v)
+		var err error
+		out, err = s.api.Query(ctx, expr, ts, time.Duration(s.cfg.QueryTimeout))
 		return err
 	})
 	return out, err
@@ -66,11 +60,8 @@ func (s *RemoteSource) Query(ctx context.Context, expr string, ts time.Time) (pr
 func (s *RemoteSource) QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
 	var out promql.Matrix
 	err := s.do(ctx, expr, func(ctx context.Context) error {
-		v, _, _, err := s.api.QueryRange(ctx, expr, promv1.Range{Start: start, End: end, Step: step}, promv1.WithTimeout(time.Duration(s.cfg.QueryTimeout)))
-		if err != nil {
-			return err
-		}
-		out, err = toMatrix(v)
+		var err error
+		out, err = s.api.QueryRange(ctx, expr, start, end, step, time.Duration(s.cfg.QueryTimeout))
 		return err
 	})
 	return out, err
@@ -113,10 +104,10 @@ func (s *RemoteSource) do(ctx context.Context, expr string, call func(context.Co
 // retryable tells transport failures and server overload, which may pass,
 // from bad queries, which will not.
 func retryable(err error) bool {
-	var apiErr *promv1.Error
+	var apiErr *promapi.Error
 	if errors.As(err, &apiErr) {
 		switch apiErr.Type {
-		case promv1.ErrServer, promv1.ErrTimeout, promv1.ErrBadResponse:
+		case promapi.ErrServer, promapi.ErrTimeout, promapi.ErrBadResponse:
 			return true
 		default:
 			return false
@@ -138,47 +129,4 @@ func sleepContext(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-func toVector(v model.Value) (promql.Vector, error) {
-	switch r := v.(type) {
-	case model.Vector:
-		out := make(promql.Vector, 0, len(r))
-		for _, s := range r {
-			if s.Histogram != nil {
-				continue
-			}
-			out = append(out, promql.Sample{Metric: metricToLabels(s.Metric), T: int64(s.Timestamp), F: float64(s.Value)})
-		}
-		return out, nil
-	case *model.Scalar:
-		return promql.Vector{{Metric: labels.EmptyLabels(), T: int64(r.Timestamp), F: float64(r.Value)}}, nil
-	default:
-		return nil, fmt.Errorf("expected an instant vector, got %s", v.Type())
-	}
-}
-
-func toMatrix(v model.Value) (promql.Matrix, error) {
-	m, ok := v.(model.Matrix)
-	if !ok {
-		return nil, fmt.Errorf("expected a range vector, got %s", v.Type())
-	}
-	out := make(promql.Matrix, 0, len(m))
-	for _, ss := range m {
-		series := promql.Series{Metric: metricToLabels(ss.Metric), Floats: make([]promql.FPoint, 0, len(ss.Values))}
-		for _, p := range ss.Values {
-			series.Floats = append(series.Floats, promql.FPoint{T: int64(p.Timestamp), F: float64(p.Value)})
-		}
-		out = append(out, series)
-	}
-	return out, nil
-}
-
-func metricToLabels(m model.Metric) labels.Labels {
-	b := labels.NewScratchBuilder(len(m))
-	for k, v := range m {
-		b.Add(string(k), string(v))
-	}
-	b.Sort()
-	return b.Labels()
 }

@@ -141,3 +141,32 @@ func TestRemoteQueryRangeAndAuth(t *testing.T) {
 		t.Errorf("matrix = %v", m)
 	}
 }
+
+// follow_redirects is honoured as in Prometheus: a query API moved behind
+// a redirect is followed by default and refused when it is off.
+func TestRemoteQueryFollowsRedirectsAsConfigured(t *testing.T) {
+	moved := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.FormValue("query") != "up" {
+			t.Errorf("query = %q after the redirect", r.FormValue("query"))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(vectorBody))
+	}))
+	defer moved.Close()
+	redirect := func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, moved.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}
+	for _, follow := range []bool{true, false} {
+		src, _ := newTestRemote(t, redirect, func(c *config.RemoteConfig) {
+			c.HTTPClientConfig.FollowRedirects = follow
+			c.Retries = 0
+		})
+		v, err := src.Query(context.Background(), "up", time.Unix(1700000000, 0))
+		switch {
+		case follow && (err != nil || len(v) != 2):
+			t.Errorf("following redirects: %v, %v", v, err)
+		case !follow && (err == nil || !strings.Contains(err.Error(), "307")):
+			t.Errorf("not following redirects: got %v, %v; want an error naming the 307", v, err)
+		}
+	}
+}

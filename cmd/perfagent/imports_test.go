@@ -23,7 +23,7 @@ var allowedImports = map[string][]string{
 	"alerting":             {"config"},
 	"dashboards":           {},
 	"mixin":                {},
-	"collector":            {"config", "shard", "signalstore", "signals"},
+	"collector":            {"config", "shard", "signalstore", "signals", "internal/promapi"},
 	"rules":                {"config", "signalstore", "signals"},
 	"recommender":          {"rules", "collector", "config", "signalstore", "signals"},
 	"workflow":             {"collector", "shard", "signals"},
@@ -33,6 +33,7 @@ var allowedImports = map[string][]string{
 	"simulator":            {},
 	"internal/benchreport": {},
 	"internal/gziphttp":    {},
+	"internal/promapi":     {},
 	"internal/testutil":    {},
 }
 
