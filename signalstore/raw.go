@@ -39,6 +39,7 @@ func openRawHead(dir string, logger *slog.Logger, reg prometheus.Registerer) (*r
 	opts.ChunkDirRoot = dir
 	opts.ChunkRange = rawChunkRange.Milliseconds()
 	opts.StripeSize = stripeSize
+	opts.ChunkWriteBufferSize = chunkWriteBufferSize
 	head, err := tsdb.NewHead(nil, logger, nil, nil, opts, nil)
 	if err != nil {
 		return nil, fmt.Errorf("creating the raw sample head at %s: %w", dir, err)

@@ -38,6 +38,13 @@ type Store struct {
 // 3.5 MB each; a fleet's signals are tens of thousands of series.
 const stripeSize = 4096
 
+// chunkWriteBufferSize buffers a head's writes of full chunks to its
+// memory-mapped files. Upstream's 4 MiB is sized for millions of series;
+// the signals' heads cut a few tens of thousands of chunks of about a
+// hundred bytes every half hour (the raw head every ten minutes), which
+// fill 256 KiB every minute or so.
+const chunkWriteBufferSize = 256 << 10
+
 // LookbackDelta is how far back the query engine looks for a sample of
 // an instant vector, Prometheus's default.
 const LookbackDelta = 5 * time.Minute
@@ -80,6 +87,7 @@ func Open(opts Options) (*Store, error) {
 	topts.MaxBlockDuration = (2 * time.Hour).Milliseconds()
 	topts.OutOfOrderTimeWindow = max(opts.OutOfOrderWindow, DefaultOutOfOrderWindow).Milliseconds()
 	topts.StripeSize = stripeSize
+	topts.HeadChunksWriteBufferSize = chunkWriteBufferSize
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
