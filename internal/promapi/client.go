@@ -37,22 +37,17 @@ func NewClient(base string, hc *http.Client) (*Client, error) {
 	}, nil
 }
 
-// Query evaluates expr at ts (the server's now when ts is zero). timeout, when positive, is sent as the
-// query's evaluation timeout. A scalar answer is a vector of one sample
-// without labels; native histogram samples are left out.
+// Query evaluates expr at ts (the server's now when ts is zero).
+// timeout, when positive, is sent as the query's evaluation timeout. A
+// scalar answer is a vector of one sample without labels; native
+// histogram samples are left out.
 func (c *Client) Query(ctx context.Context, expr string, ts time.Time, timeout time.Duration) (promql.Vector, error) {
 	args := url.Values{"query": {expr}}
 	if !ts.IsZero() {
 		args.Set("time", formatTime(ts))
 	}
 	setTimeout(args, timeout)
-	var out promql.Vector
-	err := c.do(ctx, c.query, args, func(r *responseReader) error {
-		var err error
-		out, err = r.vector()
-		return err
-	})
-	return out, err
+	return ask(ctx, c, c.query, args, (*responseReader).vector)
 }
 
 // QueryRange evaluates expr from start to end every step. Native
@@ -65,24 +60,34 @@ func (c *Client) QueryRange(ctx context.Context, expr string, start, end time.Ti
 		"step":  {strconv.FormatFloat(step.Seconds(), 'f', -1, 64)},
 	}
 	setTimeout(args, timeout)
-	var out promql.Matrix
-	err := c.do(ctx, c.queryRange, args, func(r *responseReader) error {
+	return ask(ctx, c, c.queryRange, args, (*responseReader).matrix)
+}
+
+// ask sends args to the endpoint ep and reads a successful answer's data
+// with read.
+func ask[T any](ctx context.Context, c *Client, ep *url.URL, args url.Values, read func(*responseReader) (T, error)) (T, error) {
+	var out T
+	resp, err := c.send(ctx, ep, args)
+	if err != nil {
+		return out, err
+	}
+	defer drain(resp)
+	err = readResponse(resp, func(r *responseReader) error {
 		var err error
-		out, err = r.matrix()
+		out, err = read(r)
 		return err
 	})
 	return out, err
 }
 
-// do POSTs args as a form, as Prometheus's own clients do, so that long
+// send POSTs args as a form, as Prometheus's own clients do, so that long
 // expressions fit, and sends them again as a GET when the server refuses
-// the method (a proxy in front of it may allow only GET). decode reads a
-// successful answer.
-func (c *Client) do(ctx context.Context, ep *url.URL, args url.Values, decode func(*responseReader) error) error {
+// the method (a proxy in front of it may allow only GET).
+func (c *Client) send(ctx context.Context, ep *url.URL, args url.Values) (*http.Response, error) {
 	form := args.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.String(), strings.NewReader(form))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	// A POST that is safe to send again: the transport may then retry it on
@@ -90,7 +95,7 @@ func (c *Client) do(ctx context.Context, ep *url.URL, args url.Values, decode fu
 	req.Header["Idempotency-Key"] = nil
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch resp.StatusCode {
 	case http.StatusForbidden, http.StatusMethodNotAllowed, http.StatusNotImplemented:
@@ -98,14 +103,11 @@ func (c *Client) do(ctx context.Context, ep *url.URL, args url.Values, decode fu
 		get := *ep
 		get.RawQuery = form
 		if req, err = http.NewRequestWithContext(ctx, http.MethodGet, get.String(), nil); err != nil {
-			return err
+			return nil, err
 		}
-		if resp, err = c.http.Do(req); err != nil {
-			return err
-		}
+		return c.http.Do(req)
 	}
-	defer drain(resp)
-	return readResponse(resp, decode)
+	return resp, nil
 }
 
 // readResponse tells an answer from an error. Prometheus answers a bad
