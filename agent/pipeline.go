@@ -83,8 +83,9 @@ type Pipeline struct {
 	mtx    sync.RWMutex
 	cfg    Config
 	latest recommender.Report
-	// cycles counts the cycles whose every step has run (Generation).
-	cycles atomic.Uint64
+	// cycles counts the cycles whose every step has run, reloads the
+	// configurations put in force (Generation).
+	cycles, reloads atomic.Uint64
 	// ownPageSize is the size of the last cycle's own-metrics page, so the
 	// next one (megabytes in a large fleet) is written without regrowing.
 	ownPageSize atomic.Int64

@@ -601,8 +601,8 @@ func TestOwnMetricsStored(t *testing.T) {
 }
 
 // TestGeneration: the generation changes once a cycle has run every step,
-// at once when a cycle fails (its signals go stale), and again when the
-// source is back.
+// at once when a cycle fails (its signals go stale), again when the
+// source is back, and when a configuration is put in force.
 func TestGeneration(t *testing.T) {
 	f := newFixture(t, true, Config{})
 	ctx := context.Background()
@@ -638,4 +638,10 @@ func TestGeneration(t *testing.T) {
 		t.Fatal(err)
 	}
 	next("cycle after the outage")
+	f.pipe.Reloaded()
+	next("reload")
+	if _, err := f.pipe.Cycle(ctx, now.Add(4*interval)); err != nil {
+		t.Fatal(err)
+	}
+	next("cycle after the reload")
 }

@@ -381,6 +381,36 @@ func TestDaemonReloadAppliesEveryPartOrNone(t *testing.T) {
 	}
 }
 
+// TestDaemonReloadIsServedAtOnce: the read endpoints keep their answers
+// until the next cycle, and a reload starts anew, so the rules it changed
+// are served at once rather than an interval later (an hour here).
+func TestDaemonReloadIsServedAtOnce(t *testing.T) {
+	v := vllmServer(t, "m")
+	ruleFile := writeBusyRule(t, t.TempDir(), "T1")
+	hourly := strings.Replace(fastConfig(v.URL), "evaluation_interval: 250ms", "evaluation_interval: 1h", 1)
+	withDisabled := func(disabled string) string {
+		return hourly + "rules:\n  rule_files: [" + ruleFile + "]\n  disabled: [" + disabled + "]\n"
+	}
+	a := startAgent(t, withDisabled(""), withLifecycle)
+	waitReady(t, a)
+	servesBusyServer := func() bool {
+		_, body := get(t, a.url+"/api/v1/rules")
+		return strings.Contains(body, `"name":"BusyServer"`)
+	}
+	if !servesBusyServer() {
+		t.Fatal("BusyServer is not among the rules at start")
+	}
+	if err := os.WriteFile(a.config, []byte(withDisabled("BusyServer")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := post(t, a.url+"/-/reload", ""); code != http.StatusOK {
+		t.Fatalf("reload = %d %q", code, body)
+	}
+	if servesBusyServer() {
+		t.Error("BusyServer still served after a reload disabled it")
+	}
+}
+
 func TestDaemonRefusesBadConfigAtStart(t *testing.T) {
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "bad.yml")

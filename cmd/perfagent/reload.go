@@ -41,6 +41,9 @@ func (a *daemon) reloaders() []reloader {
 			a.mtx.Lock()
 			a.cfg = cfg
 			a.mtx.Unlock()
+			// Last, so that no answer built before every part has
+			// committed is kept under the new generation.
+			a.pipeline.Reloaded()
 		}, nil
 	}})
 }
