@@ -22,7 +22,7 @@ func mixedFleet(t *testing.T, n int) *simFleet {
 		engine := []string{"vllm", "sglang", "tgi"}[i%3]
 		fmt.Fprintf(&b, "  - {name: %s-%d, engine: %s, listen: %q, workload: {rate: 4}}\n", engine, i, engine, ln.Addr())
 	}
-	return serveFleet(t, b.String(), lns, "secret", 50*time.Millisecond)
+	return serveFleet(t, b.String(), lns, "secret", 250*time.Millisecond)
 }
 
 var instanceInfo = regexp.MustCompile(`(?m)^llm_instance_info\{.*?instance="([^"]+)"`)
@@ -62,7 +62,13 @@ func TestShardsCoverTheFleetOnce(t *testing.T) {
 			for i, a := range sim.addrs {
 				urls[i] = "http://" + a
 			}
-			return fastConfig(urls...)
+			// A second's pace: with a race-built agent and fleet on a
+			// loaded machine, scrapes with fastConfig's 200 ms timeout
+			// failed half the time and instances dropped in and out.
+			return strings.NewReplacer(
+				"scrape_interval: 250ms, scrape_timeout: 200ms, evaluation_interval: 250ms", "scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s",
+				"rate_window: 2s", "rate_window: 4s",
+			).Replace(fastConfig(urls...))
 		}},
 		{"prometheus", func(t *testing.T) string { return remote(testutil.StartPrometheus(t, scrape)) }},
 		{"victoriametrics", func(t *testing.T) string { return remote(testutil.StartVictoriaMetrics(t, scrape)) }},
