@@ -58,8 +58,11 @@ scrape_configs:
 		t.Fatalf("dashboards %v; want one per entry of dashboardVars", files)
 	}
 
-	// Rates need a few scrapes of history.
-	waitFor(t, "15 seconds of the agent's metrics in Prometheus", func() bool {
+	// Rates need a few scrapes of history. Prometheus passes its first
+	// targets to the scrapes about 5 s after it starts, so this takes
+	// 18-22 s on an idle machine, more when scrapes of a race-built agent
+	// time out.
+	waitWithin(t, "15 seconds of the agent's metrics in Prometheus", time.Minute, func() bool {
 		return len(promQuery(t, promURL, "", `count_over_time(perfagent_build_info{job="perfagent"}[15s]) >= 12`)) > 0
 	})
 	for _, source := range []struct{ name, url, user string }{{"Prometheus", promURL, ""}, {"the agent", r.a.url, "alice"}} {
