@@ -114,10 +114,12 @@ func startAgent(t testing.TB, config string, extra ...func(*daemonFlags)) *testA
 	return a
 }
 
-// waitFor polls cond every 100ms for up to 20 s.
+// waitFor polls cond every 100ms for up to a minute. What it waits for
+// takes seconds on an idle machine; the margin is for a loaded one, where
+// the race-built agent's scrapes and cycles run late.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	waitWithin(t, what, 20*time.Second, cond)
+	waitWithin(t, what, time.Minute, cond)
 }
 
 // waitWithin polls cond every 100ms for up to limit.
