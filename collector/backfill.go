@@ -115,7 +115,7 @@ func fetchHistory(ctx context.Context, src Source, plan queryPlan, profiles []*c
 	}
 	for i, p := range profiles {
 		out[i] = make([]promql.Matrix, len(p.rules))
-		for _, s := range planSteps(p.rules, plan.sharedQuantiles) {
+		for _, s := range planSteps(p.rules, plan) {
 			wg.Go(func() {
 				select {
 				case slots <- struct{}{}:
@@ -136,6 +136,9 @@ func fetchHistory(ctx context.Context, src Source, plan queryPlan, profiles []*c
 				if s.shared == "" {
 					out[i][s.rules[0]] = m
 					return
+				}
+				if s.rename != "" {
+					m = matrixAsModel(m, s.rename)
 				}
 				for n, j := range s.rules {
 					out[i][j] = matrixQuantile(s.quantiles[n], m)

@@ -476,7 +476,7 @@ func evaluate(ctx context.Context, src Source, plan queryPlan, profiles []*compi
 		}
 		ev.results[i] = make([]promql.Vector, len(p.rules))
 		wg.Go(func() {
-			steps := planSteps(p.rules, plan.sharedQuantiles)
+			steps := planSteps(p.rules, plan)
 			// Rule errors are kept by step so that they are listed in
 			// rule order whatever order the steps end in.
 			stepErrs := make([][]string, len(steps)+1)
@@ -488,6 +488,9 @@ func evaluate(ctx context.Context, src Source, plan queryPlan, profiles []*compi
 				s := steps[k]
 				if s.shared != "" {
 					shared, sharedErr = query(ctx, s.shared, now)
+					if sharedErr == nil && s.rename != "" {
+						shared = asModel(shared, s.rename)
+					}
 				}
 				for n, j := range s.rules {
 					r := p.rules[j]

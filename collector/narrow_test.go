@@ -22,11 +22,23 @@ type recordingSource struct {
 }
 
 func (s *recordingSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
-	s.mtx.Lock()
-	s.exprs = append(s.exprs, expr)
-	s.mtx.Unlock()
+	s.record(expr)
 	return s.Source.Query(ctx, expr, ts)
 }
+
+func (s *recordingSource) QueryRange(ctx context.Context, expr string, from, to time.Time, step time.Duration) (promql.Matrix, error) {
+	s.record(expr)
+	return s.Source.QueryRange(ctx, expr, from, to, step)
+}
+
+func (s *recordingSource) record(expr string) {
+	s.mtx.Lock()
+	defer s.mtx.Unlock()
+	s.exprs = append(s.exprs, expr)
+}
+
+// queryPlan is the plan of the source it records.
+func (s *recordingSource) queryPlan() queryPlan { return planOf(s.Source) }
 
 // TestCollectInstancesNarrowsQueries: a collection of some instances asks
 // the source for their series only, and computes for them what a whole

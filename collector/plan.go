@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/parser/posrange"
 	"github.com/prometheus/prometheus/rules"
+
+	"github.com/optiinfra/perfagent/signals"
 )
 
 // queryPlan says how a cycle puts the profile rules to its source. The
@@ -29,6 +32,11 @@ type queryPlan struct {
 	// profiles, when positive. The rules of a profile other than its
 	// first (the instances) then run concurrently as well.
 	concurrency int
+	// groupBySource asks for a shared argument that aggregates by model
+	// over a rename, agg by (…, model, …) (label_replace(X, "model", "$1",
+	// S, "(.*)")), as agg by (…, S, …) (X), and names S model in the
+	// answer (see groupBySource).
+	groupBySource bool
 }
 
 // planner is a Source that asks for a query plan other than the zero one.
@@ -51,17 +59,21 @@ type step struct {
 	rules     []int // indices into the profile's rules
 	shared    string
 	quantiles []float64
+	// rename is the label of shared's answer that the argument as
+	// written calls model, when the plan grouped by it (groupBySource).
+	rename string
 }
 
-// planSteps orders the rules of a profile into steps. The first rule
-// (the profile's instances) is always a step of its own, because it gates
-// the others. With shared, histogram_quantile rules of a constant φ over
-// the same argument form one step, placed at the first of them.
-func planSteps(rs []*rules.RecordingRule, shared bool) []step {
+// planSteps orders the rules of a profile into steps as plan says. The
+// first rule (the profile's instances) is always a step of its own,
+// because it gates the others. With sharedQuantiles, histogram_quantile
+// rules of a constant φ over the same argument form one step, placed at
+// the first of them.
+func planSteps(rs []*rules.RecordingRule, plan queryPlan) []step {
 	steps := make([]step, 0, len(rs))
 	byArg := map[string]int{} // shared argument → its step
 	for j, r := range rs {
-		if !shared || j == 0 {
+		if !plan.sharedQuantiles || j == 0 {
 			steps = append(steps, step{rules: []int{j}})
 			continue
 		}
@@ -85,21 +97,141 @@ func planSteps(rs []*rules.RecordingRule, shared bool) []step {
 		if steps[k].shared != "" && len(steps[k].rules) == 1 {
 			steps[k].shared, steps[k].quantiles = "", nil
 		}
+		if steps[k].shared == "" || !plan.groupBySource {
+			continue
+		}
+		// A fresh copy: the rewrite works in place, and the rules' own
+		// expressions must stay as written.
+		arg, err := NewParser().ParseExpr(steps[k].shared)
+		if err != nil {
+			continue
+		}
+		if src, ok := groupBySource(arg); ok {
+			steps[k].shared, steps[k].rename = arg.String(), src
+		}
 	}
 	return steps
+}
+
+// groupBySource rewrites, in place, an aggregation by model of a single
+// rename, agg by (…, model, …) (label_replace(X, "model", "$1", S,
+// "(.*)")), into agg by (…, S, …) (X), and returns S; also the two sides
+// of an `or on (…, model, …)` that both have that form with one S. The
+// rewritten expression selects the same series and groups them the same
+// way: label_replace sets model to S's value, and drops it when S is empty
+// or missing, so the groups by model are the groups by S. Its answer,
+// with S named model (asModel), is the answer as written, bit for bit.
+// What it saves the source is the rename: label_replace copies the labels
+// of every series it reads (every bucket of a histogram across the fleet)
+// before the aggregation throws most of them away.
+//
+// A chain of renames is left as written: grouping by all of its sources
+// would split series that the chain gives one model.
+func groupBySource(e parser.Expr) (string, bool) {
+	switch n := e.(type) {
+	case *parser.ParenExpr:
+		return groupBySource(n.Expr)
+	case *parser.BinaryExpr:
+		vm := n.VectorMatching
+		if n.Op != parser.LOR || vm == nil || !vm.On || !slices.Contains(vm.MatchingLabels, signals.LabelModel) {
+			return "", false
+		}
+		// Both sides are checked before either is rewritten.
+		l, lok := aggregationOfRename(n.LHS)
+		r, rok := aggregationOfRename(n.RHS)
+		if !lok || !rok || l.source != r.source || slices.Contains(vm.MatchingLabels, l.source) {
+			return "", false
+		}
+		l.rewrite()
+		r.rewrite()
+		vm.MatchingLabels = replaced(vm.MatchingLabels, signals.LabelModel, l.source)
+		return l.source, true
+	}
+	a, ok := aggregationOfRename(e)
+	if !ok {
+		return "", false
+	}
+	a.rewrite()
+	return a.source, true
+}
+
+// renamedAggregation is an aggregation that groupBySource can rewrite.
+type renamedAggregation struct {
+	agg    *parser.AggregateExpr
+	arg    parser.Expr // X, inside the rename
+	source string
+}
+
+// aggregationOfRename reports whether e is agg by (…, model, …)
+// (label_replace(X, "model", "$1", S, "(.*)")) and finds its parts. The
+// aggregation takes no parameter and S is not among its groups.
+func aggregationOfRename(e parser.Expr) (renamedAggregation, bool) {
+	agg, ok := unparenthesized(e).(*parser.AggregateExpr)
+	if !ok || agg.Without || agg.Param != nil || !slices.Contains(agg.Grouping, signals.LabelModel) {
+		return renamedAggregation{}, false
+	}
+	switch agg.Op {
+	case parser.SUM, parser.AVG, parser.MIN, parser.MAX, parser.COUNT, parser.GROUP:
+	default:
+		return renamedAggregation{}, false
+	}
+	x, steps, ok := renameOf(unparenthesized(agg.Expr))
+	if !ok || len(steps) != 1 || steps[0].regex != "(.*)" || steps[0].source == signals.LabelModel || slices.Contains(agg.Grouping, steps[0].source) {
+		return renamedAggregation{}, false
+	}
+	return renamedAggregation{agg: agg, arg: x, source: steps[0].source}, true
+}
+
+func (a renamedAggregation) rewrite() {
+	a.agg.Grouping = replaced(a.agg.Grouping, signals.LabelModel, a.source)
+	a.agg.Expr = a.arg
+}
+
+// replaced is names with old replaced by new.
+func replaced(names []string, old, new string) []string {
+	out := slices.Clone(names)
+	for i, n := range out {
+		if n == old {
+			out[i] = new
+		}
+	}
+	return out
+}
+
+// asModel names label source of every sample of v model, in place: the
+// answer of an argument groupBySource rewrote, as the argument as written
+// answers. A sample without source has no model either way.
+func asModel(v promql.Vector, source string) promql.Vector {
+	b := labels.NewBuilder(labels.EmptyLabels())
+	for i := range v {
+		v[i].Metric = renamedLabel(b, v[i].Metric, source)
+	}
+	return v
+}
+
+// matrixAsModel is asModel for a range query's answer.
+func matrixAsModel(m promql.Matrix, source string) promql.Matrix {
+	b := labels.NewBuilder(labels.EmptyLabels())
+	for i := range m {
+		m[i].Metric = renamedLabel(b, m[i].Metric, source)
+	}
+	return m
+}
+
+// renamedLabel is ls with label source named model.
+func renamedLabel(b *labels.Builder, ls labels.Labels, source string) labels.Labels {
+	v := ls.Get(source)
+	if v == "" {
+		return ls
+	}
+	b.Reset(ls)
+	return b.Del(source).Set(signals.LabelModel, v).Labels()
 }
 
 // quantileOf returns φ and the argument of an expression of the form
 // histogram_quantile(<number>, <argument>).
 func quantileOf(e parser.Expr) (float64, string, bool) {
-	for {
-		p, ok := e.(*parser.ParenExpr)
-		if !ok {
-			break
-		}
-		e = p.Expr
-	}
-	call, ok := e.(*parser.Call)
+	call, ok := unparenthesized(e).(*parser.Call)
 	if !ok || call.Func.Name != "histogram_quantile" || len(call.Args) != 2 {
 		return 0, "", false
 	}
@@ -108,6 +240,17 @@ func quantileOf(e parser.Expr) (float64, string, bool) {
 		return 0, "", false
 	}
 	return n.Val, call.Args[1].String(), true
+}
+
+// unparenthesized is e without the parentheses around it.
+func unparenthesized(e parser.Expr) parser.Expr {
+	for {
+		p, ok := e.(*parser.ParenExpr)
+		if !ok {
+			return e
+		}
+		e = p.Expr
+	}
 }
 
 // histogramQuantile is histogram_quantile(q, in), as Prometheus's engine

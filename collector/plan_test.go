@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,21 @@ type plannedSource struct {
 
 func (s plannedSource) queryPlan() queryPlan { return s.plan }
 
+// groupedBySource counts the expressions asked of s that group by
+// model_name, as only a plan with groupBySource asks: the profiles group
+// by model.
+func (s *recordingSource) groupedBySource() int {
+	s.mtx.Lock()
+	defer s.mtx.Unlock()
+	n := 0
+	for _, e := range s.exprs {
+		if strings.Contains(e, "model_name, le)") {
+			n++
+		}
+	}
+	return n
+}
+
 // TestQueryPlansAgree collects one fleet with every plan and checks that
 // the signals are the same, bit for bit, and that the shared plan asks
 // fewer queries.
@@ -36,7 +52,8 @@ func TestQueryPlansAgree(t *testing.T) {
 	collect := func(plan queryPlan) *Snapshot {
 		t.Helper()
 		c := New(Options{Metrics: testMetrics()})
-		if err := c.ApplyConfig(config.Default(), plannedSource{Source: store, plan: plan}, profs); err != nil {
+		src := &recordingSource{Source: plannedSource{Source: store, plan: plan}}
+		if err := c.ApplyConfig(config.Default(), src, profs); err != nil {
 			t.Fatal(err)
 		}
 		snap, err := c.Collect(context.Background(), t0.Add(45*time.Second), CollectOptions{})
@@ -45,6 +62,13 @@ func TestQueryPlansAgree(t *testing.T) {
 		}
 		if len(snap.Errors) > 0 {
 			t.Fatalf("rule errors: %v", snap.Errors)
+		}
+		// The shared arguments of vLLM's six latency histograms. (The
+		// snapshot takes an instance's model from its instance rule, so
+		// the model label as answered is compared by
+		// TestBackfillPlansAgree.)
+		if n := src.groupedBySource(); plan.groupBySource && n < 6 || !plan.groupBySource && n > 0 {
+			t.Fatalf("plan %+v: %d queries grouped by model_name", plan, n)
 		}
 		return snap
 	}
@@ -56,6 +80,7 @@ func TestQueryPlansAgree(t *testing.T) {
 		{sharedQuantiles: true},
 		{concurrency: 3},
 		{sharedQuantiles: true, concurrency: 4},
+		{sharedQuantiles: true, concurrency: 4, groupBySource: true},
 	} {
 		got := collect(plan)
 		if len(got.Samples) != len(want.Samples) {
@@ -100,7 +125,7 @@ func TestPlanSteps(t *testing.T) {
 		// its argument is asked as written.
 		{true, [][]int{{0}, {1, 3}, {2}, {4}}},
 	} {
-		steps := planSteps(rs, tc.shared)
+		steps := planSteps(rs, queryPlan{sharedQuantiles: tc.shared})
 		if len(steps) != len(tc.want) {
 			t.Fatalf("shared=%v: %d steps, want %d", tc.shared, len(steps), len(tc.want))
 		}
@@ -148,11 +173,15 @@ func TestBackfillPlansAgree(t *testing.T) {
 		t.Helper()
 		local := openTestStore(t)
 		c := New(Options{Metrics: testMetrics(), Store: local})
-		if err := c.ApplyConfig(config.Default(), plannedSource{Source: raw, plan: plan}, profs); err != nil {
+		src := &recordingSource{Source: plannedSource{Source: raw, plan: plan}}
+		if err := c.ApplyConfig(config.Default(), src, profs); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.Backfill(ctx, from, to, step); err != nil {
 			t.Fatal(err)
+		}
+		if n := src.groupedBySource(); plan.groupBySource && n < 6 || !plan.groupBySource && n > 0 {
+			t.Fatalf("plan %+v: %d range queries grouped by model_name", plan, n)
 		}
 		m, err := local.QueryRange(ctx, `{__name__=~"llm_.+"}`, from, to, step)
 		if err != nil {
@@ -164,13 +193,18 @@ func TestBackfillPlansAgree(t *testing.T) {
 	if len(want) == 0 {
 		t.Fatal("nothing backfilled")
 	}
-	got := history(queryPlan{sharedQuantiles: true, concurrency: 4})
-	if len(got) != len(want) {
-		t.Fatalf("shared plan backfilled %d series, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if !labels.Equal(got[i].Metric, want[i].Metric) || !slices.Equal(got[i].Floats, want[i].Floats) {
-			t.Errorf("shared plan backfilled %s %v, want %s %v", got[i].Metric, got[i].Floats, want[i].Metric, want[i].Floats)
+	for _, plan := range []queryPlan{
+		{sharedQuantiles: true, concurrency: 4},
+		{sharedQuantiles: true, concurrency: 4, groupBySource: true},
+	} {
+		got := history(plan)
+		if len(got) != len(want) {
+			t.Fatalf("plan %+v backfilled %d series, want %d", plan, len(got), len(want))
+		}
+		for i := range want {
+			if !labels.Equal(got[i].Metric, want[i].Metric) || !slices.Equal(got[i].Floats, want[i].Floats) {
+				t.Errorf("plan %+v backfilled %s %v, want %s %v", plan, got[i].Metric, got[i].Floats, want[i].Metric, want[i].Floats)
+			}
 		}
 	}
 }
@@ -215,6 +249,77 @@ func TestQueryPlanBoundsConcurrency(t *testing.T) {
 		}
 		if src.most != limit {
 			t.Errorf("with a limit of %d, %d queries were in flight at most", limit, src.most)
+		}
+	}
+}
+
+func TestGroupBySource(t *testing.T) {
+	for _, tc := range []struct {
+		in, want, source string
+	}{
+		{
+			in:     `sum by (instance, model, le) (label_replace(rate(x_bucket[1m]), "model", "$1", "model_name", "(.*)"))`,
+			want:   `sum by (instance, model_name, le) (rate(x_bucket[1m]))`,
+			source: "model_name",
+		},
+		{
+			in: `sum by (instance, model, le) (label_replace(rate(a_bucket[1m]), "model", "$1", "model_name", "(.*)"))
+				or on (instance, model)
+				sum by (instance, model, le) (label_replace(rate(b_bucket[1m]), "model", "$1", "model_name", "(.*)"))`,
+			want:   `sum by (instance, model_name, le) (rate(a_bucket[1m])) or on (instance, model_name) sum by (instance, model_name, le) (rate(b_bucket[1m]))`,
+			source: "model_name",
+		},
+		{
+			in:     `(max by (model, instance) ((label_replace(x, "model", "$1", "name", "(.*)"))))`,
+			want:   `(max by (name, instance) (x))`,
+			source: "name",
+		},
+		// Left as written:
+		// (.+) keeps the series' own model when the source is empty;
+		{in: `sum by (instance, model, le) (label_replace(rate(x_bucket[1m]), "model", "$1", "model_name", "(.+)"))`},
+		// a chain gives one model to series that differ in its sources;
+		{in: `sum by (instance, model) (label_replace(label_replace(x, "model", "$1", "name", "(.+)"), "model", "$1", "model_name", "(.+)"))`},
+		// the groups must include model, and not the source as well;
+		{in: `sum by (instance, le) (label_replace(rate(x_bucket[1m]), "model", "$1", "model_name", "(.*)"))`},
+		{in: `sum by (instance, model, model_name) (label_replace(x, "model", "$1", "model_name", "(.*)"))`},
+		{in: `sum without (le) (label_replace(x, "model", "$1", "model_name", "(.*)"))`},
+		// an aggregation with a parameter, or a rename to another label;
+		{in: `topk by (model) (1, label_replace(x, "model", "$1", "model_name", "(.*)"))`},
+		{in: `sum by (family) (label_replace(x, "family", "$1", "model_name", "(.*)"))`},
+		// an or whose sides rename different sources, or do not match on model.
+		{in: `sum by (model) (label_replace(a, "model", "$1", "model_name", "(.*)")) or on (model) sum by (model) (label_replace(b, "model", "$1", "name", "(.*)"))`},
+		{in: `sum by (model) (label_replace(a, "model", "$1", "model_name", "(.*)")) or sum by (model) (label_replace(b, "model", "$1", "model_name", "(.*)"))`},
+	} {
+		e, err := NewParser().ParseExpr(tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		written := e.String()
+		source, ok := groupBySource(e)
+		if tc.source == "" {
+			if ok || e.String() != written {
+				t.Errorf("%s: rewritten to %s (source %q), want it as written", tc.in, e, source)
+			}
+			continue
+		}
+		if !ok || source != tc.source || e.String() != tc.want {
+			t.Errorf("%s: rewritten to %s (source %q, %v), want %s (source %q)", tc.in, e, source, ok, tc.want, tc.source)
+		}
+	}
+}
+
+func TestAsModel(t *testing.T) {
+	v := asModel(promql.Vector{
+		{Metric: labels.FromStrings("instance", "a", "le", "1", "model_name", "m")},
+		{Metric: labels.FromStrings("instance", "b", "le", "1")},
+	}, "model_name")
+	want := []labels.Labels{
+		labels.FromStrings("instance", "a", "le", "1", "model", "m"),
+		labels.FromStrings("instance", "b", "le", "1"),
+	}
+	for i := range want {
+		if !labels.Equal(v[i].Metric, want[i]) {
+			t.Errorf("sample %d: %s, want %s", i, v[i].Metric, want[i])
 		}
 	}
 }

@@ -99,6 +99,7 @@ func BenchmarkRemoteCycle(b *testing.B) {
 		{"plan=each-rule", queryPlan{}},
 		{"plan=shared-quantiles", queryPlan{sharedQuantiles: true}},
 		{"plan=shared-quantiles,concurrency=4", queryPlan{sharedQuantiles: true, concurrency: 4}},
+		{"plan=shared-quantiles,concurrency=4,group-by-source", queryPlan{sharedQuantiles: true, concurrency: 4, groupBySource: true}},
 	}
 	// measure runs cycle b.N times and reports Prometheus's CPU per run.
 	measure := func(b *testing.B, cycle func()) {
