@@ -94,14 +94,7 @@ func dashboardQueriesReturnData(t *testing.T, files []string, dashboardVars map[
 		}
 	}
 	allowed := map[string]bool{}
-	deadline := time.Now().Add(30 * time.Second)
-	for first := true; len(pending) > 0; first = false {
-		if !first {
-			if time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(time.Second)
-		}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
 		var empty []query
 		for _, q := range pending {
 			if len(promQuery(t, url, user, q.expr)) > 0 {
@@ -115,7 +108,9 @@ func dashboardQueriesReturnData(t *testing.T, files []string, dashboardVars map[
 			}
 			empty = append(empty, q)
 		}
-		pending = empty
+		if pending = empty; len(pending) == 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	byPlace := map[string][]string{}
 	var places []string
