@@ -5,20 +5,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/version"
 	promconfig "github.com/prometheus/prometheus/config"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
-	"github.com/prometheus/prometheus/scrape"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/internal/scraper"
 	"github.com/optiinfra/perfagent/shard"
 	"github.com/optiinfra/perfagent/signalstore"
 )
@@ -26,19 +26,27 @@ import (
 // ScrapeJobName is the job label of the samples the embedded source scrapes.
 const ScrapeJobName = "perfagent"
 
-// EmbeddedSource scrapes model servers itself with Prometheus's scrape
-// manager into the local store and answers queries from it. Target health
-// and staleness work as in Prometheus: a target that stops answering gets
-// staleness markers, so its series end at once. The store keeps the
-// scraped samples only as long as the profiles' queries reach back
-// (RawRetention); the source drops older ones once a cycle.
+// EmbeddedSource scrapes model servers itself into the local store and
+// answers queries from it. It keeps only the metric families the
+// profiles read, and drops the rest of a page before parsing it
+// (internal/scraper). Target health and staleness work as in Prometheus:
+// a target that stops answering gets staleness markers, so its series end
+// at once. The store keeps the scraped samples only as long as the
+// profiles' queries reach back (RawRetention); the source drops older
+// ones once a cycle.
 type EmbeddedSource struct {
 	store   *signalstore.Store
 	logger  *slog.Logger
-	manager *scrape.Manager
-	tsets   chan map[string][]*targetgroup.Group
+	scraper *scraper.Scraper
 	metrics *Metrics
 	shard   shard.Shard
+	// stop ends Run; done is closed when it has. runMtx guards started
+	// (Run was called) and ended (Stop was).
+	ctx            context.Context
+	stop           context.CancelFunc
+	done           chan struct{}
+	runMtx         sync.Mutex
+	started, ended bool
 
 	mtx     sync.Mutex
 	targets []config.TargetConfig
@@ -63,27 +71,27 @@ type EmbeddedSource struct {
 	trims    sync.WaitGroup
 }
 
-// NewEmbeddedSource builds a scrape manager that appends to store. The
-// scrape machinery's own metrics (prometheus_target_*, as in Prometheus)
-// go to reg; nil keeps them private. Only the targets of sh are scraped.
+// NewEmbeddedSource builds a scraper that appends to store. Its metrics
+// (perfagent_scrape*) go to reg; nil keeps them private. Only the targets
+// of sh are scraped.
 func NewEmbeddedSource(store *signalstore.Store, logger *slog.Logger, m *Metrics, reg prometheus.Registerer, sh shard.Shard) (*EmbeddedSource, error) {
-	if reg == nil {
-		reg = prometheus.NewRegistry()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
-	mgr, err := scrape.NewManager(&scrape.Options{
-		DiscoveryReloadInterval:  model.Duration(100 * time.Millisecond),
-		DiscoveryReloadOnStartup: true,
-	}, logger, nil, nil, store.RawAppendable(), reg)
+	sc, err := scraper.New(store.RawAppendable(), logger, reg, version.ComponentUserAgent("perfagent"))
 	if err != nil {
-		return nil, fmt.Errorf("creating scrape manager: %w", err)
+		return nil, fmt.Errorf("creating the scraper: %w", err)
 	}
+	ctx, stop := context.WithCancel(context.Background())
 	return &EmbeddedSource{
 		store:   store,
 		logger:  logger,
-		manager: mgr,
-		tsets:   make(chan map[string][]*targetgroup.Group, 1),
+		scraper: sc,
 		metrics: m,
 		shard:   sh,
+		ctx:     ctx,
+		stop:    stop,
+		done:    make(chan struct{}),
 	}, nil
 }
 
@@ -100,13 +108,12 @@ func (e *EmbeddedSource) ApplyConfig(cfg config.Config, profiles []*Profile) err
 
 // PrepareConfig builds the scrape configuration and target list of cfg
 // without touching the running scrapes; the returned commit hands them to
-// the scrape manager. A scrape keeps only the metric families the
-// profiles and the settings queries read: the rest of a model server's
-// page would take memory in the store and never be read. It stores
-// classic histograms as native ones when every query can read them so
-// (native.go), and renames model_name to model where the profiles would
-// in every query (rename.go). Targets of other shards are dropped by a
-// relabelling rule, as in a Prometheus sharded with hashmod.
+// the scraper. A scrape keeps only the metric families the profiles and
+// the settings queries read: the rest of a model server's page would cost
+// parsing and memory and never be read. It stores classic histograms as
+// native ones when every query can read them so (native.go), and renames
+// model_name to model where the profiles would in every query
+// (rename.go). Targets of other shards are not scraped.
 func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (commit func(), err error) {
 	queries, native, classic := embeddedQueries(profiles)
 	if classic != nil {
@@ -124,24 +131,28 @@ func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (
 	if r := renamesOf(queries); r != nil {
 		renamed, rename = &renameQueries{renames: r}, r.relabelConfigs()
 	}
-	pcfg, err := scrapeConfig(cfg.Global, keep, rename, native != nil, e.shard)
+	scfg, err := scrapeConfig(cfg.Global, keep, rename, native != nil)
 	if err != nil {
 		return nil, err
 	}
-	groups, err := targetGroups(cfg.Source.Targets)
-	if err != nil {
-		return nil, err
-	}
-	var targets []config.TargetConfig
+	var (
+		targets []config.TargetConfig
+		scraped []scraper.Target
+	)
 	for _, t := range cfg.Source.Targets {
-		if e.shard.Owns(t.Instance()) {
-			targets = append(targets, t)
+		if !e.shard.Owns(t.Instance()) {
+			continue
 		}
+		st, err := scrapeTarget(t)
+		if err != nil {
+			return nil, err
+		}
+		targets, scraped = append(targets, t), append(scraped, st)
 	}
 	return func() {
 		// The configuration was loaded and validated by Prometheus's own
-		// loader above; the manager refuses only what that loader refuses.
-		if err := e.manager.ApplyConfig(pcfg); err != nil {
+		// loader above; the scraper refuses only what that loader refuses.
+		if err := e.scraper.Apply(scfg, scraped); err != nil {
 			e.logger.Error("Applying the scrape configuration failed; scrapes keep their previous clocks", "err", err)
 		}
 		e.mtx.Lock()
@@ -150,13 +161,6 @@ func (e *EmbeddedSource) PrepareConfig(cfg config.Config, profiles []*Profile) (
 		e.retention = retention
 		e.renamed = renamed
 		e.mtx.Unlock()
-		// Keep only the newest target list if the manager has not taken
-		// the previous one yet.
-		select {
-		case <-e.tsets:
-		default:
-		}
-		e.tsets <- map[string][]*targetgroup.Group{ScrapeJobName: groups}
 	}, nil
 }
 
@@ -185,12 +189,30 @@ func embeddedQueries(profiles []*Profile) (queries []parser.Expr, native *native
 }
 
 // Run scrapes until Stop is called.
-func (e *EmbeddedSource) Run() error { return e.manager.Run(e.tsets) }
+func (e *EmbeddedSource) Run() error {
+	e.runMtx.Lock()
+	if e.ended {
+		e.runMtx.Unlock()
+		return nil
+	}
+	e.started = true
+	e.runMtx.Unlock()
+	defer close(e.done)
+	e.scraper.Run(e.ctx)
+	return nil
+}
 
 // Stop ends all scrapes, the targets' series get staleness markers, and
 // waits for a trim of the raw samples under way.
 func (e *EmbeddedSource) Stop() {
-	e.manager.Stop()
+	e.runMtx.Lock()
+	e.ended = true
+	started := e.started
+	e.runMtx.Unlock()
+	e.stop()
+	if started {
+		<-e.done
+	}
 	e.trimMtx.Lock()
 	e.stopped = true
 	e.trimMtx.Unlock()
@@ -287,11 +309,9 @@ func (e *EmbeddedSource) firstQueryAt(ts time.Time) bool {
 // succeeded: a TSDB that answers over targets that are all down has
 // nothing current to say.
 func (e *EmbeddedSource) anyTargetUp() float64 {
-	for _, ts := range e.manager.TargetsActive() {
-		for _, t := range ts {
-			if t.Health() == scrape.HealthGood {
-				return 1
-			}
+	for _, h := range e.scraper.Health() {
+		if h.Health == scraper.HealthGood {
+			return 1
 		}
 	}
 	return 0
@@ -331,24 +351,22 @@ type TargetHealth struct {
 // Targets reports the health of every configured target of the shard, in
 // config order.
 func (e *EmbeddedSource) Targets() []TargetHealth {
-	byInstance := map[string]*scrape.Target{}
-	for _, ts := range e.manager.TargetsActive() {
-		for _, t := range ts {
-			byInstance[t.GetValue(model.InstanceLabel)] = t
-		}
+	byInstance := map[string]scraper.Health{}
+	for _, h := range e.scraper.Health() {
+		byInstance[h.Target.Labels.Get(model.InstanceLabel)] = h
 	}
 	e.mtx.Lock()
 	defer e.mtx.Unlock()
 	out := make([]TargetHealth, 0, len(e.targets))
 	for _, tc := range e.targets {
-		th := TargetHealth{URL: tc.URL.String(), Instance: tc.Instance(), Health: string(scrape.HealthUnknown)}
-		if t, ok := byInstance[tc.Instance()]; ok {
-			th.Health = string(t.Health())
-			if err := t.LastError(); err != nil {
-				th.LastError = err.Error()
+		th := TargetHealth{URL: tc.URL.String(), Instance: tc.Instance(), Health: scraper.HealthUnknown}
+		if h, ok := byInstance[tc.Instance()]; ok {
+			th.Health = h.Health
+			if h.LastError != nil {
+				th.LastError = h.LastError.Error()
 			}
-			th.LastScrape = t.LastScrape()
-			th.LastScrapeDuration = t.LastScrapeDuration().Seconds()
+			th.LastScrape = h.LastScrape
+			th.LastScrapeDuration = h.LastScrapeDuration.Seconds()
 		}
 		out = append(out, th)
 	}
@@ -356,28 +374,15 @@ func (e *EmbeddedSource) Targets() []TargetHealth {
 }
 
 // scrapeConfig renders the clocks as a Prometheus configuration and loads
-// it with Prometheus's own loader, so every scrape default is upstream's.
-// keep, when not empty, is the regular expression of the metric names a
-// scrape keeps (a metric relabelling rule, as a Prometheus user writes it);
-// rename are more metric relabelling rules, applied after it; native
-// stores classic histograms as native histograms with custom buckets; the
-// target relabelling rules of sh drop the targets of other shards.
-func scrapeConfig(g config.GlobalConfig, keep string, rename []any, native bool, sh shard.Shard) (*promconfig.Config, error) {
-	// Model servers answer with text/plain and sometimes with no content
-	// type at all; read those as the classic text format.
-	job := map[string]any{"job_name": ScrapeJobName, "fallback_scrape_protocol": "PrometheusText0.0.4"}
-	if native {
-		job["convert_classic_histograms_to_nhcb"] = true
-	}
-	if rc := sh.RelabelConfigs(); rc != nil {
-		job["relabel_configs"] = rc
-	}
-	var metricRelabel []any
-	if keep != "" {
-		metricRelabel = append(metricRelabel, map[string]any{"source_labels": []string{model.MetricNameLabel}, "regex": keep, "action": "keep"})
-	}
-	if metricRelabel = append(metricRelabel, rename...); metricRelabel != nil {
-		job["metric_relabel_configs"] = metricRelabel
+// it with Prometheus's own loader, so every scrape default and check is
+// upstream's. keep, when not empty, is the regular expression of the
+// metric names a scrape keeps; rename are metric relabelling rules, as a
+// Prometheus user writes them; native stores classic histograms as
+// native histograms with custom buckets.
+func scrapeConfig(g config.GlobalConfig, keep string, rename []any, native bool) (scraper.Config, error) {
+	job := map[string]any{"job_name": ScrapeJobName}
+	if rename != nil {
+		job["metric_relabel_configs"] = rename
 	}
 	doc := map[string]any{
 		"global": map[string]any{
@@ -388,47 +393,34 @@ func scrapeConfig(g config.GlobalConfig, keep string, rename []any, native bool,
 	}
 	b, err := yaml.Marshal(doc)
 	if err != nil {
-		return nil, fmt.Errorf("rendering scrape configuration: %w", err)
+		return scraper.Config{}, fmt.Errorf("rendering scrape configuration: %w", err)
 	}
 	cfg, err := promconfig.Load(string(b), slog.New(slog.DiscardHandler))
 	if err != nil {
-		return nil, fmt.Errorf("loading scrape configuration: %w", err)
+		return scraper.Config{}, fmt.Errorf("loading scrape configuration: %w", err)
 	}
-	return cfg, nil
+	sc := cfg.ScrapeConfigs[0]
+	return scraper.Config{
+		Interval:         time.Duration(sc.ScrapeInterval),
+		Timeout:          time.Duration(sc.ScrapeTimeout),
+		Keep:             keep,
+		MetricRelabel:    sc.MetricRelabelConfigs,
+		NativeHistograms: native,
+	}, nil
 }
 
-func targetGroups(targets []config.TargetConfig) ([]*targetgroup.Group, error) {
-	group := &targetgroup.Group{Source: ScrapeJobName}
-	for _, t := range targets {
-		u, err := url.Parse(t.URL.Raw())
-		if err != nil {
-			return nil, fmt.Errorf("target config.URL %q does not parse", t.URL)
-		}
-		ls := model.LabelSet{
-			// Set before relabelling, which shards on it; Prometheus
-			// would set the same value from the address only after.
-			model.InstanceLabel:    model.LabelValue(t.Instance()),
-			model.AddressLabel:     model.LabelValue(u.Host),
-			model.SchemeLabel:      model.LabelValue(u.Scheme),
-			model.MetricsPathLabel: model.LabelValue(metricsPath(u)),
-		}
-		params := u.Query()
-		keys := make([]string, 0, len(params))
-		for k := range params {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			ls[model.LabelName(model.ParamLabelPrefix+k)] = model.LabelValue(params.Get(k))
-		}
-		group.Targets = append(group.Targets, ls)
+// scrapeTarget is how t is scraped: at its URL (on /metrics when it gives
+// no path), with the instance and job labels.
+func scrapeTarget(t config.TargetConfig) (scraper.Target, error) {
+	u, err := url.Parse(t.URL.Raw())
+	if err != nil {
+		return scraper.Target{}, fmt.Errorf("target URL %q does not parse", t.URL)
 	}
-	return []*targetgroup.Group{group}, nil
-}
-
-func metricsPath(u *url.URL) string {
 	if u.Path == "" || u.Path == "/" {
-		return "/metrics"
+		u.Path = "/metrics"
 	}
-	return u.Path
+	return scraper.Target{
+		URL:    u.String(),
+		Labels: labels.FromStrings(model.InstanceLabel, t.Instance(), model.JobLabel, ScrapeJobName),
+	}, nil
 }

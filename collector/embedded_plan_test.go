@@ -28,11 +28,11 @@ func nativeFleet(t testing.TB, n int) (*EmbeddedSource, []*Profile) {
 		t.Fatal(classic)
 	}
 	r := renamesOf(queries)
-	pcfg, err := scrapeConfig(config.Default().Global, "", r.relabelConfigs(), true, shard.Shard{})
+	scfg, err := scrapeConfig(config.Default().Global, "", r.relabelConfigs(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules := pcfg.ScrapeConfigs[0].MetricRelabelConfigs
+	rules := scfg.MetricRelabel
 	store := openTestStore(t)
 	templates := fixtureTemplates(t)
 	for i := range n {

@@ -23,7 +23,6 @@ import (
 
 	"github.com/optiinfra/perfagent/collector/profiles"
 	"github.com/optiinfra/perfagent/config"
-	"github.com/optiinfra/perfagent/shard"
 	"github.com/optiinfra/perfagent/signalstore"
 )
 
@@ -44,11 +43,11 @@ func builtinRenames(t testing.TB, extra ...*Profile) (*renames, []*relabel.Confi
 	if r == nil {
 		t.Fatal("the built-in profiles rename nothing at scrape time")
 	}
-	pcfg, err := scrapeConfig(config.Default().Global, "", r.relabelConfigs(), false, shard.Shard{})
+	scfg, err := scrapeConfig(config.Default().Global, "", r.relabelConfigs(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r, pcfg.ScrapeConfigs[0].MetricRelabelConfigs, queries
+	return r, scfg.MetricRelabel, queries
 }
 
 func TestRenamesOf(t *testing.T) {
@@ -383,11 +382,11 @@ func TestRenameComposesWithNativeHistograms(t *testing.T) {
 			t.Errorf("%s is relabelled although the user's profile reads it with a call of another form", name)
 		}
 	}
-	pcfg, err := scrapeConfig(config.Default().Global, "", r.relabelConfigs(), true, shard.Shard{})
+	scfg, err := scrapeConfig(config.Default().Global, "", r.relabelConfigs(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules := pcfg.ScrapeConfigs[0].MetricRelabelConfigs
+	rules := scfg.MetricRelabel
 	plain, relabelled := openTestStore(t), openTestStore(t)
 	templates := fixtureTemplates(t)
 	for i := range 2 * len(templates) {

@@ -9,16 +9,15 @@ import (
 	"github.com/prometheus/prometheus/model/relabel"
 )
 
-// hashLabel holds the hash of the instance label between the two
-// relabelling rules. Prometheus drops labels starting with __ after
-// target relabelling, so it never reaches a series.
+// hashLabel holds the hash of the instance label, as the label a
+// Prometheus user's hashmod rule writes.
 const hashLabel = "__tmp_perfagent_shard"
 
 // Shard is one agent's share of the fleet: the instances whose hash
 // modulo Count is Index. The zero value is the whole fleet, shard 0 of 1.
 type Shard struct {
 	index, count uint64
-	hash, keep   *relabel.Config
+	hash         *relabel.Config
 }
 
 // New returns shard index of count. count is at least 1 and index lies in
@@ -39,14 +38,6 @@ func New(index, count int) (Shard, error) {
 		TargetLabel:          hashLabel,
 		Replacement:          relabel.DefaultRelabelConfig.Replacement,
 		Action:               relabel.HashMod,
-		NameValidationScheme: model.UTF8Validation,
-	}
-	s.keep = &relabel.Config{
-		SourceLabels:         model.LabelNames{hashLabel},
-		Separator:            relabel.DefaultRelabelConfig.Separator,
-		Regex:                relabel.MustNewRegexp(strconv.Itoa(index)),
-		Replacement:          relabel.DefaultRelabelConfig.Replacement,
-		Action:               relabel.Keep,
 		NameValidationScheme: model.UTF8Validation,
 	}
 	return s, nil
@@ -75,17 +66,6 @@ func (s Shard) Of(instance string) int {
 
 // Owns reports whether instance belongs to this shard.
 func (s Shard) Owns(instance string) bool { return !s.Sharded() || s.Of(instance) == int(s.index) }
-
-// RelabelConfigs are the target relabelling rules that keep this shard's
-// targets, as they stand in a Prometheus scrape configuration; nil when
-// the fleet is not split. Targets must carry their instance label when
-// the rules run.
-func (s Shard) RelabelConfigs() []*relabel.Config {
-	if !s.Sharded() {
-		return nil
-	}
-	return []*relabel.Config{s.hash, s.keep}
-}
 
 // String is "shard 1 of 4" (shards counted from 0).
 func (s Shard) String() string { return fmt.Sprintf("shard %d of %d", s.index, s.Count()) }

@@ -13,7 +13,6 @@ import (
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/optiinfra/perfagent/internal/testutil"
 )
@@ -109,35 +108,6 @@ func TestOwnsAsPrometheusHashmod(t *testing.T) {
 				t.Errorf("%d shards: shard %d holds %d of %d instances", count, i, n, len(instances))
 			}
 		}
-	}
-}
-
-// TestRelabelConfigsLoadInPrometheus renders the rules as a scrape
-// configuration would hold them and loads them back.
-func TestRelabelConfigsLoadInPrometheus(t *testing.T) {
-	if rc := (Shard{}).RelabelConfigs(); rc != nil {
-		t.Errorf("the zero shard relabels: %v", rc)
-	}
-	s, err := New(1, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := yaml.Marshal(map[string]any{"scrape_configs": []any{map[string]any{"job_name": "x", "relabel_configs": s.RelabelConfigs()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := promconfig.Load(string(b), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("loading\n%s: %v", b, err)
-	}
-	for _, inst := range []string{"a:1", "b:2", "c:3", "d:4", "e:5"} {
-		keep := relabel.ProcessBuilder(labels.NewBuilder(labels.FromStrings(model.InstanceLabel, inst)), cfg.ScrapeConfigs[0].RelabelConfigs...)
-		if keep != s.Owns(inst) {
-			t.Errorf("%q: rendered rules keep %v, Owns %v", inst, keep, s.Owns(inst))
-		}
-	}
-	if !strings.Contains(string(b), "hashmod") {
-		t.Errorf("rendered rules:\n%s", b)
 	}
 }
 

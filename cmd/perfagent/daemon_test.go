@@ -201,9 +201,10 @@ func TestDaemonEmbeddedModeServesSignals(t *testing.T) {
 		`perfagent_build_info{`,
 		`perfagent_collection_duration_seconds_count`,
 		`perfagent_source_query_duration_seconds_bucket`,
+		`perfagent_scrape_targets 1`,
+		`perfagent_scrapes_total{outcome="success"}`,
 		// The upstream libraries' own metrics, as Prometheus exposes them.
 		`prometheus_tsdb_head_series `,
-		`prometheus_target_scrape_pool_targets{scrape_job="perfagent"}`,
 		`prometheus_rule_group_rules{`,
 		`prometheus_engine_queries `,
 	} {

@@ -23,7 +23,7 @@ var allowedImports = map[string][]string{
 	"alerting":             {"config"},
 	"dashboards":           {},
 	"mixin":                {},
-	"collector":            {"config", "shard", "signalstore", "signals", "internal/promapi"},
+	"collector":            {"config", "shard", "signalstore", "signals", "internal/promapi", "internal/scraper"},
 	"rules":                {"config", "signalstore", "signals"},
 	"recommender":          {"rules", "collector", "config", "signalstore", "signals"},
 	"workflow":             {"collector", "shard", "signals"},
@@ -34,6 +34,7 @@ var allowedImports = map[string][]string{
 	"internal/benchreport": {},
 	"internal/gziphttp":    {},
 	"internal/promapi":     {},
+	"internal/scraper":     {},
 	"internal/testutil":    {},
 }
 

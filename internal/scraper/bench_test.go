@@ -1,0 +1,63 @@
+package scraper
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// discard accepts and forgets every sample.
+type discard struct{}
+
+func (discard) AppenderV2(context.Context) storage.AppenderV2 { return discard{} }
+
+func (discard) Append(storage.SeriesRef, labels.Labels, int64, int64, float64, *histogram.Histogram, *histogram.FloatHistogram, storage.AOptions) (storage.SeriesRef, error) {
+	return 1, nil
+}
+func (discard) Commit() error   { return nil }
+func (discard) Rollback() error { return nil }
+
+// BenchmarkAppendPage reads a vLLM and a TGI fixture page as a scrape
+// does, from its bytes to its samples appended, keeping every family
+// (keep=all, the baseline) or every other one (keep=half), with classic
+// histograms converted to native ones.
+func BenchmarkAppendPage(b *testing.B) {
+	for _, fixture := range []string{"vllm/vllm-a_8000_t00.prom", "tgi/tgi-a_80_t00.prom"} {
+		page, err := os.ReadFile(filepath.Join("..", "..", "collector", "profiles", "testdata", fixture))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, keep := range []string{"all", "half"} {
+			cfg := Config{Interval: 15e9, Timeout: 10e9, NativeHistograms: true}
+			if keep == "half" {
+				cfg.Keep = everyOtherFamily(string(page))
+			}
+			s, err := New(discard{}, nil, nil, "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Apply(cfg, []Target{{URL: "http://127.0.0.1:1/metrics", Labels: labels.FromStrings("instance", "x", "job", "bench")}}); err != nil {
+				b.Fatal(err)
+			}
+			var l *loop
+			for _, l = range s.loops {
+			}
+			b.Run(filepath.Dir(fixture)+"/keep="+keep, func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(len(page)))
+				for b.Loop() {
+					l.iter++
+					if _, err := l.appendPage(discard{}, page, "text/plain; version=0.0.4", 1000); err != nil {
+						b.Fatal(err)
+					}
+					l.evict()
+				}
+			})
+		}
+	}
+}

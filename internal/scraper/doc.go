@@ -1,0 +1,14 @@
+// Package scraper reads model servers' metric pages into a TSDB appender
+// the way Prometheus's scrape loop does (target health, staleness markers,
+// the up series, classic histograms as native ones with custom buckets),
+// but keeps only the metric families it is told to, and drops the rest of
+// a page's lines before they are parsed.
+//
+// A model server's page has hundreds to thousands of lines and the
+// engine profiles read a few dozen of them. Prometheus's scrape manager
+// parses every line, and builds the labels of each when it converts
+// classic histograms, before its metric relabelling drops what is not
+// needed; it also keeps per target the metadata of every family and an
+// entry for every dropped series. Skipping the unneeded lines as bytes
+// avoids that work and that memory.
+package scraper

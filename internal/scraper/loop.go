@@ -1,0 +1,384 @@
+package scraper
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/model/textparse"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// maxPageBytes is the largest page read: a model server's is at most a
+// few hundred kilobytes, and a server that sends more is not trusted with
+// the agent's memory.
+const maxPageBytes = 64 << 20
+
+// acceptHeader asks for Prometheus's text format, which every engine
+// serves; the filter reads OpenMetrics too, should a server send it.
+const acceptHeader = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+
+// loop scrapes one target on its clock.
+type loop struct {
+	target  Target
+	cfg     Config
+	rules   *scrapeRules
+	scraper *Scraper
+	offset  time.Duration
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mtx    sync.Mutex
+	health Health
+
+	// What follows belongs to the running scrape: the loop's goroutine,
+	// or stop once that has ended.
+	//
+	// series caches, by its bytes as the page writes it, each series seen
+	// in the last two scrapes: its labels and reference, or that it is
+	// dropped.
+	series map[string]*cachedSeries
+	// iter counts the scrapes; live is the scrape whose series are
+	// current (they get staleness markers when they disappear), 0 when
+	// none are.
+	iter, live uint64
+	report     [len(reportNames)]cachedSeries
+	symbols    *labels.SymbolTable
+}
+
+type cachedSeries struct {
+	ref     storage.SeriesRef
+	lset    labels.Labels
+	dropped bool
+	// explicit is set for a sample with its own timestamp: as in
+	// Prometheus, such a series gets no staleness marker.
+	explicit bool
+	seen     uint64
+}
+
+// reportNames are the series every scrape writes about itself, as
+// Prometheus's do.
+var reportNames = [...]string{"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling", "scrape_series_added"}
+
+func (l *loop) start(ctx context.Context) {
+	if l.cancel != nil {
+		return
+	}
+	ctx, l.cancel = context.WithCancel(ctx)
+	l.done = make(chan struct{})
+	go l.run(ctx)
+}
+
+// stop ends the loop and, with stale, marks its series stale.
+func (l *loop) stop(stale bool) {
+	if l.cancel != nil {
+		l.cancel()
+		<-l.done
+	}
+	if !stale || l.iter == 0 {
+		return
+	}
+	app := l.scraper.app.AppenderV2(context.Background())
+	ts := timestampOf(time.Now())
+	l.iter++
+	l.markStale(app, ts, true)
+	for i := range l.report {
+		if l.report[i].ref != 0 {
+			l.appendStale(app, &l.report[i], ts)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		l.scraper.logger.Warn("Marking a removed target's series stale failed", "target", l.target.URL, "err", err)
+	}
+}
+
+func (l *loop) run(ctx context.Context) {
+	defer close(l.done)
+	interval := l.cfg.Interval
+	now := time.Now()
+	next := now.Truncate(interval).Add(l.offset)
+	if next.Before(now) {
+		next = next.Add(interval)
+	}
+	timer := time.NewTimer(time.Until(next))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		l.scrapeOnce(ctx, time.Now())
+		// A scrape that overran its slot skips the slots it missed.
+		for now := time.Now(); !next.After(now); {
+			next = next.Add(interval)
+		}
+		timer.Reset(time.Until(next))
+	}
+}
+
+// scrapeOnce scrapes the page at ts and appends what it keeps, with the
+// scrape's own series.
+func (l *loop) scrapeOnce(ctx context.Context, ts time.Time) {
+	l.iter++
+	m := l.scraper.metrics
+	buf := l.scraper.buffer()
+	defer l.scraper.buffers.Put(buf)
+
+	sctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	contentType, err := l.fetch(sctx, buf)
+	cancel()
+	if ctx.Err() != nil {
+		return // stopping: the scrape's outcome no longer matters
+	}
+	app := l.scraper.app.AppenderV2(ctx)
+	t := timestampOf(ts)
+	var counts appendCounts
+	if err == nil {
+		counts, err = l.appendPage(app, buf.Bytes(), contentType, t)
+		if err != nil {
+			if rerr := app.Rollback(); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			app = l.scraper.app.AppenderV2(ctx)
+		}
+	}
+	if err != nil {
+		l.markStale(app, t, true)
+		l.live = 0
+		counts = appendCounts{}
+	}
+	duration := time.Since(ts)
+	up := 1.0
+	if err != nil {
+		up = 0
+	}
+	for i, v := range [...]float64{up, duration.Seconds(), float64(counts.scraped), float64(counts.appended), float64(counts.added)} {
+		l.appendReport(app, &l.report[i], t, v)
+	}
+	if cerr := app.Commit(); cerr != nil && err == nil {
+		err = fmt.Errorf("writing the samples: %w", cerr)
+	}
+	l.evict()
+
+	outcome := "success"
+	if err != nil {
+		outcome = "error"
+	}
+	m.scrapes.WithLabelValues(outcome).Inc()
+	m.duration.Observe(duration.Seconds())
+	l.mtx.Lock()
+	l.health.LastScrape, l.health.LastScrapeDuration, l.health.LastError = ts, duration, err
+	l.health.Health = HealthGood
+	if err != nil {
+		l.health.Health = HealthBad
+	}
+	l.mtx.Unlock()
+}
+
+// fetch reads the page into buf and returns its content type.
+func (l *loop) fetch(ctx context.Context, buf *bytes.Buffer) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.target.URL, nil)
+	if err != nil {
+		return "", fmt.Errorf("building the request: %w", err)
+	}
+	req.Header.Set("Accept", acceptHeader)
+	req.Header.Set("User-Agent", l.scraper.userAgent)
+	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(l.cfg.Timeout.Seconds(), 'f', -1, 64))
+	resp, err := l.scraper.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		_ = resp.Body.Close()
+	}()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("server returned HTTP status %s", resp.Status)
+	}
+	n, err := buf.ReadFrom(io.LimitReader(resp.Body, maxPageBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("reading the page: %w", err)
+	}
+	if n > maxPageBytes {
+		return "", fmt.Errorf("the page is larger than %d bytes", maxPageBytes)
+	}
+	return resp.Header.Get("Content-Type"), nil
+}
+
+type appendCounts struct{ scraped, appended, added int }
+
+// appendPage appends the kept samples of page, then staleness markers for
+// the series of the previous scrape that it lacks.
+func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType string, t int64) (appendCounts, error) {
+	var counts appendCounts
+	filter := l.rules.filter
+	if mediaType, _, _ := mime.ParseMediaType(contentType); mediaType == "application/vnd.google.protobuf" {
+		filter = nil // not text: the parser reads it whole
+	} else {
+		kept := l.scraper.buffer()
+		defer l.scraper.buffers.Put(kept)
+		var b []byte
+		b, counts.scraped = filter.appendKept(kept.AvailableBuffer(), page)
+		kept.Write(b)
+		page = kept.Bytes()
+	}
+	p, err := textparse.New(page, contentType, l.symbols, textparse.ParserOptions{
+		ConvertClassicHistogramsToNHCB: l.cfg.NativeHistograms,
+		FallbackContentType:            "text/plain",
+	})
+	if p == nil {
+		return counts, fmt.Errorf("reading the page: %w", err)
+	}
+	for {
+		entry, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return counts, fmt.Errorf("parsing the page: %w", err)
+		}
+		var (
+			met []byte
+			tp  *int64
+			v   float64
+			h   *histogram.Histogram
+			fh  *histogram.FloatHistogram
+		)
+		switch entry {
+		case textparse.EntrySeries:
+			met, tp, v = p.Series()
+		case textparse.EntryHistogram:
+			met, tp, h, fh = p.Histogram()
+		default:
+			continue
+		}
+		if filter == nil {
+			counts.scraped++
+		}
+		cs, ok := l.series[string(met)]
+		if !ok {
+			cs = l.newSeries(p)
+			l.series[string(met)] = cs
+		}
+		if cs.seen == l.iter {
+			continue // a duplicate line: the first one counts
+		}
+		cs.seen = l.iter
+		if cs.dropped {
+			continue
+		}
+		st := t
+		cs.explicit = tp != nil
+		if tp != nil {
+			st = *tp
+		}
+		added := cs.ref == 0
+		ref, err := app.Append(cs.ref, cs.lset, 0, st, v, h, fh, storage.AOptions{})
+		if err != nil {
+			if rejected(err) {
+				l.scraper.metrics.rejected.Inc()
+				continue
+			}
+			return counts, fmt.Errorf("appending %s: %w", cs.lset, err)
+		}
+		cs.ref = ref
+		counts.appended++
+		if added {
+			counts.added++
+		}
+	}
+	l.markStale(app, t, false)
+	l.live = l.iter
+	return counts, nil
+}
+
+// newSeries builds the labels of the series p is at: the page's, the
+// target's, then the metric relabelling rules.
+func (l *loop) newSeries(p textparse.Parser) *cachedSeries {
+	var exposed labels.Labels
+	p.Labels(&exposed)
+	b := labels.NewBuilder(exposed)
+	l.target.Labels.Range(func(tl labels.Label) {
+		if v := exposed.Get(tl.Name); v != "" {
+			b.Set(model.ExportedLabelPrefix+tl.Name, v)
+		}
+		b.Set(tl.Name, tl.Value)
+	})
+	if l.rules.keep != nil && !l.rules.keep.MatchString(b.Get(model.MetricNameLabel)) {
+		return &cachedSeries{dropped: true}
+	}
+	if !relabel.ProcessBuilder(b, l.cfg.MetricRelabel...) {
+		return &cachedSeries{dropped: true}
+	}
+	return &cachedSeries{lset: b.Labels()}
+}
+
+// markStale appends a staleness marker for every series of the live
+// scrape that the current one did not have or, when the current one
+// failed (failed), for every series of either.
+func (l *loop) markStale(app storage.AppenderV2, t int64, failed bool) {
+	for _, cs := range l.series {
+		// A series the current scrape had was seen by it; one of the live
+		// scrape's that it lacks was not.
+		stale := l.live != 0 && cs.seen == l.live || failed && cs.seen == l.iter
+		if stale && !cs.dropped && !cs.explicit && cs.ref != 0 {
+			l.appendStale(app, cs, t)
+		}
+	}
+}
+
+func (l *loop) appendStale(app storage.AppenderV2, cs *cachedSeries, t int64) {
+	// Rejections are expected here: a series the page wrote with a newer
+	// timestamp than the marker's.
+	if _, err := app.Append(cs.ref, cs.lset, 0, t, math.Float64frombits(value.StaleNaN), nil, nil, storage.AOptions{}); err != nil && !rejected(err) {
+		l.scraper.logger.Debug("Marking a series stale failed", "series", cs.lset, "err", err)
+	}
+}
+
+func (l *loop) appendReport(app storage.AppenderV2, cs *cachedSeries, t int64, v float64) {
+	ref, err := app.Append(cs.ref, cs.lset, 0, t, v, nil, nil, storage.AOptions{})
+	if err != nil {
+		l.scraper.logger.Debug("Appending a scrape's own series failed", "series", cs.lset, "err", err)
+		return
+	}
+	cs.ref = ref
+}
+
+// evict forgets the series neither of the last two scrapes had.
+func (l *loop) evict() {
+	for k, cs := range l.series {
+		if cs.seen+1 < l.iter {
+			delete(l.series, k)
+		}
+	}
+}
+
+func (l *loop) currentHealth() Health {
+	l.mtx.Lock()
+	defer l.mtx.Unlock()
+	return l.health
+}
+
+// rejected reports whether err refuses one sample, as a scrape expects
+// some to be (out of order, duplicate, too old), rather than the write.
+func rejected(err error) bool {
+	return errors.Is(err, storage.ErrOutOfOrderSample) || errors.Is(err, storage.ErrDuplicateSampleForTimestamp) ||
+		errors.Is(err, storage.ErrOutOfBounds) || errors.Is(err, storage.ErrTooOldSample)
+}
+
+func timestampOf(t time.Time) int64 { return t.UnixMilli() }
