@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
-	"slices"
 	"sync"
 	"time"
 
@@ -136,8 +135,13 @@ func (s *Scraper) Apply(cfg Config, targets []Target) error {
 		s.cfg, s.compiled = cfg, rules
 	}
 	next := make(map[string]*loop, len(targets))
+	listed := make([]Target, 0, len(targets))
 	for _, t := range targets {
 		key := targetKey(t)
+		if _, dup := next[key]; dup {
+			continue // listed twice: scraped once
+		}
+		listed = append(listed, t)
 		if l, ok := s.loops[key]; ok && same {
 			next[key] = l
 			delete(s.loops, key)
@@ -148,7 +152,7 @@ func (s *Scraper) Apply(cfg Config, targets []Target) error {
 	for _, l := range s.loops {
 		l.stop(true)
 	}
-	s.loops, s.targets = next, slices.Clone(targets)
+	s.loops, s.targets = next, listed
 	if s.ctx != nil {
 		for _, l := range s.loops {
 			l.start(s.ctx)

@@ -308,11 +308,11 @@ func TestApplyKeepsUnchangedLoops(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := s.loops[targetKey(a)]
-	if err := s.Apply(cfg, []Target{a}); err != nil {
+	if err := s.Apply(cfg, []Target{a, a}); err != nil {
 		t.Fatal(err)
 	}
-	if s.loops[targetKey(a)] != first || len(s.loops) != 1 {
-		t.Error("an unchanged target's loop was replaced, or a removed one kept")
+	if s.loops[targetKey(a)] != first || len(s.loops) != 1 || len(s.Health()) != 1 {
+		t.Error("an unchanged target's loop was replaced, a removed one kept, or a target listed twice scraped twice")
 	}
 	cfg.Keep = "y"
 	if err := s.Apply(cfg, []Target{a}); err != nil {
