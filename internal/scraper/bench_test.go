@@ -44,9 +44,7 @@ func BenchmarkAppendPage(b *testing.B) {
 			if err := s.Apply(cfg, []Target{{URL: "http://127.0.0.1:1/metrics", Labels: labels.FromStrings("instance", "x", "job", "bench")}}); err != nil {
 				b.Fatal(err)
 			}
-			var l *loop
-			for _, l = range s.loops {
-			}
+			l := onlyLoop(b, s)
 			b.Run(filepath.Dir(fixture)+"/keep="+keep, func(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(len(page)))

@@ -3,6 +3,7 @@ package scraper
 import (
 	"bytes"
 	"regexp"
+	"strings"
 	"sync"
 )
 
@@ -13,7 +14,7 @@ const maxCachedNames = 10000
 
 // histogramSuffixes are the suffixes of a classic histogram's or a
 // summary's sample lines; their TYPE line names the family without them.
-var histogramSuffixes = [][]byte{[]byte("_bucket"), []byte("_sum"), []byte("_count")}
+var histogramSuffixes = []string{"_bucket", "_sum", "_count"}
 
 // familyFilter keeps the lines of a text exposition (Prometheus's text
 // format or OpenMetrics) that belong to the metric families a keep
@@ -143,10 +144,10 @@ func (f *familyFilter) decide(name string, isType bool) bool {
 	}
 	for _, s := range histogramSuffixes {
 		if isType {
-			if f.keep.MatchString(name + string(s)) {
+			if f.keep.MatchString(name + s) {
 				return true
 			}
-		} else if base, ok := bytes.CutSuffix([]byte(name), s); ok && f.keep.Match(base) {
+		} else if base, ok := strings.CutSuffix(name, s); ok && f.keep.MatchString(base) {
 			return true
 		}
 	}

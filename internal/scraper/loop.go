@@ -93,9 +93,8 @@ func (l *loop) stop(stale bool) {
 		return
 	}
 	app := l.scraper.app.AppenderV2(context.Background())
-	ts := timestampOf(time.Now())
-	l.iter++
-	l.markStale(app, ts, true)
+	ts := time.Now().UnixMilli()
+	l.markStale(app, ts, false)
 	for i := range l.report {
 		if l.report[i].ref != 0 {
 			l.appendStale(app, &l.report[i], ts)
@@ -146,7 +145,7 @@ func (l *loop) scrapeOnce(ctx context.Context, ts time.Time) {
 		return // stopping: the scrape's outcome no longer matters
 	}
 	app := l.scraper.app.AppenderV2(ctx)
-	t := timestampOf(ts)
+	t := ts.UnixMilli()
 	var counts appendCounts
 	if err == nil {
 		counts, err = l.appendPage(app, buf.Bytes(), contentType, t)
@@ -380,5 +379,3 @@ func rejected(err error) bool {
 	return errors.Is(err, storage.ErrOutOfOrderSample) || errors.Is(err, storage.ErrDuplicateSampleForTimestamp) ||
 		errors.Is(err, storage.ErrOutOfBounds) || errors.Is(err, storage.ErrTooOldSample)
 }
-
-func timestampOf(t time.Time) int64 { return t.UnixMilli() }

@@ -199,7 +199,7 @@ func newTarget(t *testing.T, h http.Handler) Target {
 }
 
 // onlyLoop is the scraper's loop of its one target.
-func onlyLoop(t *testing.T, s *Scraper) *loop {
+func onlyLoop(t testing.TB, s *Scraper) *loop {
 	t.Helper()
 	if len(s.loops) != 1 {
 		t.Fatalf("%d loops, want 1", len(s.loops))
