@@ -58,6 +58,10 @@ type loop struct {
 	iter, live uint64
 	report     [len(reportNames)]cachedSeries
 	symbols    *labels.SymbolTable
+	// histograms are the series of the native histograms converted from
+	// classic ones, by the bytes of their lines without le (native.go).
+	histograms map[string]*cachedSeries
+	conv       converter
 }
 
 type cachedSeries struct {
@@ -68,6 +72,10 @@ type cachedSeries struct {
 	// Prometheus, such a series gets no staleness marker.
 	explicit bool
 	seen     uint64
+	// used, for a native histogram converted from a classic one, is the
+	// last scrape that read one of its lines: the series is kept while
+	// they are (evict).
+	used uint64
 }
 
 // reportNames are the series every scrape writes about itself, as
@@ -224,24 +232,48 @@ type appendCounts struct{ scraped, appended, added int }
 // appendPage appends the kept samples of page, then staleness markers for
 // the series of the previous scrape that it lacks.
 func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType string, t int64) (appendCounts, error) {
-	var counts appendCounts
-	filter := l.rules.filter
-	if mediaType, _, _ := mime.ParseMediaType(contentType); mediaType == "application/vnd.google.protobuf" {
-		filter = nil // not text: the parser reads it whole
-	} else {
+	var (
+		counts appendCounts
+		// text pages are filtered, and their samples counted, before
+		// they are parsed; the parser reads any other whole.
+		text bool
+		// conv turns a text page's classic histograms into native ones
+		// (native.go); nil when they are kept or the page is not text.
+		conv *converter
+	)
+	if mediaType, _, _ := mime.ParseMediaType(contentType); mediaType != "application/vnd.google.protobuf" {
+		text = true
 		kept := l.scraper.buffer()
 		defer l.scraper.buffers.Put(kept)
 		var b []byte
-		b, counts.scraped = filter.appendKept(kept.AvailableBuffer(), page)
+		b, counts.scraped = l.rules.filter.appendKept(kept.AvailableBuffer(), page)
 		kept.Write(b)
 		page = kept.Bytes()
+		if l.cfg.NativeHistograms {
+			conv = &l.conv
+		}
 	}
 	p, err := textparse.New(page, contentType, l.symbols, textparse.ParserOptions{
-		ConvertClassicHistogramsToNHCB: l.cfg.NativeHistograms,
+		ConvertClassicHistogramsToNHCB: l.cfg.NativeHistograms && conv == nil,
 		FallbackContentType:            "text/plain",
 	})
 	if p == nil {
 		return counts, fmt.Errorf("reading the page: %w", err)
+	}
+	if conv != nil {
+		// What a failed page left is dropped, and nothing is kept of the
+		// page's bytes.
+		defer func() {
+			conv.take()
+			conv.family = nil
+		}()
+	}
+	// takeNative appends the native histogram collected, if any.
+	takeNative := func() error {
+		if native, explicit, h, fh, ok := conv.take(); ok {
+			return l.appendSample(app, native, explicit, t, 0, h, fh, &counts)
+		}
+		return nil
 	}
 	for {
 		entry, err := p.Next()
@@ -264,41 +296,55 @@ func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType strin
 		case textparse.EntryHistogram:
 			met, tp, h, fh = p.Histogram()
 		default:
+			if conv == nil {
+				continue
+			}
+			// Any other line ends a histogram, as in upstream's parser.
+			if err := takeNative(); err != nil {
+				return counts, err
+			}
+			if entry == textparse.EntryType {
+				conv.family = nil
+				if name, typ := p.Type(); typ == model.MetricTypeHistogram {
+					conv.family = name
+				}
+			}
 			continue
 		}
-		if filter == nil {
+		if !text {
 			counts.scraped++
+		}
+		if conv != nil {
+			var cp classicPart
+			if conv.family != nil {
+				cp = l.classicPart(p, met, conv.family)
+			}
+			if conv.ends(cp) {
+				if err := takeNative(); err != nil {
+					return counts, err
+				}
+			}
+			if cp.native != nil {
+				cp.native.used = l.iter
+			}
+			if conv.add(cp, v, tp) {
+				continue
+			}
 		}
 		cs, ok := l.series[string(met)]
 		if !ok {
-			cs = l.newSeries(p)
+			var exposed labels.Labels
+			p.Labels(&exposed)
+			cs = l.newSeries(exposed)
 			l.series[string(met)] = cs
 		}
-		if cs.seen == l.iter {
-			continue // a duplicate line: the first one counts
+		if err := l.appendSample(app, cs, tp, t, v, h, fh, &counts); err != nil {
+			return counts, err
 		}
-		cs.seen = l.iter
-		if cs.dropped {
-			continue
-		}
-		st := t
-		cs.explicit = tp != nil
-		if tp != nil {
-			st = *tp
-		}
-		added := cs.ref == 0
-		ref, err := app.Append(cs.ref, cs.lset, 0, st, v, h, fh, storage.AOptions{})
-		if err != nil {
-			if rejected(err) {
-				l.scraper.metrics.rejected.Inc()
-				continue
-			}
-			return counts, fmt.Errorf("appending %s: %w", cs.lset, err)
-		}
-		cs.ref = ref
-		counts.appended++
-		if added {
-			counts.added++
+	}
+	if conv != nil {
+		if err := takeNative(); err != nil {
+			return counts, err
 		}
 	}
 	l.markStale(app, t, false)
@@ -306,11 +352,40 @@ func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType strin
 	return counts, nil
 }
 
-// newSeries builds the labels of the series p is at: the page's, the
-// target's, then the metric relabelling rules.
-func (l *loop) newSeries(p textparse.Parser) *cachedSeries {
-	var exposed labels.Labels
-	p.Labels(&exposed)
+// appendSample appends a sample of cs at its own time, explicit, or at
+// t, unless the page had cs already.
+func (l *loop) appendSample(app storage.AppenderV2, cs *cachedSeries, explicit *int64, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, counts *appendCounts) error {
+	if cs.seen == l.iter {
+		return nil // a duplicate line: the first one counts
+	}
+	cs.seen = l.iter
+	if cs.dropped {
+		return nil
+	}
+	cs.explicit = explicit != nil
+	if explicit != nil {
+		t = *explicit
+	}
+	added := cs.ref == 0
+	ref, err := app.Append(cs.ref, cs.lset, 0, t, v, h, fh, storage.AOptions{})
+	if err != nil {
+		if rejected(err) {
+			l.scraper.metrics.rejected.Inc()
+			return nil
+		}
+		return fmt.Errorf("appending %s: %w", cs.lset, err)
+	}
+	cs.ref = ref
+	counts.appended++
+	if added {
+		counts.added++
+	}
+	return nil
+}
+
+// newSeries is the series of a page's labels exposed, with the target's
+// labels, after the metric relabelling rules.
+func (l *loop) newSeries(exposed labels.Labels) *cachedSeries {
 	b := labels.NewBuilder(exposed)
 	l.target.Labels.Range(func(tl labels.Label) {
 		if v := exposed.Get(tl.Name); v != "" {
@@ -361,8 +436,13 @@ func (l *loop) appendReport(app storage.AppenderV2, cs *cachedSeries, t int64, v
 // evict forgets the series neither of the last two scrapes had.
 func (l *loop) evict() {
 	for k, cs := range l.series {
-		if cs.seen+1 < l.iter {
+		if max(cs.seen, cs.used)+1 < l.iter {
 			delete(l.series, k)
+		}
+	}
+	for k, cs := range l.histograms {
+		if max(cs.seen, cs.used)+1 < l.iter {
+			delete(l.histograms, k)
 		}
 	}
 }

@@ -195,14 +195,15 @@ func (s *Scraper) Health() []Health {
 
 func (s *Scraper) newLoop(t Target) *loop {
 	l := &loop{
-		health:  Health{Target: t, Health: HealthUnknown},
-		target:  t,
-		cfg:     s.cfg,
-		rules:   s.compiled,
-		scraper: s,
-		offset:  offset(t, s.cfg.Interval),
-		series:  map[string]*cachedSeries{},
-		symbols: labels.NewSymbolTable(),
+		health:     Health{Target: t, Health: HealthUnknown},
+		target:     t,
+		cfg:        s.cfg,
+		rules:      s.compiled,
+		scraper:    s,
+		offset:     offset(t, s.cfg.Interval),
+		series:     map[string]*cachedSeries{},
+		histograms: map[string]*cachedSeries{},
+		symbols:    labels.NewSymbolTable(),
 	}
 	for i, name := range reportNames {
 		b := labels.NewBuilder(t.Labels)
