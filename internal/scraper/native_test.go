@@ -117,8 +117,12 @@ func TestConvertsAsUpstream(t *testing.T) {
 				}
 				l.iter++
 				a := app.AppenderV2(t.Context())
-				if _, err := l.appendPage(a, []byte(page), "text/plain; version=0.0.4", 1000); err != nil {
+				counts, err := l.appendPage(a, []byte(page), "text/plain; version=0.0.4", 1000)
+				if err != nil {
 					t.Fatalf("scrape %d: %v", i+1, err)
+				}
+				if lines := sampleLines(page); counts.scraped != lines {
+					t.Errorf("scrape %d: %d samples scraped, want the page's %d", i+1, counts.scraped, lines)
 				}
 				if err := a.Commit(); err != nil {
 					t.Fatal(err)
@@ -137,6 +141,18 @@ func TestConvertsAsUpstream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sampleLines counts the lines of page that are neither empty nor
+// comments.
+func sampleLines(page string) int {
+	n := 0
+	for line := range strings.Lines(page) {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			n++
+		}
+	}
+	return n
 }
 
 // upstreamConverts is what upstream's parser reads from page when it
