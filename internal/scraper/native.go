@@ -25,8 +25,8 @@ import (
 // histogram ends. Here a line's bytes say it: its name without the
 // suffix, and its labels but le, name its histogram, whose series is
 // looked up by those bytes (loop.histograms); the labels are built only
-// for bytes not seen in the last two scrapes. A protocol-buffer page is converted by upstream's
-// parser (appendPage).
+// for bytes not seen in the last two scrapes. A protocol-buffer page is
+// converted by upstream's parser (appendPage).
 
 // converter collects the lines of the histogram a page is at.
 type converter struct {
@@ -129,7 +129,9 @@ func (l *loop) nativeSeries(exposed labels.Labels, base string) *cachedSeries {
 }
 
 // histogramSuffix splits a classic histogram's suffix off name, as
-// convertnhcb.GetHistogramMetricBaseName does.
+// convertnhcb.GetHistogramMetricBaseName does with a string: converting
+// every line's name to one would allocate (531 allocations a vLLM page
+// instead of 93 in BenchmarkAppendPage).
 func histogramSuffix(name []byte) (convertnhcb.SuffixType, []byte) {
 	for _, s := range [...]struct {
 		suffix string
