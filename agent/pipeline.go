@@ -383,6 +383,8 @@ type Rule struct {
 	// For is how long the condition must hold before the rule fires;
 	// before that its bottlenecks are pending.
 	For time.Duration
+	// Interval is how often the rule's group is evaluated.
+	Interval time.Duration
 }
 
 // Rules lists the loaded alerting rules, in file and group order.
@@ -391,7 +393,7 @@ func (p *Pipeline) Rules() []Rule {
 	for _, g := range p.rules.RuleGroups() {
 		for _, ar := range g.AlertingRules() {
 			_, lset := p.rules.Rule(ar)
-			out = append(out, Rule{Name: ar.Name(), Bottleneck: lset.Get(rules.LabelBottleneck), Forecast: lset.Get(rules.LabelForecast), For: ar.HoldDuration()})
+			out = append(out, Rule{Name: ar.Name(), Bottleneck: lset.Get(rules.LabelBottleneck), Forecast: lset.Get(rules.LabelForecast), For: ar.HoldDuration(), Interval: g.Interval()})
 		}
 	}
 	return out

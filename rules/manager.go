@@ -97,6 +97,17 @@ type Manager struct {
 	published   []*promrules.Group
 	pubStatic   ruleStatics
 	bottlenecks []Bottleneck
+	// evaluations are the groups' last evaluations. Upstream records
+	// them in its own evaluation loop, which the manager does not run.
+	evaluations map[*promrules.Group]GroupEvaluation
+}
+
+// GroupEvaluation is a rule group's last evaluation.
+type GroupEvaluation struct {
+	// At is the evaluation time.
+	At time.Time
+	// Took is how long it took.
+	Took time.Duration
 }
 
 // NewManager returns a Manager without rules; call Update to load them.
@@ -133,6 +144,8 @@ func NewManager(o ManagerOptions) *Manager {
 		restoring:  map[*promrules.Group]int{},
 		firing:     map[string]bool{},
 		lastRun:    map[*promrules.Group]time.Time{},
+
+		evaluations: map[*promrules.Group]GroupEvaluation{},
 	}
 	if o.ExternalURL != nil {
 		m.extURL = o.ExternalURL.String()
@@ -264,6 +277,13 @@ func (m *Manager) install(loader *Loader, loaded []*RuleFile, interval time.Dura
 	m.snapMtx.Lock()
 	m.published = slices.Clone(next)
 	m.pubStatic = static
+	evaluations := map[*promrules.Group]GroupEvaluation{}
+	for _, g := range next {
+		if e, ok := m.evaluations[g]; ok {
+			evaluations[g] = e
+		}
+	}
+	m.evaluations = evaluations
 	m.snapMtx.Unlock()
 	m.logger.Info("Bottleneck rules loaded", "files", files, "groups", len(next), "alerts", len(m.selectors))
 }
@@ -301,10 +321,12 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 			continue
 		}
 		m.lastRun[g] = ts
+		groupStart := time.Now()
 		g.Eval(ctx, ts)
 		if ctx.Err() != nil {
 			return
 		}
+		m.recordEvaluation(g, GroupEvaluation{At: ts, Took: time.Since(groupStart)})
 		for _, r := range g.Rules() {
 			if r.LastError() != nil {
 				m.metrics.EvaluationFailures.Inc()
@@ -343,6 +365,34 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 	m.snapMtx.Lock()
 	m.bottlenecks = bs
 	m.snapMtx.Unlock()
+}
+
+// recordEvaluation keeps e as g's last evaluation and sets upstream's
+// group metrics as its own evaluation loop would.
+func (m *Manager) recordEvaluation(g *promrules.Group, e GroupEvaluation) {
+	key := promrules.GroupKey(g.File(), g.Name())
+	var rulesTook time.Duration
+	for _, r := range g.Rules() {
+		rulesTook += r.GetEvaluationDuration()
+	}
+	gm := m.promOpts.Metrics
+	gm.IterationDuration.Observe(e.Took.Seconds())
+	gm.IterationsScheduled.WithLabelValues(key).Inc()
+	gm.GroupLastEvalTime.WithLabelValues(key).Set(float64(e.At.UnixNano()) / 1e9)
+	gm.GroupLastDuration.WithLabelValues(key).Set(e.Took.Seconds())
+	gm.GroupLastRuleDurationSum.WithLabelValues(key).Set(rulesTook.Seconds())
+	m.snapMtx.Lock()
+	m.evaluations[g] = e
+	m.snapMtx.Unlock()
+}
+
+// GroupEvaluation returns the last evaluation of g, a group of
+// RuleGroups, and false when it has not been evaluated.
+func (m *Manager) GroupEvaluation(g *promrules.Group) (GroupEvaluation, bool) {
+	m.snapMtx.RLock()
+	defer m.snapMtx.RUnlock()
+	e, ok := m.evaluations[g]
+	return e, ok
 }
 
 // collect turns the active alerts of groups into bottlenecks, sorted by

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/notifier"
+	promrules "github.com/prometheus/prometheus/rules"
 
 	"github.com/optiinfra/perfagent/config"
 	"github.com/optiinfra/perfagent/signalstore"
@@ -397,14 +398,21 @@ func TestManagerEvidence(t *testing.T) {
 }
 
 // TestManagerGroupInterval checks that a group with a longer interval than
-// the evaluation interval skips evaluations.
+// the evaluation interval skips evaluations, and that each group's last
+// evaluation is kept and exported as upstream's group metrics.
 func TestManagerGroupInterval(t *testing.T) {
 	ctx := context.Background()
 	store := openStore(t, t.TempDir())
-	m := NewManager(onStore(store, ManagerOptions{EvaluationInterval: time.Minute}))
+	reg := prometheus.NewRegistry()
+	m := NewManager(onStore(store, ManagerOptions{EvaluationInterval: time.Minute, Registerer: reg}))
 	content := strings.Replace(strings.Replace(customRules, "DESCRIPTION", "d", 1), "  - name: custom\n", "  - name: custom\n    interval: 3m\n", 1)
-	if err := m.Update([]string{tempRuleFile(t, content)}); err != nil {
+	if err := m.Update([]string{tempRuleFile(t, content), BuiltinPrefix + "forecasts.yml"}); err != nil {
 		t.Fatal(err)
+	}
+	for _, g := range m.RuleGroups() {
+		if _, ok := m.GroupEvaluation(g); ok {
+			t.Errorf("group %s has an evaluation before the first Eval", g.Name())
+		}
 	}
 	for i := range 5 {
 		ts := t0.Add(time.Duration(i) * time.Minute)
@@ -414,6 +422,20 @@ func TestManagerGroupInterval(t *testing.T) {
 	// Evaluated at minutes 0 and 3 only: the value is minute 3's.
 	if bs := m.Bottlenecks(); len(bs) != 1 || bs[0].Value != 14 {
 		t.Fatalf("bottlenecks: %+v", bs)
+	}
+	last := map[string]time.Duration{"custom": 3 * time.Minute, "perfagent-forecasts": 4 * time.Minute}
+	for _, g := range m.RuleGroups() {
+		e, ok := m.GroupEvaluation(g)
+		if want := t0.Add(last[g.Name()]); !ok || !e.At.Equal(want) || e.Took <= 0 {
+			t.Errorf("group %s: last evaluation %+v (%v), want at %s and a duration", g.Name(), e, ok, want)
+		}
+		key := promrules.GroupKey(g.File(), g.Name())
+		if got := metricValue(t, reg, "prometheus_rule_group_last_evaluation_timestamp_seconds", "rule_group", key); got != float64(e.At.Unix()) {
+			t.Errorf("group %s: last evaluation timestamp metric %v, want %d", g.Name(), got, e.At.Unix())
+		}
+		if got := metricValue(t, reg, "prometheus_rule_group_last_duration_seconds", "rule_group", key); got != e.Took.Seconds() {
+			t.Errorf("group %s: last duration metric %v, want %v", g.Name(), got, e.Took.Seconds())
+		}
 	}
 }
 
@@ -486,10 +508,13 @@ func TestPrepareTakesEffectOnlyOnCommit(t *testing.T) {
 	if err := m.Update(BuiltinFiles()); err != nil {
 		t.Fatal(err)
 	}
+	// The interval is that of a group without one of its own.
 	alerts := func() (names map[string]bool, interval time.Duration) {
 		names = map[string]bool{}
 		for _, g := range m.RuleGroups() {
-			interval = g.Interval()
+			if g.Name() == "perfagent-memory" {
+				interval = g.Interval()
+			}
 			for _, r := range g.AlertingRules() {
 				names[r.Name()] = true
 			}
@@ -519,4 +544,28 @@ func TestPrepareTakesEffectOnlyOnCommit(t *testing.T) {
 func onStore(store *signalstore.Store, o ManagerOptions) ManagerOptions {
 	o.Queryable, o.Appendable, o.QueryFunc = store.DB(), store.DB(), store.QueryFunc()
 	return o
+}
+
+// metricValue returns the value of the gauge or counter name whose label
+// labelName is value in reg.
+func metricValue(t *testing.T, reg prometheus.Gatherer, name, labelName, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, lp := range mt.GetLabel() {
+				if lp.GetName() == labelName && lp.GetValue() == value {
+					return mt.GetGauge().GetValue() + mt.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{%s=%q}", name, labelName, value)
+	return 0
 }

@@ -21,7 +21,7 @@ const (
 	minPrecision = 0.99
 	minRecall    = 0.99
 	// maxLate is how many detections may come later than the rule's
-	// `for` plus two intervals, in the library and in the ramps replayed
+	// `for` plus two of its group's intervals, in the library and in the ramps replayed
 	// at other seeds: none, as last measured (29 of 29 and 12 of 12).
 	maxLate = 0
 )

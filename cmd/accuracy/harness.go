@@ -62,8 +62,9 @@ type TruthResult struct {
 	Detected bool   `json:"detected"`
 	// TimeToDetect is from the interval's start to the first firing.
 	TimeToDetect time.Duration `json:"time_to_detect"`
-	// Deadline is the detecting rule's `for` plus two intervals; OnTime
-	// tells whether the first firing came within it.
+	// Deadline is the detecting rule's `for` plus two of its group's
+	// evaluation intervals; OnTime tells whether the first firing came
+	// within it.
 	Deadline time.Duration `json:"deadline"`
 	OnTime   bool          `json:"on_time"`
 }
@@ -220,15 +221,17 @@ func (r *replay) step(ctx context.Context, off time.Duration) error {
 	return nil
 }
 
-// holdDurations gives, per bottleneck id, the longest `for` of the rules
-// that detect it (forecasts do not detect).
-func (r *replay) holdDurations() map[string]time.Duration {
+// deadlines gives, per bottleneck id, the latest a detection is on time:
+// the longest `for` of the rules that detect it (forecasts do not
+// detect) plus two evaluations of the rule's group, one to see the
+// condition begin and one to see the `for` end.
+func (r *replay) deadlines() map[string]time.Duration {
 	out := map[string]time.Duration{}
 	for _, rl := range r.pipe.Rules() {
 		if rl.Forecast != "" {
 			continue
 		}
-		out[rl.Bottleneck] = max(out[rl.Bottleneck], rl.For)
+		out[rl.Bottleneck] = max(out[rl.Bottleneck], rl.For+2*max(rl.Interval, r.o.Interval))
 	}
 	return out
 }
@@ -265,7 +268,7 @@ func (r *replay) score() *ScenarioResult {
 	for listen, s := range r.servers {
 		instanceOf[s.Name()] = listen
 	}
-	holds := r.holdDurations()
+	deadlines := r.deadlines()
 	for _, tr := range r.sc.Fleet.Truth {
 		if tr.FromEvent != "" {
 			at, ok := r.observed(tr.Server, tr.FromEvent)
@@ -275,7 +278,7 @@ func (r *replay) score() *ScenarioResult {
 			}
 			tr.From = simulator.Duration(at)
 		}
-		res.Truths = append(res.Truths, TruthResult{Truth: tr, Instance: instanceOf[tr.Server], Deadline: holds[tr.Bottleneck] + 2*r.o.Interval})
+		res.Truths = append(res.Truths, TruthResult{Truth: tr, Instance: instanceOf[tr.Server], Deadline: deadlines[tr.Bottleneck]})
 	}
 	for _, d := range sortedDetections(r.firing) {
 		for _, ep := range episodes(d, r.firing[d], r.o.Interval) {

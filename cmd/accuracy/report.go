@@ -92,7 +92,7 @@ func summarize(results []*ScenarioResult) Summary {
 
 // writeDetectionTimes prints the time to detect of each bottleneck.
 func writeDetectionTimes(w io.Writer, times map[string]DetectionTimes) {
-	fmt.Fprintf(w, "\n== time to detect (deadline: the rule's for plus two intervals)\n")
+	fmt.Fprintf(w, "\n== time to detect (deadline: the rule's for plus two of its group's intervals)\n")
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BOTTLENECK\tDETECTED\tON TIME\tMEDIAN\tWORST")
 	for _, b := range slices.Sorted(maps.Keys(times)) {

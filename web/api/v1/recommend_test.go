@@ -180,7 +180,7 @@ func TestRuleAndRecommendationReads(t *testing.T) {
 	}{
 		{"GET", "/api/v1/bottlenecks", "", []string{`"rule":"BusyServer"`, `"active_at":`, `"evidence":`}},
 		{"GET", "/api/v1/bottlenecks?state=pending&instance=a:1", "", []string{`"rule":"LongQueue"`}},
-		{"GET", "/api/v1/rules", "", []string{`"name":"BusyServer"`, `"health":`, `"evaluation_time_seconds":`}},
+		{"GET", "/api/v1/rules", "", []string{`"name":"BusyServer"`, `"health":`, `"evaluation_time_seconds":`, `}],"last_evaluation":"2026-11-01T12:00:00Z"`}},
 		{"POST", "/api/v1/analysis/detect-bottlenecks", `{"instances":["a:1"],"rules":["BusyServer"]}`, []string{`"rule":"BusyServer"`, `"time":`}},
 		{"GET", "/api/v1/recommendations", "", []string{`"id":"scale_out"`, `"skipped":`, `"cost":{"currency":"USD","per_hour":{"current":12,`}},
 		// b:1 has two GPUs configured at 4 an hour each.

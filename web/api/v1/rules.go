@@ -18,6 +18,9 @@ import (
 type Rules interface {
 	Bottlenecks() []rules.Bottleneck
 	RuleGroups() []*promrules.Group
+	// GroupEvaluation returns the last evaluation of a group of
+	// RuleGroups, and false when it has not been evaluated yet.
+	GroupEvaluation(g *promrules.Group) (rules.GroupEvaluation, bool)
 	// Annotations returns the annotation templates of an alerting rule
 	// of RuleGroups.
 	Annotations(ar *promrules.AlertingRule) labels.Labels
@@ -181,10 +184,9 @@ type RuleInfo struct {
 func (a *API) rules(*http.Request) (any, *apiError) {
 	groups := []RuleGroup{}
 	for _, g := range a.o.Rules.RuleGroups() {
-		rg := RuleGroup{
-			Name: g.Name(), File: g.File(), Interval: g.Interval().Seconds(),
-			LastEvaluation: g.GetLastEvaluation(), EvaluationTime: g.GetEvaluationTime().Seconds(),
-			Rules: []RuleInfo{},
+		rg := RuleGroup{Name: g.Name(), File: g.File(), Interval: g.Interval().Seconds(), Rules: []RuleInfo{}}
+		if e, ok := a.o.Rules.GroupEvaluation(g); ok {
+			rg.LastEvaluation, rg.EvaluationTime = e.At, e.Took.Seconds()
 		}
 		for _, r := range g.Rules() {
 			ri := RuleInfo{
