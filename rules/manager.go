@@ -133,18 +133,17 @@ func NewManager(o ManagerOptions) *Manager {
 		resend = time.Minute
 	}
 	m := &Manager{
-		evaluating: o.QueryFunc != nil,
-		engine:     o.Engine,
-		logger:     logger,
-		metrics:    metrics,
-		loader:     NewLoader(LoaderOptions{Disabled: o.Disabled, Logger: logger}),
-		notify:     o.NotifyFunc,
-		interval:   interval,
-		selectors:  map[*promrules.AlertingRule][]*parser.VectorSelector{},
-		restoring:  map[*promrules.Group]int{},
-		firing:     map[string]bool{},
-		lastRun:    map[*promrules.Group]time.Time{},
-
+		evaluating:  o.QueryFunc != nil,
+		engine:      o.Engine,
+		logger:      logger,
+		metrics:     metrics,
+		loader:      NewLoader(LoaderOptions{Disabled: o.Disabled, Logger: logger}),
+		notify:      o.NotifyFunc,
+		interval:    interval,
+		selectors:   map[*promrules.AlertingRule][]*parser.VectorSelector{},
+		restoring:   map[*promrules.Group]int{},
+		firing:      map[string]bool{},
+		lastRun:     map[*promrules.Group]time.Time{},
 		evaluations: map[*promrules.Group]GroupEvaluation{},
 	}
 	if o.ExternalURL != nil {
@@ -343,6 +342,7 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 	}
 	for _, t := range m.tombstones {
 		t.Eval(ctx, ts)
+		m.forgetGroupMetrics(t)
 	}
 	m.tombstones = nil
 	m.evaluated = true
@@ -377,6 +377,7 @@ func (m *Manager) recordEvaluation(g *promrules.Group, e GroupEvaluation) {
 	}
 	gm := m.promOpts.Metrics
 	gm.IterationDuration.Observe(e.Took.Seconds())
+	gm.IterationDurationHistogram.Observe(e.Took.Seconds())
 	gm.IterationsScheduled.WithLabelValues(key).Inc()
 	gm.GroupLastEvalTime.WithLabelValues(key).Set(float64(e.At.UnixNano()) / 1e9)
 	gm.GroupLastDuration.WithLabelValues(key).Set(e.Took.Seconds())
@@ -384,6 +385,19 @@ func (m *Manager) recordEvaluation(g *promrules.Group, e GroupEvaluation) {
 	m.snapMtx.Lock()
 	m.evaluations[g] = e
 	m.snapMtx.Unlock()
+}
+
+// forgetGroupMetrics deletes the series of upstream's group metrics of
+// g, a removed group, as upstream does when it stops a group.
+func (m *Manager) forgetGroupMetrics(g *promrules.Group) {
+	key := promrules.GroupKey(g.File(), g.Name())
+	gm := m.promOpts.Metrics
+	for _, v := range []*prometheus.CounterVec{gm.IterationsMissed, gm.IterationsScheduled, gm.EvalTotal, gm.EvalFailures} {
+		v.DeleteLabelValues(key)
+	}
+	for _, v := range []*prometheus.GaugeVec{gm.GroupInterval, gm.GroupLastEvalTime, gm.GroupLastDuration, gm.GroupLastRuleDurationSum, gm.GroupLastRestoreDuration, gm.GroupRules, gm.GroupSamples} {
+		v.DeleteLabelValues(key)
+	}
 }
 
 // GroupEvaluation returns the last evaluation of g, a group of

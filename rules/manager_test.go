@@ -437,6 +437,16 @@ func TestManagerGroupInterval(t *testing.T) {
 			t.Errorf("group %s: last duration metric %v, want %v", g.Name(), got, e.Took.Seconds())
 		}
 	}
+	// A removed group's series go at the next evaluation.
+	if err := m.Update([]string{BuiltinPrefix + "forecasts.yml"}); err != nil {
+		t.Fatal(err)
+	}
+	m.Eval(ctx, t0.Add(5*time.Minute))
+	for _, name := range []string{"prometheus_rule_group_last_evaluation_timestamp_seconds", "prometheus_rule_group_interval_seconds", "prometheus_rule_evaluations_total"} {
+		if n := testutil.CollectAndCount(reg, name); n != 1 {
+			t.Errorf("%s has %d series after the custom group was removed, want 1", name, n)
+		}
+	}
 }
 
 // TestManagerConcurrentReads reads while evaluating and updating, for the
