@@ -432,7 +432,7 @@ func TestApplyConfig(t *testing.T) {
 
 func TestRules(t *testing.T) {
 	f := newFixture(t, false, Config{})
-	want := []Rule{{Name: "BusyServer", Bottleneck: "B2"}, {Name: "LongQueue", Bottleneck: "B5", For: 10 * time.Minute}}
+	want := []Rule{{Name: "BusyServer", Bottleneck: "B2", Interval: 15 * time.Second}, {Name: "LongQueue", Bottleneck: "B5", For: 10 * time.Minute, Interval: 15 * time.Second}}
 	if got := f.pipe.Rules(); !slices.Equal(got, want) {
 		t.Errorf("Rules = %+v, want %+v", got, want)
 	}
