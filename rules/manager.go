@@ -91,14 +91,15 @@ type Manager struct {
 	tombstones []*promrules.Group       // removed groups whose series go stale at the next Eval
 	evaluated  bool
 	firing     map[string]bool // alerts firing at the last Eval, by label set
-	lastRun    map[*promrules.Group]time.Time
 
 	snapMtx     sync.RWMutex
 	published   []*promrules.Group
 	pubStatic   ruleStatics
 	bottlenecks []Bottleneck
-	// evaluations are the groups' last evaluations. Upstream records
-	// them in its own evaluation loop, which the manager does not run.
+	// evaluations are the groups' last evaluations, by which Eval skips
+	// a group whose interval has not passed. Upstream records them in its
+	// own evaluation loop, which the manager does not run. Written with
+	// mtx held too, so Eval reads them under mtx alone.
 	evaluations map[*promrules.Group]GroupEvaluation
 }
 
@@ -143,7 +144,6 @@ func NewManager(o ManagerOptions) *Manager {
 		selectors:   map[*promrules.AlertingRule][]*parser.VectorSelector{},
 		restoring:   map[*promrules.Group]int{},
 		firing:      map[string]bool{},
-		lastRun:     map[*promrules.Group]time.Time{},
 		evaluations: map[*promrules.Group]GroupEvaluation{},
 	}
 	if o.ExternalURL != nil {
@@ -256,17 +256,10 @@ func (m *Manager) install(loader *Loader, loaded []*RuleFile, interval time.Dura
 		tomb.CopyState(og)
 		m.tombstones = append(m.tombstones, tomb)
 	}
-	lastRun := map[*promrules.Group]time.Time{}
-	for _, g := range next {
-		if t, ok := m.lastRun[g]; ok {
-			lastRun[g] = t
-		}
-	}
 	m.files = loaded
 	m.groups = next
 	m.static = static
 	m.restoring = restoring
-	m.lastRun = lastRun
 	m.selectors = map[*promrules.AlertingRule][]*parser.VectorSelector{}
 	for _, g := range next {
 		for _, ar := range g.AlertingRules() {
@@ -316,10 +309,9 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 	}
 	start := time.Now()
 	for _, g := range m.groups {
-		if last, ok := m.lastRun[g]; ok && ts.Sub(last) < g.Interval()-m.interval/2 {
+		if last, ok := m.evaluations[g]; ok && ts.Sub(last.At) < g.Interval()-m.interval/2 {
 			continue
 		}
-		m.lastRun[g] = ts
 		groupStart := time.Now()
 		g.Eval(ctx, ts)
 		if ctx.Err() != nil {

@@ -430,10 +430,11 @@ func TestManagerGroupInterval(t *testing.T) {
 			t.Errorf("group %s: last evaluation %+v (%v), want at %s and a duration", g.Name(), e, ok, want)
 		}
 		key := promrules.GroupKey(g.File(), g.Name())
-		if got := metricValue(t, reg, "prometheus_rule_group_last_evaluation_timestamp_seconds", "rule_group", key); got != float64(e.At.Unix()) {
+		gm := m.promOpts.Metrics
+		if got := testutil.ToFloat64(gm.GroupLastEvalTime.WithLabelValues(key)); got != float64(e.At.Unix()) {
 			t.Errorf("group %s: last evaluation timestamp metric %v, want %d", g.Name(), got, e.At.Unix())
 		}
-		if got := metricValue(t, reg, "prometheus_rule_group_last_duration_seconds", "rule_group", key); got != e.Took.Seconds() {
+		if got := testutil.ToFloat64(gm.GroupLastDuration.WithLabelValues(key)); got != e.Took.Seconds() {
 			t.Errorf("group %s: last duration metric %v, want %v", g.Name(), got, e.Took.Seconds())
 		}
 	}
@@ -554,28 +555,4 @@ func TestPrepareTakesEffectOnlyOnCommit(t *testing.T) {
 func onStore(store *signalstore.Store, o ManagerOptions) ManagerOptions {
 	o.Queryable, o.Appendable, o.QueryFunc = store.DB(), store.DB(), store.QueryFunc()
 	return o
-}
-
-// metricValue returns the value of the gauge or counter name whose label
-// labelName is value in reg.
-func metricValue(t *testing.T, reg prometheus.Gatherer, name, labelName, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, mt := range mf.GetMetric() {
-			for _, lp := range mt.GetLabel() {
-				if lp.GetName() == labelName && lp.GetValue() == value {
-					return mt.GetGauge().GetValue() + mt.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no %s{%s=%q}", name, labelName, value)
-	return 0
 }
