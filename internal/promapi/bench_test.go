@@ -9,11 +9,14 @@ import (
 	"testing"
 	"time"
 
+	jsoniter "github.com/json-iterator/go"
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/util/jsonutil"
 )
 
 // bucketRates is the answer to a histogram's bucket rates over a fleet:
@@ -30,6 +33,45 @@ func bucketRates(instances int) string {
 			fmt.Fprintf(&b, `{"metric":{"instance":"10.0.%d.%d:8000","le":"%g","model":"meta-llama/Llama-3.1-8B-Instruct-%d"},"value":[1796487155.237,"%g"]}`,
 				i/250, i%250, 0.001*float64(int(1)<<j), i%10, float64(i*j)/7)
 		}
+	}
+	b.WriteString(`]}}`)
+	return b.String()
+}
+
+// nativeRates is the same answer from a Prometheus that keeps the
+// histogram as a native one with custom buckets: one series per server,
+// its buckets written as Prometheus writes them (empty ones left out).
+func nativeRates(instances int) string {
+	bounds := make([]float64, 21)
+	for j := range bounds {
+		bounds[j] = 0.001 * float64(int(1)<<j)
+	}
+	var b strings.Builder
+	b.WriteString(`{"status":"success","data":{"resultType":"vector","result":[`)
+	stream := jsoniter.ConfigDefault.BorrowStream(nil)
+	defer jsoniter.ConfigDefault.ReturnStream(stream)
+	for i := range instances {
+		h := &histogram.FloatHistogram{
+			Schema:          histogram.CustomBucketsSchema,
+			CustomValues:    bounds,
+			PositiveSpans:   []histogram.Span{{Length: 22}},
+			PositiveBuckets: make([]float64, 22),
+		}
+		for j := range h.PositiveBuckets {
+			// Most of a server's requests fall in a few buckets.
+			if j >= i%8 && j < i%8+10 {
+				h.PositiveBuckets[j] = float64(i+j) / 7
+				h.Count += h.PositiveBuckets[j]
+				h.Sum += h.PositiveBuckets[j] * bounds[min(j, len(bounds)-1)]
+			}
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		stream.Reset(nil)
+		jsonutil.MarshalHistogram(h, stream)
+		fmt.Fprintf(&b, `{"metric":{"instance":"10.0.%d.%d:8000","model":"meta-llama/Llama-3.1-8B-Instruct-%d"},"histogram":[1796487155.237,%s]}`,
+			i/250, i%250, i%10, stream.Buffer())
 	}
 	b.WriteString(`]}}`)
 	return b.String()
@@ -101,10 +143,11 @@ func TestQueryAgreesWithClientGolang(t *testing.T) {
 
 // BenchmarkQueryBucketRates reads the bucket rates of one histogram over
 // 600 servers (13,200 series, 1.9 MB) from a local server: with
-// client_golang's API, as the remote source did, and with this package.
+// client_golang's API, as the remote source did, and with this package;
+// and with this package as 600 native histograms (native).
 func BenchmarkQueryBucketRates(b *testing.B) {
-	body := bucketRates(600)
-	url := serveBody(b, body)
+	body, native := bucketRates(600), nativeRates(600)
+	url, nativeURL := serveBody(b, body), serveBody(b, native)
 	ts := time.Unix(1796487155, 0)
 	ctx := context.Background()
 	old := newClientGolang(b, url)
@@ -112,19 +155,26 @@ func BenchmarkQueryBucketRates(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	nc, err := NewClient(nativeURL, http.DefaultClient)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, bc := range []struct {
-		name  string
-		query func() (promql.Vector, error)
+		name    string
+		size    int
+		samples int
+		query   func() (promql.Vector, error)
 	}{
-		{"client_golang", func() (promql.Vector, error) { return old.query(ctx, "x", ts) }},
-		{"streaming", func() (promql.Vector, error) { return c.Query(ctx, "x", ts, 0) }},
+		{"client_golang", len(body), 600 * 22, func() (promql.Vector, error) { return old.query(ctx, "x", ts) }},
+		{"streaming", len(body), 600 * 22, func() (promql.Vector, error) { return c.Query(ctx, "x", ts, 0) }},
+		{"native", len(native), 600, func() (promql.Vector, error) { return nc.Query(ctx, "x", ts, 0) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
+			b.SetBytes(int64(bc.size))
 			b.ReportAllocs()
 			for b.Loop() {
 				v, err := bc.query()
-				if err != nil || len(v) != 600*22 {
+				if err != nil || len(v) != bc.samples {
 					b.Fatalf("%d samples, %v", len(v), err)
 				}
 			}

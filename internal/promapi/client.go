@@ -40,7 +40,7 @@ func NewClient(base string, hc *http.Client) (*Client, error) {
 // Query evaluates expr at ts (the server's now when ts is zero).
 // timeout, when positive, is sent as the query's evaluation timeout. A
 // scalar answer is a vector of one sample without labels; native
-// histogram samples are left out.
+// histograms other than with custom buckets are left out (histogram.go).
 func (c *Client) Query(ctx context.Context, expr string, ts time.Time, timeout time.Duration) (promql.Vector, error) {
 	args := url.Values{"query": {expr}}
 	if !ts.IsZero() {
@@ -51,7 +51,7 @@ func (c *Client) Query(ctx context.Context, expr string, ts time.Time, timeout t
 }
 
 // QueryRange evaluates expr from start to end every step. Native
-// histogram samples are left out.
+// histograms other than with custom buckets are left out.
 func (c *Client) QueryRange(ctx context.Context, expr string, start, end time.Time, step, timeout time.Duration) (promql.Matrix, error) {
 	args := url.Values{
 		"query": {expr},

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 )
@@ -58,9 +59,9 @@ func TestQueryDecodesAnswers(t *testing.T) {
 			},
 		},
 		{
-			"native histograms are left out",
+			"native histograms other than with custom buckets are left out",
 			`{"status":"success","data":{"resultType":"vector","result":[` +
-				`{"metric":{"instance":"a:1"},"histogram":[1700000000,{"count":"2","sum":"3","buckets":[[0,"0","1","2"]]}]},` +
+				`{"metric":{"instance":"a:1"},"histogram":[1700000000,{"count":"3","sum":"3","buckets":[[3,"-0.001","0.001","1"],[0,"1","2","2"]]}]},` +
 				`{"metric":{"instance":"b:1"},"value":[1700000000,"2"]}]}}`,
 			promql.Vector{{Metric: labels.FromStrings("instance", "b:1"), T: 1700000000000, F: 2}},
 		},
@@ -99,14 +100,17 @@ func sameFloat(a, b float64) bool { return a == b || (math.IsNaN(a) && math.IsNa
 func TestQueryRangeDecodesMatrix(t *testing.T) {
 	c, seen := serve(t, http.StatusOK, `{"status":"success","data":{"resultType":"matrix","result":[`+
 		`{"metric":{"instance":"a:1"},"values":[[1700000000,"1"],[1700000015,"2"]]},`+
-		`{"metric":{"instance":"b:1"},"histograms":[[1700000000,{"count":"1","sum":"1"}]]}]}}`)
+		`{"metric":{"instance":"b:1"},"histograms":[[1700000000,{"count":"1","sum":"1","buckets":[[0,"-Inf","0.5","1"]]}]]}]}}`)
 	got, err := c.QueryRange(context.Background(), "rate(x[1m])", time.Unix(1700000000, 0), time.Unix(1700000015, 0), 15*time.Second, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := promql.Matrix{
 		{Metric: labels.FromStrings("instance", "a:1"), Floats: []promql.FPoint{{T: 1700000000000, F: 1}, {T: 1700000015000, F: 2}}},
-		{Metric: labels.FromStrings("instance", "b:1"), Floats: []promql.FPoint{}},
+		{Metric: labels.FromStrings("instance", "b:1"), Floats: []promql.FPoint{}, Histograms: []promql.HPoint{{T: 1700000000000, H: &histogram.FloatHistogram{
+			Schema: histogram.CustomBucketsSchema, Count: 1, Sum: 1, CustomValues: []float64{0.5},
+			PositiveSpans: []histogram.Span{{Length: 1}}, PositiveBuckets: []float64{1},
+		}}}},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %v, want %v", got, want)

@@ -16,8 +16,10 @@ import (
 type responseReader struct {
 	it *jsoniter.Iterator
 	b  labels.ScratchBuilder
-	// pts holds the float samples of the series being read.
-	pts []promql.FPoint
+	// pts and hpts hold the float and histogram samples of the series
+	// being read.
+	pts  []promql.FPoint
+	hpts []promql.HPoint
 }
 
 func newResponseReader(body io.Reader) *responseReader {
@@ -63,10 +65,12 @@ func (r *responseReader) envelope(decode func(*responseReader) error) (envelope,
 // vector reads data whose result is an instant vector or a scalar.
 func (r *responseReader) vector() (promql.Vector, error) {
 	var out promql.Vector
-	typ, scalar, err := r.data(func(ls labels.Labels, pts []promql.FPoint) {
-		// A series with a native histogram has no float sample.
-		if len(pts) > 0 {
+	typ, scalar, err := r.data(func(ls labels.Labels, pts []promql.FPoint, hpts []promql.HPoint) {
+		switch {
+		case len(pts) > 0:
 			out = append(out, promql.Sample{Metric: ls, T: pts[0].T, F: pts[0].F})
+		case len(hpts) > 0:
+			out = append(out, promql.Sample{Metric: ls, T: hpts[0].T, H: hpts[0].H})
 		}
 	})
 	switch {
@@ -83,8 +87,10 @@ func (r *responseReader) vector() (promql.Vector, error) {
 // matrix reads data whose result is a range vector.
 func (r *responseReader) matrix() (promql.Matrix, error) {
 	var out promql.Matrix
-	typ, _, err := r.data(func(ls labels.Labels, pts []promql.FPoint) {
-		out = append(out, promql.Series{Metric: ls, Floats: slices.Clone(pts)})
+	typ, _, err := r.data(func(ls labels.Labels, pts []promql.FPoint, hpts []promql.HPoint) {
+		if len(pts) > 0 || len(hpts) > 0 {
+			out = append(out, promql.Series{Metric: ls, Floats: slices.Clone(pts), Histograms: slices.Clone(hpts)})
+		}
 	})
 	switch {
 	case err != nil:
@@ -96,9 +102,10 @@ func (r *responseReader) matrix() (promql.Matrix, error) {
 }
 
 // data reads the data object: its result type, and its result's series,
-// each passed to add with its float samples (in a slice add may not
-// keep), or a scalar's sample. The result type may come after the result.
-func (r *responseReader) data(add func(labels.Labels, []promql.FPoint)) (typ string, scalar promql.FPoint, err error) {
+// each passed to add with its float and histogram samples (in slices add
+// may not keep), or a scalar's sample. The result type may come after the
+// result.
+func (r *responseReader) data(add func(labels.Labels, []promql.FPoint, []promql.HPoint)) (typ string, scalar promql.FPoint, err error) {
 	var scalarValue string
 	r.it.ReadObjectCB(func(it *jsoniter.Iterator, field string) bool {
 		switch field {
@@ -119,7 +126,7 @@ func (r *responseReader) data(add func(labels.Labels, []promql.FPoint)) (typ str
 				case !isScalar:
 					ls := r.series()
 					if it.Error == nil {
-						add(ls, r.pts)
+						add(ls, r.pts, r.hpts)
 					}
 				case i == 0:
 					scalar.T = readTime(it)
@@ -149,11 +156,11 @@ func (r *responseReader) data(add func(labels.Labels, []promql.FPoint)) (typ str
 	return typ, scalar, nil
 }
 
-// series reads one element of a vector or a matrix: its labels, and its
-// float samples into r.pts. Native histograms are skipped.
+// series reads one element of a vector or a matrix: its labels, its
+// float samples into r.pts and its histogram samples into r.hpts.
 func (r *responseReader) series() labels.Labels {
 	ls := labels.EmptyLabels()
-	r.pts = r.pts[:0]
+	r.pts, r.hpts = r.pts[:0], r.hpts[:0]
 	r.it.ReadObjectCB(func(it *jsoniter.Iterator, field string) bool {
 		switch field {
 		case "metric":
@@ -174,6 +181,13 @@ func (r *responseReader) series() labels.Labels {
 		case "values":
 			it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
 				r.pts = readPoint(it, r.pts)
+				return it.Error == nil
+			})
+		case "histogram":
+			r.hpts = readHistogramPoint(it, r.hpts)
+		case "histograms":
+			it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
+				r.hpts = readHistogramPoint(it, r.hpts)
 				return it.Error == nil
 			})
 		default:

@@ -7,5 +7,7 @@
 // through encoding/json's reflection; at a thousand instances, decoding
 // the answers was a third of the agent's CPU and of the bytes it
 // allocated. This package reads the answer as it arrives, with a
-// streaming JSON iterator, and builds each series' labels once.
+// streaming JSON iterator, and builds each series' labels once. Native
+// histograms with custom buckets are rebuilt from the buckets the answer
+// lists (histogram.go).
 package promapi
