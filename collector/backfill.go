@@ -113,6 +113,13 @@ func fetchHistory(ctx context.Context, src Source, plan queryPlan, profiles []*c
 			cancel()
 		}
 	}
+	native := false
+	if plan.nativeHistograms {
+		var err error
+		if native, err = hasNativeHistograms(ctx, src.Query, profiles, to); err != nil {
+			return out, fmt.Errorf("backfilling: %w", err)
+		}
+	}
 	for i, p := range profiles {
 		out[i] = make([]promql.Matrix, len(p.rules))
 		for _, s := range planSteps(p.rules, plan) {
@@ -127,6 +134,9 @@ func fetchHistory(ctx context.Context, src Source, plan queryPlan, profiles []*c
 				expr := s.shared
 				if expr == "" {
 					expr = r.Query().String()
+				}
+				if native {
+					expr = nativeOrClassic(expr)
 				}
 				m, err := src.QueryRange(ctx, expr, from, to, step)
 				if err != nil {
@@ -159,12 +169,18 @@ func fetchHistory(ctx context.Context, src Source, plan queryPlan, profiles []*c
 func matrixQuantile(q float64, m promql.Matrix) promql.Matrix {
 	byTime := map[int64]promql.Vector{}
 	var times []int64
+	add := func(s promql.Sample) {
+		if _, ok := byTime[s.T]; !ok {
+			times = append(times, s.T)
+		}
+		byTime[s.T] = append(byTime[s.T], s)
+	}
 	for _, s := range m {
 		for _, p := range s.Floats {
-			if _, ok := byTime[p.T]; !ok {
-				times = append(times, p.T)
-			}
-			byTime[p.T] = append(byTime[p.T], promql.Sample{Metric: s.Metric, T: p.T, F: p.F})
+			add(promql.Sample{Metric: s.Metric, T: p.T, F: p.F})
+		}
+		for _, p := range s.Histograms {
+			add(promql.Sample{Metric: s.Metric, T: p.T, H: p.H})
 		}
 	}
 	slices.Sort(times)

@@ -470,6 +470,21 @@ func evaluate(ctx context.Context, src Source, plan queryPlan, profiles []*compi
 		cancel()
 		return true
 	}
+	if plan.nativeHistograms {
+		native, err := hasNativeHistograms(ctx, query, profiles, now)
+		switch {
+		case unavailable(err):
+			ev.queries = int(queries.Load())
+			return ev
+		case err != nil:
+			ev.errs = append(ev.errs, err.Error())
+		case native:
+			classic := query
+			query = func(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+				return classic(ctx, nativeOrClassic(expr), ts)
+			}
+		}
+	}
 	for i, p := range profiles {
 		if engine != "" && p.engine != engine {
 			continue

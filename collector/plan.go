@@ -37,6 +37,12 @@ type queryPlan struct {
 	// S, "(.*)")), as agg by (…, S, …) (X), and names S model in the
 	// answer (see groupBySource).
 	groupBySource bool
+	// nativeHistograms asks the source at the start of each collection
+	// whether it holds any of the profiles' histograms as native
+	// histograms, and then sends the queries that read histograms in
+	// their native form, with the classic form beside it
+	// (remote_native.go).
+	nativeHistograms bool
 }
 
 // planner is a Source that asks for a query plan other than the zero one.
@@ -259,6 +265,8 @@ func unparenthesized(e parser.Expr) parser.Expr {
 // by their labels other than le, a sample whose le is not a number is left
 // out, and each group's quantile comes from promql.BucketQuantile. The
 // result carries each histogram's labels without le and the metric name.
+// Where a native and a classic histogram have the same labels (a source
+// asked for both, remote_native.go), the native one's quantile is kept.
 func histogramQuantile(q float64, in promql.Vector) promql.Vector {
 	type group struct {
 		metric  labels.Labels
@@ -269,11 +277,17 @@ func histogramQuantile(q float64, in promql.Vector) promql.Vector {
 		order  []*group
 		buf    []byte
 		out    promql.Vector
+		native map[uint64]bool
 	)
 	for _, s := range in {
 		if s.H != nil {
 			v, _ := promql.HistogramQuantile(q, s.H, "", posrange.PositionRange{})
-			out = append(out, promql.Sample{Metric: labels.NewBuilder(s.Metric).Del(model.MetricNameLabel).Labels(), T: s.T, F: v})
+			metric := labels.NewBuilder(s.Metric).Del(model.MetricNameLabel).Labels()
+			out = append(out, promql.Sample{Metric: metric, T: s.T, F: v})
+			if native == nil {
+				native = map[uint64]bool{}
+			}
+			native[metric.Hash()] = true
 			continue
 		}
 		upper, err := strconv.ParseFloat(s.Metric.Get(labels.BucketLabel), 64)
@@ -290,6 +304,9 @@ func histogramQuantile(q float64, in promql.Vector) promql.Vector {
 		g.buckets = append(g.buckets, promql.Bucket{UpperBound: upper, Count: s.F})
 	}
 	for _, g := range order {
+		if native[g.metric.Hash()] {
+			continue
+		}
 		v, _, _, _, _, _ := promql.BucketQuantile(q, g.buckets)
 		out = append(out, promql.Sample{Metric: g.metric, T: in[0].T, F: v})
 	}

@@ -35,13 +35,14 @@ func NewRemoteSource(cfg config.RemoteConfig, m *Metrics) (*RemoteSource, error)
 	if err != nil {
 		return nil, fmt.Errorf("building Prometheus API client for %s: %w", cfg.URL, err)
 	}
-	return &RemoteSource{api: client, cfg: cfg, metrics: m, plan: queryPlan{sharedQuantiles: true, concurrency: 4, groupBySource: true}, sleep: sleepContext}, nil
+	return &RemoteSource{api: client, cfg: cfg, metrics: m, plan: queryPlan{sharedQuantiles: true, concurrency: 4, groupBySource: true, nativeHistograms: true}, sleep: sleepContext}, nil
 }
 
 // queryPlan is how a cycle queries a remote source. Quantiles of one
 // histogram share one fetch of its bucket rates, which the source would
 // otherwise compute once per quantile; the fetch groups by model_name
-// where the profile renames it to model first (groupBySource). Four
+// where the profile renames it to model first (groupBySource). Histograms
+// the source holds as native ones are read so (nativeHistograms). Four
 // queries in flight keep a cycle short without letting one agent take
 // every query slot of the source (Prometheus runs 20 at once by default).
 func (s *RemoteSource) queryPlan() queryPlan { return s.plan }
