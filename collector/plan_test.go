@@ -51,18 +51,7 @@ func TestQueryPlansAgree(t *testing.T) {
 	loadFleet(t, store, 24)
 	collect := func(plan queryPlan) *Snapshot {
 		t.Helper()
-		c := New(Options{Metrics: testMetrics()})
-		src := &recordingSource{Source: plannedSource{Source: store, plan: plan}}
-		if err := c.ApplyConfig(config.Default(), src, profs); err != nil {
-			t.Fatal(err)
-		}
-		snap, err := c.Collect(context.Background(), t0.Add(45*time.Second), CollectOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(snap.Errors) > 0 {
-			t.Fatalf("rule errors: %v", snap.Errors)
-		}
+		snap, src := collectPlanned(t, store, profs, plan)
 		// The shared arguments of vLLM's six latency histograms. (The
 		// snapshot takes an instance's model from its instance rule, so
 		// the model label as answered is compared by
@@ -99,6 +88,25 @@ func TestQueryPlansAgree(t *testing.T) {
 			t.Errorf("plan %+v asked %d queries, want %d", plan, got.Queries, want.Queries)
 		}
 	}
+}
+
+// collectPlanned collects from src at t0+45s with plan, recording the
+// queries, and fails t on any error.
+func collectPlanned(t *testing.T, src Source, profs []*Profile, plan queryPlan) (*Snapshot, *recordingSource) {
+	t.Helper()
+	c := New(Options{Metrics: testMetrics()})
+	rec := &recordingSource{Source: plannedSource{Source: src, plan: plan}}
+	if err := c.ApplyConfig(config.Default(), rec, profs); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := c.Collect(context.Background(), t0.Add(45*time.Second), CollectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Errors) > 0 {
+		t.Fatalf("rule errors: %v", snap.Errors)
+	}
+	return snap, rec
 }
 
 func TestPlanSteps(t *testing.T) {

@@ -63,19 +63,7 @@ func TestRemoteReadsNativeHistograms(t *testing.T) {
 	const n = 18
 	collect := func(store *signalstore.Store, plan queryPlan) (*Snapshot, *recordingSource) {
 		t.Helper()
-		c := New(Options{Metrics: testMetrics()})
-		src := &recordingSource{Source: plannedSource{Source: store, plan: plan}}
-		if err := c.ApplyConfig(config.Default(), src, profs); err != nil {
-			t.Fatal(err)
-		}
-		snap, err := c.Collect(context.Background(), t0.Add(45*time.Second), CollectOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(snap.Errors) > 0 {
-			t.Fatalf("rule errors: %v", snap.Errors)
-		}
-		return snap, src
+		return collectPlanned(t, store, profs, plan)
 	}
 	classic := mixedFleet(t, n, func(int) histogramForm { return classicOnly })
 	want, _ := collect(classic, queryPlan{})

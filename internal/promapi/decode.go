@@ -201,28 +201,43 @@ func (r *responseReader) series() labels.Labels {
 // readPoint reads [time, "value"] and appends it to pts.
 func readPoint(it *jsoniter.Iterator, pts []promql.FPoint) []promql.FPoint {
 	var p promql.FPoint
-	n := 0
-	it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
-		switch n {
+	n := readTuple(it, func(i int) {
+		switch i {
 		case 0:
 			p.T = readTime(it)
 		case 1:
-			s := it.ReadString()
-			f, err := strconv.ParseFloat(s, 64)
-			if err != nil && it.Error == nil {
-				it.ReportError("reading a sample's value", fmt.Sprintf("%q is not a number", s))
-			}
-			p.F = f
+			p.F = readNumber(it, "a sample's value")
 		default:
 			it.Skip()
 		}
-		n++
-		return it.Error == nil
 	})
 	if n != 2 && it.Error == nil {
 		it.ReportError("reading a sample", "expected [time, value]")
 	}
 	return append(pts, p)
+}
+
+// readTuple reads an array whose elements differ by position: read reads
+// (or skips) element i. It returns how many elements there were.
+func readTuple(it *jsoniter.Iterator, read func(i int)) int {
+	n := 0
+	it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
+		read(n)
+		n++
+		return it.Error == nil
+	})
+	return n
+}
+
+// readNumber reads a number written as a string, as the API writes
+// sample values; what names it in an error.
+func readNumber(it *jsoniter.Iterator, what string) float64 {
+	s := it.ReadString()
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil && it.Error == nil {
+		it.ReportError("reading "+what, fmt.Sprintf("%q is not a number", s))
+	}
+	return f
 }
 
 // readTime reads seconds since the epoch as milliseconds.

@@ -5,10 +5,12 @@ import (
 	"testing"
 
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser/posrange"
 )
 
 // FuzzAnswer reads any bytes as an answer, as a vector and as a matrix:
-// never a panic, and a vector read without error has valid label sets.
+// never a panic, and a vector read without error has valid label sets and
+// valid histograms, whose quantiles can be taken.
 func FuzzAnswer(f *testing.F) {
 	for _, seed := range []string{
 		`{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"b"},"value":[1.5,"NaN"]}]}}`,
@@ -17,6 +19,7 @@ func FuzzAnswer(f *testing.F) {
 		`{"status":"error","errorType":"bad_data","error":"x"}`,
 		`{"data":null}`,
 		bucketRates(2),
+		nativeRates(2),
 	} {
 		f.Add([]byte(seed))
 	}
@@ -31,6 +34,13 @@ func FuzzAnswer(f *testing.F) {
 			if name, dup := s.Metric.HasDuplicateLabelNames(); err == nil && dup {
 				t.Errorf("label %q twice in %v", name, s.Metric)
 			}
+			if s.H == nil {
+				continue
+			}
+			if verr := s.H.Validate(); verr != nil {
+				t.Errorf("histogram %v read from %s: %v", s.H, body, verr)
+			}
+			promql.HistogramQuantile(0.9, s.H, "", posrange.PositionRange{})
 		}
 		_, _ = newResponseReader(bytes.NewReader(body)).envelope(func(r *responseReader) error {
 			_, err := r.matrix()

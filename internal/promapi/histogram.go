@@ -1,9 +1,7 @@
 package promapi
 
 import (
-	"fmt"
 	"math"
-	"strconv"
 
 	jsoniter "github.com/json-iterator/go"
 	"github.com/prometheus/prometheus/model/histogram"
@@ -36,9 +34,8 @@ func readHistogramPoint(it *jsoniter.Iterator, hpts []promql.HPoint) []promql.HP
 		p  promql.HPoint
 		ok bool
 	)
-	n := 0
-	it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
-		switch n {
+	n := readTuple(it, func(i int) {
+		switch i {
 		case 0:
 			p.T = readTime(it)
 		case 1:
@@ -46,8 +43,6 @@ func readHistogramPoint(it *jsoniter.Iterator, hpts []promql.HPoint) []promql.HP
 		default:
 			it.Skip()
 		}
-		n++
-		return it.Error == nil
 	})
 	if n != 2 && it.Error == nil {
 		it.ReportError("reading a histogram sample", "expected [time, histogram]")
@@ -96,9 +91,8 @@ func readHistogram(it *jsoniter.Iterator) (*histogram.FloatHistogram, bool) {
 // readBucket reads [rule, "lower", "upper", "count"].
 func readBucket(it *jsoniter.Iterator) apiBucket {
 	var b apiBucket
-	n := 0
-	it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
-		switch n {
+	n := readTuple(it, func(i int) {
+		switch i {
 		case 0:
 			b.rule = it.ReadInt()
 		case 1:
@@ -110,24 +104,11 @@ func readBucket(it *jsoniter.Iterator) apiBucket {
 		default:
 			it.Skip()
 		}
-		n++
-		return it.Error == nil
 	})
 	if n != 4 && it.Error == nil {
 		it.ReportError("reading a histogram bucket", "expected [boundary rule, lower, upper, count]")
 	}
 	return b
-}
-
-// readNumber reads a number written as a string, as the API writes
-// sample values; what names it in an error.
-func readNumber(it *jsoniter.Iterator, what string) float64 {
-	s := it.ReadString()
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil && it.Error == nil {
-		it.ReportError("reading "+what, fmt.Sprintf("%q is not a number", s))
-	}
-	return f
 }
 
 // customBuckets rebuilds a histogram with custom buckets from the buckets
@@ -138,9 +119,9 @@ func customBuckets(count, sum float64, buckets []apiBucket) (*histogram.FloatHis
 	var counts []float64
 	prev := math.Inf(-1)
 	for _, b := range buckets {
-		// NaN bounds fail the comparisons too.
+		// NaN bounds and counts fail the comparisons too.
 		first := b.rule == closed && math.IsInf(b.lower, -1)
-		if (b.rule != openLeft && !first) || !(b.lower >= prev) || !(b.upper > b.lower) {
+		if (b.rule != openLeft && !first) || !(b.lower >= prev) || !(b.upper > b.lower) || !(b.count >= 0) {
 			return nil, false
 		}
 		if b.lower > prev {
