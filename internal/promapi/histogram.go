@@ -12,8 +12,8 @@ import (
 // non-empty buckets, each as [boundary rule, lower, upper, count], without
 // its schema. A histogram with custom buckets (a classic histogram a
 // Prometheus converted at scrape, convert_classic_histograms_to_nhcb) can
-// be rebuilt from that exactly: its buckets are (lower, upper], the first
-// one's lower bound -Inf, each one's lower bound the previous one's upper.
+// be rebuilt from that exactly: its first bucket is [-Inf, upper], the
+// others (lower, upper], each one's lower bound the previous one's upper.
 // Where the answer leaves out empty buckets, one empty bucket up to the
 // next bound stands for them, which changes no quantile. An exponential
 // histogram cannot be told from that form for certain; one with a zero
