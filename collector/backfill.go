@@ -114,7 +114,7 @@ func fetchHistory(ctx context.Context, src Source, plan queryPlan, profiles []*c
 		}
 	}
 	native := false
-	if plan.nativeHistograms {
+	if plan.nativeHistograms != nil {
 		var err error
 		if native, err = hasNativeHistograms(ctx, src.Query, profiles, to); err != nil {
 			return out, fmt.Errorf("backfilling: %w", err)
@@ -136,7 +136,7 @@ func fetchHistory(ctx context.Context, src Source, plan queryPlan, profiles []*c
 					expr = r.Query().String()
 				}
 				if native {
-					expr = nativeOrClassic(expr)
+					expr = plan.nativeHistograms.rewrite(expr)
 				}
 				m, err := src.QueryRange(ctx, expr, from, to, step)
 				if err != nil {

@@ -470,7 +470,7 @@ func evaluate(ctx context.Context, src Source, plan queryPlan, profiles []*compi
 		cancel()
 		return true
 	}
-	if plan.nativeHistograms {
+	if plan.nativeHistograms != nil {
 		native, err := hasNativeHistograms(ctx, query, profiles, now)
 		switch {
 		case unavailable(err):
@@ -481,7 +481,7 @@ func evaluate(ctx context.Context, src Source, plan queryPlan, profiles []*compi
 		case native:
 			classic := query
 			query = func(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
-				return classic(ctx, nativeOrClassic(expr), ts)
+				return classic(ctx, plan.nativeHistograms.rewrite(expr), ts)
 			}
 		}
 	}

@@ -37,12 +37,12 @@ type queryPlan struct {
 	// S, "(.*)")), as agg by (…, S, …) (X), and names S model in the
 	// answer (see groupBySource).
 	groupBySource bool
-	// nativeHistograms asks the source at the start of each collection
-	// whether it holds any of the profiles' histograms as native
-	// histograms, and then sends the queries that read histograms in
-	// their native form, with the classic form beside it
-	// (remote_native.go).
-	nativeHistograms bool
+	// nativeHistograms, when not nil, asks the source at the start of
+	// each collection whether it holds any of the profiles' histograms as
+	// native histograms, and then sends the queries that read histograms
+	// in their native form, with the classic form beside it
+	// (remote_native.go). It keeps the source's rewritten queries.
+	nativeHistograms *nativeOrClassicQueries
 }
 
 // planner is a Source that asks for a query plan other than the zero one.

@@ -35,7 +35,7 @@ func NewRemoteSource(cfg config.RemoteConfig, m *Metrics) (*RemoteSource, error)
 	if err != nil {
 		return nil, fmt.Errorf("building Prometheus API client for %s: %w", cfg.URL, err)
 	}
-	return &RemoteSource{api: client, cfg: cfg, metrics: m, plan: queryPlan{sharedQuantiles: true, concurrency: 4, groupBySource: true, nativeHistograms: true}, sleep: sleepContext}, nil
+	return &RemoteSource{api: client, cfg: cfg, metrics: m, plan: queryPlan{sharedQuantiles: true, concurrency: 4, groupBySource: true, nativeHistograms: &nativeOrClassicQueries{}}, sleep: sleepContext}, nil
 }
 
 // queryPlan is how a cycle queries a remote source. Quantiles of one

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -93,16 +94,25 @@ func hasNativeHistograms(ctx context.Context, query func(context.Context, string
 	return len(v) > 0, nil
 }
 
-// nativeOrClassic is expr as sent to a source that holds native
-// histograms: in the native form, and `or` the classic form when it reads
-// buckets. An expression that reads no histogram series, or cannot be
-// read from native histograms, stays as written.
-func nativeOrClassic(expr string) string {
-	p := NewParser()
-	e, err := p.ParseExpr(expr)
-	if err != nil {
-		return expr
-	}
+// nativeOrClassicQueries remembers the form each query is sent in to a
+// source that holds native histograms: the profiles send the same few
+// dozen every cycle.
+type nativeOrClassicQueries struct{ rewriteCache }
+
+// rewrite returns expr as sent to a source that holds native histograms
+// (nativeOrClassic), or expr itself when it reads no histogram series or
+// cannot be read from native histograms.
+func (q *nativeOrClassicQueries) rewrite(expr string) string {
+	return q.get(expr, nativeOrClassic)
+}
+
+// errNoHistograms says an expression reads no histogram series.
+var errNoHistograms = errors.New("reads no histogram series")
+
+// nativeOrClassic rewrites e, in place, for a source that holds native
+// histograms: into its native form, `or` its classic form when it reads
+// buckets.
+func nativeOrClassic(e parser.Expr) (parser.Expr, error) {
 	buckets, histograms := false, false
 	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
 		if vs, ok := n.(*parser.VectorSelector); ok {
@@ -113,20 +123,19 @@ func nativeOrClassic(expr string) string {
 		return nil
 	})
 	if !histograms {
-		return expr
+		return nil, errNoHistograms
+	}
+	if !buckets {
+		return toNativeHistograms(e)
+	}
+	// toNativeHistograms rewrites in place: the classic side is a copy.
+	classic, err := NewParser().ParseExpr(e.String())
+	if err != nil {
+		return nil, err
 	}
 	native, err := toNativeHistograms(e)
 	if err != nil {
-		return expr
+		return nil, err
 	}
-	if !buckets {
-		return native.String()
-	}
-	// toNativeHistograms rewrote e in place: the classic side is parsed
-	// anew.
-	classic, err := p.ParseExpr(expr)
-	if err != nil {
-		return expr
-	}
-	return orOriginal(native, classic).String()
+	return orOriginal(native, classic), nil
 }

@@ -26,7 +26,9 @@ const (
 )
 
 // remotePlan is the remote source's plan.
-var remotePlan = queryPlan{sharedQuantiles: true, concurrency: 4, groupBySource: true, nativeHistograms: true}
+func remotePlan() queryPlan {
+	return queryPlan{sharedQuantiles: true, concurrency: 4, groupBySource: true, nativeHistograms: &nativeOrClassicQueries{}}
+}
 
 // mixedFleet is a store holding n instances of the engine fixtures, the
 // histograms of instance i in the form formOf(i).
@@ -68,9 +70,9 @@ func TestRemoteReadsNativeHistograms(t *testing.T) {
 	classic := mixedFleet(t, n, func(int) histogramForm { return classicOnly })
 	want, _ := collect(classic, queryPlan{})
 
-	asWritten, src := collect(classic, remotePlan)
-	withoutNative := remotePlan
-	withoutNative.nativeHistograms = false
+	asWritten, src := collect(classic, remotePlan())
+	withoutNative := remotePlan()
+	withoutNative.nativeHistograms = nil
 	if before, _ := collect(classic, withoutNative); asWritten.Queries != before.Queries+1 {
 		t.Errorf("%d queries asking for native histograms, %d without: want one more", asWritten.Queries, before.Queries)
 	}
@@ -88,7 +90,7 @@ func TestRemoteReadsNativeHistograms(t *testing.T) {
 		{"both forms on some instances", func(i int) histogramForm { return histogramForm(i % 3) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, src := collect(mixedFleet(t, n, tc.formOf), remotePlan)
+			got, src := collect(mixedFleet(t, n, tc.formOf), remotePlan())
 			if src.native() == 0 {
 				t.Error("no query was sent in the native form")
 			}
@@ -172,7 +174,7 @@ func TestBackfillReadsNativeHistograms(t *testing.T) {
 		"native histograms":                         func(int) histogramForm { return nativeOnly },
 		"native histograms on every other instance": func(i int) histogramForm { return histogramForm(i % 2) },
 	} {
-		got := history(mixedFleet(t, n, formOf), remotePlan)
+		got := history(mixedFleet(t, n, formOf), remotePlan())
 		if len(got) != len(want) {
 			t.Fatalf("%s: backfilled %d series, want %d", name, len(got), len(want))
 		}
