@@ -64,7 +64,7 @@ func (m *Manager) Detect(ctx context.Context, at time.Time, o DetectOptions) ([]
 			return nil, fmt.Errorf("narrowing to models %q: %w", o.Models, err)
 		}
 		opts.Queryable = q
-		opts.QueryFunc = promrules.EngineQueryFunc(m.engine, q)
+		opts.QueryFunc = shortCircuit(promrules.EngineQueryFunc(m.engine, q))
 	}
 	opts.AppendableV2 = discardAppendable{}
 	opts.NotifyFunc = func(context.Context, string, ...*promrules.Alert) {}

@@ -159,9 +159,11 @@ func NewManager(o ManagerOptions) *Manager {
 		ResendDelay:     resend,
 		Metrics:         promrules.NewGroupMetrics(o.Registerer),
 		Parser:          newParser(),
-		QueryFunc:       o.QueryFunc,
 		AppendableV2:    o.Appendable,
 		Queryable:       o.Queryable,
+	}
+	if o.QueryFunc != nil {
+		m.promOpts.QueryFunc = shortCircuit(o.QueryFunc)
 	}
 	return m
 }
