@@ -21,10 +21,10 @@ import (
 
 // BenchmarkRemoteCycle measures one collection, and a start's backfill,
 // against Debian's prometheus scraping a fleet of fixture servers, for
-// each query plan, the last the agent's, in one run: the duration (ns/op), the CPU seconds
-// Prometheus spends answering and the queries of a cycle. The fleet stops before the
-// measurement and every cycle reads the same instant, so Prometheus does
-// little else than answer the agent. PERFAGENT_BENCH_INSTANCES sets the
+// each query plan, the last the agent's, in one run: the duration
+// (ns/op), the CPU seconds Prometheus spends answering and the queries of
+// a cycle. The fleet stops before the measurement and every cycle reads
+// the same instant, so Prometheus does little else than answer the agent. PERFAGENT_BENCH_INSTANCES sets the
 // fleet size (240 by default, what a 2-core machine scrapes every second).
 func BenchmarkRemoteCycle(b *testing.B) {
 	n := 240
