@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +14,9 @@ import (
 
 // TestShortCircuit checks that a chain of `and` and `unless` whose
 // leftmost operand is empty is answered empty with only that operand
-// asked, and that every other expression gets the engine's answer.
+// asked, that an `or` of chains is evaluated without its alternatives
+// whose leftmost operand is empty, and that every expression gets the
+// engine's answer.
 func TestShortCircuit(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	appendAt(t, s, t0,
@@ -23,8 +26,16 @@ func TestShortCircuit(t *testing.T) {
 		point{signal("llm_requests_waiting", "b:8000", "vllm", "m"), 0},
 	)
 	const (
-		full  = `llm_kv_cache_usage_ratio >= 0.9`
-		empty = `llm_kv_cache_usage_ratio > 1`
+		full   = `llm_kv_cache_usage_ratio >= 0.9`
+		empty  = `llm_kv_cache_usage_ratio > 1`
+		full2  = `llm_requests_waiting > 0`
+		empty2 = `llm_requests_waiting > 10`
+		// Chains of each kind, and two whose first operand is
+		// one of the above.
+		fullChain   = full + ` and on (instance) llm_requests_waiting > 0`
+		full2Chain  = full2 + ` unless on (instance) llm_kv_cache_usage_ratio < 0.5`
+		emptyChain  = empty + ` and on (instance) llm_requests_waiting > 0`
+		empty2Chain = empty2 + ` and llm_kv_cache_usage_ratio`
 	)
 	tests := []struct {
 		name, expr string
@@ -40,8 +51,18 @@ func TestShortCircuit(t *testing.T) {
 		{"and, left side not empty", full + ` and on (instance) llm_requests_waiting > 0`, []string{full, full + ` and on (instance) llm_requests_waiting > 0`}},
 		{"unless, left side not empty", full + ` unless on (instance) llm_requests_waiting > 5`, []string{full, full + ` unless on (instance) llm_requests_waiting > 5`}},
 		{"keywords in capitals", empty + ` AND llm_requests_waiting > 0 UNLESS llm_requests_waiting > 5`, []string{empty}},
-		{"or is not a chain", empty + ` or llm_requests_waiting > 0`, nil},
-		{"a chain on the right is not the left side", `llm_requests_waiting > 0 or (` + empty + ` and llm_requests_waiting)`, nil},
+		{"or of operands that are no chains", empty + ` or llm_requests_waiting > 0`, nil},
+		{"or of chains, both empty", emptyChain + ` or ` + empty2Chain, []string{empty, empty2}},
+		{"or of chains, the left one empty", emptyChain + ` or on (instance) ` + full2Chain, []string{empty, full2, full2Chain}},
+		{"or of chains, the right one empty", fullChain + ` or ` + empty2Chain, []string{full, empty2, fullChain}},
+		{"or of chains, none empty", fullChain + ` or on (model) ` + full2Chain, []string{full, full2, fullChain + ` or on (model) ` + full2Chain}},
+		{"or of three, the middle one empty", `(` + fullChain + ` or ` + emptyChain + `) or on (instance) ` + full2Chain,
+			[]string{full, empty, full2, fullChain + ` or on (instance) ` + full2Chain}},
+		{"or inside labels, one side empty",
+			`label_replace((` + emptyChain + `) or (` + full2Chain + `), "resource", "queue", "", "")`,
+			[]string{empty, full2, `label_replace((` + full2Chain + `), "resource", "queue", "", "")`}},
+		{"an operand that is no chain is kept", `llm_requests_waiting > 0 or (` + empty + ` and llm_requests_waiting)`,
+			[]string{empty, `llm_requests_waiting > 0`}},
 		{"no operator", `llm_requests_waiting`, nil},
 	}
 	for _, tc := range tests {
@@ -100,7 +121,8 @@ func sameVector(a, b promql.Vector) bool {
 
 // TestManagerShortCircuits evaluates the built-in rules over a server
 // far from every bottleneck and checks that the manager asks
-// LLMKVCacheUndersized's first condition and not the rest of the rule.
+// LLMKVCacheUndersized's first condition and not the rest of the rule,
+// and the forecasts' first conditions only.
 func TestManagerShortCircuits(t *testing.T) {
 	store := openStore(t, t.TempDir())
 	var asked []string
@@ -126,8 +148,14 @@ func TestManagerShortCircuits(t *testing.T) {
 		if normalized(t, []string{q})[0] == first {
 			sawFirst = true
 		}
-		if leftmostOperand(q) == first {
+		if e, err := newParser().ParseExpr(q); err == nil && leftmostOperand(e) == first {
 			t.Errorf("the whole rule was evaluated: %s", q)
+		}
+		// Each forecast is an `or` of two fits, and a healthy server
+		// has neither: only their first conditions are asked, and
+		// none of them reads the residual variance.
+		if strings.Contains(q, "stdvar_over_time") {
+			t.Errorf("a forecast was evaluated beyond its first conditions: %s", q)
 		}
 	}
 	if !sawFirst {
