@@ -49,9 +49,11 @@ demo: build
 
 # Benchmarks write a JSON report (bench.json) with each result and its
 # ratio to the smallest case of its family, measured in the same run, and
-# the README's "Measured" table is written from it.
+# the README's "Measured" table is written from it. Packages run one at
+# a time (-p 1): two packages' benchmarks sharing the machine's cores
+# would skew a ratio whose baseline ran before the other package began.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./... | tee bench.txt
+	$(GO) test -p 1 -run '^$$' -bench . -benchmem -benchtime 5x ./... | tee bench.txt
 	$(GO) run ./internal/benchreport < bench.txt > bench.json
 	$(GO) run ./internal/benchreport readme bench.json README.md
 

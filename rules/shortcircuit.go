@@ -63,12 +63,12 @@ func shortCircuit(qf promrules.QueryFunc) promrules.QueryFunc {
 			return qf(ctx, q, t)
 		}
 		var kept uint64
-		for i, a := range p.alternatives {
-			if a.probe == "" {
+		for i, probe := range p.probes {
+			if probe == "" {
 				kept |= 1 << i
 				continue
 			}
-			v, err := qf(ctx, a.probe, t)
+			v, err := qf(ctx, probe, t)
 			if err != nil {
 				return qf(ctx, q, t)
 			}
@@ -79,7 +79,7 @@ func shortCircuit(qf promrules.QueryFunc) promrules.QueryFunc {
 		switch kept {
 		case 0:
 			return promql.Vector{}, nil
-		case 1<<len(p.alternatives) - 1:
+		case 1<<len(p.probes) - 1:
 			return qf(ctx, q, t)
 		}
 		return qf(ctx, p.without(kept), t)
@@ -108,21 +108,17 @@ type chainPlan struct {
 	// expression, the outermost first: the manager sets an alert's
 	// plain labels so (withLabels), and each is empty when its
 	// argument is.
-	wrappers     []*parser.Call
-	root         parser.Expr
-	alternatives []alternative
+	wrappers []*parser.Call
+	root     parser.Expr
+	// probes are the leftmost operands of the alternatives' chains of
+	// `and` and `unless`, in the order of alternativesOf; "" for an
+	// alternative that is no chain.
+	probes []string
 
 	mtx sync.Mutex
 	// queries are the expressions without some alternatives, by the
 	// set of those kept.
 	queries map[uint64]string
-}
-
-// alternative is one operand of an `or` and the leftmost operand of its
-// chain of `and` and `unless`, "" when it is no chain.
-type alternative struct {
-	expr  parser.Expr
-	probe string
 }
 
 // planChains is the plan of q, nil when no alternative of q is a chain
@@ -150,9 +146,9 @@ func planChains(q string) *chainPlan {
 		if probe != "" {
 			chains++
 		}
-		p.alternatives = append(p.alternatives, alternative{expr: alt, probe: probe})
+		p.probes = append(p.probes, probe)
 	}
-	if chains == 0 || len(p.alternatives) > maxAlternatives {
+	if chains == 0 || len(p.probes) > maxAlternatives {
 		return nil
 	}
 	return p

@@ -30,8 +30,7 @@ func TestShortCircuit(t *testing.T) {
 		empty  = `llm_kv_cache_usage_ratio > 1`
 		full2  = `llm_requests_waiting > 0`
 		empty2 = `llm_requests_waiting > 10`
-		// Chains of each kind, and two whose first operand is
-		// one of the above.
+		// Chains whose first operand is each of the above.
 		fullChain   = full + ` and on (instance) llm_requests_waiting > 0`
 		full2Chain  = full2 + ` unless on (instance) llm_kv_cache_usage_ratio < 0.5`
 		emptyChain  = empty + ` and on (instance) llm_requests_waiting > 0`
