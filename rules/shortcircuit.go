@@ -204,7 +204,9 @@ func (p *chainPlan) without(kept uint64) string {
 
 // pruned is e without the alternatives not in kept, nil when none is
 // left; next numbers the alternatives as alternativesOf does. The plan's
-// tree is not changed: an `or` with both sides left is copied.
+// tree is not changed: an `or` with both sides left is copied, inside
+// parentheses if it had them, since two `or` with different matching
+// clauses do not regroup.
 func (p *chainPlan) pruned(e parser.Expr, kept uint64, next *int) parser.Expr {
 	b, ok := unparen(e).(*parser.BinaryExpr)
 	if !ok || b.Op != parser.LOR {
@@ -224,6 +226,9 @@ func (p *chainPlan) pruned(e parser.Expr, kept uint64, next *int) parser.Expr {
 	}
 	c := *b
 	c.LHS, c.RHS = lhs, rhs
+	if _, ok := e.(*parser.ParenExpr); ok {
+		return &parser.ParenExpr{Expr: &c}
+	}
 	return &c
 }
 
