@@ -378,6 +378,9 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 		if src, err = narrow(src, o.Instances); err != nil {
 			return nil, err
 		}
+	} else if r, ok := src.(onceReader); ok {
+		// Not for a few instances: a shared read is of the whole fleet.
+		src = r.readingOnce()
 	}
 	ev := evaluate(ctx, src, plan, profiles, o.Engine, now)
 	if ev.unavailable != nil {

@@ -251,14 +251,38 @@ func (e *EmbeddedSource) queryPlan() queryPlan { return queryPlan{sharedQuantile
 
 // Query implements Source.
 func (e *EmbeddedSource) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+	return e.query(ctx, e.store.Query, expr, ts)
+}
+
+// query answers Query with eval.
+func (e *EmbeddedSource) query(ctx context.Context, eval func(context.Context, string, time.Time) (promql.Vector, error), expr string, ts time.Time) (promql.Vector, error) {
 	start := time.Now()
-	v, err := e.store.Query(ctx, e.stored(expr), ts)
+	v, err := eval(ctx, e.stored(expr), ts)
 	e.observe(start, err)
 	if err == nil && e.firstQueryAt(ts) {
 		e.metrics.SourceUp.Set(e.anyTargetUp())
 		e.trimRaw(ts.Add(-e.RawRetention()))
 	}
 	return v, err
+}
+
+// readingOnce returns a view of e whose queries share their reads of the
+// store (signalstore.ReadCache): the queries of one cycle, which read the
+// same histograms over the same rate window several times. What it read
+// goes when the view does.
+func (e *EmbeddedSource) readingOnce() Source {
+	return &sharedReads{EmbeddedSource: e, cache: e.store.NewReadCache()}
+}
+
+// sharedReads is an EmbeddedSource whose queries read through one cache.
+type sharedReads struct {
+	*EmbeddedSource
+	cache *signalstore.ReadCache
+}
+
+// Query implements Source.
+func (s *sharedReads) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+	return s.query(ctx, s.cache.Query, expr, ts)
 }
 
 // trimRaw drops the scraped samples older than before, beside the

@@ -90,22 +90,32 @@ func TestEmbeddedQuantilesShareOneFetch(t *testing.T) {
 	t.Logf("%d queries instead of %d; %d quantiles compared", shared.Queries, each.Queries, quantiles)
 }
 
+// ownReads is a source with the plan of the one it wraps whose queries
+// do not share their reads.
+type ownReads struct{ Source }
+
+func (o ownReads) queryPlan() queryPlan { return planOf(o.Source) }
+
 // BenchmarkEmbeddedCollection is one collection over 1000 instances stored
-// as the embedded scrape stores them, with each quantile asked on its own
-// (shared=false) and with a histogram's quantiles computed from one fetch
-// of their argument (shared=true, the embedded source's plan).
+// as the embedded scrape stores them: with each rule's query sent as
+// written (the baseline), with a histogram's quantiles computed from one
+// fetch of their argument, and, as the embedded source collects, with that
+// and the queries sharing their reads of the samples.
 func BenchmarkEmbeddedCollection(b *testing.B) {
 	src, profs := nativeFleet(b, 1000)
-	for _, shared := range []bool{false, true} {
-		var s Source = unplanned{src}
-		if shared {
-			s = src
-		}
+	for _, tc := range []struct {
+		name string
+		src  Source
+	}{
+		{"plan=each-rule", unplanned{src}},
+		{"plan=shared-quantiles", ownReads{src}},
+		{"plan=shared-quantiles,shared-reads", src},
+	} {
 		c := New(Options{Metrics: testMetrics()})
-		if err := c.ApplyConfig(config.Default(), s, profs); err != nil {
+		if err := c.ApplyConfig(config.Default(), tc.src, profs); err != nil {
 			b.Fatal(err)
 		}
-		b.Run(fmt.Sprintf("shared=%v", shared), func(b *testing.B) {
+		b.Run(tc.name, func(b *testing.B) {
 			var snap *Snapshot
 			b.ReportAllocs()
 			for b.Loop() {

@@ -18,6 +18,13 @@ type Source interface {
 	QueryRange(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error)
 }
 
+// onceReader is a Source whose queries at one evaluation time can share
+// their reads of the samples (EmbeddedSource).
+type onceReader interface {
+	// readingOnce returns the Source for one evaluation's queries.
+	readingOnce() Source
+}
+
 // ErrUnavailable is matched (errors.Is) by the errors of a Source that
 // could not be reached or was overloaded, as opposed to one that refused
 // a query. One such error fails the whole cycle: a source that went away

@@ -260,7 +260,12 @@ func (s *Store) MaxTime() (time.Time, bool) {
 
 // Query evaluates an instant query over the store.
 func (s *Store) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
-	q, err := s.engine.NewInstantQuery(ctx, s, nil, expr, ts)
+	return s.query(ctx, s, expr, ts)
+}
+
+// query evaluates expr at ts over what from reads of the store.
+func (s *Store) query(ctx context.Context, from storage.Queryable, expr string, ts time.Time) (promql.Vector, error) {
+	q, err := s.engine.NewInstantQuery(ctx, from, nil, expr, ts)
 	if err != nil {
 		return nil, fmt.Errorf("parsing %q: %w", expr, err)
 	}

@@ -1,0 +1,181 @@
+package signalstore
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// appendScrapes appends scrapes from to to (excluded), one every 15 s
+// from t0, to the raw samples: a counter by instance and reason (with a reset), a gauge
+// that goes stale, a histogram with custom buckets (as the scrape keeps a
+// classic one) and an exponential float histogram.
+func appendScrapes(t *testing.T, s *Store, from, to int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := from; i < to; i++ {
+		ts := t0.Add(time.Duration(i) * 15 * time.Second).UnixMilli()
+		app := s.RawAppendable().AppenderV2(ctx)
+		add := func(ls labels.Labels, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) {
+			t.Helper()
+			if _, err := app.Append(0, ls, 0, ts, v, h, fh, storage.AOptions{}); err != nil {
+				t.Fatalf("appending %s: %v", ls, err)
+			}
+		}
+		for _, in := range []string{"a:1", "b:1", "c:1"} {
+			count := float64(i * 10)
+			if in == "b:1" && i >= 20 {
+				count = float64((i - 20) * 3) // restarted
+			}
+			add(labels.FromStrings("__name__", "req_total", "instance", in, "reason", "ok"), count, nil, nil)
+			add(labels.FromStrings("__name__", "req_total", "instance", in, "reason", "error"), float64(i), nil, nil)
+			running := float64(i % 7)
+			if in == "c:1" && i >= 25 {
+				running = math.Float64frombits(value.StaleNaN)
+			}
+			if in != "c:1" || i <= 25 {
+				add(labels.FromStrings("__name__", "running", "instance", in), running, nil, nil)
+			}
+			u := uint64(i)
+			add(labels.FromStrings("__name__", "latency_seconds", "instance", in), 0, &histogram.Histogram{
+				Schema:          histogram.CustomBucketsSchema,
+				Count:           5 * u,
+				Sum:             1.5 * float64(u),
+				PositiveSpans:   []histogram.Span{{Offset: 0, Length: 3}},
+				PositiveBuckets: []int64{int64(u), int64(u), 0},
+				CustomValues:    []float64{0.1, 0.5, 1},
+			}, nil)
+			add(labels.FromStrings("__name__", "tokens", "instance", in), 0, nil, &histogram.FloatHistogram{
+				Schema:          1,
+				Count:           4 * float64(i),
+				Sum:             40 * float64(i),
+				ZeroThreshold:   0.001,
+				PositiveSpans:   []histogram.Span{{Offset: 2, Length: 2}},
+				PositiveBuckets: []float64{float64(i), 3 * float64(i)},
+			})
+		}
+		if err := app.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestReadCacheAnswersAsTheStore(t *testing.T) {
+	s, err := Open(Options{Path: t.TempDir(), Retention: 24 * time.Hour, Raw: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	appendScrapes(t, s, 0, 32)
+	ctx := context.Background()
+	at := t0.Add(8 * time.Minute)
+	cache := s.NewReadCache()
+	// Every query twice: the second reads what the first put in the cache.
+	queries := []string{
+		`sum by (instance) (rate(req_total{reason="error"}[1m])) / sum by (instance) (rate(req_total[1m]))`,
+		`rate(req_total{reason=~"ok|error", instance!="a:1"}[1m])`,
+		`increase(req_total[2m]) or resets(req_total[2m])`,
+		`rate(req_total[1m] offset 1m)`,
+		`max_over_time(rate(req_total[1m])[3m:15s])`,
+		`histogram_quantile(0.9, sum by (instance) (rate(latency_seconds[1m])))`,
+		`histogram_sum(rate(latency_seconds[1m])) / histogram_count(rate(latency_seconds[1m]))`,
+		`rate(latency_seconds[1m])`,
+		`resets(latency_seconds[2m])`,
+		`sum(rate(tokens[1m]))`,
+		`histogram_count(rate(tokens[1m])) + histogram_sum(rate(tokens[1m]))`,
+		`running`,
+		`avg_over_time(running[5m])`,
+		`last_over_time(running[5m])`,
+		`{__name__=~"req_total|running"}`,
+		`count_over_time({__name__=~"req_total|running"}[1m])`,
+		// Selectors that do not name their metric read the store.
+		`rate({__name__=~"latency_seconds"}[1m])`,
+		`rate({__name__=~"tokens"}[1m])`,
+	}
+	for round := range 2 {
+		for _, q := range queries {
+			want, err := s.Query(ctx, q, at)
+			if err != nil {
+				t.Fatalf("store: %v", err)
+			}
+			got, err := cache.Query(ctx, q, at)
+			if err != nil {
+				t.Fatalf("cache: %v", err)
+			}
+			if len(want) == 0 {
+				t.Fatalf("%s answers nothing: the test reads no samples", q)
+			}
+			if diff := vectorDiff(want, got); diff != "" {
+				t.Errorf("round %d, %s: %s", round, q, diff)
+			}
+		}
+	}
+	if len(cache.reads) == 0 {
+		t.Error("the cache read nothing")
+	}
+}
+
+// vectorDiff describes how got differs from want, sample by sample.
+func vectorDiff(want, got promql.Vector) string {
+	if len(want) != len(got) {
+		return "want " + want.String() + ", got " + got.String()
+	}
+	byLabels := map[string]promql.Sample{}
+	for _, s := range want {
+		byLabels[s.Metric.String()] = s
+	}
+	for _, g := range got {
+		w, ok := byLabels[g.Metric.String()]
+		switch {
+		case !ok:
+			return "unexpected " + g.String()
+		case w.T != g.T,
+			w.H == nil != (g.H == nil),
+			w.H != nil && !w.H.Equals(g.H),
+			w.H == nil && w.F != g.F && !(math.IsNaN(w.F) && math.IsNaN(g.F)):
+			return "want " + w.String() + ", got " + g.String()
+		}
+	}
+	return ""
+}
+
+func TestReadCacheReadsEachMetricOnce(t *testing.T) {
+	s, err := Open(Options{Path: t.TempDir(), Retention: 24 * time.Hour, Raw: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	appendScrapes(t, s, 0, 32)
+	ctx := context.Background()
+	at := t0.Add(32 * 15 * time.Second)
+	cache := s.NewReadCache()
+	const q = `sum(count_over_time(req_total[1m]))`
+	before, err := cache.Query(ctx, q, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A scrape at the evaluation time, after the first read: the store's
+	// answer changes, the cache's does not.
+	appendScrapes(t, s, 32, 33)
+	after, err := s.Query(ctx, q, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vectorDiff(before, after) == "" {
+		t.Fatalf("the scrape at %s changed nothing; the test shows nothing", at)
+	}
+	again, err := cache.Query(ctx, `sum(count_over_time(req_total{instance=~".+"}[1m]))`, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := vectorDiff(before, again); diff != "" {
+		t.Errorf("the cache read the metric again: %s", diff)
+	}
+}
