@@ -660,6 +660,7 @@ func (c *Collector) settle(ctx context.Context, now time.Time, cfg config.Config
 func signalSamples(ev *evaluation, profiles []*compiledProfile, instances map[string]*Instance) []signals.Sample {
 	var samples []signals.Sample
 	withCapacity := map[string]bool{}
+	lb := labels.NewBuilder(labels.EmptyLabels())
 	for i, p := range profiles {
 		for _, v := range ev.results[i] {
 			for _, s := range v {
@@ -668,9 +669,12 @@ func signalSamples(ev *evaluation, profiles []*compiledProfile, instances map[st
 				if !ok || in.Engine != p.engine || math.IsNaN(s.F) || math.IsInf(s.F, 0) {
 					continue
 				}
-				lb := labels.NewBuilder(s.Metric)
-				lb.Set(signals.LabelModel, in.Model)
-				samples = append(samples, signals.Sample{Labels: lb.Labels(), Value: s.F})
+				metric := s.Metric
+				if metric.Get(signals.LabelModel) != in.Model {
+					lb.Reset(metric)
+					metric = lb.Set(signals.LabelModel, in.Model).Labels()
+				}
+				samples = append(samples, signals.Sample{Labels: metric, Value: s.F})
 				if s.Metric.Get(model.MetricNameLabel) == signals.KVCacheCapacity {
 					withCapacity[inst] = true
 				}

@@ -282,7 +282,7 @@ func histogramQuantile(q float64, in promql.Vector) promql.Vector {
 	for _, s := range in {
 		if s.H != nil {
 			v, _ := promql.HistogramQuantile(q, s.H, "", posrange.PositionRange{})
-			metric := labels.NewBuilder(s.Metric).Del(model.MetricNameLabel).Labels()
+			metric := s.Metric.DropMetricName()
 			out = append(out, promql.Sample{Metric: metric, T: s.T, F: v})
 			if native == nil {
 				native = map[uint64]bool{}
