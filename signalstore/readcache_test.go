@@ -67,13 +67,20 @@ func appendScrapes(t *testing.T, s *Store, from, to int) {
 	}
 }
 
-func TestReadCacheAnswersAsTheStore(t *testing.T) {
+// scrapedStore is a store with raw samples and n scrapes in them.
+func scrapedStore(t *testing.T, n int) *Store {
+	t.Helper()
 	s, err := Open(Options{Path: t.TempDir(), Retention: 24 * time.Hour, Raw: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	appendScrapes(t, s, 0, 32)
+	appendScrapes(t, s, 0, n)
+	return s
+}
+
+func TestReadCacheAnswersAsTheStore(t *testing.T) {
+	s := scrapedStore(t, 32)
 	ctx := context.Background()
 	at := t0.Add(8 * time.Minute)
 	cache := s.NewReadCache()
@@ -147,12 +154,7 @@ func vectorDiff(want, got promql.Vector) string {
 }
 
 func TestReadCacheReadsEachMetricOnce(t *testing.T) {
-	s, err := Open(Options{Path: t.TempDir(), Retention: 24 * time.Hour, Raw: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	appendScrapes(t, s, 0, 32)
+	s := scrapedStore(t, 32)
 	ctx := context.Background()
 	at := t0.Add(32 * 15 * time.Second)
 	cache := s.NewReadCache()
