@@ -282,7 +282,7 @@ func histogramQuantile(q float64, in promql.Vector) promql.Vector {
 	for _, s := range in {
 		if s.H != nil {
 			v, _ := promql.HistogramQuantile(q, s.H, "", posrange.PositionRange{})
-			metric := s.Metric.DropMetricName()
+			metric := s.Metric.DropReserved(isMetricName)
 			out = append(out, promql.Sample{Metric: metric, T: s.T, F: v})
 			if native == nil {
 				native = map[uint64]bool{}
@@ -312,6 +312,8 @@ func histogramQuantile(q float64, in promql.Vector) promql.Vector {
 	}
 	return out
 }
+
+func isMetricName(name string) bool { return name == model.MetricNameLabel }
 
 // answered is a rules.QueryFunc that returns v, for a rule whose result
 // the collector has already computed.
