@@ -380,7 +380,7 @@ func (c *Collector) Collect(ctx context.Context, now time.Time, o CollectOptions
 		}
 	} else if r, ok := src.(onceReader); ok {
 		// Not for a few instances: a shared read is of the whole fleet.
-		src = r.readingOnce()
+		src = r.readingOnce(evaluationQueries(profiles, plan, o.Engine))
 	}
 	ev := evaluate(ctx, src, plan, profiles, o.Engine, now)
 	if ev.unavailable != nil {
@@ -586,6 +586,30 @@ func evaluate(ctx context.Context, src Source, plan queryPlan, profiles []*compi
 		ev.errs = append(ev.errs, e...)
 	}
 	return ev
+}
+
+// evaluationQueries are the queries evaluate sends for profiles (those
+// of engine, when it is not empty) with plan.
+func evaluationQueries(profiles []*compiledProfile, plan queryPlan, engine string) []string {
+	var out []string
+	for _, p := range profiles {
+		if engine != "" && p.engine != engine {
+			continue
+		}
+		for _, s := range planSteps(p.rules, plan) {
+			if s.shared != "" {
+				out = append(out, s.shared)
+				continue
+			}
+			for _, j := range s.rules {
+				out = append(out, p.rules[j].Query().String())
+			}
+		}
+		if p.settings != nil {
+			out = append(out, p.settings.expr)
+		}
+	}
+	return out
 }
 
 // detectInstances decides which engine each instance runs: the first

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -61,6 +62,11 @@ type EmbeddedSource struct {
 	upCheckedAt time.Time
 	// retention is how long scraped samples are kept: see RawRetention.
 	retention time.Duration
+	// shared are the subexpressions the last evaluation's queries
+	// computed more than once; sharedFor the queries they were counted
+	// in, which every cycle repeats.
+	shared    *sharedSubexpressions
+	sharedFor []string
 
 	// One trim of the raw samples runs at a time, beside the queries (a
 	// trim waits for the reads of what it drops); none starts once Stop
@@ -266,23 +272,47 @@ func (e *EmbeddedSource) query(ctx context.Context, eval func(context.Context, s
 	return v, err
 }
 
-// readingOnce returns a view of e whose queries share their reads of the
-// store (signalstore.ReadCache): the queries of one cycle, which read the
-// same histograms over the same rate window several times. What it read
-// goes when the view does.
-func (e *EmbeddedSource) readingOnce() Source {
-	return &sharedReads{EmbeddedSource: e, cache: e.store.NewReadCache()}
+// readingOnce returns a view of e for one evaluation of queries, in
+// which they share their reads of the store (signalstore.ReadCache) and
+// compute each subexpression they repeat once (sharedSubexpressions):
+// the queries of one cycle read the same histograms over the same rate
+// window several times, and compute the same terms. What it read and
+// computed goes when the view does.
+func (e *EmbeddedSource) readingOnce(queries []string) Source {
+	cache := e.store.NewReadCache()
+	return &sharedReads{EmbeddedSource: e, shared: &sharedResults{
+		plan:        e.sharedSubexpressions(queries),
+		eval:        cache.Query,
+		evalReading: cache.QueryComputed,
+		results:     map[resultKey]*sharedResult{},
+	}}
 }
 
-// sharedReads is an EmbeddedSource whose queries read through one cache.
+// sharedSubexpressions are those of queries, counted in the form the
+// store answers them; counted again only when the queries change.
+func (e *EmbeddedSource) sharedSubexpressions(queries []string) *sharedSubexpressions {
+	stored := make([]string, len(queries))
+	for i, q := range queries {
+		stored[i] = e.stored(q)
+	}
+	e.mtx.Lock()
+	defer e.mtx.Unlock()
+	if e.shared == nil || !slices.Equal(e.sharedFor, stored) {
+		e.shared, e.sharedFor = newSharedSubexpressions(stored), stored
+	}
+	return e.shared
+}
+
+// sharedReads is an EmbeddedSource whose queries read and compute
+// through one evaluation's shared results.
 type sharedReads struct {
 	*EmbeddedSource
-	cache *signalstore.ReadCache
+	shared *sharedResults
 }
 
 // Query implements Source.
 func (s *sharedReads) Query(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
-	return s.query(ctx, s.cache.Query, expr, ts)
+	return s.query(ctx, s.shared.query, expr, ts)
 }
 
 // trimRaw drops the scraped samples older than before, beside the

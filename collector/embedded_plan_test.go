@@ -96,11 +96,18 @@ type ownReads struct{ Source }
 
 func (o ownReads) queryPlan() queryPlan { return planOf(o.Source) }
 
+// readsOnly is an embedded source whose queries share their reads but
+// compute every subexpression they repeat.
+type readsOnly struct{ *EmbeddedSource }
+
+func (r readsOnly) readingOnce([]string) Source { return r.EmbeddedSource.readingOnce(nil) }
+
 // BenchmarkEmbeddedCollection is one collection over 1000 instances stored
 // as the embedded scrape stores them: with each rule's query sent as
 // written (the baseline), with a histogram's quantiles computed from one
-// fetch of their argument, and, as the embedded source collects, with that
-// and the queries sharing their reads of the samples.
+// fetch of their argument, with that and the queries sharing their reads
+// of the samples, and, as the embedded source collects, with those and
+// each subexpression the queries repeat computed once.
 func BenchmarkEmbeddedCollection(b *testing.B) {
 	src, profs := nativeFleet(b, 1000)
 	for _, tc := range []struct {
@@ -109,7 +116,8 @@ func BenchmarkEmbeddedCollection(b *testing.B) {
 	}{
 		{"plan=each-rule", unplanned{src}},
 		{"plan=shared-quantiles", ownReads{src}},
-		{"plan=shared-quantiles,shared-reads", src},
+		{"plan=shared-quantiles,shared-reads", readsOnly{src}},
+		{"plan=shared-quantiles,shared-reads,shared-subexpressions", src},
 	} {
 		c := New(Options{Metrics: testMetrics()})
 		if err := c.ApplyConfig(config.Default(), tc.src, profs); err != nil {

@@ -19,10 +19,11 @@ type Source interface {
 }
 
 // onceReader is a Source whose queries at one evaluation time can share
-// their reads of the samples (EmbeddedSource).
+// their reads of the samples and the subexpressions they repeat
+// (EmbeddedSource).
 type onceReader interface {
-	// readingOnce returns the Source for one evaluation's queries.
-	readingOnce() Source
+	// readingOnce returns the Source for one evaluation of queries.
+	readingOnce(queries []string) Source
 }
 
 // ErrUnavailable is matched (errors.Is) by the errors of a Source that

@@ -3,6 +3,7 @@ package signalstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -275,4 +276,48 @@ func (it *copyingIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64
 	}
 	cached.CopyTo(fh)
 	return t, fh
+}
+
+// QueryComputed evaluates expr at ts as Query does, where a selector of a
+// metric that computed names reads that vector instead of the store: its
+// samples, at their times, with their labels as they are. It lets a
+// result computed once stand for the subexpression that computed it in
+// the queries that repeat it.
+func (c *ReadCache) QueryComputed(ctx context.Context, expr string, ts time.Time, computed map[string]promql.Vector) (promql.Vector, error) {
+	return c.store.query(ctx, computedQueryable{cache: c, computed: computed}, expr, ts)
+}
+
+type computedQueryable struct {
+	cache    *ReadCache
+	computed map[string]promql.Vector
+}
+
+func (q computedQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	cq, err := q.cache.Querier(mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	return &computedQuerier{Querier: cq, computed: q.computed}, nil
+}
+
+type computedQuerier struct {
+	storage.Querier
+	computed map[string]promql.Vector
+}
+
+// Select implements storage.Querier.
+func (q *computedQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	metric, named := metricName(ms)
+	v, ok := q.computed[metric]
+	if !named || !ok {
+		return q.Querier.Select(ctx, sortSeries, hints, ms...)
+	}
+	set := &cachedSeriesSet{i: -1, series: make([]*cachedSeries, len(v))}
+	for i, s := range v {
+		set.series[i] = &cachedSeries{labels: s.Metric, samples: cachedSamples{{t: s.T, f: s.F, fh: s.H}}}
+	}
+	if sortSeries {
+		slices.SortFunc(set.series, func(a, b *cachedSeries) int { return labels.Compare(a.labels, b.labels) })
+	}
+	return set
 }
