@@ -41,6 +41,11 @@ type Options struct {
 	// query API, Grafana's dashboards) finds them. Signals and SLO targets,
 	// which the cycle writes itself, are left out.
 	Own prometheus.Gatherer
+	// Settings, when set, writes the instances' settings with the
+	// agent's own metrics (perfagent_setting_info), from their series
+	// kept from one cycle to the next rather than through Own: a large
+	// fleet has tens of thousands of them.
+	Settings *collector.SettingsExporter
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 }
@@ -73,12 +78,13 @@ type Config struct {
 // evaluate the bottleneck rules, recommend. It keeps the latest
 // recommendation report. It is safe for concurrent use.
 type Pipeline struct {
-	coll   *collector.Collector
-	store  *signalstore.Store
-	rules  *rules.Manager
-	rec    *recommender.Recommender
-	own    prometheus.Gatherer
-	logger *slog.Logger
+	coll     *collector.Collector
+	store    *signalstore.Store
+	rules    *rules.Manager
+	rec      *recommender.Recommender
+	own      prometheus.Gatherer
+	settings *collector.SettingsExporter
+	logger   *slog.Logger
 
 	mtx    sync.RWMutex
 	cfg    Config
@@ -97,7 +103,7 @@ func New(o Options, cfg Config) (*Pipeline, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Pipeline{coll: o.Collector, store: o.Store, rules: o.Rules, rec: o.Recommender, own: o.Own, logger: logger}
+	p := &Pipeline{coll: o.Collector, store: o.Store, rules: o.Rules, rec: o.Recommender, own: o.Own, settings: o.Settings, logger: logger}
 	if err := p.ApplyConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -254,10 +260,11 @@ func (p *Pipeline) afterCollection(ctx context.Context, snap *collector.Snapshot
 	return errs
 }
 
-// appendOwnMetrics writes the agent's own metrics, and its up series, to
-// the store at the snapshot's time, except the series the cycle wrote itself: the signals
-// recorded by the profiles (the snapshot's, and the catalog's when a
-// collection found none) and the SLO targets.
+// appendOwnMetrics writes the agent's own metrics, its up series and the
+// instances' settings to the store at the snapshot's time, except the
+// series the cycle wrote itself: the signals recorded by the profiles
+// (the snapshot's, and the catalog's when a collection found none) and
+// the SLO targets.
 func (p *Pipeline) appendOwnMetrics(ctx context.Context, snap *collector.Snapshot) error {
 	if p.own == nil {
 		return nil
@@ -290,6 +297,12 @@ func (p *Pipeline) appendOwnMetrics(ctx context.Context, snap *collector.Snapsho
 	if err := collector.AppendExposition(app, page.Bytes(), snap.Time, labels.EmptyLabels()); err != nil {
 		_ = app.Rollback()
 		return fmt.Errorf("writing the agent's own metrics: %w", err)
+	}
+	if p.settings != nil {
+		if err := p.settings.Append(app, snap); err != nil {
+			_ = app.Rollback()
+			return fmt.Errorf("writing the instances' settings: %w", err)
+		}
 	}
 	if err := app.Commit(); err != nil {
 		return fmt.Errorf("writing the agent's own metrics: %w", err)

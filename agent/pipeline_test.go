@@ -573,14 +573,24 @@ func TestOwnMetricsStored(t *testing.T) {
 	promauto.With(reg).NewGaugeVec(prometheus.GaugeOpts{Name: rules.SLOTTFTP95Series, Help: "h"}, []string{"model"}).WithLabelValues("m").Set(9)
 	reg.MustRegister(collector.NewSignalsExporter(f.pipe.coll))
 	f.pipe.own = reg
+	f.pipe.settings = collector.NewSettingsExporter(f.pipe.coll)
 
 	now := start.Add(5 * time.Minute)
 	f.scrape(t, start, now)
 	ctx := context.Background()
-	if _, err := f.pipe.Cycle(ctx, now); err != nil {
+	snap, err := f.pipe.Cycle(ctx, now)
+	if err != nil {
 		t.Fatal(err)
 	}
+	settings := 0
+	for _, in := range snap.Instances {
+		settings += len(in.Settings)
+	}
+	if settings == 0 {
+		t.Fatal("the fixture's instances have no settings")
+	}
 	for expr, want := range map[string]string{
+		`count(perfagent_setting_info)`:               fmt.Sprintf(`{} %d`, settings),
 		`perfagent_test_up`:                           `{__name__="perfagent_test_up"} 1`,
 		`perfagent_test_per_instance`:                 `{__name__="perfagent_test_per_instance", instance="a:1"} 2`,
 		`count(perfagent_slo_ttft_p95_seconds)`:       `{} 2`,

@@ -1,13 +1,16 @@
 package collector
 
 import (
+	"fmt"
 	"maps"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
 
 	"github.com/optiinfra/perfagent/signals"
 )
@@ -85,29 +88,40 @@ func (e *SignalsExporter) Collect(ch chan<- prometheus.Metric) {
 }
 
 // SettingsExporter exports the latest snapshot's engine settings as
-// perfagent_setting_info. It is apart from SignalsExporter because the
-// signals are in the local TSDB already, while the settings are written
-// there only as the agent's own metrics.
+// perfagent_setting_info, and writes them to the store (Append). It is
+// apart from SignalsExporter because the signals are in the local TSDB
+// already, while the settings are written there by the cycle as the
+// agent's own metrics.
 type SettingsExporter struct {
 	c *Collector
 
 	mtx sync.Mutex
-	// exported holds, by instance, the metrics of the last Collect. An
-	// instance's settings rarely change, and a large fleet has tens of
-	// thousands of them to export at every gathering.
-	exported map[string]exportedSettings
+	// exported holds, by instance, the metrics of the last Collect or
+	// Append and their series. An instance's settings rarely change, and
+	// a large fleet has tens of thousands of them to export at every
+	// gathering and to write at every cycle.
+	exported map[string]*exportedSettings
 }
 
-// exportedSettings are the metrics of one instance's settings.
+// exportedSettings are the metrics of one instance's settings and their
+// series in the store, each built on first use.
 type exportedSettings struct {
+	instance      string
 	engine, model string
 	settings      Settings
 	metrics       []prometheus.Metric
+	series        []settingSeries
+}
+
+// settingSeries is one setting's series and its reference in the store.
+type settingSeries struct {
+	lset labels.Labels
+	ref  storage.SeriesRef
 }
 
 // NewSettingsExporter exports the settings of c's latest snapshot.
 func NewSettingsExporter(c *Collector) *SettingsExporter {
-	return &SettingsExporter{c: c, exported: map[string]exportedSettings{}}
+	return &SettingsExporter{c: c, exported: map[string]*exportedSettings{}}
 }
 
 // Describe implements prometheus.Collector.
@@ -121,30 +135,94 @@ func (e *SettingsExporter) Collect(ch chan<- prometheus.Metric) {
 	}
 	e.mtx.Lock()
 	defer e.mtx.Unlock()
-	next := make(map[string]exportedSettings, len(snap.Instances))
-	for _, in := range snap.Instances {
-		ex, ok := e.exported[in.Instance]
-		if !ok || ex.engine != in.Engine || ex.model != in.Model || !maps.Equal(ex.settings, in.Settings) {
-			ex = exportedSettings{engine: in.Engine, model: in.Model, settings: maps.Clone(in.Settings)}
-			for name, st := range in.Settings {
-				// A value a server reports is not trusted to be valid UTF-8.
-				m, err := prometheus.NewConstMetric(settingInfoDesc, prometheus.GaugeValue, 1, in.Instance, in.Engine, in.Model, name, st.Value, st.Source)
-				if err != nil {
-					m = prometheus.NewInvalidMetric(settingInfoDesc, err)
-				}
-				ex.metrics = append(ex.metrics, m)
-			}
+	for _, ex := range e.current(snap) {
+		if ex.metrics == nil {
+			ex.metrics = ex.buildMetrics()
 		}
-		next[in.Instance] = ex
 		for _, m := range ex.metrics {
 			ch <- m
 		}
 	}
-	e.exported = next
 }
+
+// Append writes the settings of snap to app at its time, the series
+// Collect exports, which is what a Prometheus scraping the agent would
+// store. Nothing is written before a collection succeeds, as Collect
+// exports nothing then.
+func (e *SettingsExporter) Append(app storage.Appender, snap *Snapshot) error {
+	if !e.c.Ready() {
+		return nil
+	}
+	e.mtx.Lock()
+	defer e.mtx.Unlock()
+	t := snap.Time.UnixMilli()
+	for _, ex := range e.current(snap) {
+		if ex.series == nil {
+			ex.series = ex.buildSeries()
+		}
+		for i := range ex.series {
+			s := &ex.series[i]
+			ref, err := app.Append(s.ref, s.lset, t, 1)
+			if err != nil {
+				return fmt.Errorf("appending %s: %w", s.lset, err)
+			}
+			s.ref = ref
+		}
+	}
+	return nil
+}
+
+// current returns what is exported for snap's instances, in their order:
+// kept from the last call for an instance whose settings did not change,
+// new for the others.
+func (e *SettingsExporter) current(snap *Snapshot) []*exportedSettings {
+	out := make([]*exportedSettings, len(snap.Instances))
+	next := make(map[string]*exportedSettings, len(snap.Instances))
+	for i, in := range snap.Instances {
+		ex, ok := e.exported[in.Instance]
+		if !ok || ex.engine != in.Engine || ex.model != in.Model || !maps.Equal(ex.settings, in.Settings) {
+			ex = &exportedSettings{instance: in.Instance, engine: in.Engine, model: in.Model, settings: maps.Clone(in.Settings)}
+		}
+		next[in.Instance], out[i] = ex, ex
+	}
+	e.exported = next
+	return out
+}
+
+func (ex *exportedSettings) buildMetrics() []prometheus.Metric {
+	out := make([]prometheus.Metric, 0, len(ex.settings))
+	for name, st := range ex.settings {
+		// A value a server reports is not trusted to be valid UTF-8.
+		m, err := prometheus.NewConstMetric(settingInfoDesc, prometheus.GaugeValue, 1, ex.instance, ex.engine, ex.model, name, st.Value, st.Source)
+		if err != nil {
+			m = prometheus.NewInvalidMetric(settingInfoDesc, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// buildSeries returns the series of the metrics buildMetrics builds. A
+// setting whose value is not valid UTF-8 has none: its metric is invalid,
+// and a gathering leaves it out.
+func (ex *exportedSettings) buildSeries() []settingSeries {
+	out := make([]settingSeries, 0, len(ex.settings))
+	for name, st := range ex.settings {
+		if !utf8.ValidString(name) || !utf8.ValidString(st.Value) || !utf8.ValidString(st.Source) {
+			continue
+		}
+		out = append(out, settingSeries{lset: labels.FromStrings(model.MetricNameLabel, settingInfoName,
+			signals.LabelInstance, ex.instance, signals.LabelEngine, ex.engine, signals.LabelModel, ex.model,
+			"setting", name, "value", st.Value, "source", st.Source)})
+	}
+	return out
+}
+
+// settingInfoName is the name of the settings' info metric.
+const settingInfoName = "perfagent_setting_info"
 
 // settingInfoDesc is the info metric of the engine settings the collector
 // knows, one series per instance and setting.
-var settingInfoDesc = prometheus.NewDesc("perfagent_setting_info",
+var settingInfoDesc = prometheus.NewDesc(settingInfoName,
 	"Engine setting of a model server (value 1): its name in snake_case, its value and where it was read (metrics, probe, config).",
 	[]string{signals.LabelInstance, signals.LabelEngine, signals.LabelModel, "setting", "value", "source"}, nil)

@@ -2,6 +2,8 @@ package collector
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -9,8 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/signalstore"
 )
 
 func TestSignalsExporterPassesLint(t *testing.T) {
@@ -69,6 +74,7 @@ perfagent_setting_info{engine="fake",instance="a:1",model="m1",setting="max_num_
 	if err := testutil.CollectAndCompare(e, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
+	appendSettings(t, store, e, c.Latest())
 	// The exporter keeps what it exported: a changed setting and a new
 	// one must still show at the next gathering, and nothing else.
 	cfg.Instances[0].Settings = map[string]string{"max_num_seqs": "256", "block_size": "32"}
@@ -84,5 +90,56 @@ perfagent_setting_info{engine="fake",instance="a:1",model="m1",setting="max_num_
 `
 	if err := testutil.CollectAndCompare(e, strings.NewReader(want)); err != nil {
 		t.Error(err)
+	}
+	appendSettings(t, store, e, c.Latest())
+}
+
+// appendSettings appends snap's settings with e and checks that the store
+// then holds, at snap's time, the series e exports.
+func appendSettings(t *testing.T, store *signalstore.Store, e *SettingsExporter, snap *Snapshot) {
+	t.Helper()
+	ctx := context.Background()
+	app := store.Appender(ctx)
+	if err := e.Append(app, snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(e)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exported []string
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			ls := labels.NewScratchBuilder(len(m.GetLabel()) + 1)
+			ls.Add(model.MetricNameLabel, mf.GetName())
+			for _, l := range m.GetLabel() {
+				ls.Add(l.GetName(), l.GetValue())
+			}
+			ls.Sort()
+			exported = append(exported, ls.Labels().String())
+		}
+	}
+	// The series written at the snapshot's time: an earlier value's
+	// series is still within the lookback.
+	v, err := store.Query(ctx, `perfagent_setting_info and timestamp(perfagent_setting_info) == `+strconv.FormatFloat(float64(snap.Time.Unix()), 'f', -1, 64), snap.Time)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []string
+	for _, s := range v {
+		if s.F != 1 {
+			t.Errorf("%s = %g, want 1", s.Metric, s.F)
+		}
+		stored = append(stored, s.Metric.String())
+	}
+	slices.Sort(exported)
+	slices.Sort(stored)
+	if len(exported) == 0 || !slices.Equal(stored, exported) {
+		t.Errorf("stored at %s:\n%s\nexported:\n%s", snap.Time, strings.Join(stored, "\n"), strings.Join(exported, "\n"))
 	}
 }

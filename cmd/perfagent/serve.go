@@ -181,8 +181,10 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	// The metrics that change once a cycle, a series or more per
 	// instance: /metrics serves them gathered once per cycle. The signals
 	// and forecasts, in the local TSDB already, are served but not written
-	// there again as the agent's own metrics.
+	// there again as the agent's own metrics; the settings are written
+	// from their series, not gathered.
 	perCycle, perCycleInStore := prometheus.NewRegistry(), prometheus.NewRegistry()
+	settings := collector.NewSettingsExporter(a.coll)
 	a.rules = rules.NewManager(rules.ManagerOptions{
 		NotifyFunc:         a.sendBottleneckAlerts,
 		Queryable:          a.store,
@@ -207,7 +209,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	a.rec, err = recommender.New(recommender.Options{Config: &cfg.Recommender})
 	if err == nil {
 		a.pipeline, err = agent.New(agent.Options{Collector: a.coll, Store: a.store, Rules: a.rules, Recommender: a.rec,
-			Own:    prometheus.Gatherers{gatherer, perCycle},
+			Own: prometheus.Gatherers{gatherer, perCycle}, Settings: settings,
 			Logger: logger.With("component", "pipeline")}, pipelineConfig(cfg))
 	}
 	if err != nil {
@@ -223,13 +225,13 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	a.reloadSuccess.Set(1)
 	a.reloadTimestamp.SetToCurrentTime()
 	perCycle.MustRegister(
-		collector.NewSettingsExporter(a.coll),
 		rules.NewBottlenecksCollector(a.pipeline.Bottlenecks),
 		recommender.NewRecommendationsCollector(a.pipeline.LatestRecommendations),
 		cost.NewCollector(a.pipeline.Costs),
 	)
 	perCycleInStore.MustRegister(
 		collector.NewSignalsExporter(a.coll),
+		settings,
 		rules.NewSaturationETACollector(a.store, a.lastCollection),
 	)
 	// The SLO targets change with a reload, not with a cycle.
