@@ -18,9 +18,9 @@ import (
 // read by. The profiles repeat whole terms: vLLM's frontend gap in
 // seconds and as a fraction both subtract the mean queue and inference
 // times from the mean end-to-end latency, the fraction divides by that
-// mean once more, and the end-to-end histogram's rate is also the
-// argument of its quantiles. Each such term is computed once, and the
-// queries that repeat it read its result.
+// mean once more; and several rates are a signal of their own and a
+// term of another. Each such term is computed once, and the queries that
+// repeat it read its result.
 //
 // Only subexpressions that read a range of samples are shared: they are
 // what a query costs. Nothing inside a subquery is, because a subquery

@@ -181,3 +181,62 @@ func TestReadCacheReadsEachMetricOnce(t *testing.T) {
 		t.Errorf("the cache read the metric again: %s", diff)
 	}
 }
+
+func TestReadCacheQueryComputed(t *testing.T) {
+	s := scrapedStore(t, 32)
+	ctx := context.Background()
+	at := t0.Add(8 * time.Minute)
+	cache := s.NewReadCache()
+	computed := map[string]promql.Vector{}
+	for name, sub := range map[string]string{
+		"__tokens":  `rate(tokens[1m])`,
+		"__latency": `rate(latency_seconds[1m])`,
+		"__req":     `rate(req_total[1m])`,
+	} {
+		v, err := cache.Query(ctx, sub, at)
+		if err != nil || len(v) == 0 {
+			t.Fatalf("%s = %v, %v", sub, v, err)
+		}
+		computed[name] = v
+	}
+	copies := map[string]promql.Vector{}
+	for name, v := range computed {
+		c := make(promql.Vector, len(v))
+		for i, s := range v {
+			c[i] = s
+			if s.H != nil {
+				c[i].H = s.H.Copy()
+			}
+		}
+		copies[name] = c
+	}
+	for _, tc := range []struct{ reading, written string }{
+		{`__tokens`, `rate(tokens[1m])`},
+		{`sum(__tokens)`, `sum(rate(tokens[1m]))`},
+		// Arithmetic on the histograms read, which must leave them as they were.
+		{`__tokens * 2`, `rate(tokens[1m]) * 2`},
+		{`histogram_count(__tokens) + histogram_sum(__tokens)`, `histogram_count(rate(tokens[1m])) + histogram_sum(rate(tokens[1m]))`},
+		{`histogram_quantile(0.9, sum by (instance) (__latency))`, `histogram_quantile(0.9, sum by (instance) (rate(latency_seconds[1m])))`},
+		{`sum by (instance) (__req) / on (instance) (sum by (instance) (running) > 0)`, `sum by (instance) (rate(req_total[1m])) / on (instance) (sum by (instance) (running) > 0)`},
+	} {
+		want, err := s.Query(ctx, tc.written, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := cache.QueryComputed(ctx, tc.reading, at, computed)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.reading, err)
+		}
+		if len(want) == 0 {
+			t.Fatalf("%s answers nothing: the test reads no samples", tc.written)
+		}
+		if diff := vectorDiff(want, got); diff != "" {
+			t.Errorf("%s: %s", tc.reading, diff)
+		}
+	}
+	for name, v := range copies {
+		if diff := vectorDiff(v, computed[name]); diff != "" {
+			t.Errorf("%s changed by the queries that read it: %s", name, diff)
+		}
+	}
+}
