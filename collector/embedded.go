@@ -284,7 +284,6 @@ func (e *EmbeddedSource) readingOnce(queries []string) Source {
 		plan:        e.sharedSubexpressions(queries),
 		eval:        cache.Query,
 		evalReading: cache.QueryComputed,
-		results:     map[resultKey]*sharedResult{},
 	}}
 }
 

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/optiinfra/perfagent/internal/once"
 )
 
 // sharedSubexpressions are the subexpressions that the queries of one
@@ -215,22 +217,12 @@ type sharedResults struct {
 	plan        *sharedSubexpressions
 	eval        func(ctx context.Context, expr string, ts time.Time) (promql.Vector, error)
 	evalReading func(ctx context.Context, expr string, ts time.Time, computed map[string]promql.Vector) (promql.Vector, error)
-
-	mtx     sync.Mutex
-	results map[resultKey]*sharedResult
+	results     once.Map[resultKey, promql.Vector]
 }
 
 type resultKey struct {
 	expr string
 	ts   int64
-}
-
-// sharedResult is one subexpression's result; mtx keeps a second reader
-// waiting for the first to compute it.
-type sharedResult struct {
-	mtx  sync.Mutex
-	done bool
-	v    promql.Vector
 }
 
 // query evaluates expr at ts, reading the results of its shared
@@ -263,27 +255,10 @@ func (r *sharedResults) compute(ctx context.Context, expr string, ts time.Time) 
 	return r.evalReading(ctx, q.expr, ts, computed)
 }
 
-// result returns the result of the subexpression sub at ts.
+// result returns the result of the subexpression sub at ts, computed by
+// the first query that reads it.
 func (r *sharedResults) result(ctx context.Context, sub string, ts time.Time) (promql.Vector, error) {
-	key := resultKey{expr: sub, ts: ts.UnixMilli()}
-	r.mtx.Lock()
-	res := r.results[key]
-	if res == nil {
-		res = &sharedResult{}
-		r.results[key] = res
-	}
-	r.mtx.Unlock()
-
-	res.mtx.Lock()
-	defer res.mtx.Unlock()
-	if res.done {
-		return res.v, nil
-	}
-	v, err := r.compute(ctx, sub, ts)
-	if err != nil {
-		// Not kept: the next reader tries again.
-		return nil, err
-	}
-	res.v, res.done = v, true
-	return v, nil
+	return r.results.Get(resultKey{expr: sub, ts: ts.UnixMilli()}, func() (promql.Vector, error) {
+		return r.compute(ctx, sub, ts)
+	})
 }

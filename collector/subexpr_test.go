@@ -124,7 +124,6 @@ func TestSharedSubexpressionsAnswerAsWritten(t *testing.T) {
 			counted(expr)
 			return cache.QueryComputed(ctx, expr, ts, computed)
 		},
-		results: map[resultKey]*sharedResult{},
 	}
 	ctx, ts := context.Background(), t0.Add(45*time.Second)
 	rewritten, compared := 0, 0
@@ -153,7 +152,7 @@ func TestSharedSubexpressionsAnswerAsWritten(t *testing.T) {
 			t.Errorf("%s evaluated %d times", expr, n)
 		}
 	}
-	t.Logf("%d of %d queries read %d shared results; %d samples compared", rewritten, len(queries), len(shared.results), compared)
+	t.Logf("%d of %d queries read %d shared results; %d samples compared", rewritten, len(queries), shared.results.Len(), compared)
 }
 
 // vectorsDiffer says how two vectors differ, in any order, or "".

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -15,6 +14,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/optiinfra/perfagent/internal/once"
 )
 
 // ReadCache answers many queries over the store as one read: the series
@@ -33,13 +34,14 @@ import (
 // do not name their metric, read the store as usual.
 type ReadCache struct {
 	store *Store
-	mtx   sync.Mutex
-	reads map[readKey]*cachedRead
+	// reads are the series of each metric over each range read, sorted
+	// by labels.
+	reads once.Map[readKey, []cachedSeries]
 }
 
 // NewReadCache returns an empty cache over s.
 func (s *Store) NewReadCache() *ReadCache {
-	return &ReadCache{store: s, reads: map[readKey]*cachedRead{}}
+	return &ReadCache{store: s}
 }
 
 // Query evaluates expr at ts as Store.Query does, reading through c.
@@ -59,15 +61,6 @@ func (c *ReadCache) Querier(mint, maxt int64) (storage.Querier, error) {
 type readKey struct {
 	metric     string
 	start, end int64
-}
-
-// cachedRead is the series of one metric over one range, sorted by
-// labels; read says whether they have been read. mtx keeps a second
-// reader waiting for the first.
-type cachedRead struct {
-	mtx    sync.Mutex
-	read   bool
-	series []cachedSeries
 }
 
 type cachedSeries struct {
@@ -121,27 +114,9 @@ func (s cachedSamples) Len() int                { return len(s) }
 // series returns the series of metric over [hints.Start, hints.End],
 // reading them on first use.
 func (c *ReadCache) series(ctx context.Context, metric string, hints *storage.SelectHints) ([]cachedSeries, error) {
-	key := readKey{metric: metric, start: hints.Start, end: hints.End}
-	c.mtx.Lock()
-	r := c.reads[key]
-	if r == nil {
-		r = &cachedRead{}
-		c.reads[key] = r
-	}
-	c.mtx.Unlock()
-
-	r.mtx.Lock()
-	defer r.mtx.Unlock()
-	if r.read {
-		return r.series, nil
-	}
-	series, err := c.read(ctx, metric, hints)
-	if err != nil {
-		// Not kept: the next reader tries again.
-		return nil, err
-	}
-	r.series, r.read = series, true
-	return series, nil
+	return c.reads.Get(readKey{metric: metric, start: hints.Start, end: hints.End}, func() ([]cachedSeries, error) {
+		return c.read(ctx, metric, hints)
+	})
 }
 
 // read decodes every sample of metric in [hints.Start, hints.End].

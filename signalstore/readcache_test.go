@@ -124,7 +124,7 @@ func TestReadCacheAnswersAsTheStore(t *testing.T) {
 			}
 		}
 	}
-	if len(cache.reads) == 0 {
+	if cache.reads.Len() == 0 {
 		t.Error("the cache read nothing")
 	}
 }
