@@ -2,16 +2,14 @@ package collector
 
 import (
 	"context"
-	"math"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/internal/testutil"
 )
 
 func TestSharedSubexpressionsRewrite(t *testing.T) {
@@ -140,7 +138,7 @@ func TestSharedSubexpressionsAnswerAsWritten(t *testing.T) {
 			t.Fatal(err)
 		}
 		compared += len(want)
-		if msg := vectorsDiffer(got, want); msg != "" {
+		if msg := testutil.VectorDiff(want, got); msg != "" {
 			t.Errorf("%s: %s", q, msg)
 		}
 	}
@@ -153,22 +151,4 @@ func TestSharedSubexpressionsAnswerAsWritten(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d queries read %d shared results; %d samples compared", rewritten, len(queries), shared.results.Len(), compared)
-}
-
-// vectorsDiffer says how two vectors differ, in any order, or "".
-func vectorsDiffer(got, want promql.Vector) string {
-	byLabels := func(a, b promql.Sample) int { return labels.Compare(a.Metric, b.Metric) }
-	got, want = slices.SortedFunc(slices.Values(got), byLabels), slices.SortedFunc(slices.Values(want), byLabels)
-	if len(got) != len(want) {
-		return "got " + got.String() + ", want " + want.String()
-	}
-	for i, w := range want {
-		g := got[i]
-		sameF := g.F == w.F || math.IsNaN(g.F) && math.IsNaN(w.F)
-		sameH := (g.H == nil) == (w.H == nil) && (g.H == nil || g.H.Equals(w.H))
-		if !labels.Equal(g.Metric, w.Metric) || !sameF || !sameH || g.T != w.T {
-			return "got " + g.String() + ", want " + w.String()
-		}
-	}
-	return ""
 }

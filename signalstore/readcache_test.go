@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/optiinfra/perfagent/internal/testutil"
 )
 
 // appendScrapes appends scrapes from to to (excluded), one every 15 s
@@ -119,7 +121,7 @@ func TestReadCacheAnswersAsTheStore(t *testing.T) {
 			if len(want) == 0 {
 				t.Fatalf("%s answers nothing: the test reads no samples", q)
 			}
-			if diff := vectorDiff(want, got); diff != "" {
+			if diff := testutil.VectorDiff(want, got); diff != "" {
 				t.Errorf("round %d, %s: %s", round, q, diff)
 			}
 		}
@@ -127,30 +129,6 @@ func TestReadCacheAnswersAsTheStore(t *testing.T) {
 	if cache.reads.Len() == 0 {
 		t.Error("the cache read nothing")
 	}
-}
-
-// vectorDiff describes how got differs from want, sample by sample.
-func vectorDiff(want, got promql.Vector) string {
-	if len(want) != len(got) {
-		return "want " + want.String() + ", got " + got.String()
-	}
-	byLabels := map[string]promql.Sample{}
-	for _, s := range want {
-		byLabels[s.Metric.String()] = s
-	}
-	for _, g := range got {
-		w, ok := byLabels[g.Metric.String()]
-		switch {
-		case !ok:
-			return "unexpected " + g.String()
-		case w.T != g.T,
-			w.H == nil != (g.H == nil),
-			w.H != nil && !w.H.Equals(g.H),
-			w.H == nil && w.F != g.F && !(math.IsNaN(w.F) && math.IsNaN(g.F)):
-			return "want " + w.String() + ", got " + g.String()
-		}
-	}
-	return ""
 }
 
 func TestReadCacheReadsEachMetricOnce(t *testing.T) {
@@ -170,14 +148,14 @@ func TestReadCacheReadsEachMetricOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if vectorDiff(before, after) == "" {
+	if testutil.VectorDiff(before, after) == "" {
 		t.Fatalf("the scrape at %s changed nothing; the test shows nothing", at)
 	}
 	again, err := cache.Query(ctx, `sum(count_over_time(req_total{instance=~".+"}[1m]))`, at)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := vectorDiff(before, again); diff != "" {
+	if diff := testutil.VectorDiff(before, again); diff != "" {
 		t.Errorf("the cache read the metric again: %s", diff)
 	}
 }
@@ -230,12 +208,12 @@ func TestReadCacheQueryComputed(t *testing.T) {
 		if len(want) == 0 {
 			t.Fatalf("%s answers nothing: the test reads no samples", tc.written)
 		}
-		if diff := vectorDiff(want, got); diff != "" {
+		if diff := testutil.VectorDiff(want, got); diff != "" {
 			t.Errorf("%s: %s", tc.reading, diff)
 		}
 	}
 	for name, v := range copies {
-		if diff := vectorDiff(v, computed[name]); diff != "" {
+		if diff := testutil.VectorDiff(v, computed[name]); diff != "" {
 			t.Errorf("%s changed by the queries that read it: %s", name, diff)
 		}
 	}
