@@ -8,9 +8,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/optiinfra/perfagent/signals"
 )
@@ -96,20 +98,19 @@ type SettingsExporter struct {
 	c *Collector
 
 	mtx sync.Mutex
-	// exported holds, by instance, the metrics of the last Collect or
-	// Append and their series. An instance's settings rarely change, and
-	// a large fleet has tens of thousands of them to export at every
-	// gathering and to write at every cycle.
+	// exported holds, by instance, the series of the last Collect or
+	// Append. An instance's settings rarely change, and a large fleet has
+	// tens of thousands of them to export at every gathering and to write
+	// at every cycle.
 	exported map[string]*exportedSettings
 }
 
-// exportedSettings are the metrics of one instance's settings and their
-// series in the store, each built on first use.
+// exportedSettings are the series of one instance's settings, exported
+// and written to the store.
 type exportedSettings struct {
 	instance      string
 	engine, model string
 	settings      Settings
-	metrics       []prometheus.Metric
 	series        []settingSeries
 }
 
@@ -136,11 +137,8 @@ func (e *SettingsExporter) Collect(ch chan<- prometheus.Metric) {
 	e.mtx.Lock()
 	defer e.mtx.Unlock()
 	for _, ex := range e.current(snap) {
-		if ex.metrics == nil {
-			ex.metrics = ex.buildMetrics()
-		}
-		for _, m := range ex.metrics {
-			ch <- m
+		for _, s := range ex.settingSeries() {
+			ch <- settingMetric(s.lset)
 		}
 	}
 }
@@ -157,9 +155,7 @@ func (e *SettingsExporter) Append(app storage.Appender, snap *Snapshot) error {
 	defer e.mtx.Unlock()
 	t := snap.Time.UnixMilli()
 	for _, ex := range e.current(snap) {
-		if ex.series == nil {
-			ex.series = ex.buildSeries()
-		}
+		ex.settingSeries()
 		for i := range ex.series {
 			s := &ex.series[i]
 			ref, err := app.Append(s.ref, s.lset, t, 1)
@@ -189,33 +185,46 @@ func (e *SettingsExporter) current(snap *Snapshot) []*exportedSettings {
 	return out
 }
 
-func (ex *exportedSettings) buildMetrics() []prometheus.Metric {
-	out := make([]prometheus.Metric, 0, len(ex.settings))
-	for name, st := range ex.settings {
-		// A value a server reports is not trusted to be valid UTF-8.
-		m, err := prometheus.NewConstMetric(settingInfoDesc, prometheus.GaugeValue, 1, ex.instance, ex.engine, ex.model, name, st.Value, st.Source)
-		if err != nil {
-			m = prometheus.NewInvalidMetric(settingInfoDesc, err)
-		}
-		out = append(out, m)
+// settingSeries returns the series of ex's settings, built on first use.
+// A setting whose name, value or source is not valid UTF-8 has none: it
+// could be neither exported nor stored.
+func (ex *exportedSettings) settingSeries() []settingSeries {
+	if ex.series != nil {
+		return ex.series
 	}
-	return out
-}
-
-// buildSeries returns the series of the metrics buildMetrics builds. A
-// setting whose value is not valid UTF-8 has none: its metric is invalid,
-// and a gathering leaves it out.
-func (ex *exportedSettings) buildSeries() []settingSeries {
-	out := make([]settingSeries, 0, len(ex.settings))
+	ex.series = make([]settingSeries, 0, len(ex.settings))
 	for name, st := range ex.settings {
 		if !utf8.ValidString(name) || !utf8.ValidString(st.Value) || !utf8.ValidString(st.Source) {
 			continue
 		}
-		out = append(out, settingSeries{lset: labels.FromStrings(model.MetricNameLabel, settingInfoName,
+		ex.series = append(ex.series, settingSeries{lset: labels.FromStrings(model.MetricNameLabel, settingInfoName,
 			signals.LabelInstance, ex.instance, signals.LabelEngine, ex.engine, signals.LabelModel, ex.model,
 			"setting", name, "value", st.Value, "source", st.Source)})
 	}
-	return out
+	return ex.series
+}
+
+// settingMetric is the exported metric of one setting's series. Its
+// labels are written out only when it is gathered: a client_golang
+// metric built ahead would keep a second copy of every setting's labels
+// (about 8 MB at 1000 servers) between gatherings.
+type settingMetric labels.Labels
+
+// Desc implements prometheus.Metric.
+func (m settingMetric) Desc() *prometheus.Desc { return settingInfoDesc }
+
+// Write implements prometheus.Metric. The series' labels are sorted by
+// name, as a metric's label pairs must be.
+func (m settingMetric) Write(out *dto.Metric) error {
+	lset := labels.Labels(m)
+	out.Label = make([]*dto.LabelPair, 0, lset.Len()-1)
+	lset.Range(func(l labels.Label) {
+		if l.Name != model.MetricNameLabel {
+			out.Label = append(out.Label, &dto.LabelPair{Name: proto.String(l.Name), Value: proto.String(l.Value)})
+		}
+	})
+	out.Gauge = &dto.Gauge{Value: proto.Float64(1)}
+	return nil
 }
 
 // settingInfoName is the name of the settings' info metric.

@@ -143,3 +143,39 @@ func appendSettings(t *testing.T, store *signalstore.Store, e *SettingsExporter,
 		t.Errorf("stored at %s:\n%s\nexported:\n%s", snap.Time, strings.Join(stored, "\n"), strings.Join(exported, "\n"))
 	}
 }
+
+// settingsCollector exports the series of one instance's settings as
+// SettingsExporter does.
+type settingsCollector struct{ ex *exportedSettings }
+
+func (c settingsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- settingInfoDesc }
+
+func (c settingsCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.ex.settingSeries() {
+		ch <- settingMetric(s.lset)
+	}
+}
+
+func TestSettingMetricsLeaveOutInvalidUTF8(t *testing.T) {
+	ex := &exportedSettings{instance: "a:1", engine: "vllm", model: "m1", settings: Settings{
+		"block_size":      {Value: "16", Source: "metrics"},
+		"served_model":    {Value: "bad\xff", Source: "metrics"},
+		"max_num_seqs":    {Value: "256", Source: "probe"},
+		"tokenizer\xfe":   {Value: "x", Source: "probe"},
+		"kv_cache_dtype":  {Value: "auto", Source: "bad\xfd"},
+		"max_model_len":   {Value: "8192", Source: "config"},
+		"enable_chunking": {Value: "", Source: "config"},
+	}}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(settingsCollector{ex})
+	want := `# HELP perfagent_setting_info Engine setting of a model server (value 1): its name in snake_case, its value and where it was read (metrics, probe, config).
+# TYPE perfagent_setting_info gauge
+perfagent_setting_info{engine="vllm",instance="a:1",model="m1",setting="block_size",source="metrics",value="16"} 1
+perfagent_setting_info{engine="vllm",instance="a:1",model="m1",setting="enable_chunking",source="config",value=""} 1
+perfagent_setting_info{engine="vllm",instance="a:1",model="m1",setting="max_model_len",source="config",value="8192"} 1
+perfagent_setting_info{engine="vllm",instance="a:1",model="m1",setting="max_num_seqs",source="probe",value="256"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+}
