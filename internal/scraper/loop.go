@@ -129,7 +129,7 @@ func (l *loop) run(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		l.scrapeOnce(ctx, time.Now())
+		l.scraper.workers.do(ctx, func() { l.scrapeOnce(ctx, time.Now()) })
 		// A scrape that overran its slot skips the slots it missed.
 		for now := time.Now(); !next.After(now); {
 			next = next.Add(interval)

@@ -70,6 +70,8 @@ type Scraper struct {
 	// userAgent is sent with every scrape.
 	userAgent string
 	metrics   *metrics
+	// workers run the loops' scrapes.
+	workers *workers
 	// buffers holds the buffers pages are read and filtered into: a page
 	// is needed only while its samples are appended, and few scrapes
 	// overlap.
@@ -108,6 +110,7 @@ func New(app storage.AppendableV2, logger *slog.Logger, reg prometheus.Registere
 		client:    newClient(),
 		userAgent: userAgent,
 		metrics:   m,
+		workers:   newWorkers(workerIdle),
 		loops:     map[string]*loop{},
 	}, nil
 }
