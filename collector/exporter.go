@@ -155,9 +155,9 @@ func (e *SettingsExporter) Append(app storage.Appender, snap *Snapshot) error {
 	defer e.mtx.Unlock()
 	t := snap.Time.UnixMilli()
 	for _, ex := range e.current(snap) {
-		ex.settingSeries()
-		for i := range ex.series {
-			s := &ex.series[i]
+		series := ex.settingSeries()
+		for i := range series {
+			s := &series[i]
 			ref, err := app.Append(s.ref, s.lset, t, 1)
 			if err != nil {
 				return fmt.Errorf("appending %s: %w", s.lset, err)

@@ -13,4 +13,8 @@
 // avoids that work and that memory. The lines kept are then read from
 // their bytes where they were seen the scrape before: their labels are
 // built once, also for a classic histogram's lines (native.go).
+//
+// Each target keeps its own clock, as in Prometheus, but its scrapes run
+// on a few shared workers (workers.go), whose grown stacks serve scrape
+// after scrape.
 package scraper
