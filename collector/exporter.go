@@ -1,8 +1,10 @@
 package collector
 
 import (
+	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -11,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"google.golang.org/protobuf/proto"
 
@@ -103,6 +106,10 @@ type SettingsExporter struct {
 	// tens of thousands of them to export at every gathering and to write
 	// at every cycle.
 	exported map[string]*exportedSettings
+	// appended holds, by instance, what the last Append wrote: a series
+	// it wrote that the next one does not (a setting's value changed, an
+	// instance left) gets a staleness marker, as a scrape would give it.
+	appended map[string]*exportedSettings
 }
 
 // exportedSettings are the series of one instance's settings, exported
@@ -154,7 +161,9 @@ func (e *SettingsExporter) Append(app storage.Appender, snap *Snapshot) error {
 	e.mtx.Lock()
 	defer e.mtx.Unlock()
 	t := snap.Time.UnixMilli()
-	for _, ex := range e.current(snap) {
+	current := e.current(snap)
+	appended := make(map[string]*exportedSettings, len(current))
+	for _, ex := range current {
 		series := ex.settingSeries()
 		for i := range series {
 			s := &series[i]
@@ -163,6 +172,36 @@ func (e *SettingsExporter) Append(app storage.Appender, snap *Snapshot) error {
 				return fmt.Errorf("appending %s: %w", s.lset, err)
 			}
 			s.ref = ref
+		}
+		appended[ex.instance] = ex
+	}
+	for instance, prev := range e.appended {
+		if ex := appended[instance]; ex != prev {
+			if err := appendStale(app, prev, ex, t); err != nil {
+				return err
+			}
+		}
+	}
+	e.appended = appended
+	return nil
+}
+
+// appendStale appends a staleness marker at t for each series of prev
+// that next, the same instance's settings now (nil when it is gone), lacks.
+func appendStale(app storage.Appender, prev, next *exportedSettings, t int64) error {
+	var kept map[string]bool
+	if next != nil {
+		kept = make(map[string]bool, len(next.series))
+		for _, s := range next.series {
+			kept[s.lset.String()] = true
+		}
+	}
+	for _, s := range prev.series {
+		if kept[s.lset.String()] {
+			continue
+		}
+		if _, err := app.Append(s.ref, s.lset, t, math.Float64frombits(value.StaleNaN)); err != nil && !errors.Is(err, storage.ErrOutOfOrderSample) {
+			return fmt.Errorf("marking %s stale: %w", s.lset, err)
 		}
 	}
 	return nil

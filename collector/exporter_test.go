@@ -3,7 +3,6 @@ package collector
 import (
 	"context"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +91,19 @@ perfagent_setting_info{engine="fake",instance="a:1",model="m1",setting="max_num_
 		t.Error(err)
 	}
 	appendSettings(t, store, e, c.Latest())
+
+	// An instance that is gone has its settings' series marked stale.
+	gone := &Snapshot{Time: t0.Add(30 * time.Second)}
+	app := store.Appender(context.Background())
+	if err := e.Append(app, gone); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := store.Query(context.Background(), "perfagent_setting_info", gone.Time); err != nil || len(v) != 0 {
+		t.Errorf("after the instance left: %v, %v; want no series", v, err)
+	}
 }
 
 // appendSettings appends snap's settings with e and checks that the store
@@ -124,9 +136,9 @@ func appendSettings(t *testing.T, store *signalstore.Store, e *SettingsExporter,
 			exported = append(exported, ls.Labels().String())
 		}
 	}
-	// The series written at the snapshot's time: an earlier value's
-	// series is still within the lookback.
-	v, err := store.Query(ctx, `perfagent_setting_info and timestamp(perfagent_setting_info) == `+strconv.FormatFloat(float64(snap.Time.Unix()), 'f', -1, 64), snap.Time)
+	// An earlier value's series, within the lookback, must have been
+	// marked stale.
+	v, err := store.Query(ctx, `perfagent_setting_info`, snap.Time)
 	if err != nil {
 		t.Fatal(err)
 	}
