@@ -30,9 +30,9 @@ type workers struct {
 // one scrape it is handed while idle, so that handing it never blocks.
 type worker struct{ jobs chan func() }
 
-// workerIdle is how long a worker waits for a scrape before it ends: a
-// few scrapes' worth at 1000 targets, and short enough that the workers
-// a burst started end soon after it.
+// workerIdle is how long a worker waits for a scrape before it ends: far
+// longer than the 15 ms between scrapes of 1000 targets every 15 s, and
+// short enough that the workers a burst started end soon after it.
 const workerIdle = 5 * time.Second
 
 func newWorkers(idleFor time.Duration) *workers { return &workers{idleFor: idleFor} }
