@@ -571,8 +571,7 @@ func TestOwnMetricsStored(t *testing.T) {
 	promauto.With(reg).NewGauge(prometheus.GaugeOpts{Name: "perfagent_test_up", Help: "h"}).Set(1)
 	promauto.With(reg).NewGaugeVec(prometheus.GaugeOpts{Name: "perfagent_test_per_instance", Help: "h"}, []string{"instance"}).WithLabelValues("a:1").Set(2)
 	promauto.With(reg).NewGaugeVec(prometheus.GaugeOpts{Name: rules.SLOTTFTP95Series, Help: "h"}, []string{"model"}).WithLabelValues("m").Set(9)
-	reg.MustRegister(collector.NewSignalsExporter(f.pipe.coll))
-	f.pipe.own = reg
+	f.pipe.own = prometheus.Gatherers{reg, collector.NewSignalsExporter(f.pipe.coll)}
 	f.pipe.settings = collector.NewSettingsExporter(f.pipe.coll)
 
 	now := start.Add(5 * time.Minute)

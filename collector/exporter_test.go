@@ -10,10 +10,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/optiinfra/perfagent/signalstore"
 )
 
@@ -28,22 +30,20 @@ func TestSignalsExporterPassesLint(t *testing.T) {
 	cfg.Instances = []config.InstanceConfig{{Instance: "a:1", Settings: map[string]string{"max_num_seqs": "128"}}}
 	c := newTestCollector(t, store, cfg, prof)
 	e := NewSignalsExporter(c)
-	if n := testutil.CollectAndCount(e); n != 0 {
-		t.Errorf("exported %d series before the first cycle, want 0", n)
+	if mfs, err := e.Gather(); err != nil || len(mfs) != 0 {
+		t.Errorf("exported %d families (err %v) before the first cycle, want none", len(mfs), err)
 	}
 	if _, err := c.Cycle(context.Background(), t0); err != nil {
 		t.Fatal(err)
 	}
-	problems, err := testutil.CollectAndLint(e)
+	problems, err := testutil.GatherAndLint(e)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range problems {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(e)
-	mfs, err := reg.Gather()
+	mfs, err := e.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +53,86 @@ func TestSignalsExporterPassesLint(t *testing.T) {
 	}
 	if types["llm_time_to_first_token_seconds"] != dto.MetricType_UNTYPED || types["llm_requests_running"] != dto.MetricType_GAUGE {
 		t.Errorf("types = %v, want latency untyped and the rest gauges", types)
+	}
+}
+
+// TestSignalsExporterServesWhatARegistryWould: the families the exporter
+// builds are, encoded, the page a pedantic registry serves for the same
+// series as const metrics, in every format a scraper may ask for. The
+// series cover identity labels missing, labels sorting before, between and
+// after them, a quantile family, unsorted input, and a label value that is
+// not valid UTF-8, which is left out.
+func TestSignalsExporterServesWhatARegistryWould(t *testing.T) {
+	valid := []signals.Sample{
+		{Labels: labels.FromStrings("__name__", "llm_requests_running", "instance", "b:1", "engine", "vllm", "model", "m"), Value: 3},
+		{Labels: labels.FromStrings("__name__", "llm_requests_running", "instance", "a:1", "engine", "vllm", "model", "m"), Value: 2},
+		{Labels: labels.FromStrings("__name__", "llm_requests_running", "instance", "c:1"), Value: 1},
+		{Labels: labels.FromStrings("__name__", "llm_time_to_first_token_seconds", "instance", "a:1", "engine", "vllm", "model", "m", "quantile", "0.5"), Value: 0.2},
+		{Labels: labels.FromStrings("__name__", "llm_time_to_first_token_seconds", "instance", "a:1", "engine", "vllm", "model", "m", "quantile", "0.99"), Value: 0.9},
+		{Labels: labels.FromStrings("__name__", "custom_signal", "a_first", "x", "instance", "a:1", "le", "10", "zz_last", "y"), Value: 7},
+	}
+	invalid := signals.Sample{Labels: labels.FromStrings("__name__", "llm_requests_running", "instance", "d:1", "model", "bad\xff"), Value: 4}
+	c := &Collector{latest: &Snapshot{Samples: append(slices.Clone(valid), invalid)}, ready: true}
+	e := NewSignalsExporter(c)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(constSignals{e: e, samples: valid})
+	for _, format := range []expfmt.Format{expfmt.NewFormat(expfmt.TypeTextPlain), expfmt.NewFormat(expfmt.TypeOpenMetrics), expfmt.NewFormat(expfmt.TypeProtoDelim)} {
+		got, want := encodeGathered(t, e, format), encodeGathered(t, reg, format)
+		if got != want {
+			t.Errorf("%s: the exporter serves\n%s\na registry serves\n%s", format, got, want)
+		}
+	}
+}
+
+// encodeGathered returns what g gathers, encoded in format.
+func encodeGathered(t testing.TB, g prometheus.Gatherer, format expfmt.Format) string {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf strings.Builder
+	enc := expfmt.NewEncoder(&buf, format)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.String()
+}
+
+// constSignals exports samples as const metrics through a registry, as
+// the signals were before SignalsExporter built its families itself: the
+// reference its families are compared with, and measured against.
+type constSignals struct {
+	e       *SignalsExporter
+	samples []signals.Sample
+}
+
+func (constSignals) Describe(chan<- *prometheus.Desc) {}
+
+func (c constSignals) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.samples {
+		name := s.Labels.Get(model.MetricNameLabel)
+		names := []string{signals.LabelInstance, signals.LabelEngine, signals.LabelModel}
+		values := []string{s.Labels.Get(signals.LabelInstance), s.Labels.Get(signals.LabelEngine), s.Labels.Get(signals.LabelModel)}
+		s.Labels.Range(func(l labels.Label) {
+			switch l.Name {
+			case model.MetricNameLabel, signals.LabelInstance, signals.LabelEngine, signals.LabelModel:
+				return
+			}
+			names = append(names, l.Name)
+			values = append(values, l.Value)
+		})
+		help := c.e.help[name]
+		if help == "" {
+			help = "Signal " + name + " recorded by an engine profile."
+		}
+		typ := prometheus.GaugeValue
+		if s.Labels.Has(signals.LabelQuantile) {
+			typ = prometheus.UntypedValue
+		}
+		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(name, help, names, nil), typ, s.Value, values...)
 	}
 }
 
@@ -70,7 +150,7 @@ func TestSettingsExporter(t *testing.T) {
 perfagent_setting_info{engine="fake",instance="a:1",model="m1",setting="max_num_seqs",source="config",value="128"} 1
 `
 	e := NewSettingsExporter(c)
-	if err := testutil.CollectAndCompare(e, strings.NewReader(want)); err != nil {
+	if err := testutil.GatherAndCompare(e, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
 	appendSettings(t, store, e, c.Latest())
@@ -87,7 +167,7 @@ perfagent_setting_info{engine="fake",instance="a:1",model="m1",setting="max_num_
 	want = strings.Replace(want, `setting="max_num_seqs",source="config",value="128"`, `setting="max_num_seqs",source="config",value="256"`, 1) +
 		`perfagent_setting_info{engine="fake",instance="a:1",model="m1",setting="block_size",source="config",value="32"} 1
 `
-	if err := testutil.CollectAndCompare(e, strings.NewReader(want)); err != nil {
+	if err := testutil.GatherAndCompare(e, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
 	appendSettings(t, store, e, c.Latest())
@@ -118,9 +198,7 @@ func appendSettings(t *testing.T, store *signalstore.Store, e *SettingsExporter,
 	if err := app.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(e)
-	mfs, err := reg.Gather()
+	mfs, err := e.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,18 +234,6 @@ func appendSettings(t *testing.T, store *signalstore.Store, e *SettingsExporter,
 	}
 }
 
-// settingsCollector exports the series of one instance's settings as
-// SettingsExporter does.
-type settingsCollector struct{ ex *exportedSettings }
-
-func (c settingsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- settingInfoDesc }
-
-func (c settingsCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, s := range c.ex.settingSeries() {
-		ch <- settingMetric(s.lset)
-	}
-}
-
 func TestSettingMetricsLeaveOutInvalidUTF8(t *testing.T) {
 	ex := &exportedSettings{instance: "a:1", engine: "vllm", model: "m1", settings: Settings{
 		"block_size":      {Value: "16", Source: "metrics"},
@@ -178,8 +244,8 @@ func TestSettingMetricsLeaveOutInvalidUTF8(t *testing.T) {
 		"max_model_len":   {Value: "8192", Source: "config"},
 		"enable_chunking": {Value: "", Source: "config"},
 	}}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(settingsCollector{ex})
+	c := &Collector{latest: &Snapshot{Instances: []*Instance{{Instance: ex.instance, Engine: ex.engine, Model: ex.model, Settings: ex.settings}}}, ready: true}
+	e := NewSettingsExporter(c)
 	want := `# HELP perfagent_setting_info Engine setting of a model server (value 1): its name in snake_case, its value and where it was read (metrics, probe, config).
 # TYPE perfagent_setting_info gauge
 perfagent_setting_info{engine="vllm",instance="a:1",model="m1",setting="block_size",source="metrics",value="16"} 1
@@ -187,7 +253,43 @@ perfagent_setting_info{engine="vllm",instance="a:1",model="m1",setting="enable_c
 perfagent_setting_info{engine="vllm",instance="a:1",model="m1",setting="max_model_len",source="config",value="8192"} 1
 perfagent_setting_info{engine="vllm",instance="a:1",model="m1",setting="max_num_seqs",source="probe",value="256"} 1
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+	if err := testutil.GatherAndCompare(e, strings.NewReader(want)); err != nil {
 		t.Error(err)
+	}
+}
+
+// BenchmarkSignalsPage gathers and encodes a collection's signals over
+// 1000 instances, as /metrics does once a cycle: through a registry, as
+// const metrics (the baseline), and as the exporter builds them.
+func BenchmarkSignalsPage(b *testing.B) {
+	src, profs := nativeFleet(b, 1000)
+	c := New(Options{Metrics: testMetrics()})
+	if err := c.ApplyConfig(config.Default(), src, profs); err != nil {
+		b.Fatal(err)
+	}
+	snap, err := c.Collect(context.Background(), t0.Add(45*time.Second), CollectOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := NewSignalsExporter(&Collector{latest: snap, ready: true})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(constSignals{e: e, samples: snap.Samples})
+	text := expfmt.NewFormat(expfmt.TypeTextPlain)
+	for _, tc := range []struct {
+		name string
+		g    prometheus.Gatherer
+	}{
+		{"families=registry", reg},
+		{"families=built", e},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var page string
+			for b.Loop() {
+				page = encodeGathered(b, tc.g, text)
+			}
+			b.ReportMetric(float64(len(snap.Samples)), "series")
+			b.ReportMetric(float64(len(page)), "page-bytes")
+		})
 	}
 }

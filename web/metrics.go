@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,9 +28,10 @@ import (
 // so the page is the one a single registry would serve.
 type metricsHandler struct {
 	live       *sharedGatherer
-	perCycle   prometheus.Gatherer
+	perCycle   disjointGatherers
 	generation func() uint64
 	errorf     func(format string, args ...any)
+	deflater   gziphttp.Deflater
 
 	mtx   sync.Mutex
 	valid bool
@@ -38,6 +41,8 @@ type metricsHandler struct {
 	// several times the memory of their encoding, and a generation is
 	// rarely asked for in more than one or two formats.
 	encoded map[expfmt.Format]*encodedFamilies
+	// sizes holds, per format, how large the last encoding was.
+	sizes map[expfmt.Format]int
 }
 
 // encodedFamilies are metric families encoded one after the other, in
@@ -55,18 +60,44 @@ type encodedFamilies struct {
 
 // deflated returns b[from:to] compressed for a gzipped page, compressing
 // it the first time.
-func (ef *encodedFamilies) deflated(from, to int) gziphttp.Deflated {
+func (ef *encodedFamilies) deflated(d *gziphttp.Deflater, from, to int) gziphttp.Deflated {
 	ef.mtx.Lock()
 	defer ef.mtx.Unlock()
-	d, ok := ef.runs[[2]int{from, to}]
+	c, ok := ef.runs[[2]int{from, to}]
 	if !ok {
 		if ef.runs == nil {
 			ef.runs = map[[2]int]gziphttp.Deflated{}
 		}
-		d = gziphttp.Deflate(ef.b[from:to])
-		ef.runs[[2]int{from, to}] = d
+		c = d.Deflate(ef.b[from:to])
+		ef.runs[[2]int{from, to}] = c
 	}
-	return d
+	return c
+}
+
+// disjointGatherers gathers the families of each, which no two of them
+// share, as prometheus.Gatherers would, but without checking every series
+// of each again. Should two of them have a family of the same name after
+// all, prometheus.Gatherers merges them, with its checks.
+type disjointGatherers []prometheus.Gatherer
+
+// Gather implements prometheus.Gatherer.
+func (gs disjointGatherers) Gather() ([]*dto.MetricFamily, error) {
+	var (
+		all  []*dto.MetricFamily
+		errs prometheus.MultiError
+	)
+	for _, g := range gs {
+		mfs, err := g.Gather()
+		errs.Append(err)
+		all = append(all, mfs...)
+	}
+	slices.SortFunc(all, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	for i := 1; i < len(all); i++ {
+		if all[i].GetName() == all[i-1].GetName() {
+			return prometheus.Gatherers(gs).Gather()
+		}
+	}
+	return all, errs.MaybeUnwrap()
 }
 
 // cycleFamilies returns the per-cycle families of the current generation
@@ -89,18 +120,25 @@ func (h *metricsHandler) cycleFamilies(format expfmt.Format) (*encodedFamilies, 
 	if err != nil {
 		return nil, err
 	}
-	ef, err := encodeFamilies(mfs, format)
+	ef, err := encodeFamilies(mfs, format, h.sizes[format])
 	if err != nil {
 		return nil, err
 	}
 	h.encoded[format] = ef
+	if h.sizes == nil {
+		h.sizes = map[expfmt.Format]int{}
+	}
+	h.sizes[format] = len(ef.b)
 	return ef, nil
 }
 
-// encodeFamilies encodes mfs, in name order, in format.
-func encodeFamilies(mfs []*dto.MetricFamily, format expfmt.Format) (*encodedFamilies, error) {
-	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, format)
+// encodeFamilies encodes mfs, in name order, in format, into a buffer of
+// about size bytes: the size of the same page a cycle before, so that a
+// page of megabytes is neither grown in steps nor copied to fit at the
+// end, which allocated three times its size at every cycle.
+func encodeFamilies(mfs []*dto.MetricFamily, format expfmt.Format, size int) (*encodedFamilies, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, size+size/16))
+	enc := expfmt.NewEncoder(buf, format)
 	ef := &encodedFamilies{}
 	for _, mf := range mfs {
 		if err := enc.Encode(mf); err != nil {
@@ -109,7 +147,12 @@ func encodeFamilies(mfs []*dto.MetricFamily, format expfmt.Format) (*encodedFami
 		ef.names = append(ef.names, mf.GetName())
 		ef.ends = append(ef.ends, buf.Len())
 	}
-	ef.b = bytes.Clone(buf.Bytes())
+	ef.b = buf.Bytes()
+	// A page that grew past the size, or shrank well below it, is
+	// copied to fit rather than kept with its spare capacity.
+	if cap(ef.b)-len(ef.b) > len(ef.b)/8 {
+		ef.b = bytes.Clone(ef.b)
+	}
 	return ef, nil
 }
 
@@ -181,7 +224,9 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Encoding", "gzip")
 		zs := gziphttp.NewStream(w)
 		defer zs.Close()
-		write = func(ef *encodedFamilies, from, to int) error { return zs.WriteDeflated(ef.deflated(from, to)) }
+		write = func(ef *encodedFamilies, from, to int) error {
+			return zs.WriteDeflated(ef.deflated(&h.deflater, from, to))
+		}
 	}
 	_ = writeInOrder(write, cycleEnc, liveEnc)
 }
@@ -190,10 +235,9 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // live and per cycle: they are merged with the checks a single registry
 // makes (a duplicate series fails), and encoded together.
 func (h *metricsHandler) serveMerged(w http.ResponseWriter, r *http.Request, format expfmt.Format, live []*dto.MetricFamily) {
-	mfs, err := prometheus.Gatherers{
+	mfs, err := append(prometheus.Gatherers{
 		prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return live, nil }),
-		h.perCycle,
-	}.Gather()
+	}, h.perCycle...).Gather()
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -287,7 +331,7 @@ func (g *gathering) encoded(format expfmt.Format) (*encodedFamilies, error) {
 	if ef, ok := g.enc[format]; ok {
 		return ef, nil
 	}
-	ef, err := encodeFamilies(g.mfs, format)
+	ef, err := encodeFamilies(g.mfs, format, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -30,21 +30,21 @@ func (c *countingGatherer) Gather() ([]*dto.MetricFamily, error) {
 	return c.g.Gather()
 }
 
-// metricsFixture is a live registry and a per-cycle one whose signal
-// gauge exports nothing while failed, as the signals exporter does after
-// a failed cycle.
+// metricsFixture is a live registry and two per-cycle ones: one whose
+// signal gauge exports nothing while failed, as the signals exporter does
+// after a failed cycle, and one of settings.
 type metricsFixture struct {
-	live, perCycle *prometheus.Registry
-	counted        *countingGatherer
-	gen            atomic.Uint64
-	failed         atomic.Bool
-	requests       prometheus.Counter
-	signal         *prometheus.GaugeVec
+	live, perCycle, settings *prometheus.Registry
+	counted                  *countingGatherer
+	gen                      atomic.Uint64
+	failed                   atomic.Bool
+	requests                 prometheus.Counter
+	signal                   *prometheus.GaugeVec
 }
 
 func newMetricsFixture(t *testing.T) *metricsFixture {
 	t.Helper()
-	f := &metricsFixture{live: prometheus.NewRegistry(), perCycle: prometheus.NewRegistry()}
+	f := &metricsFixture{live: prometheus.NewRegistry(), perCycle: prometheus.NewRegistry(), settings: prometheus.NewRegistry()}
 	f.requests = prometheus.NewCounter(prometheus.CounterOpts{Name: "perfagent_test_requests_total", Help: "Requests."})
 	latency := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "perfagent_test_seconds", Help: "Latency."})
 	latency.Observe(0.3)
@@ -55,7 +55,8 @@ func newMetricsFixture(t *testing.T) *metricsFixture {
 	}
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "perfagent_setting_info", Help: "Settings."}, []string{"instance", "setting"})
 	info.WithLabelValues("a:1", "max_num_seqs").Set(1)
-	f.perCycle.MustRegister(info, prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
+	f.settings.MustRegister(info)
+	f.perCycle.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
 		if !f.failed.Load() {
 			f.signal.Collect(ch)
 		}
@@ -65,13 +66,13 @@ func newMetricsFixture(t *testing.T) *metricsFixture {
 }
 
 func (f *metricsFixture) handler(logger *slog.Logger) *Handler {
-	return New(Options{Logger: logger, Gatherer: f.live, PerCycle: f.counted, Generation: f.gen.Load, Ready: func() bool { return true }})
+	return New(Options{Logger: logger, Gatherer: f.live, PerCycle: []prometheus.Gatherer{f.counted, f.settings}, Generation: f.gen.Load, Ready: func() bool { return true }})
 }
 
 // reference is what promhttp serves for both registries as one.
 func (f *metricsFixture) reference(r *http.Request) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
-	promhttp.HandlerFor(prometheus.Gatherers{f.live, f.perCycle}, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	promhttp.HandlerFor(prometheus.Gatherers{f.live, f.perCycle, f.settings}, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 	return w
 }
 
@@ -280,5 +281,35 @@ func TestSharedGathering(t *testing.T) {
 	}
 	if v := got(s.gather()); v != 2 || gathers.Load() != 3 {
 		t.Errorf("a call alone got %g after %d gatherings, want 2 after 3", v, gathers.Load())
+	}
+}
+
+// TestDisjointGatherersShareAFamily: per-cycle gatherers that have a
+// family of the same name after all are merged as prometheus.Gatherers
+// merges them, and a series in both is the error it reports.
+func TestDisjointGatherersShareAFamily(t *testing.T) {
+	registry := func(instances ...string) *prometheus.Registry {
+		reg := prometheus.NewRegistry()
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "llm_requests_running", Help: "Running."}, []string{"instance"})
+		for _, in := range instances {
+			g.WithLabelValues(in).Set(1)
+		}
+		reg.MustRegister(g)
+		return reg
+	}
+	a, b := registry("a:1", "c:1"), registry("b:1")
+	got, err := disjointGatherers{a, b}.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := prometheus.Gatherers{a, b}.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || len(got[0].GetMetric()) != 3 || got[0].String() != want[0].String() {
+		t.Errorf("merged %v, want %v", got, want)
+	}
+	if _, err := (disjointGatherers{a, registry("a:1")}).Gather(); err == nil || !strings.Contains(err.Error(), "collected before with the same name and label values") {
+		t.Errorf("a series in both: err = %v, want the duplicate reported", err)
 	}
 }

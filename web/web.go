@@ -29,11 +29,15 @@ type Options struct {
 	Logger *slog.Logger
 	// Gatherer gathers what /metrics serves at every scrape.
 	Gatherer prometheus.Gatherer
-	// PerCycle, when set with Generation, gathers the metrics that change
+	// PerCycle, when set with Generation, gather the metrics that change
 	// once per cycle (signals, bottlenecks, recommendations): /metrics
 	// serves them beside Gatherer's, gathered and encoded once per
-	// generation. The two must not both have a series.
-	PerCycle prometheus.Gatherer
+	// generation. Each gathers families none of the others has, and
+	// checked already (by its registry, or by how it builds them): they
+	// are put together without checking each series again, which at a
+	// thousand instances cost as much as gathering them. No series may be
+	// both in PerCycle and in Gatherer.
+	PerCycle []prometheus.Gatherer
 	// Generation numbers the state PerCycle reads (agent.Pipeline's).
 	Generation func() uint64
 	// Registerer receives perfagent_http_request_duration_seconds; nil
@@ -108,11 +112,11 @@ func New(o Options) *Handler {
 	r.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	r.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
-	metrics := &metricsHandler{live: &sharedGatherer{g: o.Gatherer}, perCycle: o.PerCycle, generation: o.Generation, errorf: func(format string, args ...any) {
+	metrics := &metricsHandler{live: &sharedGatherer{g: o.Gatherer}, perCycle: disjointGatherers(o.PerCycle), generation: o.Generation, errorf: func(format string, args ...any) {
 		o.Logger.Error(fmt.Sprintf(format, args...))
 	}}
-	if metrics.perCycle == nil || metrics.generation == nil {
-		metrics.perCycle, metrics.generation = prometheus.Gatherers{}, func() uint64 { return 0 }
+	if metrics.generation == nil {
+		metrics.perCycle, metrics.generation = disjointGatherers{}, func() uint64 { return 0 }
 	}
 	r.Handle("/metrics", metrics)
 	api := r.PathPrefix("/api/v1").Subrouter()

@@ -182,7 +182,8 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	// instance: /metrics serves them gathered once per cycle. The signals
 	// and forecasts, in the local TSDB already, are served but not written
 	// there again as the agent's own metrics; the settings are written
-	// from their series, not gathered.
+	// from their series, not gathered. The signals' and settings'
+	// exporters build their families without a registry.
 	perCycle, perCycleInStore := prometheus.NewRegistry(), prometheus.NewRegistry()
 	settings := collector.NewSettingsExporter(a.coll)
 	a.rules = rules.NewManager(rules.ManagerOptions{
@@ -229,11 +230,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 		recommender.NewRecommendationsCollector(a.pipeline.LatestRecommendations),
 		cost.NewCollector(a.pipeline.Costs),
 	)
-	perCycleInStore.MustRegister(
-		collector.NewSignalsExporter(a.coll),
-		settings,
-		rules.NewSaturationETACollector(a.store, a.lastCollection),
-	)
+	perCycleInStore.MustRegister(rules.NewSaturationETACollector(a.store, a.lastCollection))
 	// The SLO targets change with a reload, not with a cycle.
 	reg.MustRegister(rules.NewSLOTargetsCollector(func() []config.SLOTarget { return a.config().Rules.SLO }))
 
@@ -282,7 +279,7 @@ func serve(ctx context.Context, f daemonFlags, stderr io.Writer) int {
 	query := &prom.Options{Queryable: a.store, Engine: a.store.Engine(), LookbackDelta: signalstore.LookbackDelta, Logger: logger.With("component", "query"),
 		Target:  labels.FromStrings(model.JobLabel, collector.ScrapeJobName, model.InstanceLabel, ownInstance(f.listenAddress)),
 		Version: version.Version, Revision: version.Revision, Branch: version.Branch, BuildUser: version.BuildUser, BuildDate: version.BuildDate}
-	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: gatherer, PerCycle: prometheus.Gatherers{perCycle, perCycleInStore}, Generation: a.pipeline.Generation, Registerer: reg, API: api, Query: query, Ready: a.coll.Ready, Version: version.Version,
+	webOpts := web.Options{Logger: logger.With("component", "web"), Gatherer: gatherer, PerCycle: []prometheus.Gatherer{perCycle, perCycleInStore, collector.NewSignalsExporter(a.coll), settings}, Generation: a.pipeline.Generation, Registerer: reg, API: api, Query: query, Ready: a.coll.Ready, Version: version.Version,
 		EnableLifecycle: f.enableLifecycle, ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, MaxConnections: f.maxConnections}
 	handler := web.New(webOpts)
 

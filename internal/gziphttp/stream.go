@@ -7,6 +7,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"sync"
 )
 
 // Deflated is a piece of an answer compressed once, to be written into
@@ -17,14 +18,33 @@ type Deflated struct {
 	Compressed []byte
 }
 
+// Deflater compresses pieces for Streams. It keeps its compressors for
+// the next piece: a compressor's tables are several hundred kilobytes,
+// more than most pieces. Its zero value is ready; it is safe for
+// concurrent use.
+type Deflater struct {
+	compressors sync.Pool
+}
+
 // Deflate compresses p for a Stream.
-func Deflate(p []byte) Deflated {
+func (d *Deflater) Deflate(p []byte) Deflated {
 	var buf bytes.Buffer
-	fw, _ := flate.NewWriter(&buf, flate.BestSpeed) // the level is valid
-	_, _ = fw.Write(p)                              // a bytes.Buffer does not fail
+	fw, ok := d.compressors.Get().(*flate.Writer)
+	if ok {
+		fw.Reset(&buf)
+	} else {
+		fw, _ = flate.NewWriter(&buf, flate.BestSpeed) // the level is valid
+	}
+	_, _ = fw.Write(p) // a bytes.Buffer does not fail
 	_ = fw.Flush()
+	d.compressors.Put(fw)
 	return Deflated{Plain: p, Compressed: buf.Bytes()}
 }
+
+// finalBlock is an empty final deflate block (RFC 1951, section 3.2.4),
+// stored, which ends a deflate stream at a byte boundary: BFINAL set and
+// BTYPE 00 in the first byte, then LEN 0 and its complement.
+var finalBlock = []byte{0x01, 0x00, 0x00, 0xff, 0xff}
 
 // gzipHeader is a gzip member's header (RFC 1952): deflate, no flags, no
 // modification time, unknown operating system.
@@ -91,9 +111,7 @@ func (s *Stream) Close() error {
 	if s.err = s.flush(); s.err != nil {
 		return s.err
 	}
-	// An empty final block ends the deflate stream.
-	fw, _ := flate.NewWriter(s.w, flate.BestSpeed)
-	if s.err = fw.Close(); s.err != nil {
+	if _, s.err = s.w.Write(finalBlock); s.err != nil {
 		return s.err
 	}
 	trailer := binary.LittleEndian.AppendUint32(nil, s.crc.Sum32())

@@ -14,8 +14,9 @@ import (
 // back across a piece would decode wrongly.
 func TestStream(t *testing.T) {
 	live := []byte(strings.Repeat("go_goroutines 42\nprocess_cpu_seconds_total 1.5\n", 20))
-	piece := Deflate([]byte(strings.Repeat("llm_requests_running{instance=\"a:1\"} 3\n", 50)))
-	other := Deflate([]byte("perfagent_setting_info{setting=\"max_num_seqs\"} 1\n"))
+	var d Deflater
+	piece := d.Deflate([]byte(strings.Repeat("llm_requests_running{instance=\"a:1\"} 3\n", 50)))
+	other := d.Deflate([]byte("perfagent_setting_info{setting=\"max_num_seqs\"} 1\n"))
 	type step struct {
 		plain []byte
 		piece *Deflated
