@@ -529,6 +529,25 @@ func watchWrites(path string, killed <-chan struct{}, kill func()) {
 	}
 }
 
+// lastCollection is the time of the agent's last collection, as its
+// /api/v1/health gives it; false while it does not answer one.
+func lastCollection(addr string) (time.Time, bool) {
+	resp, err := http.Get("http://" + addr + "/api/v1/health")
+	if err != nil {
+		return time.Time{}, false
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Data struct {
+			LastCollection time.Time `json:"last_collection"`
+		} `json:"data"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&h) != nil {
+		return time.Time{}, false
+	}
+	return h.Data.LastCollection, !h.Data.LastCollection.IsZero()
+}
+
 // TestFaultCorruptStore damages the workflow store of an agent that ran
 // (cut in half, as a torn copy would leave it, or overwritten with random
 // bytes) and starts the agent on it: it must refuse, exit non-zero and
@@ -670,9 +689,19 @@ func TestFaultSignalsSurviveSIGKILL(t *testing.T) {
 	)
 	waitWithin(t, "10 s of signal history", time.Minute, func() bool {
 		end = time.Now()
-		before, n = history(end)
+		_, n = history(end)
 		return end.Sub(start) > 10*time.Second && n > 0
 	})
+	// A cycle stamps its signals with the time it began and writes them
+	// when it ends: the history up to end is whole once a cycle that
+	// began after end has ended. Read before that, its last step could
+	// show the cycle before one still running at end, and the restarted
+	// agent the running one's value, which its WAL kept.
+	waitWithin(t, "a cycle that began after the history's end", time.Minute, func() bool {
+		last, ok := lastCollection(addr)
+		return ok && last.After(end)
+	})
+	before, n = history(end)
 	wal := filepath.Join(data, "wal")
 	entries, err := os.ReadDir(wal)
 	if err != nil || len(entries) == 0 {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -83,8 +82,8 @@ func (o outliving) Cleanup(f func()) { o.parent.Cleanup(f) }
 func (o outliving) TempDir() string { return o.parent.TempDir() }
 
 type footprintAgent struct {
-	proc            *agentProcess
-	metrics, health string
+	proc          *agentProcess
+	metrics, addr string
 }
 
 // footprintSample is what the agent's /metrics says at one moment.
@@ -117,7 +116,7 @@ func startFootprintAgent(b outliving, n int) *footprintAgent {
 		b.Fatal(err)
 	}
 	addr := testutil.FreeAddr(b)
-	a := &footprintAgent{metrics: "http://" + addr + "/metrics", health: "http://" + addr + "/api/v1/health"}
+	a := &footprintAgent{metrics: "http://" + addr + "/metrics", addr: addr}
 	a.proc = &agentProcess{t: b, log: &testutil.SyncBuffer{}, args: []string{
 		"--config.file=" + cfgFile, "--storage.path=" + filepath.Join(dir, "data"),
 		"--web.listen-address=" + addr, "--log.level=warn",
@@ -141,36 +140,17 @@ func (a *footprintAgent) waitCycle(b testing.TB, cycles float64) footprintSample
 	b.Helper()
 	deadline := time.Now().Add(time.Duration(cycles+4) * footprintInterval)
 	for {
-		seen := a.lastCollection()
+		seen, _ := lastCollection(a.addr)
 		if s := a.read(b); s.cycles >= cycles {
 			return s
 		}
-		for a.lastCollection() == seen {
+		for last, _ := lastCollection(a.addr); last.Equal(seen); last, _ = lastCollection(a.addr) {
 			if time.Now().After(deadline) {
 				b.Fatalf("the agent did not complete %g cycles in time; its log:\n%s", cycles, a.proc.log)
 			}
 			time.Sleep(time.Second)
 		}
 	}
-}
-
-// lastCollection is the last collection's time as /api/v1/health gives
-// it, "" while the agent does not answer.
-func (a *footprintAgent) lastCollection() string {
-	resp, err := http.Get(a.health)
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	var h struct {
-		Data struct {
-			LastCollection string `json:"last_collection"`
-		}
-	}
-	if json.NewDecoder(resp.Body).Decode(&h) != nil {
-		return ""
-	}
-	return h.Data.LastCollection
 }
 
 func (a *footprintAgent) read(b testing.TB) footprintSample {
