@@ -55,6 +55,13 @@ var (
 // query reads them. A nil filter keeps the whole page.
 func (f *familyFilter) appendKept(dst, page []byte) ([]byte, int) {
 	samples := 0
+	// The sample lines of a family follow one another (a histogram's
+	// buckets, a metric's label sets): the last name's decision is
+	// reused without looking it up again.
+	var (
+		lastName []byte
+		lastKept bool
+	)
 	for rest := page; len(rest) > 0; {
 		line := rest
 		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
@@ -62,7 +69,10 @@ func (f *familyFilter) appendKept(dst, page []byte) ([]byte, int) {
 		} else {
 			rest = nil
 		}
-		content := bytes.TrimRight(line, "\r\n")
+		content := line
+		for len(content) > 0 && (content[len(content)-1] == '\n' || content[len(content)-1] == '\r') {
+			content = content[:len(content)-1]
+		}
 		switch {
 		case len(content) == 0:
 			continue
@@ -83,7 +93,15 @@ func (f *familyFilter) appendKept(dst, page []byte) ([]byte, int) {
 			dst = append(dst, line...)
 			continue
 		}
-		if name := leadingName(content); name == nil || f.kept(name, false) {
+		name := leadingName(content)
+		if name == nil {
+			dst = append(dst, line...)
+			continue
+		}
+		if lastName == nil || !bytes.Equal(name, lastName) {
+			lastName, lastKept = name, f.kept(name, false)
+		}
+		if lastKept {
 			dst = append(dst, line...)
 		}
 	}
