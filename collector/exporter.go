@@ -27,10 +27,11 @@ import (
 //
 // It is a prometheus.Gatherer, not a Collector: it builds its families
 // itself, in the order a registry would serve them. At a thousand
-// instances a cycle has some 35,000 signal series. A registry's checks of
-// each were a tenth of the agent's CPU when a Prometheus scraped it every
-// cycle: label names, duplicates, help and type per family. The snapshot
-// already ensures most of that: one series per label set, names checked
+// instances a cycle has some 31,000 signal series; gathered through
+// registries, which check each series (label names, UTF-8, duplicates)
+// and sort every family, they took 6 % of the agent's CPU when a
+// Prometheus scraped it every cycle. The snapshot already ensures most
+// of what the checks look for: one series per label set, names checked
 // when the profile was loaded. What it does not ensure, Gather checks:
 // a series with a label that is not valid UTF-8 is left out.
 type SignalsExporter struct {
@@ -50,10 +51,6 @@ func NewSignalsExporter(c *Collector) *SignalsExporter {
 	return &SignalsExporter{c: c, help: help}
 }
 
-// identityLabels are on every exported signal series, empty when unknown,
-// so that every series of a family has the same label names. Sorted.
-var identityLabels = []string{signals.LabelEngine, signals.LabelInstance, signals.LabelModel}
-
 // Gather implements prometheus.Gatherer.
 func (e *SignalsExporter) Gather() ([]*dto.MetricFamily, error) {
 	// While the source fails, export nothing rather than old values: the
@@ -62,6 +59,9 @@ func (e *SignalsExporter) Gather() ([]*dto.MetricFamily, error) {
 	if snap == nil || !e.c.Ready() {
 		return nil, nil
 	}
+	// Identity labels are on every series, empty when unknown, so that
+	// every series of a family has the same label names. Sorted.
+	identity := []string{signals.LabelEngine, signals.LabelInstance, signals.LabelModel}
 	families := map[string]*dto.MetricFamily{}
 	for _, s := range snap.Samples {
 		if !validUTF8(s.Labels) {
@@ -83,7 +83,14 @@ func (e *SignalsExporter) Gather() ([]*dto.MetricFamily, error) {
 		if s.Labels.Has(signals.LabelQuantile) {
 			mf.Type = dto.MetricType_UNTYPED.Enum()
 		}
-		mf.Metric = append(mf.Metric, metricOf(s.Labels, identityLabels, s.Value))
+		mf.Metric = append(mf.Metric, metricOf(s.Labels, identity, s.Value))
+	}
+	for _, mf := range families {
+		if mf.GetType() == dto.MetricType_UNTYPED {
+			for _, m := range mf.Metric {
+				m.Untyped, m.Gauge = &dto.Untyped{Value: m.Gauge.Value}, nil
+			}
+		}
 	}
 	return sortedFamilies(families), nil
 }
@@ -140,15 +147,9 @@ func metricOf(lset labels.Labels, always []string, v float64) *dto.Metric {
 
 // sortedFamilies returns families in name order, each one's metrics in
 // the order a registry serves them: by their label values, pair by pair.
-// An untyped family's values move from Gauge to Untyped.
 func sortedFamilies(families map[string]*dto.MetricFamily) []*dto.MetricFamily {
 	out := make([]*dto.MetricFamily, 0, len(families))
 	for _, mf := range families {
-		if mf.GetType() == dto.MetricType_UNTYPED {
-			for _, m := range mf.Metric {
-				m.Untyped, m.Gauge = &dto.Untyped{Value: m.Gauge.Value}, nil
-			}
-		}
 		slices.SortFunc(mf.Metric, compareMetrics)
 		out = append(out, mf)
 	}

@@ -34,9 +34,8 @@ type Options struct {
 	// serves them beside Gatherer's, gathered and encoded once per
 	// generation. Each gathers families none of the others has, and
 	// checked already (by its registry, or by how it builds them): they
-	// are put together without checking each series again, which at a
-	// thousand instances cost as much as gathering them. No series may be
-	// both in PerCycle and in Gatherer.
+	// are put together without checking each series a second time. No
+	// series may be both in PerCycle and in Gatherer.
 	PerCycle []prometheus.Gatherer
 	// Generation numbers the state PerCycle reads (agent.Pipeline's).
 	Generation func() uint64
