@@ -9,15 +9,18 @@ import (
 	"time"
 )
 
-// soakWindowCycles is how many cycles one line of a soak's log covers:
-// ten minutes at the footprint interval.
+// soakWindowCycles is how many cycles one line of a soak's log covers at
+// least: ten minutes at the footprint interval. A longer run's lines
+// cover a tenth of it each, since a benchmark's log keeps only its first
+// ten lines.
 const soakWindowCycles = 40
 
 // BenchmarkFleetSoak runs the agent beside the simulated fleet of
 // BenchmarkFleetFootprint for b.N cycles after its warm-up (`make soak`:
 // 480, two hours at 15 s) and reports whether its memory stays flat. It
 // reads the agent's resident memory, anonymous memory and Go heap after
-// every cycle, logs their means for every ten minutes, and reports the
+// every cycle, logs their means for every tenth of the run (ten minutes
+// at least), and reports the
 // means of the first and last tenth of the run, the last as a ratio to
 // the first (rss-growth: 1 is flat), the highest resident memory, the
 // TSDB head compactions the run saw (a flat run must span at least one)
@@ -46,13 +49,14 @@ func BenchmarkFleetSoak(b *testing.B) {
 			rss, anon, heap []float64
 			end             footprintSample
 		)
+		window := max(soakWindowCycles, (b.N+9)/10)
 		b.ResetTimer()
 		for i := range b.N {
 			end = a.waitCycle(b, start.cycles+float64(i+1))
 			r, an := a.rss(b)
 			rss, anon, heap = append(rss, r/1e6), append(anon, an/1e6), append(heap, end.heapInuse/1e6)
-			if (i+1)%soakWindowCycles == 0 {
-				w := i + 1 - soakWindowCycles
+			if (i+1)%window == 0 {
+				w := i + 1 - window
 				b.Logf("cycles %d-%d: resident %.0f MB, anonymous %.0f MB, heap %.0f MB", w+1, i+1, mean(rss[w:]), mean(anon[w:]), mean(heap[w:]))
 			}
 		}
