@@ -180,7 +180,7 @@ type SettingsExporter struct {
 	c *Collector
 
 	mtx sync.Mutex
-	// exported holds, by instance, the series of the last Collect or
+	// exported holds, by instance, the series of the last Gather or
 	// Append. An instance's settings rarely change, and a large fleet has
 	// tens of thousands of them to export at every gathering and to write
 	// at every cycle.
@@ -229,12 +229,13 @@ func (e *SettingsExporter) Gather() ([]*dto.MetricFamily, error) {
 	if len(mf.Metric) == 0 {
 		return nil, nil
 	}
-	return sortedFamilies(map[string]*dto.MetricFamily{settingInfoName: mf}), nil
+	slices.SortFunc(mf.Metric, compareMetrics)
+	return []*dto.MetricFamily{mf}, nil
 }
 
 // Append writes the settings of snap to app at its time, the series
-// Collect exports, which is what a Prometheus scraping the agent would
-// store. Nothing is written before a collection succeeds, as Collect
+// Gather exports, which is what a Prometheus scraping the agent would
+// store. Nothing is written before a collection succeeds, as Gather
 // exports nothing then.
 func (e *SettingsExporter) Append(app storage.Appender, snap *Snapshot) error {
 	if !e.c.Ready() {

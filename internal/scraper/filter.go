@@ -98,7 +98,7 @@ func (f *familyFilter) appendKept(dst, page []byte) ([]byte, int) {
 			dst = append(dst, line...)
 			continue
 		}
-		if lastName == nil || !bytes.Equal(name, lastName) {
+		if !bytes.Equal(name, lastName) {
 			lastName, lastKept = name, f.kept(name, false)
 		}
 		if lastKept {
