@@ -112,7 +112,7 @@ ui-screenshots:
 # findings land in the package's testdata/fuzz and fail the run.
 FUZZTIME ?= 10m
 FUZZ_TARGETS := ./config:FuzzLoad ./rules:FuzzRuleFile ./collector:FuzzProfile ./collector:FuzzExposition \
-	./simulator:FuzzParseFleet ./web/api/v1:FuzzRequests ./internal/promapi:FuzzAnswer
+	./simulator:FuzzParseFleet ./web/api/v1:FuzzRequests ./internal/promapi:FuzzAnswer ./internal/scraper:FuzzAppendPage
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
 	  echo "$$name ($$pkg) for $(FUZZTIME)"; \

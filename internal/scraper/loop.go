@@ -241,7 +241,8 @@ func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType strin
 		// (native.go); nil when they are kept or the page is not text.
 		conv *converter
 	)
-	if mediaType, _, _ := mime.ParseMediaType(contentType); mediaType != "application/vnd.google.protobuf" {
+	mediaType, _, _ := mime.ParseMediaType(contentType)
+	if mediaType != "application/vnd.google.protobuf" {
 		text = true
 		kept := l.scraper.buffer()
 		defer l.scraper.buffers.Put(kept)
@@ -251,6 +252,25 @@ func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType strin
 		page = kept.Bytes()
 		if l.cfg.NativeHistograms {
 			conv = &l.conv
+			// What a failed page left is dropped, and nothing is kept of
+			// the page's bytes.
+			defer conv.reset()
+		}
+	}
+	if mediaType == "text/plain" {
+		done, err := l.appendSeen(app, page, t, conv, &counts)
+		if err != nil {
+			return counts, err
+		}
+		if done {
+			l.markStale(app, t, false)
+			l.live = l.iter
+			return counts, nil
+		}
+		// The parser reads the page from its start; the samples already
+		// appended are the scrape's (appendSample), and not appended again.
+		if conv != nil {
+			conv.reset()
 		}
 	}
 	p, err := textparse.New(page, contentType, l.symbols, textparse.ParserOptions{
@@ -259,21 +279,6 @@ func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType strin
 	})
 	if p == nil {
 		return counts, fmt.Errorf("reading the page: %w", err)
-	}
-	if conv != nil {
-		// What a failed page left is dropped, and nothing is kept of the
-		// page's bytes.
-		defer func() {
-			conv.take()
-			conv.family = nil
-		}()
-	}
-	// takeNative appends the native histogram collected, if any.
-	takeNative := func() error {
-		if native, explicit, h, fh, ok := conv.take(); ok {
-			return l.appendSample(app, native, explicit, t, 0, h, fh, &counts)
-		}
-		return nil
 	}
 	for {
 		entry, err := p.Next()
@@ -300,7 +305,7 @@ func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType strin
 				continue
 			}
 			// Any other line ends a histogram, as in upstream's parser.
-			if err := takeNative(); err != nil {
+			if err := l.takeNative(app, conv, t, &counts); err != nil {
 				return counts, err
 			}
 			if entry == textparse.EntryType {
@@ -314,42 +319,74 @@ func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType strin
 		if !text {
 			counts.scraped++
 		}
-		if conv != nil {
-			var cp classicPart
-			if conv.family != nil {
-				cp = l.classicPart(p, met, conv.family)
-			}
-			if conv.ends(cp) {
-				if err := takeNative(); err != nil {
-					return counts, err
-				}
-			}
-			if cp.native != nil {
-				cp.native.used = l.iter
-			}
-			if conv.add(cp, v, tp) {
-				continue
-			}
-		}
-		cs, ok := l.series[string(met)]
-		if !ok {
-			var exposed labels.Labels
-			p.Labels(&exposed)
-			cs = l.newSeries(exposed)
-			l.series[string(met)] = cs
-		}
-		if err := l.appendSample(app, cs, tp, t, v, h, fh, &counts); err != nil {
+		if _, err := l.appendLine(app, p, conv, line{met: met, explicit: tp, v: v, h: h, fh: fh}, t, &counts); err != nil {
 			return counts, err
 		}
 	}
 	if conv != nil {
-		if err := takeNative(); err != nil {
+		if err := l.takeNative(app, conv, t, &counts); err != nil {
 			return counts, err
 		}
 	}
 	l.markStale(app, t, false)
 	l.live = l.iter
 	return counts, nil
+}
+
+// line is a page's sample line as read: its series' bytes as the page
+// writes them, its own timestamp if it has one, and its value.
+type line struct {
+	met      []byte
+	explicit *int64
+	v        float64
+	h        *histogram.Histogram
+	fh       *histogram.FloatHistogram
+}
+
+// appendLine appends the sample of ln, or collects it into the native
+// histogram conv is converting. p is the parser at ln; with a nil p,
+// appendLine reads only what the cache holds, and reports false, having
+// appended nothing, where it would have to build the line's labels.
+func (l *loop) appendLine(app storage.AppenderV2, p textparse.Parser, conv *converter, ln line, t int64, counts *appendCounts) (bool, error) {
+	if conv != nil {
+		var cp classicPart
+		if conv.family != nil {
+			var ok bool
+			if cp, ok = l.classicPart(p, ln.met, conv.family); !ok {
+				return false, nil
+			}
+		}
+		if conv.ends(cp) {
+			if err := l.takeNative(app, conv, t, counts); err != nil {
+				return true, err
+			}
+		}
+		if cp.native != nil {
+			cp.native.used = l.iter
+		}
+		if conv.add(cp, ln.v, ln.explicit) {
+			return true, nil
+		}
+	}
+	cs, ok := l.series[string(ln.met)]
+	if !ok {
+		if p == nil {
+			return false, nil
+		}
+		var exposed labels.Labels
+		p.Labels(&exposed)
+		cs = l.newSeries(exposed)
+		l.series[string(ln.met)] = cs
+	}
+	return true, l.appendSample(app, cs, ln.explicit, t, ln.v, ln.h, ln.fh, counts)
+}
+
+// takeNative appends the native histogram conv collected, if any.
+func (l *loop) takeNative(app storage.AppenderV2, conv *converter, t int64, counts *appendCounts) error {
+	if native, explicit, h, fh, ok := conv.take(); ok {
+		return l.appendSample(app, native, explicit, t, 0, h, fh, counts)
+	}
+	return nil
 }
 
 // appendSample appends a sample of cs at its own time, explicit, or at

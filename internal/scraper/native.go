@@ -36,8 +36,11 @@ type converter struct {
 	// native is the series of the histogram being collected, nil when
 	// none is.
 	native *cachedSeries
-	// explicit is the histogram's last line's timestamp, when it has one.
-	explicit *int64
+	// ts is the histogram's last line's timestamp, when it has one
+	// (hasTS): a copy, as a parser's next line overwrites what it
+	// returned.
+	ts    int64
+	hasTS bool
 	temp     convertnhcb.TempHistogram
 	// key is a line's bytes without its le label.
 	key []byte
@@ -58,15 +61,17 @@ type classicPart struct {
 }
 
 // classicPart reads what the series line met, at which p is, is to a
-// native histogram of family.
-func (l *loop) classicPart(p textparse.Parser, met, family []byte) classicPart {
+// native histogram of family. With a nil p it reports false where it
+// would have to build the line's labels: a quoted name, labels written
+// unusually, a histogram not seen before.
+func (l *loop) classicPart(p textparse.Parser, met, family []byte) (classicPart, bool) {
 	name, _, _ := bytes.Cut(met, []byte("{"))
 	if len(name) == 0 {
 		return l.classicFromLabels(p, family) // a quoted name
 	}
 	suffix, base := histogramSuffix(name)
 	if !bytes.Equal(base, family) {
-		return classicPart{}
+		return classicPart{}, true
 	}
 	// The lines of one histogram share the key: the family's name and
 	// the labels but le.
@@ -77,6 +82,9 @@ func (l *loop) classicPart(p textparse.Parser, met, family []byte) classicPart {
 	}
 	cp := classicPart{native: l.histograms[string(key)], part: suffix}
 	if cp.native == nil {
+		if p == nil {
+			return classicPart{}, false
+		}
 		var exposed labels.Labels
 		p.Labels(&exposed)
 		cp.native = l.nativeSeries(exposed, string(base))
@@ -85,23 +93,26 @@ func (l *loop) classicPart(p textparse.Parser, met, family []byte) classicPart {
 	if suffix == convertnhcb.SuffixBucket {
 		cp.part, cp.le = bound(hasLE, string(le))
 	}
-	return cp
+	return cp, true
 }
 
 // classicFromLabels reads what the series line at which p is is to a
-// native histogram of family from its labels.
-func (l *loop) classicFromLabels(p textparse.Parser, family []byte) classicPart {
+// native histogram of family from its labels; false with a nil p.
+func (l *loop) classicFromLabels(p textparse.Parser, family []byte) (classicPart, bool) {
+	if p == nil {
+		return classicPart{}, false
+	}
 	var exposed labels.Labels
 	p.Labels(&exposed)
 	suffix, base := convertnhcb.GetHistogramMetricBaseName(exposed.Get(model.MetricNameLabel))
 	if base != string(family) {
-		return classicPart{}
+		return classicPart{}, true
 	}
 	cp := classicPart{native: l.nativeSeries(exposed, base), part: suffix}
 	if suffix == convertnhcb.SuffixBucket {
 		cp.part, cp.le = bound(exposed.Has(labels.BucketLabel), exposed.Get(labels.BucketLabel))
 	}
-	return cp
+	return cp, true
 }
 
 // bound is the bound of a bucket whose le label, if it has one, is le,
@@ -240,8 +251,17 @@ func (c *converter) add(cp classicPart, v float64, explicit *int64) bool {
 	case convertnhcb.SuffixSum:
 		_ = c.temp.SetSum(v)
 	}
-	c.explicit = explicit
+	c.hasTS = explicit != nil
+	if c.hasTS {
+		c.ts = *explicit
+	}
 	return true
+}
+
+// reset drops the histogram being collected and the family.
+func (c *converter) reset() {
+	c.temp.Reset()
+	c.native, c.hasTS, c.family = nil, false, nil
 }
 
 // take returns the series of the histogram collected and its sample,
@@ -251,9 +271,13 @@ func (c *converter) take() (native *cachedSeries, explicit *int64, h *histogram.
 	if c.native == nil {
 		return nil, nil, nil, nil, false
 	}
-	native, explicit = c.native, c.explicit
+	native = c.native
+	if c.hasTS {
+		ts := c.ts
+		explicit = &ts
+	}
 	h, fh, err := c.temp.Convert()
 	c.temp.Reset()
-	c.native, c.explicit = nil, nil
+	c.native, c.hasTS = nil, false
 	return native, explicit, h, fh, err == nil
 }
