@@ -41,7 +41,7 @@ type converter struct {
 	// returned.
 	ts    int64
 	hasTS bool
-	temp     convertnhcb.TempHistogram
+	temp  convertnhcb.TempHistogram
 	// key is a line's bytes without its le label.
 	key []byte
 }
