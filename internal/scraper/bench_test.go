@@ -23,20 +23,24 @@ func (discard) Commit() error   { return nil }
 func (discard) Rollback() error { return nil }
 
 // BenchmarkAppendPage reads a vLLM and a TGI fixture page as a scrape
-// does, from its bytes to its samples appended, keeping every family
-// (keep=all, the baseline) or every other one (keep=half), with classic
-// histograms converted to native ones.
+// does, from its bytes to its samples appended, with classic histograms
+// converted to native ones and the page's series seen the scrape before:
+// read by upstream's parser, keeping every family (parser,keep=all, the
+// baseline: a page without a content type is read by the parser, as Go's
+// text format is its fallback), then as a scrape reads it, keeping every
+// family (keep=all) or every other one (keep=half).
 func BenchmarkAppendPage(b *testing.B) {
 	for _, fixture := range []string{"vllm/vllm-a_8000_t00.prom", "tgi/tgi-a_80_t00.prom"} {
 		page, err := os.ReadFile(filepath.Join("..", "..", "collector", "profiles", "testdata", fixture))
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, keep := range []string{"all", "half"} {
-			cfg := Config{Interval: 15e9, Timeout: 10e9, NativeHistograms: true}
-			if keep == "half" {
-				cfg.Keep = everyOtherFamily(string(page))
-			}
+		for _, run := range []struct{ name, keep, contentType string }{
+			{"parser,keep=all", "", ""},
+			{"keep=all", "", "text/plain; version=0.0.4"},
+			{"keep=half", everyOtherFamily(string(page)), "text/plain; version=0.0.4"},
+		} {
+			cfg := Config{Interval: 15e9, Timeout: 10e9, NativeHistograms: true, Keep: run.keep}
 			s, err := New(discard{}, nil, nil, "bench")
 			if err != nil {
 				b.Fatal(err)
@@ -45,15 +49,19 @@ func BenchmarkAppendPage(b *testing.B) {
 				b.Fatal(err)
 			}
 			l := onlyLoop(b, s)
-			b.Run(filepath.Dir(fixture)+"/keep="+keep, func(b *testing.B) {
+			scrape := func() {
+				l.iter++
+				if _, err := l.appendPage(discard{}, page, run.contentType, 1000); err != nil {
+					b.Fatal(err)
+				}
+				l.evict()
+			}
+			scrape() // the series seen before
+			b.Run(filepath.Dir(fixture)+"/"+run.name, func(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(len(page)))
 				for b.Loop() {
-					l.iter++
-					if _, err := l.appendPage(discard{}, page, "text/plain; version=0.0.4", 1000); err != nil {
-						b.Fatal(err)
-					}
-					l.evict()
+					scrape()
 				}
 			})
 		}

@@ -12,7 +12,9 @@
 // entry for every dropped series. Skipping the unneeded lines as bytes
 // avoids that work and that memory. The lines kept are then read from
 // their bytes where they were seen the scrape before: their labels are
-// built once, also for a classic histogram's lines (native.go).
+// built once, also for a classic histogram's lines (native.go), and a
+// page whose series were all on the scrape before is read without the
+// parser, by splitting each line (seen.go).
 //
 // Each target keeps its own clock, as in Prometheus, but its scrapes run
 // on a few shared workers (workers.go), whose grown stacks serve scrape
