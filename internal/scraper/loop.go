@@ -62,6 +62,12 @@ type loop struct {
 	// classic ones, by the bytes of their lines without le (native.go).
 	histograms map[string]*cachedSeries
 	conv       converter
+	// req is every scrape's request, built by the first (fetch), as
+	// Prometheus's scrape loop keeps its own.
+	req *http.Request
+	// contentType is the last page's Content-Type, mediaType the media
+	// type parsed from it: a server sends the same one every time.
+	contentType, mediaType string
 }
 
 type cachedSeries struct {
@@ -199,14 +205,17 @@ func (l *loop) scrapeOnce(ctx context.Context, ts time.Time) {
 
 // fetch reads the page into buf and returns its content type.
 func (l *loop) fetch(ctx context.Context, buf *bytes.Buffer) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.target.URL, nil)
-	if err != nil {
-		return "", fmt.Errorf("building the request: %w", err)
+	if l.req == nil {
+		req, err := http.NewRequest(http.MethodGet, l.target.URL, nil)
+		if err != nil {
+			return "", fmt.Errorf("building the request: %w", err)
+		}
+		req.Header.Set("Accept", acceptHeader)
+		req.Header.Set("User-Agent", l.scraper.userAgent)
+		req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(l.cfg.Timeout.Seconds(), 'f', -1, 64))
+		l.req = req
 	}
-	req.Header.Set("Accept", acceptHeader)
-	req.Header.Set("User-Agent", l.scraper.userAgent)
-	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(l.cfg.Timeout.Seconds(), 'f', -1, 64))
-	resp, err := l.scraper.client.Do(req)
+	resp, err := l.scraper.client.Do(l.req.WithContext(ctx))
 	if err != nil {
 		return "", err
 	}
@@ -241,7 +250,11 @@ func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType strin
 		// (native.go); nil when they are kept or the page is not text.
 		conv *converter
 	)
-	mediaType, _, _ := mime.ParseMediaType(contentType)
+	if contentType != l.contentType {
+		l.contentType = contentType
+		l.mediaType, _, _ = mime.ParseMediaType(contentType)
+	}
+	mediaType := l.mediaType
 	if mediaType != "application/vnd.google.protobuf" {
 		text = true
 		kept := l.scraper.buffer()

@@ -542,3 +542,62 @@ func TestScrapeReadsPastSmallBuffers(t *testing.T) {
 		}
 	}
 }
+
+// TestScrapeRequests scrapes a target three times, its page changing
+// format in between, and checks that every request, the one built by the
+// first scrape and reused, asks as Prometheus asks, and that each page is
+// read in its own format.
+func TestScrapeRequests(t *testing.T) {
+	pages := []struct{ contentType, body string }{
+		{"text/plain; version=0.0.4", "a 1\n"},
+		{"application/openmetrics-text; version=1.0.0; charset=utf-8", "# TYPE a gauge\na 2\n# EOF\n"},
+		{"text/plain; version=0.0.4; charset=utf-8", "a 3\n"},
+	}
+	var (
+		mtx     sync.Mutex
+		headers []http.Header
+	)
+	target := newTarget(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mtx.Lock()
+		defer mtx.Unlock()
+		page := pages[len(headers)%len(pages)]
+		headers = append(headers, r.Header.Clone())
+		w.Header().Set("Content-Type", page.contentType)
+		_, _ = io.WriteString(w, page.body)
+	}))
+	app := &captured{}
+	s, err := New(app, nil, nil, "perfagent/test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(Config{Interval: time.Hour, Timeout: 2500 * time.Millisecond, Keep: "a"}, []Target{target}); err != nil {
+		t.Fatal(err)
+	}
+	l := onlyLoop(t, s)
+	for i := range pages {
+		l.scrapeOnce(context.Background(), time.Unix(1000+int64(i)*15, 0))
+		if h := s.Health()[0]; h.LastError != nil {
+			t.Fatalf("scrape %d: %v", i+1, h.LastError)
+		}
+		if got, want := values(app.take(), "a"), []string{fmt.Sprintf(`{__name__="a"=%d`, i+1)}; !slices.Equal(got, want) {
+			t.Errorf("scrape %d: a is %v, want %v", i+1, got, want)
+		}
+	}
+	mtx.Lock()
+	defer mtx.Unlock()
+	if len(headers) != len(pages) {
+		t.Fatalf("%d requests, want %d", len(headers), len(pages))
+	}
+	for i, h := range headers {
+		for name, want := range map[string]string{
+			"Accept":                              acceptHeader,
+			"User-Agent":                          "perfagent/test",
+			"X-Prometheus-Scrape-Timeout-Seconds": "2.5",
+			"Accept-Encoding":                     "gzip",
+		} {
+			if got := h.Get(name); got != want {
+				t.Errorf("request %d: %s is %q, want %q", i+1, name, got, want)
+			}
+		}
+	}
+}
