@@ -20,11 +20,10 @@ const soakWindowCycles = 40
 // 480, two hours at 15 s) and reports whether its memory stays flat. It
 // reads the agent's resident memory, anonymous memory and Go heap after
 // every cycle, logs their means for every tenth of the run (ten minutes
-// at least), and reports the
-// means of the first and last tenth of the run, the last as a ratio to
-// the first (rss-growth: 1 is flat), the highest resident memory, the
-// TSDB head compactions the run saw (a flat run must span at least one)
-// and the CPU as a share of one core. It runs only when PERFAGENT_SOAK is
+// at least), and reports the means of the first and last tenth of the
+// run, the last as a ratio to the first (rss-growth: 1 is flat), the
+// highest resident memory, the TSDB head compactions the run saw (a flat
+// run must span at least one) and the CPU as a share of one core. It runs only when PERFAGENT_SOAK is
 // set, to the number of servers (1000 in `make soak`).
 func BenchmarkFleetSoak(b *testing.B) {
 	env := os.Getenv("PERFAGENT_SOAK")

@@ -191,7 +191,7 @@ func labelsEnd(b []byte, start int) int {
 // float syntax without its later additions (hexadecimal mantissas with
 // p exponents, digit separators), NaN as Prometheus's one NaN.
 func parseValue(b []byte) (float64, bool) {
-	if bytes.ContainsAny(b, "pP_{") {
+	if bytes.ContainsAny(b, "pP_") {
 		return 0, false
 	}
 	v, err := strconv.ParseFloat(string(b), 64)
