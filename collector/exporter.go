@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -53,46 +52,52 @@ func NewSignalsExporter(c *Collector) *SignalsExporter {
 
 // Gather implements prometheus.Gatherer.
 func (e *SignalsExporter) Gather() ([]*dto.MetricFamily, error) {
+	return gatherFamilies(e.families()), nil
+}
+
+// TextFamilies returns the families Gather would, to be written in the
+// text format without building them as client_model structures
+// (textFamily); see web.TextFamilies.
+func (e *SignalsExporter) TextFamilies() ([]string, func([]byte, int) []byte, bool) {
+	return textFamilies(e.families())
+}
+
+// families returns the latest snapshot's signals as families, in name
+// order.
+func (e *SignalsExporter) families() []*textFamily {
 	// While the source fails, export nothing rather than old values: the
 	// series go stale in Prometheus, as a down target's do.
 	snap := e.c.Latest()
 	if snap == nil || !e.c.Ready() {
-		return nil, nil
+		return nil
 	}
 	// Identity labels are on every series, empty when unknown, so that
 	// every series of a family has the same label names. Sorted.
 	identity := []string{signals.LabelEngine, signals.LabelInstance, signals.LabelModel}
-	families := map[string]*dto.MetricFamily{}
+	byName := map[string]*textFamily{}
 	for _, s := range snap.Samples {
 		if !validUTF8(s.Labels) {
 			continue
 		}
 		name := s.Labels.Get(model.MetricNameLabel)
-		mf, ok := families[name]
+		f, ok := byName[name]
 		if !ok {
 			help := e.help[name]
 			if help == "" {
 				help = "Signal " + name + " recorded by an engine profile."
 			}
-			mf = &dto.MetricFamily{Name: proto.String(name), Help: proto.String(help), Type: dto.MetricType_GAUGE.Enum()}
-			families[name] = mf
+			f = &textFamily{name: name, help: help, always: identity}
+			byName[name] = f
 		}
 		// The quantile label is reserved for summaries, so latency
 		// signals are untyped, as Prometheus's /federate exposes
 		// recorded series.
 		if s.Labels.Has(signals.LabelQuantile) {
-			mf.Type = dto.MetricType_UNTYPED.Enum()
+			f.untyped = true
 		}
-		mf.Metric = append(mf.Metric, metricOf(s.Labels, identity, s.Value))
+		f.series = append(f.series, textSeries{lset: s.Labels, value: s.Value})
 	}
-	for _, mf := range families {
-		if mf.GetType() == dto.MetricType_UNTYPED {
-			for _, m := range mf.Metric {
-				m.Untyped, m.Gauge = &dto.Untyped{Value: m.Gauge.Value}, nil
-			}
-		}
-	}
-	return sortedFamilies(families), nil
+	return sortedFamilies(slices.Collect(maps.Values(byName)))
 }
 
 // validUTF8 reports whether every label name and value of lset is valid
@@ -110,34 +115,14 @@ func validUTF8(lset labels.Labels) bool {
 // name order, as a registry writes them. Its label pairs take three
 // allocations rather than three per label.
 func metricOf(lset labels.Labels, always []string, v float64) *dto.Metric {
-	n := len(always)
-	lset.Range(func(l labels.Label) {
-		if l.Name != model.MetricNameLabel && !slices.Contains(always, l.Name) {
-			n++
-		}
-	})
+	n := 0
+	writtenLabels(lset, always, func(string, string) { n++ })
 	pairs := make([]dto.LabelPair, 0, n)
 	strs := make([]string, 0, 2*n)
-	add := func(name, value string) {
+	writtenLabels(lset, always, func(name, value string) {
 		strs = append(strs, name, value)
 		pairs = append(pairs, dto.LabelPair{Name: &strs[len(strs)-2], Value: &strs[len(strs)-1]})
-	}
-	k := 0
-	lset.Range(func(l labels.Label) {
-		if l.Name == model.MetricNameLabel {
-			return
-		}
-		for ; k < len(always) && always[k] < l.Name; k++ {
-			add(always[k], "")
-		}
-		if k < len(always) && always[k] == l.Name {
-			k++
-		}
-		add(l.Name, l.Value)
 	})
-	for ; k < len(always); k++ {
-		add(always[k], "")
-	}
 	m := &dto.Metric{Label: make([]*dto.LabelPair, len(pairs)), Gauge: &dto.Gauge{Value: proto.Float64(v)}}
 	for i := range pairs {
 		m.Label[i] = &pairs[i]
@@ -145,30 +130,49 @@ func metricOf(lset labels.Labels, always []string, v float64) *dto.Metric {
 	return m
 }
 
-// sortedFamilies returns families in name order, each one's metrics in
-// the order a registry serves them: by their label values, pair by pair.
-func sortedFamilies(families map[string]*dto.MetricFamily) []*dto.MetricFamily {
-	out := make([]*dto.MetricFamily, 0, len(families))
-	for _, mf := range families {
-		slices.SortFunc(mf.Metric, compareMetrics)
-		out = append(out, mf)
+// sortedFamilies puts families in name order, each one's series in the
+// order a registry serves them.
+func sortedFamilies(families []*textFamily) []*textFamily {
+	slices.SortFunc(families, func(a, b *textFamily) int { return strings.Compare(a.name, b.name) })
+	for _, f := range families {
+		f.sortSeries()
 	}
-	slices.SortFunc(out, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return families
+}
+
+// gatherFamilies returns families as client_model's metric families.
+func gatherFamilies(families []*textFamily) []*dto.MetricFamily {
+	out := make([]*dto.MetricFamily, len(families))
+	for i, f := range families {
+		mf := &dto.MetricFamily{Name: proto.String(f.name), Help: proto.String(f.help), Type: dto.MetricType_GAUGE.Enum(), Metric: make([]*dto.Metric, len(f.series))}
+		for j, s := range f.series {
+			mf.Metric[j] = metricOf(s.lset, f.always, s.value)
+			if f.untyped {
+				mf.Metric[j].Untyped, mf.Metric[j].Gauge = &dto.Untyped{Value: mf.Metric[j].Gauge.Value}, nil
+			}
+		}
+		if f.untyped {
+			mf.Type = dto.MetricType_UNTYPED.Enum()
+		}
+		out[i] = mf
+	}
 	return out
 }
 
-// compareMetrics orders two metrics of a family as client_golang's
-// registry does: by the number of labels, then by their values in order.
-func compareMetrics(a, b *dto.Metric) int {
-	if c := cmp.Compare(len(a.Label), len(b.Label)); c != 0 {
-		return c
-	}
-	for i, l := range a.Label {
-		if c := strings.Compare(l.GetValue(), b.Label[i].GetValue()); c != 0 {
-			return c
+// textFamilies returns the names of families and a function that appends
+// the i-th in the text format, or false when a name of theirs is one an
+// escaping scheme could change or expfmt would quote.
+func textFamilies(families []*textFamily) ([]string, func([]byte, int) []byte, bool) {
+	names := make([]string, len(families))
+	for i, f := range families {
+		for _, s := range f.series {
+			if !legacyNames(s.lset) {
+				return nil, nil, false
+			}
 		}
+		names[i] = f.name
 	}
-	return 0
+	return names, func(b []byte, i int) []byte { return families[i].appendText(b) }, true
 }
 
 // SettingsExporter exports the latest snapshot's engine settings as
@@ -214,23 +218,32 @@ func NewSettingsExporter(c *Collector) *SettingsExporter {
 // Gather implements prometheus.Gatherer, as SignalsExporter does and for
 // the same reason.
 func (e *SettingsExporter) Gather() ([]*dto.MetricFamily, error) {
+	return gatherFamilies(e.families()), nil
+}
+
+// TextFamilies is SignalsExporter.TextFamilies for the settings.
+func (e *SettingsExporter) TextFamilies() ([]string, func([]byte, int) []byte, bool) {
+	return textFamilies(e.families())
+}
+
+// families returns the latest snapshot's settings as one family, or none.
+func (e *SettingsExporter) families() []*textFamily {
 	snap := e.c.Latest()
 	if snap == nil || !e.c.Ready() {
-		return nil, nil
+		return nil
 	}
 	e.mtx.Lock()
 	defer e.mtx.Unlock()
-	mf := &dto.MetricFamily{Name: proto.String(settingInfoName), Help: proto.String(settingInfoHelp), Type: dto.MetricType_GAUGE.Enum()}
+	f := &textFamily{name: settingInfoName, help: settingInfoHelp}
 	for _, ex := range e.current(snap) {
 		for _, s := range ex.settingSeries() {
-			mf.Metric = append(mf.Metric, metricOf(s.lset, nil, 1))
+			f.series = append(f.series, textSeries{lset: s.lset, value: 1})
 		}
 	}
-	if len(mf.Metric) == 0 {
-		return nil, nil
+	if len(f.series) == 0 {
+		return nil
 	}
-	slices.SortFunc(mf.Metric, compareMetrics)
-	return []*dto.MetricFamily{mf}, nil
+	return sortedFamilies([]*textFamily{f})
 }
 
 // Append writes the settings of snap to app at its time, the series

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -70,6 +71,14 @@ func TestSignalsExporterServesWhatARegistryWould(t *testing.T) {
 		{Labels: labels.FromStrings("__name__", "llm_time_to_first_token_seconds", "instance", "a:1", "engine", "vllm", "model", "m", "quantile", "0.5"), Value: 0.2},
 		{Labels: labels.FromStrings("__name__", "llm_time_to_first_token_seconds", "instance", "a:1", "engine", "vllm", "model", "m", "quantile", "0.99"), Value: 0.9},
 		{Labels: labels.FromStrings("__name__", "custom_signal", "a_first", "x", "instance", "a:1", "le", "10", "zz_last", "y"), Value: 7},
+		{Labels: labels.FromStrings("__name__", "custom_signal", "a_first", `a "quoted" \ value`+"\non two lines", "instance", "b:1"), Value: math.NaN()},
+		{Labels: labels.FromStrings("__name__", "custom_signal", "a_first", "ünïcode", "instance", "c:1"), Value: math.Inf(-1)},
+		{Labels: labels.FromStrings("__name__", "llm_queue_length", "instance", "a:1"), Value: -1},
+		{Labels: labels.FromStrings("__name__", "llm_queue_length", "instance", "b:1"), Value: 0},
+		{Labels: labels.FromStrings("__name__", "llm_queue_length", "instance", "c:1"), Value: 1e21},
+		{Labels: labels.FromStrings("__name__", "llm_queue_length", "instance", "d:1"), Value: 1.5e-7},
+		{Labels: labels.FromStrings("__name__", "llm_queue_length", "instance", "e:1"), Value: math.Inf(1)},
+		{Labels: labels.FromStrings("__name__", "llm_queue_length", "instance", "f:1"), Value: 123456789},
 	}
 	invalid := signals.Sample{Labels: labels.FromStrings("__name__", "llm_requests_running", "instance", "d:1", "model", "bad\xff"), Value: 4}
 	c := &Collector{latest: &Snapshot{Samples: append(slices.Clone(valid), invalid)}, ready: true}
@@ -82,6 +91,35 @@ func TestSignalsExporterServesWhatARegistryWould(t *testing.T) {
 			t.Errorf("%s: the exporter serves\n%s\na registry serves\n%s", format, got, want)
 		}
 	}
+	if got, want := appendTextFamilies(t, e), encodeGathered(t, reg, expfmt.NewFormat(expfmt.TypeTextPlain)); got != want {
+		t.Errorf("the exporter writes\n%s\na registry serves\n%s", got, want)
+	}
+	// A label name that an escaping scheme would change is left to
+	// client_golang's encoder.
+	c.latest.Samples = append(c.latest.Samples, signals.Sample{Labels: labels.FromStrings("__name__", "custom_signal", "instance", "a:1", "gpu.id", "0"), Value: 1})
+	if _, _, ok := e.TextFamilies(); ok {
+		t.Error("TextFamilies writes the label gpu.id itself")
+	}
+}
+
+// appendTextFamilies returns the families tf writes as text, one after
+// the other.
+func appendTextFamilies(t *testing.T, tf interface {
+	TextFamilies() ([]string, func([]byte, int) []byte, bool)
+}) string {
+	t.Helper()
+	names, appendFamily, ok := tf.TextFamilies()
+	if !ok {
+		t.Fatal("TextFamilies declines")
+	}
+	var page []byte
+	for i, name := range names {
+		if i > 0 && names[i-1] >= name {
+			t.Errorf("family %s after %s", name, names[i-1])
+		}
+		page = appendFamily(page, i)
+	}
+	return string(page)
 }
 
 // encodeGathered returns what g gathers, encoded in format.
@@ -153,6 +191,9 @@ perfagent_setting_info{engine="fake",instance="a:1",model="m1",setting="max_num_
 	if err := testutil.GatherAndCompare(e, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
+	if got := appendTextFamilies(t, e); got != want {
+		t.Errorf("the exporter writes\n%s\nwant\n%s", got, want)
+	}
 	appendSettings(t, store, e, c.Latest())
 	// The exporter keeps what it exported: a changed setting and a new
 	// one must still show at the next gathering, and nothing else.
@@ -169,6 +210,9 @@ perfagent_setting_info{engine="fake",instance="a:1",model="m1",setting="max_num_
 `
 	if err := testutil.GatherAndCompare(e, strings.NewReader(want)); err != nil {
 		t.Error(err)
+	}
+	if got, gathered := appendTextFamilies(t, e), encodeGathered(t, e, expfmt.NewFormat(expfmt.TypeTextPlain)); got != gathered {
+		t.Errorf("the exporter writes\n%s\nand gathers\n%s", got, gathered)
 	}
 	appendSettings(t, store, e, c.Latest())
 
@@ -260,7 +304,8 @@ perfagent_setting_info{engine="vllm",instance="a:1",model="m1",setting="max_num_
 
 // BenchmarkSignalsPage gathers and encodes a collection's signals over
 // 1000 instances, as /metrics does once a cycle: through a registry, as
-// const metrics (the baseline), and as the exporter builds them.
+// const metrics (the baseline), as the exporter builds them, and as it
+// writes them in the text format itself (TextFamilies).
 func BenchmarkSignalsPage(b *testing.B) {
 	src, profs := nativeFleet(b, 1000)
 	c := New(Options{Metrics: testMetrics()})
@@ -275,18 +320,30 @@ func BenchmarkSignalsPage(b *testing.B) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(constSignals{e: e, samples: snap.Samples})
 	text := expfmt.NewFormat(expfmt.TypeTextPlain)
+	written := func(b *testing.B) string {
+		names, appendFamily, ok := e.TextFamilies()
+		if !ok {
+			b.Fatal("TextFamilies declines")
+		}
+		var page []byte
+		for i := range names {
+			page = appendFamily(page, i)
+		}
+		return string(page)
+	}
 	for _, tc := range []struct {
 		name string
-		g    prometheus.Gatherer
+		page func(b *testing.B) string
 	}{
-		{"families=registry", reg},
-		{"families=built", e},
+		{"families=registry", func(b *testing.B) string { return encodeGathered(b, reg, text) }},
+		{"families=built", func(b *testing.B) string { return encodeGathered(b, e, text) }},
+		{"families=text", written},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			var page string
 			for b.Loop() {
-				page = encodeGathered(b, tc.g, text)
+				page = tc.page(b)
 			}
 			b.ReportMetric(float64(len(snap.Samples)), "series")
 			b.ReportMetric(float64(len(page)), "page-bytes")

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 )
 
 // countingGatherer counts its gatherings.
@@ -30,11 +33,42 @@ func (c *countingGatherer) Gather() ([]*dto.MetricFamily, error) {
 	return c.g.Gather()
 }
 
+// textRegistry is a registry that writes its families in the text
+// format itself (TextFamilies), as the signals' and settings' exporters
+// do, or declines to. It lists them in reverse name order, which the page
+// must not depend on.
+type textRegistry struct {
+	*prometheus.Registry
+	decline bool
+}
+
+func (r textRegistry) TextFamilies() ([]string, func([]byte, int) []byte, bool) {
+	mfs, err := r.Gather()
+	if r.decline || err != nil {
+		return nil, nil, false
+	}
+	slices.Reverse(mfs)
+	names := make([]string, len(mfs))
+	for i, mf := range mfs {
+		names[i] = mf.GetName()
+	}
+	return names, func(b []byte, i int) []byte {
+		buf := bytes.NewBuffer(b)
+		if _, err := expfmt.MetricFamilyToText(buf, mfs[i]); err != nil {
+			panic(err)
+		}
+		return buf.Bytes()
+	}, true
+}
+
 // metricsFixture is a live registry and two per-cycle ones: one whose
 // signal gauge exports nothing while failed, as the signals exporter does
-// after a failed cycle, and one of settings.
+// after a failed cycle, and one of settings, which writes its families
+// in the text format itself unless declineText is set; its families sort
+// before and after the other's.
 type metricsFixture struct {
 	live, perCycle, settings *prometheus.Registry
+	declineText              bool
 	counted                  *countingGatherer
 	gen                      atomic.Uint64
 	failed                   atomic.Bool
@@ -55,7 +89,11 @@ func newMetricsFixture(t *testing.T) *metricsFixture {
 	}
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "perfagent_setting_info", Help: "Settings."}, []string{"instance", "setting"})
 	info.WithLabelValues("a:1", "max_num_seqs").Set(1)
-	f.settings.MustRegister(info)
+	info.WithLabelValues("b:1", "block_size").Set(1)
+	usage := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "llm_kv_cache_usage_ratio", Help: "KV cache usage,\nas a \\ fraction."}, []string{"instance", "model"})
+	usage.WithLabelValues("a:1", `say "hi"\n`).Set(0.25)
+	usage.WithLabelValues("b:1", "m").Set(math.NaN())
+	f.settings.MustRegister(info, usage)
 	f.perCycle.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
 		if !f.failed.Load() {
 			f.signal.Collect(ch)
@@ -66,7 +104,7 @@ func newMetricsFixture(t *testing.T) *metricsFixture {
 }
 
 func (f *metricsFixture) handler(logger *slog.Logger) *Handler {
-	return New(Options{Logger: logger, Gatherer: f.live, PerCycle: []prometheus.Gatherer{f.counted, f.settings}, Generation: f.gen.Load, Ready: func() bool { return true }})
+	return New(Options{Logger: logger, Gatherer: f.live, PerCycle: []prometheus.Gatherer{f.counted, textRegistry{f.settings, f.declineText}}, Generation: f.gen.Load, Ready: func() bool { return true }})
 }
 
 // reference is what promhttp serves for both registries as one.
@@ -104,37 +142,50 @@ func body(t *testing.T, w *httptest.ResponseRecorder) []byte {
 
 // TestMetricsPageAsOneRegistry: the page is byte for byte the one promhttp
 // serves for the live and per-cycle registries together, in every format
-// and compression, before and after a cycle.
+// and compression, before and after a cycle, whether a per-cycle gatherer
+// writes its text itself or not.
 func TestMetricsPageAsOneRegistry(t *testing.T) {
-	f := newMetricsFixture(t)
-	h := f.handler(slog.New(slog.DiscardHandler)).Router()
-	for cycle := range 2 {
-		for _, header := range [][]string{
-			nil,
-			{"Accept-Encoding", "gzip"},
-			{"Accept", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"},
-			{"Accept", "text/plain;version=0.0.4", "Accept-Encoding", "gzip"},
-		} {
-			got := scrape(h, header...)
-			r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-			for i := 0; i+1 < len(header); i += 2 {
-				r.Header.Set(header[i], header[i+1])
-			}
-			want := f.reference(r)
-			if got.Code != 200 || !bytes.Equal(body(t, got), body(t, want)) {
-				t.Errorf("cycle %d, %v: page differs from promhttp's:\n%s\nwant\n%s", cycle, header, body(t, got), body(t, want))
-			}
-			if got.Header().Get("Content-Type") != want.Header().Get("Content-Type") || got.Header().Get("Content-Encoding") != want.Header().Get("Content-Encoding") ||
-				strings.Join(got.Header().Values("Vary"), ",") != strings.Join(want.Header().Values("Vary"), ",") {
-				t.Errorf("cycle %d, %v: Content-Type %q, Content-Encoding %q; promhttp says %q, %q", cycle, header,
-					got.Header().Get("Content-Type"), got.Header().Get("Content-Encoding"), want.Header().Get("Content-Type"), want.Header().Get("Content-Encoding"))
-			}
+	for _, declineText := range []bool{false, true} {
+		f := newMetricsFixture(t)
+		f.declineText = declineText
+		h := f.handler(slog.New(slog.DiscardHandler)).Router()
+		for cycle := range 2 {
+			f.checkPage(t, h, cycle)
+			// The next cycle changes a signal and the live metrics
+			// change between scrapes.
+			f.signal.WithLabelValues("a:1", "vllm", "m").Set(42)
+			f.requests.Inc()
+			f.gen.Add(2)
 		}
-		// The next cycle changes a signal and the live metrics change
-		// between scrapes.
-		f.signal.WithLabelValues("a:1", "vllm", "m").Set(42)
-		f.requests.Inc()
-		f.gen.Add(2)
+	}
+}
+
+// checkPage compares h's page with promhttp's in every format and
+// compression.
+func (f *metricsFixture) checkPage(t *testing.T, h http.Handler, cycle int) {
+	t.Helper()
+	for _, header := range [][]string{
+		nil,
+		{"Accept-Encoding", "gzip"},
+		{"Accept", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"},
+		{"Accept", "text/plain;version=0.0.4", "Accept-Encoding", "gzip"},
+		{"Accept", "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.9,text/plain;version=0.0.4;q=0.5"},
+		{"Accept", "text/plain;version=0.0.4;escaping=underscores"},
+	} {
+		got := scrape(h, header...)
+		r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			r.Header.Set(header[i], header[i+1])
+		}
+		want := f.reference(r)
+		if got, want := body(t, got), body(t, want); !bytes.Equal(got, want) {
+			t.Errorf("declining text %v, cycle %d, %v: page differs from promhttp's:\n%s\nwant\n%s", f.declineText, cycle, header, got, want)
+		}
+		if got.Code != 200 || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") || got.Header().Get("Content-Encoding") != want.Header().Get("Content-Encoding") ||
+			strings.Join(got.Header().Values("Vary"), ",") != strings.Join(want.Header().Values("Vary"), ",") {
+			t.Errorf("cycle %d, %v: status %d, Content-Type %q, Content-Encoding %q; promhttp says %q, %q", cycle, header, got.Code,
+				got.Header().Get("Content-Type"), got.Header().Get("Content-Encoding"), want.Header().Get("Content-Type"), want.Header().Get("Content-Encoding"))
+		}
 	}
 }
 
@@ -311,5 +362,21 @@ func TestDisjointGatherersShareAFamily(t *testing.T) {
 	}
 	if _, err := (disjointGatherers{a, registry("a:1")}).Gather(); err == nil || !strings.Contains(err.Error(), "collected before with the same name and label values") {
 		t.Errorf("a series in both: err = %v, want the duplicate reported", err)
+	}
+	// One that writes its text itself is merged the same way.
+	text := expfmt.NewFormat(expfmt.TypeTextPlain)
+	ef, err := disjointGatherers{textRegistry{Registry: a}, b}.encode(text, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page bytes.Buffer
+	if _, err := expfmt.MetricFamilyToText(&page, want[0]); err != nil {
+		t.Fatal(err)
+	}
+	if string(ef.b) != page.String() || len(ef.names) != 1 {
+		t.Errorf("merged with a text writer:\n%s\nwant\n%s", ef.b, page.String())
+	}
+	if _, err := (disjointGatherers{textRegistry{Registry: a}, registry("a:1")}).encode(text, 0); err == nil {
+		t.Error("a series in both, one written as text: no error")
 	}
 }

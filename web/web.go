@@ -34,7 +34,8 @@ type Options struct {
 	// serves them beside Gatherer's, gathered and encoded once per
 	// generation. Each gathers families none of the others has, and
 	// checked already (by its registry, or by how it builds them): they
-	// are put together without checking each series a second time. No
+	// are put together without checking each series a second time. One
+	// that implements TextFamilies writes the text format itself. No
 	// series may be both in PerCycle and in Gatherer.
 	PerCycle []prometheus.Gatherer
 	// Generation numbers the state PerCycle reads (agent.Pipeline's).
