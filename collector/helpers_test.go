@@ -21,7 +21,15 @@ var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 
 func openTestStore(t testing.TB) *signalstore.Store {
 	t.Helper()
-	s, err := signalstore.Open(signalstore.Options{Path: t.TempDir(), Retention: 24 * time.Hour})
+	return openStore(t, signalstore.Options{})
+}
+
+// openStore opens a store with opts in a directory of t's, keeping a
+// day of history.
+func openStore(t testing.TB, opts signalstore.Options) *signalstore.Store {
+	t.Helper()
+	opts.Path, opts.Retention = t.TempDir(), 24*time.Hour
+	s, err := signalstore.Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

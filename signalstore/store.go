@@ -15,9 +15,12 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/optiinfra/perfagent/internal/instantql"
 )
 
 // Store is the agent's local TSDB. It keeps signal history and rule state
@@ -28,6 +31,12 @@ type Store struct {
 	db     *tsdb.DB
 	raw    *rawHead // nil unless Options.Raw
 	engine *promql.Engine
+	// parser parses the queries instantql may evaluate, as the engine
+	// parses them. directQueries and engineQueries count the instant
+	// queries each answered.
+	parser                       parser.Parser
+	directQueries, engineQueries prometheus.Counter
+	engineOnly                   bool
 	// subqueryStep is the step, in milliseconds, of a subquery written
 	// without one (`x[15m:]`): the evaluation interval, as in Prometheus.
 	subqueryStep atomic.Int64
@@ -70,6 +79,9 @@ type Options struct {
 	// server's raw metrics matter only for the length of a rate window,
 	// the signals derived from them are the history.
 	Raw bool
+	// EngineOnly answers every instant query with the PromQL engine,
+	// none directly; for comparing the two.
+	EngineOnly bool
 }
 
 // DefaultEvaluationInterval is Prometheus's default evaluation interval.
@@ -96,7 +108,7 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening TSDB at %s: %w", opts.Path, err)
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, engineOnly: opts.EngineOnly}
 	if opts.Raw {
 		if s.raw, err = openRawHead(filepath.Join(opts.Path, "raw"), logger.With("storage", "raw"), opts.Registerer); err != nil {
 			_ = db.Close()
@@ -104,7 +116,17 @@ func Open(opts Options) (*Store, error) {
 		}
 	}
 	s.SetEvaluationInterval(opts.EvaluationInterval)
+	s.parser = parser.NewParser(parser.Options{})
+	instantQueries := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "perfagent_store_instant_queries_total",
+		Help: "Instant queries the local store answered, by what evaluated them: directly, or with the PromQL engine.",
+	}, []string{"evaluator"})
+	s.directQueries, s.engineQueries = instantQueries.WithLabelValues("direct"), instantQueries.WithLabelValues("engine")
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(instantQueries)
+	}
 	s.engine = promql.NewEngine(promql.EngineOpts{
+		Parser:               s.parser,
 		Logger:               logger,
 		Reg:                  opts.Registerer,
 		MaxSamples:           50_000_000,
@@ -127,9 +149,18 @@ func (s *Store) SetEvaluationInterval(d time.Duration) {
 	s.subqueryStep.Store(d.Milliseconds())
 }
 
-// QueryFunc evaluates instant queries on the store with its engine, as
-// upstream's rule manager wants them.
-func (s *Store) QueryFunc() rules.QueryFunc { return rules.EngineQueryFunc(s.engine, s) }
+// QueryFunc evaluates instant queries on the store, as upstream's rule
+// manager wants them: directly where instantql evaluates them, with the
+// engine otherwise.
+func (s *Store) QueryFunc() rules.QueryFunc {
+	engine := rules.EngineQueryFunc(s.engine, s)
+	return func(ctx context.Context, expr string, ts time.Time) (promql.Vector, error) {
+		if v, ok, err := s.queryDirect(ctx, s, expr, ts); ok {
+			return v, err
+		}
+		return engine(ctx, expr, ts)
+	}
+}
 
 // Querier implements storage.Queryable over the TSDB and the raw samples.
 func (s *Store) Querier(mint, maxt int64) (storage.Querier, error) {
@@ -263,8 +294,12 @@ func (s *Store) Query(ctx context.Context, expr string, ts time.Time) (promql.Ve
 	return s.query(ctx, s, expr, ts)
 }
 
-// query evaluates expr at ts over what from reads of the store.
+// query evaluates expr at ts over what from reads of the store: directly
+// where instantql evaluates it, with the engine otherwise.
 func (s *Store) query(ctx context.Context, from storage.Queryable, expr string, ts time.Time) (promql.Vector, error) {
+	if v, ok, err := s.queryDirect(ctx, from, expr, ts); ok {
+		return v, err
+	}
 	q, err := s.engine.NewInstantQuery(ctx, from, nil, expr, ts)
 	if err != nil {
 		return nil, fmt.Errorf("parsing %q: %w", expr, err)
@@ -284,6 +319,38 @@ func (s *Store) query(ctx context.Context, from storage.Queryable, expr string, 
 	default:
 		return nil, fmt.Errorf("evaluating %q: expected an instant vector, got %s", expr, res.Value.Type())
 	}
+}
+
+// queryDirect evaluates expr at ts over what from reads with instantql;
+// ok is false when it leaves expr to the engine (one that does not parse
+// too: the engine says why).
+func (s *Store) queryDirect(ctx context.Context, from storage.Queryable, expr string, ts time.Time) (v promql.Vector, ok bool, err error) {
+	defer func() {
+		if ok {
+			s.directQueries.Inc()
+		} else {
+			s.engineQueries.Inc()
+		}
+	}()
+	if s.engineOnly {
+		return nil, false, nil
+	}
+	e, err := s.parser.ParseExpr(expr)
+	if err != nil {
+		return nil, false, nil
+	}
+	q, err := instantql.Compile(e, LookbackDelta)
+	if err != nil {
+		return nil, false, nil
+	}
+	v, err = q.Eval(ctx, from, ts)
+	switch {
+	case errors.Is(err, instantql.ErrUnsupported):
+		return nil, false, nil
+	case err != nil:
+		return nil, true, fmt.Errorf("evaluating %q: %w", expr, err)
+	}
+	return v, true, nil
 }
 
 // QueryRange evaluates a range query over the store.

@@ -41,6 +41,9 @@ type Options struct {
 	Start time.Time
 	// Dir holds the replay's TSDB.
 	Dir string
+	// EngineOnly has the store answer every query with the PromQL
+	// engine, none directly.
+	EngineOnly bool
 }
 
 // Episode is a run of consecutive evaluations in which one bottleneck
@@ -114,7 +117,7 @@ func newReplay(sc simulator.Scenario, o Options, rec *recommender.Recommender) (
 	if err != nil {
 		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
-	store, err := signalstore.Open(signalstore.Options{Path: o.Dir, Retention: 24 * time.Hour, EvaluationInterval: o.Interval})
+	store, err := signalstore.Open(signalstore.Options{Path: o.Dir, Retention: 24 * time.Hour, EvaluationInterval: o.Interval, EngineOnly: o.EngineOnly})
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ const module = "github.com/optiinfra/perfagent"
 var allowedImports = map[string][]string{
 	"signals":              {},
 	"config":               {"signals"},
-	"signalstore":          {"internal/once"},
+	"signalstore":          {"internal/instantql", "internal/once"},
 	"shard":                {},
 	"alerting":             {"config"},
 	"dashboards":           {},
@@ -33,6 +33,7 @@ var allowedImports = map[string][]string{
 	"simulator":            {},
 	"internal/benchreport": {},
 	"internal/gziphttp":    {},
+	"internal/instantql":   {},
 	"internal/once":        {},
 	"internal/promapi":     {},
 	"internal/scraper":     {},

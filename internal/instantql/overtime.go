@@ -1,0 +1,115 @@
+package instantql
+
+import (
+	"math"
+	"sort"
+
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/util/kahansum"
+)
+
+// overTimeFuncs are the functions over the float samples of a range
+// that the package computes, as the engine does. A range with histograms
+// in it is left to the engine.
+var overTimeFuncs = map[string]func(floats []promql.FPoint, param float64) float64{
+	"avg_over_time": avgOverTime,
+	"sum_over_time": sumOverTime,
+	"max_over_time": func(fs []promql.FPoint, _ float64) float64 {
+		return compareOverTime(fs, func(cur, m float64) bool { return cur > m || math.IsNaN(m) })
+	},
+	"min_over_time": func(fs []promql.FPoint, _ float64) float64 {
+		return compareOverTime(fs, func(cur, m float64) bool { return cur < m || math.IsNaN(m) })
+	},
+	"count_over_time":    func(fs []promql.FPoint, _ float64) float64 { return float64(len(fs)) },
+	"last_over_time":     func(fs []promql.FPoint, _ float64) float64 { return fs[len(fs)-1].F },
+	"quantile_over_time": quantileOverTime,
+}
+
+// avgOverTime is the mean of floats with Kahan summation, switching to
+// an incremental mean where the sum would overflow.
+func avgOverTime(floats []promql.FPoint, _ float64) float64 {
+	var (
+		sum, count      = floats[0].F, 1.
+		mean, kahanC    float64
+		incrementalMean bool
+	)
+	for i, f := range floats[1:] {
+		count = float64(i + 2)
+		if !incrementalMean {
+			newSum, newC := kahansum.Inc(f.F, sum, kahanC)
+			if !math.IsInf(newSum, 0) {
+				sum, kahanC = newSum, newC
+				continue
+			}
+			incrementalMean = true
+			mean = sum / (count - 1)
+			kahanC /= count - 1
+		}
+		q := (count - 1) / count
+		mean, kahanC = kahansum.Inc(f.F/count, q*mean, q*kahanC)
+	}
+	if incrementalMean {
+		return mean + kahanC
+	}
+	return sum/count + kahanC/count
+}
+
+func sumOverTime(floats []promql.FPoint, _ float64) float64 {
+	var sum, c float64
+	for _, f := range floats {
+		sum, c = kahansum.Inc(f.F, sum, c)
+	}
+	if math.IsInf(sum, 0) {
+		return sum
+	}
+	return sum + c
+}
+
+func compareOverTime(floats []promql.FPoint, replaces func(cur, kept float64) bool) float64 {
+	kept := floats[0].F
+	for _, f := range floats {
+		if replaces(f.F, kept) {
+			kept = f.F
+		}
+	}
+	return kept
+}
+
+// quantileOverTime is the engine's φ-quantile of the floats.
+func quantileOverTime(floats []promql.FPoint, q float64) float64 {
+	if math.IsNaN(q) {
+		return math.NaN()
+	}
+	if q < 0 {
+		return math.Inf(-1)
+	}
+	if q > 1 {
+		return math.Inf(+1)
+	}
+	values := make(byValue, len(floats))
+	for i, f := range floats {
+		values[i] = f.F
+	}
+	sort.Sort(values)
+	n := float64(len(values))
+	rank := q * (n - 1)
+	lowerIndex := math.Max(0, math.Floor(rank))
+	upperIndex := math.Min(n-1, lowerIndex+1)
+	weight := rank - math.Floor(rank)
+	if weight == 0 {
+		return values[int(lowerIndex)]
+	}
+	return values[int(lowerIndex)]*(1-weight) + values[int(upperIndex)]*weight
+}
+
+// byValue sorts as the engine sorts for a quantile, NaN first.
+type byValue []float64
+
+func (s byValue) Len() int      { return len(s) }
+func (s byValue) Swap(i, j int) { s[i], s[j] = s[j], s[i] }
+func (s byValue) Less(i, j int) bool {
+	if math.IsNaN(s[i]) {
+		return true
+	}
+	return s[i] < s[j]
+}
