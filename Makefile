@@ -26,7 +26,7 @@ build:
 # about 19 minutes under -race on two cores, hence the longer timeout.
 test:
 	$(GO) test -race -count=1 -timeout 45m ./...
-	$(GO) test -count=1 -timeout 30m -run 'Floor' ./cmd/accuracy/
+	$(GO) test -count=1 -timeout 30m -run 'Floor|DirectEvaluation' ./cmd/accuracy/
 
 test-short:
 	$(GO) test -short ./...
