@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/optiinfra/perfagent/collector/profiles"
@@ -63,18 +62,7 @@ type unplanned struct{ Source }
 
 func TestEmbeddedQuantilesShareOneFetch(t *testing.T) {
 	src, profs := nativeFleet(t, 2*len(fixtureTemplates(t)))
-	collect := func(s Source) *Snapshot {
-		c := New(Options{Metrics: testMetrics()})
-		if err := c.ApplyConfig(config.Default(), s, profs); err != nil {
-			t.Fatal(err)
-		}
-		snap, err := c.Collect(context.Background(), t0.Add(45*time.Second), CollectOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return snap
-	}
-	shared, each := collect(src), collect(unplanned{src})
+	shared, each := collectAt(t, src, profs, 45*time.Second), collectAt(t, unplanned{src}, profs, 45*time.Second)
 	if shared.Queries >= each.Queries {
 		t.Errorf("%d queries with shared quantiles, %d without", shared.Queries, each.Queries)
 	}
@@ -193,6 +181,8 @@ func TestDirectEvaluationAgrees(t *testing.T) {
 	}
 }
 
+// collectAt collects from src with profs at t0+at, and fails t on any
+// error.
 func collectAt(t *testing.T, src Source, profs []*Profile, at time.Duration) *Snapshot {
 	t.Helper()
 	c := New(Options{Metrics: testMetrics()})

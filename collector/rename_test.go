@@ -248,18 +248,7 @@ func TestRenamedQueriesAnswerAlike(t *testing.T) {
 	}
 
 	profs, _ := LoadProfiles(profiles.FS, ".", nil)
-	collect := func(src Source) *Snapshot {
-		c := New(Options{Metrics: testMetrics()})
-		if err := c.ApplyConfig(config.Default(), src, profs); err != nil {
-			t.Fatal(err)
-		}
-		snap, err := c.Collect(ctx, at, CollectOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return snap
-	}
-	want, got := collect(plain), collect(src)
+	want, got := collectAt(t, plain, profs, 45*time.Second), collectAt(t, src, profs, 45*time.Second)
 	if len(want.Samples) < 10*n {
 		t.Fatalf("only %d signal series; the fixtures should give many more", len(want.Samples))
 	}
