@@ -48,10 +48,12 @@ type loop struct {
 	// What follows belongs to the running scrape: the loop's goroutine,
 	// or stop once that has ended.
 	//
-	// series caches, by its bytes as the page writes it, each series seen
-	// in the last two scrapes: its labels and reference, or that it is
-	// dropped.
+	// series caches, by its bytes as the page writes it (seriesKey), each
+	// series seen in the last two scrapes: its labels and reference, or
+	// that it is dropped.
 	series map[string]*cachedSeries
+	// key is the buffer seriesKey writes a key into.
+	key []byte
 	// iter counts the scrapes; live is the scrape whose series are
 	// current (they get staleness markers when they disappear), 0 when
 	// none are.
@@ -286,6 +288,7 @@ func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType strin
 			conv.reset()
 		}
 	}
+	var under byte // typeKey of the last TYPE line
 	p, err := textparse.New(page, contentType, l.symbols, textparse.ParserOptions{
 		ConvertClassicHistogramsToNHCB: l.cfg.NativeHistograms && conv == nil,
 		FallbackContentType:            "text/plain",
@@ -314,6 +317,12 @@ func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType strin
 		case textparse.EntryHistogram:
 			met, tp, h, fh = p.Histogram()
 		default:
+			var name []byte
+			var mtype model.MetricType
+			if entry == textparse.EntryType {
+				name, mtype = p.Type()
+				under = typeKey(mtype)
+			}
 			if conv == nil {
 				continue
 			}
@@ -323,7 +332,7 @@ func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType strin
 			}
 			if entry == textparse.EntryType {
 				conv.family = nil
-				if name, typ := p.Type(); typ == model.MetricTypeHistogram {
+				if mtype == model.MetricTypeHistogram {
 					conv.family = name
 				}
 			}
@@ -332,7 +341,7 @@ func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType strin
 		if !text {
 			counts.scraped++
 		}
-		if _, err := l.appendLine(app, p, conv, line{met: met, explicit: tp, v: v, h: h, fh: fh}, t, &counts); err != nil {
+		if _, err := l.appendLine(app, p, conv, line{met: met, under: under, explicit: tp, v: v, h: h, fh: fh}, t, &counts); err != nil {
 			return counts, err
 		}
 	}
@@ -347,9 +356,11 @@ func (l *loop) appendPage(app storage.AppenderV2, page []byte, contentType strin
 }
 
 // line is a page's sample line as read: its series' bytes as the page
-// writes them, its own timestamp if it has one, and its value.
+// writes them, the typeKey of the TYPE line it is under, its own
+// timestamp if it has one, and its value.
 type line struct {
 	met      []byte
+	under    byte
 	explicit *int64
 	v        float64
 	h        *histogram.Histogram
@@ -381,7 +392,8 @@ func (l *loop) appendLine(app storage.AppenderV2, p textparse.Parser, conv *conv
 			return true, nil
 		}
 	}
-	cs, ok := l.series[string(ln.met)]
+	key := l.seriesKey(ln)
+	cs, ok := l.series[string(key)]
 	if !ok {
 		if p == nil {
 			return false, nil
@@ -389,9 +401,35 @@ func (l *loop) appendLine(app storage.AppenderV2, p textparse.Parser, conv *conv
 		var exposed labels.Labels
 		p.Labels(&exposed)
 		cs = l.newSeries(exposed)
-		l.series[string(ln.met)] = cs
+		l.series[string(key)] = cs
 	}
 	return true, l.appendSample(app, cs, ln.explicit, t, ln.v, ln.h, ln.fh, counts)
+}
+
+// typeKey is the byte that starts the cache key of the series lines
+// under a TYPE line of type t, where upstream's parsers build other labels
+// from the same bytes: they write the value of le under a histogram TYPE,
+// and of quantile under a summary one, as a float in one form. It is zero,
+// for no byte, under any other type.
+func typeKey(t model.MetricType) byte {
+	switch t {
+	case model.MetricTypeHistogram:
+		return 1
+	case model.MetricTypeSummary:
+		return 2
+	}
+	return 0
+}
+
+// seriesKey is the cache key of ln's series: its bytes, after its
+// typeKey when that is not zero. No line starts with a control byte, so
+// the keys of one set of bytes under different types differ.
+func (l *loop) seriesKey(ln line) []byte {
+	if ln.under == 0 {
+		return ln.met
+	}
+	l.key = append(append(l.key[:0], ln.under), ln.met...)
+	return l.key
 }
 
 // takeNative appends the native histogram conv collected, if any.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 )
@@ -28,6 +29,7 @@ import (
 // appended the samples before it: the parser then reads the page again,
 // and appendSample skips what this scrape appended already.
 func (l *loop) appendSeen(app storage.AppenderV2, page []byte, t int64, conv *converter, counts *appendCounts) (bool, error) {
+	var under byte // typeKey of the last TYPE line
 	for rest := page; len(rest) > 0; {
 		i := bytes.IndexByte(rest, '\n')
 		if i < 0 {
@@ -42,6 +44,9 @@ func (l *loop) appendSeen(app storage.AppenderV2, page []byte, t int64, conv *co
 			family, ok := readComment(text)
 			if !ok {
 				return false, nil
+			}
+			if family.isType {
+				under = typeKey(family.mtype)
 			}
 			if conv == nil {
 				continue
@@ -58,6 +63,7 @@ func (l *loop) appendSeen(app storage.AppenderV2, page []byte, t int64, conv *co
 		if !ok {
 			return false, nil
 		}
+		ln.under = under
 		if ok, err := l.appendLine(app, nil, conv, ln, t, counts); !ok || err != nil {
 			return false, err
 		}
@@ -72,9 +78,10 @@ func (l *loop) appendSeen(app storage.AppenderV2, page []byte, t int64, conv *co
 
 // comment is what a comment line says of the family after it.
 type comment struct {
-	// isType is set for a TYPE line; histogram is its family's name when
-	// the type is histogram.
+	// isType is set for a TYPE line, of type mtype; histogram is its
+	// family's name when the type is histogram.
 	isType    bool
+	mtype     model.MetricType
 	histogram []byte
 }
 
@@ -82,8 +89,12 @@ type comment struct {
 // as "# TYPE name type" with single spaces and a name that needs no
 // quotes, and a HELP line only as "# HELP name text" with text in UTF-8;
 // ok is false for any other form of either, which upstream's parser may
-// read otherwise or refuse. Other comments say nothing.
+// read otherwise or refuse, and for a line with a NUL byte, at which its
+// lexer may end the page. Other comments say nothing.
 func readComment(text []byte) (comment, bool) {
+	if bytes.IndexByte(text, 0) >= 0 {
+		return comment{}, false
+	}
 	rest := text[1:]
 	i := skipSpace(rest, 0)
 	if i == 0 {
@@ -111,11 +122,18 @@ func readComment(text []byte) (comment, bool) {
 	if keyword[0] == 'H' {
 		return comment{}, utf8.Valid(after)
 	}
+	// Each case names its type: converting after to one would allocate.
 	switch string(after) {
 	case "histogram":
-		return comment{isType: true, histogram: name}, true
-	case "counter", "gauge", "summary", "untyped":
-		return comment{isType: true}, true
+		return comment{isType: true, mtype: model.MetricTypeHistogram, histogram: name}, true
+	case "counter":
+		return comment{isType: true, mtype: model.MetricTypeCounter}, true
+	case "gauge":
+		return comment{isType: true, mtype: model.MetricTypeGauge}, true
+	case "summary":
+		return comment{isType: true, mtype: model.MetricTypeSummary}, true
+	case "untyped":
+		return comment{isType: true, mtype: model.MetricTypeUnknown}, true
 	}
 	return comment{}, false
 }
