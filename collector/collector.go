@@ -48,7 +48,7 @@ type Collector struct {
 	facts    map[string]config.InstanceConfig
 	settings map[string]Settings // from metrics, by instance, last cycle
 	latest   *Snapshot
-	lastSeen seriesSet // series appended in the last cycle
+	lastSeen *seriesSet // series appended in the last cycle
 	ready    bool
 	failed   bool      // the last cycle failed
 	backAt   time.Time // the first cycle that succeeded after a failed one
@@ -84,7 +84,7 @@ func New(o Options) *Collector {
 		store:    o.Store,
 		prober:   o.Prober,
 		settings: map[string]Settings{},
-		lastSeen: seriesSet{},
+		lastSeen: newSeriesSet(0),
 	}
 }
 
@@ -265,7 +265,7 @@ func (c *Collector) append(ctx context.Context, snap *Snapshot) error {
 	c.mtx.RLock()
 	last := c.lastSeen
 	c.mtx.RUnlock()
-	seen := make(seriesSet, len(snap.Samples))
+	seen := newSeriesSet(len(snap.Samples))
 	for i := range snap.Samples {
 		s := &snap.Samples[i]
 		h := s.Labels.Hash()
@@ -281,16 +281,18 @@ func (c *Collector) append(ctx context.Context, snap *Snapshot) error {
 	c.mtx.Lock()
 	c.lastSeen = seen
 	c.mtx.Unlock()
-	for h, ls := range last {
-		for _, l := range ls {
-			if _, ok := seen.get(h, l); ok {
-				continue
-			}
-			if _, err := app.Append(0, l, ts, math.Float64frombits(value.StaleNaN)); err != nil && !errors.Is(err, storage.ErrOutOfOrderSample) {
-				_ = app.Rollback()
-				return fmt.Errorf("marking %s stale: %w", l, err)
-			}
+	err := last.each(func(h uint64, l labels.Labels) error {
+		if _, ok := seen.get(h, l); ok {
+			return nil
 		}
+		if _, err := app.Append(0, l, ts, math.Float64frombits(value.StaleNaN)); err != nil && !errors.Is(err, storage.ErrOutOfOrderSample) {
+			return fmt.Errorf("marking %s stale: %w", l, err)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = app.Rollback()
+		return err
 	}
 	if err := app.Commit(); err != nil {
 		return fmt.Errorf("committing signals at %s: %w", snap.Time.Format(time.RFC3339), err)
@@ -299,25 +301,66 @@ func (c *Collector) append(ctx context.Context, snap *Snapshot) error {
 }
 
 // seriesSet holds label sets by their hash, so that finding a series of
-// the last cycle costs no string key per series; sets whose hashes
-// collide share a bucket.
-type seriesSet map[uint64][]labels.Labels
+// the last cycle costs no string key per series. A set whose hash
+// another holds already goes to a bucket of its own.
+type seriesSet struct {
+	first map[uint64]labels.Labels
+	more  map[uint64][]labels.Labels
+}
+
+func newSeriesSet(size int) *seriesSet {
+	return &seriesSet{first: make(map[uint64]labels.Labels, size), more: map[uint64][]labels.Labels{}}
+}
 
 // add adds l, whose hash is h, unless s holds it already.
-func (s seriesSet) add(h uint64, l labels.Labels) {
-	if _, ok := s.get(h, l); !ok {
-		s[h] = append(s[h], l)
+func (s *seriesSet) add(h uint64, l labels.Labels) {
+	switch first, ok := s.first[h]; {
+	case !ok:
+		s.first[h] = l
+	case labels.Equal(first, l):
+	default:
+		if _, ok := s.get(h, l); !ok {
+			s.more[h] = append(s.more[h], l)
+		}
 	}
 }
 
 // get returns the set equal to l, whose hash is h, if s holds one.
-func (s seriesSet) get(h uint64, l labels.Labels) (labels.Labels, bool) {
-	for _, o := range s[h] {
+func (s *seriesSet) get(h uint64, l labels.Labels) (labels.Labels, bool) {
+	if first, ok := s.first[h]; ok && labels.Equal(first, l) {
+		return first, true
+	}
+	for _, o := range s.more[h] {
 		if labels.Equal(o, l) {
 			return o, true
 		}
 	}
 	return labels.EmptyLabels(), false
+}
+
+// each calls f with every set of s and its hash until f fails.
+func (s *seriesSet) each(f func(h uint64, l labels.Labels) error) error {
+	for h, l := range s.first {
+		if err := f(h, l); err != nil {
+			return err
+		}
+	}
+	for h, ls := range s.more {
+		for _, l := range ls {
+			if err := f(h, l); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *seriesSet) len() int {
+	n := len(s.first)
+	for _, ls := range s.more {
+		n += len(ls)
+	}
+	return n
 }
 
 // markStale ends every series of the last cycle at ts, as Prometheus
@@ -332,19 +375,21 @@ func (c *Collector) markStale(ctx context.Context, ts time.Time) error {
 	}
 	c.mtx.Lock()
 	last := c.lastSeen
-	c.lastSeen = seriesSet{}
+	c.lastSeen = newSeriesSet(0)
 	c.mtx.Unlock()
-	if len(last) == 0 {
+	if last.len() == 0 {
 		return nil
 	}
 	app := c.store.Appender(ctx)
-	for _, ls := range last {
-		for _, l := range ls {
-			if _, err := app.Append(0, l, ts.UnixMilli(), math.Float64frombits(value.StaleNaN)); err != nil && !errors.Is(err, storage.ErrOutOfOrderSample) {
-				_ = app.Rollback()
-				return fmt.Errorf("marking %s stale after a failed collection: %w", l, err)
-			}
+	err := last.each(func(_ uint64, l labels.Labels) error {
+		if _, err := app.Append(0, l, ts.UnixMilli(), math.Float64frombits(value.StaleNaN)); err != nil && !errors.Is(err, storage.ErrOutOfOrderSample) {
+			return fmt.Errorf("marking %s stale after a failed collection: %w", l, err)
 		}
+		return nil
+	})
+	if err != nil {
+		_ = app.Rollback()
+		return err
 	}
 	if err := app.Commit(); err != nil {
 		return fmt.Errorf("marking signals stale after a failed collection at %s: %w", ts.Format(time.RFC3339), err)
@@ -682,7 +727,15 @@ func (c *Collector) settle(ctx context.Context, now time.Time, cfg config.Config
 // the model label normalized and NaN or infinite values left out, adds
 // capacities computed from settings, and sorts them by labels.
 func signalSamples(ev *evaluation, profiles []*compiledProfile, instances map[string]*Instance) []signals.Sample {
-	var samples []signals.Sample
+	// Room for every result: grown instead, the slice of a fleet's
+	// signals was copied over and over.
+	n := len(instances) * len(settingSignals())
+	for i := range profiles {
+		for _, v := range ev.results[i] {
+			n += len(v)
+		}
+	}
+	samples := make([]signals.Sample, 0, n)
 	withCapacity := map[string]bool{}
 	lb := labels.NewBuilder(labels.EmptyLabels())
 	for i, p := range profiles {

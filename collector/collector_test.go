@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -615,12 +616,13 @@ func labelsData(t *testing.T, l labels.Labels) uintptr {
 func TestSeriesSetKeepsCollidingSetsApart(t *testing.T) {
 	a, b := labels.FromStrings("__name__", "a"), labels.FromStrings("__name__", "b")
 	// Both sets are added under one hash, as if their hashes collided.
-	s := seriesSet{}
+	s := newSeriesSet(0)
 	s.add(1, a)
 	s.add(1, b)
 	s.add(1, labels.FromStrings("__name__", "a"))
-	if n := len(s[1]); n != 2 {
-		t.Errorf("a hash holds %d sets after adding a, b and a again, want 2", n)
+	s.add(1, labels.FromStrings("__name__", "b"))
+	if n := s.len(); n != 2 {
+		t.Errorf("the set holds %d sets after adding a, b, a and b again, want 2", n)
 	}
 	for _, tc := range []struct {
 		name string
@@ -642,5 +644,16 @@ func TestSeriesSetKeepsCollidingSetsApart(t *testing.T) {
 				t.Errorf("got %s, want %s", got, tc.l)
 			}
 		})
+	}
+	var each []string
+	if err := s.each(func(h uint64, l labels.Labels) error {
+		each = append(each, fmt.Sprintf("%d %s", h, l))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(each)
+	if want := []string{`1 {__name__="a"}`, `1 {__name__="b"}`}; !slices.Equal(each, want) {
+		t.Errorf("each visited %q, want %q", each, want)
 	}
 }

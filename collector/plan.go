@@ -273,21 +273,21 @@ func histogramQuantile(q float64, in promql.Vector) promql.Vector {
 		buckets promql.Buckets
 	}
 	var (
-		groups = map[string]*group{}
-		order  []*group
-		buf    []byte
-		out    promql.Vector
-		native map[uint64]bool
+		groups  = map[string]*group{}
+		order   []*group
+		buf     []byte
+		natives int
 	)
 	for _, s := range in {
 		if s.H != nil {
+			natives++
+		}
+	}
+	out := make(promql.Vector, 0, natives)
+	for _, s := range in {
+		if s.H != nil {
 			v, _ := promql.HistogramQuantile(q, s.H, "", posrange.PositionRange{})
-			metric := s.Metric.DropReserved(isMetricName)
-			out = append(out, promql.Sample{Metric: metric, T: s.T, F: v})
-			if native == nil {
-				native = map[uint64]bool{}
-			}
-			native[metric.Hash()] = true
+			out = append(out, promql.Sample{Metric: s.Metric.DropReserved(isMetricName), T: s.T, F: v})
 			continue
 		}
 		upper, err := strconv.ParseFloat(s.Metric.Get(labels.BucketLabel), 64)
@@ -302,6 +302,13 @@ func histogramQuantile(q float64, in promql.Vector) promql.Vector {
 			order = append(order, g)
 		}
 		g.buckets = append(g.buckets, promql.Bucket{UpperBound: upper, Count: s.F})
+	}
+	if len(order) == 0 {
+		return out
+	}
+	native := make(map[uint64]bool, len(out))
+	for _, s := range out {
+		native[s.Metric.Hash()] = true
 	}
 	for _, g := range order {
 		if native[g.metric.Hash()] {

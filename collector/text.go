@@ -86,7 +86,9 @@ func (f *textFamily) sortSeries() {
 		values []string
 		textSeries
 	}
-	var all []string
+	// Room for as many values per series as the first has: grown in
+	// steps, the values of the settings were copied several times over.
+	all := make([]string, 0, len(f.series)*len(writtenValues(nil, f.series[0].lset, f.always)))
 	keys := make([]keyed, len(f.series))
 	for i, s := range f.series {
 		start := len(all)

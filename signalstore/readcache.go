@@ -131,11 +131,16 @@ func (c *ReadCache) read(ctx context.Context, metric string, hints *storage.Sele
 		}
 	}()
 	set := q.Select(ctx, true, &storage.SelectHints{Start: hints.Start, End: hints.End, Range: hints.Range}, labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, metric))
-	var it chunkenc.Iterator
+	var (
+		it chunkenc.Iterator
+		// The most samples a series had so far: the series of a
+		// metric are scraped together, so the next has as many.
+		most int
+	)
 	for set.Next() {
 		s := set.At()
 		it = s.Iterator(it)
-		cs := cachedSeries{labels: s.Labels()}
+		cs := cachedSeries{labels: s.Labels(), samples: make([]cachedSample, 0, most)}
 		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
 			var sample cachedSample
 			switch vt {
@@ -151,6 +156,7 @@ func (c *ReadCache) read(ctx context.Context, metric string, hints *storage.Sele
 		if err := it.Err(); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", s.Labels(), err)
 		}
+		most = max(most, len(cs.samples))
 		series = append(series, cs)
 	}
 	if err := set.Err(); err != nil {
