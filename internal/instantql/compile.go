@@ -3,6 +3,7 @@ package instantql
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"time"
 
@@ -53,7 +54,7 @@ func compile(e parser.Expr) (compiled, error) {
 		if err := plainSelector(e); err != nil {
 			return compiled{}, err
 		}
-		return compiled{node: &selectorNode{vs: e}, multiName: e.Name == ""}, nil
+		return compiled{node: &selectorNode{vs: e, offset: e.OriginalOffset.Milliseconds()}, multiName: e.Name == ""}, nil
 	case *parser.Call:
 		return compileCall(e)
 	case *parser.AggregateExpr:
@@ -65,9 +66,10 @@ func compile(e parser.Expr) (compiled, error) {
 	}
 }
 
-// plainSelector declines the modifiers the package does not evaluate.
+// plainSelector declines the modifiers the package does not evaluate:
+// all but offset.
 func plainSelector(vs *parser.VectorSelector) error {
-	if vs.OriginalOffset != 0 || vs.Timestamp != nil || vs.StartOrEnd != 0 || vs.Anchored || vs.Smoothed {
+	if vs.Timestamp != nil || vs.StartOrEnd != 0 || vs.Anchored || vs.Smoothed {
 		return unsupported("selector %s with a modifier", vs)
 	}
 	return nil
@@ -78,7 +80,7 @@ func compileCall(e *parser.Call) (compiled, error) {
 		return compileRangeCall(e)
 	}
 	switch e.Func.Name {
-	case "clamp_min", "histogram_sum", "histogram_count", "histogram_avg":
+	case "clamp_min", "histogram_sum", "histogram_count", "histogram_avg", "round":
 		arg, err := compile(e.Args[0])
 		if err != nil {
 			return compiled{}, err
@@ -86,34 +88,73 @@ func compileCall(e *parser.Call) (compiled, error) {
 		if arg.multiName {
 			return compiled{}, unsupported("%s over several metric names", e.Func.Name)
 		}
-		n := &vectorFuncNode{fn: e.Func.Name, arg: arg.node}
-		if e.Func.Name == "clamp_min" {
+		// round's precision is 1 unless given.
+		n := &vectorFuncNode{fn: e.Func.Name, arg: arg.node, param: 1}
+		if len(e.Args) > 1 {
 			if n.param, err = number(e.Args[1]); err != nil {
 				return compiled{}, err
 			}
 		}
 		return compiled{node: n}, nil
+	case "label_replace":
+		return compileLabelReplace(e)
 	default:
 		return compiled{}, unsupported("function %s", e.Func.Name)
 	}
 }
 
-// rangeFuncs are the functions of a counter's range the package computes.
-var rangeFuncs = map[string]bool{"rate": true, "increase": true, "resets": true}
+// compileLabelReplace compiles label_replace(v, dst, replacement, src,
+// regex), declining what the engine fails on when compiling (a regular
+// expression or destination name that is not valid) and a new metric
+// name.
+func compileLabelReplace(e *parser.Call) (compiled, error) {
+	var args [4]string
+	for i := range args {
+		s, ok := unparenthesized(e.Args[i+1]).(*parser.StringLiteral)
+		if !ok {
+			return compiled{}, unsupported("label_replace with a %T argument", e.Args[i+1])
+		}
+		args[i] = s.Val
+	}
+	dst, repl, src := args[0], args[1], args[2]
+	regex, err := regexp.Compile("^(?s:" + args[3] + ")$")
+	if err != nil {
+		return compiled{}, unsupported("label_replace with the regular expression %q: %v", args[3], err)
+	}
+	if !model.UTF8Validation.IsValidLabelName(dst) || dst == model.MetricNameLabel {
+		return compiled{}, unsupported("label_replace into %q", dst)
+	}
+	arg, err := compile(e.Args[0])
+	if err != nil {
+		return compiled{}, err
+	}
+	return compiled{node: &labelReplaceNode{arg: arg.node, dst: dst, repl: repl, src: src, regex: regex}, multiName: arg.multiName}, nil
+}
 
-// compileRangeCall compiles a function of a range selector: its last
-// argument (quantile_over_time's first is φ).
+// rangeFuncs are the functions of a range the package computes beside
+// overTimeFuncs: those of a counter's range, and the least-squares line's.
+var rangeFuncs = map[string]bool{"rate": true, "increase": true, "resets": true, "deriv": true, "predict_linear": true}
+
+// compileRangeCall compiles a function of a range selector and, for
+// quantile_over_time (φ) and predict_linear (seconds ahead), a number.
 func compileRangeCall(e *parser.Call) (compiled, error) {
 	n := &rangeFuncNode{fn: e.Func.Name}
-	if len(e.Args) == 2 {
-		var err error
-		if n.param, err = number(e.Args[0]); err != nil {
-			return compiled{}, err
+	var ms *parser.MatrixSelector
+	for _, arg := range e.Args {
+		if arg.Type() != parser.ValueTypeMatrix {
+			var err error
+			if n.param, err = number(arg); err != nil {
+				return compiled{}, err
+			}
+			continue
+		}
+		var ok bool
+		if ms, ok = arg.(*parser.MatrixSelector); !ok {
+			return compiled{}, unsupported("%s of a %T", e.Func.Name, arg)
 		}
 	}
-	ms, ok := e.Args[len(e.Args)-1].(*parser.MatrixSelector)
-	if !ok {
-		return compiled{}, unsupported("%s of a %T", e.Func.Name, e.Args[len(e.Args)-1])
+	if ms == nil {
+		return compiled{}, unsupported("%s without a range selector", e.Func.Name)
 	}
 	vs, ok := ms.VectorSelector.(*parser.VectorSelector)
 	if !ok {
@@ -122,7 +163,7 @@ func compileRangeCall(e *parser.Call) (compiled, error) {
 	if err := plainSelector(vs); err != nil {
 		return compiled{}, err
 	}
-	n.vs, n.rng = vs, ms.Range
+	n.vs, n.rng, n.offset = vs, ms.Range, vs.OriginalOffset.Milliseconds()
 	// last_over_time keeps the metric name; the others drop it.
 	n.keepName = e.Func.Name == "last_over_time"
 	if vs.Name == "" && !n.keepName {
@@ -263,27 +304,21 @@ func compileScalarBinary(e *parser.BinaryExpr, swap bool) (compiled, error) {
 // not compute).
 func arithmetic(op parser.ItemType) bool {
 	switch op {
-	case parser.ADD, parser.SUB, parser.MUL, parser.DIV:
+	case parser.ADD, parser.SUB, parser.MUL, parser.DIV, parser.POW:
 		return true
 	}
 	return false
 }
 
-// signature returns the function that gives a series' matching key, as
-// the engine computes it.
-func signature(on bool, matching []string) func(labels.Labels, []byte) ([]byte, string) {
+// signature returns the function that writes a series' matching key into
+// buf, as the engine computes it.
+func signature(on bool, matching []string) func(labels.Labels, []byte) []byte {
 	names := slices.Clone(matching)
 	if on {
 		slices.Sort(names)
-		return func(ls labels.Labels, buf []byte) ([]byte, string) {
-			buf = ls.BytesWithLabels(buf, names...)
-			return buf, string(buf)
-		}
+		return func(ls labels.Labels, buf []byte) []byte { return ls.BytesWithLabels(buf, names...) }
 	}
 	names = append(names, model.MetricNameLabel, model.MetricTypeLabel, model.MetricUnitLabel)
 	slices.Sort(names)
-	return func(ls labels.Labels, buf []byte) ([]byte, string) {
-		buf = ls.BytesWithoutLabels(buf, names...)
-		return buf, string(buf)
-	}
+	return func(ls labels.Labels, buf []byte) []byte { return ls.BytesWithoutLabels(buf, names...) }
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"regexp"
 	"time"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -47,7 +48,22 @@ type sample struct {
 	h  *histogram.FloatHistogram
 }
 
+// vector is an instant vector. A node that computes its output from an
+// input's samples writes the output into the input's storage: the
+// vectors of a fleet are thousands of samples long.
 type vector []sample
+
+// add appends s to v, doubling v's storage when it is full: append
+// grows a long slice by about a third at a time, copying the vector of
+// a fleet's series several times over.
+func (v vector) add(s sample) vector {
+	if len(v) == cap(v) {
+		grown := make(vector, len(v), max(16, 2*cap(v)))
+		copy(grown, v)
+		v = grown
+	}
+	return append(v, s)
+}
 
 type node interface {
 	eval(ev *evaluator) (vector, error)
@@ -64,11 +80,16 @@ type evaluator struct {
 }
 
 // selectorNode is an instant vector selector: each series' latest
-// sample within the lookback, unless that is a staleness marker.
-type selectorNode struct{ vs *parser.VectorSelector }
+// sample within the lookback before the evaluation time less the
+// offset, unless that is a staleness marker.
+type selectorNode struct {
+	vs     *parser.VectorSelector
+	offset int64
+}
 
 func (n *selectorNode) eval(ev *evaluator) (vector, error) {
-	hints := &storage.SelectHints{Start: ev.ts - ev.lookback + 1, End: ev.ts}
+	ref := ev.ts - n.offset
+	hints := &storage.SelectHints{Start: ref - ev.lookback + 1, End: ref}
 	set := ev.querier.Select(ev.ctx, false, hints, n.vs.LabelMatchers...)
 	var out vector
 	mi := storage.NewMemoizedEmptyIterator(ev.lookback)
@@ -82,7 +103,7 @@ func (n *selectorNode) eval(ev *evaluator) (vector, error) {
 			h *histogram.FloatHistogram
 		)
 		// As the engine's vectorSelectorSingle.
-		vt := mi.Seek(ev.ts)
+		vt := mi.Seek(ref)
 		switch vt {
 		case chunkenc.ValNone:
 			if err := mi.Err(); err != nil {
@@ -95,17 +116,17 @@ func (n *selectorNode) eval(ev *evaluator) (vector, error) {
 		default:
 			return nil, unsupported("a sample of type %s", vt)
 		}
-		if vt == chunkenc.ValNone || t > ev.ts {
+		if vt == chunkenc.ValNone || t > ref {
 			var ok bool
 			_, t, f, h, ok = mi.PeekPrev()
-			if !ok || t <= ev.ts-ev.lookback {
+			if !ok || t <= ref-ev.lookback {
 				continue
 			}
 		}
 		if value.IsStaleNaN(f) || h != nil && value.IsStaleNaN(h.Sum) {
 			continue
 		}
-		out = append(out, sample{ls: s.Labels(), f: f, h: h})
+		out = out.add(sample{ls: s.Labels(), f: f, h: h})
 	}
 	if err := set.Err(); err != nil {
 		return nil, err
@@ -113,20 +134,23 @@ func (n *selectorNode) eval(ev *evaluator) (vector, error) {
 	return out, nil
 }
 
-// rangeFuncNode is a function of a range selector: rate, increase or
-// resets, or one of overTimeFuncs.
+// rangeFuncNode is a function of a range selector, (end - range, end]
+// with end the evaluation time less the offset: rate, increase or
+// resets, deriv or predict_linear, or one of overTimeFuncs.
 type rangeFuncNode struct {
 	fn       string
 	vs       *parser.VectorSelector
 	rng      time.Duration
+	offset   int64
 	param    float64
 	keepName bool
 }
 
 func (n *rangeFuncNode) eval(ev *evaluator) (vector, error) {
 	rng := n.rng.Milliseconds()
-	mint := ev.ts - rng
-	hints := &storage.SelectHints{Start: mint + 1, End: ev.ts, Range: rng}
+	end := ev.ts - n.offset
+	mint := end - rng
+	hints := &storage.SelectHints{Start: mint + 1, End: end, Range: rng}
 	set := ev.querier.Select(ev.ctx, false, hints, n.vs.LabelMatchers...)
 	var (
 		out    vector
@@ -141,7 +165,7 @@ func (n *rangeFuncNode) eval(ev *evaluator) (vector, error) {
 		for vt := ev.it.Next(); vt != chunkenc.ValNone; vt = ev.it.Next() {
 			t := ev.it.AtT()
 			switch {
-			case t > ev.ts:
+			case t > end:
 				break samples
 			case t <= mint:
 				continue
@@ -177,7 +201,20 @@ func (n *rangeFuncNode) eval(ev *evaluator) (vector, error) {
 		case "resets":
 			r.f, ok = resets(floats, hists)
 		case "rate", "increase":
-			r.f, r.h, ok, err = extrapolatedRate(floats, hists, mint, ev.ts, n.rng, n.fn == "rate")
+			r.f, r.h, ok, err = extrapolatedRate(floats, hists, mint, end, n.rng, n.fn == "rate")
+		case "deriv", "predict_linear":
+			if len(hists) > 0 {
+				return nil, unsupported("%s of histograms", n.fn)
+			}
+			// A line needs two points. deriv's intercept time is near
+			// the samples for accuracy; predict_linear's is the
+			// evaluation time, from which it looks param seconds ahead.
+			if ok = len(floats) >= 2; ok && n.fn == "deriv" {
+				r.f, _ = linearRegression(floats, floats[0].T)
+			} else if ok {
+				slope, intercept := linearRegression(floats, ev.ts)
+				r.f = slope*n.param + intercept
+			}
 		default:
 			if len(hists) > 0 {
 				return nil, unsupported("%s of histograms", n.fn)
@@ -194,7 +231,7 @@ func (n *rangeFuncNode) eval(ev *evaluator) (vector, error) {
 			if !n.keepName {
 				r.ls = r.ls.DropReserved(schema.IsMetadataLabel)
 			}
-			out = append(out, r)
+			out = out.add(r)
 		}
 	}
 	if err := set.Err(); err != nil {
@@ -226,6 +263,11 @@ func (n *vectorFuncNode) eval(ev *evaluator) (vector, error) {
 			s.f = s.h.Count
 		case n.fn == "histogram_avg" && s.h != nil:
 			s.f = s.h.Sum / s.h.Count
+		case n.fn == "round" && s.h == nil:
+			// The engine multiplies by the inverse, for fewer
+			// rounding errors than a division.
+			inverse := 1.0 / n.param
+			s.f = math.Floor(s.f*inverse+0.5) / inverse
 		default:
 			continue
 		}
@@ -234,6 +276,46 @@ func (n *vectorFuncNode) eval(ev *evaluator) (vector, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// labelReplaceNode is label_replace: where regex matches the value of
+// src, dst takes the expansion of repl; an empty one deletes dst.
+type labelReplaceNode struct {
+	arg            node
+	dst, repl, src string
+	regex          *regexp.Regexp
+}
+
+func (n *labelReplaceNode) eval(ev *evaluator) (vector, error) {
+	in, err := n.arg.eval(ev)
+	if err != nil {
+		return nil, err
+	}
+	var expanded []byte
+	for i, s := range in {
+		value := s.ls.Get(n.src)
+		match := n.regex.FindStringSubmatchIndex(value)
+		if match == nil {
+			continue
+		}
+		expanded = n.regex.ExpandString(expanded[:0], n.repl, value, match)
+		ev.lb.Reset(s.ls)
+		ev.lb.Set(n.dst, string(expanded))
+		in[i].ls = ev.lb.Labels()
+	}
+	// Two series made one are the engine's error; it tells them by
+	// their hashes.
+	if len(in) > 1 {
+		hashes := make(map[uint64]struct{}, len(in))
+		for _, s := range in {
+			h := s.ls.Hash()
+			if _, dup := hashes[h]; dup {
+				return nil, unsupported("label_replace making two series one")
+			}
+			hashes[h] = struct{}{}
+		}
+	}
+	return in, nil
 }
 
 // aggregateNode is sum, avg, min, max, count or group by labels.
@@ -260,24 +342,35 @@ func (n *aggregateNode) eval(ev *evaluator) (vector, error) {
 	if err != nil {
 		return nil, err
 	}
-	index := make(map[uint64]int)
-	var groups []aggregate
-	for _, s := range in {
+	// The groups are counted first, and each sample's group noted, so
+	// that they are made at once rather than grown.
+	index := map[uint64]int{}
+	groupOf := make([]int, len(in))
+	var firsts []int
+	for j, s := range in {
 		var key uint64
 		key, ev.buf = s.ls.HashForLabels(ev.buf, n.grouping...)
 		i, ok := index[key]
 		if !ok {
-			ev.lb.Reset(s.ls)
-			ev.lb.Keep(n.grouping...)
-			i = len(groups)
+			i = len(index)
 			index[key] = i
-			groups = append(groups, aggregate{ls: ev.lb.Labels()})
+			firsts = append(firsts, j)
 		}
-		if err := n.add(&groups[i], s); err != nil {
+		groupOf[j] = i
+	}
+	groups := make([]aggregate, len(firsts))
+	for i, j := range firsts {
+		ev.lb.Reset(in[j].ls)
+		ev.lb.Keep(n.grouping...)
+		groups[i].ls = ev.lb.Labels()
+	}
+	for j, s := range in {
+		if err := n.add(&groups[groupOf[j]], s); err != nil {
 			return nil, err
 		}
 	}
-	out := make(vector, 0, len(groups))
+	// Every group has a sample of in: the results fit in its storage.
+	out := in[:0]
 	for i := range groups {
 		if s, ok := n.result(&groups[i]); ok {
 			out = append(out, s)
@@ -472,6 +565,8 @@ func floatBinary(op parser.ItemType, l, r float64) (float64, bool) {
 		return l * r, true
 	case parser.DIV:
 		return l / r, true
+	case parser.POW:
+		return math.Pow(l, r), true
 	case parser.EQLC:
 		return l, l == r
 	case parser.NEQ:
@@ -498,7 +593,7 @@ type vectorBinaryNode struct {
 	matching  []string
 	card      parser.VectorMatchCardinality
 	include   []string
-	signature func(labels.Labels, []byte) ([]byte, string)
+	signature func(labels.Labels, []byte) []byte
 }
 
 func (n *vectorBinaryNode) eval(ev *evaluator) (vector, error) {
@@ -515,20 +610,20 @@ func (n *vectorBinaryNode) eval(ev *evaluator) (vector, error) {
 		if len(lhs) == 0 || len(rhs) == 0 {
 			return nil, nil
 		}
-		right := n.signatures(ev, rhs)
-		return n.filter(ev, lhs, right, true), nil
+		return n.filter(ev, lhs, n.signatures(ev, rhs), true), nil
 	case parser.LUNLESS:
 		if len(lhs) == 0 || len(rhs) == 0 {
 			return lhs, nil
 		}
-		right := n.signatures(ev, rhs)
-		return n.filter(ev, lhs, right, false), nil
+		return n.filter(ev, lhs, n.signatures(ev, rhs), false), nil
 	case parser.LOR:
-		if len(lhs) == 0 || len(rhs) == 0 {
-			return append(lhs, rhs...), nil
+		switch {
+		case len(lhs) == 0:
+			return rhs, nil
+		case len(rhs) == 0:
+			return lhs, nil
 		}
-		left := n.signatures(ev, lhs)
-		return append(lhs, n.filter(ev, rhs, left, false)...), nil
+		return append(lhs, n.filter(ev, rhs, n.signatures(ev, lhs), false)...), nil
 	}
 	return n.match(ev, lhs, rhs)
 }
@@ -537,20 +632,19 @@ func (n *vectorBinaryNode) eval(ev *evaluator) (vector, error) {
 func (n *vectorBinaryNode) signatures(ev *evaluator, v vector) map[string]struct{} {
 	sigs := make(map[string]struct{}, len(v))
 	for _, s := range v {
-		var sig string
-		ev.buf, sig = n.signature(s.ls, ev.buf)
-		sigs[sig] = struct{}{}
+		ev.buf = n.signature(s.ls, ev.buf)
+		sigs[string(ev.buf)] = struct{}{}
 	}
 	return sigs
 }
 
-// filter returns the samples of v whose key is in sigs (in) or not.
+// filter keeps the samples of v whose key is in sigs (in) or not, in
+// v's storage.
 func (n *vectorBinaryNode) filter(ev *evaluator, v vector, sigs map[string]struct{}, in bool) vector {
-	var out vector
+	out := v[:0]
 	for _, s := range v {
-		var sig string
-		ev.buf, sig = n.signature(s.ls, ev.buf)
-		if _, ok := sigs[sig]; ok == in {
+		ev.buf = n.signature(s.ls, ev.buf)
+		if _, ok := sigs[string(ev.buf)]; ok == in {
 			out = append(out, s)
 		}
 	}
@@ -566,12 +660,11 @@ func (n *vectorBinaryNode) match(ev *evaluator, lhs, rhs vector) (vector, error)
 	}
 	right := make(map[string]int, len(rhs))
 	for i, s := range rhs {
-		var sig string
-		ev.buf, sig = n.signature(s.ls, ev.buf)
-		if _, dup := right[sig]; dup {
+		ev.buf = n.signature(s.ls, ev.buf)
+		if _, dup := right[string(ev.buf)]; dup {
 			return nil, unsupported("several series on the one side of a match")
 		}
-		right[sig] = i
+		right[string(ev.buf)] = i
 	}
 	// Which right-hand samples a left-hand one matched (one to one), or
 	// the results of each (many to one): a second is the engine's error.
@@ -584,11 +677,11 @@ func (n *vectorBinaryNode) match(ev *evaluator, lhs, rhs vector) (vector, error)
 	} else {
 		results = make([]map[uint64]struct{}, len(rhs))
 	}
-	var out vector
+	// A result is written where its left-hand sample was read or before.
+	out := lhs[:0]
 	for _, l := range lhs {
-		var sig string
-		ev.buf, sig = n.signature(l.ls, ev.buf)
-		i, ok := right[sig]
+		ev.buf = n.signature(l.ls, ev.buf)
+		i, ok := right[string(ev.buf)]
 		if !ok {
 			continue
 		}

@@ -103,12 +103,48 @@ var agreeing = []string{
 	`rate(nothing[1m]) or g`,
 	`g and nothing`,
 	`g unless nothing`,
+	`g offset 1m`,
+	`g offset 5m`,
+	`rate(c_total[1m] offset 2m)`,
+	`increase(h[1m] offset 30s)`,
+	`max_over_time(g[2m] offset 1m)`,
+	`g and on (instance, model) g2 offset 3m`,
+	`deriv(g[2m])`,
+	`deriv(c_total[5m])`,
+	`deriv(g[90s] offset 2m)`,
+	`deriv(k[2m])`,
+	`deriv(mixed[5m])`,
+	`predict_linear(g[3m], 0)`,
+	`predict_linear(c_total[5m], 600)`,
+	`predict_linear(g2[2m], -60)`,
+	`predict_linear(k[2m], 60)`,
+	`predict_linear(g[3m] offset 1m, 30)`,
+	`stdvar_over_time(g[5m])`,
+	`stddev_over_time(c_total[3m])`,
+	`stdvar_over_time(k[1m])`,
+	`g ^ 2`,
+	`2 ^ g`,
+	`g ^ g2`,
+	`((0.9 - predict_linear(g[5m], 0)) / deriv(g[5m])) > 0 <= 3600`,
+	`deriv(g[5m]) ^ 2 * 67500 * (count_over_time(g[5m]) - 2) > 9 * (stdvar_over_time(g[5m]) - deriv(g[5m]) ^ 2 * 67500)`,
+	`round(g, 0.1)`,
+	`round(c_total)`,
+	`round(g2, 60)`,
+	`round(g, 0)`,
+	`round(h)`,
+	`label_replace(g, "a", "$1", "model", "(.*)")`,
+	`label_replace(rate(c_total[1m]), "model", "m-${1}x", "model", "(a)")`,
+	`label_replace(label_replace(g, "bottleneck", "B1", "", ""), "severity", "info", "", "")`,
+	`label_replace(g, "model", "", "model", "a")`,
+	`label_replace(h, "x", "y", "", "")`,
+	`label_replace({__name__=~"g|g2"}, "job", "$2", "instance", "(.*):(.*)")`,
+	`max by (instance, model) (label_replace(label_replace(g, "model", "$1", "job", "(.+)"), "model", "$1", "nothing", "(.+)"))`,
 }
 
 // declined are queries the package does not compile.
 var declined = []string{
-	`g offset 1m`,
 	`g @ 100`,
+	`rate(c_total[1m] @ 100)`,
 	`rate({__name__=~"c_total|g"}[1m])`,
 	`irate(c_total[1m])`,
 	`histogram_quantile(0.9, rate(h[1m]))`,
@@ -119,9 +155,13 @@ var declined = []string{
 	`{__name__=~"g|g2"} * 2`,
 	`-g`,
 	`1 + 2`,
-	`g ^ 2`,
 	`rate(c_total[5m:1m])`,
-	`label_replace(g, "a", "$1", "model", "(.*)")`,
+	`deriv(g[5m:1m])`,
+	`predict_linear(g[5m], scalar(g2))`,
+	`label_replace(g, "a", "b", "c", "(")`,
+	`label_replace(g, "__name__", "x", "", "")`,
+	`label_replace({__name__=~"g|g2"}, "a", "b", "c", "d") + 1`,
+	`round(g, scalar(g2))`,
 	`clamp_min(g, scalar(g2))`,
 	`g > scalar(vector(1))`,
 	`abs(g)`,
@@ -171,6 +211,7 @@ func TestDeclinesWhatTheEngineFails(t *testing.T) {
 		`max_over_time(h[1m])`,            // histograms over time
 		`g * on (model) group_left () g2`, // several on the one side
 		`g * on (model) group_left (instance) avg by (model) (g2)`, // results made the same
+		`label_replace(g, "instance", "one", "", "")`,              // series made the same
 	} {
 		q := compileString(t, expr)
 		if _, err := q.Eval(context.Background(), db, at); !errors.Is(err, ErrUnsupported) {
@@ -252,9 +293,10 @@ func compare(t *testing.T, what string, got, want promql.Vector) {
 
 // fleet writes ten minutes of samples of six instances of two models,
 // scraped every 15 s with jitter: counters that reset, gauges that go
-// stale or stop, native histograms with custom and exponential buckets
-// that reset, a series that changes from floats to histograms, and
-// instances that appear and vanish.
+// stale or stop, gauges that never change (one infinite), native
+// histograms with custom and exponential buckets that reset, a series
+// that changes from floats to histograms, and instances that appear and
+// vanish.
 func fleet(t *testing.T) storage.Storage {
 	t.Helper()
 	db := teststorage.New(t)
@@ -312,6 +354,7 @@ func fleet(t *testing.T) storage.Storage {
 			h.Count, h.Sum = total, sum
 			must(t, append1(app, series("c_total"), ts, counter, nil))
 			must(t, append1(app, series("g"), ts, gauge, nil))
+			must(t, append1(app, series("k"), ts, []float64{1, 1, 1, math.Inf(1), 0.25, 1}[i], nil))
 			if k%5 != 0 {
 				must(t, append1(app, series("g2"), ts, rng.Float64(), nil))
 			}

@@ -23,6 +23,8 @@ var overTimeFuncs = map[string]func(floats []promql.FPoint, param float64) float
 	"count_over_time":    func(fs []promql.FPoint, _ float64) float64 { return float64(len(fs)) },
 	"last_over_time":     func(fs []promql.FPoint, _ float64) float64 { return fs[len(fs)-1].F },
 	"quantile_over_time": quantileOverTime,
+	"stdvar_over_time":   func(fs []promql.FPoint, _ float64) float64 { return varianceOverTime(fs) },
+	"stddev_over_time":   func(fs []promql.FPoint, _ float64) float64 { return math.Sqrt(varianceOverTime(fs)) },
 }
 
 // avgOverTime is the mean of floats with Kahan summation, switching to
@@ -63,6 +65,56 @@ func sumOverTime(floats []promql.FPoint, _ float64) float64 {
 		return sum
 	}
 	return sum + c
+}
+
+// varianceOverTime is the population variance of floats, its running
+// mean and sum of squared deviations kept with Kahan compensation.
+func varianceOverTime(floats []promql.FPoint) float64 {
+	var count, mean, cMean, aux, cAux float64
+	for _, f := range floats {
+		count++
+		delta := f.F - (mean + cMean)
+		mean, cMean = kahansum.Inc(delta/count, mean, cMean)
+		aux, cAux = kahansum.Inc(delta*(f.F-(mean+cMean)), aux, cAux)
+	}
+	return (aux + cAux) / count
+}
+
+// linearRegression is the least-squares line through floats (at least
+// two): its slope per second, and its value at interceptTime. The sums
+// are kept with Kahan compensation; a range of one value throughout has
+// slope 0, or NaN where that value is infinite.
+func linearRegression(floats []promql.FPoint, interceptTime int64) (slope, intercept float64) {
+	var (
+		n                        float64
+		sumX, sumY, sumXY, sumX2 float64
+		cX, cY, cXY, cX2         float64
+		first                    = floats[0].F
+		constant                 = true
+	)
+	for _, p := range floats {
+		constant = constant && p.F == first
+		n++
+		x := float64(p.T-interceptTime) / 1e3
+		sumX, cX = kahansum.Inc(x, sumX, cX)
+		sumY, cY = kahansum.Inc(p.F, sumY, cY)
+		sumXY, cXY = kahansum.Inc(x*p.F, sumXY, cXY)
+		sumX2, cX2 = kahansum.Inc(x*x, sumX2, cX2)
+	}
+	if constant {
+		if math.IsInf(first, 0) {
+			return math.NaN(), math.NaN()
+		}
+		return 0, first
+	}
+	sumX += cX
+	sumY += cY
+	sumXY += cXY
+	sumX2 += cX2
+	covXY := sumXY - sumX*sumY/n
+	varX := sumX2 - sumX*sumX/n
+	slope = covXY / varX
+	return slope, sumY/n - slope*sumX/n
 }
 
 func compareOverTime(floats []promql.FPoint, replaces func(cur, kept float64) bool) float64 {
