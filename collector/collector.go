@@ -305,24 +305,26 @@ func (c *Collector) append(ctx context.Context, snap *Snapshot) error {
 // another holds already goes to a bucket of its own.
 type seriesSet struct {
 	first map[uint64]labels.Labels
-	more  map[uint64][]labels.Labels
+	more  map[uint64][]labels.Labels // nil until a hash is shared
 }
 
 func newSeriesSet(size int) *seriesSet {
-	return &seriesSet{first: make(map[uint64]labels.Labels, size), more: map[uint64][]labels.Labels{}}
+	return &seriesSet{first: make(map[uint64]labels.Labels, size)}
 }
 
 // add adds l, whose hash is h, unless s holds it already.
 func (s *seriesSet) add(h uint64, l labels.Labels) {
-	switch first, ok := s.first[h]; {
-	case !ok:
-		s.first[h] = l
-	case labels.Equal(first, l):
-	default:
-		if _, ok := s.get(h, l); !ok {
-			s.more[h] = append(s.more[h], l)
-		}
+	if _, ok := s.get(h, l); ok {
+		return
 	}
+	if _, taken := s.first[h]; !taken {
+		s.first[h] = l
+		return
+	}
+	if s.more == nil {
+		s.more = map[uint64][]labels.Labels{}
+	}
+	s.more[h] = append(s.more[h], l)
 }
 
 // get returns the set equal to l, whose hash is h, if s holds one.
