@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/promql/parser"
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
 )
@@ -74,11 +73,11 @@ func (m *Manager) Detect(ctx context.Context, at time.Time, o DetectOptions) ([]
 		return nil, err
 	}
 	var lookback time.Duration
-	selectors := map[*promrules.AlertingRule][]*parser.VectorSelector{}
+	sources := evidenceSources{}
 	for _, g := range groups {
 		for _, ar := range g.AlertingRules() {
 			lookback = max(lookback, ar.HoldDuration()+ar.KeepFiringFor())
-			selectors[ar] = vectorSelectors(ar.Query())
+			sources.add(ar)
 		}
 	}
 	// At most about a hundred evaluations, however short the interval.
@@ -92,7 +91,7 @@ func (m *Manager) Detect(ctx context.Context, at time.Time, o DetectOptions) ([]
 		}
 	}
 	var out []Bottleneck
-	for _, b := range m.collect(ctx, at, groups, static, selectors) {
+	for _, b := range m.collect(ctx, at, groups, static, sources) {
 		if (len(o.Instances) == 0 || slices.Contains(o.Instances, b.Instance)) && (len(o.Rules) == 0 || slices.Contains(o.Rules, b.Rule)) {
 			out = append(out, b)
 		}

@@ -85,8 +85,8 @@ type Manager struct {
 	mtx        sync.Mutex // serializes Update and Eval
 	files      []*RuleFile
 	groups     []*promrules.Group
-	static     ruleStatics // of groups
-	selectors  map[*promrules.AlertingRule][]*parser.VectorSelector
+	static     ruleStatics              // of groups
+	evidence   evidenceSources          // of groups' alerting rules
 	restoring  map[*promrules.Group]int // evaluations done before RestoreForState
 	tombstones []*promrules.Group       // removed groups whose series go stale at the next Eval
 	evaluated  bool
@@ -141,7 +141,7 @@ func NewManager(o ManagerOptions) *Manager {
 		loader:      NewLoader(LoaderOptions{Disabled: o.Disabled, Logger: logger}),
 		notify:      o.NotifyFunc,
 		interval:    interval,
-		selectors:   map[*promrules.AlertingRule][]*parser.VectorSelector{},
+		evidence:    evidenceSources{},
 		restoring:   map[*promrules.Group]int{},
 		firing:      map[string]bool{},
 		evaluations: map[*promrules.Group]GroupEvaluation{},
@@ -262,10 +262,10 @@ func (m *Manager) install(loader *Loader, loaded []*RuleFile, interval time.Dura
 	m.groups = next
 	m.static = static
 	m.restoring = restoring
-	m.selectors = map[*promrules.AlertingRule][]*parser.VectorSelector{}
+	m.evidence = evidenceSources{}
 	for _, g := range next {
 		for _, ar := range g.AlertingRules() {
-			m.selectors[ar] = vectorSelectors(ar.Query())
+			m.evidence.add(ar)
 		}
 	}
 	m.snapMtx.Lock()
@@ -279,7 +279,7 @@ func (m *Manager) install(loader *Loader, loaded []*RuleFile, interval time.Dura
 	}
 	m.evaluations = evaluations
 	m.snapMtx.Unlock()
-	m.logger.Info("Bottleneck rules loaded", "files", files, "groups", len(next), "alerts", len(m.selectors))
+	m.logger.Info("Bottleneck rules loaded", "files", files, "groups", len(next), "alerts", len(m.evidence))
 }
 
 func (m *Manager) warnUnmatchedDisabled(files []*RuleFile) {
@@ -341,7 +341,7 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) {
 	m.tombstones = nil
 	m.evaluated = true
 
-	bs := m.collect(ctx, ts, m.groups, m.static, m.selectors)
+	bs := m.collect(ctx, ts, m.groups, m.static, m.evidence)
 	firing := map[string]bool{}
 	for _, b := range bs {
 		if b.State != StateFiring {
@@ -405,12 +405,13 @@ func (m *Manager) GroupEvaluation(g *promrules.Group) (GroupEvaluation, bool) {
 
 // collect turns the active alerts of groups into bottlenecks, sorted by
 // severity (highest first), state (firing first), rule and labels.
-func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules.Group, static ruleStatics, selectors map[*promrules.AlertingRule][]*parser.VectorSelector) []Bottleneck {
+func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules.Group, static ruleStatics, sources evidenceSources) []Bottleneck {
 	var out []Bottleneck
 	queries := &evidenceQueries{query: m.promOpts.QueryFunc, ts: ts, logger: m.logger, results: map[string]evidenceResult{}}
 	for _, g := range groups {
 		for _, ar := range g.AlertingRules() {
 			key := ruleKey(ar.Name(), ar.Query().String())
+			src := sources[ar]
 			for _, a := range ar.ActiveAlerts() {
 				var st State
 				switch a.State {
@@ -438,9 +439,10 @@ func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules
 					Description:     static.get(key, a.Annotations, AnnotationDescription),
 					RunbookURL:      static.get(key, a.Annotations, AnnotationRunbookURL),
 					Recommendations: Recommendations(static.get(key, a.Annotations, AnnotationRecommend)),
-					Evidence:        evidence(ctx, queries, selectors[ar], a.Labels),
+					Evidence:        queries.evidence(ctx, src.reads(a.Labels)),
 				})
 			}
+			src.rotate()
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -496,29 +498,77 @@ func (e *evidenceQueries) get(ctx context.Context, q, instance string) promql.Ve
 	return r.byInstance[instance]
 }
 
-// evidence returns every signal and SLO target that sels read, narrowed
-// to the alert's instance, engine and model. An SLO target falls back to
-// the default target when the model has none.
-func evidence(ctx context.Context, queries *evidenceQueries, sels []*parser.VectorSelector, alert labels.Labels) []signals.Sample {
-	seen := map[string]bool{}
-	var out []signals.Sample
-	// add adds the series of q whose labels include id's, and says
-	// whether there were any.
-	add := func(q string, id labels.Labels) bool {
-		found := false
-		for _, s := range queries.get(ctx, q, id.Get(signals.LabelInstance)) {
-			if !hasLabels(s.Metric, id) {
-				continue
-			}
-			found = true
-			k := s.Metric.String()
-			if !seen[k] {
-				seen[k] = true
-				out = append(out, signals.Sample{Labels: s.Metric, Value: s.F})
-			}
-		}
-		return found
+// evidenceSources are the evidence of each alerting rule's bottlenecks.
+type evidenceSources map[*promrules.AlertingRule]*ruleEvidence
+
+// add adds ar, read from its expression's selectors.
+func (s evidenceSources) add(ar *promrules.AlertingRule) {
+	s[ar] = &ruleEvidence{selectors: vectorSelectors(ar.Query())}
+}
+
+// ruleEvidence is what the bottlenecks of one alerting rule cite: the
+// series its selectors read, by the alert's instance, engine and model.
+// The reads of an instance are kept from one evaluation to the next: a
+// thousand alerts of a rule in a large fleet would otherwise build the
+// same query strings and label sets at every evaluation.
+type ruleEvidence struct {
+	selectors []*parser.VectorSelector
+	// kept are the reads of the last evaluation, used those of this one.
+	kept, used map[alertIdentity][]evidenceRead
+}
+
+// alertIdentity is what an alert's evidence depends on of its labels.
+type alertIdentity struct{ instance, engine, model string }
+
+// evidenceRead is one query of an alert's evidence: the series of its
+// answer that have id's labels, or, when there are none and fallback is
+// set, those of fallback.
+type evidenceRead struct {
+	query, fallback string
+	id              labels.Labels
+}
+
+// reads returns the reads of the evidence of an alert with the given
+// labels.
+func (r *ruleEvidence) reads(alert labels.Labels) []evidenceRead {
+	k := alertIdentity{alert.Get(signals.LabelInstance), alert.Get(signals.LabelEngine), alert.Get(signals.LabelModel)}
+	if reads, ok := r.used[k]; ok {
+		return reads
 	}
+	reads, ok := r.kept[k]
+	if !ok {
+		reads = evidenceReads(r.selectors, k)
+	}
+	if r.used == nil {
+		r.used = map[alertIdentity][]evidenceRead{}
+	}
+	r.used[k] = reads
+	return reads
+}
+
+// rotate ends an evaluation: the reads it used are kept for the next,
+// and those of alerts no longer active are dropped.
+func (r *ruleEvidence) rotate() {
+	r.kept, r.used = r.used, nil
+}
+
+// evidenceReads returns the reads of every signal and SLO target that
+// sels read, narrowed to the alert's instance, engine and model. An SLO
+// target falls back to the default target when the model has none.
+func evidenceReads(sels []*parser.VectorSelector, alert alertIdentity) []evidenceRead {
+	id := labels.NewScratchBuilder(3)
+	for _, l := range []labels.Label{{Name: signals.LabelEngine, Value: alert.engine}, {Name: signals.LabelInstance, Value: alert.instance}, {Name: signals.LabelModel, Value: alert.model}} {
+		if l.Value != "" {
+			id.Add(l.Name, l.Value)
+		}
+	}
+	ids := id.Labels()
+	// The query asks for the alert's model and engine but not its
+	// instance, whose series are picked from the answer: one query serves
+	// every alert of the rule on that model's instances, and reads no
+	// other model's series.
+	pool := labels.NewBuilder(ids).Del(signals.LabelInstance).Labels()
+	var reads []evidenceRead
 	done := map[string]bool{}
 	for _, vs := range sels {
 		name := selectorName(vs)
@@ -526,42 +576,49 @@ func evidence(ctx context.Context, queries *evidenceQueries, sels []*parser.Vect
 		case name == "":
 			continue
 		case isSLOSeries(name):
-			q := selectorString(name, nil, labels.FromStrings(signals.LabelModel, alert.Get(signals.LabelModel)))
-			if done[q] {
-				continue
-			}
-			done[q] = true
-			if !add(q, labels.EmptyLabels()) {
-				add(selectorString(name, nil, labels.FromStrings(signals.LabelModel, "")), labels.EmptyLabels())
+			q := selectorString(name, nil, labels.FromStrings(signals.LabelModel, alert.model))
+			if !done[q] {
+				done[q] = true
+				reads = append(reads, evidenceRead{query: q, fallback: selectorString(name, nil, labels.FromStrings(signals.LabelModel, "")), id: labels.EmptyLabels()})
 			}
 		case isKnownSeries(name):
-			id := labels.NewBuilder(labels.EmptyLabels())
-			for _, l := range []string{signals.LabelInstance, signals.LabelEngine, signals.LabelModel} {
-				if v := alert.Get(l); v != "" {
-					id.Set(l, v)
-				}
-			}
-			// The query asks for the alert's model and engine but not its
-			// instance, whose series are picked from the answer: one query
-			// serves every alert of the rule on that model's instances,
-			// and reads no other model's series.
-			ids := id.Labels()
 			var matchers []*labels.Matcher
 			for _, mt := range vs.LabelMatchers {
-				if mt.Name != signals.LabelInstance || !ids.Has(signals.LabelInstance) {
+				if mt.Name != signals.LabelInstance || alert.instance == "" {
 					matchers = append(matchers, mt)
 				}
 			}
-			pool := labels.NewBuilder(ids).Del(signals.LabelInstance).Labels()
-			q := selectorString(name, matchers, pool)
-			if k := q + ids.String(); !done[k] {
-				done[k] = true
-				add(q, ids)
+			if q := selectorString(name, matchers, pool); !done[q] {
+				done[q] = true
+				reads = append(reads, evidenceRead{query: q, id: ids})
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels, out[j].Labels) < 0 })
-	return out
+	return reads
+}
+
+// evidence returns the series that reads find, each once, sorted.
+func (e *evidenceQueries) evidence(ctx context.Context, reads []evidenceRead) []signals.Sample {
+	var out []signals.Sample
+	// add adds the series of q whose labels include id's, and says
+	// whether there were any.
+	add := func(q string, id labels.Labels) bool {
+		n := len(out)
+		for _, s := range e.get(ctx, q, id.Get(signals.LabelInstance)) {
+			if hasLabels(s.Metric, id) {
+				out = append(out, signals.Sample{Labels: s.Metric, Value: s.F})
+			}
+		}
+		return len(out) > n
+	}
+	for _, r := range reads {
+		if !add(r.query, r.id) && r.fallback != "" {
+			add(r.fallback, r.id)
+		}
+	}
+	// Two selectors of a rule may read the same series.
+	slices.SortStableFunc(out, func(a, b signals.Sample) int { return labels.Compare(a.Labels, b.Labels) })
+	return slices.CompactFunc(out, func(a, b signals.Sample) bool { return labels.Equal(a.Labels, b.Labels) })
 }
 
 // hasLabels says whether ls has every label of want, with its value.

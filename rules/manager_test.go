@@ -11,11 +11,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/notifier"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
 	promrules "github.com/prometheus/prometheus/rules"
 
 	"github.com/optiinfra/perfagent/config"
+	"github.com/optiinfra/perfagent/signals"
 	"github.com/optiinfra/perfagent/signalstore"
 )
 
@@ -555,4 +560,78 @@ func TestPrepareTakesEffectOnlyOnCommit(t *testing.T) {
 func onStore(store *signalstore.Store, o ManagerOptions) ManagerOptions {
 	o.Queryable, o.Appendable, o.QueryFunc = store.DB(), store.DB(), store.QueryFunc()
 	return o
+}
+
+// TestRuleEvidenceKeepsReadsOfActiveAlerts checks that an alert's
+// evidence reads are built from its own instance, engine and model, kept
+// for the next evaluation, and dropped once the alert is no longer active.
+func TestRuleEvidenceKeepsReadsOfActiveAlerts(t *testing.T) {
+	expr, err := parser.NewParser(parser.Options{}).ParseExpr(`llm_requests_waiting{engine="vllm"} > perfagent_slo_ttft_p95_seconds`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &ruleEvidence{selectors: vectorSelectors(expr)}
+	a := labels.FromStrings(signals.LabelInstance, "a:8000", signals.LabelEngine, "vllm", signals.LabelModel, "m")
+	b := labels.FromStrings(signals.LabelInstance, "b:8000", signals.LabelEngine, "vllm", signals.LabelModel, "n")
+	want := []evidenceRead{
+		{query: `llm_requests_waiting{engine="vllm",model="m"}`, id: labels.FromStrings(signals.LabelEngine, "vllm", signals.LabelInstance, "a:8000", signals.LabelModel, "m")},
+		{query: `perfagent_slo_ttft_p95_seconds{model="m"}`, fallback: `perfagent_slo_ttft_p95_seconds{model=""}`, id: labels.EmptyLabels()},
+	}
+	same := func(x, y []evidenceRead) bool {
+		return slices.EqualFunc(x, y, func(p, q evidenceRead) bool {
+			return p.query == q.query && p.fallback == q.fallback && labels.Equal(p.id, q.id)
+		})
+	}
+	first := r.reads(a)
+	if !same(first, want) {
+		t.Fatalf("reads of a:\n got  %+v\n want %+v", first, want)
+	}
+	if got := r.reads(b); got[0].query != `llm_requests_waiting{engine="vllm",model="n"}` {
+		t.Errorf("reads of b start with %q", got[0].query)
+	}
+	r.rotate()
+	if got := r.reads(a); &got[0] != &first[0] {
+		t.Error("the reads of a were built again at the next evaluation")
+	}
+	r.rotate()
+	r.rotate()
+	if len(r.kept) != 0 {
+		t.Errorf("%d alerts' reads kept after two evaluations without them", len(r.kept))
+	}
+	moved := labels.NewBuilder(a).Set(signals.LabelModel, "n").Labels()
+	if got := r.reads(moved); !same(got[:1], []evidenceRead{{query: `llm_requests_waiting{engine="vllm",model="n"}`, id: labels.FromStrings(signals.LabelEngine, "vllm", signals.LabelInstance, "a:8000", signals.LabelModel, "n")}}) {
+		t.Errorf("reads of a serving another model: %+v", got)
+	}
+}
+
+// TestEvidenceListsEachSeriesOnce checks that a series two reads find is
+// listed once, in label order, and that a read's fallback answers only
+// when the read itself finds nothing.
+func TestEvidenceListsEachSeriesOnce(t *testing.T) {
+	p95 := labels.FromStrings(model.MetricNameLabel, "itl", signals.LabelInstance, "a:8000", "quantile", "0.95")
+	p50 := labels.FromStrings(model.MetricNameLabel, "itl", signals.LabelInstance, "a:8000", "quantile", "0.5")
+	other := labels.FromStrings(model.MetricNameLabel, "itl", signals.LabelInstance, "b:8000", "quantile", "0.95")
+	slo := labels.FromStrings(model.MetricNameLabel, "slo")
+	answers := map[string]promql.Vector{
+		`itl`:           {{Metric: p95, F: 1}, {Metric: p50, F: 2}, {Metric: other, F: 3}},
+		`itl{q="95"}`:   {{Metric: p95, F: 1}},
+		`slo{model=""}`: {{Metric: slo, F: 4}},
+	}
+	q := &evidenceQueries{
+		query: func(_ context.Context, expr string, _ time.Time) (promql.Vector, error) {
+			return answers[expr], nil
+		},
+		logger:  promslog.NewNopLogger(),
+		results: map[string]evidenceResult{},
+	}
+	id := labels.FromStrings(signals.LabelInstance, "a:8000")
+	got := q.evidence(context.Background(), []evidenceRead{
+		{query: `itl{q="95"}`, id: id},
+		{query: `itl`, id: id},
+		{query: `slo{model="m"}`, fallback: `slo{model=""}`, id: labels.EmptyLabels()},
+	})
+	want := []signals.Sample{{Labels: p50, Value: 2}, {Labels: p95, Value: 1}, {Labels: slo, Value: 4}}
+	if !slices.EqualFunc(got, want, func(a, b signals.Sample) bool { return labels.Equal(a.Labels, b.Labels) && a.Value == b.Value }) {
+		t.Errorf("evidence:\n got  %v\n want %v", got, want)
+	}
 }

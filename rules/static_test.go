@@ -393,7 +393,7 @@ func BenchmarkBottlenecks(b *testing.B) {
 			}
 			var bs []Bottleneck
 			for b.Loop() {
-				bs = m.collect(ctx, ts, m.groups, m.static, m.selectors)
+				bs = m.collect(ctx, ts, m.groups, m.static, m.evidence)
 			}
 			if len(bs) < n || len(bs[0].Evidence) == 0 {
 				b.Fatalf("%d bottlenecks, want %d with evidence", len(bs), n)

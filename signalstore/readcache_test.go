@@ -160,6 +160,32 @@ func TestReadCacheReadsEachMetricOnce(t *testing.T) {
 	}
 }
 
+// TestReadCacheKeepsOnlyTheWindow checks that a read keeps the samples of
+// its window and no others, of the chunks that cross its edges too.
+func TestReadCacheKeepsOnlyTheWindow(t *testing.T) {
+	s := scrapedStore(t, 64)
+	start := t0.Add(5*time.Minute + 7*time.Second).UnixMilli()
+	end := t0.Add(8 * time.Minute).UnixMilli()
+	series, err := s.NewReadCache().series(context.Background(), "latency_seconds", &storage.SelectHints{Start: start, End: end, Range: 3 * 60 * 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(series) != 3 {
+		t.Fatalf("%d series, want 3", len(series))
+	}
+	for _, cs := range series {
+		// Scrapes every 15 s from t0: those at 5m15s to 8m00s.
+		if len(cs.samples) != 12 {
+			t.Errorf("%s: %d samples, want 12", cs.labels, len(cs.samples))
+		}
+		for _, smp := range cs.samples {
+			if smp.t < start || smp.t > end {
+				t.Errorf("%s: a sample at %s, outside the window", cs.labels, time.UnixMilli(smp.t).Sub(t0))
+			}
+		}
+	}
+}
+
 func TestReadCacheQueryComputed(t *testing.T) {
 	s := scrapedStore(t, 32)
 	ctx := context.Background()

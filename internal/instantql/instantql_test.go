@@ -28,6 +28,9 @@ var start = time.Unix(1_700_000_000, 0)
 var agreeing = []string{
 	`c_total`,
 	`g`,
+	`gap`,
+	`last_over_time(gap[2m])`,
+	`count_over_time(gap[10m])`,
 	`{__name__=~"g|g2"}`,
 	`h`,
 	`rate(c_total[1m])`,
@@ -293,7 +296,7 @@ func compare(t *testing.T, what string, got, want promql.Vector) {
 
 // fleet writes ten minutes of samples of six instances of two models,
 // scraped every 15 s with jitter: counters that reset, gauges that go
-// stale or stop, gauges that never change (one infinite), native
+// stale, stop or pause, gauges that never change (one infinite), native
 // histograms with custom and exponential buckets that reset, a series
 // that changes from floats to histograms, and instances that appear and
 // vanish.
@@ -355,6 +358,10 @@ func fleet(t *testing.T) storage.Storage {
 			must(t, append1(app, series("c_total"), ts, counter, nil))
 			must(t, append1(app, series("g"), ts, gauge, nil))
 			must(t, append1(app, series("k"), ts, []float64{1, 1, 1, math.Inf(1), 0.25, 1}[i], nil))
+			if i == 0 && (k < 10 || k >= 35) {
+				// A gap longer than the lookback, in one chunk.
+				must(t, append1(app, series("gap"), ts, gauge, nil))
+			}
 			if k%5 != 0 {
 				must(t, append1(app, series("g2"), ts, rng.Float64(), nil))
 			}
