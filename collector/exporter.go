@@ -193,6 +193,13 @@ type SettingsExporter struct {
 	// it wrote that the next one does not (a setting's value changed, an
 	// instance left) gets a staleness marker, as a scrape would give it.
 	appended map[string]*exportedSettings
+	// text is the family in the text format as TextFamilies last wrote
+	// it, of the instances' settings in textOf: written again only when
+	// one of them changes, rather than sorted and formatted at every
+	// cycle.
+	text   []byte
+	textOf []*exportedSettings
+	textOK bool
 }
 
 // exportedSettings are the series of one instance's settings, exported
@@ -223,7 +230,29 @@ func (e *SettingsExporter) Gather() ([]*dto.MetricFamily, error) {
 
 // TextFamilies is SignalsExporter.TextFamilies for the settings.
 func (e *SettingsExporter) TextFamilies() ([]string, func([]byte, int) []byte, bool) {
-	return textFamilies(e.families())
+	snap := e.c.Latest()
+	if snap == nil || !e.c.Ready() {
+		return nil, nil, true
+	}
+	e.mtx.Lock()
+	defer e.mtx.Unlock()
+	current := e.current(snap)
+	if e.textOf == nil || !slices.Equal(current, e.textOf) {
+		e.text, e.textOK = nil, true
+		if f := settingsFamily(current); f != nil {
+			var appendFamily func([]byte, int) []byte
+			_, appendFamily, e.textOK = textFamilies([]*textFamily{f})
+			if e.textOK {
+				e.text = appendFamily(nil, 0)
+			}
+		}
+		e.textOf = current
+	}
+	if e.text == nil {
+		return nil, nil, e.textOK
+	}
+	text := e.text
+	return []string{settingInfoName}, func(b []byte, _ int) []byte { return append(b, text...) }, true
 }
 
 // families returns the latest snapshot's settings as one family, or none.
@@ -234,8 +263,17 @@ func (e *SettingsExporter) families() []*textFamily {
 	}
 	e.mtx.Lock()
 	defer e.mtx.Unlock()
+	if f := settingsFamily(e.current(snap)); f != nil {
+		return []*textFamily{f}
+	}
+	return nil
+}
+
+// settingsFamily returns the settings of current as one family, its
+// series sorted, or nil when there are none.
+func settingsFamily(current []*exportedSettings) *textFamily {
 	f := &textFamily{name: settingInfoName, help: settingInfoHelp}
-	for _, ex := range e.current(snap) {
+	for _, ex := range current {
 		for _, s := range ex.settingSeries() {
 			f.series = append(f.series, textSeries{lset: s.lset, value: 1})
 		}
@@ -243,7 +281,8 @@ func (e *SettingsExporter) families() []*textFamily {
 	if len(f.series) == 0 {
 		return nil
 	}
-	return sortedFamilies([]*textFamily{f})
+	f.sortSeries()
+	return f
 }
 
 // Append writes the settings of snap to app at its time, the series

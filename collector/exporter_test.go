@@ -350,3 +350,34 @@ func BenchmarkSignalsPage(b *testing.B) {
 		})
 	}
 }
+
+// TestSettingsTextIsWrittenAgainOnlyOnChange checks that the settings'
+// family in the text format is kept while no instance's settings change,
+// and written again, from the new settings, when one does.
+func TestSettingsTextIsWrittenAgainOnlyOnChange(t *testing.T) {
+	instance := func(name, seqs string) *Instance {
+		return &Instance{Instance: name, Engine: "vllm", Model: "m1", Settings: Settings{"max_num_seqs": {Value: seqs, Source: "probe"}}}
+	}
+	c := &Collector{latest: &Snapshot{Instances: []*Instance{instance("b:1", "256"), instance("a:1", "128")}}, ready: true}
+	e := NewSettingsExporter(c)
+	first := appendTextFamilies(t, e)
+	if !strings.Contains(first, `instance="a:1",model="m1",setting="max_num_seqs",source="probe",value="128"} 1
+perfagent_setting_info{engine="vllm",instance="b:1"`) {
+		t.Fatalf("the first page, in instance order:\n%s", first)
+	}
+	kept := &e.text[0]
+	// The next cycle's snapshot: new instances, the same settings.
+	c.latest = &Snapshot{Instances: []*Instance{instance("b:1", "256"), instance("a:1", "128")}}
+	if got := appendTextFamilies(t, e); got != first || &e.text[0] != kept {
+		t.Errorf("unchanged settings were written again:\n%s", got)
+	}
+	c.latest = &Snapshot{Instances: []*Instance{instance("b:1", "512"), instance("a:1", "128")}}
+	want := strings.Replace(first, `value="256"`, `value="512"`, 1)
+	if got := appendTextFamilies(t, e); got != want {
+		t.Errorf("after b:1's change:\n%s\nwant\n%s", got, want)
+	}
+	c.latest = &Snapshot{Instances: []*Instance{instance("a:1", "128")}}
+	if got := appendTextFamilies(t, e); strings.Contains(got, "b:1") {
+		t.Errorf("after b:1 left:\n%s", got)
+	}
+}
