@@ -635,3 +635,50 @@ func TestEvidenceListsEachSeriesOnce(t *testing.T) {
 		t.Errorf("evidence:\n got  %v\n want %v", got, want)
 	}
 }
+
+// TestSGLangRetractionSpellCountsFor15Minutes checks B1's SGLang branch
+// through its recording rule: six minutes of retractions at 3 a minute
+// (too few for the 15-minute mean) make a spell that LLMKVCachePressure
+// fires on and holds for 15 minutes after it ends, and no longer.
+func TestSGLangRetractionSpellCountsFor15Minutes(t *testing.T) {
+	ctx := context.Background()
+	store := openStore(t, t.TempDir())
+	m := NewManager(onStore(store, ManagerOptions{EvaluationInterval: 15 * time.Second}))
+	if err := m.Update(BuiltinFiles()); err != nil {
+		t.Fatal(err)
+	}
+	firing := func() bool {
+		for _, b := range m.Bottlenecks() {
+			if b.Rule == "LLMKVCachePressure" && b.State == StateFiring {
+				return true
+			}
+		}
+		return false
+	}
+	var firstFiring, lastFiring time.Duration
+	for i := range 26 * 4 {
+		at := time.Duration(i) * 15 * time.Second
+		retractions := 0.0
+		if at < 6*time.Minute {
+			retractions = 0.05
+		}
+		appendAt(t, store, t0.Add(at),
+			point{signal("llm_kv_cache_usage_ratio", "s:1", "sglang", "m"), 0.95},
+			point{signal("llm_preemptions_per_second", "s:1", "sglang", "m"), retractions},
+		)
+		m.Eval(ctx, t0.Add(at))
+		if firing() {
+			if firstFiring == 0 {
+				firstFiring = at
+			}
+			lastFiring = at
+		}
+	}
+	// The spell holds while the 5-minute mean exceeds 1/30: until 7m30s.
+	if firstFiring == 0 || firstFiring > 10*time.Minute {
+		t.Errorf("LLMKVCachePressure first fired at %s, want by 10m (a spell from the start, `for: 5m`)", firstFiring)
+	}
+	if lastFiring < 21*time.Minute || lastFiring > 23*time.Minute {
+		t.Errorf("LLMKVCachePressure last fired at %s, want 15 minutes after the spell, 21m–23m", lastFiring)
+	}
+}
