@@ -52,13 +52,20 @@ func ReadHistory(ctx context.Context, src collector.Source, now time.Time, windo
 	for _, s := range itl {
 		inst := s.Metric.Get(model.InstanceLabel)
 		runs := batch[inst]
+		points := out[inst]
+		if points == nil {
+			points = make([]Point, 0, len(s.Floats))
+		}
 		for _, p := range s.Floats {
 			for len(runs) > 0 && runs[0].T < p.T {
 				runs = runs[1:]
 			}
 			if len(runs) > 0 && runs[0].T == p.T {
-				out[inst] = append(out[inst], Point{Time: time.UnixMilli(p.T), Running: runs[0].F, ITL: p.F})
+				points = append(points, Point{Time: time.UnixMilli(p.T), Running: runs[0].F, ITL: p.F})
 			}
+		}
+		if len(points) > 0 {
+			out[inst] = points
 		}
 	}
 	return out, nil
