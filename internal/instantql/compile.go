@@ -191,20 +191,50 @@ func unparenthesized(e parser.Expr) parser.Expr {
 	}
 }
 
-// compileScalar compiles a number literal or scalar() of a vector.
+// compileScalar compiles a number literal, scalar() of a vector, or
+// arithmetic between scalars. Arithmetic between numbers (a rule's
+// `1 / 30`) is computed once here, to the float the engine computes at
+// every evaluation.
 func compileScalar(e parser.Expr) (scalar, error) {
 	if n, err := number(e); err == nil {
 		return numberScalar(n), nil
 	}
-	c, ok := unparenthesized(e).(*parser.Call)
-	if !ok || c.Func.Name != "scalar" {
-		return nil, unsupported("a scalar %T", e)
+	switch x := unparenthesized(e).(type) {
+	case *parser.BinaryExpr:
+		return compileScalarArithmetic(x)
+	case *parser.Call:
+		if x.Func.Name != "scalar" {
+			break
+		}
+		arg, err := compile(x.Args[0])
+		if err != nil {
+			return nil, err
+		}
+		return &vectorScalar{arg: arg.node}, nil
 	}
-	arg, err := compile(c.Args[0])
+	return nil, unsupported("a scalar %T", e)
+}
+
+// compileScalarArithmetic compiles arithmetic between two scalars.
+func compileScalarArithmetic(e *parser.BinaryExpr) (scalar, error) {
+	if e.ReturnBool || !arithmetic(e.Op) {
+		return nil, unsupported("%s between scalars", e.Op)
+	}
+	lhs, err := compileScalar(e.LHS)
 	if err != nil {
 		return nil, err
 	}
-	return &vectorScalar{arg: arg.node}, nil
+	rhs, err := compileScalar(e.RHS)
+	if err != nil {
+		return nil, err
+	}
+	l, lok := lhs.(numberScalar)
+	r, rok := rhs.(numberScalar)
+	if lok && rok {
+		v, _ := floatBinary(e.Op, float64(l), float64(r))
+		return numberScalar(v), nil
+	}
+	return &scalarArithmetic{op: e.Op, lhs: lhs, rhs: rhs}, nil
 }
 
 func compileAggregation(e *parser.AggregateExpr) (compiled, error) {

@@ -512,6 +512,26 @@ func (s *vectorScalar) value(ev *evaluator) (float64, error) {
 	return f, nil
 }
 
+// scalarArithmetic is arithmetic between two scalars, one of them not a
+// number.
+type scalarArithmetic struct {
+	op       parser.ItemType
+	lhs, rhs scalar
+}
+
+func (s *scalarArithmetic) value(ev *evaluator) (float64, error) {
+	l, err := s.lhs.value(ev)
+	if err != nil {
+		return 0, err
+	}
+	r, err := s.rhs.value(ev)
+	if err != nil {
+		return 0, err
+	}
+	v, _ := floatBinary(s.op, l, r)
+	return v, nil
+}
+
 // scalarBinaryNode is an operator between a vector and a scalar.
 type scalarBinaryNode struct {
 	op     parser.ItemType

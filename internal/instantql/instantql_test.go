@@ -65,6 +65,15 @@ var agreeing = []string{
 	`{__name__=~"g|g2"} >= 0.3`,
 	`g * 2`,
 	`2 - g`,
+	`g > 1 / 30`,
+	`(1 - 0.25) * g`,
+	`g / (2 ^ 3 - 8)`,
+	`-1 / 0 < g`,
+	`c_total * (1 + 2 * 3) - (10 / 4)`,
+	`g * (scalar(k{instance="10.0.0.4:8000"}) + 1)`,
+	`g > 2 * scalar(g{instance="10.0.0.0:8000"})`,
+	`g - scalar(k) ^ 2`,
+	`g / (scalar(k{instance="10.0.0.4:8000"}) - 2)`,
 	`g / 0`,
 	`g / g2`,
 	`g - on (instance, model) g2`,
@@ -146,6 +155,8 @@ var agreeing = []string{
 
 // declined are queries the package does not compile.
 var declined = []string{
+	`g > (1 > bool 0)`,
+	`g * (7 % 4)`,
 	`g @ 100`,
 	`rate(c_total[1m] @ 100)`,
 	`rate({__name__=~"c_total|g"}[1m])`,
