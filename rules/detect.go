@@ -73,11 +73,9 @@ func (m *Manager) Detect(ctx context.Context, at time.Time, o DetectOptions) ([]
 		return nil, err
 	}
 	var lookback time.Duration
-	sources := evidenceSources{}
 	for _, g := range groups {
 		for _, ar := range g.AlertingRules() {
 			lookback = max(lookback, ar.HoldDuration()+ar.KeepFiringFor())
-			sources.add(ar)
 		}
 	}
 	// At most about a hundred evaluations, however short the interval.
@@ -91,7 +89,7 @@ func (m *Manager) Detect(ctx context.Context, at time.Time, o DetectOptions) ([]
 		}
 	}
 	var out []Bottleneck
-	for _, b := range m.collect(ctx, at, groups, static, sources) {
+	for _, b := range m.collect(ctx, at, groups, static, evidenceSources{}) {
 		if (len(o.Instances) == 0 || slices.Contains(o.Instances, b.Instance)) && (len(o.Rules) == 0 || slices.Contains(o.Rules, b.Rule)) {
 			out = append(out, b)
 		}

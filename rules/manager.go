@@ -263,10 +263,9 @@ func (m *Manager) install(loader *Loader, loaded []*RuleFile, interval time.Dura
 	m.static = static
 	m.restoring = restoring
 	m.evidence = evidenceSources{}
+	alerts := 0
 	for _, g := range next {
-		for _, ar := range g.AlertingRules() {
-			m.evidence.add(ar)
-		}
+		alerts += len(g.AlertingRules())
 	}
 	m.snapMtx.Lock()
 	m.published = slices.Clone(next)
@@ -279,7 +278,7 @@ func (m *Manager) install(loader *Loader, loaded []*RuleFile, interval time.Dura
 	}
 	m.evaluations = evaluations
 	m.snapMtx.Unlock()
-	m.logger.Info("Bottleneck rules loaded", "files", files, "groups", len(next), "alerts", len(m.evidence))
+	m.logger.Info("Bottleneck rules loaded", "files", files, "groups", len(next), "alerts", alerts)
 }
 
 func (m *Manager) warnUnmatchedDisabled(files []*RuleFile) {
@@ -411,7 +410,7 @@ func (m *Manager) collect(ctx context.Context, ts time.Time, groups []*promrules
 	for _, g := range groups {
 		for _, ar := range g.AlertingRules() {
 			key := ruleKey(ar.Name(), ar.Query().String())
-			src := sources[ar]
+			src := sources.of(ar)
 			for _, a := range ar.ActiveAlerts() {
 				var st State
 				switch a.State {
@@ -501,9 +500,15 @@ func (e *evidenceQueries) get(ctx context.Context, q, instance string) promql.Ve
 // evidenceSources are the evidence of each alerting rule's bottlenecks.
 type evidenceSources map[*promrules.AlertingRule]*ruleEvidence
 
-// add adds ar, read from its expression's selectors.
-func (s evidenceSources) add(ar *promrules.AlertingRule) {
-	s[ar] = &ruleEvidence{selectors: vectorSelectors(ar.Query())}
+// of returns the evidence of ar, read from its expression's selectors on
+// first use.
+func (s evidenceSources) of(ar *promrules.AlertingRule) *ruleEvidence {
+	r, ok := s[ar]
+	if !ok {
+		r = &ruleEvidence{selectors: vectorSelectors(ar.Query())}
+		s[ar] = r
+	}
+	return r
 }
 
 // ruleEvidence is what the bottlenecks of one alerting rule cite: the
