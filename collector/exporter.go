@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -243,7 +244,9 @@ func (e *SettingsExporter) TextFamilies() ([]string, func([]byte, int) []byte, b
 			var appendFamily func([]byte, int) []byte
 			_, appendFamily, e.textOK = textFamilies([]*textFamily{f})
 			if e.textOK {
-				e.text = appendFamily(nil, 0)
+				// Kept until the settings change: without the spare
+				// capacity of the slice it grew in.
+				e.text = bytes.Clone(appendFamily(nil, 0))
 			}
 		}
 		e.textOf = current
